@@ -1,0 +1,28 @@
+//! The empathy.v1 contract: messages, client and server stubs, and canonical-JSON serde.
+
+#[allow(clippy::all, clippy::pedantic)]
+pub mod v1 {
+    tonic::include_proto!("empathy.v1");
+    include!(concat!(env!("OUT_DIR"), "/empathy.v1.serde.rs"));
+
+    /// Encoded descriptors, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("empathy_descriptor");
+}
+
+/// Sentiment labels, in the order of every sentiment score vector.
+pub const SENTIMENT_LABELS: [&str; 3] = ["negative", "neutral", "positive"];
+
+/// Emotion labels (Ekman's six plus neutral), in the order of every emotion vector.
+pub const EMOTION_LABELS: [&str; 7] = [
+    "anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral",
+];
+
+/// Well-known modality names.
+pub mod modality {
+    pub const TEXT: &str = "text";
+    pub const SPEECH: &str = "speech";
+    pub const IMAGE: &str = "image";
+    pub const LEXICON: &str = "lexicon";
+    pub const SITUATION: &str = "situation";
+}
