@@ -1,1 +1,85 @@
-fn main() {}
+//! `empathy-fusion`: the public `empathy.v1.EmpathyService`. Fans a request out to the
+//! modality encoders, fuses what comes back with lexicon features through the serving
+//! model, and answers.
+
+mod analyze;
+mod encoders;
+mod service;
+mod validate;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use clap::Parser;
+use empathy_common::{Metrics, ServeOptions};
+use empathy_model::{FusionModel, Lexicon};
+use empathy_proto::v1::empathy_service_server::EmpathyServiceServer;
+
+use crate::{analyze::Analyzer, encoders::EncoderPool, service::Empathy};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Serves empathy.v1.EmpathyService, the public API")]
+struct Args {
+    /// An encoder endpoint, e.g. http://127.0.0.1:50061; repeat for several. Each
+    /// one's Info says which modalities it serves.
+    #[arg(long = "encoder", required = true)]
+    encoders: Vec<String>,
+    /// Models and data (`empathy assets fetch` fills it).
+    #[arg(long, env = "EMPATHY_ASSETS", default_value = "assets")]
+    assets: PathBuf,
+    /// A model version directory, or a registry of versions (the newest valid one is
+    /// served). Default: <assets>/models.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// How long the encoders get when a request sets no deadline.
+    #[arg(long, default_value_t = 5_000)]
+    default_deadline_ms: u64,
+    #[command(flatten)]
+    limits: validate::Limits,
+    #[command(flatten)]
+    serve: ServeOptions,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    empathy_common::telemetry::init();
+    let args = Args::parse();
+    let model_path = args.model.clone().unwrap_or_else(|| args.assets.join("models"));
+    let assets = args.assets.clone();
+    let (lexicon, model) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let lexicon = Lexicon::load(&assets)?;
+        let version_dir = if model_path.join("manifest.json").exists() {
+            model_path
+        } else {
+            empathy_model::latest_version(&model_path)?
+        };
+        let model = FusionModel::load(&version_dir)
+            .with_context(|| format!("cannot load the model at {}", version_dir.display()))?;
+        Ok((lexicon, model))
+    })
+    .await??;
+    tracing::info!(version = %model.manifest().version, "model loaded");
+
+    let pool = EncoderPool::new(&args.encoders, args.serve.max_message_bytes)?;
+    pool.refresh().await;
+    pool.spawn_refresh(Duration::from_secs(10));
+
+    let metrics = Metrics::new("fusion")?;
+    let analyzer = Analyzer {
+        pool,
+        lexicon: Arc::new(lexicon),
+        model: Arc::new(model),
+        limits: args.limits.clone(),
+        default_deadline: Duration::from_millis(args.default_deadline_ms),
+    };
+    let server = EmpathyServiceServer::new(Empathy::new(analyzer, metrics.clone()))
+        .max_decoding_message_size(args.serve.max_message_bytes);
+    empathy_common::serve(
+        "fusion",
+        &args.serve,
+        tonic::service::Routes::new(server),
+        &["empathy.v1.EmpathyService"],
+        metrics,
+    )
+    .await
+}

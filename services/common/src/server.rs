@@ -1,0 +1,105 @@
+//! Server bootstrap shared by every service: bind, health, reflection, metrics,
+//! limits, and a graceful shutdown on Ctrl-C or SIGTERM.
+
+use std::{net::SocketAddr, time::Duration};
+
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+
+use crate::Metrics;
+
+/// Flags every service takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeOptions {
+    /// gRPC address; port 0 picks a free port (the bound one is printed).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Prometheus `/metrics` address (HTTP); unset = no metrics endpoint.
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Largest request message accepted, in bytes.
+    #[arg(long, default_value_t = 32 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+    /// Concurrent requests served per connection before callers wait.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency_per_connection: usize,
+}
+
+/// Serves `routes` (plus grpc.health.v1 and reflection) until a shutdown signal.
+///
+/// Prints one line to stdout once the port is bound, so a supervisor (`empathy up`,
+/// the end-to-end tests) can learn an ephemeral port:
+/// `<name> listening grpc=<addr> metrics=<addr|->`.
+pub async fn serve(
+    name: &str,
+    opts: &ServeOptions,
+    routes: Routes,
+    service_names: &[&str],
+    metrics: Metrics,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("{name}: cannot listen on {}: {e}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    let metrics_addr = match opts.metrics_listen {
+        Some(a) => metrics.serve(a).await?.to_string(),
+        None => "-".into(),
+    };
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for s in service_names {
+        health.set_service_status(*s, ServingStatus::Serving).await;
+    }
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(empathy_proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    println!("{name} listening grpc={addr} metrics={metrics_addr}");
+    tracing::info!(%addr, metrics = %metrics_addr, "{name} serving");
+
+    let names: Vec<String> = service_names.iter().map(|s| s.to_string()).collect();
+    let shutdown = async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        // Tell load balancers to stop sending before the listener closes.
+        for s in &names {
+            health.set_service_status(s, ServingStatus::NotServing).await;
+        }
+    };
+
+    tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(opts.concurrency_per_connection)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_routes(routes)
+        .add_service(health_service)
+        .add_service(reflection)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    tracing::info!("{name} stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

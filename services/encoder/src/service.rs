@@ -1,0 +1,121 @@
+//! The gRPC face of the encoder: validates requests, routes them to the modality's
+//! batcher and maps plugin errors to gRPC statuses.
+
+use std::{collections::HashMap, pin::Pin, sync::Arc, time::Instant};
+
+use empathy_common::Metrics;
+use empathy_plugin_api::{ErrorKind, PluginError};
+use empathy_proto::v1::{
+    EncodeRequest, EncodeResponse, EncoderInfo, EncoderInfoRequest, ModalityInfo,
+    encoder_service_server::EncoderService,
+};
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::batcher::{Batcher, SubmitError};
+
+#[derive(Clone)]
+pub struct Encoder {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    batchers: HashMap<String, Batcher>,
+    infos: Vec<ModalityInfo>,
+    metrics: Metrics,
+}
+
+impl Encoder {
+    pub fn new(batchers: HashMap<String, Batcher>, infos: Vec<ModalityInfo>, metrics: Metrics) -> Self {
+        Self { inner: Arc::new(Inner { batchers, infos, metrics }) }
+    }
+}
+
+impl Inner {
+    async fn encode(&self, request: EncodeRequest) -> Result<EncodeResponse, Status> {
+        let Some(batcher) = self.batchers.get(&request.modality) else {
+            let served: Vec<&str> = self.infos.iter().map(|i| i.modality.as_str()).collect();
+            return Err(Status::invalid_argument(format!(
+                "modality {:?} is not served here; this encoder serves {served:?}",
+                request.modality
+            )));
+        };
+        if request.inputs.is_empty() {
+            return Err(Status::invalid_argument("inputs is empty: send at least one input"));
+        }
+        if let Some(info) = self.infos.iter().find(|i| i.modality == request.modality) {
+            let max = info.max_batch as usize;
+            if max > 0 && request.inputs.len() > max {
+                return Err(Status::invalid_argument(format!(
+                    "{} inputs in one request; the limit for {} is {max}",
+                    request.inputs.len(),
+                    request.modality
+                )));
+            }
+        }
+        match batcher.submit(request).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(err)) => Err(plugin_status(err)),
+            Err(SubmitError::QueueFull(n)) => Err(Status::resource_exhausted(format!(
+                "the encoder is saturated ({n} requests queued); retry with backoff"
+            ))),
+            Err(SubmitError::Stopped) => Err(Status::unavailable("the encoder is shutting down")),
+        }
+    }
+}
+
+fn plugin_status(err: PluginError) -> Status {
+    match err.kind {
+        ErrorKind::InvalidInput => Status::invalid_argument(err.message),
+        ErrorKind::ResourceExhausted => Status::resource_exhausted(err.message),
+        ErrorKind::Unavailable => Status::unavailable(err.message),
+        ErrorKind::Internal => {
+            tracing::error!(message = %err.message, "plugin failed");
+            Status::internal(err.message)
+        }
+    }
+}
+
+type EncodeStream = Pin<Box<dyn Stream<Item = Result<EncodeResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl EncoderService for Encoder {
+    async fn info(&self, _: Request<EncoderInfoRequest>) -> Result<Response<EncoderInfo>, Status> {
+        Ok(Response::new(EncoderInfo {
+            modalities: self.inner.infos.clone(),
+            server_version: env!("CARGO_PKG_VERSION").to_string(),
+        }))
+    }
+
+    async fn encode(&self, request: Request<EncodeRequest>) -> Result<Response<EncodeResponse>, Status> {
+        let started = Instant::now();
+        self.inner.metrics.in_flight.inc();
+        let result = self.inner.encode(request.into_inner()).await;
+        self.inner.metrics.in_flight.dec();
+        let code = result.as_ref().map_or_else(|s| s.code(), |_| tonic::Code::Ok);
+        self.inner.metrics.observe("Encode", code, started.elapsed());
+        result.map(Response::new)
+    }
+
+    type EncodeStreamStream = EncodeStream;
+
+    async fn encode_stream(
+        &self,
+        request: Request<Streaming<EncodeRequest>>,
+    ) -> Result<Response<Self::EncodeStreamStream>, Status> {
+        let inner = Arc::clone(&self.inner);
+        // Answers keep the order of the requests on the stream.
+        let out = request.into_inner().then(move |item| {
+            let inner = Arc::clone(&inner);
+            async move {
+                let request = item?;
+                let started = Instant::now();
+                let result = inner.encode(request).await;
+                let code = result.as_ref().map_or_else(|s| s.code(), |_| tonic::Code::Ok);
+                inner.metrics.observe("EncodeStream", code, started.elapsed());
+                result
+            }
+        });
+        Ok(Response::new(Box::pin(out)))
+    }
+}

@@ -1,0 +1,239 @@
+//! One analysis: encode every modality present (concurrently, each within the
+//! deadline), compute lexicon features, run the serving model, explain the answer.
+
+use std::{sync::Arc, time::Duration, time::Instant};
+
+use empathy_model::{FusionModel, Lexicon, LexiconAnalysis, ModelInputs, Prediction};
+use empathy_proto::{
+    EMOTION_LABELS, SENTIMENT_LABELS,
+    modality::{IMAGE, SPEECH, TEXT},
+    v1::{
+        AnalyzeRequest, AnalyzeResponse, Attribution, EncodeInput, EncodeOutput, EncodeRequest,
+        Emotions, LabelScore, MissingModality, Sentiment, StageTiming, encode_input::Payload,
+    },
+};
+use tonic::Status;
+
+use crate::{
+    encoders::{EncodeError, EncoderPool},
+    validate::{self, Limits},
+};
+
+pub struct Analyzer {
+    pub pool: EncoderPool,
+    pub lexicon: Arc<Lexicon>,
+    pub model: Arc<FusionModel>,
+    pub limits: Limits,
+    pub default_deadline: Duration,
+}
+
+/// What the encoders gave back, and what they could not give.
+#[derive(Default)]
+struct Encoded {
+    text: Option<Vec<f32>>,
+    speech: Option<EncodeOutput>,
+    image: Option<EncodeOutput>,
+    used: Vec<String>,
+    missing: Vec<MissingModality>,
+    timings: Vec<StageTiming>,
+}
+
+impl Encoded {
+    /// Records one modality's outcome; a refused input fails the whole request.
+    fn take(&mut self, modality: &str, result: Option<(Result<EncodeOutput, EncodeError>, f32)>) -> Result<Option<EncodeOutput>, Status> {
+        let Some((result, ms)) = result else { return Ok(None) };
+        self.timings.push(StageTiming { stage: format!("encode_{modality}"), ms });
+        match result {
+            Ok(out) => {
+                self.used.push(modality.to_string());
+                Ok(Some(out))
+            }
+            Err(EncodeError::BadInput(m)) => Err(Status::invalid_argument(format!("{modality}: {m}"))),
+            Err(EncodeError::Missing(reason)) => {
+                self.missing.push(MissingModality { modality: modality.to_string(), reason });
+                Ok(None)
+            }
+        }
+    }
+}
+
+impl Analyzer {
+    /// Modalities a client may name in options: the built-in ones and whatever the
+    /// encoders currently serve.
+    pub async fn known_modalities(&self) -> Vec<String> {
+        let mut known: Vec<String> = [TEXT, SPEECH, IMAGE].iter().map(|s| s.to_string()).collect();
+        for (m, _) in self.pool.routes().await {
+            if !known.contains(&m) {
+                known.push(m);
+            }
+        }
+        known
+    }
+
+    pub async fn analyze(&self, req: AnalyzeRequest) -> Result<AnalyzeResponse, Status> {
+        let started = Instant::now();
+        validate::check(&req, &self.limits, &self.known_modalities().await)?;
+        let opts = req.options.clone().unwrap_or_default();
+        let manifest = self.model.manifest();
+        if !opts.model_version.is_empty() && opts.model_version != manifest.version {
+            return Err(Status::failed_precondition(format!(
+                "model version {:?} is not loaded; this server serves {:?}",
+                opts.model_version, manifest.version
+            )));
+        }
+        let deadline = match opts.deadline_ms {
+            0 => self.default_deadline,
+            ms => Duration::from_millis(ms.into()),
+        };
+        let wanted = |m: &str| !opts.disable_modalities.iter().any(|d| d == m);
+        let text = req.text.trim().to_string();
+
+        // Every modality present is encoded at once; each one's wait is bounded.
+        let (speech, image, typed) = tokio::join!(
+            self.encode_if(wanted(SPEECH) && !req.audio.is_empty(), SPEECH, Payload::Data(req.audio.clone()), &opts.language, deadline),
+            self.encode_if(wanted(IMAGE) && !req.image.is_empty(), IMAGE, Payload::Data(req.image.clone()), &opts.language, deadline),
+            self.encode_if(wanted(TEXT) && !text.is_empty(), TEXT, Payload::Text(text.clone()), &opts.language, deadline),
+        );
+        let mut enc = Encoded::default();
+        enc.speech = enc.take(SPEECH, speech)?;
+        enc.image = enc.take(IMAGE, image)?;
+
+        // A transcript goes down the text path exactly like typed text.
+        let transcript = enc.speech.as_ref().map(|s| s.transcript.trim().to_string()).unwrap_or_default();
+        let analysed_text = if text.is_empty() { transcript.clone() } else { text.clone() };
+        let text_out = match typed {
+            Some(r) => Some(r),
+            None if wanted(TEXT) && !transcript.is_empty() => {
+                self.encode_if(true, TEXT, Payload::Text(transcript.clone()), &opts.language, deadline).await
+            }
+            None => None,
+        };
+        enc.text = enc.take(TEXT, text_out)?.map(|o| o.embedding);
+        for extra in &req.extra {
+            enc.missing.push(MissingModality {
+                modality: extra.modality.clone(),
+                reason: format!("model version {} has no input for this modality yet", manifest.version),
+            });
+        }
+        if enc.used.is_empty() {
+            let reasons: Vec<String> = enc.missing.iter().map(|m| format!("{}: {}", m.modality, m.reason)).collect();
+            return Err(Status::unavailable(format!("no modality could be encoded ({})", reasons.join("; "))));
+        }
+
+        let t = Instant::now();
+        let lexicon = self.lexicon.analyze(&analysed_text);
+        enc.timings.push(StageTiming { stage: "lexicon".into(), ms: ms_since(t) });
+
+        let inputs = ModelInputs {
+            text: enc.text.take(),
+            lexicon: lexicon.clone(),
+            speech: enc.speech.as_ref().map(|s| s.embedding.clone()).filter(|e| !e.is_empty()),
+            image: enc.image.as_ref().map(|i| i.embedding.clone()).filter(|e| !e.is_empty()),
+            situations: Vec::new(),
+        };
+        let t = Instant::now();
+        let model = Arc::clone(&self.model);
+        let prediction = tokio::task::spawn_blocking(move || model.predict(&[inputs]))
+            .await
+            .map_err(|e| empathy_common::status::internal("model thread failed", e))?
+            .map_err(|e| empathy_common::status::internal("model failed", e))?
+            .pop()
+            .ok_or_else(|| Status::internal("model returned no prediction"))?;
+        enc.timings.push(StageTiming { stage: "model".into(), ms: ms_since(t) });
+        enc.timings.push(StageTiming { stage: "total".into(), ms: ms_since(started) });
+
+        let attributions = if opts.skip_attributions { Vec::new() } else { attributions(&prediction, &lexicon) };
+        Ok(AnalyzeResponse {
+            analysis_id: uuid::Uuid::new_v4().to_string(),
+            sentiment: Some(sentiment(&prediction)),
+            emotions: Some(emotions(&prediction, &manifest.emotion_source)),
+            valence: prediction.valence,
+            arousal: prediction.arousal,
+            transcript,
+            situations: Vec::new(),
+            attributions,
+            model_version: manifest.version.clone(),
+            modalities_used: enc.used,
+            modalities_missing: enc.missing,
+            timings: enc.timings,
+            faces: enc.image.map(|i| i.faces).unwrap_or_default(),
+            request_id: req.request_id,
+            detected_language: String::new(),
+        })
+    }
+
+    /// Encodes one input of `modality` if `present`; returns the outcome and its time.
+    async fn encode_if(
+        &self,
+        present: bool,
+        modality: &str,
+        payload: Payload,
+        language: &str,
+        deadline: Duration,
+    ) -> Option<(Result<EncodeOutput, EncodeError>, f32)> {
+        if !present {
+            return None;
+        }
+        let t = Instant::now();
+        let request = EncodeRequest {
+            modality: modality.to_string(),
+            inputs: vec![EncodeInput { payload: Some(payload), mime_type: String::new() }],
+            language: language.to_string(),
+        };
+        let result = self.pool.encode(request, deadline).await.and_then(|mut r| {
+            r.outputs
+                .pop()
+                .ok_or_else(|| EncodeError::Missing(format!("the {modality} encoder returned no output")))
+        });
+        Some((result, ms_since(t)))
+    }
+}
+
+fn ms_since(t: Instant) -> f32 {
+    t.elapsed().as_secs_f32() * 1000.0
+}
+
+fn scores(labels: &[&str], values: &[f32]) -> Vec<LabelScore> {
+    labels.iter().zip(values).map(|(l, s)| LabelScore { label: l.to_string(), score: *s }).collect()
+}
+
+fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
+}
+
+fn sentiment(p: &Prediction) -> Sentiment {
+    Sentiment {
+        label: SENTIMENT_LABELS[argmax(&p.sentiment)].to_string(),
+        scores: scores(&SENTIMENT_LABELS, &p.sentiment),
+    }
+}
+
+fn emotions(p: &Prediction, source: &str) -> Emotions {
+    Emotions {
+        top: EMOTION_LABELS[argmax(&p.emotions)].to_string(),
+        scores: scores(&EMOTION_LABELS, &p.emotions),
+        source: source.to_string(),
+    }
+}
+
+/// Which token the model attended to, and which words the lexicon counted.
+fn attributions(p: &Prediction, lexicon: &LexiconAnalysis) -> Vec<Attribution> {
+    let tokens = p.attention.iter().map(|(name, w)| {
+        let (kind, name) = match name.split_once(':') {
+            Some((kind, index)) => (kind.to_string(), index.to_string()),
+            None => ("modality".to_string(), name.clone()),
+        };
+        Attribution { kind, name, weight: *w, signal: String::new() }
+    });
+    let words = lexicon.words.iter().map(|w| Attribution {
+        kind: "lexicon".into(),
+        name: w.word.clone(),
+        weight: w.weight,
+        signal: w.signal.clone(),
+    });
+    tokens.chain(words).collect()
+}

@@ -1,0 +1,183 @@
+//! Checks an AnalyzeRequest before any work is done, so a bad request gets one clear
+//! INVALID_ARGUMENT naming the field and the limit.
+
+use empathy_proto::v1::AnalyzeRequest;
+use tonic::Status;
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct Limits {
+    /// Longest text (and context turn), in characters.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_text_chars: usize,
+    /// Largest audio clip, in bytes.
+    #[arg(long, default_value_t = 25 * 1024 * 1024)]
+    pub max_audio_bytes: usize,
+    /// Largest image, in bytes.
+    #[arg(long, default_value_t = 10 * 1024 * 1024)]
+    pub max_image_bytes: usize,
+    /// Most previous turns in `context`.
+    #[arg(long, default_value_t = 50)]
+    pub max_context_turns: usize,
+    /// Most virtual situations one request may ask for.
+    #[arg(long, default_value_t = 8)]
+    pub max_situations: u32,
+    /// Longest deadline a client may ask for, in milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    pub max_deadline_ms: u32,
+}
+
+const SPEAKERS: [&str; 5] = ["", "user", "assistant", "agent", "system"];
+
+pub fn check(req: &AnalyzeRequest, limits: &Limits, known_modalities: &[String]) -> Result<(), Status> {
+    let bad = |msg: String| Err(Status::invalid_argument(msg));
+    if req.text.trim().is_empty() && req.audio.is_empty() && req.image.is_empty() && req.extra.is_empty() {
+        return bad("the request has no input: set at least one of text, audio, image or extra".into());
+    }
+    empathy_common::status::check_len("text", &req.text, limits.max_text_chars)?;
+    if req.audio.len() > limits.max_audio_bytes {
+        return bad(format!("audio is {} bytes; the limit is {} bytes", req.audio.len(), limits.max_audio_bytes));
+    }
+    if req.image.len() > limits.max_image_bytes {
+        return bad(format!("image is {} bytes; the limit is {} bytes", req.image.len(), limits.max_image_bytes));
+    }
+    if req.context.len() > limits.max_context_turns {
+        return bad(format!(
+            "context has {} turns; the limit is {} (send the most recent ones)",
+            req.context.len(),
+            limits.max_context_turns
+        ));
+    }
+    for (i, turn) in req.context.iter().enumerate() {
+        if turn.text.trim().is_empty() {
+            return bad(format!("context[{i}].text is empty: every turn needs its text"));
+        }
+        empathy_common::status::check_len(&format!("context[{i}].text"), &turn.text, limits.max_text_chars)?;
+        if !SPEAKERS.contains(&turn.speaker.as_str()) {
+            return bad(format!(
+                "context[{i}].speaker {:?} is not one of user, assistant, agent, system",
+                turn.speaker
+            ));
+        }
+    }
+    for (i, extra) in req.extra.iter().enumerate() {
+        if extra.modality.is_empty() || extra.data.is_empty() {
+            return bad(format!("extra[{i}] needs both a modality name and data"));
+        }
+    }
+    if let Some(o) = &req.options {
+        if o.num_situations > limits.max_situations {
+            return bad(format!(
+                "options.num_situations is {}; the limit is {}",
+                o.num_situations, limits.max_situations
+            ));
+        }
+        if o.deadline_ms > limits.max_deadline_ms {
+            return bad(format!(
+                "options.deadline_ms is {}; the limit is {}",
+                o.deadline_ms, limits.max_deadline_ms
+            ));
+        }
+        if !o.language.is_empty() && !is_language_tag(&o.language) {
+            return bad(format!(
+                "options.language {:?} is not a BCP-47 tag such as \"en\" or \"zh-CN\"",
+                o.language
+            ));
+        }
+        for (i, m) in o.disable_modalities.iter().enumerate() {
+            if !known_modalities.contains(m) {
+                return bad(format!(
+                    "options.disable_modalities[{i}] {m:?} is not a modality; known: {}",
+                    known_modalities.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A pragmatic BCP-47 check: a 2–3 letter language, then alphanumeric subtags.
+fn is_language_tag(tag: &str) -> bool {
+    let mut parts = tag.split('-');
+    let lang_ok = parts
+        .next()
+        .is_some_and(|l| (2..=3).contains(&l.len()) && l.chars().all(|c| c.is_ascii_alphabetic()));
+    lang_ok && parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use empathy_proto::v1::{AnalyzeOptions, Turn};
+
+    fn limits() -> Limits {
+        Limits {
+            max_text_chars: 20,
+            max_audio_bytes: 10,
+            max_image_bytes: 10,
+            max_context_turns: 2,
+            max_situations: 4,
+            max_deadline_ms: 1000,
+        }
+    }
+
+    fn known() -> Vec<String> {
+        vec!["text".into(), "speech".into(), "image".into()]
+    }
+
+    fn message(req: &AnalyzeRequest) -> String {
+        match check(req, &limits(), &known()) {
+            Ok(()) => String::new(),
+            Err(s) => {
+                assert_eq!(s.code(), tonic::Code::InvalidArgument);
+                s.message().to_string()
+            }
+        }
+    }
+
+    #[test]
+    fn accepts_a_plain_text_request() {
+        let req = AnalyzeRequest { text: "hello".into(), ..Default::default() };
+        assert_eq!(message(&req), "");
+    }
+
+    #[test]
+    fn empty_request_names_the_fields() {
+        let m = message(&AnalyzeRequest { text: "   ".into(), ..Default::default() });
+        assert!(m.contains("text, audio, image"), "{m}");
+    }
+
+    #[test]
+    fn oversized_inputs_name_the_limit() {
+        let m = message(&AnalyzeRequest { text: "x".repeat(21), ..Default::default() });
+        assert!(m.contains("limit is 20"), "{m}");
+        let m = message(&AnalyzeRequest { audio: vec![0; 11], ..Default::default() });
+        assert!(m.contains("limit is 10 bytes"), "{m}");
+    }
+
+    #[test]
+    fn malformed_context_is_refused() {
+        let turn = |s: &str, t: &str| Turn { speaker: s.into(), text: t.into() };
+        let m = message(&AnalyzeRequest {
+            text: "hi".into(),
+            context: vec![turn("user", "ok"), turn("user", " ")],
+            ..Default::default()
+        });
+        assert!(m.contains("context[1].text is empty"), "{m}");
+        let m = message(&AnalyzeRequest { text: "hi".into(), context: vec![turn("robot", "ok")], ..Default::default() });
+        assert!(m.contains("context[0].speaker"), "{m}");
+        let m = message(&AnalyzeRequest { text: "hi".into(), context: vec![turn("", "a"); 3], ..Default::default() });
+        assert!(m.contains("limit is 2"), "{m}");
+    }
+
+    #[test]
+    fn unknown_options_are_refused() {
+        let with = |o: AnalyzeOptions| AnalyzeRequest { text: "hi".into(), options: Some(o), ..Default::default() };
+        let m = message(&with(AnalyzeOptions { disable_modalities: vec!["vidio".into()], ..Default::default() }));
+        assert!(m.contains("\"vidio\" is not a modality"), "{m}");
+        let m = message(&with(AnalyzeOptions { language: "english please".into(), ..Default::default() }));
+        assert!(m.contains("BCP-47"), "{m}");
+        let m = message(&with(AnalyzeOptions { num_situations: 5, ..Default::default() }));
+        assert!(m.contains("num_situations"), "{m}");
+        assert_eq!(message(&with(AnalyzeOptions { language: "zh-CN".into(), ..Default::default() })), "");
+    }
+}
