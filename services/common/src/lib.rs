@@ -1,10 +1,12 @@
 //! What every empathy service shares: the server bootstrap (health, reflection,
 //! limits, graceful shutdown), logs, Prometheus metrics and error-to-status mapping.
 
+pub mod launch;
 pub mod metrics;
 pub mod server;
 pub mod status;
 pub mod telemetry;
 
 pub use metrics::Metrics;
+pub use prometheus;
 pub use server::{ServeOptions, serve};

@@ -33,7 +33,12 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
-        Ok(Self { registry, requests, latency, in_flight })
+        Ok(Self {
+            registry,
+            requests,
+            latency,
+            in_flight,
+        })
     }
 
     /// Records one finished request.
@@ -87,9 +92,16 @@ mod tests {
     fn observed_requests_show_up_in_the_text_format() -> anyhow::Result<()> {
         let m = Metrics::new("test")?;
         m.observe("Analyze", tonic::Code::Ok, Duration::from_millis(5));
-        m.observe("Analyze", tonic::Code::InvalidArgument, Duration::from_millis(1));
+        m.observe(
+            "Analyze",
+            tonic::Code::InvalidArgument,
+            Duration::from_millis(1),
+        );
         let text = m.render();
-        assert!(text.contains(r#"empathy_requests_total{code="Ok",method="Analyze",service="test"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"empathy_requests_total{code="Ok",method="Analyze",service="test"} 1"#),
+            "{text}"
+        );
         assert!(text.contains(r#"code="InvalidArgument""#), "{text}");
         assert!(text.contains("empathy_request_seconds_bucket"), "{text}");
         Ok(())

@@ -65,7 +65,9 @@ pub async fn serve(
         tracing::info!("shutting down: finishing in-flight requests");
         // Tell load balancers to stop sending before the listener closes.
         for s in &names {
-            health.set_service_status(s, ServingStatus::NotServing).await;
+            health
+                .set_service_status(s, ServingStatus::NotServing)
+                .await;
         }
     };
 

@@ -5,9 +5,9 @@
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use empathy_common::Metrics;
+use empathy_common::prometheus::{Histogram, HistogramOpts};
 use empathy_plugin_api::{ErrorKind, PluginError, host::LoadedPlugin};
 use empathy_proto::v1::{EncodeInput, EncodeRequest, EncodeResponse};
-use prometheus::{Histogram, HistogramOpts};
 use tokio::sync::{mpsc, oneshot};
 
 #[derive(Clone, Debug)]
@@ -60,7 +60,11 @@ impl Batcher {
     /// Queues a request and waits for its share of a batch's result.
     pub async fn submit(&self, request: EncodeRequest) -> Result<Reply, SubmitError> {
         let (reply, rx) = oneshot::channel();
-        let job = Job { inputs: request.inputs, language: request.language, reply };
+        let job = Job {
+            inputs: request.inputs,
+            language: request.language,
+            reply,
+        };
         self.tx.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => SubmitError::QueueFull(self.tx.max_capacity()),
             mpsc::error::TrySendError::Closed(_) => SubmitError::Stopped,
@@ -94,7 +98,8 @@ async fn batch_loop(
         let sizes = batch_sizes.clone();
         // The model call is CPU-bound: run it off the async threads. One batch at a
         // time per modality; the plugin uses every core it was given.
-        let done = tokio::task::spawn_blocking(move || run_batches(&plugin, &modality, jobs, &sizes));
+        let done =
+            tokio::task::spawn_blocking(move || run_batches(&plugin, &modality, jobs, &sizes));
         if let Err(err) = done.await {
             tracing::error!(%err, "batch worker failed");
         }
@@ -105,14 +110,23 @@ fn run_batches(plugin: &LoadedPlugin, modality: &str, jobs: Vec<Job>, sizes: &Hi
     // Callers that gave up (deadline, cancel) need no answer: skip their work.
     let mut by_language: BTreeMap<String, Vec<Job>> = BTreeMap::new();
     for job in jobs.into_iter().filter(|j| !j.reply.is_closed()) {
-        by_language.entry(job.language.clone()).or_default().push(job);
+        by_language
+            .entry(job.language.clone())
+            .or_default()
+            .push(job);
     }
     for (language, group) in by_language {
         run_group(plugin, modality, &language, group, sizes);
     }
 }
 
-fn run_group(plugin: &LoadedPlugin, modality: &str, language: &str, jobs: Vec<Job>, sizes: &Histogram) {
+fn run_group(
+    plugin: &LoadedPlugin,
+    modality: &str,
+    language: &str,
+    jobs: Vec<Job>,
+    sizes: &Histogram,
+) {
     let counts: Vec<usize> = jobs.iter().map(|j| j.inputs.len()).collect();
     let (inputs, replies): (Vec<Vec<EncodeInput>>, Vec<_>) =
         jobs.into_iter().map(|j| (j.inputs, j.reply)).unzip();
@@ -130,7 +144,10 @@ fn run_group(plugin: &LoadedPlugin, modality: &str, language: &str, jobs: Vec<Jo
             let mut rest = std::mem::take(&mut response.outputs);
             for (count, reply) in counts.into_iter().zip(replies) {
                 let tail = rest.split_off(count);
-                let _ = reply.send(Ok(EncodeResponse { outputs: rest, model: response.model.clone() }));
+                let _ = reply.send(Ok(EncodeResponse {
+                    outputs: rest,
+                    model: response.model.clone(),
+                }));
                 rest = tail;
             }
         }

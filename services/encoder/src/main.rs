@@ -11,10 +11,16 @@ use clap::Parser;
 use empathy_common::{Metrics, ServeOptions};
 use empathy_proto::v1::encoder_service_server::EncoderServiceServer;
 
-use crate::{batcher::{BatchLimits, Batcher}, service::Encoder};
+use crate::{
+    batcher::{BatchLimits, Batcher},
+    service::Encoder,
+};
 
 #[derive(Parser, Debug)]
-#[command(version, about = "Serves empathy.v1.EncoderService for the modality plugins it loads")]
+#[command(
+    version,
+    about = "Serves empathy.v1.EncoderService for the modality plugins it loads"
+)]
 struct Args {
     /// Plugins to load: a short name ("text" loads libempathy_plugin_text.so from
     /// --plugin-dir) or a path to a library. Repeat for several.
@@ -87,17 +93,25 @@ async fn main() -> anyhow::Result<()> {
     for plugin in loaded {
         for info in plugin.info() {
             tracing::info!(modality = %info.modality, plugin = %plugin.path().display(), "serving modality");
-            let batcher = Batcher::start(Arc::clone(&plugin), info.modality.clone(), limits.clone(), &metrics)?;
+            let batcher = Batcher::start(
+                Arc::clone(&plugin),
+                info.modality.clone(),
+                limits.clone(),
+                &metrics,
+            )?;
             if batchers.insert(info.modality.clone(), batcher).is_some() {
-                anyhow::bail!("two plugins serve the modality {:?}; load only one", info.modality);
+                anyhow::bail!(
+                    "two plugins serve the modality {:?}; load only one",
+                    info.modality
+                );
             }
             infos.push(info.clone());
         }
     }
 
     let encoder = Encoder::new(batchers, infos, metrics.clone());
-    let server = EncoderServiceServer::new(encoder)
-        .max_decoding_message_size(args.serve.max_message_bytes);
+    let server =
+        EncoderServiceServer::new(encoder).max_decoding_message_size(args.serve.max_message_bytes);
     empathy_common::serve(
         "encoder",
         &args.serve,

@@ -26,8 +26,18 @@ struct Inner {
 }
 
 impl Encoder {
-    pub fn new(batchers: HashMap<String, Batcher>, infos: Vec<ModalityInfo>, metrics: Metrics) -> Self {
-        Self { inner: Arc::new(Inner { batchers, infos, metrics }) }
+    pub fn new(
+        batchers: HashMap<String, Batcher>,
+        infos: Vec<ModalityInfo>,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                batchers,
+                infos,
+                metrics,
+            }),
+        }
     }
 }
 
@@ -41,7 +51,9 @@ impl Inner {
             )));
         };
         if request.inputs.is_empty() {
-            return Err(Status::invalid_argument("inputs is empty: send at least one input"));
+            return Err(Status::invalid_argument(
+                "inputs is empty: send at least one input",
+            ));
         }
         if let Some(info) = self.infos.iter().find(|i| i.modality == request.modality) {
             let max = info.max_batch as usize;
@@ -87,13 +99,20 @@ impl EncoderService for Encoder {
         }))
     }
 
-    async fn encode(&self, request: Request<EncodeRequest>) -> Result<Response<EncodeResponse>, Status> {
+    async fn encode(
+        &self,
+        request: Request<EncodeRequest>,
+    ) -> Result<Response<EncodeResponse>, Status> {
         let started = Instant::now();
         self.inner.metrics.in_flight.inc();
         let result = self.inner.encode(request.into_inner()).await;
         self.inner.metrics.in_flight.dec();
-        let code = result.as_ref().map_or_else(|s| s.code(), |_| tonic::Code::Ok);
-        self.inner.metrics.observe("Encode", code, started.elapsed());
+        let code = result
+            .as_ref()
+            .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
+        self.inner
+            .metrics
+            .observe("Encode", code, started.elapsed());
         result.map(Response::new)
     }
 
@@ -111,8 +130,12 @@ impl EncoderService for Encoder {
                 let request = item?;
                 let started = Instant::now();
                 let result = inner.encode(request).await;
-                let code = result.as_ref().map_or_else(|s| s.code(), |_| tonic::Code::Ok);
-                inner.metrics.observe("EncodeStream", code, started.elapsed());
+                let code = result
+                    .as_ref()
+                    .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
+                inner
+                    .metrics
+                    .observe("EncodeStream", code, started.elapsed());
                 result
             }
         });

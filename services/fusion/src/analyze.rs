@@ -8,8 +8,8 @@ use empathy_proto::{
     EMOTION_LABELS, SENTIMENT_LABELS,
     modality::{IMAGE, SPEECH, TEXT},
     v1::{
-        AnalyzeRequest, AnalyzeResponse, Attribution, EncodeInput, EncodeOutput, EncodeRequest,
-        Emotions, LabelScore, MissingModality, Sentiment, StageTiming, encode_input::Payload,
+        AnalyzeRequest, AnalyzeResponse, Attribution, Emotions, EncodeInput, EncodeOutput,
+        EncodeRequest, LabelScore, MissingModality, Sentiment, StageTiming, encode_input::Payload,
     },
 };
 use tonic::Status;
@@ -40,17 +40,31 @@ struct Encoded {
 
 impl Encoded {
     /// Records one modality's outcome; a refused input fails the whole request.
-    fn take(&mut self, modality: &str, result: Option<(Result<EncodeOutput, EncodeError>, f32)>) -> Result<Option<EncodeOutput>, Status> {
-        let Some((result, ms)) = result else { return Ok(None) };
-        self.timings.push(StageTiming { stage: format!("encode_{modality}"), ms });
+    fn take(
+        &mut self,
+        modality: &str,
+        result: Option<(Result<EncodeOutput, EncodeError>, f32)>,
+    ) -> Result<Option<EncodeOutput>, Status> {
+        let Some((result, ms)) = result else {
+            return Ok(None);
+        };
+        self.timings.push(StageTiming {
+            stage: format!("encode_{modality}"),
+            ms,
+        });
         match result {
             Ok(out) => {
                 self.used.push(modality.to_string());
                 Ok(Some(out))
             }
-            Err(EncodeError::BadInput(m)) => Err(Status::invalid_argument(format!("{modality}: {m}"))),
+            Err(EncodeError::BadInput(m)) => {
+                Err(Status::invalid_argument(format!("{modality}: {m}")))
+            }
             Err(EncodeError::Missing(reason)) => {
-                self.missing.push(MissingModality { modality: modality.to_string(), reason });
+                self.missing.push(MissingModality {
+                    modality: modality.to_string(),
+                    reason,
+                });
                 Ok(None)
             }
         }
@@ -61,7 +75,10 @@ impl Analyzer {
     /// Modalities a client may name in options: the built-in ones and whatever the
     /// encoders currently serve.
     pub async fn known_modalities(&self) -> Vec<String> {
-        let mut known: Vec<String> = [TEXT, SPEECH, IMAGE].iter().map(|s| s.to_string()).collect();
+        let mut known: Vec<String> = [TEXT, SPEECH, IMAGE]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         for (m, _) in self.pool.routes().await {
             if !known.contains(&m) {
                 known.push(m);
@@ -90,21 +107,54 @@ impl Analyzer {
 
         // Every modality present is encoded at once; each one's wait is bounded.
         let (speech, image, typed) = tokio::join!(
-            self.encode_if(wanted(SPEECH) && !req.audio.is_empty(), SPEECH, Payload::Data(req.audio.clone()), &opts.language, deadline),
-            self.encode_if(wanted(IMAGE) && !req.image.is_empty(), IMAGE, Payload::Data(req.image.clone()), &opts.language, deadline),
-            self.encode_if(wanted(TEXT) && !text.is_empty(), TEXT, Payload::Text(text.clone()), &opts.language, deadline),
+            self.encode_if(
+                wanted(SPEECH) && !req.audio.is_empty(),
+                SPEECH,
+                Payload::Data(req.audio.clone()),
+                &opts.language,
+                deadline
+            ),
+            self.encode_if(
+                wanted(IMAGE) && !req.image.is_empty(),
+                IMAGE,
+                Payload::Data(req.image.clone()),
+                &opts.language,
+                deadline
+            ),
+            self.encode_if(
+                wanted(TEXT) && !text.is_empty(),
+                TEXT,
+                Payload::Text(text.clone()),
+                &opts.language,
+                deadline
+            ),
         );
         let mut enc = Encoded::default();
         enc.speech = enc.take(SPEECH, speech)?;
         enc.image = enc.take(IMAGE, image)?;
 
         // A transcript goes down the text path exactly like typed text.
-        let transcript = enc.speech.as_ref().map(|s| s.transcript.trim().to_string()).unwrap_or_default();
-        let analysed_text = if text.is_empty() { transcript.clone() } else { text.clone() };
+        let transcript = enc
+            .speech
+            .as_ref()
+            .map(|s| s.transcript.trim().to_string())
+            .unwrap_or_default();
+        let analysed_text = if text.is_empty() {
+            transcript.clone()
+        } else {
+            text.clone()
+        };
         let text_out = match typed {
             Some(r) => Some(r),
             None if wanted(TEXT) && !transcript.is_empty() => {
-                self.encode_if(true, TEXT, Payload::Text(transcript.clone()), &opts.language, deadline).await
+                self.encode_if(
+                    true,
+                    TEXT,
+                    Payload::Text(transcript.clone()),
+                    &opts.language,
+                    deadline,
+                )
+                .await
             }
             None => None,
         };
@@ -112,23 +162,44 @@ impl Analyzer {
         for extra in &req.extra {
             enc.missing.push(MissingModality {
                 modality: extra.modality.clone(),
-                reason: format!("model version {} has no input for this modality yet", manifest.version),
+                reason: format!(
+                    "model version {} has no input for this modality yet",
+                    manifest.version
+                ),
             });
         }
         if enc.used.is_empty() {
-            let reasons: Vec<String> = enc.missing.iter().map(|m| format!("{}: {}", m.modality, m.reason)).collect();
-            return Err(Status::unavailable(format!("no modality could be encoded ({})", reasons.join("; "))));
+            let reasons: Vec<String> = enc
+                .missing
+                .iter()
+                .map(|m| format!("{}: {}", m.modality, m.reason))
+                .collect();
+            return Err(Status::unavailable(format!(
+                "no modality could be encoded ({})",
+                reasons.join("; ")
+            )));
         }
 
         let t = Instant::now();
         let lexicon = self.lexicon.analyze(&analysed_text);
-        enc.timings.push(StageTiming { stage: "lexicon".into(), ms: ms_since(t) });
+        enc.timings.push(StageTiming {
+            stage: "lexicon".into(),
+            ms: ms_since(t),
+        });
 
         let inputs = ModelInputs {
             text: enc.text.take(),
             lexicon: lexicon.clone(),
-            speech: enc.speech.as_ref().map(|s| s.embedding.clone()).filter(|e| !e.is_empty()),
-            image: enc.image.as_ref().map(|i| i.embedding.clone()).filter(|e| !e.is_empty()),
+            speech: enc
+                .speech
+                .as_ref()
+                .map(|s| s.embedding.clone())
+                .filter(|e| !e.is_empty()),
+            image: enc
+                .image
+                .as_ref()
+                .map(|i| i.embedding.clone())
+                .filter(|e| !e.is_empty()),
             situations: Vec::new(),
         };
         let t = Instant::now();
@@ -139,10 +210,20 @@ impl Analyzer {
             .map_err(|e| empathy_common::status::internal("model failed", e))?
             .pop()
             .ok_or_else(|| Status::internal("model returned no prediction"))?;
-        enc.timings.push(StageTiming { stage: "model".into(), ms: ms_since(t) });
-        enc.timings.push(StageTiming { stage: "total".into(), ms: ms_since(started) });
+        enc.timings.push(StageTiming {
+            stage: "model".into(),
+            ms: ms_since(t),
+        });
+        enc.timings.push(StageTiming {
+            stage: "total".into(),
+            ms: ms_since(started),
+        });
 
-        let attributions = if opts.skip_attributions { Vec::new() } else { attributions(&prediction, &lexicon) };
+        let attributions = if opts.skip_attributions {
+            Vec::new()
+        } else {
+            attributions(&prediction, &lexicon)
+        };
         Ok(AnalyzeResponse {
             analysis_id: uuid::Uuid::new_v4().to_string(),
             sentiment: Some(sentiment(&prediction)),
@@ -177,13 +258,16 @@ impl Analyzer {
         let t = Instant::now();
         let request = EncodeRequest {
             modality: modality.to_string(),
-            inputs: vec![EncodeInput { payload: Some(payload), mime_type: String::new() }],
+            inputs: vec![EncodeInput {
+                payload: Some(payload),
+                mime_type: String::new(),
+            }],
             language: language.to_string(),
         };
         let result = self.pool.encode(request, deadline).await.and_then(|mut r| {
-            r.outputs
-                .pop()
-                .ok_or_else(|| EncodeError::Missing(format!("the {modality} encoder returned no output")))
+            r.outputs.pop().ok_or_else(|| {
+                EncodeError::Missing(format!("the {modality} encoder returned no output"))
+            })
         });
         Some((result, ms_since(t)))
     }
@@ -194,7 +278,14 @@ fn ms_since(t: Instant) -> f32 {
 }
 
 fn scores(labels: &[&str], values: &[f32]) -> Vec<LabelScore> {
-    labels.iter().zip(values).map(|(l, s)| LabelScore { label: l.to_string(), score: *s }).collect()
+    labels
+        .iter()
+        .zip(values)
+        .map(|(l, s)| LabelScore {
+            label: l.to_string(),
+            score: *s,
+        })
+        .collect()
 }
 
 fn argmax(values: &[f32]) -> usize {
@@ -227,7 +318,12 @@ fn attributions(p: &Prediction, lexicon: &LexiconAnalysis) -> Vec<Attribution> {
             Some((kind, index)) => (kind.to_string(), index.to_string()),
             None => ("modality".to_string(), name.clone()),
         };
-        Attribution { kind, name, weight: *w, signal: String::new() }
+        Attribution {
+            kind,
+            name,
+            weight: *w,
+            signal: String::new(),
+        }
     });
     let words = lexicon.words.iter().map(|w| Attribution {
         kind: "lexicon".into(),

@@ -49,7 +49,11 @@ impl EncoderPool {
                 Ok((url.clone(), client))
             })
             .collect::<anyhow::Result<_>>()?;
-        Ok(Self { endpoints, routes: Arc::default(), max_message_bytes })
+        Ok(Self {
+            endpoints,
+            routes: Arc::default(),
+            max_message_bytes,
+        })
     }
 
     pub fn max_message_bytes(&self) -> usize {
@@ -108,7 +112,11 @@ impl EncoderPool {
 
     /// Encodes with the modality's encoder within `deadline`; any failure is a reason
     /// for `modalities_missing`, never an error of the whole analysis.
-    pub async fn encode(&self, request: EncodeRequest, deadline: Duration) -> Result<EncodeResponse, EncodeError> {
+    pub async fn encode(
+        &self,
+        request: EncodeRequest,
+        deadline: Duration,
+    ) -> Result<EncodeResponse, EncodeError> {
         let modality = request.modality.clone();
         let route = self.routes.read().await.get(&modality).cloned();
         let route = match route {
@@ -121,7 +129,9 @@ impl EncoderPool {
                     .await
                     .get(&modality)
                     .cloned()
-                    .ok_or_else(|| EncodeError::Missing(format!("no reachable encoder serves {modality}")))?
+                    .ok_or_else(|| {
+                        EncodeError::Missing(format!("no reachable encoder serves {modality}"))
+                    })?
             }
         };
         let mut req = tonic::Request::new(request);
@@ -144,8 +154,13 @@ impl EncoderPool {
 
 fn describe(endpoint: &str, status: &tonic::Status) -> String {
     match status.code() {
-        tonic::Code::Unavailable => format!("encoder at {endpoint} is unavailable: {}", status.message()),
+        tonic::Code::Unavailable => {
+            format!("encoder at {endpoint} is unavailable: {}", status.message())
+        }
         tonic::Code::DeadlineExceeded => format!("encoder at {endpoint} missed the deadline"),
-        code => format!("encoder at {endpoint} answered {code:?}: {}", status.message()),
+        code => format!(
+            "encoder at {endpoint} answered {code:?}: {}",
+            status.message()
+        ),
     }
 }

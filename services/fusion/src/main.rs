@@ -44,7 +44,10 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     empathy_common::telemetry::init();
     let args = Args::parse();
-    let model_path = args.model.clone().unwrap_or_else(|| args.assets.join("models"));
+    let model_path = args
+        .model
+        .clone()
+        .unwrap_or_else(|| args.assets.join("models"));
     let assets = args.assets.clone();
     let (lexicon, model) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let lexicon = Lexicon::load(&assets)?;

@@ -6,8 +6,8 @@ use empathy_common::Metrics;
 use empathy_proto::{
     EMOTION_LABELS, SENTIMENT_LABELS,
     v1::{
-        AnalyzeRequest, AnalyzeResponse, FeedbackRequest, FeedbackResponse, InfoRequest, InfoResponse,
-        ModalityStatus, Turn, empathy_service_server::EmpathyService,
+        AnalyzeRequest, AnalyzeResponse, FeedbackRequest, FeedbackResponse, InfoRequest,
+        InfoResponse, ModalityStatus, Turn, empathy_service_server::EmpathyService,
     },
 };
 use futures::{Stream, StreamExt};
@@ -23,18 +23,27 @@ pub struct Empathy {
 
 impl Empathy {
     pub fn new(analyzer: Analyzer, metrics: Metrics) -> Self {
-        Self { analyzer: Arc::new(analyzer), metrics }
+        Self {
+            analyzer: Arc::new(analyzer),
+            metrics,
+        }
     }
 }
 
 type AnalyzeStream = Pin<Box<dyn Stream<Item = Result<AnalyzeResponse, Status>> + Send>>;
 
-async fn observed<T>(metrics: &Metrics, method: &str, f: impl Future<Output = Result<T, Status>>) -> Result<T, Status> {
+async fn observed<T>(
+    metrics: &Metrics,
+    method: &str,
+    f: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
     let started = Instant::now();
     metrics.in_flight.inc();
     let result = f.await;
     metrics.in_flight.dec();
-    let code = result.as_ref().map_or_else(|s| s.code(), |_| tonic::Code::Ok);
+    let code = result
+        .as_ref()
+        .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
     metrics.observe(method, code, started.elapsed());
     if let Err(s) = &result {
         tracing::info!(method, code = ?s.code(), message = s.message(), "request refused");
@@ -44,10 +53,17 @@ async fn observed<T>(metrics: &Metrics, method: &str, f: impl Future<Output = Re
 
 #[tonic::async_trait]
 impl EmpathyService for Empathy {
-    async fn analyze(&self, request: Request<AnalyzeRequest>) -> Result<Response<AnalyzeResponse>, Status> {
-        observed(&self.metrics, "Analyze", self.analyzer.analyze(request.into_inner()))
-            .await
-            .map(Response::new)
+    async fn analyze(
+        &self,
+        request: Request<AnalyzeRequest>,
+    ) -> Result<Response<AnalyzeResponse>, Status> {
+        observed(
+            &self.metrics,
+            "Analyze",
+            self.analyzer.analyze(request.into_inner()),
+        )
+        .await
+        .map(Response::new)
     }
 
     type AnalyzeStreamStream = AnalyzeStream;
@@ -77,9 +93,16 @@ impl EmpathyService for Empathy {
                     let typed = req.text.trim().to_string();
                     let result = observed(&metrics, "AnalyzeStream", analyzer.analyze(req)).await;
                     if let Ok(resp) = &result {
-                        let said = if typed.is_empty() { resp.transcript.clone() } else { typed };
+                        let said = if typed.is_empty() {
+                            resp.transcript.clone()
+                        } else {
+                            typed
+                        };
                         if !said.is_empty() {
-                            history.push(Turn { speaker: "user".into(), text: said });
+                            history.push(Turn {
+                                speaker: "user".into(),
+                                text: said,
+                            });
                             let excess = history.len().saturating_sub(max_turns);
                             history.drain(..excess);
                         }
@@ -91,7 +114,10 @@ impl EmpathyService for Empathy {
         Ok(Response::new(Box::pin(out)))
     }
 
-    async fn feedback(&self, _: Request<FeedbackRequest>) -> Result<Response<FeedbackResponse>, Status> {
+    async fn feedback(
+        &self,
+        _: Request<FeedbackRequest>,
+    ) -> Result<Response<FeedbackResponse>, Status> {
         Err(Status::unimplemented(
             "feedback is not stored by this version of the server; the learning loop (trainer service) is not deployed yet",
         ))
@@ -120,7 +146,11 @@ impl EmpathyService for Empathy {
                 });
             }
         }
-        let metrics: BTreeMap<String, f32> = manifest.metrics.iter().map(|(k, v)| (k.clone(), *v as f32)).collect();
+        let metrics: BTreeMap<String, f32> = manifest
+            .metrics
+            .iter()
+            .map(|(k, v)| (k.clone(), *v as f32))
+            .collect();
         Ok(Response::new(InfoResponse {
             model_version: manifest.version.clone(),
             sentiment_labels: SENTIMENT_LABELS.iter().map(|s| s.to_string()).collect(),

@@ -28,17 +28,35 @@ pub struct Limits {
 
 const SPEAKERS: [&str; 5] = ["", "user", "assistant", "agent", "system"];
 
-pub fn check(req: &AnalyzeRequest, limits: &Limits, known_modalities: &[String]) -> Result<(), Status> {
+pub fn check(
+    req: &AnalyzeRequest,
+    limits: &Limits,
+    known_modalities: &[String],
+) -> Result<(), Status> {
     let bad = |msg: String| Err(Status::invalid_argument(msg));
-    if req.text.trim().is_empty() && req.audio.is_empty() && req.image.is_empty() && req.extra.is_empty() {
-        return bad("the request has no input: set at least one of text, audio, image or extra".into());
+    if req.text.trim().is_empty()
+        && req.audio.is_empty()
+        && req.image.is_empty()
+        && req.extra.is_empty()
+    {
+        return bad(
+            "the request has no input: set at least one of text, audio, image or extra".into(),
+        );
     }
     empathy_common::status::check_len("text", &req.text, limits.max_text_chars)?;
     if req.audio.len() > limits.max_audio_bytes {
-        return bad(format!("audio is {} bytes; the limit is {} bytes", req.audio.len(), limits.max_audio_bytes));
+        return bad(format!(
+            "audio is {} bytes; the limit is {} bytes",
+            req.audio.len(),
+            limits.max_audio_bytes
+        ));
     }
     if req.image.len() > limits.max_image_bytes {
-        return bad(format!("image is {} bytes; the limit is {} bytes", req.image.len(), limits.max_image_bytes));
+        return bad(format!(
+            "image is {} bytes; the limit is {} bytes",
+            req.image.len(),
+            limits.max_image_bytes
+        ));
     }
     if req.context.len() > limits.max_context_turns {
         return bad(format!(
@@ -49,9 +67,15 @@ pub fn check(req: &AnalyzeRequest, limits: &Limits, known_modalities: &[String])
     }
     for (i, turn) in req.context.iter().enumerate() {
         if turn.text.trim().is_empty() {
-            return bad(format!("context[{i}].text is empty: every turn needs its text"));
+            return bad(format!(
+                "context[{i}].text is empty: every turn needs its text"
+            ));
         }
-        empathy_common::status::check_len(&format!("context[{i}].text"), &turn.text, limits.max_text_chars)?;
+        empathy_common::status::check_len(
+            &format!("context[{i}].text"),
+            &turn.text,
+            limits.max_text_chars,
+        )?;
         if !SPEAKERS.contains(&turn.speaker.as_str()) {
             return bad(format!(
                 "context[{i}].speaker {:?} is not one of user, assistant, agent, system",
@@ -101,7 +125,8 @@ fn is_language_tag(tag: &str) -> bool {
     let lang_ok = parts
         .next()
         .is_some_and(|l| (2..=3).contains(&l.len()) && l.chars().all(|c| c.is_ascii_alphabetic()));
-    lang_ok && parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
+    lang_ok
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
 #[cfg(test)]
@@ -136,48 +161,90 @@ mod tests {
 
     #[test]
     fn accepts_a_plain_text_request() {
-        let req = AnalyzeRequest { text: "hello".into(), ..Default::default() };
+        let req = AnalyzeRequest {
+            text: "hello".into(),
+            ..Default::default()
+        };
         assert_eq!(message(&req), "");
     }
 
     #[test]
     fn empty_request_names_the_fields() {
-        let m = message(&AnalyzeRequest { text: "   ".into(), ..Default::default() });
+        let m = message(&AnalyzeRequest {
+            text: "   ".into(),
+            ..Default::default()
+        });
         assert!(m.contains("text, audio, image"), "{m}");
     }
 
     #[test]
     fn oversized_inputs_name_the_limit() {
-        let m = message(&AnalyzeRequest { text: "x".repeat(21), ..Default::default() });
+        let m = message(&AnalyzeRequest {
+            text: "x".repeat(21),
+            ..Default::default()
+        });
         assert!(m.contains("limit is 20"), "{m}");
-        let m = message(&AnalyzeRequest { audio: vec![0; 11], ..Default::default() });
+        let m = message(&AnalyzeRequest {
+            audio: vec![0; 11],
+            ..Default::default()
+        });
         assert!(m.contains("limit is 10 bytes"), "{m}");
     }
 
     #[test]
     fn malformed_context_is_refused() {
-        let turn = |s: &str, t: &str| Turn { speaker: s.into(), text: t.into() };
+        let turn = |s: &str, t: &str| Turn {
+            speaker: s.into(),
+            text: t.into(),
+        };
         let m = message(&AnalyzeRequest {
             text: "hi".into(),
             context: vec![turn("user", "ok"), turn("user", " ")],
             ..Default::default()
         });
         assert!(m.contains("context[1].text is empty"), "{m}");
-        let m = message(&AnalyzeRequest { text: "hi".into(), context: vec![turn("robot", "ok")], ..Default::default() });
+        let m = message(&AnalyzeRequest {
+            text: "hi".into(),
+            context: vec![turn("robot", "ok")],
+            ..Default::default()
+        });
         assert!(m.contains("context[0].speaker"), "{m}");
-        let m = message(&AnalyzeRequest { text: "hi".into(), context: vec![turn("", "a"); 3], ..Default::default() });
+        let m = message(&AnalyzeRequest {
+            text: "hi".into(),
+            context: vec![turn("", "a"); 3],
+            ..Default::default()
+        });
         assert!(m.contains("limit is 2"), "{m}");
     }
 
     #[test]
     fn unknown_options_are_refused() {
-        let with = |o: AnalyzeOptions| AnalyzeRequest { text: "hi".into(), options: Some(o), ..Default::default() };
-        let m = message(&with(AnalyzeOptions { disable_modalities: vec!["vidio".into()], ..Default::default() }));
+        let with = |o: AnalyzeOptions| AnalyzeRequest {
+            text: "hi".into(),
+            options: Some(o),
+            ..Default::default()
+        };
+        let m = message(&with(AnalyzeOptions {
+            disable_modalities: vec!["vidio".into()],
+            ..Default::default()
+        }));
         assert!(m.contains("\"vidio\" is not a modality"), "{m}");
-        let m = message(&with(AnalyzeOptions { language: "english please".into(), ..Default::default() }));
+        let m = message(&with(AnalyzeOptions {
+            language: "english please".into(),
+            ..Default::default()
+        }));
         assert!(m.contains("BCP-47"), "{m}");
-        let m = message(&with(AnalyzeOptions { num_situations: 5, ..Default::default() }));
+        let m = message(&with(AnalyzeOptions {
+            num_situations: 5,
+            ..Default::default()
+        }));
         assert!(m.contains("num_situations"), "{m}");
-        assert_eq!(message(&with(AnalyzeOptions { language: "zh-CN".into(), ..Default::default() })), "");
+        assert_eq!(
+            message(&with(AnalyzeOptions {
+                language: "zh-CN".into(),
+                ..Default::default()
+            })),
+            ""
+        );
     }
 }

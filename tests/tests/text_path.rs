@@ -1,0 +1,169 @@
+//! The text path end to end: the real encoder (MiniLM plugin) and fusion binaries on
+//! ephemeral loopback ports, called over gRPC.
+
+mod support;
+
+use std::time::Duration;
+
+use empathy_proto::v1::{AnalyzeOptions, AnalyzeRequest, InfoRequest, Turn};
+use support::*;
+use tonic::Code;
+
+#[tokio::test]
+async fn text_path_end_to_end() -> anyhow::Result<()> {
+    let encoder = start_encoder(&[]).await?;
+    let fusion = start_fusion(&[encoder.url()], &["--max-text-chars", "2000"]).await?;
+    let mut c = client(&fusion).await?;
+
+    // The three sentences the issue names, with the real trained model.
+    for (text, expected) in [
+        ("I absolutely love this, thank you so much!", "positive"),
+        ("This is the worst service I have ever had.", "negative"),
+        ("The meeting is at 3 pm in room 4.", "neutral"),
+    ] {
+        let r = analyze_text(&mut c, text).await?;
+        let s = r.sentiment.as_ref().expect("sentiment");
+        assert_eq!(s.label, expected, "{text:?} -> {s:?}");
+        assert_eq!(s.scores.len(), 3);
+        let sum: f32 = s.scores.iter().map(|l| l.score).sum();
+        assert!((sum - 1.0).abs() < 1e-3, "sentiment is a softmax: {sum}");
+        assert!(!r.analysis_id.is_empty());
+        assert!(!r.model_version.is_empty());
+        assert_eq!(r.modalities_used, vec!["text"]);
+        assert!(
+            r.modalities_missing.is_empty(),
+            "{:?}",
+            r.modalities_missing
+        );
+        assert!(r.timings.iter().any(|t| t.stage == "total" && t.ms > 0.0));
+        assert!((-1.0..=1.0).contains(&r.valence) && (-1.0..=1.0).contains(&r.arousal));
+        let e = r.emotions.as_ref().expect("emotions");
+        assert_eq!(e.scores.len(), 7);
+        assert!(e.scores.iter().all(|l| (0.0..=1.0).contains(&l.score)));
+        assert!(
+            r.attributions
+                .iter()
+                .any(|a| a.kind == "modality" && a.name == "text")
+        );
+    }
+
+    // Emotions and explanations follow the words.
+    let r = analyze_text(&mut c, "I am so happy and delighted today!").await?;
+    assert_eq!(
+        r.emotions.as_ref().map(|e| e.top.as_str()),
+        Some("joy"),
+        "{:?}",
+        r.emotions
+    );
+    assert!(
+        r.attributions
+            .iter()
+            .any(|a| a.kind == "lexicon" && a.name.contains("happy")),
+        "{:?}",
+        r.attributions
+    );
+    let r = analyze_text(&mut c, "I am not happy at all.").await?;
+    assert_ne!(
+        r.sentiment.as_ref().map(|s| s.label.as_str()),
+        Some("positive"),
+        "negation: {:?}",
+        r.sentiment
+    );
+
+    // Bad input gets a clear status, and the service keeps serving.
+    let status = c
+        .analyze(AnalyzeRequest::default())
+        .await
+        .expect_err("empty request");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("text, audio, image"),
+        "{}",
+        status.message()
+    );
+    let status = analyze_text(&mut c, &"word ".repeat(500))
+        .await
+        .expect_err("too long");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("limit is 2000"),
+        "{}",
+        status.message()
+    );
+    let status = c
+        .analyze(AnalyzeRequest {
+            text: "hello".into(),
+            context: vec![Turn {
+                speaker: "user".into(),
+                text: "".into(),
+            }],
+            ..Default::default()
+        })
+        .await
+        .expect_err("malformed context");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("context[0].text"),
+        "{}",
+        status.message()
+    );
+    let status = c
+        .analyze(AnalyzeRequest {
+            text: "hello".into(),
+            options: Some(AnalyzeOptions {
+                disable_modalities: vec!["smell".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect_err("unknown option");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("\"smell\" is not a modality"),
+        "{}",
+        status.message()
+    );
+    let r = analyze_text(&mut c, "Still here after all that?").await?;
+    assert!(r.sentiment.is_some());
+
+    // Concurrent requests are batched by the encoder and all answered.
+    let answers = futures::future::try_join_all((0..16).map(|i| {
+        let mut c = c.clone();
+        async move { analyze_text(&mut c, &format!("Request number {i} is wonderful")).await }
+    }))
+    .await?;
+    assert_eq!(answers.len(), 16);
+
+    // Info tells how each output is produced.
+    let info = c.info(InfoRequest {}).await?.into_inner();
+    assert_eq!(info.sentiment_labels, ["negative", "neutral", "positive"]);
+    assert_eq!(info.emotion_labels.len(), 7);
+    assert!(
+        info.notes.iter().any(|n| n.contains("lexicon")),
+        "{:?}",
+        info.notes
+    );
+    assert!(
+        info.modalities
+            .iter()
+            .any(|m| m.modality == "text" && m.available)
+    );
+
+    // Health, as a load balancer sees it.
+    let mut health = tonic_health::pb::health_client::HealthClient::connect(fusion.url()).await?;
+    let h = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "empathy.v1.EmpathyService".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        h.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    fusion.stop(Duration::from_secs(10)).await?;
+    encoder.stop(Duration::from_secs(10)).await?;
+    Ok(())
+}
