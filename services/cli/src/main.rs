@@ -2,6 +2,7 @@
 
 mod analyze;
 mod assets;
+mod bench;
 mod eval;
 mod train;
 mod up;
@@ -33,6 +34,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Accuracy and macro-F1 of a running server on a JSONL file of {"text", "label"}.
     Eval(eval::EvalArgs),
+    /// Latency and throughput of a running system, beside named baselines.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -52,6 +55,7 @@ fn main() -> std::process::ExitCode {
         Command::Analyze(args) => runtime().and_then(|rt| rt.block_on(analyze::run(args))),
         Command::Train(args) => train::run(&args),
         Command::Eval(args) => runtime().and_then(|rt| rt.block_on(eval::run(args))),
+        Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(args))),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
