@@ -72,9 +72,10 @@ pub fn cache_dir() -> PathBuf {
 }
 
 fn index_url() -> String {
-    std::env::var("EMPATHY_PYPI_INDEX")
-        .or_else(|_| std::env::var("PIP_INDEX_URL"))
-        .unwrap_or_else(|_| "https://pypi.org/simple".into())
+    let set = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    set("EMPATHY_PYPI_INDEX")
+        .or_else(|| set("PIP_INDEX_URL"))
+        .unwrap_or_else(|| "https://pypi.org/simple".into())
         .trim_end_matches('/')
         .to_string()
 }
