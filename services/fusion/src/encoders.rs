@@ -20,7 +20,6 @@ struct Route {
 pub struct EncoderPool {
     endpoints: Vec<(String, EncoderServiceClient<Channel>)>,
     routes: Arc<RwLock<HashMap<String, Route>>>,
-    max_message_bytes: usize,
 }
 
 /// Why a modality could not be encoded.
@@ -49,15 +48,7 @@ impl EncoderPool {
                 Ok((url.clone(), client))
             })
             .collect::<anyhow::Result<_>>()?;
-        Ok(Self {
-            endpoints,
-            routes: Arc::default(),
-            max_message_bytes,
-        })
-    }
-
-    pub fn max_message_bytes(&self) -> usize {
-        self.max_message_bytes
+        Ok(Self { endpoints, routes: Arc::default() })
     }
 
     /// Asks every endpoint what it serves and rebuilds the table.
