@@ -1,0 +1,13 @@
+//! The `text` modality: all-MiniLM-L6-v2 sentence embeddings on candle.
+//!
+//! Use [`SentenceEncoder`] directly as a library, or load this crate's cdylib into the
+//! encoder service as a plugin ([`TextPlugin`]).
+
+mod bert;
+mod encoder;
+mod plugin;
+
+pub use encoder::{SentenceEncoder, parse_device};
+pub use plugin::{MODEL_ID, MODEL_SUBDIR, TextPlugin};
+
+empathy_plugin_api::export_plugin!(TextPlugin);

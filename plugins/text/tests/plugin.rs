@@ -1,0 +1,121 @@
+//! The plugin as the encoder host sees it, on the real model.
+
+mod common;
+
+use std::collections::HashMap;
+
+use empathy_plugin_api::{ErrorKind, Plugin};
+use empathy_plugin_text::{MODEL_ID, TextPlugin};
+use empathy_proto::v1::{EncodeInput, EncodeRequest, PluginConfig, encode_input::Payload};
+
+fn config(settings: &[(&str, &str)]) -> PluginConfig {
+    PluginConfig {
+        assets_dir: common::assets_dir().to_string_lossy().into_owned(),
+        settings: settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<HashMap<_, _>>(),
+        ..Default::default()
+    }
+}
+
+fn create_error(config: &PluginConfig) -> empathy_plugin_api::PluginError {
+    match TextPlugin::create(config) {
+        Ok(_) => panic!("created a plugin from {config:?}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn encodes_texts_with_model_info() {
+    common::model_dir();
+    let plugin = TextPlugin::create(&config(&[("max_batch", "16")])).expect("creating");
+    let info = plugin.info();
+    assert_eq!(info.len(), 1);
+    assert_eq!(info[0].modality, "text");
+    assert_eq!(info[0].embedding_dim, 384);
+    assert_eq!(info[0].max_batch, 16);
+    assert_eq!(info[0].max_input_size, 10_000);
+    let model = info[0].model.clone().expect("model ref");
+    assert_eq!(model.id, MODEL_ID);
+    assert_eq!(model.version.len(), 12);
+
+    let inputs = ["I am thrilled!", "This is awful.", "我很难过"]
+        .iter()
+        .map(|t| EncodeInput {
+            payload: Some(Payload::Text(t.to_string())),
+            ..Default::default()
+        })
+        .collect();
+    let request = EncodeRequest {
+        modality: "text".to_string(),
+        inputs,
+        ..Default::default()
+    };
+    let response = plugin.encode(request).expect("encoding");
+    assert_eq!(response.model, Some(model));
+    assert_eq!(response.outputs.len(), 3);
+    assert!(response.outputs.iter().all(|o| o.embedding.len() == 384));
+
+    let bad = EncodeRequest {
+        modality: "text".to_string(),
+        ..Default::default()
+    };
+    let error = plugin.encode(bad).expect_err("an empty request");
+    assert_eq!(error.kind, ErrorKind::InvalidInput);
+}
+
+#[test]
+fn missing_model_says_how_to_fetch_it() {
+    let error = create_error(&config(&[("model_dir", "/nonexistent/minilm")]));
+    assert_eq!(error.kind, ErrorKind::Unavailable);
+    assert!(
+        error.message.contains("/nonexistent/minilm")
+            && error.message.contains("empathy assets fetch"),
+        "{}",
+        error.message
+    );
+}
+
+#[test]
+fn rejects_unknown_settings_and_devices() {
+    let error = create_error(&config(&[("max_batchh", "8")]));
+    assert_eq!(error.kind, ErrorKind::InvalidInput);
+    assert!(error.message.contains("max_batchh"), "{}", error.message);
+
+    let mut bad_device = config(&[]);
+    bad_device.device = "tpu".to_string();
+    assert!(create_error(&bad_device).message.contains("tpu"));
+}
+
+#[test]
+fn loads_through_the_plugin_abi() {
+    common::model_dir();
+    // Cargo builds the cdylib beside this test binary, in target/<profile>/deps.
+    let exe = std::env::current_exe().expect("test binary path");
+    let library = exe.with_file_name(format!(
+        "{}empathy_plugin_text{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    let plugin = empathy_plugin_api::host::LoadedPlugin::load(&library, &config(&[]), None)
+        .expect("loading the cdylib");
+    assert_eq!(plugin.info()[0].embedding_dim, 384);
+    let request = EncodeRequest {
+        modality: "text".to_string(),
+        inputs: vec![EncodeInput {
+            payload: Some(Payload::Text("over the ABI".to_string())),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let response = plugin.encode(&request).expect("encoding");
+    assert_eq!(response.outputs[0].embedding.len(), 384);
+    let error = plugin
+        .encode(&EncodeRequest {
+            modality: "speech".to_string(),
+            ..request
+        })
+        .expect_err("wrong modality");
+    assert_eq!(error.kind, ErrorKind::InvalidInput);
+}

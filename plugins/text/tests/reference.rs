@@ -1,0 +1,124 @@
+//! The candle encoder against sentence-transformers (PyTorch) on the same weights,
+//! from reference/reference_embeddings.json (see reference/make_reference.py).
+
+mod common;
+
+use std::sync::OnceLock;
+
+use candle_core::Device;
+use empathy_plugin_text::SentenceEncoder;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Reference {
+    max_seq_length: usize,
+    items: Vec<Item>,
+}
+
+#[derive(Deserialize)]
+struct Item {
+    text: String,
+    embedding: Vec<f32>,
+}
+
+fn reference() -> Reference {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/reference/reference_embeddings.json"
+    );
+    let text = std::fs::read_to_string(path).expect("reading reference embeddings");
+    serde_json::from_str(&text).expect("parsing reference embeddings")
+}
+
+fn encoder() -> &'static SentenceEncoder {
+    static ENCODER: OnceLock<SentenceEncoder> = OnceLock::new();
+    ENCODER.get_or_init(|| {
+        SentenceEncoder::load(&common::model_dir(), &Device::Cpu).expect("loading the encoder")
+    })
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    dot(a, b) / (dot(a, a).sqrt() * dot(b, b).sqrt())
+}
+
+#[test]
+fn matches_sentence_transformers() {
+    let reference = reference();
+    assert!(reference.items.len() >= 24);
+    assert_eq!(encoder().max_tokens(), reference.max_seq_length);
+    let texts: Vec<&str> = reference.items.iter().map(|i| i.text.as_str()).collect();
+    let ours = encoder().encode(&texts).expect("encoding");
+    let mut lowest = f32::MAX;
+    for (item, vector) in reference.items.iter().zip(&ours) {
+        assert_eq!(vector.len(), encoder().dim());
+        let c = cosine(vector, &item.embedding);
+        assert!(c >= 0.9999, "cosine {c} for {:?}", item.text);
+        lowest = lowest.min(c);
+    }
+    eprintln!("lowest cosine to sentence-transformers: {lowest}");
+}
+
+#[test]
+fn batch_equals_one_by_one_and_keeps_order() {
+    let reference = reference();
+    // Mixed lengths in a scrambled order, so length sorting has to be undone.
+    let texts: Vec<&str> = reference
+        .items
+        .iter()
+        .rev()
+        .map(|i| i.text.as_str())
+        .collect();
+    let batch = encoder().encode(&texts).expect("encoding the batch");
+    assert_eq!(batch.len(), texts.len());
+    for (text, vector) in texts.iter().zip(&batch) {
+        let single = encoder().encode(&[text]).expect("encoding one");
+        let c = cosine(vector, &single[0]);
+        assert!(c >= 0.99999, "padding changed {text:?}: cosine {c}");
+    }
+}
+
+#[test]
+fn embeddings_have_unit_norm() {
+    let vectors = encoder()
+        .encode(&[
+            "short",
+            "a somewhat longer sentence, with punctuation!",
+            "😊",
+        ])
+        .expect("encoding");
+    for v in vectors {
+        let norm = dot(&v, &v).sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "norm {norm}");
+    }
+}
+
+#[test]
+fn large_batches_are_chunked_in_order() {
+    // More sentences than one chunk holds, each distinct.
+    let texts: Vec<String> = (0..150)
+        .map(|i| format!("sentence number {i}{}", " and more".repeat(i % 7)))
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let batch = encoder().encode(&refs).expect("encoding");
+    for i in [0, 63, 64, 100, 149] {
+        let single = encoder().encode(&[refs[i]]).expect("encoding one");
+        assert!(cosine(&batch[i], &single[0]) >= 0.99999, "sentence {i}");
+    }
+}
+
+#[test]
+fn empty_batch_gives_nothing() {
+    assert!(encoder().encode(&[]).expect("encoding").is_empty());
+}
+
+#[test]
+fn version_is_the_weights_checksum_prefix() {
+    use sha2::{Digest, Sha256};
+    let weights = std::fs::read(common::model_dir().join("model.safetensors")).expect("weights");
+    let digest = hex::encode(Sha256::digest(&weights));
+    assert_eq!(encoder().version(), &digest[..12]);
+}
