@@ -151,7 +151,10 @@ async fn text_path_end_to_end() -> anyhow::Result<()> {
     );
 
     // Health, as a load balancer sees it.
-    let mut health = tonic_health::pb::health_client::HealthClient::connect(fusion.url()).await?;
+    let channel = tonic::transport::Endpoint::from_shared(fusion.url())?
+        .connect()
+        .await?;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let h = health
         .check(tonic_health::pb::HealthCheckRequest {
             service: "empathy.v1.EmpathyService".into(),

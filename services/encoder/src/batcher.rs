@@ -144,7 +144,10 @@ fn run_group(
             let mut rest = std::mem::take(&mut response.outputs);
             for (count, reply) in counts.into_iter().zip(replies) {
                 let tail = rest.split_off(count.min(rest.len()));
-                let _ = reply.send(Ok(EncodeResponse { outputs: rest, model: response.model.clone() }));
+                let _ = reply.send(Ok(EncodeResponse {
+                    outputs: rest,
+                    model: response.model.clone(),
+                }));
                 rest = tail;
             }
         }

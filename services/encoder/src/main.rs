@@ -38,7 +38,7 @@ struct Args {
     /// Models and data (`empathy assets fetch` fills it).
     #[arg(long, env = "EMPATHY_ASSETS", default_value = "assets")]
     assets: PathBuf,
-    /// Compute threads per plugin (0 = all cores).
+    /// Compute threads for the models (0 = all cores; sets RAYON_NUM_THREADS).
     #[arg(long, default_value_t = 0)]
     threads: u32,
     /// Compute device passed to plugins, e.g. "cpu" or "cuda:0".
@@ -60,10 +60,22 @@ struct Args {
     serve: ServeOptions,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    empathy_common::telemetry::init();
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.threads > 0 {
+        // candle sizes its thread pool from RAYON_NUM_THREADS once per process, so the
+        // setting must be in place before any plugin runs a model.
+        // SAFETY: no other thread exists yet (the runtime is built below).
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string()) };
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    empathy_common::telemetry::init();
     let settings = parse_settings(&args.settings)?;
     let specs = plugins::LoadSpec {
         plugin_dir: match args.plugin_dir.clone() {
