@@ -135,6 +135,21 @@ async fn text_path_end_to_end() -> anyhow::Result<()> {
     .await?;
     assert_eq!(answers.len(), 16);
 
+    // A conversation on one stream: each turn answered, in order.
+    let turns = ["Hi, my order never arrived.", "Now it is a week late and nobody answers!"];
+    let requests = turns.iter().enumerate().map(|(i, t)| AnalyzeRequest {
+        text: t.to_string(),
+        request_id: format!("turn-{i}"),
+        ..Default::default()
+    });
+    let mut stream = c.analyze_stream(futures::stream::iter(requests)).await?.into_inner();
+    let mut ids = Vec::new();
+    while let Some(r) = stream.message().await? {
+        assert!(r.sentiment.is_some());
+        ids.push(r.request_id);
+    }
+    assert_eq!(ids, ["turn-0", "turn-1"]);
+
     // Info tells how each output is produced.
     let info = c.info(InfoRequest {}).await?.into_inner();
     assert_eq!(info.sentiment_labels, ["negative", "neutral", "positive"]);
