@@ -10,7 +10,7 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
-    pub in_flight: IntGauge,
+    in_flight: IntGauge,
 }
 
 impl Metrics {
@@ -49,6 +49,27 @@ impl Metrics {
         self.latency
             .with_label_values(&[method])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Runs one request, counting it in flight, then records its code and latency.
+    /// Refusals are logged with their message, so operators see why clients fail.
+    pub async fn track<T>(
+        &self,
+        method: &str,
+        request: impl Future<Output = Result<T, tonic::Status>>,
+    ) -> Result<T, tonic::Status> {
+        let started = std::time::Instant::now();
+        self.in_flight.inc();
+        let result = request.await;
+        self.in_flight.dec();
+        let code = result
+            .as_ref()
+            .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
+        self.observe(method, code, started.elapsed());
+        if let Err(s) = &result {
+            tracing::info!(method, code = ?s.code(), message = s.message(), "request refused");
+        }
+        result
     }
 
     /// Registers a service-specific collector (e.g. a batch-size histogram).

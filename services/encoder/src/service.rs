@@ -1,7 +1,7 @@
 //! The gRPC face of the encoder: validates requests, routes them to the modality's
 //! batcher and maps plugin errors to gRPC statuses.
 
-use std::{collections::HashMap, pin::Pin, sync::Arc, time::Instant};
+use std::{collections::HashMap, pin::Pin, sync::Arc};
 
 use empathy_common::Metrics;
 use empathy_plugin_api::{ErrorKind, PluginError};
@@ -103,17 +103,12 @@ impl EncoderService for Encoder {
         &self,
         request: Request<EncodeRequest>,
     ) -> Result<Response<EncodeResponse>, Status> {
-        let started = Instant::now();
-        self.inner.metrics.in_flight.inc();
-        let result = self.inner.encode(request.into_inner()).await;
-        self.inner.metrics.in_flight.dec();
-        let code = result
-            .as_ref()
-            .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
-        self.inner
+        let inner = &self.inner;
+        inner
             .metrics
-            .observe("Encode", code, started.elapsed());
-        result.map(Response::new)
+            .track("Encode", inner.encode(request.into_inner()))
+            .await
+            .map(Response::new)
     }
 
     type EncodeStreamStream = EncodeStream;
@@ -128,15 +123,10 @@ impl EncoderService for Encoder {
             let inner = Arc::clone(&inner);
             async move {
                 let request = item?;
-                let started = Instant::now();
-                let result = inner.encode(request).await;
-                let code = result
-                    .as_ref()
-                    .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
                 inner
                     .metrics
-                    .observe("EncodeStream", code, started.elapsed());
-                result
+                    .track("EncodeStream", inner.encode(request))
+                    .await
             }
         });
         Ok(Response::new(Box::pin(out)))

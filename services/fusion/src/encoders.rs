@@ -48,7 +48,10 @@ impl EncoderPool {
                 Ok((url.clone(), client))
             })
             .collect::<anyhow::Result<_>>()?;
-        Ok(Self { endpoints, routes: Arc::default() })
+        Ok(Self {
+            endpoints,
+            routes: Arc::default(),
+        })
     }
 
     /// Asks every endpoint what it serves and rebuilds the table.

@@ -1,6 +1,6 @@
 //! The public `empathy.v1.EmpathyService`.
 
-use std::{collections::BTreeMap, pin::Pin, sync::Arc, time::Instant};
+use std::{collections::BTreeMap, pin::Pin, sync::Arc};
 
 use empathy_common::Metrics;
 use empathy_proto::{
@@ -32,38 +32,16 @@ impl Empathy {
 
 type AnalyzeStream = Pin<Box<dyn Stream<Item = Result<AnalyzeResponse, Status>> + Send>>;
 
-async fn observed<T>(
-    metrics: &Metrics,
-    method: &str,
-    f: impl Future<Output = Result<T, Status>>,
-) -> Result<T, Status> {
-    let started = Instant::now();
-    metrics.in_flight.inc();
-    let result = f.await;
-    metrics.in_flight.dec();
-    let code = result
-        .as_ref()
-        .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
-    metrics.observe(method, code, started.elapsed());
-    if let Err(s) = &result {
-        tracing::info!(method, code = ?s.code(), message = s.message(), "request refused");
-    }
-    result
-}
-
 #[tonic::async_trait]
 impl EmpathyService for Empathy {
     async fn analyze(
         &self,
         request: Request<AnalyzeRequest>,
     ) -> Result<Response<AnalyzeResponse>, Status> {
-        observed(
-            &self.metrics,
-            "Analyze",
-            self.analyzer.analyze(request.into_inner()),
-        )
-        .await
-        .map(Response::new)
+        self.metrics
+            .track("Analyze", self.analyzer.analyze(request.into_inner()))
+            .await
+            .map(Response::new)
     }
 
     type AnalyzeStreamStream = AnalyzeStream;
@@ -91,7 +69,7 @@ impl EmpathyService for Empathy {
                         req.context = history.clone();
                     }
                     let typed = req.text.trim().to_string();
-                    let result = observed(&metrics, "AnalyzeStream", analyzer.analyze(req)).await;
+                    let result = metrics.track("AnalyzeStream", analyzer.analyze(req)).await;
                     if let Ok(resp) = &result {
                         let said = if typed.is_empty() {
                             resp.transcript.clone()
