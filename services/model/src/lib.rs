@@ -1,0 +1,21 @@
+//! The model crate: lexicon features, the attention-fusion network and its heads,
+//! the checkpoint format, the sentiment corpus and its split, metrics and training.
+
+mod batch;
+pub mod checkpoint;
+pub mod data;
+pub mod embedding_cache;
+pub mod lexicon;
+pub mod metrics;
+mod model;
+pub mod network;
+pub mod topics;
+pub mod training;
+
+#[cfg(test)]
+mod test_support;
+
+pub use checkpoint::{Manifest, latest_version};
+pub use lexicon::{LEXICON_FEATURES, Lexicon, LexiconAnalysis, WordSignal};
+pub use model::{FusionModel, ModelInputs, Prediction};
+pub use training::{TextEncoder, TrainConfig, TrainReport, train_sentiment};

@@ -1,0 +1,162 @@
+//! `empathy train`: embeds the tweet corpus with the text plugin, trains the fusion
+//! model's sentiment head, compares it with VADER on the held-out test split and
+//! writes a new model version.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use empathy_model::training::Embed;
+use empathy_model::{FusionModel, Lexicon, ModelInputs, TextEncoder, TrainConfig, train_sentiment};
+use empathy_plugin_api::host::{LoadedPlugin, library_file_name};
+use empathy_proto::v1::{EncodeInput, EncodeRequest, PluginConfig, encode_input::Payload};
+use empathy_proto::{SENTIMENT_LABELS, modality};
+
+/// Most texts per call into the plugin.
+const MAX_CHUNK: usize = 256;
+
+/// Sentences whose sentiment anyone would agree on, shown after training.
+const SPOT_CHECKS: [&str; 3] = [
+    "I absolutely love this, thank you so much!",
+    "This is the worst service I have ever had.",
+    "The meeting is at 3 pm in room 4.",
+];
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// Downloaded models and data (`empathy assets fetch`).
+    #[arg(long, env = "EMPATHY_ASSETS", default_value = "assets")]
+    pub assets: PathBuf,
+    /// Where model versions are written [default: <assets>/models].
+    #[arg(long)]
+    pub models_dir: Option<PathBuf>,
+    /// Seeds the split, the initial weights and the batch order.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Most training epochs (early stopping on validation macro-F1 usually ends sooner).
+    #[arg(long, default_value_t = TrainConfig::default().epochs)]
+    pub epochs: usize,
+    /// Directory of the text plugin library [default: this executable's directory].
+    #[arg(long)]
+    pub plugin_dir: Option<PathBuf>,
+}
+
+pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let models_dir = args
+        .models_dir
+        .clone()
+        .unwrap_or_else(|| args.assets.join("models"));
+    let plugin = load_text_plugin(args)?;
+    let model = plugin
+        .info()
+        .iter()
+        .find(|m| m.modality == modality::TEXT)
+        .and_then(|m| m.model.clone())
+        .context("the text plugin does not describe its model")?;
+    let encoder_id = format!("{}@{}", model.id, model.version);
+    let mut embed = |texts: &[String]| embed(&plugin, texts);
+    let config = TrainConfig {
+        seed: args.seed,
+        epochs: args.epochs,
+        ..TrainConfig::default()
+    };
+    let encoder = TextEncoder {
+        id: &encoder_id,
+        embed: &mut embed,
+    };
+    let report = train_sentiment(&args.assets, &models_dir, &config, encoder, &mut |m| {
+        eprintln!("{m}")
+    })?;
+
+    let metric = |key: &str| report.metrics.get(key).copied().unwrap_or(f64::NAN);
+    println!();
+    println!(
+        "test split ({} tweets)     accuracy   macro-F1",
+        metric("test_size")
+    );
+    for (name, prefix) in [
+        ("fusion model", "test"),
+        ("VADER baseline", "vader_test"),
+        ("model, lexicon only", "lexicon_only_test"),
+    ] {
+        println!(
+            "  {name:24} {:>8.4}   {:>8.4}",
+            metric(&format!("{prefix}_accuracy")),
+            metric(&format!("{prefix}_macro_f1"))
+        );
+    }
+    spot_checks(&args.assets, &report.version_dir, &mut embed)?;
+    println!();
+    println!("model version  {}", report.version_dir.display());
+    println!("took           {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn load_text_plugin(args: &TrainArgs) -> anyhow::Result<LoadedPlugin> {
+    let plugin_dir = match &args.plugin_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_exe()
+            .context("cannot locate this executable")?
+            .parent()
+            .context("this executable has no directory")?
+            .to_path_buf(),
+    };
+    let path = plugin_dir.join(library_file_name("empathy_plugin_text"));
+    let config = PluginConfig {
+        assets_dir: args.assets.to_string_lossy().into_owned(),
+        threads: 0,
+        ..PluginConfig::default()
+    };
+    LoadedPlugin::load(&path, &config, None)
+        .with_context(|| format!("cannot load the text plugin {}", path.display()))
+}
+
+fn embed(plugin: &LoadedPlugin, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
+    let mut out = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(MAX_CHUNK) {
+        let request = EncodeRequest {
+            modality: modality::TEXT.to_string(),
+            inputs: chunk
+                .iter()
+                .map(|t| EncodeInput {
+                    payload: Some(Payload::Text(t.clone())),
+                    ..EncodeInput::default()
+                })
+                .collect(),
+            ..EncodeRequest::default()
+        };
+        let response = plugin.encode(&request)?;
+        out.extend(response.outputs.into_iter().map(|o| o.embedding));
+    }
+    Ok(out)
+}
+
+/// Loads the new version from disk and labels a few obvious sentences with it.
+fn spot_checks(assets: &Path, version_dir: &Path, embed: &mut Embed) -> anyhow::Result<()> {
+    let model = FusionModel::load(version_dir)?;
+    let lexicon = Lexicon::load(assets)?;
+    let texts: Vec<String> = SPOT_CHECKS.iter().map(|s| s.to_string()).collect();
+    let inputs: Vec<ModelInputs> = embed(&texts)?
+        .into_iter()
+        .zip(&texts)
+        .map(|(text, t)| ModelInputs {
+            text: Some(text),
+            lexicon: lexicon.analyze(t),
+            speech: None,
+            image: None,
+            situations: Vec::new(),
+        })
+        .collect();
+    println!();
+    for (text, p) in texts.iter().zip(model.predict(&inputs)?) {
+        let best = (0..3)
+            .max_by(|a, b| p.sentiment[*a].total_cmp(&p.sentiment[*b]))
+            .unwrap_or(1);
+        println!(
+            "  {:8} {:.2}  {text}",
+            SENTIMENT_LABELS[best], p.sentiment[best]
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! A loaded model version: validates inputs against the manifest, runs the network
+//! and turns its outputs into labelled predictions.
+
+use std::path::Path;
+
+use anyhow::{Context, ensure};
+use candle_core::{D, DType, Device};
+use candle_nn::VarBuilder;
+
+use crate::batch::{BatchBuilder, Example};
+use crate::checkpoint::{Manifest, read_version};
+use crate::lexicon::LexiconAnalysis;
+use crate::network::{FusionNetwork, MODALITIES};
+
+/// Name of situation slot tokens; the attention entry is "situation:<index>".
+pub const SITUATION: &str = "situation";
+
+/// One example: whatever modalities arrived. The lexicon analysis is always present.
+#[derive(Debug, Clone)]
+pub struct ModelInputs {
+    pub text: Option<Vec<f32>>,
+    pub lexicon: LexiconAnalysis,
+    pub speech: Option<Vec<f32>>,
+    pub image: Option<Vec<f32>>,
+    /// Used in order up to the model's `max_situations`; extra ones are ignored.
+    pub situations: Vec<Vec<f32>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// Softmax over SENTIMENT_LABELS.
+    pub sentiment: [f32; 3],
+    /// Each in [0, 1], EMOTION_LABELS order.
+    pub emotions: [f32; 7],
+    pub valence: f32,
+    pub arousal: f32,
+    /// ("text", w), ("lexicon", w), ("situation:0", w), ...: the tokens used, summing
+    /// to one. Inputs the version was not trained on are left out (masked).
+    pub attention: Vec<(String, f32)>,
+}
+
+pub struct FusionModel {
+    manifest: Manifest,
+    network: FusionNetwork,
+}
+
+impl FusionModel {
+    /// Loads and checks a version directory (manifest, checksum, tensor shapes).
+    pub fn load(version_dir: &Path) -> anyhow::Result<FusionModel> {
+        let (manifest, weights) = read_version(version_dir)?;
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)?;
+        let network = FusionNetwork::new(manifest.dims, vb).with_context(|| {
+            format!(
+                "model version {}: the weights do not match the manifest's dims",
+                version_dir.display()
+            )
+        })?;
+        Ok(FusionModel { manifest, network })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn new(manifest: Manifest, network: FusionNetwork) -> FusionModel {
+        FusionModel { manifest, network }
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn predict(&self, batch: &[ModelInputs]) -> anyhow::Result<Vec<Prediction>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dims = self.manifest.dims;
+        let used: Vec<bool> = MODALITIES
+            .iter()
+            .map(|m| self.trains(m))
+            .chain((0..dims.max_situations).map(|_| self.trains(SITUATION)))
+            .collect();
+        let mut builder = BatchBuilder::new(dims);
+        for (i, inputs) in batch.iter().enumerate() {
+            self.check(inputs).with_context(|| format!("input {i}"))?;
+            let example = Example {
+                text: inputs.text.as_deref(),
+                lexicon: &inputs.lexicon.features,
+                speech: inputs.speech.as_deref(),
+                image: inputs.image.as_deref(),
+                situations: &inputs.situations,
+            };
+            builder.push(&example, |slot| used[slot]);
+        }
+        let tokens = builder.build()?;
+        let out = self.network.forward(&tokens)?;
+        let sentiment =
+            candle_nn::ops::softmax(&out.sentiment_logits, D::Minus1)?.to_vec2::<f32>()?;
+        let emotions = candle_nn::ops::sigmoid(&out.emotion_logits)?.to_vec2::<f32>()?;
+        let affect = out.affect.to_vec2::<f32>()?;
+        let attention = out.attention.to_vec2::<f32>()?;
+        let mask = tokens.mask.to_vec2::<f32>()?;
+        let from_model = self.manifest.emotion_source == "model";
+        let mut predictions = Vec::with_capacity(batch.len());
+        for (i, inputs) in batch.iter().enumerate() {
+            let sentiment = to_array::<3>(&sentiment[i])?;
+            let lexicon = &inputs.lexicon;
+            let (emotions, valence, arousal) = if from_model {
+                (to_array::<7>(&emotions[i])?, affect[i][0], affect[i][1])
+            } else {
+                // Untrained heads: lexicon emotions and arousal; valence is half the
+                // trained sentiment (p(positive) - p(negative)), half VADER's compound.
+                let trained = sentiment[2] - sentiment[0];
+                (
+                    lexicon.emotions,
+                    0.5 * trained + 0.5 * lexicon.valence,
+                    lexicon.arousal,
+                )
+            };
+            predictions.push(Prediction {
+                sentiment,
+                emotions,
+                valence,
+                arousal,
+                attention: token_weights(&attention[i], &mask[i]),
+            });
+        }
+        Ok(predictions)
+    }
+
+    /// Checks the inputs the version uses; the others are masked, so their widths
+    /// do not matter (a new speech plugin must not break a text-trained model).
+    fn check(&self, inputs: &ModelInputs) -> anyhow::Result<()> {
+        let dims = &self.manifest.dims;
+        let width = |name: &str, got: Option<usize>, want: usize| -> anyhow::Result<()> {
+            if let Some(got) = got.filter(|_| self.trains(name)) {
+                ensure!(
+                    got == want,
+                    "the {name} token has {got} values, model version {} expects {want}",
+                    self.manifest.version
+                );
+            }
+            Ok(())
+        };
+        width("text", inputs.text.as_ref().map(Vec::len), dims.text)?;
+        width("lexicon", Some(inputs.lexicon.features.len()), dims.lexicon)?;
+        width("speech", inputs.speech.as_ref().map(Vec::len), dims.speech)?;
+        width("image", inputs.image.as_ref().map(Vec::len), dims.image)?;
+        for s in &inputs.situations {
+            width(SITUATION, Some(s.len()), dims.situation)?;
+        }
+        let used = [
+            ("text", inputs.text.as_deref()),
+            ("lexicon", Some(&inputs.lexicon.features[..])),
+            ("speech", inputs.speech.as_deref()),
+            ("image", inputs.image.as_deref()),
+        ]
+        .into_iter()
+        .chain(inputs.situations.iter().map(|s| (SITUATION, Some(&s[..]))));
+        for (name, values) in used {
+            if let Some(values) = values.filter(|_| self.trains(name)) {
+                ensure!(
+                    values.iter().all(|x| x.is_finite()),
+                    "the {name} token holds NaN or infinity"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn trains(&self, token: &str) -> bool {
+        self.manifest.trained_tokens.iter().any(|t| t == token)
+    }
+}
+
+fn to_array<const N: usize>(row: &[f32]) -> anyhow::Result<[f32; N]> {
+    row.try_into()
+        .map_err(|_| anyhow::anyhow!("expected {N} scores, got {}", row.len()))
+}
+
+/// The attention of each used token, named.
+fn token_weights(attention: &[f32], mask: &[f32]) -> Vec<(String, f32)> {
+    attention
+        .iter()
+        .zip(mask)
+        .enumerate()
+        .filter(|(_, (_, m))| **m > 0.0)
+        .map(|(slot, (w, _))| {
+            let name = match MODALITIES.get(slot) {
+                Some(m) => m.to_string(),
+                None => format!("{SITUATION}:{}", slot - MODALITIES.len()),
+            };
+            (name, *w)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

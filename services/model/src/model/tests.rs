@@ -1,0 +1,179 @@
+use std::path::{Path, PathBuf};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::*;
+use crate::LEXICON_FEATURES;
+use crate::checkpoint::{NewVersion, TrainingInfo, latest_version, save_version};
+use crate::network::{Dims, init_network};
+use crate::test_support::{TempDir, analysis};
+
+fn dims() -> Dims {
+    Dims {
+        text: 8,
+        lexicon: LEXICON_FEATURES,
+        speech: 3,
+        image: 2,
+        situation: 8,
+        max_situations: 2,
+        d_model: 16,
+    }
+}
+
+fn all_tokens() -> Vec<String> {
+    ["text", "lexicon", "speech", "image", "situation"]
+        .map(String::from)
+        .to_vec()
+}
+
+fn save(dir: &Path, seed: u64, tokens: Vec<String>) -> anyhow::Result<(PathBuf, FusionModel)> {
+    let (varmap, network) = init_network(dims(), &mut StdRng::seed_from_u64(seed))?;
+    let (path, manifest) = save_version(
+        dir,
+        &varmap,
+        NewVersion {
+            parent: None,
+            dims: dims(),
+            trained_tokens: tokens,
+            emotion_source: "lexicon".into(),
+            training: TrainingInfo::default(),
+            metrics: [("test_macro_f1".to_string(), 0.5)].into(),
+        },
+    )?;
+    Ok((path, FusionModel::new(manifest, network)))
+}
+
+fn inputs() -> Vec<ModelInputs> {
+    let v = |n: usize, x: f32| (0..n).map(|i| x + i as f32 * 0.1).collect::<Vec<f32>>();
+    vec![
+        ModelInputs {
+            text: Some(v(8, 0.1)),
+            lexicon: analysis(0.2),
+            speech: Some(v(3, -0.3)),
+            image: None,
+            situations: vec![v(8, 0.5), v(8, -0.5), v(8, 0.9)],
+        },
+        ModelInputs {
+            text: None,
+            lexicon: analysis(-0.4),
+            speech: None,
+            image: Some(v(2, 0.7)),
+            situations: Vec::new(),
+        },
+    ]
+}
+
+fn names(p: &Prediction) -> Vec<&str> {
+    p.attention.iter().map(|(n, _)| n.as_str()).collect()
+}
+
+#[test]
+fn save_load_round_trip_predicts_the_same() -> anyhow::Result<()> {
+    let dir = TempDir::new("roundtrip");
+    let (path, in_memory) = save(dir.path(), 1, all_tokens())?;
+    let loaded = FusionModel::load(&path)?;
+    assert_eq!(loaded.manifest(), in_memory.manifest());
+    assert_eq!(loaded.manifest().version, "v0001");
+    assert_eq!(loaded.predict(&inputs())?, in_memory.predict(&inputs())?);
+    assert_eq!(latest_version(dir.path())?, path);
+    Ok(())
+}
+
+#[test]
+fn attention_covers_the_present_trained_tokens() -> anyhow::Result<()> {
+    let dir = TempDir::new("attention");
+    let (_, model) = save(dir.path(), 2, all_tokens())?;
+    let p = model.predict(&inputs())?;
+    // The third situation is beyond max_situations.
+    assert_eq!(
+        names(&p[0]),
+        ["text", "lexicon", "speech", "situation:0", "situation:1"]
+    );
+    assert_eq!(names(&p[1]), ["lexicon", "image"]);
+    for pred in &p {
+        let sum: f32 = pred.attention.iter().map(|(_, w)| w).sum();
+        assert!((sum - 1.0).abs() < 1e-5, "{sum}");
+        assert!((pred.sentiment.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        assert_eq!(
+            pred.emotions,
+            analysis(0.0).emotions,
+            "emotions come from the lexicon"
+        );
+    }
+    // A version trained on text and lexicon ignores the other inputs.
+    let (_, text_only) = save(dir.path(), 2, vec!["text".into(), "lexicon".into()])?;
+    let mut odd = inputs();
+    odd[0].speech = Some(vec![f32::NAN; 7]);
+    let p = text_only.predict(&odd)?;
+    assert_eq!(names(&p[0]), ["text", "lexicon"]);
+    assert_eq!(names(&p[1]), ["lexicon"]);
+    assert_eq!(p[1].attention[0].1, 1.0);
+    Ok(())
+}
+
+#[test]
+fn wrong_input_widths_are_refused() -> anyhow::Result<()> {
+    let dir = TempDir::new("widths");
+    let (_, model) = save(dir.path(), 3, all_tokens())?;
+    let mut bad = inputs();
+    bad[1].text = Some(vec![0.0; 5]);
+    let Err(e) = model.predict(&bad) else {
+        panic!("accepted a 5-wide text token")
+    };
+    assert!(
+        format!("{e:#}").contains("text token has 5 values"),
+        "{e:#}"
+    );
+    bad[1].text = Some(vec![f32::NAN; 8]);
+    assert!(model.predict(&bad).is_err());
+    Ok(())
+}
+
+#[test]
+fn corrupt_versions_are_refused_and_skipped() -> anyhow::Result<()> {
+    let dir = TempDir::new("corrupt");
+    let err = |p: &Path| match FusionModel::load(p) {
+        Ok(_) => panic!("loaded the broken version {}", p.display()),
+        Err(e) => format!("{e:#}"),
+    };
+    let (good, _) = save(dir.path(), 4, all_tokens())?;
+
+    let (flipped, _) = save(dir.path(), 5, all_tokens())?;
+    let weights = flipped.join(crate::checkpoint::WEIGHTS_FILE);
+    let mut bytes = std::fs::read(&weights)?;
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&weights, bytes)?;
+    assert!(err(&flipped).contains("checksum mismatch"));
+
+    let (no_manifest, _) = save(dir.path(), 6, all_tokens())?;
+    std::fs::remove_file(no_manifest.join(crate::checkpoint::MANIFEST_FILE))?;
+    assert!(err(&no_manifest).contains("manifest.json"));
+
+    let (wrong_dims, model) = save(dir.path(), 7, all_tokens())?;
+    let mut manifest = model.manifest().clone();
+    manifest.dims.text = 9;
+    std::fs::write(
+        wrong_dims.join(crate::checkpoint::MANIFEST_FILE),
+        serde_json::to_vec(&manifest)?,
+    )?;
+    assert!(err(&wrong_dims).contains("do not match the manifest's dims"));
+
+    std::fs::create_dir(dir.path().join(".tmp-123-456"))?;
+    std::fs::create_dir(dir.path().join("v0099"))?;
+    std::fs::write(dir.path().join("v0099/model.safetensors"), b"half")?;
+    assert_eq!(latest_version(dir.path())?, good);
+    Ok(())
+}
+
+#[test]
+fn no_version_says_how_to_get_one() {
+    let dir = TempDir::new("empty");
+    for models in [dir.path().to_path_buf(), dir.path().join("absent")] {
+        let Err(e) = latest_version(&models) else {
+            panic!("found a version in an empty directory")
+        };
+        assert!(e.to_string().contains("run `empathy train`"), "{e}");
+    }
+}

@@ -1,0 +1,352 @@
+//! Supervised sentiment training on the tweet corpus: embed the tweets as utterances
+//! (cached), add lexicon features, train the fusion network's sentiment head with
+//! AdamW against per-topic label priors, stop early on validation macro-F1, evaluate
+//! on the test split against VADER (scoring the same utterances), and publish a
+//! model version.
+
+mod embed;
+mod fit;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::ensure;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::checkpoint::{NewVersion, TrainingInfo, save_version};
+use crate::data::{Corpus, Split, corpus_path, load_corpus, stratified_split};
+use crate::lexicon::Lexicon;
+use crate::metrics::{Confusion, vader_label};
+use crate::network::{Dims, init_network};
+use crate::topics::{TopicTagger, log_priors};
+use embed::embeddings;
+use fit::{Features, Session, predict};
+
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    pub seed: u64,
+    /// Upper bound; early stopping usually ends sooner.
+    pub epochs: usize,
+    /// Epochs without a better validation macro-F1 before stopping.
+    pub patience: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    /// Dropout on the pooled hidden vector.
+    pub dropout: f64,
+    /// Share of training examples whose text token is hidden, so the model still
+    /// works from the lexicon alone when the text encoder is down.
+    pub text_dropout: f64,
+    /// Weight the loss by inverse class frequency. Off by default: the topic priors
+    /// already take the label mix out of what the network learns, and both together
+    /// over-predict the rare class.
+    pub class_weighting: bool,
+    /// Weight of the per-topic label priors added to the logits in training (see
+    /// `topics`); 0 turns debiasing off, 1 is a plain product of experts.
+    pub topic_prior_weight: f64,
+    /// Share of each label held out for validation, and again for test.
+    pub held_out_fraction: f64,
+    pub dims: Dims,
+    /// Texts per call of the encoder.
+    pub embed_batch: usize,
+    /// Where embeddings are cached; None = `$XDG_CACHE_HOME/empathy/embeddings`.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            seed: 42,
+            epochs: 60,
+            patience: 8,
+            batch_size: 128,
+            learning_rate: 1e-3,
+            weight_decay: 1e-2,
+            dropout: 0.2,
+            text_dropout: 0.1,
+            class_weighting: false,
+            topic_prior_weight: 1.0,
+            held_out_fraction: 0.1,
+            dims: Dims::default(),
+            embed_batch: 256,
+            cache_dir: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainReport {
+    pub version_dir: PathBuf,
+    /// Model and VADER on the test split (accuracy, macro-F1, per-class F1), the
+    /// lexicon-only model, validation macro-F1, split sizes.
+    pub metrics: BTreeMap<String, f64>,
+}
+
+pub type Embed<'a> = dyn FnMut(&[String]) -> anyhow::Result<Vec<Vec<f32>>> + 'a;
+
+/// The encoder as training sees it: an id for the cache key and the function.
+pub struct TextEncoder<'a> {
+    /// Model id and version, e.g. "sentence-transformers/all-MiniLM-L6-v2@<sha>".
+    pub id: &'a str,
+    /// Embeds a batch of texts: one L2-normalised vector of `Dims::text` per text.
+    pub embed: &'a mut Embed<'a>,
+}
+
+pub fn train_sentiment(
+    assets_dir: &Path,
+    models_dir: &Path,
+    config: &TrainConfig,
+    encoder: TextEncoder,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<TrainReport> {
+    let started = Instant::now();
+    ensure!(
+        config.batch_size > 0 && config.embed_batch > 0,
+        "batch sizes must be positive"
+    );
+    let corpus = load_corpus(&corpus_path(assets_dir))?;
+    progress(&format!(
+        "corpus: {} rows, {} kept ({} empty, {} duplicates and {} rows with conflicting \
+         labels dropped)",
+        corpus.rows,
+        corpus.texts.len(),
+        corpus.empty_removed,
+        corpus.duplicates_removed,
+        corpus.conflicting_removed
+    ));
+    let split = stratified_split(&corpus.labels, config.seed, config.held_out_fraction);
+    progress(&format!(
+        "split (seed {}): train {}, validation {}, test {}",
+        config.seed,
+        split.train.len(),
+        split.validation.len(),
+        split.test.len()
+    ));
+    let encoder_id = encoder.id.to_string();
+    let text = embeddings(&corpus, config, encoder, progress)?;
+    let lexicon = Lexicon::load(assets_dir)?;
+    let mut lexicon_rows = Vec::with_capacity(corpus.texts.len() * config.dims.lexicon);
+    let mut vader = Vec::with_capacity(corpus.texts.len());
+    for t in &corpus.texts {
+        let analysis = lexicon.analyze(t);
+        ensure!(
+            analysis.features.len() == config.dims.lexicon,
+            "the lexicon gives {} features, dims.lexicon is {}",
+            analysis.features.len(),
+            config.dims.lexicon
+        );
+        lexicon_rows.extend_from_slice(&analysis.features);
+        vader.push(analysis.vader_compound);
+    }
+    let features = Features {
+        text,
+        lexicon: lexicon_rows,
+        vader,
+        dims: config.dims,
+    };
+
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let (varmap, network) = init_network(config.dims, &mut rng)?;
+    let class_weights = class_weights(&corpus.labels, &split.train, config.class_weighting);
+    let bias = topic_bias(&corpus, &split, config.topic_prior_weight as f32)?;
+    let session = Session {
+        network: &network,
+        varmap: &varmap,
+        features: &features,
+        labels: &corpus.labels,
+        split: &split,
+        class_weights: &class_weights,
+        bias: &bias,
+        config,
+    };
+    let fit = session.fit(&mut rng, progress)?;
+
+    let mut metrics = BTreeMap::new();
+    let labels_of = |ix: &[usize]| ix.iter().map(|&i| corpus.labels[i]).collect::<Vec<_>>();
+    let test_labels = labels_of(&split.test);
+    let model = Confusion::from_labels(
+        3,
+        &test_labels,
+        &predict(&network, &features, &split.test, true)?,
+    );
+    let lexicon_only = Confusion::from_labels(
+        3,
+        &test_labels,
+        &predict(&network, &features, &split.test, false)?,
+    );
+    let vader_pred: Vec<usize> = split
+        .test
+        .iter()
+        .map(|&i| vader_label(features.vader[i]))
+        .collect();
+    let baseline = Confusion::from_labels(3, &test_labels, &vader_pred);
+    record(&mut metrics, "test", &model);
+    record(&mut metrics, "vader_test", &baseline);
+    record(&mut metrics, "lexicon_only_test", &lexicon_only);
+    metrics.insert("validation_macro_f1".into(), fit.best_f1);
+    metrics.insert("train_size".into(), split.train.len() as f64);
+    metrics.insert("validation_size".into(), split.validation.len() as f64);
+    metrics.insert("test_size".into(), split.test.len() as f64);
+
+    let seconds = started.elapsed().as_secs_f64();
+    let training = TrainingInfo {
+        data_sha256: corpus.sha256.clone(),
+        encoder: encoder_id,
+        seed: config.seed,
+        train_size: split.train.len(),
+        validation_size: split.validation.len(),
+        test_size: split.test.len(),
+        empty_removed: corpus.empty_removed,
+        duplicates_removed: corpus.duplicates_removed,
+        conflicting_removed: corpus.conflicting_removed,
+        epochs: fit.epochs,
+        best_epoch: fit.best_epoch,
+        batch_size: config.batch_size,
+        learning_rate: config.learning_rate,
+        weight_decay: config.weight_decay,
+        dropout: config.dropout,
+        text_dropout: config.text_dropout,
+        class_weights: class_weights.iter().map(|w| f64::from(*w)).collect(),
+        topic_prior_weight: config.topic_prior_weight,
+        seconds,
+    };
+    let (version_dir, _) = save_version(
+        models_dir,
+        &varmap,
+        NewVersion {
+            parent: None,
+            dims: config.dims,
+            trained_tokens: vec!["text".into(), "lexicon".into()],
+            emotion_source: "lexicon".into(),
+            training,
+            metrics: metrics.clone(),
+        },
+    )?;
+    progress(&format!(
+        "saved {} ({seconds:.0} s in all)",
+        version_dir.display()
+    ));
+    Ok(TrainReport {
+        version_dir,
+        metrics,
+    })
+}
+
+/// Per example, the log label prior of its topic on the training split.
+fn topic_bias(corpus: &Corpus, split: &Split, weight: f32) -> anyhow::Result<Vec<[f32; 3]>> {
+    if weight == 0.0 {
+        return Ok(vec![[0.0; 3]; corpus.texts.len()]);
+    }
+    let count = TopicTagger::new()?.count();
+    let priors = log_priors(&corpus.labels, &corpus.topics, &split.train, count);
+    Ok(corpus
+        .topics
+        .iter()
+        .map(|&t| priors[t].map(|p| weight * p))
+        .collect())
+}
+
+/// Inverse class frequency on the training split, normalised to mean 1.
+fn class_weights(labels: &[usize], train: &[usize], enabled: bool) -> Vec<f32> {
+    let mut counts = [0usize; 3];
+    for &i in train {
+        counts[labels[i]] += 1;
+    }
+    if !enabled {
+        return vec![1.0; 3];
+    }
+    let total: usize = counts.iter().sum();
+    counts
+        .iter()
+        .map(|&c| total as f32 / (3.0 * c.max(1) as f32))
+        .collect()
+}
+
+fn record(metrics: &mut BTreeMap<String, f64>, prefix: &str, m: &Confusion) {
+    metrics.insert(format!("{prefix}_accuracy"), m.accuracy());
+    metrics.insert(format!("{prefix}_macro_f1"), m.macro_f1());
+    for (c, label) in empathy_proto::SENTIMENT_LABELS.iter().enumerate() {
+        metrics.insert(format!("{prefix}_f1_{label}"), m.class(c).f1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FusionModel;
+    use crate::test_support::{TempDir, assets_dir};
+
+    /// A stand-in encoder: hashed bag of words, L2-normalised.
+    fn bag_of_words(texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let mut v = vec![0.0f32; 384];
+                for word in t.to_lowercase().split_whitespace() {
+                    let h = word
+                        .bytes()
+                        .fold(7u64, |h, b| h.wrapping_mul(31) ^ u64::from(b));
+                    v[(h % 384) as usize] += 1.0;
+                }
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+                v.iter().map(|x| x / norm).collect()
+            })
+            .collect())
+    }
+
+    #[test]
+    fn trains_publishes_and_caches_on_the_real_corpus() -> anyhow::Result<()> {
+        let dir = TempDir::new("train");
+        let config = TrainConfig {
+            epochs: 1,
+            cache_dir: Some(dir.path().join("cache")),
+            ..TrainConfig::default()
+        };
+        let mut embed = bag_of_words;
+        let encoder = TextEncoder {
+            id: "test/bag-of-words",
+            embed: &mut embed,
+        };
+        let models = dir.path().join("models");
+        let report = train_sentiment(&assets_dir(), &models, &config, encoder, &mut |_| {})?;
+        let model = FusionModel::load(&report.version_dir)?;
+        let saved = &model.manifest().metrics;
+        assert!(saved.keys().eq(report.metrics.keys()));
+        // JSON keeps f64 to within an ulp or so.
+        assert!(
+            saved
+                .iter()
+                .all(|(k, v)| (v - report.metrics[k]).abs() < 1e-12)
+        );
+        assert_eq!(model.manifest().emotion_source, "lexicon");
+        assert_eq!(model.manifest().training.encoder, "test/bag-of-words");
+        for key in ["test_macro_f1", "vader_test_macro_f1", "test_accuracy"] {
+            let v = report.metrics[key];
+            assert!(v > 0.3 && v < 1.0, "{key} = {v}");
+        }
+        assert_eq!(crate::latest_version(&models)?, report.version_dir);
+
+        // The embeddings are cached: a failing encoder is never called again.
+        let corpus = load_corpus(&corpus_path(&assets_dir()))?;
+        let mut failing = |_: &[String]| -> anyhow::Result<Vec<Vec<f32>>> {
+            anyhow::bail!("encoder called despite the cache")
+        };
+        let encoder = TextEncoder {
+            id: "test/bag-of-words",
+            embed: &mut failing,
+        };
+        let cached = embeddings(&corpus, &config, encoder, &mut |_| {})?;
+        assert_eq!(cached.len(), corpus.texts.len() * 384);
+        Ok(())
+    }
+
+    #[test]
+    fn class_weights_balance_the_classes() {
+        let labels = [0, 0, 0, 0, 1, 1, 2, 2];
+        let w = class_weights(&labels, &[0, 1, 2, 3, 4, 5, 6, 7], true);
+        assert_eq!(w, vec![8.0 / 12.0, 8.0 / 6.0, 8.0 / 6.0]);
+        assert_eq!(class_weights(&labels, &[0, 4], false), vec![1.0; 3]);
+    }
+}
