@@ -136,13 +136,23 @@ async fn text_path_end_to_end() -> anyhow::Result<()> {
     assert_eq!(answers.len(), 16);
 
     // A conversation on one stream: each turn answered, in order.
-    let turns = ["Hi, my order never arrived.", "Now it is a week late and nobody answers!"];
-    let requests = turns.iter().enumerate().map(|(i, t)| AnalyzeRequest {
-        text: t.to_string(),
-        request_id: format!("turn-{i}"),
-        ..Default::default()
-    });
-    let mut stream = c.analyze_stream(futures::stream::iter(requests)).await?.into_inner();
+    let turns = [
+        "Hi, my order never arrived.",
+        "Now it is a week late and nobody answers!",
+    ];
+    let requests: Vec<AnalyzeRequest> = turns
+        .iter()
+        .enumerate()
+        .map(|(i, t)| AnalyzeRequest {
+            text: t.to_string(),
+            request_id: format!("turn-{i}"),
+            ..Default::default()
+        })
+        .collect();
+    let mut stream = c
+        .analyze_stream(futures::stream::iter(requests))
+        .await?
+        .into_inner();
     let mut ids = Vec::new();
     while let Some(r) = stream.message().await? {
         assert!(r.sentiment.is_some());
