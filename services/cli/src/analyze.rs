@@ -22,18 +22,29 @@ pub struct AnalyzeArgs {
     /// Print the AnalyzeResponse as JSON.
     #[arg(long)]
     json: bool,
-    #[arg(long, env = "EMPATHY_ENDPOINT", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "EMPATHY_ENDPOINT",
+        default_value = "http://127.0.0.1:50051"
+    )]
     endpoint: String,
     /// Deadline for the whole call, in milliseconds.
     #[arg(long, default_value_t = 30_000)]
     timeout_ms: u64,
 }
 
-pub async fn connect(endpoint: &str) -> anyhow::Result<EmpathyServiceClient<tonic::transport::Channel>> {
+pub async fn connect(
+    endpoint: &str,
+) -> anyhow::Result<EmpathyServiceClient<tonic::transport::Channel>> {
     EmpathyServiceClient::connect(endpoint.to_string())
         .await
-        .with_context(|| format!("cannot reach the empathy server at {endpoint}; is `empathy up` running?"))
-        .map(|c| c.max_decoding_message_size(64 * 1024 * 1024).max_encoding_message_size(64 * 1024 * 1024))
+        .with_context(|| {
+            format!("cannot reach the empathy server at {endpoint}; is `empathy up` running?")
+        })
+        .map(|c| {
+            c.max_decoding_message_size(64 * 1024 * 1024)
+                .max_encoding_message_size(64 * 1024 * 1024)
+        })
 }
 
 pub async fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
@@ -55,7 +66,13 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
     let response = client
         .analyze(request)
         .await
-        .map_err(|s| anyhow::anyhow!("the server refused the request ({:?}): {}", s.code(), s.message()))?
+        .map_err(|s| {
+            anyhow::anyhow!(
+                "the server refused the request ({:?}): {}",
+                s.code(),
+                s.message()
+            )
+        })?
         .into_inner();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&response)?);
@@ -70,16 +87,34 @@ pub fn summary(r: &AnalyzeResponse) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     if let Some(sent) = &r.sentiment {
-        let scores: Vec<String> = sent.scores.iter().map(|l| format!("{} {:.2}", l.label, l.score)).collect();
+        let scores: Vec<String> = sent
+            .scores
+            .iter()
+            .map(|l| format!("{} {:.2}", l.label, l.score))
+            .collect();
         let _ = writeln!(s, "sentiment   {:<9} ({})", sent.label, scores.join(", "));
     }
     if let Some(e) = &r.emotions {
         let mut top: Vec<_> = e.scores.iter().collect();
         top.sort_by(|a, b| b.score.total_cmp(&a.score));
-        let scores: Vec<String> = top.iter().take(3).map(|l| format!("{} {:.2}", l.label, l.score)).collect();
-        let _ = writeln!(s, "emotion     {:<9} ({}; from the {})", e.top, scores.join(", "), e.source);
+        let scores: Vec<String> = top
+            .iter()
+            .take(3)
+            .map(|l| format!("{} {:.2}", l.label, l.score))
+            .collect();
+        let _ = writeln!(
+            s,
+            "emotion     {:<9} ({}; from the {})",
+            e.top,
+            scores.join(", "),
+            e.source
+        );
     }
-    let _ = writeln!(s, "valence     {:+.2}   arousal {:+.2}", r.valence, r.arousal);
+    let _ = writeln!(
+        s,
+        "valence     {:+.2}   arousal {:+.2}",
+        r.valence, r.arousal
+    );
     if !r.transcript.is_empty() {
         let _ = writeln!(s, "transcript  {}", r.transcript);
     }
@@ -105,7 +140,15 @@ pub fn summary(r: &AnalyzeResponse) -> String {
     for m in &r.modalities_missing {
         let _ = writeln!(s, "  missing   {}: {}", m.modality, m.reason);
     }
-    let total = r.timings.iter().find(|t| t.stage == "total").map_or(0.0, |t| t.ms);
-    let _ = writeln!(s, "model       {}   {:.1} ms   id {}", r.model_version, total, r.analysis_id);
+    let total = r
+        .timings
+        .iter()
+        .find(|t| t.stage == "total")
+        .map_or(0.0, |t| t.ms);
+    let _ = writeln!(
+        s,
+        "model       {}   {:.1} ms   id {}",
+        r.model_version, total, r.analysis_id
+    );
     s
 }

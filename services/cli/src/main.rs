@@ -12,7 +12,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "empathy", version, about = "Multimodal emotion understanding over gRPC")]
+#[command(
+    name = "empathy",
+    version,
+    about = "Multimodal emotion understanding over gRPC"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -50,7 +54,9 @@ enum AssetsAction {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Assets { action: AssetsAction::Fetch { assets } } => assets::fetch(&assets),
+        Command::Assets {
+            action: AssetsAction::Fetch { assets },
+        } => assets::fetch(&assets),
         Command::Up(args) => runtime().and_then(|rt| rt.block_on(up::run(args))),
         Command::Analyze(args) => runtime().and_then(|rt| rt.block_on(analyze::run(args))),
         Command::Train(args) => train::run(&args),
@@ -67,5 +73,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

@@ -39,7 +39,10 @@ fn default_train_args(assets: &std::path::Path) -> crate::train::TrainArgs {
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let models = args.assets.join("models");
     if empathy_model::latest_version(&models).is_err() {
-        println!("no trained model in {}: training one first (a few minutes)", models.display());
+        println!(
+            "no trained model in {}: training one first (a few minutes)",
+            models.display()
+        );
         let train_args = default_train_args(&args.assets);
         tokio::task::spawn_blocking(move || crate::train::run(&train_args)).await??;
     }
@@ -69,7 +72,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "--encoder".into(),
         encoder.url(),
     ];
-    let fusion = match launch::spawn(&sibling_binary("empathy-fusion")?, &fusion_args, ready).await {
+    let fusion = match launch::spawn(&sibling_binary("empathy-fusion")?, &fusion_args, ready).await
+    {
         Ok(f) => f,
         Err(e) => {
             encoder.stop(Duration::from_secs(5)).await?;
@@ -78,8 +82,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     println!();
     println!("empathy is up:");
-    println!("  EmpathyService  {}  (metrics http://{}/metrics)", fusion.url(), args.metrics_listen);
-    println!("  EncoderService  {}  (metrics http://{}/metrics)", encoder.url(), args.encoder_metrics_listen);
+    println!(
+        "  EmpathyService  {}  (metrics http://{}/metrics)",
+        fusion.url(),
+        args.metrics_listen
+    );
+    println!(
+        "  EncoderService  {}  (metrics http://{}/metrics)",
+        encoder.url(),
+        args.encoder_metrics_listen
+    );
     println!("try: empathy analyze --text \"I absolutely love this, thank you so much!\"");
     println!("Ctrl-C stops everything.");
 
