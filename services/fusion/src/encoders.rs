@@ -2,7 +2,11 @@
 //! one's `Info` says what it serves. The table is refreshed in the background, so an
 //! encoder that starts late (or restarts) is picked up without restarting fusion.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use empathy_proto::v1::{
     EncodeRequest, EncodeResponse, EncoderInfoRequest, encoder_service_client::EncoderServiceClient,
@@ -20,7 +24,12 @@ struct Route {
 pub struct EncoderPool {
     endpoints: Vec<(String, EncoderServiceClient<Channel>)>,
     routes: Arc<RwLock<HashMap<String, Route>>>,
+    last_refresh: Arc<std::sync::Mutex<Option<Instant>>>,
 }
+
+/// A request for an unrouted modality refreshes the table at most this often, so a
+/// stream of requests for a modality nobody serves does not probe every encoder.
+const MISS_REFRESH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Why a modality could not be encoded.
 #[derive(Debug)]
@@ -51,11 +60,15 @@ impl EncoderPool {
         Ok(Self {
             endpoints,
             routes: Arc::default(),
+            last_refresh: Arc::default(),
         })
     }
 
     /// Asks every endpoint what it serves and rebuilds the table.
     pub async fn refresh(&self) {
+        if let Ok(mut last) = self.last_refresh.lock() {
+            *last = Some(Instant::now());
+        }
         let mut table = HashMap::new();
         for (url, client) in &self.endpoints {
             let mut client = client.clone();
@@ -117,7 +130,14 @@ impl EncoderPool {
             Some(r) => r,
             None => {
                 // The encoder may have come up since the last refresh.
-                self.refresh().await;
+                let stale = self
+                    .last_refresh
+                    .lock()
+                    .map(|last| last.is_none_or(|t| t.elapsed() > MISS_REFRESH_INTERVAL))
+                    .unwrap_or(true);
+                if stale {
+                    self.refresh().await;
+                }
                 self.routes
                     .read()
                     .await
