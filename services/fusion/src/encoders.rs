@@ -1,10 +1,17 @@
-//! Which encoder serves which modality. Fusion is given encoder endpoints; each
-//! one's `Info` says what it serves. The table is refreshed in the background, so an
-//! encoder that starts late (or restarts) is picked up without restarting fusion.
+//! Which encoder serves which modality. Fusion is given encoder URLs; each name is
+//! resolved to every address behind it (a Kubernetes headless service lists one per
+//! pod), each address's `Info` says what it serves, and requests for a modality go
+//! round robin over the addresses serving it. gRPC keeps connections open for long,
+//! so balancing per connection would pin each fusion to one encoder: this balances
+//! per request. The table is refreshed in the background, so encoders that start,
+//! scale out or restart are picked up without restarting fusion.
 
 use std::{
     collections::HashMap,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -14,16 +21,30 @@ use empathy_proto::v1::{
 use tokio::sync::RwLock;
 use tonic::transport::{Channel, Endpoint};
 
+type Client = EncoderServiceClient<Channel>;
+
 #[derive(Clone)]
 struct Route {
     endpoint: String,
-    client: EncoderServiceClient<Channel>,
+    client: Client,
+}
+
+#[derive(Default)]
+struct Table {
+    /// Modality -> every address serving it.
+    routes: HashMap<String, Vec<Route>>,
+    /// Configured URLs that answered nothing at the last refresh, with the reason.
+    unreachable: Vec<(String, String)>,
 }
 
 #[derive(Clone)]
 pub struct EncoderPool {
-    endpoints: Vec<(String, EncoderServiceClient<Channel>)>,
-    routes: Arc<RwLock<HashMap<String, Route>>>,
+    urls: Vec<String>,
+    max_message_bytes: usize,
+    /// One lazily connected client per resolved address, kept across refreshes.
+    clients: Arc<std::sync::Mutex<HashMap<String, Client>>>,
+    table: Arc<RwLock<Table>>,
+    next: Arc<AtomicUsize>,
     last_refresh: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
@@ -42,51 +63,94 @@ pub enum EncodeError {
 }
 
 impl EncoderPool {
-    pub fn new(endpoints: &[String], max_message_bytes: usize) -> anyhow::Result<Self> {
-        let endpoints = endpoints
-            .iter()
-            .map(|url| {
-                // Lazy: fusion starts (and degrades) even while an encoder is down.
-                let channel = Endpoint::from_shared(url.clone())
-                    .map_err(|e| anyhow::anyhow!("--encoder {url:?} is not a valid URL: {e}"))?
-                    .connect_timeout(Duration::from_secs(1))
-                    .connect_lazy();
-                let client = EncoderServiceClient::new(channel)
-                    .max_decoding_message_size(max_message_bytes)
-                    .max_encoding_message_size(max_message_bytes);
-                Ok((url.clone(), client))
-            })
-            .collect::<anyhow::Result<_>>()?;
+    pub fn new(urls: &[String], max_message_bytes: usize) -> anyhow::Result<Self> {
+        for url in urls {
+            host_port(url)?;
+        }
         Ok(Self {
-            endpoints,
-            routes: Arc::default(),
+            urls: urls.to_vec(),
+            max_message_bytes,
+            clients: Arc::default(),
+            table: Arc::default(),
+            next: Arc::default(),
             last_refresh: Arc::default(),
         })
     }
 
-    /// Asks every endpoint what it serves and rebuilds the table.
+    fn client(&self, endpoint: &str) -> anyhow::Result<Client> {
+        let mut clients = self
+            .clients
+            .lock()
+            .map_err(|_| anyhow::anyhow!("encoder client cache poisoned"))?;
+        if let Some(c) = clients.get(endpoint) {
+            return Ok(c.clone());
+        }
+        // Lazy: fusion starts (and degrades) even while an encoder is down.
+        let channel = Endpoint::from_shared(endpoint.to_string())?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let client = EncoderServiceClient::new(channel)
+            .max_decoding_message_size(self.max_message_bytes)
+            .max_encoding_message_size(self.max_message_bytes);
+        clients.insert(endpoint.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// Resolves every URL, asks every address what it serves, rebuilds the table.
     pub async fn refresh(&self) {
         if let Ok(mut last) = self.last_refresh.lock() {
             *last = Some(Instant::now());
         }
-        let mut table = HashMap::new();
-        for (url, client) in &self.endpoints {
-            let mut client = client.clone();
+        let mut table = Table::default();
+        for url in &self.urls {
+            match self.refresh_url(url, &mut table.routes).await {
+                Ok(0) => table
+                    .unreachable
+                    .push((url.clone(), "no address answered".into())),
+                Ok(_) => {}
+                Err(reason) => {
+                    tracing::warn!(%url, %reason, "encoder not reachable");
+                    table.unreachable.push((url.clone(), reason));
+                }
+            }
+        }
+        *self.table.write().await = table;
+    }
+
+    /// Adds the routes behind one URL; returns how many addresses answered.
+    async fn refresh_url(
+        &self,
+        url: &str,
+        routes: &mut HashMap<String, Vec<Route>>,
+    ) -> Result<usize, String> {
+        let (scheme, host, port) = host_port(url).map_err(|e| e.to_string())?;
+        let mut addrs: Vec<_> = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .collect();
+        addrs.sort();
+        addrs.dedup();
+        let mut answered = 0;
+        for addr in addrs {
+            let endpoint = format!("{scheme}://{addr}");
+            let mut client = self.client(&endpoint).map_err(|e| e.to_string())?;
             let mut req = tonic::Request::new(EncoderInfoRequest {});
             req.set_timeout(Duration::from_secs(2));
             match client.info(req).await {
                 Ok(info) => {
+                    answered += 1;
                     for m in info.into_inner().modalities {
-                        table.entry(m.modality).or_insert_with(|| Route {
-                            endpoint: url.clone(),
+                        routes.entry(m.modality).or_default().push(Route {
+                            endpoint: endpoint.clone(),
                             client: client.clone(),
                         });
                     }
                 }
-                Err(status) => tracing::warn!(endpoint = %url, %status, "encoder not reachable"),
+                Err(status) => tracing::warn!(%endpoint, %status, "encoder not reachable"),
             }
         }
-        *self.routes.write().await = table;
+        Ok(answered)
     }
 
     /// Refreshes every `period` until the process ends.
@@ -100,70 +164,115 @@ impl EncoderPool {
         });
     }
 
-    /// (modality, endpoint) for every modality currently routed.
+    /// (modality, endpoint) for every address currently routed.
     pub async fn routes(&self) -> Vec<(String, String)> {
-        let mut r: Vec<_> = self
+        let table = self.table.read().await;
+        let mut r: Vec<_> = table
             .routes
-            .read()
-            .await
             .iter()
-            .map(|(m, r)| (m.clone(), r.endpoint.clone()))
+            .flat_map(|(m, rs)| rs.iter().map(move |r| (m.clone(), r.endpoint.clone())))
             .collect();
         r.sort();
         r
     }
 
-    pub fn endpoints(&self) -> impl Iterator<Item = &str> {
-        self.endpoints.iter().map(|(u, _)| u.as_str())
+    /// Configured URLs that did not answer at the last refresh, with the reason.
+    pub async fn unreachable(&self) -> Vec<(String, String)> {
+        self.table.read().await.unreachable.clone()
     }
 
-    /// Encodes with the modality's encoder within `deadline`; any failure is a reason
-    /// for `modalities_missing`, never an error of the whole analysis.
+    /// The next address serving `modality`, round robin.
+    async fn pick(&self, modality: &str, skip: Option<&str>) -> Option<Route> {
+        let table = self.table.read().await;
+        let routes: Vec<&Route> = table
+            .routes
+            .get(modality)?
+            .iter()
+            .filter(|r| Some(r.endpoint.as_str()) != skip)
+            .collect();
+        if routes.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % routes.len();
+        Some(routes[i].clone())
+    }
+
+    /// Encodes with an encoder of the modality within `deadline`; any failure is a
+    /// reason for `modalities_missing`, never an error of the whole analysis. An
+    /// address that is down is skipped once in favour of another serving the same
+    /// modality.
     pub async fn encode(
         &self,
         request: EncodeRequest,
         deadline: Duration,
     ) -> Result<EncodeResponse, EncodeError> {
         let modality = request.modality.clone();
-        let route = self.routes.read().await.get(&modality).cloned();
-        let route = match route {
-            Some(r) => r,
-            None => {
-                // The encoder may have come up since the last refresh.
-                let stale = self
-                    .last_refresh
-                    .lock()
-                    .map(|last| last.is_none_or(|t| t.elapsed() > MISS_REFRESH_INTERVAL))
-                    .unwrap_or(true);
-                if stale {
-                    self.refresh().await;
-                }
-                self.routes
-                    .read()
-                    .await
-                    .get(&modality)
-                    .cloned()
-                    .ok_or_else(|| {
-                        EncodeError::Missing(format!("no reachable encoder serves {modality}"))
-                    })?
+        let started = Instant::now();
+        let mut route = self.pick(&modality, None).await;
+        if route.is_none() {
+            // The encoder may have come up since the last refresh.
+            let stale = self
+                .last_refresh
+                .lock()
+                .map(|last| last.is_none_or(|t| t.elapsed() > MISS_REFRESH_INTERVAL))
+                .unwrap_or(true);
+            if stale {
+                self.refresh().await;
+                route = self.pick(&modality, None).await;
             }
-        };
-        let mut req = tonic::Request::new(request);
-        req.set_timeout(deadline);
-        let mut client = route.client;
-        match tokio::time::timeout(deadline, client.encode(req)).await {
-            Ok(Ok(resp)) => Ok(resp.into_inner()),
-            Ok(Err(status)) if status.code() == tonic::Code::InvalidArgument => {
-                Err(EncodeError::BadInput(status.message().to_string()))
+        }
+        let route = route.ok_or_else(|| {
+            EncodeError::Missing(format!("no reachable encoder serves {modality}"))
+        })?;
+        match call(&route, request.clone(), deadline).await {
+            Err(EncodeError::Missing(reason)) if !reason.contains("did not answer") => {
+                let Some(other) = self.pick(&modality, Some(&route.endpoint)).await else {
+                    return Err(EncodeError::Missing(reason));
+                };
+                call(&other, request, deadline.saturating_sub(started.elapsed())).await
             }
-            Ok(Err(status)) => Err(EncodeError::Missing(describe(&route.endpoint, &status))),
-            Err(_) => Err(EncodeError::Missing(format!(
-                "encoder at {} did not answer within {} ms",
-                route.endpoint,
-                deadline.as_millis()
-            ))),
+            result => result,
         }
     }
+}
+
+async fn call(
+    route: &Route,
+    request: EncodeRequest,
+    deadline: Duration,
+) -> Result<EncodeResponse, EncodeError> {
+    let mut req = tonic::Request::new(request);
+    req.set_timeout(deadline);
+    let mut client = route.client.clone();
+    match tokio::time::timeout(deadline, client.encode(req)).await {
+        Ok(Ok(resp)) => Ok(resp.into_inner()),
+        Ok(Err(status)) if status.code() == tonic::Code::InvalidArgument => {
+            Err(EncodeError::BadInput(status.message().to_string()))
+        }
+        Ok(Err(status)) => Err(EncodeError::Missing(describe(&route.endpoint, &status))),
+        Err(_) => Err(EncodeError::Missing(format!(
+            "encoder at {} did not answer within {} ms",
+            route.endpoint,
+            deadline.as_millis()
+        ))),
+    }
+}
+
+/// ("http", host, port) of an encoder URL; refuses what cannot be an endpoint.
+fn host_port(url: &str) -> anyhow::Result<(String, String, u16)> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--encoder {url:?} is not a valid URL: {e}"))?;
+    let scheme = uri.scheme_str().unwrap_or("http").to_string();
+    let host = uri
+        .host()
+        .ok_or_else(|| anyhow::anyhow!("--encoder {url:?} has no host"))?
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_string();
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    Ok((scheme, host, port))
 }
 
 fn describe(endpoint: &str, status: &tonic::Status) -> String {
@@ -176,5 +285,20 @@ fn describe(endpoint: &str, status: &tonic::Status) -> String {
             "encoder at {endpoint} answered {code:?}: {}",
             status.message()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoder_urls_are_checked_at_start() {
+        assert_eq!(
+            host_port("http://encoder:50061").unwrap(),
+            ("http".into(), "encoder".into(), 50061)
+        );
+        assert_eq!(host_port("http://[::1]:7").unwrap().1, "::1");
+        assert!(EncoderPool::new(&["not a url".into()], 1024).is_err());
     }
 }

@@ -114,15 +114,13 @@ impl EmpathyService for Empathy {
                 detail: String::new(),
             })
             .collect();
-        for endpoint in a.pool.endpoints() {
-            if !routes.iter().any(|(_, e)| e == endpoint) {
-                modalities.push(ModalityStatus {
-                    modality: String::new(),
-                    endpoint: endpoint.to_string(),
-                    available: false,
-                    detail: "encoder not reachable".into(),
-                });
-            }
+        for (endpoint, reason) in a.pool.unreachable().await {
+            modalities.push(ModalityStatus {
+                modality: String::new(),
+                endpoint,
+                available: false,
+                detail: reason,
+            });
         }
         let metrics: BTreeMap<String, f32> = manifest
             .metrics
