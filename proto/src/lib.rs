@@ -26,3 +26,20 @@ pub mod modality {
     pub const LEXICON: &str = "lexicon";
     pub const SITUATION: &str = "situation";
 }
+
+impl v1::EncodeRequest {
+    /// A request to encode each of `texts` as `modality` (usually "text").
+    pub fn texts<S: Into<String>>(modality: &str, texts: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            modality: modality.to_string(),
+            inputs: texts
+                .into_iter()
+                .map(|t| v1::EncodeInput {
+                    payload: Some(v1::encode_input::Payload::Text(t.into())),
+                    mime_type: String::new(),
+                })
+                .collect(),
+            language: String::new(),
+        }
+    }
+}

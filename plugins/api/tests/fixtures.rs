@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use empathy_plugin_api::host::{AllowList, LoadError, LoadedPlugin, library_file_name};
 use empathy_plugin_api::{ErrorKind, PluginError};
-use empathy_proto::v1::{EncodeInput, EncodeRequest, PluginConfig, encode_input::Payload};
+use empathy_proto::v1::{EncodeRequest, PluginConfig, encode_input::Payload};
 use sha2::{Digest, Sha256};
 
 const GOOD: &str = "empathy-fixture-good";
@@ -42,17 +42,7 @@ fn config(key: &str, value: &str) -> PluginConfig {
 }
 
 fn texts(texts: &[&str]) -> EncodeRequest {
-    EncodeRequest {
-        modality: "length".into(),
-        inputs: texts
-            .iter()
-            .map(|t| EncodeInput {
-                payload: Some(Payload::Text((*t).into())),
-                mime_type: String::new(),
-            })
-            .collect(),
-        language: String::new(),
-    }
+    EncodeRequest::texts("length", texts.iter().copied())
 }
 
 fn embeddings(

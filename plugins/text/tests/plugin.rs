@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use empathy_plugin_api::{ErrorKind, Plugin};
 use empathy_plugin_text::{MODEL_ID, TextPlugin};
-use empathy_proto::v1::{EncodeInput, EncodeRequest, PluginConfig, encode_input::Payload};
+use empathy_proto::v1::{EncodeRequest, PluginConfig};
 
 fn config(settings: &[(&str, &str)]) -> PluginConfig {
     PluginConfig {
@@ -40,18 +40,7 @@ fn encodes_texts_with_model_info() {
     assert_eq!(model.id, MODEL_ID);
     assert_eq!(model.version.len(), 12);
 
-    let inputs = ["I am thrilled!", "This is awful.", "我很难过"]
-        .iter()
-        .map(|t| EncodeInput {
-            payload: Some(Payload::Text(t.to_string())),
-            ..Default::default()
-        })
-        .collect();
-    let request = EncodeRequest {
-        modality: "text".to_string(),
-        inputs,
-        ..Default::default()
-    };
+    let request = EncodeRequest::texts("text", ["I am thrilled!", "This is awful.", "我很难过"]);
     let response = plugin.encode(request).expect("encoding");
     assert_eq!(response.model, Some(model));
     assert_eq!(response.outputs.len(), 3);
@@ -93,22 +82,13 @@ fn loads_through_the_plugin_abi() {
     common::model_dir();
     // Cargo builds the cdylib beside this test binary, in target/<profile>/deps.
     let exe = std::env::current_exe().expect("test binary path");
-    let library = exe.with_file_name(format!(
-        "{}empathy_plugin_text{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
+    let library = exe.with_file_name(empathy_plugin_api::host::library_file_name(
+        "empathy_plugin_text",
     ));
     let plugin = empathy_plugin_api::host::LoadedPlugin::load(&library, &config(&[]), None)
         .expect("loading the cdylib");
     assert_eq!(plugin.info()[0].embedding_dim, 384);
-    let request = EncodeRequest {
-        modality: "text".to_string(),
-        inputs: vec![EncodeInput {
-            payload: Some(Payload::Text("over the ABI".to_string())),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
+    let request = EncodeRequest::texts("text", ["over the ABI"]);
     let response = plugin.encode(&request).expect("encoding");
     assert_eq!(response.outputs[0].embedding.len(), 384);
     let error = plugin

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use empathy_proto::v1::{
-    AnalyzeRequest, EncodeInput, EncodeRequest, encode_input::Payload,
-    encoder_service_client::EncoderServiceClient,
+    AnalyzeRequest, EncodeRequest, encoder_service_client::EncoderServiceClient,
 };
 use futures::StreamExt;
 
@@ -81,16 +80,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         fusion.analyze(analyze(text)).await?;
         t_analyze.push(t.elapsed());
         let t = Instant::now();
-        encoder
-            .encode(EncodeRequest {
-                modality: "text".into(),
-                inputs: vec![EncodeInput {
-                    payload: Some(Payload::Text(text.into())),
-                    mime_type: String::new(),
-                }],
-                language: String::new(),
-            })
-            .await?;
+        encoder.encode(EncodeRequest::texts("text", [text])).await?;
         t_encode.push(t.elapsed());
     }
     println!(

@@ -9,7 +9,7 @@ use anyhow::Context;
 use empathy_model::training::Embed;
 use empathy_model::{FusionModel, Lexicon, ModelInputs, TextEncoder, TrainConfig, train_sentiment};
 use empathy_plugin_api::host::{LoadedPlugin, library_file_name};
-use empathy_proto::v1::{EncodeInput, EncodeRequest, PluginConfig, encode_input::Payload};
+use empathy_proto::v1::{EncodeRequest, PluginConfig};
 use empathy_proto::{SENTIMENT_LABELS, modality};
 
 /// Most texts per call into the plugin.
@@ -115,17 +115,7 @@ fn load_text_plugin(args: &TrainArgs) -> anyhow::Result<LoadedPlugin> {
 fn embed(plugin: &LoadedPlugin, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
     let mut out = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(MAX_CHUNK) {
-        let request = EncodeRequest {
-            modality: modality::TEXT.to_string(),
-            inputs: chunk
-                .iter()
-                .map(|t| EncodeInput {
-                    payload: Some(Payload::Text(t.clone())),
-                    ..EncodeInput::default()
-                })
-                .collect(),
-            ..EncodeRequest::default()
-        };
+        let request = EncodeRequest::texts(modality::TEXT, chunk.iter().cloned());
         let response = plugin.encode(&request)?;
         out.extend(response.outputs.into_iter().map(|o| o.embedding));
     }

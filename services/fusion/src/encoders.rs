@@ -225,13 +225,32 @@ impl EncoderPool {
             EncodeError::Missing(format!("no reachable encoder serves {modality}"))
         })?;
         match call(&route, request.clone(), deadline).await {
-            Err(EncodeError::Missing(reason)) if !reason.contains("did not answer") => {
+            Ok(response) => Ok(response),
+            Err(Failure::Final(e)) => Err(e),
+            Err(Failure::Retryable(reason)) => {
                 let Some(other) = self.pick(&modality, Some(&route.endpoint)).await else {
                     return Err(EncodeError::Missing(reason));
                 };
-                call(&other, request, deadline.saturating_sub(started.elapsed())).await
+                call(&other, request, deadline.saturating_sub(started.elapsed()))
+                    .await
+                    .map_err(EncodeError::from)
             }
-            result => result,
+        }
+    }
+}
+
+/// How one attempt failed: worth another address (the encoder answered with an
+/// error or could not be reached), or final (bad input, or the deadline is spent).
+enum Failure {
+    Retryable(String),
+    Final(EncodeError),
+}
+
+impl From<Failure> for EncodeError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Retryable(reason) => EncodeError::Missing(reason),
+            Failure::Final(e) => e,
         }
     }
 }
@@ -240,21 +259,21 @@ async fn call(
     route: &Route,
     request: EncodeRequest,
     deadline: Duration,
-) -> Result<EncodeResponse, EncodeError> {
+) -> Result<EncodeResponse, Failure> {
     let mut req = tonic::Request::new(request);
     req.set_timeout(deadline);
     let mut client = route.client.clone();
     match tokio::time::timeout(deadline, client.encode(req)).await {
         Ok(Ok(resp)) => Ok(resp.into_inner()),
-        Ok(Err(status)) if status.code() == tonic::Code::InvalidArgument => {
-            Err(EncodeError::BadInput(status.message().to_string()))
-        }
-        Ok(Err(status)) => Err(EncodeError::Missing(describe(&route.endpoint, &status))),
-        Err(_) => Err(EncodeError::Missing(format!(
+        Ok(Err(status)) if status.code() == tonic::Code::InvalidArgument => Err(Failure::Final(
+            EncodeError::BadInput(status.message().to_string()),
+        )),
+        Ok(Err(status)) => Err(Failure::Retryable(describe(&route.endpoint, &status))),
+        Err(_) => Err(Failure::Final(EncodeError::Missing(format!(
             "encoder at {} did not answer within {} ms",
             route.endpoint,
             deadline.as_millis()
-        ))),
+        )))),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The host's call paths, driven through in-process vtables (no library file needed).
 
-use empathy_proto::v1::{EncodeInput, EncodeOutput, encode_input::Payload};
+use empathy_proto::v1::{EncodeOutput, encode_input::Payload};
 
 use super::*;
 use crate::{ErrorKind, Plugin};
@@ -70,17 +70,7 @@ fn start(vtable: &'static PluginVTable, config: &PluginConfig) -> Result<LoadedP
 }
 
 fn texts(texts: &[&str]) -> EncodeRequest {
-    EncodeRequest {
-        modality: "length".into(),
-        inputs: texts
-            .iter()
-            .map(|t| EncodeInput {
-                payload: Some(Payload::Text((*t).into())),
-                mime_type: String::new(),
-            })
-            .collect(),
-        language: String::new(),
-    }
+    EncodeRequest::texts("length", texts.iter().copied())
 }
 
 #[test]
