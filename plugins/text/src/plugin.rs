@@ -1,9 +1,8 @@
 //! The text modality as an empathy plugin: request validation around [`SentenceEncoder`].
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use empathy_plugin_api::{Plugin, PluginError};
+use empathy_plugin_api::{Plugin, PluginError, Settings};
 use empathy_proto::modality;
 use empathy_proto::v1::{
     EncodeOutput, EncodeRequest, EncodeResponse, ModalityInfo, ModelRef, PluginConfig,
@@ -37,15 +36,11 @@ impl Default for Limits {
 }
 
 impl Limits {
-    fn from_settings(settings: &HashMap<String, String>) -> Result<Self, PluginError> {
+    fn from_settings(settings: &Settings) -> Result<Self, PluginError> {
         let defaults = Self::default();
         Ok(Self {
-            max_batch: positive_setting(settings, "max_batch", defaults.max_batch)?,
-            max_input_chars: positive_setting(
-                settings,
-                "max_input_chars",
-                defaults.max_input_chars,
-            )?,
+            max_batch: settings.positive("max_batch", defaults.max_batch)?,
+            max_input_chars: settings.positive("max_input_chars", defaults.max_input_chars)?,
         })
     }
 
@@ -103,22 +98,6 @@ impl Limits {
     }
 }
 
-fn positive_setting(
-    settings: &HashMap<String, String>,
-    key: &str,
-    default: usize,
-) -> Result<usize, PluginError> {
-    match settings.get(key) {
-        None => Ok(default),
-        Some(value) => match value.trim().parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(PluginError::invalid_input(format!(
-                "setting {key}={value:?}: expected a positive integer"
-            ))),
-        },
-    }
-}
-
 /// The `text` modality: all-MiniLM-L6-v2 sentence embeddings.
 pub struct TextPlugin {
     encoder: SentenceEncoder,
@@ -136,19 +115,9 @@ impl TextPlugin {
 
 impl Plugin for TextPlugin {
     fn create(config: &PluginConfig) -> Result<Self, PluginError> {
-        // Reject typos rather than silently running with defaults.
-        if let Some(key) = config
-            .settings
-            .keys()
-            .find(|k| !SETTINGS.contains(&k.as_str()))
-        {
-            return Err(PluginError::invalid_input(format!(
-                "unknown text plugin setting {key:?} (known: {})",
-                SETTINGS.join(", ")
-            )));
-        }
-        let limits = Limits::from_settings(&config.settings)?;
-        let model_dir = match config.settings.get("model_dir") {
+        let settings = Settings::new("text", &config.settings, &SETTINGS)?;
+        let limits = Limits::from_settings(&settings)?;
+        let model_dir = match settings.get("model_dir") {
             Some(dir) => PathBuf::from(dir),
             None => Path::new(&config.assets_dir).join(MODEL_SUBDIR),
         };
@@ -191,6 +160,8 @@ impl Plugin for TextPlugin {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use empathy_proto::v1::EncodeInput;
 
     use super::*;
@@ -273,11 +244,13 @@ mod tests {
 
     #[test]
     fn reads_limits_from_settings() {
-        let settings = HashMap::from([("max_batch".to_string(), "8".to_string())]);
+        let values = HashMap::from([("max_batch".to_string(), "8".to_string())]);
+        let settings = Settings::new("text", &values, &SETTINGS).expect("known keys");
         let limits = Limits::from_settings(&settings).expect("valid settings");
         assert_eq!(limits.max_batch, 8);
         assert_eq!(limits.max_input_chars, DEFAULT_MAX_INPUT_CHARS);
-        let bad = HashMap::from([("max_input_chars".to_string(), "0".to_string())]);
-        assert!(Limits::from_settings(&bad).is_err());
+        let values = HashMap::from([("max_input_chars".to_string(), "0".to_string())]);
+        let settings = Settings::new("text", &values, &SETTINGS).expect("known keys");
+        assert!(Limits::from_settings(&settings).is_err());
     }
 }
