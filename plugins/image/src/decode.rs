@@ -1,0 +1,239 @@
+//! Image bytes to RGB pixels: PNG, JPEG (EXIF orientation applied), WebP and BMP. The
+//! size is read from the header and checked against the pixel limit before any pixel
+//! is decoded, so a small file that claims to be huge (a decompression bomb) costs
+//! nothing.
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, RgbImage};
+
+const FORMATS: [ImageFormat; 4] = [
+    ImageFormat::Png,
+    ImageFormat::Jpeg,
+    ImageFormat::WebP,
+    ImageFormat::Bmp,
+];
+
+/// Why an image was refused, in words for the person who sent it.
+#[derive(Debug, PartialEq)]
+pub struct Refused(pub String);
+
+/// Decodes `bytes` into upright RGB pixels, refusing images over `max_pixels`.
+pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, Refused> {
+    if bytes.is_empty() {
+        return Err(Refused("the image is empty (0 bytes)".into()));
+    }
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Refused(format!("cannot read the image: {e}")))?;
+    let format = match reader.format() {
+        Some(f) if FORMATS.contains(&f) => f,
+        Some(f) => {
+            return Err(Refused(format!(
+                "{} images are not supported (send PNG, JPEG, WebP or BMP)",
+                f.extensions_str().first().unwrap_or(&"this kind of")
+            )));
+        }
+        None => {
+            return Err(Refused(
+                "the bytes are not an image in a known format (send PNG, JPEG, WebP or BMP)".into(),
+            ));
+        }
+    };
+    let mut decoder = reader.into_decoder().map_err(|e| explain(format, e))?;
+    let (w, h) = decoder.dimensions();
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > max_pixels {
+        return Err(Refused(format!(
+            "the image is {w}x{h} = {pixels} pixels, over the limit of {max_pixels} pixels"
+        )));
+    }
+    if w < 2 || h < 2 {
+        return Err(Refused(format!(
+            "the image is {w}x{h} pixels: too small to hold a face"
+        )));
+    }
+    let orientation = decoder.orientation().map_err(|e| explain(format, e))?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| explain(format, e))?;
+    image.apply_orientation(orientation);
+    Ok(image.to_rgb8())
+}
+
+fn explain(format: ImageFormat, e: ImageError) -> Refused {
+    let name = format.extensions_str().first().copied().unwrap_or("image");
+    Refused(match e {
+        ImageError::Unsupported(u) => {
+            format!("this {name} image uses a feature that is not supported: {u}")
+        }
+        ImageError::Limits(l) => format!("the {name} image is too large to decode: {l}"),
+        e => format!("the {name} image is damaged or truncated: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use image::{ImageBuffer, Luma, LumaA, Rgb, Rgba};
+
+    use super::*;
+
+    const LIMIT: u64 = 40_000_000;
+
+    fn encode(image: DynamicImage, format: ImageFormat) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        image.write_to(&mut out, format).expect("encode");
+        out.into_inner()
+    }
+
+    fn refusal(bytes: &[u8]) -> String {
+        match decode(bytes, LIMIT) {
+            Err(Refused(message)) => message,
+            Ok(img) => panic!("decoded a {}x{} image", img.width(), img.height()),
+        }
+    }
+
+    #[test]
+    fn decodes_each_format_and_colour_type() {
+        let rgb = DynamicImage::ImageRgb8(ImageBuffer::from_pixel(8, 6, Rgb([200, 10, 10])));
+        for format in [
+            ImageFormat::Png,
+            ImageFormat::Jpeg,
+            ImageFormat::Bmp,
+            ImageFormat::WebP,
+        ] {
+            let img = decode(&encode(rgb.clone(), format), LIMIT).expect("decodes");
+            assert_eq!(img.dimensions(), (8, 6), "{format:?}");
+            assert!(img.get_pixel(3, 3)[0] > 150, "{format:?}");
+        }
+        let grey = DynamicImage::ImageLuma8(ImageBuffer::from_pixel(4, 4, Luma([90])));
+        let alpha = DynamicImage::ImageRgba8(ImageBuffer::from_pixel(4, 4, Rgba([1, 2, 3, 0])));
+        let grey_alpha = DynamicImage::ImageLumaA8(ImageBuffer::from_pixel(4, 4, LumaA([7, 9])));
+        let deep = DynamicImage::ImageRgb16(ImageBuffer::from_pixel(4, 4, Rgb([65535, 0, 32768])));
+        assert_eq!(
+            decode(&encode(grey, ImageFormat::Png), LIMIT)
+                .expect("grey")
+                .get_pixel(0, 0)
+                .0,
+            [90, 90, 90]
+        );
+        assert_eq!(
+            decode(&encode(alpha, ImageFormat::Png), LIMIT)
+                .expect("alpha")
+                .get_pixel(0, 0)
+                .0,
+            [1, 2, 3]
+        );
+        assert_eq!(
+            decode(&encode(grey_alpha, ImageFormat::Png), LIMIT)
+                .expect("grey+alpha")
+                .get_pixel(0, 0)
+                .0,
+            [7, 7, 7]
+        );
+        assert_eq!(
+            decode(&encode(deep, ImageFormat::Png), LIMIT)
+                .expect("16-bit")
+                .get_pixel(0, 0)
+                .0,
+            [255, 0, 128]
+        );
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_usable_image() {
+        assert!(refusal(b"").contains("empty"));
+        assert!(refusal(b"hello, I am not a picture").contains("not an image"));
+        let tiny = DynamicImage::ImageRgb8(ImageBuffer::from_pixel(1, 1, Rgb([0, 0, 0])));
+        assert!(refusal(&encode(tiny, ImageFormat::Png)).contains("1x1"));
+        let gif = DynamicImage::ImageRgb8(ImageBuffer::from_pixel(4, 4, Rgb([0, 0, 0])));
+        assert!(refusal(&encode(gif, ImageFormat::Gif)).contains("not supported"));
+        let png = encode(
+            DynamicImage::ImageRgb8(ImageBuffer::from_pixel(64, 64, Rgb([9, 9, 9]))),
+            ImageFormat::Png,
+        );
+        assert!(refusal(&png[..png.len() / 2]).contains("damaged or truncated"));
+    }
+
+    #[test]
+    fn applies_the_exif_orientation_of_a_jpeg() {
+        // 8 wide, 4 high, the left column white; EXIF 6 says "rotate 90° clockwise".
+        let mut img = RgbImage::new(8, 4);
+        for y in 0..4 {
+            img.put_pixel(0, y, Rgb([255, 255, 255]));
+        }
+        let jpeg = encode(DynamicImage::ImageRgb8(img), ImageFormat::Jpeg);
+        // APP1 "Exif": a big-endian TIFF header and one IFD entry, Orientation = 6.
+        let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01".to_vec();
+        exif.extend([0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0]);
+        let mut tagged = jpeg[..2].to_vec();
+        tagged.extend([0xff, 0xe1]);
+        tagged.extend(((exif.len() + 2) as u16).to_be_bytes());
+        tagged.extend(exif);
+        tagged.extend(&jpeg[2..]);
+        let upright = decode(&tagged, LIMIT).expect("decodes");
+        assert_eq!(upright.dimensions(), (4, 8));
+        // The white column is now the top row.
+        assert!(upright.get_pixel(2, 0)[0] > 200 && upright.get_pixel(2, 7)[0] < 60);
+    }
+
+    #[test]
+    fn reads_the_first_frame_of_an_animation() {
+        let mut apng = Vec::new();
+        {
+            let mut encoder = png::Encoder::new(&mut apng, 4, 4);
+            encoder.set_color(png::ColorType::Rgb);
+            encoder.set_animated(2, 0).expect("animated");
+            let mut writer = encoder.write_header().expect("header");
+            writer
+                .write_image_data(&[255, 0, 0].repeat(16))
+                .expect("frame 1");
+            writer
+                .write_image_data(&[0, 0, 255].repeat(16))
+                .expect("frame 2");
+            writer.finish().expect("finish");
+        }
+        let first = decode(&apng, LIMIT).expect("decodes");
+        assert_eq!(first.get_pixel(1, 1).0, [255, 0, 0]);
+    }
+
+    #[test]
+    fn refuses_a_huge_image_from_its_header() {
+        // A valid PNG header claiming 20000x20000, then an empty data chunk: decoding
+        // it would mean allocating 1.2 GB.
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut header = 20000u32.to_be_bytes().to_vec();
+        header.extend(20000u32.to_be_bytes());
+        header.extend([8, 2, 0, 0, 0]);
+        chunk(&mut png, b"IHDR", &header);
+        chunk(&mut png, b"IDAT", &[]);
+        chunk(&mut png, b"IEND", &[]);
+        let message = refusal(&png);
+        assert!(
+            message.contains("20000x20000") && message.contains("limit"),
+            "{message}"
+        );
+    }
+
+    fn chunk(png: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        png.extend((data.len() as u32).to_be_bytes());
+        let start = png.len();
+        png.extend(kind);
+        png.extend(data);
+        let crc = crc32(&png[start..]);
+        png.extend(crc.to_be_bytes());
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xffff_ffffu32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+}
