@@ -434,7 +434,7 @@ fn destination(p: &Package, name: &str) -> anyhow::Result<Option<String>> {
         let Some(rest) = name.strip_prefix(from) else {
             continue;
         };
-        if !from.ends_with('/') && !(rest.is_empty() || rest.starts_with(['-', '.'])) {
+        if !(from.ends_with('/') || rest.is_empty() || rest.starts_with(['-', '.'])) {
             continue;
         }
         let rel = format!("{to}{rest}");
