@@ -44,7 +44,8 @@ struct Args {
     /// Compute device passed to plugins, e.g. "cpu" or "cuda:0".
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Plugin setting as key=value, passed to every plugin; repeat for several.
+    /// Plugin setting as key=value for every plugin, or plugin.key=value for one
+    /// (e.g. speech.model=base); repeat for several.
     #[arg(long = "setting")]
     settings: Vec<String>,
     /// Most inputs merged into one plugin call.

@@ -55,18 +55,47 @@ pub fn allow_list(digests: &[String], file: Option<&Path>) -> anyhow::Result<Opt
     Ok(Some(AllowList::from_hex(&all)?))
 }
 
+/// The short name a plugin's settings are scoped by: "text" for `text` and for
+/// `/opt/libempathy_plugin_text.so`.
+fn scope(name: &str) -> &str {
+    let stem = Path::new(name)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or(name);
+    let stem = stem.strip_prefix("lib").unwrap_or(stem);
+    stem.strip_prefix("empathy_plugin_").unwrap_or(stem)
+}
+
+/// One plugin's settings: `speech.model=base` reaches only the plugin `speech` (as
+/// `model=base`); a key without a scope reaches every plugin. Plugins refuse keys they
+/// do not know, so scoping is what lets two plugins be configured side by side.
+fn settings_for(name: &str, all: &HashMap<String, String>) -> HashMap<String, String> {
+    let scope = scope(name);
+    let mut mine: HashMap<String, String> = all
+        .iter()
+        .filter(|(key, _)| !key.contains('.'))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    // A scoped key overrides the same key given to every plugin.
+    mine.extend(all.iter().filter_map(|(key, value)| {
+        let (s, k) = key.split_once('.')?;
+        (s == scope).then(|| (k.to_string(), value.clone()))
+    }));
+    mine
+}
+
 /// Loads every plugin or fails naming the one that could not be loaded: an encoder
 /// that silently lacks a modality would only surface later as degraded answers.
 pub fn load_all(names: &[String], spec: &LoadSpec) -> anyhow::Result<Vec<Arc<LoadedPlugin>>> {
-    let config = PluginConfig {
-        assets_dir: spec.assets.to_string_lossy().into_owned(),
-        threads: spec.threads,
-        device: spec.device.clone(),
-        settings: spec.settings.clone(),
-    };
     names
         .iter()
         .map(|name| {
+            let config = PluginConfig {
+                assets_dir: spec.assets.to_string_lossy().into_owned(),
+                threads: spec.threads,
+                device: spec.device.clone(),
+                settings: settings_for(name, &spec.settings),
+            };
             let path = resolve(name, &spec.plugin_dir);
             let started = std::time::Instant::now();
             let plugin = LoadedPlugin::load(&path, &config, spec.allow.as_ref())
@@ -88,5 +117,24 @@ mod tests {
         assert!(text.starts_with(dir));
         assert!(text.to_string_lossy().contains("empathy_plugin_text"));
         assert_eq!(resolve("./my.so", dir), PathBuf::from("./my.so"));
+    }
+
+    #[test]
+    fn scoped_settings_reach_only_their_plugin() {
+        let all: HashMap<String, String> = [
+            ("speech.model", "base"),
+            ("text.max_batch", "8"),
+            ("max_batch", "4"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let speech = settings_for("/opt/libempathy_plugin_speech.so", &all);
+        assert_eq!(speech.get("model").map(String::as_str), Some("base"));
+        assert_eq!(speech.get("max_batch").map(String::as_str), Some("4"));
+        assert_eq!(speech.len(), 2);
+        let text = settings_for("text", &all);
+        assert_eq!(text.get("max_batch").map(String::as_str), Some("8"));
+        assert!(!text.contains_key("model"));
     }
 }
