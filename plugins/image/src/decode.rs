@@ -40,6 +40,12 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, Refused> {
             ));
         }
     };
+    // JPEG decoders fill a cut-off file with grey rather than fail: check the end.
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(Refused(
+            "the jpg image is damaged or truncated: it ends before its end-of-image marker".into(),
+        ));
+    }
     let mut decoder = reader.into_decoder().map_err(|e| explain(format, e))?;
     let (w, h) = decoder.dimensions();
     let pixels = u64::from(w) * u64::from(h);
@@ -57,6 +63,55 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, Refused> {
     let mut image = DynamicImage::from_decoder(decoder).map_err(|e| explain(format, e))?;
     image.apply_orientation(orientation);
     Ok(image.to_rgb8())
+}
+
+/// Walks the JPEG's marker segments (skipping each by its length, and each scan's
+/// entropy-coded data up to the next marker) and says whether it reaches EOI.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    const EOI: u8 = 0xd9;
+    const SOS: u8 = 0xda;
+    let mut i = 2; // after SOI
+    loop {
+        // Markers may be preceded by any number of 0xff fill bytes.
+        while bytes.get(i) == Some(&0xff) && bytes.get(i + 1) == Some(&0xff) {
+            i += 1;
+        }
+        let (Some(&0xff), Some(&marker)) = (bytes.get(i), bytes.get(i + 1)) else {
+            return false;
+        };
+        if marker == EOI {
+            return true;
+        }
+        i += 2;
+        // Markers without a length: TEM and RSTn.
+        if marker == 0x01 || (0xd0..=0xd7).contains(&marker) {
+            continue;
+        }
+        let Some(len) = bytes
+            .get(i..i + 2)
+            .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+        else {
+            return false;
+        };
+        i += len;
+        if marker == SOS {
+            // Entropy-coded data: 0xff is followed by 0x00 (stuffing) or RSTn inside it.
+            while let Some(at) = bytes
+                .get(i..)
+                .and_then(|rest| rest.iter().position(|&b| b == 0xff))
+            {
+                i += at;
+                match bytes.get(i + 1) {
+                    Some(0x00) | Some(0xd0..=0xd7) => i += 2,
+                    Some(_) => break,
+                    None => return false,
+                }
+            }
+            if i >= bytes.len() {
+                return false;
+            }
+        }
+    }
 }
 
 fn explain(format: ImageFormat, e: ImageError) -> Refused {
@@ -173,6 +228,24 @@ mod tests {
         assert_eq!(upright.dimensions(), (4, 8));
         // The white column is now the top row.
         assert!(upright.get_pixel(2, 0)[0] > 200 && upright.get_pixel(2, 7)[0] < 60);
+    }
+
+    #[test]
+    fn refuses_a_truncated_jpeg() {
+        let mut img = RgbImage::new(64, 64);
+        for (x, y, p) in img.enumerate_pixels_mut() {
+            *p = Rgb([(x * 4) as u8, (y * 4) as u8, 128]);
+        }
+        let jpeg = encode(DynamicImage::ImageRgb8(img), ImageFormat::Jpeg);
+        assert!(jpeg_is_complete(&jpeg));
+        for cut in [jpeg.len() / 2, jpeg.len() - 2, 100] {
+            let message = refusal(&jpeg[..cut]);
+            assert!(message.contains("truncated"), "{message}");
+        }
+        // Bytes after the end-of-image marker (camera trailers) are fine.
+        let mut trailer = jpeg.clone();
+        trailer.extend(b"trailing data");
+        assert!(decode(&trailer, LIMIT).is_ok());
     }
 
     #[test]

@@ -136,6 +136,7 @@ fn spot_checks(assets: &Path, version_dir: &Path, embed: &mut Embed) -> anyhow::
             speech: None,
             image: None,
             situations: Vec::new(),
+            experts: Vec::new(),
         })
         .collect();
     println!();

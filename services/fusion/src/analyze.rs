@@ -3,13 +3,14 @@
 
 use std::{sync::Arc, time::Duration, time::Instant};
 
-use empathy_model::{FusionModel, Lexicon, LexiconAnalysis, ModelInputs, Prediction};
+use empathy_model::{Expert, FusionModel, Lexicon, LexiconAnalysis, ModelInputs, Prediction};
 use empathy_proto::{
     EMOTION_LABELS, SENTIMENT_LABELS,
     modality::{IMAGE, SPEECH, TEXT},
     v1::{
         AnalyzeRequest, AnalyzeResponse, Attribution, Emotions, EncodeInput, EncodeOutput,
-        EncodeRequest, LabelScore, MissingModality, Sentiment, StageTiming, encode_input::Payload,
+        EncodeRequest, Face, LabelScore, MissingModality, Sentiment, StageTiming,
+        encode_input::Payload,
     },
 };
 use tonic::Status;
@@ -187,6 +188,17 @@ impl Analyzer {
             ms: ms_since(t),
         });
 
+        let faces = enc
+            .image
+            .as_ref()
+            .map(|i| i.faces.clone())
+            .unwrap_or_default();
+        let mut notes = Vec::new();
+        if enc.image.is_some() && faces.is_empty() {
+            notes.push("image: no face found".to_string());
+        }
+        // The largest face speaks for the image until the model learns its token.
+        let experts: Vec<Expert> = faces.first().map(face_expert).into_iter().collect();
         let inputs = ModelInputs {
             text: enc.text.take(),
             lexicon: lexicon.clone(),
@@ -201,6 +213,7 @@ impl Analyzer {
                 .map(|i| i.embedding.clone())
                 .filter(|e| !e.is_empty()),
             situations: Vec::new(),
+            experts,
         };
         let t = Instant::now();
         let model = Arc::clone(&self.model);
@@ -227,7 +240,10 @@ impl Analyzer {
         Ok(AnalyzeResponse {
             analysis_id: uuid::Uuid::new_v4().to_string(),
             sentiment: Some(sentiment(&prediction)),
-            emotions: Some(emotions(&prediction, &manifest.emotion_source)),
+            emotions: Some(emotions(
+                &prediction,
+                &emotion_source(&manifest.emotion_source, &prediction),
+            )),
             valence: prediction.valence,
             arousal: prediction.arousal,
             transcript,
@@ -237,9 +253,10 @@ impl Analyzer {
             modalities_used: enc.used,
             modalities_missing: enc.missing,
             timings: enc.timings,
-            faces: enc.image.map(|i| i.faces).unwrap_or_default(),
+            faces,
             request_id: req.request_id,
-            detected_language: String::new(),
+            detected_language: enc.speech.map(|s| s.detected_language).unwrap_or_default(),
+            notes,
         })
     }
 
@@ -301,6 +318,36 @@ fn sentiment(p: &Prediction) -> Sentiment {
         label: SENTIMENT_LABELS[argmax(&p.sentiment)].to_string(),
         scores: scores(&SENTIMENT_LABELS, &p.sentiment),
     }
+}
+
+/// A face's expression as an expert opinion, in EMOTION_LABELS order.
+fn face_expert(face: &Face) -> Expert {
+    let mut emotions = [0.0; 7];
+    for (slot, label) in emotions.iter_mut().zip(EMOTION_LABELS) {
+        *slot = face
+            .emotions
+            .iter()
+            .find(|s| s.label == label)
+            .map_or(0.0, |s| s.score.clamp(0.0, 1.0));
+    }
+    Expert {
+        modality: IMAGE.to_string(),
+        emotions,
+    }
+}
+
+/// "lexicon", or "lexicon+image" when a face's expression was blended in.
+fn emotion_source(base: &str, p: &Prediction) -> String {
+    let experts: Vec<&str> = p
+        .attention
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(|name| *name == IMAGE)
+        .collect();
+    std::iter::once(base)
+        .chain(experts)
+        .collect::<Vec<_>>()
+        .join("+")
 }
 
 fn emotions(p: &Prediction, source: &str) -> Emotions {

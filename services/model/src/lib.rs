@@ -5,6 +5,7 @@ mod batch;
 pub mod checkpoint;
 pub mod data;
 pub mod embedding_cache;
+mod experts;
 pub mod lexicon;
 pub mod metrics;
 mod model;
@@ -16,6 +17,7 @@ pub mod training;
 mod test_support;
 
 pub use checkpoint::{Manifest, latest_version};
+pub use experts::{EXPERT_WEIGHT_WITH_TEXT, Expert};
 pub use lexicon::{LEXICON_FEATURES, Lexicon, LexiconAnalysis, WordSignal};
 pub use model::{FusionModel, ModelInputs, Prediction};
 pub use training::{TextEncoder, TrainConfig, TrainReport, train_sentiment};

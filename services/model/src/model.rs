@@ -9,6 +9,7 @@ use candle_nn::VarBuilder;
 
 use crate::batch::{BatchBuilder, Example};
 use crate::checkpoint::{Manifest, read_version};
+use crate::experts::{Expert, blend};
 use crate::lexicon::LexiconAnalysis;
 use crate::network::{FusionNetwork, MODALITIES};
 
@@ -24,6 +25,8 @@ pub struct ModelInputs {
     pub image: Option<Vec<f32>>,
     /// Used in order up to the model's `max_situations`; extra ones are ignored.
     pub situations: Vec<Vec<f32>>,
+    /// Opinions of modalities whose token this version was not trained on.
+    pub experts: Vec<Expert>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -114,13 +117,21 @@ impl FusionModel {
                     lexicon.arousal,
                 )
             };
-            predictions.push(Prediction {
+            let mut prediction = Prediction {
                 sentiment,
                 emotions,
                 valence,
                 arousal,
                 attention: token_weights(&attention[i], &mask[i]),
-            });
+            };
+            let experts: Vec<Expert> = inputs
+                .experts
+                .iter()
+                .filter(|e| !self.trains(&e.modality))
+                .cloned()
+                .collect();
+            blend(&mut prediction, &experts, inputs.text.is_some());
+            predictions.push(prediction);
         }
         Ok(predictions)
     }

@@ -53,6 +53,7 @@ fn inputs() -> Vec<ModelInputs> {
             speech: Some(v(3, -0.3)),
             image: None,
             situations: vec![v(8, 0.5), v(8, -0.5), v(8, 0.9)],
+            experts: Vec::new(),
         },
         ModelInputs {
             text: None,
@@ -60,6 +61,7 @@ fn inputs() -> Vec<ModelInputs> {
             speech: None,
             image: Some(v(2, 0.7)),
             situations: Vec::new(),
+            experts: Vec::new(),
         },
     ]
 }
