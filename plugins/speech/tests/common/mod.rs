@@ -82,3 +82,50 @@ pub fn encode(plugin: &SpeechPlugin, bytes: Vec<u8>, mime: &str) -> EncodeOutput
 pub fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// The five LibriVox clips of Debian's pocketsphinx-testdata: (WAV bytes, reference).
+pub const LIBRIVOX: &str = "/usr/share/pocketsphinx/test/data/librivox";
+
+pub fn librivox() -> Vec<(String, Vec<u8>, String)> {
+    let dir = Path::new(LIBRIVOX);
+    let listing = std::fs::read_to_string(dir.join("transcription")).unwrap_or_else(|e| {
+        panic!("{LIBRIVOX}/transcription: {e} (scripts/setup installs pocketsphinx-testdata)")
+    });
+    // "<s> words </s> (file-id)" per line.
+    listing
+        .lines()
+        .filter_map(|line| {
+            let (words, id) = line.rsplit_once(" (")?;
+            let id = id.trim_end_matches(')').to_string();
+            let words = words
+                .replace("<s>", "")
+                .replace("</s>", "")
+                .trim()
+                .to_string();
+            let wav = read(&dir.join(format!("{id}.wav")));
+            Some((id, wav, words))
+        })
+        .collect()
+}
+
+/// Corpus word error rate (all errors over all reference words) of `plugin` on the
+/// LibriVox clips, printing each transcript.
+pub fn librivox_wer(plugin: &SpeechPlugin) -> f64 {
+    let (mut errors, mut words) = (0, 0);
+    for (id, wav, reference) in librivox() {
+        let output = encode(plugin, wav, "audio/wav");
+        let (r, h) = (
+            empathy_plugin_speech::wer::normalise(&reference),
+            empathy_plugin_speech::wer::normalise(&output.transcript),
+        );
+        let e = empathy_plugin_speech::wer::errors(&r, &h);
+        println!(
+            "{id}: {e}/{} errors\n  ref: {reference}\n  hyp: {}",
+            r.len(),
+            output.transcript
+        );
+        errors += e;
+        words += r.len();
+    }
+    errors as f64 / words.max(1) as f64
+}

@@ -1,0 +1,15 @@
+//! Word error rate of a Whisper model on the LibriVox clips of pocketsphinx-testdata.
+//! `cargo run --release -p empathy-plugin-speech --example librivox_wer -- [tiny.en|base]`
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+fn main() {
+    let model = std::env::args().nth(1).unwrap_or_else(|| "tiny.en".into());
+    let plugin = common::plugin(&[("model", &model)]);
+    let wer = common::librivox_wer(&plugin);
+    println!(
+        "{model} WER on LibriVox (5 clips, case and punctuation normalised): {:.1}%",
+        wer * 100.0
+    );
+}
