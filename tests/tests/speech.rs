@@ -1,0 +1,153 @@
+//! The speech path end to end: the encoder hosting the text and speech plugins (the
+//! speech plugin loaded at run time, real converted tiny.en) and fusion, over gRPC.
+//! Clips are made with espeak-ng at test time.
+
+mod support;
+
+#[path = "../../plugins/speech/src/wer.rs"]
+mod wer;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use empathy_proto::v1::{
+    AnalyzeRequest, AnalyzeResponse, EncodeInput, EncodeOutput, EncodeRequest,
+    empathy_service_client::EmpathyServiceClient, encode_input::Payload,
+    encoder_service_client::EncoderServiceClient,
+};
+use support::*;
+use tonic::{Code, transport::Channel};
+
+const HAPPY: &str = "I am so happy today, everything is wonderful";
+const ANGRY: &str = "I am furious, this is the worst day of my life";
+
+/// A WAV of espeak-ng saying `text` at `words_per_minute`, made in a temp dir.
+fn espeak(text: &str, words_per_minute: u32) -> Vec<u8> {
+    let dir: PathBuf = std::env::temp_dir().join(format!(
+        "e2e-speech-{}-{words_per_minute}-{}",
+        std::process::id(),
+        text.len()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let wav = dir.join("clip.wav");
+    let status = Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", &words_per_minute.to_string(), "-w"])
+        .arg(&wav)
+        .arg(text)
+        .status()
+        .expect("espeak-ng runs (scripts/setup installs it)");
+    assert!(status.success(), "espeak-ng failed");
+    let bytes = std::fs::read(&wav).expect("espeak-ng wrote the clip");
+    let _ = std::fs::remove_dir_all(&dir);
+    bytes
+}
+
+async fn analyze_audio(
+    c: &mut EmpathyServiceClient<Channel>,
+    audio: Vec<u8>,
+) -> Result<AnalyzeResponse, tonic::Status> {
+    c.analyze(AnalyzeRequest {
+        audio,
+        ..Default::default()
+    })
+    .await
+    .map(|r| r.into_inner())
+}
+
+async fn encode_speech(
+    c: &mut EncoderServiceClient<Channel>,
+    clips: Vec<Vec<u8>>,
+) -> Result<Vec<EncodeOutput>, tonic::Status> {
+    let request = EncodeRequest {
+        modality: "speech".into(),
+        inputs: clips
+            .into_iter()
+            .map(|b| EncodeInput {
+                payload: Some(Payload::Data(b)),
+                mime_type: "audio/wav".into(),
+            })
+            .collect(),
+        language: String::new(),
+    };
+    c.encode(request).await.map(|r| r.into_inner().outputs)
+}
+
+fn refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>, why: &str) {
+    let status = result.expect_err("a bad clip must be refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains(why),
+        "{:?} lacks {why:?}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn speech_path_end_to_end() -> anyhow::Result<()> {
+    let encoder = start_encoder(&["--plugin", "speech"]).await?;
+    let fusion = start_fusion(&[encoder.url()], &[]).await?;
+    let mut c = client(&fusion).await?;
+
+    // What was said, and how it felt, through the transcript's text path.
+    for (text, expected) in [(HAPPY, "positive"), (ANGRY, "negative")] {
+        let r = analyze_audio(&mut c, espeak(text, 160)).await?;
+        let error_rate = wer::word_error_rate(text, &r.transcript);
+        assert!(error_rate <= 0.2, "WER {error_rate:.2}: {:?}", r.transcript);
+        let s = r.sentiment.as_ref().expect("sentiment");
+        assert_eq!(s.label, expected, "{:?} -> {s:?}", r.transcript);
+        assert!(
+            r.modalities_used.iter().any(|m| m == "speech"),
+            "{:?}",
+            r.modalities_used
+        );
+    }
+
+    // The encoder's own answer: prosody by name; a faster voice speaks faster.
+    let mut enc = EncoderServiceClient::connect(encoder.url()).await?;
+    let sentence = "The quick brown fox jumps over the lazy dog near the river bank";
+    let outputs =
+        encode_speech(&mut enc, vec![espeak(sentence, 110), espeak(sentence, 260)]).await?;
+    let rate = |o: &EncodeOutput| o.features["speaking_rate_wps"];
+    assert!(
+        rate(&outputs[1]) > rate(&outputs[0]) * 1.5,
+        "rates {} and {}",
+        rate(&outputs[0]),
+        rate(&outputs[1])
+    );
+    assert_eq!(outputs[0].detected_language, "en");
+
+    // Bad clips get INVALID_ARGUMENT with a reason, from fusion and from the encoder.
+    let wav = espeak(HAPPY, 160);
+    refused(
+        analyze_audio(&mut c, b"this is not audio at all".to_vec()).await,
+        "not a recognised audio file",
+    );
+    refused(
+        analyze_audio(&mut c, wav[..wav.len() / 2].to_vec()).await,
+        "truncated",
+    );
+    let mut slow = wav.clone();
+    slow[24..28].copy_from_slice(&1_000u32.to_le_bytes()); // sample rate field of the WAV header
+    refused(
+        analyze_audio(&mut c, slow).await,
+        "1000 Hz is not supported",
+    );
+    refused(encode_speech(&mut enc, vec![Vec::new()]).await, "empty");
+
+    // Silence is an answer without words, not an error.
+    let mut silence = wav[..44].to_vec();
+    silence.extend(vec![0u8; 22_050 * 2]);
+    silence[40..44].copy_from_slice(&(22_050u32 * 2).to_le_bytes()); // data chunk size
+    silence[4..8].copy_from_slice(&(36 + 22_050u32 * 2).to_le_bytes());
+    let outputs = encode_speech(&mut enc, vec![silence]).await?;
+    assert_eq!(outputs[0].transcript, "");
+
+    // And the service keeps serving.
+    let r = analyze_audio(&mut c, wav).await?;
+    assert!(
+        wer::word_error_rate(HAPPY, &r.transcript) <= 0.2,
+        "{:?}",
+        r.transcript
+    );
+    Ok(())
+}
