@@ -136,6 +136,21 @@ pub fn summary(r: &AnalyzeResponse) -> String {
     if !attention.is_empty() {
         let _ = writeln!(s, "attention   {}", attention.join(", "));
     }
+    for f in &r.faces {
+        let top = f
+            .emotions
+            .iter()
+            .max_by(|a, b| a.score.total_cmp(&b.score))
+            .map_or(String::new(), |e| format!("{} {:.2}", e.label, e.score));
+        let _ = writeln!(
+            s,
+            "face        {:.0}x{:.0} at ({:.0}, {:.0}), score {:.2}: {top}",
+            f.width, f.height, f.x, f.y, f.score
+        );
+    }
+    for note in &r.notes {
+        let _ = writeln!(s, "note        {note}");
+    }
     let _ = writeln!(s, "modalities  {}", r.modalities_used.join(", "));
     for m in &r.modalities_missing {
         let _ = writeln!(s, "  missing   {}: {}", m.modality, m.reason);
