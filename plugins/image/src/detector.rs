@@ -7,7 +7,7 @@ use candle_core::{Device, Tensor};
 use image::RgbImage;
 
 use crate::{
-    layers::{Conv, Padding, SeparableConv, leaky, max_pool_2x2_same},
+    layers::{Conv, Padding, SeparableConv, pool_bias_leaky},
     preprocess::square_input,
     weights::Weights,
 };
@@ -68,10 +68,11 @@ impl FaceDetector {
     /// The raw (1, 25, cells, cells) grid for an image at `input_size` (a multiple of 32).
     pub fn grid(&self, image: &RgbImage, input_size: usize) -> candle_core::Result<Tensor> {
         let x = square_input(image, input_size, false, MEAN_RGB, &self.device)?;
-        let mut x = max_pool_2x2_same(&leaky(&self.conv0.forward(&x, 1, Padding::Valid)?)?, 2)?;
+        let x = self.conv0.linear(&x, 1, Padding::Valid)?;
+        let mut x = pool_bias_leaky(&x, self.conv0.bias(), 2)?;
         for (i, conv) in self.separable.iter().enumerate() {
-            x = leaky(&conv.forward(&x, 1, Padding::Same)?)?;
-            x = max_pool_2x2_same(&x, if i < 4 { 2 } else { 1 })?;
+            let stride = if i < 4 { 2 } else { 1 };
+            x = pool_bias_leaky(&conv.linear(&x, 1, Padding::Same)?, conv.bias(), stride)?;
         }
         self.conv8.forward(&x, 1, Padding::Valid)
     }
