@@ -13,5 +13,6 @@ pub mod wer;
 
 pub use plugin::{MODEL_SUBDIR, SpeechPlugin};
 pub use prosody::PROSODY_FEATURES;
+pub use transcribe::audio_ctx;
 
 empathy_plugin_api::export_plugin!(SpeechPlugin);

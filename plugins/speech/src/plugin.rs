@@ -21,8 +21,9 @@ use crate::transcribe::{Transcriber, Transcript, WhisperModel};
 /// Where the converted models live under `PluginConfig.assets_dir`.
 pub const MODEL_SUBDIR: &str = "speech";
 
-const SETTINGS: [&str; 6] = [
+const SETTINGS: [&str; 7] = [
     "model",
+    "window",
     "model_dir",
     "max_concurrent",
     "max_duration_s",
@@ -185,7 +186,17 @@ impl Plugin for SpeechPlugin {
         };
         let path = dir.join(model.file_name());
         let version = file_version(&path)?;
-        let transcriber = Transcriber::load(&path, model, limits.max_concurrent)?;
+        // "fit" encodes only as much of Whisper's 30 s window as the clip fills.
+        let full_window = match settings.get("window").unwrap_or("fit") {
+            "fit" => false,
+            "full" => true,
+            other => {
+                return Err(PluginError::invalid_input(format!(
+                    "setting window={other:?}: expected fit or full"
+                )));
+            }
+        };
+        let transcriber = Transcriber::load(&path, model, limits.max_concurrent, full_window)?;
         let threads = match config.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n as usize,

@@ -71,13 +71,20 @@ const MIN_SAMPLES: usize = WHISPER_RATE as usize * 21 / 20;
 /// The states hold the shared weights (whisper-rs counts references to them).
 pub struct Transcriber {
     model: WhisperModel,
+    /// Encode whisper.cpp's full 30 s window for every clip instead of [`audio_ctx`].
+    full_window: bool,
     idle: Mutex<Vec<WhisperState>>,
     returned: Condvar,
 }
 
 impl Transcriber {
     /// Loads the model and `states` decoding states (each holds its own buffers).
-    pub fn load(path: &Path, model: WhisperModel, states: usize) -> Result<Self, PluginError> {
+    pub fn load(
+        path: &Path,
+        model: WhisperModel,
+        states: usize,
+        full_window: bool,
+    ) -> Result<Self, PluginError> {
         whisper_rs::install_logging_hooks();
         if !path.is_file() {
             return Err(PluginError::unavailable(format!(
@@ -102,6 +109,7 @@ impl Transcriber {
             .map_err(|e| PluginError::unavailable(format!("cannot create a Whisper state: {e}")))?;
         Ok(Self {
             model,
+            full_window,
             idle: Mutex::new(idle),
             returned: Condvar::new(),
         })
@@ -184,7 +192,11 @@ impl Transcriber {
         };
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         params.set_n_threads(i32::try_from(threads.max(1)).unwrap_or(1));
-        params.set_audio_ctx(audio_ctx(samples.len()));
+        params.set_audio_ctx(if self.full_window {
+            0
+        } else {
+            audio_ctx(samples.len())
+        });
         params.set_language(Some(match (language, self.model.multilingual()) {
             (Some(code), _) => code,
             (None, true) => "auto",

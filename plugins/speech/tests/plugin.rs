@@ -232,6 +232,11 @@ fn bad_settings_are_refused_at_load() {
             .contains("expected one of tiny.en, base")
     );
     assert!(
+        error(&[("window", "wide")])
+            .message
+            .contains("expected fit or full")
+    );
+    assert!(
         error(&[("max_concurrent", "0")])
             .message
             .contains("max_concurrent")
