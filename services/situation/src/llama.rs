@@ -1,0 +1,384 @@
+//! A quantized llama forward pass with one KV cache per sequence, so that several
+//! sequences at different positions decode together: the weight matmuls (nearly all
+//! the work) run once for the whole batch, attention runs per sequence over its own
+//! cache. The weights and maths are candle-transformers' `quantized_llama` (same GGUF
+//! tensor names, interleaved RoPE as llama.cpp stores llama); only the cache moved
+//! out of the model so the model itself is shared read-only.
+
+use anyhow::{Context, Result, ensure};
+use candle_core::{
+    D, DType, Device, IndexOp, Module, Tensor,
+    quantized::{QMatMul, gguf_file},
+};
+use candle_nn::{Embedding, kv_cache::KvCache};
+
+struct Layer {
+    wq: QMatMul,
+    wk: QMatMul,
+    wv: QMatMul,
+    wo: QMatMul,
+    w_gate: QMatMul,
+    w_up: QMatMul,
+    w_down: QMatMul,
+    attn_norm: Tensor,
+    ffn_norm: Tensor,
+}
+
+pub struct Model {
+    embed: Embedding,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    output: QMatMul,
+    cos: Tensor,
+    sin: Tensor,
+    n_head: usize,
+    n_kv_head: usize,
+    head_dim: usize,
+    eps: f32,
+    pub max_positions: usize,
+    device: Device,
+}
+
+/// One sequence's keys and values for every layer, preallocated to its longest length.
+pub struct SeqCache {
+    layers: Vec<KvCache>,
+    capacity: usize,
+}
+
+impl SeqCache {
+    pub fn len(&self) -> usize {
+        self.layers.first().map_or(0, |c| c.current_seq_len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+impl Model {
+    pub fn from_gguf<R: std::io::Read + std::io::Seek>(
+        ct: &gguf_file::Content,
+        reader: &mut R,
+        device: &Device,
+    ) -> Result<Self> {
+        let md = |key: &str| {
+            ct.metadata
+                .get(key)
+                .with_context(|| format!("the GGUF has no {key}"))
+        };
+        let arch = md("general.architecture")?.to_string()?;
+        ensure!(
+            arch == "llama",
+            "architecture {arch:?}: only llama is supported"
+        );
+        let n_head = md("llama.attention.head_count")?.to_u32()? as usize;
+        let n_kv_head = md("llama.attention.head_count_kv")?.to_u32()? as usize;
+        let n_layer = md("llama.block_count")?.to_u32()? as usize;
+        let dim = md("llama.embedding_length")?.to_u32()? as usize;
+        let rope_dim = md("llama.rope.dimension_count")?.to_u32()? as usize;
+        let eps = md("llama.attention.layer_norm_rms_epsilon")?.to_f32()?;
+        let freq_base = md("llama.rope.freq_base")
+            .and_then(|v| Ok(v.to_f32()?))
+            .unwrap_or(10_000.);
+        let max_positions = md("llama.context_length")
+            .and_then(|v| Ok(v.to_u32()? as usize))
+            .unwrap_or(2048);
+        let head_dim = dim / n_head;
+        ensure!(rope_dim == head_dim, "partial RoPE is not supported");
+
+        let mut t = |name: &str| {
+            ct.tensor(reader, name, device)
+                .with_context(|| format!("reading tensor {name}"))
+        };
+        let embed_q = t("token_embd.weight")?;
+        let embed = Embedding::new(embed_q.dequantize(device)?, dim);
+        let norm = t("output_norm.weight")?.dequantize(device)?;
+        // SmolLM2 ties the output projection to the embeddings.
+        let output = match t("output.weight") {
+            Ok(w) => QMatMul::from_qtensor(w)?,
+            Err(_) => QMatMul::from_qtensor(embed_q)?,
+        };
+        let mut layers = Vec::with_capacity(n_layer);
+        for i in 0..n_layer {
+            let mut q = |name: &str| -> Result<QMatMul> {
+                Ok(QMatMul::from_qtensor(t(&format!(
+                    "blk.{i}.{name}.weight"
+                ))?)?)
+            };
+            let (wq, wk, wv, wo) = (q("attn_q")?, q("attn_k")?, q("attn_v")?, q("attn_output")?);
+            let (w_gate, w_up, w_down) = (q("ffn_gate")?, q("ffn_up")?, q("ffn_down")?);
+            layers.push(Layer {
+                wq,
+                wk,
+                wv,
+                wo,
+                w_gate,
+                w_up,
+                w_down,
+                attn_norm: t(&format!("blk.{i}.attn_norm.weight"))?.dequantize(device)?,
+                ffn_norm: t(&format!("blk.{i}.ffn_norm.weight"))?.dequantize(device)?,
+            });
+        }
+        let theta: Vec<f32> = (0..head_dim)
+            .step_by(2)
+            .map(|i| 1. / freq_base.powf(i as f32 / head_dim as f32))
+            .collect();
+        let theta = Tensor::new(theta.as_slice(), device)?;
+        let positions = Tensor::arange(0, max_positions as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((max_positions, 1))?;
+        let angles = positions.matmul(&theta.reshape((1, head_dim / 2))?)?;
+        Ok(Self {
+            embed,
+            layers,
+            norm,
+            output,
+            cos: angles.cos()?,
+            sin: angles.sin()?,
+            n_head,
+            n_kv_head,
+            head_dim,
+            eps,
+            max_positions,
+            device: device.clone(),
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// An empty cache for a sequence of at most `capacity` tokens.
+    pub fn new_cache(&self, capacity: usize) -> SeqCache {
+        let capacity = capacity.min(self.max_positions);
+        SeqCache {
+            layers: (0..self.layers.len())
+                .map(|_| KvCache::new(2, capacity))
+                .collect(),
+            capacity,
+        }
+    }
+
+    /// A new cache of `capacity` holding a copy of `prefix` (prompt sharing: k
+    /// situations of one request decode from one prefilled prompt).
+    pub fn fork_cache(&self, prefix: &SeqCache, capacity: usize) -> Result<SeqCache> {
+        let mut cache = self.new_cache(capacity.max(prefix.len()));
+        for (dst, src) in cache.layers.iter_mut().zip(&prefix.layers) {
+            if let (Some(k), Some(v)) = (src.k()?, src.v()?) {
+                dst.append(&k.contiguous()?, &v.contiguous()?)?;
+            }
+        }
+        Ok(cache)
+    }
+
+    /// Runs `tokens` of one sequence (a prompt) through the model, appending to its
+    /// cache; returns the logits after the last token, shape (vocab,).
+    pub fn prefill(&self, tokens: &[u32], cache: &mut SeqCache) -> Result<Tensor> {
+        ensure!(!tokens.is_empty(), "nothing to prefill");
+        let pos = cache.len();
+        let t = tokens.len();
+        ensure!(
+            pos + t <= cache.capacity,
+            "the prompt does not fit the cache"
+        );
+        let ids = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
+        let mut x = self.embed.forward(&ids)?;
+        let cos = self.cos.narrow(0, pos, t)?;
+        let sin = self.sin.narrow(0, pos, t)?;
+        let mask = causal_mask(t, pos, &self.device)?;
+        let n_rep = self.n_head / self.n_kv_head;
+        for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, self.eps)?;
+            let q = self.heads(&layer.wq.forward(&h)?, self.n_head, 1, t)?;
+            let k = self.heads(&layer.wk.forward(&h)?, self.n_kv_head, 1, t)?;
+            let v = self.heads(&layer.wv.forward(&h)?, self.n_kv_head, 1, t)?;
+            let q = candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?;
+            let k = candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?;
+            let (k, v) = kv.append(&k, &v)?;
+            let k = candle_transformers::utils::repeat_kv(k.contiguous()?, n_rep)?;
+            let v = candle_transformers::utils::repeat_kv(v.contiguous()?, n_rep)?;
+            let att = (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?;
+            let att = att.broadcast_add(&mask)?;
+            let att = candle_nn::ops::softmax_last_dim(&att)?;
+            let y = att.matmul(&v)?; // (1, heads, t, head_dim)
+            let y = y
+                .transpose(1, 2)?
+                .reshape((1, t, self.n_head * self.head_dim))?;
+            x = (layer.wo.forward(&y)? + x)?;
+            x = (self.mlp(layer, &x)? + x)?;
+        }
+        let x = candle_nn::ops::rms_norm(&x.i((.., t - 1..t, ..))?, &self.norm, self.eps)?;
+        Ok(self.output.forward(&x)?.flatten_all()?)
+    }
+
+    /// One decoding step for a batch: sequence i takes `tokens[i]` at its own position
+    /// `caches[i].len()`. Returns logits of shape (batch, vocab).
+    pub fn step(&self, tokens: &[u32], caches: &mut [&mut SeqCache]) -> Result<Tensor> {
+        let b = tokens.len();
+        ensure!(b > 0 && b == caches.len(), "one token per sequence");
+        for c in caches.iter() {
+            ensure!(c.len() < c.capacity, "a sequence is at its cache capacity");
+        }
+        let positions: Vec<u32> = caches.iter().map(|c| c.len() as u32).collect();
+        let positions = Tensor::new(positions.as_slice(), &self.device)?;
+        let half = self.head_dim / 2;
+        let cos = self
+            .cos
+            .index_select(&positions, 0)?
+            .reshape((b, 1, half))?;
+        let sin = self
+            .sin
+            .index_select(&positions, 0)?
+            .reshape((b, 1, half))?;
+        let ids = Tensor::new(tokens, &self.device)?.unsqueeze(1)?;
+        let mut x = self.embed.forward(&ids)?; // (b, 1, dim)
+        let n_rep = self.n_head / self.n_kv_head;
+        let scale = 1. / (self.head_dim as f64).sqrt();
+        for (l, layer) in self.layers.iter().enumerate() {
+            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, self.eps)?;
+            let q = self.heads(&layer.wq.forward(&h)?, self.n_head, b, 1)?;
+            let k = self.heads(&layer.wk.forward(&h)?, self.n_kv_head, b, 1)?;
+            let v = self.heads(&layer.wv.forward(&h)?, self.n_kv_head, b, 1)?;
+            let q = candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?;
+            let k = candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?;
+            let mut ys = Vec::with_capacity(b);
+            for (i, cache) in caches.iter_mut().enumerate() {
+                let (ki, vi) = cache.layers[l].append(&k.i(i..i + 1)?, &v.i(i..i + 1)?)?;
+                // Grouped-query attention without copying keys: query head h uses kv
+                // head h / n_rep, so view the one query position as (kv_heads, n_rep).
+                let qi = q
+                    .i(i..i + 1)?
+                    .reshape((1, self.n_kv_head, n_rep, self.head_dim))?;
+                let att = (qi.matmul(&ki.t()?)? * scale)?;
+                let att = candle_nn::ops::softmax_last_dim(&att)?;
+                ys.push(
+                    att.matmul(&vi)?
+                        .reshape((1, 1, self.n_head * self.head_dim))?,
+                );
+            }
+            let y = Tensor::cat(&ys, 0)?;
+            x = (layer.wo.forward(&y)? + x)?;
+            x = (self.mlp(layer, &x)? + x)?;
+        }
+        let x = candle_nn::ops::rms_norm(&x, &self.norm, self.eps)?;
+        Ok(self.output.forward(&x)?.squeeze(1)?)
+    }
+
+    /// (b, t, heads * head_dim) -> (b, heads, t, head_dim), contiguous for RoPE.
+    fn heads(&self, x: &Tensor, heads: usize, b: usize, t: usize) -> Result<Tensor> {
+        Ok(x.reshape((b, t, heads, self.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()?)
+    }
+
+    fn mlp(&self, layer: &Layer, x: &Tensor) -> Result<Tensor> {
+        let h = candle_nn::ops::rms_norm(x, &layer.ffn_norm, self.eps)?;
+        let gate = candle_nn::ops::silu(&layer.w_gate.forward(&h)?)?;
+        let up = layer.w_up.forward(&h)?;
+        Ok(layer.w_down.forward(&(gate * up)?)?)
+    }
+}
+
+/// Additive causal mask (t, pos + t): 0 where attention is allowed, -inf elsewhere.
+fn causal_mask(t: usize, pos: usize, device: &Device) -> Result<Tensor> {
+    let kv = pos + t;
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| (0..kv).map(move |j| if j > pos + i { f32::NEG_INFINITY } else { 0. }))
+        .collect();
+    Ok(Tensor::from_vec(mask, (t, kv), device)?)
+}
+
+/// Index of the largest logit (greedy decoding, for tests).
+pub fn argmax(logits: &Tensor) -> Result<u32> {
+    Ok(logits.argmax(D::Minus1)?.to_scalar::<u32>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokenizer::GgufTokenizer;
+    use candle_transformers::models::quantized_llama::ModelWeights;
+
+    fn path() -> std::path::PathBuf {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../assets/situation/SmolLM2-135M-Instruct.Q4_1.gguf")
+    }
+
+    fn load() -> (Model, ModelWeights, GgufTokenizer) {
+        let mut f = std::fs::File::open(path()).expect("run `empathy assets fetch`");
+        let ct = gguf_file::Content::read(&mut f).unwrap();
+        let tok = GgufTokenizer::from_gguf(&ct).unwrap();
+        let ours = Model::from_gguf(&ct, &mut f, &Device::Cpu).unwrap();
+        let mut f = std::fs::File::open(path()).unwrap();
+        let ct = gguf_file::Content::read(&mut f).unwrap();
+        let theirs = ModelWeights::from_gguf(ct, &mut f, &Device::Cpu).unwrap();
+        (ours, theirs, tok)
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    /// Our forward matches candle's quantized_llama, in a batch or alone, and greedy
+    /// decoding gives the same tokens.
+    #[test]
+    fn matches_candle_quantized_llama_alone_and_batched() {
+        let (model, mut reference, tok) = load();
+        let prompt = tok.chat_prompt("You are brief.", "Name a colour.").unwrap();
+        let other = tok
+            .chat_prompt("You are brief.", "Count to three.")
+            .unwrap();
+
+        let input = Tensor::new(prompt.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let want = reference.forward(&input, 0).unwrap().squeeze(0).unwrap();
+        let mut cache = model.new_cache(128);
+        let got = model.prefill(&prompt, &mut cache).unwrap();
+        assert!(max_abs_diff(&want, &got) < 1e-3, "prefill differs");
+
+        // Decode 8 greedy tokens alone (ours and candle's) and beside another sequence.
+        let mut other_cache = model.new_cache(128);
+        let other_logits = model.prefill(&other, &mut other_cache).unwrap();
+        let mut alone = model.fork_cache(&cache, 128).unwrap();
+        let mut batched = model.fork_cache(&cache, 128).unwrap();
+        let mut next = argmax(&got).unwrap();
+        let mut next_other = argmax(&other_logits).unwrap();
+        for step in 0..8 {
+            let input = Tensor::new(&[next], &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            let want = reference
+                .forward(&input, prompt.len() + step)
+                .unwrap()
+                .squeeze(0)
+                .unwrap();
+            let one = model.step(&[next], &mut [&mut alone]).unwrap();
+            let two = model
+                .step(&[next_other, next], &mut [&mut other_cache, &mut batched])
+                .unwrap();
+            let one = one.i(0).unwrap();
+            assert!(max_abs_diff(&want, &one) < 1e-3, "step {step} differs");
+            assert_eq!(
+                one.to_vec1::<f32>().unwrap(),
+                two.i(1).unwrap().to_vec1::<f32>().unwrap(),
+                "batching changed the logits at step {step}"
+            );
+            next_other = argmax(&two.i(0).unwrap()).unwrap();
+            next = argmax(&one).unwrap();
+        }
+    }
+}

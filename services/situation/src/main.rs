@@ -1,0 +1,187 @@
+//! `empathy-situation`: serves `empathy.v1.SituationService` (virtual situations from
+//! SmolLM2 with a critic), and `empathy-situation train-critic` builds the critic.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use empathy_common::{Metrics, ServeOptions};
+use empathy_proto::v1::{ModelRef, situation_service_server::SituationServiceServer};
+use empathy_situation::{
+    engine::{Engine, EngineMetrics, EngineOptions},
+    loader,
+    service::{Info, Limits, Situations},
+    train,
+};
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "Serves empathy.v1.SituationService: virtual situations from SmolLM2-135M-Instruct, scored by a critic",
+    args_conflicts_with_subcommands = true
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Models and data (`empathy assets fetch` fills it).
+    #[arg(long, env = "EMPATHY_ASSETS", default_value = "assets", global = true)]
+    assets: PathBuf,
+    /// Compute threads (0 = all cores; sets RAYON_NUM_THREADS).
+    #[arg(long, default_value_t = 0, global = true)]
+    threads: u32,
+    /// Compute device: "cpu" or "cuda:N" (needs the `cuda` build feature).
+    #[arg(long, default_value = "cpu", global = true)]
+    device: String,
+    #[command(flatten)]
+    engine: EngineArgs,
+    #[command(flatten)]
+    serve: ServeOptions,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct EngineArgs {
+    /// Most sequences decoded together in one forward pass (across requests).
+    #[arg(long, default_value_t = 16)]
+    max_batch: usize,
+    /// Requests in progress or queued; more get RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 64)]
+    max_requests: usize,
+    /// Most situations per request.
+    #[arg(long, default_value_t = 8)]
+    max_k: u32,
+    /// Longest utterance (and context turn), in characters.
+    #[arg(long, default_value_t = 1000)]
+    max_utterance_chars: usize,
+    /// Most tokens a request may ask for per situation.
+    #[arg(long, default_value_t = 128)]
+    max_tokens: u32,
+    /// Tokens per situation when the request says 0.
+    #[arg(long, default_value_t = 48)]
+    default_max_tokens: u32,
+    /// Longest a request may run (the caller's deadline may be shorter).
+    #[arg(long, default_value_t = 60_000)]
+    max_request_ms: u64,
+    /// Tries per situation before it is given up (degenerate text, low critic score).
+    #[arg(long, default_value_t = 3)]
+    max_attempts: u32,
+    /// Regenerate situations the critic scores below this (default: the critic's own).
+    #[arg(long)]
+    critic_threshold: Option<f32>,
+    /// Serve without a critic (every score is 0.5); for bootstrapping only.
+    #[arg(long)]
+    no_critic: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate situations for corpus tweets (cached), embed them and train the critic;
+    /// writes assets/situation/critic/vNNNN/.
+    TrainCritic(train::TrainOptions),
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.threads > 0 {
+        // candle sizes its thread pool from RAYON_NUM_THREADS once per process.
+        // SAFETY: no other thread exists yet (the runtime is built below).
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string()) };
+    }
+    if let Some(Command::TrainCritic(opts)) = &args.command {
+        empathy_common::telemetry::init();
+        let device = loader::parse_device(&args.device)?;
+        return train::train_critic(&args.assets, &device, opts);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    empathy_common::telemetry::init();
+    let device = loader::parse_device(&args.device)?;
+    let e = args.engine.clone();
+    anyhow::ensure!(e.max_batch > 0, "--max-batch must be at least 1");
+    anyhow::ensure!(e.max_requests > 0, "--max-requests must be at least 1");
+    anyhow::ensure!(e.max_attempts > 0, "--max-attempts must be at least 1");
+    let assets = args.assets.clone();
+    let dev = device.clone();
+    let no_critic = e.no_critic;
+    let (generator, scorer) = tokio::task::spawn_blocking(move || {
+        let generator = loader::load_generator(&assets, &dev)?;
+        let scorer = if no_critic {
+            None
+        } else {
+            Some(Arc::new(loader::load_scorer(&assets, &dev)?))
+        };
+        anyhow::Ok((generator, scorer))
+    })
+    .await
+    .context("model loading thread failed")??;
+
+    let metrics = Metrics::new("situation")?;
+    let engine_metrics = EngineMetrics::new()?;
+    for c in engine_metrics.collectors() {
+        metrics.register(c)?;
+    }
+    let critic_ref = scorer.as_ref().map(|s| ModelRef {
+        id: "empathy/situation-critic (MLP over all-MiniLM-L6-v2 pairs)".into(),
+        version: s.critic.manifest.version.clone(),
+    });
+    let threshold = e
+        .critic_threshold
+        .unwrap_or_else(|| scorer.as_ref().map_or(0.0, |s| s.critic.manifest.threshold));
+    tracing::info!(
+        generator = %generator.version,
+        critic = critic_ref.as_ref().map_or("none", |c| c.version.as_str()),
+        threshold,
+        device = %args.device,
+        "models loaded"
+    );
+    let info = Info {
+        generator: ModelRef {
+            id: loader::GENERATOR_ID.into(),
+            version: generator.version.clone(),
+        },
+        critic: critic_ref,
+        device: args.device.clone(),
+    };
+    let tokenizer = Arc::clone(&generator.tokenizer);
+    let engine = Engine::start(
+        generator.model,
+        Arc::clone(&tokenizer),
+        scorer,
+        EngineOptions {
+            max_batch: e.max_batch,
+            max_attempts: e.max_attempts,
+            critic_threshold: threshold,
+        },
+        Some(engine_metrics),
+    )?;
+    let limits = Limits {
+        max_k: e.max_k,
+        max_utterance_chars: e.max_utterance_chars,
+        max_tokens: e.max_tokens,
+        default_max_tokens: e.default_max_tokens.min(e.max_tokens),
+        max_duration: Duration::from_millis(e.max_request_ms),
+        ..Limits::default()
+    };
+    let service = Situations::new(
+        engine,
+        tokenizer,
+        limits,
+        e.max_requests,
+        info,
+        metrics.clone(),
+    );
+    let server = SituationServiceServer::new(service)
+        .max_decoding_message_size(args.serve.max_message_bytes);
+    empathy_common::serve(
+        "situation",
+        &args.serve,
+        tonic::service::Routes::new(server),
+        &["empathy.v1.SituationService"],
+        metrics,
+    )
+    .await
+}

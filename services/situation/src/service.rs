@@ -1,0 +1,401 @@
+//! The gRPC face: validates a GenerateRequest, builds the prompt, takes a request slot
+//! (RESOURCE_EXHAUSTED when none is free), hands the job to the engine and streams
+//! each situation as the engine finishes it.
+
+use std::{pin::Pin, sync::Arc, time::Duration};
+
+use empathy_common::{Metrics, status::check_len};
+use empathy_proto::v1::{
+    GenerateRequest, ModelRef, Situation, SituationInfo, SituationInfoRequest,
+    situation_service_server::SituationService,
+};
+use futures::Stream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    engine::{self, Engine, Event, Job, SamplingParams},
+    situation_text,
+    tokenizer::GgufTokenizer,
+};
+
+/// Request limits and defaults.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_k: u32,
+    pub max_utterance_chars: usize,
+    pub max_context_turns: usize,
+    pub max_tokens: u32,
+    pub max_prompt_tokens: usize,
+    pub default_temperature: f32,
+    pub default_top_p: f32,
+    pub default_max_tokens: u32,
+    pub repeat_penalty: f32,
+    /// Longest a request may run, whatever the caller's deadline.
+    pub max_duration: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_k: 8,
+            max_utterance_chars: 1000,
+            max_context_turns: 8,
+            max_tokens: 128,
+            max_prompt_tokens: 1536,
+            default_temperature: 0.8,
+            default_top_p: 0.95,
+            default_max_tokens: 48,
+            repeat_penalty: 1.1,
+            max_duration: Duration::from_secs(60),
+        }
+    }
+}
+
+pub struct Info {
+    pub generator: ModelRef,
+    pub critic: Option<ModelRef>,
+    pub device: String,
+}
+
+#[derive(Clone)]
+pub struct Situations {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    tokenizer: Arc<GgufTokenizer>,
+    limits: Limits,
+    slots: Arc<Semaphore>,
+    max_requests: usize,
+    info: Info,
+    metrics: Metrics,
+}
+
+impl Situations {
+    pub fn new(
+        engine: Engine,
+        tokenizer: Arc<GgufTokenizer>,
+        limits: Limits,
+        max_requests: usize,
+        info: Info,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                engine,
+                tokenizer,
+                limits,
+                slots: Arc::new(Semaphore::new(max_requests)),
+                max_requests,
+                info,
+                metrics,
+            }),
+        }
+    }
+}
+
+/// A validated request with defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Validated {
+    pub k: usize,
+    pub seed: u64,
+    pub sampling: SamplingParams,
+}
+
+/// Checks a request against the limits; every refusal names the field and the range.
+pub fn validate(r: &GenerateRequest, limits: &Limits) -> Result<Validated, Status> {
+    if r.utterance.trim().is_empty() {
+        return Err(Status::invalid_argument(
+            "utterance is empty: send what the person said",
+        ));
+    }
+    check_len("utterance", &r.utterance, limits.max_utterance_chars)?;
+    if r.context.len() > limits.max_context_turns {
+        return Err(Status::invalid_argument(format!(
+            "context has {} turns; the limit is {}",
+            r.context.len(),
+            limits.max_context_turns
+        )));
+    }
+    for turn in &r.context {
+        check_len("a context turn", turn, limits.max_utterance_chars)?;
+    }
+    if r.k == 0 || r.k > limits.max_k {
+        return Err(Status::invalid_argument(format!(
+            "k is {}; ask for 1 to {} situations",
+            r.k, limits.max_k
+        )));
+    }
+    let temperature = match r.temperature {
+        0.0 => limits.default_temperature,
+        t if t > 0.0 && t <= 2.0 => t,
+        t => {
+            return Err(Status::invalid_argument(format!(
+                "temperature is {t}; it must be in (0, 2], or 0 for the default ({})",
+                limits.default_temperature
+            )));
+        }
+    };
+    let top_p = match r.top_p {
+        0.0 => limits.default_top_p,
+        p if p > 0.0 && p <= 1.0 => p,
+        p => {
+            return Err(Status::invalid_argument(format!(
+                "top_p is {p}; it must be in (0, 1], or 0 for the default ({})",
+                limits.default_top_p
+            )));
+        }
+    };
+    let max_tokens = match r.max_tokens {
+        0 => limits.default_max_tokens,
+        n if n <= limits.max_tokens => n,
+        n => {
+            return Err(Status::invalid_argument(format!(
+                "max_tokens is {n}; the limit is {} per situation",
+                limits.max_tokens
+            )));
+        }
+    };
+    let seed = if r.seed == 0 { rand::random() } else { r.seed };
+    Ok(Validated {
+        k: r.k as usize,
+        seed,
+        sampling: SamplingParams {
+            temperature: temperature as f64,
+            top_p: top_p as f64,
+            max_tokens: max_tokens as usize,
+            repeat_penalty: limits.repeat_penalty,
+        },
+    })
+}
+
+/// The `grpc-timeout` header (e.g. "500m", "2S"), as the gRPC spec writes it.
+pub fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> {
+    let v = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+type SituationStream = Pin<Box<dyn Stream<Item = Result<Situation, Status>> + Send>>;
+
+impl Inner {
+    async fn generate(&self, request: Request<GenerateRequest>) -> Result<SituationStream, Status> {
+        let timeout = grpc_timeout(request.metadata());
+        let r = request.into_inner();
+        let v = validate(&r, &self.limits)?;
+        let permit = Arc::clone(&self.slots).try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "the situation generator is saturated ({} requests in progress or queued); retry with backoff",
+                self.max_requests
+            ))
+        })?;
+        let user = situation_text::user_prompt(&r.utterance, &r.context);
+        let prompt = self
+            .tokenizer
+            .chat_prompt(situation_text::SYSTEM_PROMPT, &user)
+            .map_err(|e| empathy_common::status::internal("building the prompt", e))?;
+        if prompt.len() > self.limits.max_prompt_tokens {
+            return Err(Status::invalid_argument(format!(
+                "the utterance and context make a prompt of {} tokens; the limit is {}",
+                prompt.len(),
+                self.limits.max_prompt_tokens
+            )));
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let job = Job {
+            utterance: r.utterance.trim().to_string(),
+            prompt,
+            k: v.k,
+            seed: v.seed,
+            sampling: v.sampling,
+            deadline: engine::deadline(timeout, self.limits.max_duration),
+        };
+        self.engine
+            .submit(job, tx, None)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Box::pin(situation_stream(rx, permit, v.k)))
+    }
+}
+
+/// Engine events as gRPC stream items. Holds the request's slot: when the caller
+/// cancels, tonic drops the stream, the slot frees and the engine sees the closed
+/// channel and stops decoding at its next step.
+fn situation_stream(
+    rx: mpsc::UnboundedReceiver<Event>,
+    permit: OwnedSemaphorePermit,
+    k: usize,
+) -> impl Stream<Item = Result<Situation, Status>> + Send {
+    futures::stream::unfold(Some((rx, permit)), move |state| async move {
+        let (mut rx, permit) = state?;
+        let item = match rx.recv().await {
+            Some(Event::Situation(g)) => Ok(Situation {
+                index: g.index,
+                text: g.text,
+                critic_score: g.critic_score,
+                tokens: g.tokens,
+                generation_ms: g.generation_ms,
+            }),
+            Some(Event::Finished { .. }) | None => return None,
+            Some(Event::DeadlineExceeded { produced }) => Err(Status::deadline_exceeded(format!(
+                "the deadline passed after {produced} of {k} situations"
+            ))),
+            Some(Event::Failed(message)) => Err(Status::internal(message)),
+        };
+        let next = item.is_ok().then_some((rx, permit));
+        Some((item, next))
+    })
+}
+
+#[tonic::async_trait]
+impl SituationService for Situations {
+    type GenerateStream = SituationStream;
+
+    async fn generate(
+        &self,
+        request: Request<GenerateRequest>,
+    ) -> Result<Response<Self::GenerateStream>, Status> {
+        let inner = &self.inner;
+        inner
+            .metrics
+            .track("Generate", inner.generate(request))
+            .await
+            .map(Response::new)
+    }
+
+    async fn info(
+        &self,
+        _: Request<SituationInfoRequest>,
+    ) -> Result<Response<SituationInfo>, Status> {
+        let info = &self.inner.info;
+        Ok(Response::new(SituationInfo {
+            generator: Some(info.generator.clone()),
+            critic: info.critic.clone(),
+            device: info.device.clone(),
+            max_k: self.inner.limits.max_k,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req() -> GenerateRequest {
+        GenerateRequest {
+            utterance: "My dog died yesterday".into(),
+            k: 2,
+            seed: 7,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_fill_zero_fields() {
+        let v = validate(&req(), &Limits::default()).unwrap();
+        assert_eq!(v.k, 2);
+        assert_eq!(v.seed, 7);
+        assert_eq!(v.sampling.max_tokens, 48);
+        assert!((v.sampling.temperature - 0.8).abs() < 1e-6);
+    }
+
+    #[test]
+    fn refuses_bad_input_with_a_reason() {
+        let l = Limits::default();
+        let cases: Vec<(GenerateRequest, &str)> = vec![
+            (
+                GenerateRequest {
+                    utterance: " ".into(),
+                    ..req()
+                },
+                "utterance is empty",
+            ),
+            (
+                GenerateRequest {
+                    utterance: "x".repeat(1001),
+                    ..req()
+                },
+                "limit is 1000",
+            ),
+            (GenerateRequest { k: 0, ..req() }, "k is 0"),
+            (GenerateRequest { k: 9, ..req() }, "1 to 8"),
+            (
+                GenerateRequest {
+                    temperature: -1.0,
+                    ..req()
+                },
+                "temperature",
+            ),
+            (
+                GenerateRequest {
+                    temperature: 2.5,
+                    ..req()
+                },
+                "temperature",
+            ),
+            (
+                GenerateRequest {
+                    temperature: f32::NAN,
+                    ..req()
+                },
+                "temperature",
+            ),
+            (
+                GenerateRequest {
+                    top_p: 1.5,
+                    ..req()
+                },
+                "top_p",
+            ),
+            (
+                GenerateRequest {
+                    top_p: -0.1,
+                    ..req()
+                },
+                "top_p",
+            ),
+            (
+                GenerateRequest {
+                    max_tokens: 129,
+                    ..req()
+                },
+                "max_tokens",
+            ),
+            (
+                GenerateRequest {
+                    context: vec!["a".into(); 9],
+                    ..req()
+                },
+                "context",
+            ),
+        ];
+        for (r, want) in cases {
+            let err = validate(&r, &l).unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument);
+            assert!(
+                err.message().contains(want),
+                "{} lacks {want}",
+                err.message()
+            );
+        }
+    }
+
+    #[test]
+    fn parses_grpc_timeout() {
+        let mut m = tonic::metadata::MetadataMap::new();
+        m.insert("grpc-timeout", "1500m".parse().unwrap());
+        assert_eq!(grpc_timeout(&m), Some(Duration::from_millis(1500)));
+        m.insert("grpc-timeout", "2S".parse().unwrap());
+        assert_eq!(grpc_timeout(&m), Some(Duration::from_secs(2)));
+    }
+}
