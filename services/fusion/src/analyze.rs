@@ -3,30 +3,37 @@
 
 use std::{sync::Arc, time::Duration, time::Instant};
 
-use empathy_model::{Expert, FusionModel, Lexicon, LexiconAnalysis, ModelInputs, Prediction};
+use empathy_model::{
+    Expert, FusionModel, Lexicon, LexiconAnalysis, ModelInputs, NEUTRAL, Prediction,
+};
 use empathy_proto::{
     EMOTION_LABELS, SENTIMENT_LABELS,
-    modality::{IMAGE, SPEECH, TEXT},
+    modality::{IMAGE, SITUATION, SPEECH, TEXT},
     v1::{
         AnalyzeRequest, AnalyzeResponse, Attribution, Emotions, EncodeInput, EncodeOutput,
-        EncodeRequest, Face, LabelScore, MissingModality, Sentiment, StageTiming,
-        encode_input::Payload,
+        EncodeRequest, Face, LabelScore, MissingModality, Sentiment, Situation, SituationResult,
+        StageTiming, encode_input::Payload,
     },
 };
 use tonic::Status;
 
 use crate::{
     encoders::{EncodeError, EncoderPool},
+    situations::{Ask, SituationSource},
     validate::{self, Limits},
 };
 
 pub struct Analyzer {
     pub pool: EncoderPool,
+    pub situations: SituationSource,
     pub lexicon: Arc<Lexicon>,
     pub model: Arc<FusionModel>,
     pub limits: Limits,
     pub default_deadline: Duration,
 }
+
+/// Situations and their text embeddings, or why there are none.
+type Imagined = Result<(Vec<Situation>, Vec<Vec<f32>>), String>;
 
 /// What the encoders gave back, and what they could not give.
 #[derive(Default)]
@@ -106,8 +113,17 @@ impl Analyzer {
         let wanted = |m: &str| !opts.disable_modalities.iter().any(|d| d == m);
         let text = req.text.trim().to_string();
 
-        // Every modality present is encoded at once; each one's wait is bounded.
-        let (speech, image, typed) = tokio::join!(
+        // Every modality present is encoded at once, and situations are imagined for
+        // typed text meanwhile; each one's wait is bounded.
+        let ask = |utterance| Ask {
+            utterance,
+            context: &req.context,
+            k: opts.num_situations,
+            seed: opts.seed,
+            language: &opts.language,
+            deadline,
+        };
+        let (speech, image, typed, imagined) = tokio::join!(
             self.encode_if(
                 wanted(SPEECH) && !req.audio.is_empty(),
                 SPEECH,
@@ -129,6 +145,7 @@ impl Analyzer {
                 &opts.language,
                 deadline
             ),
+            self.imagine(opts.num_situations > 0 && !text.is_empty(), ask(&text)),
         );
         let mut enc = Encoded::default();
         enc.speech = enc.take(SPEECH, speech)?;
@@ -160,6 +177,36 @@ impl Analyzer {
             None => None,
         };
         enc.text = enc.take(TEXT, text_out)?.map(|o| o.embedding);
+        // A spoken utterance is only known now.
+        let imagined = match imagined {
+            Some(i) => Some(i),
+            None => {
+                self.imagine(
+                    opts.num_situations > 0 && !analysed_text.is_empty(),
+                    ask(&analysed_text),
+                )
+                .await
+            }
+        };
+        let (situations, situation_vectors) = match imagined {
+            None => (Vec::new(), Vec::new()),
+            Some((result, ms)) => {
+                enc.timings.push(StageTiming {
+                    stage: "situations".into(),
+                    ms,
+                });
+                match result {
+                    Ok(found) => found,
+                    Err(reason) => {
+                        enc.missing.push(MissingModality {
+                            modality: SITUATION.to_string(),
+                            reason,
+                        });
+                        (Vec::new(), Vec::new())
+                    }
+                }
+            }
+        };
         for extra in &req.extra {
             enc.missing.push(MissingModality {
                 modality: extra.modality.clone(),
@@ -198,7 +245,8 @@ impl Analyzer {
             notes.push("image: no face found".to_string());
         }
         // The largest face speaks for the image until the model learns its token.
-        let experts: Vec<Expert> = faces.first().map(face_expert).into_iter().collect();
+        let mut experts: Vec<Expert> = faces.first().map(face_expert).into_iter().collect();
+        experts.extend(situation_experts(&self.lexicon, &situations));
         let inputs = ModelInputs {
             text: enc.text.take(),
             lexicon: lexicon.clone(),
@@ -212,7 +260,7 @@ impl Analyzer {
                 .as_ref()
                 .map(|i| i.embedding.clone())
                 .filter(|e| !e.is_empty()),
-            situations: Vec::new(),
+            situations: situation_vectors,
             experts,
         };
         let t = Instant::now();
@@ -247,7 +295,7 @@ impl Analyzer {
             valence: prediction.valence,
             arousal: prediction.arousal,
             transcript,
-            situations: Vec::new(),
+            situations: situation_results(situations, &prediction),
             attributions,
             model_version: manifest.version.clone(),
             modalities_used: enc.used,
@@ -258,6 +306,39 @@ impl Analyzer {
             detected_language: enc.speech.map(|s| s.detected_language).unwrap_or_default(),
             notes,
         })
+    }
+
+    /// Situations for `ask` and their text embeddings, if `wanted`; the outcome (or
+    /// why there are none) and its time.
+    async fn imagine(&self, wanted: bool, ask: Ask<'_>) -> Option<(Imagined, f32)> {
+        if !wanted {
+            return None;
+        }
+        let t = Instant::now();
+        let deadline = ask.deadline;
+        let result = async {
+            let situations = self.situations.generate(ask).await?;
+            if situations.is_empty() {
+                return Ok((situations, Vec::new()));
+            }
+            let texts = situations.iter().map(|s| s.text.clone());
+            let left = deadline.saturating_sub(t.elapsed());
+            let encoded = self
+                .pool
+                .encode(EncodeRequest::texts(TEXT, texts), left)
+                .await
+                .map_err(|e| match e {
+                    EncodeError::BadInput(m) | EncodeError::Missing(m) => {
+                        format!("the situations could not be encoded: {m}")
+                    }
+                })?;
+            Ok((
+                situations,
+                encoded.outputs.into_iter().map(|o| o.embedding).collect(),
+            ))
+        }
+        .await;
+        Some((result, ms_since(t)))
     }
 
     /// Encodes one input of `modality` if `present`; returns the outcome and its time.
@@ -290,6 +371,24 @@ impl Analyzer {
     }
 }
 
+/// Each situation with its critic score and the attention the model gave it (zero
+/// when the serving version was not trained with situations).
+fn situation_results(situations: Vec<Situation>, p: &Prediction) -> Vec<SituationResult> {
+    situations
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| SituationResult {
+            attention: p
+                .attention
+                .iter()
+                .find(|(name, _)| *name == format!("{SITUATION}:{i}"))
+                .map_or(0.0, |(_, w)| *w),
+            text: s.text,
+            critic_score: s.critic_score,
+        })
+        .collect()
+}
+
 fn ms_since(t: Instant) -> f32 {
     t.elapsed().as_secs_f32() * 1000.0
 }
@@ -320,7 +419,7 @@ fn sentiment(p: &Prediction) -> Sentiment {
     }
 }
 
-/// A face's expression as an expert opinion, in EMOTION_LABELS order.
+/// A face's expression as an expert opinion on emotions and sentiment.
 fn face_expert(face: &Face) -> Expert {
     let mut emotions = [0.0; 7];
     for (slot, label) in emotions.iter_mut().zip(EMOTION_LABELS) {
@@ -331,9 +430,31 @@ fn face_expert(face: &Face) -> Expert {
             .map_or(0.0, |s| s.score.clamp(0.0, 1.0));
     }
     Expert {
-        modality: IMAGE.to_string(),
+        name: IMAGE.to_string(),
         emotions,
+        weight: 1.0,
+        sentiment: true,
     }
+}
+
+/// Each situation's emotion words as an expert opinion on emotions, weighted by the
+/// critic's score and by how much emotion its words carry; together they weigh as
+/// much as one face.
+fn situation_experts(lexicon: &Lexicon, situations: &[Situation]) -> Vec<Expert> {
+    let n = situations.len().max(1) as f32;
+    situations
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let emotions = lexicon.analyze(&s.text).emotions;
+            Expert {
+                name: format!("{SITUATION}:{i}"),
+                weight: s.critic_score.clamp(0.0, 1.0) * (1.0 - emotions[NEUTRAL]) / n,
+                emotions,
+                sentiment: false,
+            }
+        })
+        .collect()
 }
 
 /// "lexicon", or "lexicon+image" when a face's expression was blended in.

@@ -5,6 +5,7 @@
 mod analyze;
 mod encoders;
 mod service;
+mod situations;
 mod validate;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
@@ -15,7 +16,9 @@ use empathy_common::{Metrics, ServeOptions};
 use empathy_model::{FusionModel, Lexicon};
 use empathy_proto::v1::empathy_service_server::EmpathyServiceServer;
 
-use crate::{analyze::Analyzer, encoders::EncoderPool, service::Empathy};
+use crate::{
+    analyze::Analyzer, encoders::EncoderPool, service::Empathy, situations::SituationSource,
+};
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Serves empathy.v1.EmpathyService, the public API")]
@@ -24,6 +27,10 @@ struct Args {
     /// one's Info says which modalities it serves.
     #[arg(long = "encoder", required = true)]
     encoders: Vec<String>,
+    /// The situation service (imagined situations), e.g. http://127.0.0.1:50071.
+    /// Without it, requests that ask for situations are answered without them.
+    #[arg(long)]
+    situations: Option<String>,
     /// Models and data (`empathy assets fetch` fills it).
     #[arg(long, env = "EMPATHY_ASSETS", default_value = "assets")]
     assets: PathBuf,
@@ -70,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
     let metrics = Metrics::new("fusion")?;
     let analyzer = Analyzer {
         pool,
+        situations: SituationSource::new(args.situations.as_deref(), args.serve.max_message_bytes)?,
         lexicon: Arc::new(lexicon),
         model: Arc::new(model),
         limits: args.limits.clone(),

@@ -1,26 +1,33 @@
-//! Modalities whose token the serving version was not trained on can still speak: a
-//! face's expression is an expert opinion on the emotions. Until feedback trains the
-//! token (the learning loop), such an expert is blended in with a fixed weight, and
-//! the blend is reported in the attention so that attributions show it.
+//! Opinions the serving version was not trained to weigh: a face's expression, the
+//! emotions of imagined situations. Until feedback trains their tokens (the learning
+//! loop), each is blended into the answer by a fixed rule and shown in the attention,
+//! so that attributions name it.
 
 use crate::model::Prediction;
 
-/// The weight of an expert next to words (typed or transcribed); alone, it decides.
-pub const EXPERT_WEIGHT_WITH_TEXT: f32 = 0.5;
+/// The share of all experts together next to words (typed or transcribed); without
+/// words, the experts decide.
+pub const EXPERT_SHARE_WITH_TEXT: f32 = 0.5;
 /// Share of a uniform distribution mixed into an expert's sentiment: a face network's
 /// softmax is near 1.0 for most faces, which would veto the words in a product.
 const SMOOTHING: f32 = 0.1;
-
-/// One modality's opinion: emotions in EMOTION_LABELS order, each in [0, 1].
-#[derive(Debug, Clone, PartialEq)]
-pub struct Expert {
-    pub modality: String,
-    pub emotions: [f32; 7],
-}
-
 // EMOTION_LABELS order: anger, disgust, fear, joy, sadness, surprise, neutral.
 const JOY: usize = 3;
 const NEGATIVE: [usize; 4] = [0, 1, 2, 4];
+pub const NEUTRAL: usize = 6;
+
+/// One opinion on the emotions, in EMOTION_LABELS order, each in [0, 1].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expert {
+    /// Its name in the attention: a modality ("image") or "situation:<i>".
+    pub name: String,
+    pub emotions: [f32; 7],
+    /// Weight relative to the other experts (e.g. a critic's score); 0 = ignore.
+    pub weight: f32,
+    /// Whether the emotions speak for sentiment too. A face's expression does; the
+    /// words of an imagined situation are the generator's, not the person's.
+    pub sentiment: bool,
+}
 
 impl Expert {
     /// Sentiment implied by the emotions: joy is positive; anger, disgust, fear and
@@ -36,46 +43,59 @@ impl Expert {
     }
 }
 
-/// Blends `experts` into `p`. `has_text` says whether words were analysed.
-pub fn blend(p: &mut Prediction, experts: &[Expert], has_text: bool) {
-    if experts.is_empty() {
+/// Blends `experts` into `p`. `text_evidence` in [0, 1] says how much the words said
+/// about emotions (0 when they were absent or matched no emotion word).
+pub fn blend(p: &mut Prediction, experts: &[Expert], has_text: bool, text_evidence: f32) {
+    let total: f32 = experts.iter().map(|e| e.weight.max(0.0)).sum();
+    if total <= 0.0 {
         return;
     }
     let share = if has_text {
-        EXPERT_WEIGHT_WITH_TEXT
+        EXPERT_SHARE_WITH_TEXT
     } else {
         1.0
     };
-    let each = share / experts.len() as f32;
     let keep = 1.0 - share;
+    let weight = |e: &Expert| share * e.weight.max(0.0) / total;
+
     // Sentiment: a weighted product of experts (geometric mean), renormalised.
-    let mut log = p.sentiment.map(|s| keep * s.max(1e-6).ln());
-    for e in experts {
-        for (l, s) in log.iter_mut().zip(e.sentiment()) {
-            *l += each * s.max(1e-6).ln();
+    let speaking: Vec<&Expert> = experts.iter().filter(|e| e.sentiment).collect();
+    let spoken: f32 = speaking.iter().map(|e| weight(e)).sum();
+    if spoken > 0.0 {
+        let mut log = p.sentiment.map(|s| (1.0 - spoken) * s.max(1e-6).ln());
+        for e in &speaking {
+            for (l, s) in log.iter_mut().zip(e.sentiment()) {
+                *l += weight(e) * s.ln();
+            }
         }
+        let max = log.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let exp = log.map(|l| (l - max).exp());
+        let sum: f32 = exp.iter().sum();
+        p.sentiment = exp.map(|x| x / sum);
+        p.valence = (1.0 - spoken) * p.valence
+            + speaking
+                .iter()
+                .map(|e| {
+                    let s = e.sentiment();
+                    weight(e) * (s[2] - s[0])
+                })
+                .sum::<f32>();
     }
-    let max = log.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exp = log.map(|l| (l - max).exp());
-    let total: f32 = exp.iter().sum();
-    p.sentiment = exp.map(|x| x / total);
-    // Emotions are scored each on its own: a weighted mean per emotion.
+
+    // Emotions are scored each on its own: a weighted mean per emotion, where the
+    // words count only as far as they carried emotion.
+    let words = keep * text_evidence.clamp(0.0, 1.0);
+    let norm = words + share;
     for (i, score) in p.emotions.iter_mut().enumerate() {
-        *score = keep * *score + experts.iter().map(|e| each * e.emotions[i]).sum::<f32>();
+        let theirs: f32 = experts.iter().map(|e| weight(e) * e.emotions[i]).sum();
+        *score = (words * *score + theirs) / norm;
     }
-    p.valence = keep * p.valence
-        + experts
-            .iter()
-            .map(|e| {
-                let s = e.sentiment();
-                each * (s[2] - s[0])
-            })
-            .sum::<f32>();
+
     for (_, w) in p.attention.iter_mut() {
         *w *= keep;
     }
     p.attention
-        .extend(experts.iter().map(|e| (e.modality.clone(), each)));
+        .extend(experts.iter().map(|e| (e.name.clone(), weight(e))));
 }
 
 #[cfg(test)]
@@ -92,36 +112,55 @@ mod tests {
         }
     }
 
-    fn sad_face() -> Expert {
+    fn sad(name: &str, weight: f32, sentiment: bool) -> Expert {
         Expert {
-            modality: "image".into(),
+            name: name.into(),
             emotions: [0.0, 0.0, 0.0, 0.0, 0.9, 0.0, 0.1],
+            weight,
+            sentiment,
         }
     }
 
     #[test]
     fn an_expert_alone_decides() {
         let mut p = prediction();
-        blend(&mut p, &[sad_face()], false);
+        blend(&mut p, &[sad("image", 1.0, true)], false, 0.0);
         assert!(p.sentiment[0] > 0.8, "{:?}", p.sentiment);
-        assert_eq!(p.emotions, sad_face().emotions);
+        assert_eq!(p.emotions, sad("image", 1.0, true).emotions);
         assert_eq!(p.attention.last(), Some(&("image".to_string(), 1.0)));
         assert!(p.attention[..2].iter().all(|(_, w)| *w == 0.0));
     }
 
     #[test]
-    fn next_to_words_an_expert_gets_half() {
+    fn next_to_words_experts_share_half() {
         let mut p = prediction();
-        blend(&mut p, &[sad_face()], true);
+        blend(&mut p, &[sad("image", 1.0, true)], true, 1.0);
         let sum: f32 = p.sentiment.iter().sum();
         assert!((sum - 1.0).abs() < 1e-5);
-        assert!((p.emotions[3] - 0.3).abs() < 1e-6 && (p.emotions[4] - 0.45).abs() < 1e-6);
+        assert!((p.emotions[JOY] - 0.3).abs() < 1e-6 && (p.emotions[4] - 0.45).abs() < 1e-6);
         let weights: Vec<f32> = p.attention.iter().map(|(_, w)| *w).collect();
         assert_eq!(weights, [0.4, 0.1, 0.5]);
         assert!(p.valence < 0.6);
-        // Unchanged without experts.
-        let mut q = prediction();
-        blend(&mut q, &[], true);
-        assert_eq!(q, prediction());
+        // Unchanged without experts, or with experts of no weight.
+        for experts in [vec![], vec![sad("image", 0.0, true)]] {
+            let mut q = prediction();
+            blend(&mut q, &experts, true, 1.0);
+            assert_eq!(q, prediction());
+        }
+    }
+
+    #[test]
+    fn words_without_emotion_leave_emotions_to_the_experts() {
+        let mut p = prediction();
+        let experts = [
+            sad("situation:0", 0.75, false),
+            sad("situation:1", 0.25, false),
+        ];
+        blend(&mut p, &experts, true, 0.0);
+        assert_eq!(p.emotions, experts[0].emotions);
+        // Situations do not speak for sentiment.
+        assert_eq!(p.sentiment, prediction().sentiment);
+        let weights: Vec<f32> = p.attention.iter().map(|(_, w)| *w).collect();
+        assert_eq!(weights, [0.4, 0.1, 0.375, 0.125]);
     }
 }

@@ -9,7 +9,7 @@ use candle_nn::VarBuilder;
 
 use crate::batch::{BatchBuilder, Example};
 use crate::checkpoint::{Manifest, read_version};
-use crate::experts::{Expert, blend};
+use crate::experts::{Expert, NEUTRAL, blend};
 use crate::lexicon::LexiconAnalysis;
 use crate::network::{FusionNetwork, MODALITIES};
 
@@ -124,13 +124,26 @@ impl FusionModel {
                 arousal,
                 attention: token_weights(&attention[i], &mask[i]),
             };
+            // A trained emotion head always speaks; lexicon emotions only as far as
+            // the words matched emotion words (neutral is high when they did not).
+            let text_evidence = if from_model {
+                1.0
+            } else {
+                1.0 - lexicon.emotions[NEUTRAL]
+            };
+            // Experts stand in for tokens this version was not trained on.
             let experts: Vec<Expert> = inputs
                 .experts
                 .iter()
-                .filter(|e| !self.trains(&e.modality))
+                .filter(|e| !self.trains(e.name.split(':').next().unwrap_or_default()))
                 .cloned()
                 .collect();
-            blend(&mut prediction, &experts, inputs.text.is_some());
+            blend(
+                &mut prediction,
+                &experts,
+                inputs.text.is_some(),
+                text_evidence,
+            );
             predictions.push(prediction);
         }
         Ok(predictions)
