@@ -2,7 +2,8 @@
 //! and prosody, timed per `encode` call (model load excluded). bench/rtf.sh runs it
 //! beside whisper.cpp alone.
 //! `cargo run --release -p empathy-plugin-speech --example rtf -- CLIP.wav [tiny.en|base] [THREADS] [RUNS]`
-//! prints: seconds of audio, median seconds per run, the audio_ctx used, the transcript
+//! prints: seconds of audio, fastest seconds per run (the least disturbed by other
+//! work on the machine), the audio_ctx used, the transcript
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -64,7 +65,7 @@ fn main() -> Result<(), String> {
     let samples = (f64::from(seconds) * 16_000.0).round() as usize;
     println!(
         "{seconds:.3} {:.4} {} {}",
-        times[times.len() / 2],
+        times[0],
         audio_ctx(samples),
         output.transcript
     );
