@@ -4,6 +4,7 @@ mod analyze;
 mod assets;
 mod bench;
 mod eval;
+mod situations;
 mod train;
 mod up;
 
@@ -40,6 +41,18 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Latency and throughput of a running system, beside named baselines.
     Bench(bench::BenchArgs),
+    /// Experiments with imagined situations.
+    Situations {
+        #[command(subcommand)]
+        action: SituationsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SituationsAction {
+    /// Train with and without situation tokens on the same tweets and seed, and
+    /// compare on the test split (needs a running situation service).
+    Compare(situations::CompareArgs),
 }
 
 #[derive(Subcommand)]
@@ -62,6 +75,9 @@ fn main() -> std::process::ExitCode {
         Command::Train(args) => train::run(&args),
         Command::Eval(args) => runtime().and_then(|rt| rt.block_on(eval::run(args))),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(args))),
+        Command::Situations {
+            action: SituationsAction::Compare(args),
+        } => runtime().and_then(|rt| rt.block_on(situations::compare(args))),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -47,14 +47,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         .models_dir
         .clone()
         .unwrap_or_else(|| args.assets.join("models"));
-    let plugin = load_text_plugin(args)?;
-    let model = plugin
-        .info()
-        .iter()
-        .find(|m| m.modality == modality::TEXT)
-        .and_then(|m| m.model.clone())
-        .context("the text plugin does not describe its model")?;
-    let encoder_id = format!("{}@{}", model.id, model.version);
+    let plugin = load_text_plugin(&args.assets, args.plugin_dir.as_deref())?;
+    let encoder_id = encoder_id(&plugin)?;
     let mut embed = |texts: &[String]| embed(&plugin, texts);
     let config = TrainConfig {
         seed: args.seed,
@@ -93,9 +87,10 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load_text_plugin(args: &TrainArgs) -> anyhow::Result<LoadedPlugin> {
-    let plugin_dir = match &args.plugin_dir {
-        Some(dir) => dir.clone(),
+/// The text plugin, loaded in this process (training needs no running encoder).
+pub fn load_text_plugin(assets: &Path, plugin_dir: Option<&Path>) -> anyhow::Result<LoadedPlugin> {
+    let plugin_dir = match plugin_dir {
+        Some(dir) => dir.to_path_buf(),
         None => std::env::current_exe()
             .context("cannot locate this executable")?
             .parent()
@@ -104,7 +99,7 @@ fn load_text_plugin(args: &TrainArgs) -> anyhow::Result<LoadedPlugin> {
     };
     let path = plugin_dir.join(library_file_name("empathy_plugin_text"));
     let config = PluginConfig {
-        assets_dir: args.assets.to_string_lossy().into_owned(),
+        assets_dir: assets.to_string_lossy().into_owned(),
         threads: 0,
         ..PluginConfig::default()
     };
@@ -112,7 +107,18 @@ fn load_text_plugin(args: &TrainArgs) -> anyhow::Result<LoadedPlugin> {
         .with_context(|| format!("cannot load the text plugin {}", path.display()))
 }
 
-fn embed(plugin: &LoadedPlugin, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
+/// "model id@version": the key of the embedding cache.
+pub fn encoder_id(plugin: &LoadedPlugin) -> anyhow::Result<String> {
+    let model = plugin
+        .info()
+        .iter()
+        .find(|m| m.modality == modality::TEXT)
+        .and_then(|m| m.model.clone())
+        .context("the text plugin does not describe its model")?;
+    Ok(format!("{}@{}", model.id, model.version))
+}
+
+pub fn embed(plugin: &LoadedPlugin, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
     let mut out = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(MAX_CHUNK) {
         let request = EncodeRequest::texts(modality::TEXT, chunk.iter().cloned());

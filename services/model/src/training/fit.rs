@@ -12,13 +12,15 @@ use super::TrainConfig;
 use crate::batch::{BatchBuilder, Example};
 use crate::data::Split;
 use crate::metrics::Confusion;
-use crate::network::{Dims, FusionNetwork, LEXICON, TEXT};
+use crate::network::{Dims, FusionNetwork, LEXICON, MODALITIES, TEXT};
 
 /// Features of every example, row-major.
 pub(super) struct Features {
     pub text: Vec<f32>,
     pub lexicon: Vec<f32>,
     pub vader: Vec<f32>,
+    /// Per example, embeddings of imagined situations (empty where there are none).
+    pub situations: Vec<Vec<Vec<f32>>>,
     pub dims: Dims,
 }
 
@@ -30,25 +32,38 @@ impl Features {
             lexicon: &self.lexicon[i * l..(i + 1) * l],
             speech: None,
             image: None,
-            situations: &[],
+            situations: self.situations.get(i).map_or(&[], Vec::as_slice),
         }
     }
 }
 
-/// Predicted labels for `indices`; `use_text` false hides the text token.
+/// Which tokens an example shows the network besides the lexicon.
+#[derive(Clone, Copy)]
+pub(super) struct Shown {
+    pub text: bool,
+    pub situations: bool,
+}
+
+impl Shown {
+    fn slot(self, slot: usize) -> bool {
+        slot == LEXICON
+            || (self.text && slot == TEXT)
+            || (self.situations && slot >= MODALITIES.len())
+    }
+}
+
+/// Predicted labels for `indices`, showing the network the `shown` tokens.
 pub(super) fn predict(
     network: &FusionNetwork,
     features: &Features,
     indices: &[usize],
-    use_text: bool,
+    shown: Shown,
 ) -> anyhow::Result<Vec<usize>> {
     let mut out = Vec::with_capacity(indices.len());
     for chunk in indices.chunks(1024) {
         let mut builder = BatchBuilder::new(features.dims);
         for &i in chunk {
-            builder.push(&features.example(i), |slot| {
-                slot == LEXICON || (use_text && slot == TEXT)
-            });
+            builder.push(&features.example(i), |slot| shown.slot(slot));
         }
         let logits = network.forward(&builder.build()?)?.sentiment_logits;
         out.extend(
@@ -115,7 +130,12 @@ impl Session<'_> {
                 optimizer.backward_step(&loss)?;
                 loss_sum += f64::from(loss.to_scalar::<f32>()?) * batch.len() as f64;
             }
-            let predicted = predict(self.network, self.features, &self.split.validation, true)?;
+            let predicted = predict(
+                self.network,
+                self.features,
+                &self.split.validation,
+                self.shown(true),
+            )?;
             let f1 = Confusion::from_labels(3, &validation_labels, &predicted).macro_f1();
             best.epochs = epoch;
             let improved = f1 > best.best_f1;
@@ -147,15 +167,20 @@ impl Session<'_> {
         Ok(best)
     }
 
+    fn shown(&self, text: bool) -> Shown {
+        Shown {
+            text,
+            situations: self.config.use_situations,
+        }
+    }
+
     /// Class-weighted cross-entropy of one mini-batch, with text-token and hidden dropout.
     fn loss(&self, batch: &[usize], rng: &mut StdRng) -> anyhow::Result<Tensor> {
         let config = self.config;
         let mut builder = BatchBuilder::new(config.dims);
         for &i in batch {
-            let keep_text = rng.random::<f64>() >= config.text_dropout;
-            builder.push(&self.features.example(i), |slot| {
-                slot == LEXICON || (keep_text && slot == TEXT)
-            });
+            let shown = self.shown(rng.random::<f64>() >= config.text_dropout);
+            builder.push(&self.features.example(i), |slot| shown.slot(slot));
         }
         let keep = 1.0 - config.dropout;
         let mask: Vec<f32> = (0..batch.len() * config.dims.d_model)
@@ -227,6 +252,7 @@ mod tests {
                 text,
                 lexicon,
                 vader,
+                situations: Vec::new(),
                 dims,
             },
             labels,
@@ -256,7 +282,11 @@ mod tests {
             config: &config,
         };
         let fit = session.fit(&mut rng, &mut |_| {})?;
-        let test = predict(&network, &features, &split.test, true)?;
+        let shown = Shown {
+            text: true,
+            situations: false,
+        };
+        let test = predict(&network, &features, &split.test, shown)?;
         let truth: Vec<usize> = split.test.iter().map(|&i| labels[i]).collect();
         assert!(fit.best_epoch >= 1 && fit.best_epoch <= fit.epochs);
         Ok((Confusion::from_labels(3, &truth, &test).macro_f1(), test))

@@ -6,6 +6,7 @@
 
 mod embed;
 mod fit;
+mod situations;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,7 +23,8 @@ use crate::metrics::{Confusion, vader_label};
 use crate::network::{Dims, init_network};
 use crate::topics::{TopicTagger, log_priors};
 use embed::embeddings;
-use fit::{Features, Session, predict};
+use fit::{Features, Session, Shown, predict};
+pub use situations::{SituationComparison, compare_situations, split_texts};
 
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
@@ -53,6 +55,8 @@ pub struct TrainConfig {
     pub embed_batch: usize,
     /// Where embeddings are cached; None = `$XDG_CACHE_HOME/empathy/embeddings`.
     pub cache_dir: Option<PathBuf>,
+    /// Show the network the situation tokens of examples that have them.
+    pub use_situations: bool,
 }
 
 impl Default for TrainConfig {
@@ -72,6 +76,7 @@ impl Default for TrainConfig {
             dims: Dims::default(),
             embed_batch: 256,
             cache_dir: None,
+            use_situations: false,
         }
     }
 }
@@ -126,26 +131,7 @@ pub fn train_sentiment(
     ));
     let encoder_id = encoder.id.to_string();
     let text = embeddings(&corpus, config, encoder, progress)?;
-    let lexicon = Lexicon::load(assets_dir)?;
-    let mut lexicon_rows = Vec::with_capacity(corpus.texts.len() * config.dims.lexicon);
-    let mut vader = Vec::with_capacity(corpus.texts.len());
-    for t in &corpus.texts {
-        let analysis = lexicon.analyze(t);
-        ensure!(
-            analysis.features.len() == config.dims.lexicon,
-            "the lexicon gives {} features, dims.lexicon is {}",
-            analysis.features.len(),
-            config.dims.lexicon
-        );
-        lexicon_rows.extend_from_slice(&analysis.features);
-        vader.push(analysis.vader_compound);
-    }
-    let features = Features {
-        text,
-        lexicon: lexicon_rows,
-        vader,
-        dims: config.dims,
-    };
+    let features = features(assets_dir, &corpus, text, config.dims)?;
 
     let mut rng = StdRng::seed_from_u64(config.seed);
     let (varmap, network) = init_network(config.dims, &mut rng)?;
@@ -169,12 +155,28 @@ pub fn train_sentiment(
     let model = Confusion::from_labels(
         3,
         &test_labels,
-        &predict(&network, &features, &split.test, true)?,
+        &predict(
+            &network,
+            &features,
+            &split.test,
+            Shown {
+                text: true,
+                situations: false,
+            },
+        )?,
     );
     let lexicon_only = Confusion::from_labels(
         3,
         &test_labels,
-        &predict(&network, &features, &split.test, false)?,
+        &predict(
+            &network,
+            &features,
+            &split.test,
+            Shown {
+                text: false,
+                situations: false,
+            },
+        )?,
     );
     let vader_pred: Vec<usize> = split
         .test
@@ -231,6 +233,36 @@ pub fn train_sentiment(
     Ok(TrainReport {
         version_dir,
         metrics,
+    })
+}
+
+/// Text embeddings plus each tweet's lexicon features and VADER score.
+fn features(
+    assets_dir: &Path,
+    corpus: &Corpus,
+    text: Vec<f32>,
+    dims: Dims,
+) -> anyhow::Result<Features> {
+    let lexicon = Lexicon::load(assets_dir)?;
+    let mut lexicon_rows = Vec::with_capacity(corpus.texts.len() * dims.lexicon);
+    let mut vader = Vec::with_capacity(corpus.texts.len());
+    for t in &corpus.texts {
+        let analysis = lexicon.analyze(t);
+        ensure!(
+            analysis.features.len() == dims.lexicon,
+            "the lexicon gives {} features, dims.lexicon is {}",
+            analysis.features.len(),
+            dims.lexicon
+        );
+        lexicon_rows.extend_from_slice(&analysis.features);
+        vader.push(analysis.vader_compound);
+    }
+    Ok(Features {
+        text,
+        lexicon: lexicon_rows,
+        vader,
+        situations: Vec::new(),
+        dims,
     })
 }
 
