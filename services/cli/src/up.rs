@@ -21,7 +21,7 @@ pub struct UpArgs {
     #[arg(long, default_value = "127.0.0.1:9461")]
     encoder_metrics_listen: String,
     /// Plugins the encoder loads.
-    #[arg(long = "plugin", default_values_t = ["text".to_string(), "image".to_string()])]
+    #[arg(long = "plugin", default_values_t = ["text".to_string(), "image".to_string(), "speech".to_string()])]
     plugins: Vec<String>,
 }
 
