@@ -9,6 +9,10 @@ mod wer;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
 
 use empathy_proto::v1::{
     AnalyzeRequest, AnalyzeResponse, EncodeInput, EncodeOutput, EncodeRequest,
@@ -21,14 +25,18 @@ use tonic::{Code, transport::Channel};
 const HAPPY: &str = "I am so happy today, everything is wonderful";
 const ANGRY: &str = "I am furious, this is the worst day of my life";
 
+/// A fresh temp dir: the tests of this file run side by side in one process.
+fn temp_dir() -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("e2e-speech-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
 /// A WAV of espeak-ng saying `text` at `words_per_minute`, made in a temp dir.
 fn espeak(text: &str, words_per_minute: u32) -> Vec<u8> {
-    let dir: PathBuf = std::env::temp_dir().join(format!(
-        "e2e-speech-{}-{words_per_minute}-{}",
-        std::process::id(),
-        text.len()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = temp_dir();
     let wav = dir.join("clip.wav");
     let status = Command::new("espeak-ng")
         .args(["-v", "en-us", "-s", &words_per_minute.to_string(), "-w"])
@@ -38,6 +46,34 @@ fn espeak(text: &str, words_per_minute: u32) -> Vec<u8> {
         .expect("espeak-ng runs (scripts/setup installs it)");
     assert!(status.success(), "espeak-ng failed");
     let bytes = std::fs::read(&wav).expect("espeak-ng wrote the clip");
+    let _ = std::fs::remove_dir_all(&dir);
+    bytes
+}
+
+/// espeak-ng's `text` as the live-stream format: 16 kHz mono s16le PCM (sox converts).
+fn espeak_pcm(text: &str) -> Vec<u8> {
+    let dir = temp_dir();
+    let (wav, raw) = (dir.join("clip.wav"), dir.join("clip.raw"));
+    std::fs::write(&wav, espeak(text, 160)).expect("write wav");
+    let status = Command::new("sox")
+        .arg(&wav)
+        .args([
+            "-r",
+            "16000",
+            "-c",
+            "1",
+            "-b",
+            "16",
+            "-e",
+            "signed-integer",
+            "-t",
+            "raw",
+        ])
+        .arg(&raw)
+        .status()
+        .expect("sox runs (scripts/setup installs it)");
+    assert!(status.success(), "sox failed");
+    let bytes = std::fs::read(&raw).expect("sox wrote the clip");
     let _ = std::fs::remove_dir_all(&dir);
     bytes
 }
@@ -72,6 +108,18 @@ async fn encode_speech(
     c.encode(request).await.map(|r| r.into_inner().outputs)
 }
 
+/// Encoder (text + speech) and fusion. The tests of this file run side by side on a
+/// small machine: one compute thread per encoder, as ggml's spinning threads collapse
+/// when there are more of them than cores, and deadlines for correctness, not latency.
+async fn start_speech() -> anyhow::Result<(
+    empathy_common::launch::Service,
+    empathy_common::launch::Service,
+)> {
+    let encoder = start_encoder(&["--plugin", "speech", "--threads", "1"]).await?;
+    let fusion = start_fusion(&[encoder.url()], &["--default-deadline-ms", "60000"]).await?;
+    Ok((encoder, fusion))
+}
+
 fn refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>, why: &str) {
     let status = result.expect_err("a bad clip must be refused");
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
@@ -84,8 +132,7 @@ fn refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>, why: &str) {
 
 #[tokio::test]
 async fn speech_path_end_to_end() -> anyhow::Result<()> {
-    let encoder = start_encoder(&["--plugin", "speech"]).await?;
-    let fusion = start_fusion(&[encoder.url()], &[]).await?;
+    let (encoder, fusion) = start_speech().await?;
     let mut c = client(&fusion).await?;
 
     // What was said, and how it felt, through the transcript's text path.
@@ -148,6 +195,78 @@ async fn speech_path_end_to_end() -> anyhow::Result<()> {
         wer::word_error_rate(HAPPY, &r.transcript) <= 0.2,
         "{:?}",
         r.transcript
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn live_audio_on_a_stream_is_answered_per_utterance() -> anyhow::Result<()> {
+    let (_encoder, fusion) = start_speech().await?;
+    let mut c = client(&fusion).await?;
+
+    // A voice assistant's stream: 100 ms chunks, a sentence, a second of silence, and
+    // the next sentence only once the first was answered.
+    let chunks = |pcm: Vec<u8>, id: &str| -> Vec<AnalyzeRequest> {
+        pcm.chunks(3200)
+            .map(|c| AnalyzeRequest {
+                audio_pcm: c.to_vec(),
+                request_id: id.into(),
+                ..Default::default()
+            })
+            .collect()
+    };
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let mut answers = c.analyze_stream(rx).await?.into_inner();
+    let mut first = espeak_pcm(HAPPY);
+    first.extend(vec![0u8; 32_000]);
+    for chunk in chunks(first, "one") {
+        tx.unbounded_send(chunk)?;
+    }
+    let one = tokio::time::timeout(Duration::from_secs(60), answers.next())
+        .await?
+        .expect("an answer to the first utterance")?;
+    assert_eq!(one.request_id, "one");
+    assert!(
+        wer::word_error_rate(HAPPY, &one.transcript) <= 0.2,
+        "{:?}",
+        one.transcript
+    );
+    assert_eq!(
+        one.sentiment.as_ref().map(|s| s.label.as_str()),
+        Some("positive")
+    );
+
+    for chunk in chunks(espeak_pcm(ANGRY), "two") {
+        tx.unbounded_send(chunk)?;
+    }
+    drop(tx); // the end of the stream flushes the last utterance
+    let two = answers
+        .next()
+        .await
+        .expect("an answer to the second utterance")?;
+    assert_eq!(two.request_id, "two");
+    assert!(
+        wer::word_error_rate(ANGRY, &two.transcript) <= 0.2,
+        "{:?}",
+        two.transcript
+    );
+    assert_eq!(
+        two.sentiment.as_ref().map(|s| s.label.as_str()),
+        Some("negative")
+    );
+    assert!(
+        answers.next().await.is_none(),
+        "two utterances, two answers"
+    );
+
+    // A live chunk outside a stream is refused with the reason.
+    refused(
+        c.analyze(AnalyzeRequest {
+            audio_pcm: vec![0; 3200],
+            ..Default::default()
+        })
+        .await,
+        "only read by AnalyzeStream",
     );
     Ok(())
 }

@@ -85,9 +85,13 @@ fn decode_container(bytes: &[u8], mime: &str, max_seconds: f64) -> Result<Audio,
     let probed = symphonia::default::get_probe()
         .format(&hint, source, &FormatOptions::default(), &MetadataOptions::default())
         .map_err(|e| {
+            // "No format reader found" adds nothing; a damaged header's reason does.
+            let why = match e {
+                SymphoniaError::Unsupported(_) => String::new(),
+                other => format!(": {}", reason(&other)),
+            };
             invalid(format!(
-                "not a recognised audio file (WAV, FLAC, MP3 or OGG/Vorbis expected; {PCM_MIME} for raw 16 kHz PCM): {}",
-                reason(&e)
+                "not a recognised audio file (WAV, FLAC, MP3 or OGG/Vorbis expected; {PCM_MIME} for raw 16 kHz PCM){why}"
             ))
         })?;
     let mut format = probed.format;

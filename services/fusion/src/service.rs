@@ -1,6 +1,10 @@
 //! The public `empathy.v1.EmpathyService`.
 
-use std::{collections::BTreeMap, pin::Pin, sync::Arc};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    pin::Pin,
+    sync::Arc,
+};
 
 use empathy_common::Metrics;
 use empathy_proto::{
@@ -15,6 +19,11 @@ use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::analyze::Analyzer;
+
+// Declared here rather than in main.rs: this file is the stream's only user.
+#[path = "utterances.rs"]
+mod utterances;
+use utterances::Utterances;
 
 #[derive(Clone)]
 pub struct Empathy {
@@ -39,8 +48,14 @@ impl EmpathyService for Empathy {
         &self,
         request: Request<AnalyzeRequest>,
     ) -> Result<Response<AnalyzeResponse>, Status> {
+        let request = request.into_inner();
+        if !request.audio_pcm.is_empty() {
+            return Err(Status::invalid_argument(
+                "audio_pcm carries a live stream and is only read by AnalyzeStream; send a whole clip in audio",
+            ));
+        }
         self.metrics
-            .track("Analyze", self.analyzer.analyze(request.into_inner()))
+            .track("Analyze", self.analyzer.analyze(request))
             .await
             .map(Response::new)
     }
@@ -48,48 +63,23 @@ impl EmpathyService for Empathy {
     type AnalyzeStreamStream = AnalyzeStream;
 
     /// One conversation: a turn without its own context is analysed with the turns
-    /// before it on this stream.
+    /// before it on this stream. Audio may also come as a live PCM stream
+    /// (`audio_pcm`), answered once per utterance.
     async fn analyze_stream(
         &self,
         request: Request<Streaming<AnalyzeRequest>>,
     ) -> Result<Response<Self::AnalyzeStreamStream>, Status> {
-        let analyzer = Arc::clone(&self.analyzer);
-        let metrics = self.metrics.clone();
-        let max_turns = analyzer.limits.max_context_turns;
-        let out = futures::stream::unfold(
-            (request.into_inner(), Vec::<Turn>::new()),
-            move |(mut incoming, mut history)| {
-                let analyzer = Arc::clone(&analyzer);
-                let metrics = metrics.clone();
-                async move {
-                    let mut req = match incoming.next().await? {
-                        Ok(r) => r,
-                        Err(status) => return Some((Err(status), (incoming, history))),
-                    };
-                    if req.context.is_empty() {
-                        req.context = history.clone();
-                    }
-                    let typed = req.text.trim().to_string();
-                    let result = metrics.track("AnalyzeStream", analyzer.analyze(req)).await;
-                    if let Ok(resp) = &result {
-                        let said = if typed.is_empty() {
-                            resp.transcript.clone()
-                        } else {
-                            typed
-                        };
-                        if !said.is_empty() {
-                            history.push(Turn {
-                                speaker: "user".into(),
-                                text: said,
-                            });
-                            let excess = history.len().saturating_sub(max_turns);
-                            history.drain(..excess);
-                        }
-                    }
-                    Some((result, (incoming, history)))
-                }
-            },
-        );
+        let conversation = Conversation {
+            analyzer: Arc::clone(&self.analyzer),
+            metrics: self.metrics.clone(),
+            incoming: request.into_inner(),
+            history: Vec::new(),
+            audio: Utterances::default(),
+            last_chunk: None,
+            ready: VecDeque::new(),
+            ended: false,
+        };
+        let out = futures::stream::unfold(conversation, Conversation::next_answer);
         Ok(Response::new(Box::pin(out)))
     }
 
@@ -162,4 +152,95 @@ fn notes(emotion_source: &str, trained_on_situations: bool, has_service: bool) -
         }
         .into(),
     ]
+}
+
+/// One AnalyzeStream call: the turns so far, and the live audio not yet answered.
+struct Conversation {
+    analyzer: Arc<Analyzer>,
+    metrics: Metrics,
+    incoming: Streaming<AnalyzeRequest>,
+    history: Vec<Turn>,
+    audio: Utterances,
+    /// The latest `audio_pcm` chunk's other fields, for an utterance the end flushes.
+    last_chunk: Option<AnalyzeRequest>,
+    /// Requests to answer, in the order they became complete.
+    ready: VecDeque<AnalyzeRequest>,
+    ended: bool,
+}
+
+impl Conversation {
+    /// The next answer on the stream: a typed or whole-clip turn, or an utterance the
+    /// live audio completed; reads chunks until there is one.
+    async fn next_answer(mut self) -> Option<(Result<AnalyzeResponse, Status>, Self)> {
+        loop {
+            if let Some(req) = self.ready.pop_front() {
+                let answer = self.answer(req).await;
+                return Some((answer, self));
+            }
+            if self.ended {
+                return None;
+            }
+            match self.incoming.next().await {
+                None => {
+                    self.ended = true;
+                    if let (Some(samples), Some(chunk)) =
+                        (self.audio.finish(), self.last_chunk.take())
+                    {
+                        self.ready.push_back(utterance(&samples, &chunk));
+                    }
+                }
+                Some(Err(status)) => return Some((Err(status), self)),
+                Some(Ok(mut req)) if !req.audio_pcm.is_empty() => {
+                    let pcm = std::mem::take(&mut req.audio_pcm);
+                    for samples in self.audio.push(&pcm) {
+                        self.ready.push_back(utterance(&samples, &req));
+                    }
+                    self.last_chunk = Some(req);
+                }
+                Some(Ok(req)) => self.ready.push_back(req),
+            }
+        }
+    }
+
+    async fn answer(&mut self, mut req: AnalyzeRequest) -> Result<AnalyzeResponse, Status> {
+        if req.context.is_empty() {
+            req.context = self.history.clone();
+        }
+        let typed = req.text.trim().to_string();
+        let result = self
+            .metrics
+            .track("AnalyzeStream", self.analyzer.analyze(req))
+            .await;
+        if let Ok(resp) = &result {
+            let said = if typed.is_empty() {
+                resp.transcript.clone()
+            } else {
+                typed
+            };
+            if !said.is_empty() {
+                self.history.push(Turn {
+                    speaker: "user".into(),
+                    text: said,
+                });
+                let excess = self
+                    .history
+                    .len()
+                    .saturating_sub(self.analyzer.limits.max_context_turns);
+                self.history.drain(..excess);
+            }
+        }
+        result
+    }
+}
+
+/// An utterance as a whole-clip request, with the options, id and context of the chunk
+/// that completed it.
+fn utterance(samples: &[i16], chunk: &AnalyzeRequest) -> AnalyzeRequest {
+    AnalyzeRequest {
+        audio: utterances::wav(samples),
+        options: chunk.options.clone(),
+        request_id: chunk.request_id.clone(),
+        context: chunk.context.clone(),
+        ..Default::default()
+    }
 }
