@@ -10,6 +10,7 @@ pub mod lexicon;
 pub mod metrics;
 mod model;
 pub mod network;
+pub mod registry;
 pub mod topics;
 pub mod training;
 

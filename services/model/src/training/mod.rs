@@ -5,6 +5,7 @@
 //! model version.
 
 mod embed;
+pub mod finetune;
 mod fit;
 mod situations;
 

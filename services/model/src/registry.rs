@@ -1,0 +1,164 @@
+//! The model registry: a directory of immutable versions (`vNNNN/`, written by
+//! `checkpoint::save_version`: temp dir, fsync, rename) and a `serving` pointer file
+//! naming the version that serves. The pointer is replaced atomically (write a temp
+//! file, fsync, rename, fsync the directory), so a reader sees the old or the new
+//! name, never a torn one; rollback is a pointer write. Without a pointer the newest
+//! valid version serves (`latest_version`), as before the registry had one.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail, ensure};
+
+use crate::checkpoint::{Manifest, latest_version, read_version};
+
+pub const SERVING_FILE: &str = "serving";
+
+/// A version name as the registry writes them: `v` and digits.
+pub fn is_version_name(name: &str) -> bool {
+    name.len() > 1 && name.starts_with('v') && name[1..].bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The version the pointer names, if there is a pointer.
+pub fn serving_pointer(models_dir: &Path) -> anyhow::Result<Option<String>> {
+    let path = models_dir.join(SERVING_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(s) => {
+            let name = s.trim().to_string();
+            ensure!(
+                is_version_name(&name),
+                "{} holds {name:?}, not a model version name",
+                path.display()
+            );
+            Ok(Some(name))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// The directory of the version that serves: the pointer's, if it names a version that
+/// loads; else the newest valid version (a broken pointer is logged, never served).
+pub fn serving_version(models_dir: &Path) -> anyhow::Result<PathBuf> {
+    match serving_pointer(models_dir) {
+        Ok(Some(name)) => {
+            let dir = models_dir.join(&name);
+            match crate::FusionModel::load(&dir) {
+                Ok(_) => return Ok(dir),
+                Err(e) => tracing::warn!(
+                    "the serving pointer names {name}, which does not load ({e:#}); \
+                     serving the newest valid version instead"
+                ),
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!("{e:#}; serving the newest valid version instead"),
+    }
+    latest_version(models_dir)
+}
+
+/// Points `serving` at `version` (which must exist and pass its checksum).
+pub fn set_serving(models_dir: &Path, version: &str) -> anyhow::Result<()> {
+    ensure!(
+        is_version_name(version),
+        "{version:?} is not a model version name (like v0002)"
+    );
+    let dir = models_dir.join(version);
+    if !dir.is_dir() {
+        bail!("no model version {version} in {}", models_dir.display());
+    }
+    read_version(&dir).with_context(|| format!("version {version} cannot serve"))?;
+    let tmp = models_dir.join(format!(".{SERVING_FILE}.tmp-{}", std::process::id()));
+    let result = (|| -> anyhow::Result<()> {
+        let mut file =
+            File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        file.write_all(format!("{version}\n").as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, models_dir.join(SERVING_FILE))
+            .with_context(|| format!("cannot replace {SERVING_FILE}"))?;
+        File::open(models_dir)?.sync_all()?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Versions that do not read: (name, why).
+pub type Broken = Vec<(String, String)>;
+
+/// Every version whose manifest reads, oldest first (by name); broken ones are
+/// listed in the second vector with why.
+pub fn list_versions(models_dir: &Path) -> anyhow::Result<(Vec<Manifest>, Broken)> {
+    let mut ok = Vec::new();
+    let mut broken = Vec::new();
+    let entries = match std::fs::read_dir(models_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((ok, broken)),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", models_dir.display())),
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| is_version_name(n))
+        .collect();
+    names.sort();
+    for name in names {
+        match read_version(&models_dir.join(&name)) {
+            Ok((manifest, _)) => ok.push(manifest),
+            Err(e) => broken.push((name, format!("{e:#}"))),
+        }
+    }
+    Ok((ok, broken))
+}
+
+/// Fails unless a new version could be written under `models_dir` now (a read-only
+/// or full file system fails here, before any training time is spent).
+pub fn check_writable(models_dir: &Path) -> anyhow::Result<()> {
+    let probe = models_dir.join(format!(".probe-{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        std::fs::create_dir(&probe)?;
+        let mut f = File::create(probe.join("probe"))?;
+        f.write_all(&[0u8; 4096])?;
+        f.sync_all()
+    })();
+    let _ = std::fs::remove_dir_all(&probe);
+    result.with_context(|| {
+        format!(
+            "the model registry {} is not writable",
+            models_dir.display()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_names() {
+        assert!(is_version_name("v0001"));
+        assert!(is_version_name("v12"));
+        assert!(!is_version_name("v"));
+        assert!(!is_version_name("serving"));
+        assert!(!is_version_name("v00a1"));
+        assert!(!is_version_name("../v0001"));
+    }
+
+    #[test]
+    fn pointer_rejects_garbage_and_missing_versions() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("empathy-registry-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        assert_eq!(serving_pointer(&dir)?, None);
+        assert!(set_serving(&dir, "v0009").is_err());
+        assert!(set_serving(&dir, "../etc").is_err());
+        std::fs::write(dir.join(SERVING_FILE), "../../etc/passwd\n")?;
+        assert!(serving_pointer(&dir).is_err());
+        check_writable(&dir)?;
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,499 @@
+//! Fine-tuning a serving version on user feedback: start from its weights, train the
+//! sentiment head and the fusion layers on the corrected examples mixed with a replay
+//! sample of the base training split (so old skills are kept, and with the same
+//! per-topic priors the base model was trained against), hold part of the feedback
+//! out, and compare new against serving on that hold-out and on the base test split.
+//! The caller publishes only an accepted result (`publish`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail, ensure};
+use candle_core::{D, DType, Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use rand::rngs::StdRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{Rng, SeedableRng};
+
+use crate::batch::{BatchBuilder, Example};
+use crate::checkpoint::{Manifest, NewVersion, TrainingInfo, read_version, save_version};
+use crate::data::{corpus_path, load_corpus, stratified_split};
+use crate::embedding_cache;
+use crate::lexicon::Lexicon;
+use crate::metrics::Confusion;
+use crate::network::{FusionNetwork, LEXICON, TEXT, init_network};
+use crate::topics::{TopicTagger, log_priors};
+
+/// One corrected analysis: the features fusion computed, and the corrected sentiment.
+#[derive(Debug, Clone)]
+pub struct FeedbackExample {
+    /// Stable id (the feedback id): decides the hold-out deterministically.
+    pub id: String,
+    pub text: Vec<f32>,
+    pub lexicon: Vec<f32>,
+    /// Index into SENTIMENT_LABELS.
+    pub sentiment: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct FinetuneConfig {
+    pub seed: u64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub dropout: f64,
+    /// Base training examples replayed beside the feedback.
+    pub replay: usize,
+    /// Share of the feedback held out for validation (at least one example).
+    pub holdout_fraction: f64,
+    /// Share of each epoch's examples that are feedback (by repeating them).
+    pub feedback_share: f64,
+    /// How much lower the base-test macro-F1 may be and still publish.
+    pub tolerance: f64,
+    /// Where the corpus embeddings are cached; None = the default cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for FinetuneConfig {
+    fn default() -> Self {
+        FinetuneConfig {
+            seed: 7,
+            epochs: 6,
+            batch_size: 64,
+            learning_rate: 5e-4,
+            weight_decay: 1e-2,
+            dropout: 0.1,
+            replay: 4000,
+            holdout_fraction: 0.25,
+            feedback_share: 0.2,
+            tolerance: 0.01,
+            cache_dir: None,
+        }
+    }
+}
+
+/// A fine-tuned network, its evaluation, and the decision.
+pub struct Finetuned {
+    pub varmap: VarMap,
+    pub serving: Manifest,
+    pub training: TrainingInfo,
+    /// base_test_macro_f1 / serving_base_test_macro_f1, feedback_holdout_accuracy /
+    /// serving_feedback_holdout_accuracy, sizes; plus the serving version's own
+    /// metrics carried over under their names where they are still true.
+    pub metrics: BTreeMap<String, f64>,
+    pub accepted: bool,
+    /// Why it was (not) accepted, with the numbers.
+    pub reason: String,
+}
+
+/// Features of the rows a fine-tune touches.
+struct Rows {
+    text: Vec<Vec<f32>>,
+    lexicon: Vec<Vec<f32>>,
+    labels: Vec<usize>,
+    bias: Vec<[f32; 3]>,
+}
+
+impl Rows {
+    fn new() -> Rows {
+        Rows {
+            text: Vec::new(),
+            lexicon: Vec::new(),
+            labels: Vec::new(),
+            bias: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, text: Vec<f32>, lexicon: Vec<f32>, label: usize, bias: [f32; 3]) -> usize {
+        self.text.push(text);
+        self.lexicon.push(lexicon);
+        self.labels.push(label);
+        self.bias.push(bias);
+        self.labels.len() - 1
+    }
+
+    fn example(&self, i: usize) -> Example<'_> {
+        Example {
+            text: Some(&self.text[i]),
+            lexicon: &self.lexicon[i],
+            speech: None,
+            image: None,
+            situations: &[],
+        }
+    }
+}
+
+pub fn finetune(
+    assets_dir: &Path,
+    serving_dir: &Path,
+    feedback: &[FeedbackExample],
+    config: &FinetuneConfig,
+    progress: &mut dyn FnMut(f32, &str),
+    cancelled: &dyn Fn() -> bool,
+) -> anyhow::Result<Finetuned> {
+    let started = Instant::now();
+    ensure!(config.batch_size > 0, "batch size must be positive");
+    let (serving, weights) = read_version(serving_dir)?;
+    let dims = serving.dims;
+    let uses = |t: &str| serving.trained_tokens.iter().any(|x| x == t);
+    ensure!(
+        uses("text") || uses("lexicon"),
+        "version {} uses neither the text nor the lexicon token: nothing to fine-tune",
+        serving.version
+    );
+    let (use_text, use_lexicon) = (uses("text"), uses("lexicon"));
+    let mask = move |slot: usize| (use_text && slot == TEXT) || (use_lexicon && slot == LEXICON);
+    for f in feedback {
+        ensure!(
+            f.text.len() == dims.text && f.lexicon.len() == dims.lexicon,
+            "feedback {} has {}+{} feature values, version {} expects {}+{}",
+            f.id,
+            f.text.len(),
+            f.lexicon.len(),
+            serving.version,
+            dims.text,
+            dims.lexicon
+        );
+        ensure!(f.sentiment < 3, "feedback {}: bad sentiment index", f.id);
+    }
+    let mut rng = StdRng::seed_from_u64(config.seed);
+
+    // Feedback: a seeded shuffle by id, then the hold-out off the front.
+    let mut order: Vec<&FeedbackExample> = feedback.iter().collect();
+    order.sort_by(|a, b| a.id.cmp(&b.id));
+    order.shuffle(&mut rng);
+    let holdout_n = ((order.len() as f64 * config.holdout_fraction).ceil() as usize).max(1);
+    if order.len() < 2 {
+        bail!(
+            "{} sentiment correction(s) stored: fine-tuning needs at least 2 (one to train \
+             on, one to hold out)",
+            order.len()
+        );
+    }
+    let (holdout_fb, train_fb) = order.split_at(holdout_n.min(order.len() - 1));
+    progress(
+        0.02,
+        &format!(
+            "feedback: {} to train on, {} held out",
+            train_fb.len(),
+            holdout_fb.len()
+        ),
+    );
+
+    // The base corpus as the serving version's lineage split it.
+    let corpus = load_corpus(&corpus_path(assets_dir))?;
+    ensure!(
+        corpus.sha256 == serving.training.data_sha256,
+        "the corpus in {} (sha256 {}) is not the one version {} was trained on ({})",
+        assets_dir.display(),
+        corpus.sha256,
+        serving.version,
+        serving.training.data_sha256
+    );
+    let split = stratified_split(&corpus.labels, serving.training.seed, 0.1);
+    ensure!(
+        split.test.len() == serving.training.test_size,
+        "the base test split has {} examples, version {} was tested on {}",
+        split.test.len(),
+        serving.version,
+        serving.training.test_size
+    );
+    let cache_dir = config
+        .cache_dir
+        .clone()
+        .or_else(embedding_cache::default_dir)
+        .context("no embedding cache directory (set XDG_CACHE_HOME or HOME)")?;
+    let cache = embedding_cache::path(
+        &cache_dir,
+        &serving.training.encoder,
+        &corpus.sha256,
+        &corpus.texts,
+    );
+    let embeddings =
+        embedding_cache::load(&cache, corpus.texts.len(), dims.text).with_context(|| {
+            format!(
+                "no cached corpus embeddings for encoder {} at {}: run `empathy train` once \
+                 (it fills the cache) or pass the cache directory",
+                serving.training.encoder,
+                cache.display()
+            )
+        })?;
+    if cancelled() {
+        bail!(Cancelled);
+    }
+    let lexicon = Lexicon::load(assets_dir)?;
+    let tagger = TopicTagger::new()?;
+    let priors = log_priors(&corpus.labels, &corpus.topics, &split.train, tagger.count());
+    let prior_weight = serving.training.topic_prior_weight as f32;
+    let mut rows = Rows::new();
+    let base_row = |rows: &mut Rows, i: usize, bias: bool| {
+        let analysis = lexicon.analyze(&corpus.texts[i]);
+        let b = if bias {
+            priors[corpus.topics[i]].map(|p| prior_weight * p)
+        } else {
+            [0.0; 3]
+        };
+        rows.push(
+            embeddings[i * dims.text..(i + 1) * dims.text].to_vec(),
+            analysis.features,
+            corpus.labels[i],
+            b,
+        )
+    };
+    let replay: Vec<usize> = split
+        .train
+        .choose_multiple(&mut rng, config.replay.min(split.train.len()))
+        .map(|&i| base_row(&mut rows, i, true))
+        .collect();
+    let test: Vec<usize> = split
+        .test
+        .iter()
+        .map(|&i| base_row(&mut rows, i, false))
+        .collect();
+    let add_feedback = |rows: &mut Rows, f: &FeedbackExample| {
+        rows.push(f.text.clone(), f.lexicon.clone(), f.sentiment, [0.0; 3])
+    };
+    let fb_train: Vec<usize> = train_fb
+        .iter()
+        .map(|f| add_feedback(&mut rows, f))
+        .collect();
+    let fb_holdout: Vec<usize> = holdout_fb
+        .iter()
+        .map(|f| add_feedback(&mut rows, f))
+        .collect();
+    progress(
+        0.1,
+        &format!(
+            "replaying {} base training examples; base test split {}",
+            replay.len(),
+            test.len()
+        ),
+    );
+
+    // Serving network (for comparison) and a trainable copy of it.
+    let old = FusionNetwork::new(
+        dims,
+        VarBuilder::from_buffered_safetensors(weights.clone(), DType::F32, &Device::Cpu)?,
+    )?;
+    let (varmap, network) = init_network(dims, &mut rng)?;
+    let loaded = candle_core::safetensors::load_buffer(&weights, &Device::Cpu)?;
+    for (name, var) in varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("model variables lock poisoned"))?
+        .iter()
+    {
+        let tensor = loaded
+            .get(name)
+            .with_context(|| format!("version {} has no tensor {name}", serving.version))?;
+        var.set(tensor)?;
+    }
+
+    // Each epoch: the replay sample plus the feedback repeated to its share.
+    let share = config.feedback_share.clamp(0.0, 0.9);
+    let copies = if fb_train.is_empty() {
+        0
+    } else {
+        ((share * replay.len() as f64 / ((1.0 - share) * fb_train.len() as f64)).round() as usize)
+            .max(1)
+    };
+    let mut epoch_rows: Vec<usize> = replay.clone();
+    for _ in 0..copies {
+        epoch_rows.extend(&fb_train);
+    }
+    let vars = varmap.all_vars();
+    let mut optimizer = AdamW::new(
+        vars,
+        ParamsAdamW {
+            lr: config.learning_rate,
+            weight_decay: config.weight_decay,
+            ..ParamsAdamW::default()
+        },
+    )?;
+    for epoch in 1..=config.epochs {
+        epoch_rows.shuffle(&mut rng);
+        let mut loss_sum = 0.0;
+        for batch in epoch_rows.chunks(config.batch_size) {
+            if cancelled() {
+                bail!(Cancelled);
+            }
+            let loss = loss(&network, &rows, batch, &mask, config.dropout, &mut rng)?;
+            optimizer.backward_step(&loss)?;
+            loss_sum += f64::from(loss.to_scalar::<f32>()?) * batch.len() as f64;
+        }
+        let fraction = 0.1 + 0.8 * epoch as f32 / config.epochs.max(1) as f32;
+        progress(
+            fraction,
+            &format!(
+                "epoch {epoch}/{}: loss {:.4} over {} examples ({} feedback copies)",
+                config.epochs,
+                loss_sum / epoch_rows.len().max(1) as f64,
+                epoch_rows.len(),
+                copies
+            ),
+        );
+    }
+
+    // Evaluation: new against serving, same data.
+    let score = |net: &FusionNetwork, ix: &[usize]| -> anyhow::Result<Confusion> {
+        let predicted = predict(net, &rows, ix, &mask)?;
+        let actual: Vec<usize> = ix.iter().map(|&i| rows.labels[i]).collect();
+        Ok(Confusion::from_labels(3, &actual, &predicted))
+    };
+    let (base_new, base_old) = (score(&network, &test)?, score(&old, &test)?);
+    let (hold_new, hold_old) = (score(&network, &fb_holdout)?, score(&old, &fb_holdout)?);
+    let (fit_new, fit_old) = (score(&network, &fb_train)?, score(&old, &fb_train)?);
+    let mut metrics = BTreeMap::new();
+    metrics.insert("test_macro_f1".to_string(), base_new.macro_f1());
+    metrics.insert("test_accuracy".to_string(), base_new.accuracy());
+    for (c, label) in empathy_proto::SENTIMENT_LABELS.iter().enumerate() {
+        metrics.insert(format!("test_f1_{label}"), base_new.class(c).f1);
+    }
+    metrics.insert("parent_test_macro_f1".into(), base_old.macro_f1());
+    metrics.insert("feedback_holdout_accuracy".into(), hold_new.accuracy());
+    metrics.insert(
+        "parent_feedback_holdout_accuracy".into(),
+        hold_old.accuracy(),
+    );
+    metrics.insert("feedback_train_accuracy".into(), fit_new.accuracy());
+    metrics.insert("parent_feedback_train_accuracy".into(), fit_old.accuracy());
+    metrics.insert("feedback_train_size".into(), fb_train.len() as f64);
+    metrics.insert("feedback_holdout_size".into(), fb_holdout.len() as f64);
+    metrics.insert("replay_size".into(), replay.len() as f64);
+    metrics.insert("test_size".into(), test.len() as f64);
+    for key in ["vader_test_macro_f1", "vader_test_accuracy"] {
+        if let Some(v) = serving.metrics.get(key) {
+            metrics.insert(key.to_string(), *v);
+        }
+    }
+    let base_drop = base_old.macro_f1() - base_new.macro_f1();
+    let not_worse = base_drop <= config.tolerance;
+    let better = hold_new.accuracy() > hold_old.accuracy();
+    let numbers = format!(
+        "base test macro-F1 {:.4} -> {:.4} (tolerance {:.4}); feedback hold-out accuracy \
+         {:.3} -> {:.3} on {} example(s)",
+        base_old.macro_f1(),
+        base_new.macro_f1(),
+        config.tolerance,
+        hold_old.accuracy(),
+        hold_new.accuracy(),
+        fb_holdout.len()
+    );
+    let (accepted, reason) = match (not_worse, better) {
+        (true, true) => (true, format!("better: {numbers}")),
+        (false, _) => (
+            false,
+            format!("worse on the base test split beyond the tolerance: {numbers}"),
+        ),
+        (true, false) => (
+            false,
+            format!("not better on the feedback hold-out: {numbers}"),
+        ),
+    };
+    progress(0.95, &reason);
+    let training = TrainingInfo {
+        epochs: config.epochs,
+        best_epoch: config.epochs,
+        batch_size: config.batch_size,
+        learning_rate: config.learning_rate,
+        weight_decay: config.weight_decay,
+        dropout: config.dropout,
+        text_dropout: 0.0,
+        train_size: epoch_rows.len(),
+        validation_size: fb_holdout.len(),
+        seconds: started.elapsed().as_secs_f64(),
+        // Data, encoder, seed and split sizes stay the lineage's: the base split.
+        ..serving.training.clone()
+    };
+    Ok(Finetuned {
+        varmap,
+        serving,
+        training,
+        metrics,
+        accepted,
+        reason,
+    })
+}
+
+/// Writes an accepted fine-tune as a new version whose parent is the serving one.
+pub fn publish(models_dir: &Path, tuned: &Finetuned) -> anyhow::Result<(PathBuf, Manifest)> {
+    ensure!(tuned.accepted, "not accepted: {}", tuned.reason);
+    save_version(
+        models_dir,
+        &tuned.varmap,
+        NewVersion {
+            parent: Some(tuned.serving.version.clone()),
+            dims: tuned.serving.dims,
+            trained_tokens: tuned.serving.trained_tokens.clone(),
+            emotion_source: tuned.serving.emotion_source.clone(),
+            training: tuned.training.clone(),
+            metrics: tuned.metrics.clone(),
+        },
+    )
+}
+
+/// The job was cancelled (`finetune` returns it as the error).
+#[derive(Debug, thiserror::Error)]
+#[error("cancelled")]
+pub struct Cancelled;
+
+fn predict(
+    network: &FusionNetwork,
+    rows: &Rows,
+    ix: &[usize],
+    mask: &dyn Fn(usize) -> bool,
+) -> anyhow::Result<Vec<usize>> {
+    let mut out = Vec::with_capacity(ix.len());
+    for chunk in ix.chunks(1024) {
+        let mut builder = BatchBuilder::new(*network.dims());
+        for &i in chunk {
+            builder.push(&rows.example(i), mask);
+        }
+        let logits = network.forward(&builder.build()?)?.sentiment_logits;
+        out.extend(
+            logits
+                .argmax(D::Minus1)?
+                .to_vec1::<u32>()?
+                .into_iter()
+                .map(|l| l as usize),
+        );
+    }
+    Ok(out)
+}
+
+fn loss(
+    network: &FusionNetwork,
+    rows: &Rows,
+    batch: &[usize],
+    mask: &dyn Fn(usize) -> bool,
+    dropout: f64,
+    rng: &mut StdRng,
+) -> anyhow::Result<Tensor> {
+    let dims = *network.dims();
+    let mut builder = BatchBuilder::new(dims);
+    for &i in batch {
+        builder.push(&rows.example(i), mask);
+    }
+    let keep = 1.0 - dropout;
+    let hidden_mask: Vec<f32> = (0..batch.len() * dims.d_model)
+        .map(|_| {
+            if rng.random::<f64>() < keep {
+                (1.0 / keep) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let hidden_mask = Tensor::from_vec(hidden_mask, (batch.len(), dims.d_model), &Device::Cpu)?;
+    let out = network.forward_with_dropout(&builder.build()?, Some(&hidden_mask))?;
+    let targets: Vec<u32> = batch.iter().map(|&i| rows.labels[i] as u32).collect();
+    let targets = Tensor::from_vec(targets, (batch.len(), 1), &Device::Cpu)?;
+    let bias: Vec<f32> = batch.iter().flat_map(|&i| rows.bias[i]).collect();
+    let bias = Tensor::from_vec(bias, (batch.len(), 3), &Device::Cpu)?;
+    let log_p = candle_nn::ops::log_softmax(&(out.sentiment_logits + bias)?, D::Minus1)?
+        .gather(&targets, 1)?
+        .squeeze(1)?;
+    Ok((log_p.mean_all()? * -1.0)?)
+}

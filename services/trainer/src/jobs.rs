@@ -1,0 +1,474 @@
+//! Training jobs and the registry they publish to.
+//!
+//! One job at a time: `start` while a job runs answers FAILED_PRECONDITION naming the
+//! running job (watch it or cancel it), so a script never starts two fine-tunes of the
+//! same serving version that would race to publish. A job: check the registry is
+//! writable, read the stored feedback, fine-tune the serving version
+//! (`empathy_model::training::finetune`), and publish only if accepted; then point
+//! `serving` at the new version and announce it. Every end state is recorded in the
+//! store with its reason; a failure leaves the serving version as it was.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use empathy_model::Manifest;
+use empathy_model::registry;
+use empathy_model::training::finetune::{
+    Cancelled, FeedbackExample, FinetuneConfig, finetune, publish,
+};
+use empathy_proto::SENTIMENT_LABELS;
+use empathy_proto::v1::{JobState, ModelVersion, TrainingJob};
+use tokio::sync::{broadcast, watch};
+use tonic::Status;
+
+use crate::store::{FeedbackStore, JobRow, now_ms};
+
+/// Finished jobs kept in memory for WatchJob.
+const RECENT_JOBS: usize = 64;
+
+pub struct Settings {
+    pub assets: PathBuf,
+    pub models: PathBuf,
+    pub finetune: FinetuneConfig,
+}
+
+pub struct Job {
+    pub id: String,
+    state: watch::Sender<TrainingJob>,
+    cancel: AtomicBool,
+}
+
+impl Job {
+    pub fn snapshot(&self) -> TrainingJob {
+        self.state.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<TrainingJob> {
+        self.state.subscribe()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut TrainingJob)) {
+        self.state.send_modify(f);
+    }
+}
+
+pub fn is_terminal(state: i32) -> bool {
+    !matches!(
+        JobState::try_from(state),
+        Ok(JobState::Queued | JobState::Running | JobState::Unspecified)
+    )
+}
+
+pub struct Trainer {
+    pub store: FeedbackStore,
+    pub settings: Settings,
+    current: Mutex<Option<Arc<Job>>>,
+    recent: Mutex<VecDeque<Arc<Job>>>,
+    /// Serialises writes of the serving pointer (publish, rollback).
+    pointer: Mutex<()>,
+    models_tx: broadcast::Sender<ModelVersion>,
+}
+
+struct Outcome {
+    state: JobState,
+    message: String,
+    published: String,
+    metrics: std::collections::BTreeMap<String, f64>,
+    /// Feedback up to this seq counts as trained on (published or rejected on it).
+    trained_through: Option<i64>,
+}
+
+impl Outcome {
+    fn failed(message: String) -> Outcome {
+        Outcome {
+            state: JobState::Failed,
+            message,
+            published: String::new(),
+            metrics: Default::default(),
+            trained_through: None,
+        }
+    }
+}
+
+impl Trainer {
+    pub fn new(store: FeedbackStore, settings: Settings) -> Arc<Trainer> {
+        let (models_tx, _) = broadcast::channel(64);
+        Arc::new(Trainer {
+            store,
+            settings,
+            current: Mutex::new(None),
+            recent: Mutex::new(VecDeque::new()),
+            pointer: Mutex::new(()),
+            models_tx,
+        })
+    }
+
+    /// Starts a job now, unless one is running.
+    pub fn start(self: &Arc<Self>, reason: &str) -> Result<TrainingJob, Status> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(job) = current.as_ref() {
+            let s = job.snapshot();
+            return Err(Status::failed_precondition(format!(
+                "training job {} is already running ({:.0}% done: {}); watch it with WatchJob \
+                 or stop it with CancelJob, then start another",
+                job.id,
+                s.progress * 100.0,
+                s.message
+            )));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let (state, _) = watch::channel(TrainingJob {
+            job_id: id.clone(),
+            state: JobState::Queued as i32,
+            progress: 0.0,
+            message: format!("queued: {reason}"),
+            ..TrainingJob::default()
+        });
+        let job = Arc::new(Job {
+            id: id.clone(),
+            state,
+            cancel: AtomicBool::new(false),
+        });
+        *current = Some(Arc::clone(&job));
+        drop(current);
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            recent.push_back(Arc::clone(&job));
+            while recent.len() > RECENT_JOBS {
+                recent.pop_front();
+            }
+        }
+        tracing::info!(job = %id, reason, "training job started");
+        let snapshot = job.snapshot();
+        let this = Arc::clone(self);
+        let started = now_ms();
+        tokio::spawn(async move {
+            let worker = Arc::clone(&this);
+            let job2 = Arc::clone(&job);
+            let outcome = tokio::task::spawn_blocking(move || worker.run(&job2))
+                .await
+                .unwrap_or_else(|e| Outcome::failed(format!("the training thread failed: {e}")));
+            this.finish(&job, outcome, started);
+        });
+        Ok(snapshot)
+    }
+
+    pub fn job(&self, id: &str) -> Option<Arc<Job>> {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.iter().find(|j| j.id == id).cloned()
+    }
+
+    pub fn running(&self) -> bool {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    pub fn cancel(&self, id: &str) -> Result<TrainingJob, Status> {
+        let job = self
+            .job(id)
+            .ok_or_else(|| Status::not_found(format!("no training job {id:?} on this trainer")))?;
+        let s = job.snapshot();
+        if is_terminal(s.state) {
+            return Err(Status::failed_precondition(format!(
+                "job {id} already ended ({})",
+                state_name(s.state)
+            )));
+        }
+        job.cancel.store(true, Ordering::SeqCst);
+        job.update(|j| j.message = "cancelling".into());
+        Ok(job.snapshot())
+    }
+
+    fn finish(&self, job: &Job, outcome: Outcome, started: i64) {
+        let metrics_json = serde_json::to_string(&outcome.metrics).unwrap_or_default();
+        tracing::info!(
+            job = %job.id,
+            state = state_name(outcome.state as i32),
+            published = %outcome.published,
+            "training job ended: {}",
+            outcome.message
+        );
+        let row = JobRow {
+            id: job.id.clone(),
+            state: state_name(outcome.state as i32).into(),
+            reason: String::new(),
+            message: outcome.message.clone(),
+            published: outcome.published.clone(),
+            metrics: metrics_json,
+            started_unix_ms: started,
+            ended_unix_ms: now_ms(),
+            through_seq: outcome.trained_through.unwrap_or(0),
+        };
+        if let Err(e) = self.store.record_job(&row, outcome.trained_through) {
+            tracing::error!(job = %job.id, "cannot record the job: {e:#}");
+        }
+        if let Err(e) = self.store.refresh_pending() {
+            tracing::warn!("cannot recount pending feedback: {e:#}");
+        }
+        job.update(|j| {
+            j.state = outcome.state as i32;
+            j.progress = 1.0;
+            j.message = outcome.message.clone();
+            j.published_version = outcome.published.clone();
+            j.metrics = outcome
+                .metrics
+                .iter()
+                .map(|(k, v)| (k.clone(), *v as f32))
+                .collect();
+        });
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// The job itself (blocking).
+    fn run(&self, job: &Job) -> Outcome {
+        let models = &self.settings.models;
+        let progress = |p: f32, m: &str| {
+            tracing::info!(job = %job.id, progress = p, "{m}");
+            job.update(|j| {
+                j.state = JobState::Running as i32;
+                j.progress = p;
+                j.message = m.to_string();
+            });
+        };
+        progress(0.0, "checking the registry");
+        if let Err(e) = registry::check_writable(models) {
+            return Outcome::failed(format!(
+                "{e:#}: nothing was trained; the serving version is unchanged"
+            ));
+        }
+        let serving_dir = match registry::serving_version(models) {
+            Ok(d) => d,
+            Err(e) => return Outcome::failed(format!("no serving version: {e:#}")),
+        };
+        let through = match self.store.last_seq() {
+            Ok(s) => s,
+            Err(e) => return Outcome::failed(format!("cannot read the feedback store: {e:#}")),
+        };
+        let stored = match self.store.read_all(through) {
+            Ok(s) => s,
+            Err(e) => return Outcome::failed(format!("cannot read the feedback store: {e:#}")),
+        };
+        let total = stored.len();
+        let through = stored.iter().map(|s| s.seq).max().unwrap_or(through);
+        let examples: Vec<FeedbackExample> = stored
+            .into_iter()
+            .filter_map(|s| {
+                let fb = s.record.feedback.as_ref()?;
+                let sentiment = SENTIMENT_LABELS.iter().position(|l| *l == fb.sentiment)?;
+                let text = s.record.features.get("text")?.values.clone();
+                let lexicon = s.record.features.get("lexicon")?.values.clone();
+                Some(FeedbackExample {
+                    id: s.id,
+                    text,
+                    lexicon,
+                    sentiment,
+                })
+            })
+            .collect();
+        if examples.len() < 2 {
+            return Outcome {
+                state: JobState::Rejected,
+                message: format!(
+                    "not trained: {} of {total} stored feedback records carry a sentiment \
+                     correction with text features; at least 2 are needed",
+                    examples.len()
+                ),
+                published: String::new(),
+                metrics: Default::default(),
+                trained_through: None,
+            };
+        }
+        progress(
+            0.01,
+            &format!(
+                "fine-tuning {} on {} sentiment corrections ({total} feedback records)",
+                serving_dir.display(),
+                examples.len()
+            ),
+        );
+        let mut report = |p: f32, m: &str| progress(p, m);
+        let cancelled = || job.cancel.load(Ordering::SeqCst);
+        let tuned = match finetune(
+            &self.settings.assets,
+            &serving_dir,
+            &examples,
+            &self.settings.finetune,
+            &mut report,
+            &cancelled,
+        ) {
+            Ok(t) => t,
+            Err(e) if e.is::<Cancelled>() => {
+                return Outcome {
+                    state: JobState::Cancelled,
+                    message: "cancelled; the serving version is unchanged".into(),
+                    ..Outcome::failed(String::new())
+                };
+            }
+            Err(e) => return Outcome::failed(format!("training failed: {e:#}")),
+        };
+        if cancelled() {
+            return Outcome {
+                state: JobState::Cancelled,
+                message: "cancelled; the serving version is unchanged".into(),
+                ..Outcome::failed(String::new())
+            };
+        }
+        let parent = tuned.serving.version.clone();
+        if !tuned.accepted {
+            return Outcome {
+                state: JobState::Rejected,
+                message: format!("not published, {parent} keeps serving: {}", tuned.reason),
+                published: String::new(),
+                metrics: tuned.metrics,
+                trained_through: Some(through),
+            };
+        }
+        progress(0.97, "publishing");
+        let _pointer = self.pointer.lock().unwrap_or_else(|e| e.into_inner());
+        let (_, manifest) = match publish(models, &tuned) {
+            Ok(p) => p,
+            Err(e) => {
+                return Outcome {
+                    metrics: tuned.metrics,
+                    ..Outcome::failed(format!("could not publish ({e:#}); {parent} keeps serving"))
+                };
+            }
+        };
+        if let Err(e) = registry::set_serving(models, &manifest.version) {
+            return Outcome {
+                metrics: tuned.metrics,
+                ..Outcome::failed(format!(
+                    "wrote {} but could not point serving at it ({e:#}); {parent} keeps serving",
+                    manifest.version
+                ))
+            };
+        }
+        let _ = self.models_tx.send(model_version(&manifest, true));
+        Outcome {
+            state: JobState::Published,
+            message: format!(
+                "published {} (parent {parent}): {}",
+                manifest.version, tuned.reason
+            ),
+            published: manifest.version.clone(),
+            metrics: tuned.metrics,
+            trained_through: Some(through),
+        }
+    }
+
+    /// Every readable version, the serving one marked.
+    pub fn list(&self) -> anyhow::Result<Vec<ModelVersion>> {
+        let models = &self.settings.models;
+        let serving = serving_name(models);
+        let (versions, broken) = registry::list_versions(models)?;
+        for (name, why) in broken {
+            tracing::warn!("version {name} is not listed: {why}");
+        }
+        Ok(versions
+            .iter()
+            .map(|m| model_version(m, serving.as_deref() == Some(m.version.as_str())))
+            .collect())
+    }
+
+    pub fn serving(&self) -> anyhow::Result<ModelVersion> {
+        let dir = registry::serving_version(&self.settings.models)?;
+        let (manifest, _) = empathy_model::checkpoint::read_version(&dir)?;
+        Ok(model_version(&manifest, true))
+    }
+
+    pub fn rollback(&self, version: &str) -> Result<ModelVersion, Status> {
+        let models = &self.settings.models;
+        if !registry::is_version_name(version) {
+            return Err(Status::invalid_argument(format!(
+                "{version:?} is not a version name; `empathy models` lists them (e.g. v0001)"
+            )));
+        }
+        if !models.join(version).is_dir() {
+            return Err(Status::not_found(format!(
+                "no model version {version} in the registry; `empathy models` lists them"
+            )));
+        }
+        let _pointer = self.pointer.lock().unwrap_or_else(|e| e.into_inner());
+        registry::set_serving(models, version)
+            .map_err(|e| Status::failed_precondition(format!("cannot serve {version}: {e:#}")))?;
+        let (manifest, _) = empathy_model::checkpoint::read_version(&models.join(version))
+            .map_err(|e| Status::internal(format!("{e:#}")))?;
+        let announced = model_version(&manifest, true);
+        tracing::info!(version, "rolled back: serving pointer moved");
+        let _ = self.models_tx.send(announced.clone());
+        Ok(announced)
+    }
+
+    pub fn subscribe_models(&self) -> broadcast::Receiver<ModelVersion> {
+        self.models_tx.subscribe()
+    }
+
+    /// Starts jobs when `after` new records are pending (0 = never) and every
+    /// `every` if any are pending (None = never).
+    pub fn spawn_triggers(self: &Arc<Self>, after: u64, every: Option<Duration>) {
+        if after > 0 {
+            let this = Arc::clone(self);
+            let mut pending = self.store.pending();
+            tokio::spawn(async move {
+                while pending.changed().await.is_ok() {
+                    let n = *pending.borrow_and_update();
+                    if n >= after && !this.running() {
+                        let _ = this
+                            .start(&format!("{n} new feedback records (--train-after {after})"));
+                    }
+                }
+            });
+        }
+        if let Some(every) = every {
+            let this = Arc::clone(self);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let n = *this.store.pending().borrow();
+                    if n > 0 && !this.running() {
+                        let _ = this.start(&format!("timer: {n} new feedback records"));
+                    }
+                }
+            });
+        }
+    }
+}
+
+fn serving_name(models: &Path) -> Option<String> {
+    registry::serving_version(models)
+        .ok()
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+}
+
+pub fn model_version(m: &Manifest, serving: bool) -> ModelVersion {
+    ModelVersion {
+        version: m.version.clone(),
+        parent: m.parent.clone().unwrap_or_default(),
+        created_unix_ms: m.created_unix_ms as i64,
+        metrics: m
+            .metrics
+            .iter()
+            .map(|(k, v)| (k.clone(), *v as f32))
+            .collect(),
+        serving,
+    }
+}
+
+pub fn state_name(state: i32) -> &'static str {
+    match JobState::try_from(state) {
+        Ok(JobState::Queued) => "QUEUED",
+        Ok(JobState::Running) => "RUNNING",
+        Ok(JobState::Published) => "PUBLISHED",
+        Ok(JobState::Rejected) => "REJECTED",
+        Ok(JobState::Failed) => "FAILED",
+        Ok(JobState::Cancelled) => "CANCELLED",
+        _ => "UNSPECIFIED",
+    }
+}

@@ -1,0 +1,182 @@
+//! `empathy-trainer`: stores feedback durably, fine-tunes new model versions in the
+//! background and publishes them to the registry when they are better.
+
+mod jobs;
+mod service;
+mod store;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use empathy_common::{Metrics, ServeOptions};
+use empathy_model::training::finetune::FinetuneConfig;
+use empathy_proto::v1::trainer_service_server::TrainerServiceServer;
+
+use crate::jobs::{Settings, Trainer};
+use crate::service::TrainerApi;
+use crate::store::FeedbackStore;
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "Serves empathy.v1.TrainerService: feedback store, training jobs, model registry"
+)]
+struct Args {
+    /// Models and data (`empathy assets fetch` fills it).
+    #[arg(long, env = "EMPATHY_ASSETS", default_value = "assets")]
+    assets: PathBuf,
+    /// The model registry (version directories and the `serving` pointer).
+    /// Default: <assets>/models.
+    #[arg(long)]
+    models: Option<PathBuf>,
+    /// The feedback database: a SQLite file path (or sqlite://PATH). PostgreSQL URLs
+    /// are refused by this build (see the README).
+    #[arg(long, default_value = "empathy-feedback.sqlite")]
+    database: String,
+    /// Feedback records waiting to be committed before new ones get RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 1024)]
+    max_queue: usize,
+    /// Start a job when this many new feedback records are stored (0 = never).
+    #[arg(long, default_value_t = 0)]
+    train_after: u64,
+    /// Start a job this often if new feedback is stored, e.g. 30m, 1h, 90s (unset = never).
+    #[arg(long, value_parser = parse_duration)]
+    train_every: Option<Duration>,
+    /// Publish only if the base test macro-F1 drops by at most this much.
+    #[arg(long, default_value_t = 0.01)]
+    tolerance: f64,
+    /// Epochs over the replay sample and the feedback.
+    #[arg(long, default_value_t = 6)]
+    epochs: usize,
+    /// Base training examples replayed beside the feedback.
+    #[arg(long, default_value_t = 4000)]
+    replay: usize,
+    /// Share of the feedback held out to decide whether the new version is better.
+    #[arg(long, default_value_t = 0.25)]
+    holdout_fraction: f64,
+    /// Share of each epoch's examples that are feedback (feedback is repeated).
+    #[arg(long, default_value_t = 0.2)]
+    feedback_share: f64,
+    #[arg(long, default_value_t = 5e-4)]
+    learning_rate: f64,
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Where `empathy train` cached the corpus embeddings (default: the user cache).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    serve: ServeOptions,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and a unit, like 90s, 30m or 1h"))?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?}: the unit must be s, m or h")),
+    };
+    if seconds == 0 {
+        return Err("the interval must be positive".into());
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+fn sqlite_path(database: &str) -> anyhow::Result<PathBuf> {
+    let lower = database.to_ascii_lowercase();
+    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+        bail!(
+            "PostgreSQL is not supported by this build of the trainer yet; use a SQLite file \
+             (--database path/to/feedback.sqlite). See services/trainer/README.md"
+        );
+    }
+    if let Some(rest) = database.strip_prefix("sqlite://") {
+        return Ok(PathBuf::from(rest));
+    }
+    if database.contains("://") {
+        bail!("--database {database:?}: give a SQLite file path");
+    }
+    Ok(PathBuf::from(database))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    empathy_common::telemetry::init();
+    let args = Args::parse();
+    let models = args
+        .models
+        .clone()
+        .unwrap_or_else(|| args.assets.join("models"));
+    let path = sqlite_path(&args.database)?;
+    let store = FeedbackStore::open(&path, args.max_queue)
+        .with_context(|| format!("cannot open the feedback store {}", path.display()))?;
+    tracing::info!(
+        database = %store.path().display(),
+        stored = store.count()?,
+        pending = *store.pending().borrow(),
+        "feedback store open (SQLite, WAL, synchronous=FULL)"
+    );
+    match store.jobs(1) {
+        Ok(last) => {
+            if let Some(j) = last.first() {
+                tracing::info!(job = %j.id, state = %j.state, "last training job: {}", j.message);
+            }
+        }
+        Err(e) => tracing::warn!("cannot read the job history: {e:#}"),
+    }
+    let settings = Settings {
+        assets: args.assets.clone(),
+        models,
+        finetune: FinetuneConfig {
+            seed: args.seed,
+            epochs: args.epochs,
+            learning_rate: args.learning_rate,
+            replay: args.replay,
+            holdout_fraction: args.holdout_fraction,
+            feedback_share: args.feedback_share,
+            tolerance: args.tolerance,
+            cache_dir: args.cache_dir.clone(),
+            ..FinetuneConfig::default()
+        },
+    };
+    let trainer = Trainer::new(store, settings);
+    trainer.spawn_triggers(args.train_after, args.train_every);
+
+    let metrics = Metrics::new("trainer")?;
+    let server = TrainerServiceServer::new(TrainerApi::new(trainer, metrics.clone()))
+        .max_decoding_message_size(args.serve.max_message_bytes);
+    empathy_common::serve(
+        "trainer",
+        &args.serve,
+        tonic::service::Routes::new(server),
+        &["empathy.v1.TrainerService"],
+        metrics,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_databases() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert!(sqlite_path("postgres://u@h/db").is_err());
+        assert_eq!(
+            sqlite_path("sqlite:///tmp/f.db").ok(),
+            Some(PathBuf::from("/tmp/f.db"))
+        );
+        assert_eq!(sqlite_path("f.db").ok(), Some(PathBuf::from("f.db")));
+    }
+}
