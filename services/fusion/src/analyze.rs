@@ -3,9 +3,7 @@
 
 use std::{sync::Arc, time::Duration, time::Instant};
 
-use empathy_model::{
-    Expert, FusionModel, Lexicon, LexiconAnalysis, ModelInputs, NEUTRAL, Prediction,
-};
+use empathy_model::{Expert, Lexicon, LexiconAnalysis, ModelInputs, NEUTRAL, Prediction};
 use empathy_proto::{
     EMOTION_LABELS, SENTIMENT_LABELS,
     modality::{IMAGE, SITUATION, SPEECH, TEXT},
@@ -27,7 +25,9 @@ pub struct Analyzer {
     pub pool: EncoderPool,
     pub situations: SituationSource,
     pub lexicon: Arc<Lexicon>,
-    pub model: Arc<FusionModel>,
+    pub model: Arc<crate::model_watch::ServingModel>,
+    pub recent: Arc<crate::recent::RecentAnalyses>,
+    pub trainer: Option<crate::feedback::TrainerLink>,
     pub limits: Limits,
     pub default_deadline: Duration,
 }
@@ -99,7 +99,8 @@ impl Analyzer {
         let started = Instant::now();
         validate::check(&req, &self.limits, &self.known_modalities().await)?;
         let opts = req.options.clone().unwrap_or_default();
-        let manifest = self.model.manifest();
+        let model = self.model.get();
+        let manifest = model.manifest();
         if !opts.model_version.is_empty() && opts.model_version != manifest.version {
             return Err(Status::failed_precondition(format!(
                 "model version {:?} is not loaded; this server serves {:?}",
@@ -264,7 +265,8 @@ impl Analyzer {
             experts,
         };
         let t = Instant::now();
-        let model = Arc::clone(&self.model);
+        let features = crate::recent::Features::of(&inputs);
+        let model = Arc::clone(&model);
         let prediction = tokio::task::spawn_blocking(move || model.predict(&[inputs]))
             .await
             .map_err(|e| empathy_common::status::internal("model thread failed", e))?
@@ -280,13 +282,16 @@ impl Analyzer {
             ms: ms_since(started),
         });
 
+        let analysis_id = self
+            .recent
+            .remember(&analysed_text, features, &manifest.version);
         let attributions = if opts.skip_attributions {
             Vec::new()
         } else {
             attributions(&prediction, &lexicon)
         };
         Ok(AnalyzeResponse {
-            analysis_id: uuid::Uuid::new_v4().to_string(),
+            analysis_id,
             sentiment: Some(sentiment(&prediction)),
             emotions: Some(emotions(
                 &prediction,

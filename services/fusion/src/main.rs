@@ -4,6 +4,9 @@
 
 mod analyze;
 mod encoders;
+mod feedback;
+mod model_watch;
+mod recent;
 mod service;
 mod situations;
 mod validate;
@@ -34,10 +37,21 @@ struct Args {
     /// Models and data (`empathy assets fetch` fills it).
     #[arg(long, env = "EMPATHY_ASSETS", default_value = "assets")]
     assets: PathBuf,
-    /// A model version directory, or a registry of versions (the newest valid one is
-    /// served). Default: <assets>/models.
+    /// A model version directory (pinned: never reloaded), or a registry of versions
+    /// (the one its `serving` pointer names, else the newest valid one, is served and
+    /// followed as it changes). Default: <assets>/models.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// The trainer (feedback store, new versions), e.g. http://127.0.0.1:50081. Without
+    /// it Feedback answers FAILED_PRECONDITION and new versions are found by polling.
+    #[arg(long)]
+    trainer: Option<String>,
+    /// How often the registry's serving pointer is checked while no trainer stream is
+    /// up, in seconds.
+    #[arg(long, default_value_t = 3)]
+    model_poll_s: u64,
+    #[command(flatten)]
+    recent: recent::RecentLimits,
     /// How long the encoders get when a request sets no deadline.
     #[arg(long, default_value_t = 5_000)]
     default_deadline_ms: u64,
@@ -56,12 +70,14 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| args.assets.join("models"));
     let assets = args.assets.clone();
+    let pinned = model_path.join("manifest.json").exists();
+    let registry = (!pinned).then(|| model_path.clone());
     let (lexicon, model) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let lexicon = Lexicon::load(&assets)?;
-        let version_dir = if model_path.join("manifest.json").exists() {
+        let version_dir = if pinned {
             model_path
         } else {
-            empathy_model::latest_version(&model_path)?
+            empathy_model::registry::serving_version(&model_path)?
         };
         let model = FusionModel::load(&version_dir)
             .with_context(|| format!("cannot load the model at {}", version_dir.display()))?;
@@ -74,12 +90,25 @@ async fn main() -> anyhow::Result<()> {
     pool.refresh().await;
     pool.spawn_refresh(Duration::from_secs(10));
 
+    let model = Arc::new(model_watch::ServingModel::new(model));
+    if let Some(dir) = registry {
+        let poll = Duration::from_secs(args.model_poll_s.max(1));
+        model_watch::spawn(Arc::clone(&model), dir, args.trainer.clone(), poll);
+    }
+    let trainer = args
+        .trainer
+        .as_deref()
+        .map(|url| feedback::TrainerLink::new(url, args.serve.max_message_bytes))
+        .transpose()?;
+
     let metrics = Metrics::new("fusion")?;
     let analyzer = Analyzer {
         pool,
         situations: SituationSource::new(args.situations.as_deref(), args.serve.max_message_bytes)?,
         lexicon: Arc::new(lexicon),
-        model: Arc::new(model),
+        model,
+        recent: Arc::new(recent::RecentAnalyses::new(args.recent)),
+        trainer,
         limits: args.limits.clone(),
         default_deadline: Duration::from_millis(args.default_deadline_ms),
     };

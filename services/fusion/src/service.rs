@@ -85,16 +85,20 @@ impl EmpathyService for Empathy {
 
     async fn feedback(
         &self,
-        _: Request<FeedbackRequest>,
+        request: Request<FeedbackRequest>,
     ) -> Result<Response<FeedbackResponse>, Status> {
-        Err(Status::unimplemented(
-            "feedback is not stored by this version of the server; the learning loop (trainer service) is not deployed yet",
-        ))
+        let a = &self.analyzer;
+        let work = crate::feedback::submit(a, a.trainer.as_ref(), request.into_inner());
+        self.metrics
+            .track("Feedback", work)
+            .await
+            .map(Response::new)
     }
 
     async fn info(&self, _: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
         let a = &self.analyzer;
-        let manifest = a.model.manifest();
+        let model = a.model.get();
+        let manifest = model.manifest();
         let routes = a.pool.routes().await;
         let mut modalities: Vec<ModalityStatus> = routes
             .iter()
