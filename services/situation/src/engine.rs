@@ -83,6 +83,9 @@ pub struct EngineOptions {
     pub max_attempts: u32,
     /// Situations the critic scores below this are regenerated (within the attempts).
     pub critic_threshold: f32,
+    /// Ids most prompts start with (system turn, examples): prefilled once, and each
+    /// prompt that starts with them prefills only the rest. Empty = none.
+    pub shared_prefix: Vec<u32>,
 }
 
 /// Prometheus series of the engine.
@@ -155,7 +158,15 @@ impl Engine {
     ) -> Result<Self> {
         let (tx, rx) = mpsc::channel();
         let stops = StopTokens::new(&tokenizer)?;
+        let shared = if options.shared_prefix.is_empty() {
+            None
+        } else {
+            let mut cache = model.new_cache(options.shared_prefix.len());
+            model.prefill(&options.shared_prefix, &mut cache)?;
+            Some((options.shared_prefix.clone(), cache))
+        };
         let worker = Worker {
+            shared,
             model,
             tokenizer,
             scorer,
@@ -269,6 +280,8 @@ impl Sequence {
 }
 
 struct Worker {
+    /// The shared prompt prefix and its cache.
+    shared: Option<(Vec<u32>, SeqCache)>,
     model: Model,
     tokenizer: Arc<GgufTokenizer>,
     scorer: Option<Arc<Scorer>>,
@@ -407,8 +420,15 @@ impl Worker {
             .get_mut(&id)
             .ok_or_else(|| anyhow::anyhow!("no job"))?;
         if job.prefix.is_none() {
-            let mut cache = self.model.new_cache(job.job.prompt.len());
-            let logits = self.model.prefill(&job.job.prompt, &mut cache)?;
+            let prompt = &job.job.prompt;
+            let (mut cache, rest) = match &self.shared {
+                Some((ids, shared)) if prompt.len() > ids.len() && prompt.starts_with(ids) => (
+                    self.model.fork_cache(shared, prompt.len())?,
+                    &prompt[ids.len()..],
+                ),
+                _ => (self.model.new_cache(prompt.len()), &prompt[..]),
+            };
+            let logits = self.model.prefill(rest, &mut cache)?;
             job.prefix = Some((cache, logits));
             if let Some(scorer) = &self.scorer {
                 job.utterance_embedding = Some(scorer.embed(&job.job.utterance)?);

@@ -12,6 +12,36 @@ use candle_core::{
 };
 use candle_nn::{Embedding, kv_cache::KvCache};
 
+/// How the weight matrices are kept in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WeightFormat {
+    /// As stored in the GGUF (Q4_1 blocks, ~100 MB). candle 0.11 has no SIMD kernel
+    /// for Q4_1 on x86 (and none at all without `-C target-cpu`), so this is slow.
+    Gguf,
+    /// Dequantized to f32 at load (~540 MB): matmuls run in `gemm`, which picks
+    /// AVX2/AVX-512 at run time; several times faster on CPU.
+    F32,
+}
+
+/// A weight matrix for `x @ w.T`, in the chosen format.
+fn weight(qt: candle_core::quantized::QTensor, format: WeightFormat) -> Result<QMatMul> {
+    Ok(match format {
+        WeightFormat::Gguf => QMatMul::from_qtensor(qt)?,
+        WeightFormat::F32 => QMatMul::Tensor(qt.dequantize(&qt.device())?),
+    })
+}
+
+/// `x @ w.T` over the last dimension, with every leading dimension folded into the
+/// rows, so a batch of sequences is one matrix product (not one per sequence).
+fn linear(w: &QMatMul, x: &Tensor) -> Result<Tensor> {
+    let dims = x.dims();
+    let (last, lead) = dims.split_last().context("linear on a scalar")?;
+    let y = w.forward(&x.reshape(((), *last))?)?;
+    let mut out: Vec<usize> = lead.to_vec();
+    out.push(y.dim(1)?);
+    Ok(y.reshape(out)?)
+}
+
 struct Layer {
     wq: QMatMul,
     wk: QMatMul,
@@ -64,6 +94,7 @@ impl Model {
         ct: &gguf_file::Content,
         reader: &mut R,
         device: &Device,
+        format: WeightFormat,
     ) -> Result<Self> {
         let md = |key: &str| {
             ct.metadata
@@ -99,15 +130,13 @@ impl Model {
         let norm = t("output_norm.weight")?.dequantize(device)?;
         // SmolLM2 ties the output projection to the embeddings.
         let output = match t("output.weight") {
-            Ok(w) => QMatMul::from_qtensor(w)?,
-            Err(_) => QMatMul::from_qtensor(embed_q)?,
+            Ok(w) => weight(w, format)?,
+            Err(_) => weight(embed_q, format)?,
         };
         let mut layers = Vec::with_capacity(n_layer);
         for i in 0..n_layer {
             let mut q = |name: &str| -> Result<QMatMul> {
-                Ok(QMatMul::from_qtensor(t(&format!(
-                    "blk.{i}.{name}.weight"
-                ))?)?)
+                weight(t(&format!("blk.{i}.{name}.weight"))?, format)
             };
             let (wq, wk, wv, wo) = (q("attn_q")?, q("attn_k")?, q("attn_v")?, q("attn_output")?);
             let (w_gate, w_up, w_down) = (q("ffn_gate")?, q("ffn_up")?, q("ffn_down")?);
@@ -193,9 +222,9 @@ impl Model {
         let n_rep = self.n_head / self.n_kv_head;
         for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, self.eps)?;
-            let q = self.heads(&layer.wq.forward(&h)?, self.n_head, 1, t)?;
-            let k = self.heads(&layer.wk.forward(&h)?, self.n_kv_head, 1, t)?;
-            let v = self.heads(&layer.wv.forward(&h)?, self.n_kv_head, 1, t)?;
+            let q = self.heads(&linear(&layer.wq, &h)?, self.n_head, 1, t)?;
+            let k = self.heads(&linear(&layer.wk, &h)?, self.n_kv_head, 1, t)?;
+            let v = self.heads(&linear(&layer.wv, &h)?, self.n_kv_head, 1, t)?;
             let q = candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?;
             let k = candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?;
             let (k, v) = kv.append(&k, &v)?;
@@ -208,11 +237,11 @@ impl Model {
             let y = y
                 .transpose(1, 2)?
                 .reshape((1, t, self.n_head * self.head_dim))?;
-            x = (layer.wo.forward(&y)? + x)?;
+            x = (linear(&layer.wo, &y)? + x)?;
             x = (self.mlp(layer, &x)? + x)?;
         }
         let x = candle_nn::ops::rms_norm(&x.i((.., t - 1..t, ..))?, &self.norm, self.eps)?;
-        Ok(self.output.forward(&x)?.flatten_all()?)
+        Ok(linear(&self.output, &x)?.flatten_all()?)
     }
 
     /// One decoding step for a batch: sequence i takes `tokens[i]` at its own position
@@ -240,9 +269,9 @@ impl Model {
         let scale = 1. / (self.head_dim as f64).sqrt();
         for (l, layer) in self.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, self.eps)?;
-            let q = self.heads(&layer.wq.forward(&h)?, self.n_head, b, 1)?;
-            let k = self.heads(&layer.wk.forward(&h)?, self.n_kv_head, b, 1)?;
-            let v = self.heads(&layer.wv.forward(&h)?, self.n_kv_head, b, 1)?;
+            let q = self.heads(&linear(&layer.wq, &h)?, self.n_head, b, 1)?;
+            let k = self.heads(&linear(&layer.wk, &h)?, self.n_kv_head, b, 1)?;
+            let v = self.heads(&linear(&layer.wv, &h)?, self.n_kv_head, b, 1)?;
             let q = candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?;
             let k = candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?;
             let mut ys = Vec::with_capacity(b);
@@ -261,11 +290,11 @@ impl Model {
                 );
             }
             let y = Tensor::cat(&ys, 0)?;
-            x = (layer.wo.forward(&y)? + x)?;
+            x = (linear(&layer.wo, &y)? + x)?;
             x = (self.mlp(layer, &x)? + x)?;
         }
         let x = candle_nn::ops::rms_norm(&x, &self.norm, self.eps)?;
-        Ok(self.output.forward(&x)?.squeeze(1)?)
+        Ok(linear(&self.output, &x)?.squeeze(1)?)
     }
 
     /// (b, t, heads * head_dim) -> (b, heads, t, head_dim), contiguous for RoPE.
@@ -277,9 +306,9 @@ impl Model {
 
     fn mlp(&self, layer: &Layer, x: &Tensor) -> Result<Tensor> {
         let h = candle_nn::ops::rms_norm(x, &layer.ffn_norm, self.eps)?;
-        let gate = candle_nn::ops::silu(&layer.w_gate.forward(&h)?)?;
-        let up = layer.w_up.forward(&h)?;
-        Ok(layer.w_down.forward(&(gate * up)?)?)
+        let gate = candle_nn::ops::silu(&linear(&layer.w_gate, &h)?)?;
+        let up = linear(&layer.w_up, &h)?;
+        linear(&layer.w_down, &(gate * up)?)
     }
 }
 
@@ -308,11 +337,41 @@ mod tests {
             .join("../../assets/situation/SmolLM2-135M-Instruct.Q4_1.gguf")
     }
 
+    /// The f32 weights give (nearly) the same logits as the GGUF blocks.
+    #[test]
+    fn f32_weights_match_gguf_blocks() {
+        let mut f = std::fs::File::open(path()).expect("run `empathy assets fetch`");
+        let ct = gguf_file::Content::read(&mut f).unwrap();
+        let tok = GgufTokenizer::from_gguf(&ct).unwrap();
+        let f32_model = Model::from_gguf(&ct, &mut f, &Device::Cpu, WeightFormat::F32).unwrap();
+        let (gguf_model, _, _) = load();
+        let prompt = tok.chat_prompt("You are brief.", "Name a colour.").unwrap();
+        let a = f32_model
+            .prefill(&prompt, &mut f32_model.new_cache(64))
+            .unwrap();
+        let b = gguf_model
+            .prefill(&prompt, &mut gguf_model.new_cache(64))
+            .unwrap();
+        // The GGUF path quantizes activations to 8 bits; f32 does not.
+        assert_eq!(argmax(&a).unwrap(), argmax(&b).unwrap());
+        let scale = b
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            max_abs_diff(&a, &b) < 0.1 * scale,
+            "f32 and gguf logits diverge"
+        );
+    }
+
     fn load() -> (Model, ModelWeights, GgufTokenizer) {
         let mut f = std::fs::File::open(path()).expect("run `empathy assets fetch`");
         let ct = gguf_file::Content::read(&mut f).unwrap();
         let tok = GgufTokenizer::from_gguf(&ct).unwrap();
-        let ours = Model::from_gguf(&ct, &mut f, &Device::Cpu).unwrap();
+        let ours = Model::from_gguf(&ct, &mut f, &Device::Cpu, WeightFormat::Gguf).unwrap();
         let mut f = std::fs::File::open(path()).unwrap();
         let ct = gguf_file::Content::read(&mut f).unwrap();
         let theirs = ModelWeights::from_gguf(ct, &mut f, &Device::Cpu).unwrap();
@@ -379,6 +438,87 @@ mod tests {
             );
             next_other = argmax(&two.i(0).unwrap()).unwrap();
             next = argmax(&one).unwrap();
+        }
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    #[ignore = "timing, run by hand"]
+    fn step_times() {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../assets/situation/SmolLM2-135M-Instruct.Q4_1.gguf");
+        for format in [WeightFormat::F32, WeightFormat::Gguf] {
+            let mut f = std::fs::File::open(&path).unwrap();
+            let ct = gguf_file::Content::read(&mut f).unwrap();
+            let model = Model::from_gguf(&ct, &mut f, &Device::Cpu, format).unwrap();
+            let prompt: Vec<u32> = (100..200).collect();
+            let mut cache = model.new_cache(200);
+            let t = Instant::now();
+            model.prefill(&prompt, &mut cache).unwrap();
+            println!("{format:?} prefill 100: {:?}", t.elapsed());
+            for b in [1usize, 4, 16] {
+                let mut caches: Vec<SeqCache> = (0..b)
+                    .map(|_| model.fork_cache(&cache, 200).unwrap())
+                    .collect();
+                let t = Instant::now();
+                for _ in 0..5 {
+                    let mut refs: Vec<&mut SeqCache> = caches.iter_mut().collect();
+                    model.step(&vec![300; b], &mut refs).unwrap();
+                }
+                println!("{format:?} step b={b}: {:?}", t.elapsed() / 5);
+            }
+        }
+    }
+}
+#[cfg(test)]
+mod pieces {
+    use super::*;
+
+    /// A prompt prefilled in two pieces (the engine's shared prefix, then the rest,
+    /// through a forked cache) or token by token gives the logits of one prefill.
+    /// (f32 weights: the GGUF path quantizes activations per call, which moves the
+    /// logits by up to ~1 between call shapes.)
+    #[test]
+    fn prefill_in_pieces_matches_whole() {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../assets/situation/SmolLM2-135M-Instruct.Q4_1.gguf");
+        let mut f = std::fs::File::open(&path).expect("run `empathy assets fetch`");
+        let ct = gguf_file::Content::read(&mut f).unwrap();
+        let model = Model::from_gguf(&ct, &mut f, &Device::Cpu, WeightFormat::F32).unwrap();
+        let prompt: Vec<u32> = (300..320).collect();
+        let whole = model.prefill(&prompt, &mut model.new_cache(64)).unwrap();
+        let diff = |a: &Tensor| {
+            (&whole - a)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        for cut in [1usize, 10, 19] {
+            let mut shared = model.new_cache(cut);
+            model.prefill(&prompt[..cut], &mut shared).unwrap();
+            let mut c = model.fork_cache(&shared, 64).unwrap();
+            let p = model.prefill(&prompt[cut..], &mut c).unwrap();
+            assert!(diff(&p) < 1e-3, "cut {cut}: pieces differ by {}", diff(&p));
+            let mut c = model.fork_cache(&shared, 64).unwrap();
+            let mut last = None;
+            for &t in &prompt[cut..] {
+                last = Some(model.step(&[t], &mut [&mut c]).unwrap().i(0).unwrap());
+            }
+            let last = last.unwrap();
+            assert!(
+                diff(&last) < 1e-3,
+                "cut {cut}: steps differ by {}",
+                diff(&last)
+            );
         }
     }
 }

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     critic::{self, Critic, Scorer},
-    llama::Model,
+    llama::{Model, WeightFormat},
     tokenizer::GgufTokenizer,
 };
 
@@ -31,7 +31,7 @@ pub fn gguf_path(assets: &Path) -> PathBuf {
     assets.join(GGUF_FILE)
 }
 
-pub fn load_generator(assets: &Path, device: &Device) -> Result<Generator> {
+pub fn load_generator(assets: &Path, device: &Device, format: WeightFormat) -> Result<Generator> {
     let path = gguf_path(assets);
     let bytes = std::fs::read(&path).with_context(|| {
         format!(
@@ -44,7 +44,7 @@ pub fn load_generator(assets: &Path, device: &Device) -> Result<Generator> {
     let ct = gguf_file::Content::read(&mut reader)
         .with_context(|| format!("{} is not a GGUF file", path.display()))?;
     let tokenizer = Arc::new(GgufTokenizer::from_gguf(&ct)?);
-    let model = Model::from_gguf(&ct, &mut reader, device)
+    let model = Model::from_gguf(&ct, &mut reader, device, format)
         .with_context(|| format!("loading {}", path.display()))?;
     Ok(Generator {
         model,

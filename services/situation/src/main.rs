@@ -9,9 +9,10 @@ use empathy_common::{Metrics, ServeOptions};
 use empathy_proto::v1::{ModelRef, situation_service_server::SituationServiceServer};
 use empathy_situation::{
     engine::{Engine, EngineMetrics, EngineOptions},
+    llama::WeightFormat,
     loader,
     service::{Info, Limits, Situations},
-    train,
+    situation_text, train,
 };
 
 #[derive(Parser, Debug)]
@@ -32,6 +33,10 @@ struct Args {
     /// Compute device: "cpu" or "cuda:N" (needs the `cuda` build feature).
     #[arg(long, default_value = "cpu", global = true)]
     device: String,
+    /// How the generator's weights are held: "f32" (dequantized at load, ~540 MB,
+    /// SIMD matmuls) or "gguf" (Q4_1 blocks as stored, ~100 MB, slow on CPU).
+    #[arg(long, value_enum, default_value = "f32", global = true)]
+    weights: WeightFormat,
     #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
@@ -89,7 +94,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(Command::TrainCritic(opts)) = &args.command {
         empathy_common::telemetry::init();
         let device = loader::parse_device(&args.device)?;
-        return train::train_critic(&args.assets, &device, opts);
+        return train::train_critic(&args.assets, &device, args.weights, opts);
     }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -107,8 +112,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let assets = args.assets.clone();
     let dev = device.clone();
     let no_critic = e.no_critic;
+    let weights = args.weights;
     let (generator, scorer) = tokio::task::spawn_blocking(move || {
-        let generator = loader::load_generator(&assets, &dev)?;
+        let generator = loader::load_generator(&assets, &dev, weights)?;
         let scorer = if no_critic {
             None
         } else {
@@ -155,6 +161,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             max_batch: e.max_batch,
             max_attempts: e.max_attempts,
             critic_threshold: threshold,
+            shared_prefix: situation_text::shared_prefix_ids(&tokenizer)?,
         },
         Some(engine_metrics),
     )?;

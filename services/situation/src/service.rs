@@ -200,10 +200,7 @@ impl Inner {
                 self.max_requests
             ))
         })?;
-        let user = situation_text::user_prompt(&r.utterance, &r.context);
-        let prompt = self
-            .tokenizer
-            .chat_prompt(situation_text::SYSTEM_PROMPT, &user)
+        let prompt = situation_text::prompt_ids(&self.tokenizer, &r.utterance, &r.context)
             .map_err(|e| empathy_common::status::internal("building the prompt", e))?;
         if prompt.len() > self.limits.max_prompt_tokens {
             return Err(Status::invalid_argument(format!(

@@ -7,6 +7,19 @@ Answer with exactly one short sentence in the third person that says who the spe
 what just happened to them, and why they feel the way they do. \
 Do not repeat their words and do not give advice.";
 
+/// Worked examples shown to the model as earlier turns (few-shot): a 135M model
+/// copies the shape of an answer far better than it follows an instruction.
+pub const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "I can't stop smiling today.",
+        "A student just learned that she passed the exam she had studied for all year, so she feels proud and happy.",
+    ),
+    (
+        "Just leave me alone.",
+        "A teenager was scolded by his father in front of his friends, so he feels embarrassed and angry.",
+    ),
+];
+
 /// The user turn for an utterance and the turns before it (oldest first).
 pub fn user_prompt(utterance: &str, context: &[String]) -> String {
     let mut prompt = String::new();
@@ -23,6 +36,40 @@ pub fn user_prompt(utterance: &str, context: &[String]) -> String {
         utterance.trim()
     ));
     prompt
+}
+
+/// The whole conversation given to the model: system turn, the worked examples,
+/// then the utterance.
+pub fn prompt_turns(utterance: &str, context: &[String]) -> Vec<(&'static str, String)> {
+    let mut turns = vec![("system", SYSTEM_PROMPT.to_string())];
+    for (said, situation) in EXAMPLES {
+        turns.push(("user", user_prompt(said, &[])));
+        turns.push(("assistant", situation.to_string()));
+    }
+    turns.push(("user", user_prompt(utterance, context)));
+    turns
+}
+
+/// The ids every prompt starts with (system turn and worked examples): the engine
+/// prefills them once and forks each request from there.
+pub fn shared_prefix_ids(tok: &crate::tokenizer::GgufTokenizer) -> anyhow::Result<Vec<u32>> {
+    let turns = prompt_turns("", &[]);
+    let refs: Vec<(&str, &str)> = turns[..turns.len() - 1]
+        .iter()
+        .map(|(r, c)| (*r, c.as_str()))
+        .collect();
+    tok.chat_turns(&refs)
+}
+
+/// The prompt's token ids.
+pub fn prompt_ids(
+    tok: &crate::tokenizer::GgufTokenizer,
+    utterance: &str,
+    context: &[String],
+) -> anyhow::Result<Vec<u32>> {
+    let turns = prompt_turns(utterance, context);
+    let refs: Vec<(&str, &str)> = turns.iter().map(|(r, c)| (*r, c.as_str())).collect();
+    tok.chat(&refs)
 }
 
 /// Why a generation was not used.

@@ -179,15 +179,27 @@ impl GgufTokenizer {
     /// SmolLM2's chat template (ChatML) with a system and a user turn, ending with the
     /// assistant's header so the model writes the answer.
     pub fn chat_prompt(&self, system: &str, user: &str) -> Result<Vec<u32>> {
+        self.chat(&[("system", system), ("user", user)])
+    }
+
+    /// ChatML for `(role, content)` turns, ending with the assistant's header.
+    pub fn chat(&self, turns: &[(&str, &str)]) -> Result<Vec<u32>> {
+        let mut ids = self.chat_turns(turns)?;
+        ids.push(self.im_start);
+        ids.extend(self.encode("assistant\n")?);
+        Ok(ids)
+    }
+
+    /// ChatML for complete turns only. Control tokens split the text, so these ids
+    /// are a prefix of the ids of any longer conversation that starts with the turns.
+    pub fn chat_turns(&self, turns: &[(&str, &str)]) -> Result<Vec<u32>> {
         let mut ids = Vec::new();
-        for (role, content) in [("system", system), ("user", user)] {
+        for (role, content) in turns {
             ids.push(self.im_start);
             ids.extend(self.encode(&format!("{role}\n{content}"))?);
             ids.push(self.im_end);
             ids.extend(self.encode("\n")?);
         }
-        ids.push(self.im_start);
-        ids.extend(self.encode("assistant\n")?);
         Ok(ids)
     }
 }

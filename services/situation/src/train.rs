@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     critic::{self, CriticNet, MANIFEST_FILE, Manifest, WEIGHTS_FILE},
     engine::{Engine, EngineOptions, Event, Job, SamplingParams},
+    llama::WeightFormat,
     loader, situation_text,
 };
 
@@ -96,17 +97,13 @@ pub fn pick_utterances(assets: &Path, n: usize, seed: u64) -> Result<Vec<String>
 pub fn generate_cached(
     assets: &Path,
     device: &Device,
+    weights: WeightFormat,
     utterances: &[String],
     opts: &TrainOptions,
 ) -> Result<(Vec<Generations>, String)> {
-    let generator = loader::load_generator(assets, device)?;
-    let prompt_hash = hex::encode(
-        &Sha256::digest(format!(
-            "{}|{}",
-            situation_text::SYSTEM_PROMPT,
-            situation_text::user_prompt("{}", &[])
-        ))[..4],
-    );
+    let generator = loader::load_generator(assets, device, weights)?;
+    let prompt_hash =
+        hex::encode(&Sha256::digest(format!("{:?}", situation_text::prompt_turns("{}", &[])))[..4]);
     let dir = opts.cache_dir.clone().unwrap_or_else(cache_root);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(format!(
@@ -140,14 +137,14 @@ pub fn generate_cached(
                 max_batch: opts.max_batch,
                 max_attempts: 3,
                 critic_threshold: 0.0,
+                shared_prefix: situation_text::shared_prefix_ids(&tokenizer)?,
             },
             None,
         )?;
         let started = Instant::now();
         let mut pending = Vec::new();
         for (i, u) in todo.iter().enumerate() {
-            let user = situation_text::user_prompt(u, &[]);
-            let prompt = tokenizer.chat_prompt(situation_text::SYSTEM_PROMPT, &user)?;
+            let prompt = situation_text::prompt_ids(&tokenizer, u, &[])?;
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             let (dtx, drx) = tokio::sync::mpsc::unbounded_channel();
             engine.submit(
@@ -422,9 +419,14 @@ fn evaluate(net: &CriticNet, b: &Batch, threshold: f32) -> Result<serde_json::Va
     }))
 }
 
-pub fn train_critic(assets: &Path, device: &Device, opts: &TrainOptions) -> Result<()> {
+pub fn train_critic(
+    assets: &Path,
+    device: &Device,
+    weights: WeightFormat,
+    opts: &TrainOptions,
+) -> Result<()> {
     let utterances = pick_utterances(assets, opts.utterances, opts.seed)?;
-    let (gens, generator_version) = generate_cached(assets, device, &utterances, opts)?;
+    let (gens, generator_version) = generate_cached(assets, device, weights, &utterances, opts)?;
     let with_situations: Vec<usize> = (0..gens.len())
         .filter(|&i| !gens[i].situations.is_empty())
         .collect();

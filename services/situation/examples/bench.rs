@@ -1,0 +1,216 @@
+//! Tokens per second of the situation engine at 1, 4 and 16 concurrent requests,
+//! next to candle's own single-sequence quantized example on the same GGUF.
+//!
+//! The baseline is candle-examples/examples/quantized/main.rs's sampling loop,
+//! reimplemented minimally and faithfully (candle_transformers' quantized_llama
+//! ModelWeights, one `forward` per token with its internal KV cache,
+//! LogitsProcessor top-p sampling, repeat penalty 1.1 over the last 64 tokens, stop
+//! at the end-of-turn token), on the same prompt as the service.
+//!
+//!     cargo run --release -p empathy-situation --example bench -- [--threads 2] [--tokens 48]
+//!
+//! Counted: every sampled token (prefill time included in the wall time).
+
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use candle_core::{Device, Tensor, quantized::gguf_file};
+use candle_transformers::{
+    generation::{LogitsProcessor, Sampling},
+    models::quantized_llama::ModelWeights,
+};
+use empathy_situation::{
+    engine::{Engine, EngineMetrics, EngineOptions, Event, Job, SamplingParams},
+    llama::WeightFormat,
+    loader, situation_text,
+};
+
+/// `WEIGHTS=gguf` keeps the Q4_1 blocks; the default dequantizes to f32.
+fn weights_arg() -> WeightFormat {
+    match std::env::var("WEIGHTS").as_deref() {
+        Ok("gguf") => WeightFormat::Gguf,
+        _ => WeightFormat::F32,
+    }
+}
+
+const UTTERANCES: &[&str] = &[
+    "My dog died yesterday",
+    "I finally got the job!",
+    "Why does nobody ever call me back?",
+    "The exam results come out tomorrow.",
+    "I can't believe they cancelled the concert.",
+    "We're having a baby!",
+    "My landlord raised the rent again.",
+    "I haven't slept in two days.",
+];
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() -> Result<()> {
+    let threads = arg("--threads", 0);
+    if threads > 0 {
+        // SAFETY: set before any thread exists.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+    }
+    let max_tokens = arg("--tokens", 48);
+    let assets = PathBuf::from(std::env::var("EMPATHY_ASSETS").unwrap_or_else(|_| "assets".into()));
+    let device = Device::Cpu;
+    let generator = loader::load_generator(&assets, &device, weights_arg())?;
+    let tok = Arc::clone(&generator.tokenizer);
+    let prompt_for = |u: &str| situation_text::prompt_ids(&tok, u, &[]);
+
+    // Baseline: candle's example loop, one sequence at a time.
+    let mut f = std::fs::File::open(loader::gguf_path(&assets))?;
+    let ct = gguf_file::Content::read(&mut f)?;
+    let mut reference = ModelWeights::from_gguf(ct, &mut f, &device)?;
+    let rounds = 4;
+    let started = Instant::now();
+    let mut base_tokens = 0;
+    for r in 0..rounds {
+        let prompt = prompt_for(UTTERANCES[r % UTTERANCES.len()])?;
+        base_tokens += baseline(
+            &mut reference,
+            &prompt,
+            tok.im_end,
+            max_tokens,
+            r as u64 + 1,
+        )?;
+    }
+    let base_tps = base_tokens as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "baseline (candle quantized example loop, 1 sequence): {base_tokens} tokens, {base_tps:.1} tokens/s"
+    );
+
+    let metrics = EngineMetrics::new()?;
+    let engine = Engine::start(
+        generator.model,
+        Arc::clone(&tok),
+        None,
+        EngineOptions {
+            max_batch: 16,
+            max_attempts: 1,
+            critic_threshold: 0.0,
+            shared_prefix: situation_text::shared_prefix_ids(&tok)?,
+        },
+        Some(metrics.clone()),
+    )?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    println!();
+    println!(
+        "| concurrent requests | tokens | seconds | tokens/s | vs baseline | mean request s |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for concurrency in [1usize, 4, 16] {
+        let before = metrics.tokens.get();
+        let started = Instant::now();
+        // Each client sends requests (k = 1) back to back; enough rounds that the
+        // batch stays full while requests come and go.
+        let per_client = (32 / concurrency).max(2);
+        let latencies = rt.block_on(async {
+            let mut clients = Vec::new();
+            for c in 0..concurrency {
+                let engine = engine.clone();
+                let prompts: Vec<(String, Vec<u32>)> = (0..per_client)
+                    .map(|r| {
+                        let u = UTTERANCES[(c + r) % UTTERANCES.len()];
+                        Ok((u.to_string(), prompt_for(u)?))
+                    })
+                    .collect::<Result<_>>()?;
+                clients.push(tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    for (r, (utterance, prompt)) in prompts.into_iter().enumerate() {
+                        let t = Instant::now();
+                        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                        engine.submit(
+                            Job {
+                                utterance,
+                                prompt,
+                                k: 1,
+                                seed: (c * 1000 + r + 1) as u64,
+                                sampling: SamplingParams {
+                                    temperature: 0.8,
+                                    top_p: 0.95,
+                                    max_tokens,
+                                    repeat_penalty: 1.1,
+                                },
+                                deadline: Instant::now() + Duration::from_secs(600),
+                            },
+                            tx,
+                            None,
+                        )?;
+                        while let Some(ev) = rx.recv().await {
+                            if !matches!(ev, Event::Situation(_)) {
+                                break;
+                            }
+                        }
+                        latencies.push(t.elapsed().as_secs_f64());
+                    }
+                    anyhow::Ok(latencies)
+                }));
+            }
+            let mut all = Vec::new();
+            for c in clients {
+                all.extend(c.await??);
+            }
+            anyhow::Ok(all)
+        })?;
+        let secs = started.elapsed().as_secs_f64();
+        let tokens = metrics.tokens.get() - before;
+        let tps = tokens as f64 / secs;
+        let mean = latencies.iter().sum::<f64>() / latencies.len().max(1) as f64;
+        println!(
+            "| {concurrency} | {tokens} | {secs:.1} | {tps:.1} | {:.2}x | {mean:.2} |",
+            tps / base_tps
+        );
+    }
+    Ok(())
+}
+
+/// candle's quantized example loop for one sequence; returns the tokens sampled.
+fn baseline(
+    model: &mut ModelWeights,
+    prompt: &[u32],
+    eos: u32,
+    to_sample: usize,
+    seed: u64,
+) -> Result<usize> {
+    let mut processor = LogitsProcessor::from_sampling(
+        seed,
+        Sampling::TopP {
+            p: 0.95,
+            temperature: 0.8,
+        },
+    );
+    let input = Tensor::new(prompt, &Device::Cpu)?.unsqueeze(0)?;
+    let logits = model.forward(&input, 0)?.squeeze(0)?;
+    let mut next = processor.sample(&logits)?;
+    let mut all = vec![next];
+    let mut sampled = 1;
+    for index in 0..to_sample.saturating_sub(1) {
+        if next == eos {
+            break;
+        }
+        let input = Tensor::new(&[next], &Device::Cpu)?.unsqueeze(0)?;
+        let logits = model.forward(&input, prompt.len() + index)?.squeeze(0)?;
+        let start = all.len().saturating_sub(64);
+        let logits = candle_transformers::utils::apply_repeat_penalty(&logits, 1.1, &all[start..])?;
+        next = processor.sample(&logits)?;
+        all.push(next);
+        sampled += 1;
+    }
+    Ok(sampled)
+}
