@@ -4,6 +4,7 @@ mod analyze;
 mod assets;
 mod bench;
 mod eval;
+mod learn;
 mod situations;
 mod train;
 mod up;
@@ -41,6 +42,14 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Latency and throughput of a running system, beside named baselines.
     Bench(bench::BenchArgs),
+    /// Correct an analysis: `empathy feedback ANALYSIS_ID --sentiment positive`.
+    Feedback(learn::FeedbackArgs),
+    /// Ask the trainer to fine-tune on the stored feedback now.
+    Retrain(learn::RetrainArgs),
+    /// Model versions, their metrics, and which one serves.
+    Models(learn::ModelsArgs),
+    /// Serve an earlier model version again.
+    Rollback(learn::RollbackArgs),
     /// Experiments with imagined situations.
     Situations {
         #[command(subcommand)]
@@ -75,6 +84,10 @@ fn main() -> std::process::ExitCode {
         Command::Train(args) => train::run(&args),
         Command::Eval(args) => runtime().and_then(|rt| rt.block_on(eval::run(args))),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(args))),
+        Command::Feedback(args) => runtime().and_then(|rt| rt.block_on(learn::feedback(args))),
+        Command::Retrain(args) => runtime().and_then(|rt| rt.block_on(learn::retrain(args))),
+        Command::Models(args) => runtime().and_then(|rt| rt.block_on(learn::models(args))),
+        Command::Rollback(args) => runtime().and_then(|rt| rt.block_on(learn::rollback(args))),
         Command::Situations {
             action: SituationsAction::Compare(args),
         } => runtime().and_then(|rt| rt.block_on(situations::compare(args))),

@@ -20,6 +20,17 @@ pub struct UpArgs {
     metrics_listen: String,
     #[arg(long, default_value = "127.0.0.1:9461")]
     encoder_metrics_listen: String,
+    /// Address of the trainer service (feedback, training jobs, model versions).
+    #[arg(long, default_value = "127.0.0.1:50081")]
+    trainer_listen: String,
+    #[arg(long, default_value = "127.0.0.1:9481")]
+    trainer_metrics_listen: String,
+    /// The trainer's feedback database (SQLite).
+    #[arg(long, default_value = "empathy-feedback.sqlite")]
+    database: String,
+    /// Extra trainer flags, e.g. --trainer-arg=--train-after=50; repeat for several.
+    #[arg(long = "trainer-arg", allow_hyphen_values = true)]
+    trainer_args: Vec<String>,
     /// Plugins the encoder loads.
     #[arg(long = "plugin", default_values_t = ["text".to_string(), "image".to_string(), "speech".to_string()])]
     plugins: Vec<String>,
@@ -62,6 +73,25 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let encoder = launch::spawn(&sibling_binary("empathy-encoder")?, &encoder_args, ready)
         .await
         .context("the encoder did not start")?;
+    let mut trainer_args = vec![
+        "--listen".into(),
+        args.trainer_listen.clone(),
+        "--metrics-listen".into(),
+        args.trainer_metrics_listen.clone(),
+        "--assets".into(),
+        assets.clone(),
+        "--database".into(),
+        args.database.clone(),
+    ];
+    trainer_args.extend(args.trainer_args.iter().cloned());
+    let trainer =
+        match launch::spawn(&sibling_binary("empathy-trainer")?, &trainer_args, ready).await {
+            Ok(t) => t,
+            Err(e) => {
+                encoder.stop(Duration::from_secs(5)).await?;
+                return Err(e.context("the trainer did not start"));
+            }
+        };
     let fusion_args = vec![
         "--listen".into(),
         args.listen.clone(),
@@ -71,11 +101,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         assets,
         "--encoder".into(),
         encoder.url(),
+        "--trainer".into(),
+        trainer.url(),
     ];
     let fusion = match launch::spawn(&sibling_binary("empathy-fusion")?, &fusion_args, ready).await
     {
         Ok(f) => f,
         Err(e) => {
+            trainer.stop(Duration::from_secs(5)).await?;
             encoder.stop(Duration::from_secs(5)).await?;
             return Err(e.context("fusion did not start"));
         }
@@ -92,6 +125,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         encoder.url(),
         args.encoder_metrics_listen
     );
+    println!(
+        "  TrainerService  {}  (metrics http://{}/metrics, feedback in {})",
+        trainer.url(),
+        args.trainer_metrics_listen,
+        args.database
+    );
     println!("try: empathy analyze --text \"I absolutely love this, thank you so much!\"");
     println!("Ctrl-C stops everything.");
 
@@ -99,6 +138,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("stopping…");
     // Front door first, so no request reaches a stopped encoder.
     fusion.stop(Duration::from_secs(10)).await?;
+    trainer.stop(Duration::from_secs(10)).await?;
     encoder.stop(Duration::from_secs(10)).await?;
     println!("stopped");
     Ok(())
