@@ -256,6 +256,38 @@ mod tests {
         }
     }
 
+    /// Same ids as an independent pure-Python GPT-2 BPE with llama.cpp's "smollm"
+    /// pre-tokenizer (reference/bpe_reference.py) on tests/fixtures/tokenizer_reference.json,
+    /// or on the file named by TOKENIZER_REFERENCE (e.g. thousands of corpus tweets).
+    #[test]
+    fn matches_the_python_reference() {
+        #[derive(serde::Deserialize)]
+        struct Case {
+            text: String,
+            ids: Vec<u32>,
+        }
+        let path = std::env::var("TOKENIZER_REFERENCE").unwrap_or_else(|_| {
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/tokenizer_reference.json"
+            )
+            .into()
+        });
+        let cases: Vec<Case> = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let t = load();
+        let mut mismatches = 0;
+        for c in &cases {
+            let ids = t.encode(&c.text).unwrap();
+            if ids != c.ids {
+                mismatches += 1;
+                eprintln!("{:?}: ours {:?} reference {:?}", c.text, ids, c.ids);
+            }
+            assert_eq!(t.decode(&ids).unwrap(), c.text);
+        }
+        eprintln!("{} texts, {mismatches} mismatches ({path})", cases.len());
+        assert_eq!(mismatches, 0);
+    }
+
     #[test]
     fn known_ids() {
         let t = load();
