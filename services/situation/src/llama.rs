@@ -36,7 +36,16 @@ fn weight(qt: candle_core::quantized::QTensor, format: WeightFormat) -> Result<Q
 fn linear(w: &QMatMul, x: &Tensor) -> Result<Tensor> {
     let dims = x.dims();
     let (last, lead) = dims.split_last().context("linear on a scalar")?;
-    let y = w.forward(&x.reshape(((), *last))?)?;
+    let rows = x.reshape(((), *last))?;
+    let y = if rows.dim(0)? == 1 && matches!(w, QMatMul::Tensor(_)) {
+        // gemm takes another path for a single row, whose sums differ in the last
+        // bits from the batched one; two rows keep one sequence's logits identical
+        // whatever else is decoded beside it (same seed, same situations, any load).
+        w.forward(&Tensor::cat(&[&rows, &rows], 0)?)?
+            .narrow(0, 0, 1)?
+    } else {
+        w.forward(&rows)?
+    };
     let mut out: Vec<usize> = lead.to_vec();
     out.push(y.dim(1)?);
     Ok(y.reshape(out)?)
@@ -519,6 +528,46 @@ mod pieces {
                 "cut {cut}: steps differ by {}",
                 diff(&last)
             );
+        }
+    }
+
+    /// With f32 weights too, a sequence's logits do not depend on what else is in the
+    /// batch nor on its place in it (so a seed gives the same situations under any load).
+    #[test]
+    fn f32_batching_is_bit_exact() {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../assets/situation/SmolLM2-135M-Instruct.Q4_1.gguf");
+        let mut f = std::fs::File::open(&path).expect("run `empathy assets fetch`");
+        let ct = gguf_file::Content::read(&mut f).unwrap();
+        let model = Model::from_gguf(&ct, &mut f, &Device::Cpu, WeightFormat::F32).unwrap();
+        let mut shared = model.new_cache(8);
+        model
+            .prefill(&[300, 301, 302, 303, 304, 305, 306, 307], &mut shared)
+            .unwrap();
+        let alone = |token: u32| {
+            let mut c = model.fork_cache(&shared, 16).unwrap();
+            model
+                .step(&[token], &mut [&mut c])
+                .unwrap()
+                .i(0)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        for b in [2usize, 3, 5, 8, 16] {
+            let mut caches: Vec<SeqCache> = (0..b)
+                .map(|_| model.fork_cache(&shared, 16).unwrap())
+                .collect();
+            let mut refs: Vec<&mut SeqCache> = caches.iter_mut().collect();
+            let tokens: Vec<u32> = (0..b as u32).map(|i| 400 + 7 * i).collect();
+            let got = model.step(&tokens, &mut refs).unwrap();
+            for row in [0, b / 2, b - 1] {
+                assert_eq!(
+                    alone(tokens[row]),
+                    got.i(row).unwrap().to_vec1::<f32>().unwrap(),
+                    "row {row} of a batch of {b} differs from the sequence alone"
+                );
+            }
         }
     }
 }
