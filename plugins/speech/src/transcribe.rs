@@ -75,6 +75,11 @@ pub struct Transcriber {
     full_window: bool,
     idle: Mutex<Vec<WhisperState>>,
     returned: Condvar,
+    /// Multilingual models: a state that only detects languages. whisper.cpp detects
+    /// with the window of the state's previous transcription, so a pool state would
+    /// answer differently for the same clip; this one never transcribes, so it always
+    /// detects on the full 30 s window Whisper was trained on.
+    detector: Option<Mutex<WhisperState>>,
 }
 
 impl Transcriber {
@@ -107,11 +112,18 @@ impl Transcriber {
             .map(|_| context.create_state())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| PluginError::unavailable(format!("cannot create a Whisper state: {e}")))?;
+        let detector = match model.multilingual() {
+            true => Some(Mutex::new(context.create_state().map_err(|e| {
+                PluginError::unavailable(format!("cannot create a Whisper state: {e}"))
+            })?)),
+            false => None,
+        };
         Ok(Self {
             model,
             full_window,
             idle: Mutex::new(idle),
             returned: Condvar::new(),
+            detector,
         })
     }
 
@@ -197,11 +209,12 @@ impl Transcriber {
         } else {
             audio_ctx(samples.len())
         });
-        params.set_language(Some(match (language, self.model.multilingual()) {
-            (Some(code), _) => code,
-            (None, true) => "auto",
-            (None, false) => "en",
-        }));
+        let language = match (language, &self.detector) {
+            (Some(code), _) => code.to_string(),
+            (None, Some(detector)) => detect(detector, samples, threads)?,
+            (None, None) => "en".to_string(),
+        };
+        params.set_language(Some(&language));
         params.set_translate(false);
         params.set_no_context(true);
         params.set_suppress_blank(true);
@@ -236,21 +249,35 @@ impl Transcriber {
             .map(|s| s.text.as_str())
             .collect::<Vec<_>>()
             .join(" ");
-        let language = match language {
-            Some(code) => code.to_string(),
-            None if self.model.multilingual() => {
-                whisper_rs::get_lang_str(state.full_lang_id_from_state())
-                    .unwrap_or("")
-                    .to_string()
-            }
-            None => "en".to_string(),
-        };
         Ok(Transcript {
             text,
             segments,
             language,
         })
     }
+}
+
+/// The language of `samples` (one encoder pass on the full window, one decoder step).
+fn detect(
+    detector: &Mutex<WhisperState>,
+    samples: &[f32],
+    threads: usize,
+) -> Result<String, PluginError> {
+    let mut state = detector
+        .lock()
+        .map_err(|_| PluginError::internal("the Whisper language detector is poisoned"))?;
+    let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+    params.set_n_threads(i32::try_from(threads.max(1)).unwrap_or(1));
+    params.set_language(Some("auto"));
+    params.set_detect_language(true);
+    params.set_print_progress(false);
+    params.set_print_realtime(false);
+    state
+        .full(params, samples)
+        .map_err(|e| PluginError::internal(format!("Whisper language detection failed: {e}")))?;
+    whisper_rs::get_lang_str(state.full_lang_id_from_state())
+        .map(str::to_string)
+        .ok_or_else(|| PluginError::internal("Whisper detected no known language"))
 }
 
 /// Encoder positions for a clip: in proportion to its length (whisper.cpp otherwise

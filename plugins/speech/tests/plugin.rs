@@ -249,3 +249,23 @@ fn bad_settings_are_refused_at_load() {
         missing.message
     );
 }
+
+#[test]
+fn base_detects_the_language() {
+    let plugin = common::plugin(&[("model", "base")]);
+    let german = common::espeak_voice("de", "Guten Morgen, heute ist ein schöner Tag", 150);
+    let response = plugin
+        .encode(request(vec![clip(german.clone(), "audio/wav")], ""))
+        .expect("encodes");
+    assert_eq!(
+        response.outputs[0].detected_language, "de",
+        "{:?}",
+        response.outputs[0].transcript
+    );
+    assert_eq!(response.model.expect("model").id, "openai/whisper-base");
+    // A hint is taken as given.
+    let hinted = plugin
+        .encode(request(vec![clip(german, "audio/wav")], "de-AT"))
+        .expect("encodes");
+    assert_eq!(hinted.outputs[0].detected_language, "de");
+}

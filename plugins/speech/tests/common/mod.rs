@@ -23,7 +23,9 @@ pub fn assets() -> PathBuf {
 pub fn plugin(settings: &[(&str, &str)]) -> SpeechPlugin {
     let config = PluginConfig {
         assets_dir: assets().display().to_string(),
-        threads: 2,
+        // Tests run side by side: one thread each, or ggml's spinning threads would
+        // outnumber the cores and crawl.
+        threads: 1,
         device: "cpu".into(),
         settings: settings
             .iter()
@@ -38,10 +40,15 @@ pub fn plugin(settings: &[(&str, &str)]) -> SpeechPlugin {
 
 /// A WAV of espeak-ng saying `text` at `words_per_minute`, in a fresh temp dir.
 pub fn espeak(text: &str, words_per_minute: u32) -> Vec<u8> {
+    espeak_voice("en-us", text, words_per_minute)
+}
+
+/// The same in another espeak-ng voice (a language code such as "de").
+pub fn espeak_voice(voice: &str, text: &str, words_per_minute: u32) -> Vec<u8> {
     let dir = temp_dir("espeak");
     let wav = dir.join("clip.wav");
     let status = Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", &words_per_minute.to_string(), "-w"])
+        .args(["-v", voice, "-s", &words_per_minute.to_string(), "-w"])
         .arg(&wav)
         .arg(text)
         .status()
