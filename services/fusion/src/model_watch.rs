@@ -65,17 +65,21 @@ async fn serve_version(serving: &ServingModel, dir: PathBuf) {
     }
 }
 
-/// Follows the trainer's announcements, falling back to polling the registry.
+/// Follows the trainer's announcements, and the registry's pointer every `poll` (which
+/// catches what was announced while the stream was down, or written by another
+/// trainer).
 pub fn spawn(
     serving: Arc<ServingModel>,
     models_dir: PathBuf,
     trainer: Option<String>,
     poll: Duration,
 ) {
-    tokio::spawn(async move {
-        loop {
-            if let Some(url) = &trainer {
-                match watch(&serving, &models_dir, url).await {
+    if let Some(url) = trainer {
+        let serving = Arc::clone(&serving);
+        let models_dir = models_dir.clone();
+        tokio::spawn(async move {
+            loop {
+                match watch(&serving, &models_dir, &url).await {
                     Ok(()) => {
                         tracing::info!("the trainer's model stream ended; polling the registry")
                     }
@@ -83,17 +87,32 @@ pub fn spawn(
                         "trainer model stream unavailable ({e}); polling the registry"
                     ),
                 }
+                tokio::time::sleep(poll).await;
             }
-            // Also catches up on anything announced while the stream was down.
-            let dir = models_dir.clone();
-            match tokio::task::spawn_blocking(move || registry::serving_version(&dir)).await {
-                Ok(Ok(dir)) => serve_version(&serving, dir).await,
-                Ok(Err(e)) => tracing::warn!("registry: {e:#}"),
-                Err(e) => tracing::warn!("registry check failed: {e}"),
-            }
+        });
+    }
+    tokio::spawn(async move {
+        loop {
             tokio::time::sleep(poll).await;
+            check_registry(&serving, &models_dir).await;
         }
     });
+}
+
+/// Serves what the registry's pointer names (or the newest valid version without one).
+async fn check_registry(serving: &ServingModel, models_dir: &std::path::Path) {
+    // The cheap check first: the pointer names the version that already serves.
+    if let Ok(Some(name)) = registry::serving_pointer(models_dir)
+        && name == serving.version()
+    {
+        return;
+    }
+    let dir = models_dir.to_path_buf();
+    match tokio::task::spawn_blocking(move || registry::serving_version(&dir)).await {
+        Ok(Ok(dir)) => serve_version(serving, dir).await,
+        Ok(Err(e)) => tracing::warn!("registry: {e:#}"),
+        Err(e) => tracing::warn!("registry check failed: {e}"),
+    }
 }
 
 async fn watch(

@@ -70,6 +70,8 @@ pub struct Trainer {
     /// Serialises writes of the serving pointer (publish, rollback).
     pointer: Mutex<()>,
     models_tx: broadcast::Sender<ModelVersion>,
+    /// True once the process is stopping: open streams end so shutdown is not held.
+    stopping: watch::Sender<bool>,
 }
 
 struct Outcome {
@@ -103,7 +105,21 @@ impl Trainer {
             recent: Mutex::new(VecDeque::new()),
             pointer: Mutex::new(()),
             models_tx,
+            stopping: watch::channel(false).0,
         })
+    }
+
+    /// Ends every open WatchJob/WatchModels stream (graceful shutdown waits for them).
+    pub fn stop_streams(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once `stop_streams` was called.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.stopping.subscribe();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
     }
 
     /// Starts a job now, unless one is running.

@@ -48,18 +48,18 @@ struct Args {
     #[arg(long, default_value_t = 0.01)]
     tolerance: f64,
     /// Epochs over the replay sample and the feedback.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 3)]
     epochs: usize,
     /// Base training examples replayed beside the feedback.
-    #[arg(long, default_value_t = 4000)]
+    #[arg(long, default_value_t = 8000)]
     replay: usize,
     /// Share of the feedback held out to decide whether the new version is better.
     #[arg(long, default_value_t = 0.25)]
     holdout_fraction: f64,
     /// Share of each epoch's examples that are feedback (feedback is repeated).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.1)]
     feedback_share: f64,
-    #[arg(long, default_value_t = 5e-4)]
+    #[arg(long, default_value_t = 2e-4)]
     learning_rate: f64,
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -147,6 +147,12 @@ async fn main() -> anyhow::Result<()> {
     };
     let trainer = Trainer::new(store, settings);
     trainer.spawn_triggers(args.train_after, args.train_every);
+    // Streams that never end by themselves (WatchModels) would hold graceful shutdown.
+    let stopping = std::sync::Arc::clone(&trainer);
+    tokio::spawn(async move {
+        stop_signal().await;
+        stopping.stop_streams();
+    });
 
     let metrics = Metrics::new("trainer")?;
     let server = TrainerServiceServer::new(TrainerApi::new(trainer, metrics.clone()))
@@ -159,6 +165,21 @@ async fn main() -> anyhow::Result<()> {
         metrics,
     )
     .await
+}
+
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[cfg(test)]

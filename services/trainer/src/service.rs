@@ -161,7 +161,9 @@ impl TrainerService for TrainerApi {
                 let end = is_terminal(value.state);
                 Some((Ok(value), (rx, false, end)))
             });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(Box::pin(
+            stream.take_until(self.trainer.stopped()),
+        )))
     }
 
     async fn cancel_job(
@@ -199,7 +201,9 @@ impl TrainerService for TrainerApi {
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| Status::unavailable(format!("no serving version: {e:#}")))?;
-        let stream = futures::stream::once(async move { Ok(current) }).chain(updates);
+        let stream = futures::stream::once(async move { Ok(current) })
+            .chain(updates)
+            .take_until(self.trainer.stopped());
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -60,14 +60,14 @@ impl Default for FinetuneConfig {
     fn default() -> Self {
         FinetuneConfig {
             seed: 7,
-            epochs: 6,
+            epochs: 3,
             batch_size: 64,
-            learning_rate: 5e-4,
+            learning_rate: 2e-4,
             weight_decay: 1e-2,
             dropout: 0.1,
-            replay: 4000,
+            replay: 8000,
             holdout_fraction: 0.25,
-            feedback_share: 0.2,
+            feedback_share: 0.1,
             tolerance: 0.01,
             cache_dir: None,
         }
