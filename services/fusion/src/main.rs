@@ -9,6 +9,7 @@ mod model_watch;
 mod recent;
 mod service;
 mod situations;
+mod utterances;
 mod validate;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};

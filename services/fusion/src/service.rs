@@ -19,11 +19,7 @@ use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::analyze::Analyzer;
-
-// Declared here rather than in main.rs: this file is the stream's only user.
-#[path = "utterances.rs"]
-mod utterances;
-use utterances::Utterances;
+use crate::utterances::{self, Utterances};
 
 #[derive(Clone)]
 pub struct Empathy {
