@@ -80,12 +80,25 @@ async fn batch_loop(
     limits: BatchLimits,
     batch_sizes: Histogram,
 ) {
-    while let Some(first) = rx.recv().await {
+    // A job that would overfill a batch opens the next one.
+    let mut held: Option<Job> = None;
+    loop {
+        let first = match held.take() {
+            Some(job) => job,
+            None => match rx.recv().await {
+                Some(job) => job,
+                None => break,
+            },
+        };
         let mut n = first.inputs.len();
         let mut jobs = vec![first];
         let deadline = tokio::time::Instant::now() + limits.max_wait;
         while n < limits.max_inputs {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(job)) if n + job.inputs.len() > limits.max_inputs => {
+                    held = Some(job);
+                    break;
+                }
                 Ok(Some(job)) => {
                     n += job.inputs.len();
                     jobs.push(job);

@@ -106,10 +106,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for plugin in loaded {
         for info in plugin.info() {
             tracing::info!(modality = %info.modality, plugin = %plugin.path().display(), "serving modality");
+            // A merged batch never exceeds what the plugin takes in one call.
+            let mut modality_limits = limits.clone();
+            if info.max_batch > 0 {
+                modality_limits.max_inputs =
+                    modality_limits.max_inputs.min(info.max_batch as usize);
+            }
             let batcher = Batcher::start(
                 Arc::clone(&plugin),
                 info.modality.clone(),
-                limits.clone(),
+                modality_limits,
                 &metrics,
             )?;
             if batchers.insert(info.modality.clone(), batcher).is_some() {
