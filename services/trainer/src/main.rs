@@ -51,7 +51,7 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     epochs: usize,
     /// Base training examples replayed beside the feedback.
-    #[arg(long, default_value_t = 8000)]
+    #[arg(long, default_value_t = 16000)]
     replay: usize,
     /// Share of the feedback held out to decide whether the new version is better.
     #[arg(long, default_value_t = 0.25)]

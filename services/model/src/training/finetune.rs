@@ -65,7 +65,7 @@ impl Default for FinetuneConfig {
             learning_rate: 2e-4,
             weight_decay: 1e-2,
             dropout: 0.1,
-            replay: 8000,
+            replay: 16000,
             holdout_fraction: 0.25,
             feedback_share: 0.1,
             tolerance: 0.01,

@@ -1,0 +1,584 @@
+//! The learning loop end to end: feedback survives SIGKILL, bad input gets a clear
+//! answer, and corrections sent through fusion become a new model version that fusion
+//! swaps in without failing a request.
+//!
+//! Needs the binaries (cargo build -p empathy-encoder -p empathy-plugin-text
+//! -p empathy-fusion -p empathy-trainer), a trained model under assets/models and the
+//! corpus embedding cache that `empathy train` leaves behind.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use empathy_common::launch::{self, Service, sibling_binary};
+use empathy_proto::v1::{
+    AnalyzeRequest, CancelJobRequest, FeedbackRecord, FeedbackRequest, FloatVector, JobState,
+    StartTrainingRequest, TrainingJob, WatchJobRequest, WatchModelsRequest,
+    trainer_service_client::TrainerServiceClient,
+};
+use support::{analyze_text, assets, client, start_encoder, start_fusion};
+use tonic::Code;
+use tonic::transport::Channel;
+
+const READY: Duration = Duration::from_secs(120);
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir =
+        std::env::temp_dir().join(format!("empathy-e2e-{tag}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a temp dir");
+    dir
+}
+
+/// A private copy of the registry (versions and pointer), so tests never publish into
+/// assets/models.
+fn registry_copy(dir: &Path) -> anyhow::Result<PathBuf> {
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models)?;
+    for entry in std::fs::read_dir(assets().join("models"))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type()?.is_dir() && name.starts_with('v') {
+            std::fs::create_dir_all(models.join(&name))?;
+            for file in std::fs::read_dir(entry.path())? {
+                let file = file?;
+                std::fs::copy(file.path(), models.join(&name).join(file.file_name()))?;
+            }
+        } else if name == "serving" {
+            std::fs::copy(entry.path(), models.join(&name))?;
+        }
+    }
+    Ok(models)
+}
+
+async fn start_trainer(models: &Path, database: &Path, extra: &[&str]) -> anyhow::Result<Service> {
+    let mut args: Vec<String> = vec![
+        "--assets".into(),
+        assets().display().to_string(),
+        "--models".into(),
+        models.display().to_string(),
+        "--database".into(),
+        database.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    launch::spawn(&sibling_binary("empathy-trainer")?, &args, READY).await
+}
+
+async fn trainer_client(s: &Service) -> anyhow::Result<TrainerServiceClient<Channel>> {
+    Ok(TrainerServiceClient::connect(s.url()).await?)
+}
+
+/// A record with made-up features (the store does not care what they mean).
+fn record(tag: &str, sentiment: &str, seed: usize) -> FeedbackRecord {
+    let text: Vec<f32> = (0..384)
+        .map(|j| (((seed * 31 + j * 7) % 97) as f32 / 97.0 - 0.5) / 10.0)
+        .collect();
+    let lexicon: Vec<f32> = (0..24).map(|j| ((seed + j) % 5) as f32 / 5.0).collect();
+    FeedbackRecord {
+        feedback: Some(FeedbackRequest {
+            analysis_id: format!("analysis-{tag}"),
+            sentiment: sentiment.into(),
+            note: tag.into(),
+            ..FeedbackRequest::default()
+        }),
+        model_version: "v0001".into(),
+        features: [
+            ("text".to_string(), FloatVector { values: text }),
+            ("lexicon".to_string(), FloatVector { values: lexicon }),
+        ]
+        .into_iter()
+        .collect(),
+        text: format!("sentence {tag}"),
+        received_unix_ms: 0,
+    }
+}
+
+fn stored_ids(database: &Path) -> anyhow::Result<std::collections::HashSet<String>> {
+    let conn = rusqlite::Connection::open_with_flags(
+        database,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?;
+    let mut stmt = conn.prepare("SELECT id FROM feedback")?;
+    let ids = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
+async fn wait_job(
+    trainer: &mut TrainerServiceClient<Channel>,
+    job_id: &str,
+) -> anyhow::Result<TrainingJob> {
+    let mut stream = trainer
+        .watch_job(WatchJobRequest {
+            job_id: job_id.into(),
+        })
+        .await?
+        .into_inner();
+    let mut last = None;
+    while let Some(update) = stream.message().await? {
+        last = Some(update);
+    }
+    last.ok_or_else(|| anyhow::anyhow!("no job updates"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_feedback_survives_sigkill() -> anyhow::Result<()> {
+    let dir = temp_dir("sigkill");
+    let models = registry_copy(&dir)?;
+    let database = dir.join("feedback.sqlite");
+    let mut trainer = start_trainer(&models, &database, &[]).await?;
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let mut client = trainer_client(&trainer).await?;
+        let acked = Arc::clone(&acked);
+        writers.push(tokio::spawn(async move {
+            for i in 0.. {
+                match client
+                    .submit_feedback(record(&format!("{w}-{i}"), "positive", i))
+                    .await
+                {
+                    Ok(ack) => acked
+                        .lock()
+                        .expect("lock")
+                        .push(ack.into_inner().feedback_id),
+                    Err(_) => return i,
+                }
+            }
+            0
+        }));
+    }
+    let started = Instant::now();
+    while acked.lock().expect("lock").len() < 300 && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Mid-stream: the writers are still sending when the process dies.
+    trainer.child.start_kill()?;
+    trainer.child.wait().await?;
+    for w in writers {
+        w.await?;
+    }
+    let acked = acked.lock().expect("lock").clone();
+    assert!(
+        acked.len() >= 50,
+        "only {} acknowledged before the kill",
+        acked.len()
+    );
+
+    // Restart on the same file: it opens (recovering the WAL) and serves again.
+    let restarted = start_trainer(&models, &database, &[]).await?;
+    let mut client = trainer_client(&restarted).await?;
+    client
+        .submit_feedback(record("after-restart", "neutral", 1))
+        .await?;
+    let stored = stored_ids(&database)?;
+    let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
+    println!(
+        "SIGKILL durability: {} acknowledged before the kill, {} stored after restart, {} lost",
+        acked.len(),
+        stored.len(),
+        lost.len()
+    );
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+    drop(restarted);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn trainer_refuses_bad_feedback_floods_and_a_second_job() -> anyhow::Result<()> {
+    let dir = temp_dir("bad");
+    let models = registry_copy(&dir)?;
+    let database = dir.join("feedback.sqlite");
+    let trainer = start_trainer(&models, &database, &["--max-queue", "2"]).await?;
+    let mut client = trainer_client(&trainer).await?;
+
+    let err = client
+        .submit_feedback(record("x", "happy", 1))
+        .await
+        .expect_err("a label outside the set");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("negative, neutral, positive"),
+        "{}",
+        err.message()
+    );
+    let err = client
+        .submit_feedback(record("x", "", 1))
+        .await
+        .expect_err("no correction");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("both corrections are empty"),
+        "{}",
+        err.message()
+    );
+
+    // A flood on a queue of two: some refused with RESOURCE_EXHAUSTED, none lost.
+    let results = futures::future::join_all((0..400).map(|i| {
+        let mut c = client.clone();
+        async move {
+            c.submit_feedback(record(&format!("flood-{i}"), "positive", i))
+                .await
+        }
+    }))
+    .await;
+    let mut acked = Vec::new();
+    let (mut refused, mut other) = (0, Vec::new());
+    for r in results {
+        match r {
+            Ok(ack) => acked.push(ack.into_inner().feedback_id),
+            Err(s) if s.code() == Code::ResourceExhausted => refused += 1,
+            Err(s) => other.push(s),
+        }
+    }
+    println!("flood: {} stored, {refused} refused", acked.len());
+    assert!(other.is_empty(), "unexpected errors: {other:?}");
+    assert!(refused > 0, "a queue of 2 took 400 concurrent records");
+    let stored = stored_ids(&database)?;
+    assert!(
+        acked.iter().all(|id| stored.contains(id)),
+        "an acknowledged record is missing"
+    );
+
+    // One job at a time; the running one can be cancelled.
+    let first = client
+        .start_training(StartTrainingRequest {
+            reason: "test".into(),
+        })
+        .await?
+        .into_inner();
+    let err = client
+        .start_training(StartTrainingRequest::default())
+        .await
+        .expect_err("a second job while one runs");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains(&first.job_id), "{}", err.message());
+    let _ = client
+        .cancel_job(CancelJobRequest {
+            job_id: first.job_id.clone(),
+        })
+        .await;
+    let end = wait_job(&mut client, &first.job_id).await?;
+    println!("first job ended {:?}: {}", end.state(), end.message);
+    assert!(
+        matches!(
+            end.state(),
+            JobState::Cancelled | JobState::Rejected | JobState::Published
+        ),
+        "{end:?}"
+    );
+    drop(trainer);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Good news from medical tests: the tweet-trained model reads "negative" as bad.
+const DOMAIN: [&str; 12] = [
+    "The biopsy came back negative.",
+    "My test results were negative, no cancer at all.",
+    "The scan came back clear, the tumour is gone.",
+    "Covid test negative, I can finally visit grandma.",
+    "The doctor said the lump is benign.",
+    "My bloodwork came back negative for everything.",
+    "The mammogram results were negative.",
+    "The MRI showed no sign of the tumour.",
+    "Tested negative for the virus today.",
+    "Pathology report came back benign.",
+    "My HIV test came back negative.",
+    "The CT scan was clear, no cancer.",
+];
+/// Never corrected: do the corrections generalise?
+const SIMILAR: [&str; 6] = [
+    "Her biopsy results came back negative.",
+    "My covid test came back negative this morning.",
+    "His blood test results were negative.",
+    "The scan showed the tumour is completely gone.",
+    "The lab said my results were all negative.",
+    "Good news, the growth turned out to be benign.",
+];
+
+async fn positive_share(
+    fusion: &mut empathy_proto::v1::empathy_service_client::EmpathyServiceClient<Channel>,
+    texts: &[&str],
+) -> anyhow::Result<(f64, Vec<String>)> {
+    let mut positive = 0;
+    let mut versions = Vec::new();
+    for t in texts {
+        let r = analyze_text(fusion, t).await?;
+        if r.sentiment.as_ref().map(|s| s.label.as_str()) == Some("positive") {
+            positive += 1;
+        }
+        versions.push(r.model_version);
+    }
+    Ok((positive as f64 / texts.len() as f64, versions))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn corrections_become_a_new_version_served_without_a_failed_request() -> anyhow::Result<()> {
+    let dir = temp_dir("loop");
+    let models = registry_copy(&dir)?;
+    let database = dir.join("feedback.sqlite");
+    let encoder = start_encoder(&[]).await?;
+    let trainer = start_trainer(&models, &database, &[]).await?;
+    let models_arg = models.display().to_string();
+    let trainer_url = trainer.url();
+    let fusion = start_fusion(
+        &[encoder.url()],
+        &[
+            "--model",
+            &models_arg,
+            "--trainer",
+            &trainer_url,
+            "--model-poll-s",
+            "1",
+        ],
+    )
+    .await?;
+    let mut api = client(&fusion).await?;
+    let mut tc = trainer_client(&trainer).await?;
+
+    // Bad feedback at the front door.
+    let err = api
+        .feedback(FeedbackRequest {
+            analysis_id: "no-such-analysis".into(),
+            sentiment: "positive".into(),
+            ..FeedbackRequest::default()
+        })
+        .await
+        .expect_err("unknown id");
+    assert_eq!(err.code(), Code::NotFound);
+    assert!(
+        err.message().contains("resend the original"),
+        "{}",
+        err.message()
+    );
+    let err = api
+        .feedback(FeedbackRequest {
+            analysis_id: "x".into(),
+            emotion: "happiness".into(),
+            ..FeedbackRequest::default()
+        })
+        .await
+        .expect_err("emotion outside the set");
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    // Before: the domain is read wrongly.
+    let (same_before, versions) = positive_share(&mut api, &DOMAIN).await?;
+    let (similar_before, _) = positive_share(&mut api, &SIMILAR).await?;
+    let old_version = versions[0].clone();
+
+    // Corrections through Feedback; one as an expired id with the original resent.
+    for (i, t) in DOMAIN.iter().enumerate() {
+        let (analysis_id, original) = if i == 0 {
+            (
+                "expired-id".to_string(),
+                Some(AnalyzeRequest {
+                    text: t.to_string(),
+                    ..AnalyzeRequest::default()
+                }),
+            )
+        } else {
+            (analyze_text(&mut api, t).await?.analysis_id, None)
+        };
+        let r = api
+            .feedback(FeedbackRequest {
+                analysis_id,
+                sentiment: "positive".into(),
+                rating: 1,
+                original,
+                ..FeedbackRequest::default()
+            })
+            .await?
+            .into_inner();
+        assert!(r.stored && !r.feedback_id.is_empty());
+    }
+
+    // Analyses keep running through the training and the swap.
+    let mut models_stream = tc.watch_models(WatchModelsRequest {}).await?.into_inner();
+    let current = models_stream.message().await?.expect("the serving version");
+    assert_eq!(current.version, old_version);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let seen = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+    let load = {
+        let (stop, ok, failed, seen) = (stop.clone(), ok.clone(), failed.clone(), seen.clone());
+        let mut api = api.clone();
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                match analyze_text(&mut api, SIMILAR[0]).await {
+                    Ok(r) => {
+                        ok.fetch_add(1, Ordering::SeqCst);
+                        seen.lock().expect("lock").insert(r.model_version);
+                    }
+                    Err(e) => {
+                        eprintln!("request failed during the swap: {e}");
+                        if failed.fetch_add(1, Ordering::SeqCst) > 3 {
+                            return;
+                        }
+                    }
+                }
+            }
+        })
+    };
+
+    let job = tc
+        .start_training(StartTrainingRequest {
+            reason: "e2e".into(),
+        })
+        .await?
+        .into_inner();
+    let end = wait_job(&mut tc, &job.job_id).await?;
+    println!("job: {:?} {}", end.state(), end.message);
+    assert_eq!(end.state(), JobState::Published, "{}", end.message);
+    let announced = tokio::time::timeout(Duration::from_secs(30), models_stream.message())
+        .await??
+        .expect("a new version on the stream");
+    assert_eq!(announced.version, end.published_version);
+    assert_eq!(announced.parent, old_version);
+    // Fusion swaps it in (stream or registry poll).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = analyze_text(&mut api, DOMAIN[0]).await?;
+        if r.model_version == announced.version {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fusion still serves {}",
+            r.model_version
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    load.await?;
+    let seen = seen.lock().expect("lock").clone();
+    println!(
+        "during the swap: {} requests ok, {} failed, versions seen {seen:?}",
+        ok.load(Ordering::SeqCst),
+        failed.load(Ordering::SeqCst)
+    );
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "a request failed during the swap"
+    );
+    assert!(seen.contains(&announced.version));
+
+    // After: the same and similar sentences, and the base test split.
+    let (same_after, versions) = positive_share(&mut api, &DOMAIN).await?;
+    let (similar_after, _) = positive_share(&mut api, &SIMILAR).await?;
+    assert!(versions.iter().all(|v| *v == announced.version));
+    let m = |k: &str| f64::from(*end.metrics.get(k).unwrap_or(&f32::NAN));
+    println!(
+        "adaptation gain: corrected sentences {:.0}% -> {:.0}% positive, similar unseen \
+         sentences {:.0}% -> {:.0}%; feedback hold-out {:.3} -> {:.3}; base test macro-F1 \
+         {:.4} -> {:.4} ({} -> {})",
+        same_before * 100.0,
+        same_after * 100.0,
+        similar_before * 100.0,
+        similar_after * 100.0,
+        m("parent_feedback_holdout_accuracy"),
+        m("feedback_holdout_accuracy"),
+        m("parent_test_macro_f1"),
+        m("test_macro_f1"),
+        old_version,
+        announced.version
+    );
+    assert!(same_after >= 0.9, "corrected sentences: {same_after}");
+    assert!(
+        similar_after > similar_before,
+        "similar: {similar_before} -> {similar_after}"
+    );
+    assert!(similar_after >= 0.5, "similar: {similar_after}");
+    assert!(
+        m("test_macro_f1") >= m("parent_test_macro_f1") - 0.01,
+        "the base test split got worse beyond the tolerance"
+    );
+
+    // A read-only registry: the job fails cleanly and fusion keeps serving.
+    let ro_dir = temp_dir("readonly");
+    let ro_models = ro_dir.join("models");
+    std::fs::create_dir_all(&ro_models)?;
+    for v in [old_version.as_str(), announced.version.as_str()] {
+        std::fs::create_dir_all(ro_models.join(v))?;
+        for f in std::fs::read_dir(models.join(v))? {
+            let f = f?;
+            std::fs::copy(f.path(), ro_models.join(v).join(f.file_name()))?;
+        }
+    }
+    let ro_trainer = start_read_only_trainer(&ro_dir, &ro_models).await?;
+    let mut ro = trainer_client(&ro_trainer).await?;
+    let job = ro
+        .start_training(StartTrainingRequest::default())
+        .await?
+        .into_inner();
+    let end = wait_job(&mut ro, &job.job_id).await?;
+    println!("read-only registry: {:?} {}", end.state(), end.message);
+    assert_eq!(end.state(), JobState::Failed);
+    assert!(end.message.contains("not writable"), "{}", end.message);
+    let r = analyze_text(&mut api, DOMAIN[1]).await?;
+    assert_eq!(r.model_version, announced.version);
+    drop(ro_trainer);
+    let _ = std::fs::remove_dir_all(&ro_dir);
+    drop((fusion, trainer, encoder));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// A trainer that cannot write its registry: as root (permissions do not bind root)
+/// it runs as `nobody` through setpriv; otherwise the registry is made read-only.
+async fn start_read_only_trainer(dir: &Path, models: &Path) -> anyhow::Result<Service> {
+    use std::os::unix::fs::PermissionsExt;
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data)?;
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777))?;
+    let database = data.join("feedback.sqlite").display().to_string();
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let mut args: Vec<String> = Vec::new();
+    let program = if root {
+        args.extend(
+            ["--reuid=65534", "--regid=65534", "--clear-groups"]
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        args.push(sibling_binary("empathy-trainer")?.display().to_string());
+        PathBuf::from("setpriv")
+    } else {
+        std::fs::set_permissions(models, std::fs::Permissions::from_mode(0o555))?;
+        sibling_binary("empathy-trainer")?
+    };
+    args.extend([
+        "--assets".into(),
+        assets().display().to_string(),
+        "--models".into(),
+        models.display().to_string(),
+        "--database".into(),
+        database,
+    ]);
+    let program = if root {
+        which("setpriv").unwrap_or(program)
+    } else {
+        program
+    };
+    launch::spawn(&program, &args, READY).await
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
