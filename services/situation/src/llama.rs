@@ -135,11 +135,14 @@ impl Model {
                 .with_context(|| format!("reading tensor {name}"))
         };
         let embed_q = t("token_embd.weight")?;
-        let embed = Embedding::new(embed_q.dequantize(device)?, dim);
+        let embed_f32 = embed_q.dequantize(device)?;
+        let embed = Embedding::new(embed_f32.clone(), dim);
         let norm = t("output_norm.weight")?.dequantize(device)?;
         // SmolLM2 ties the output projection to the embeddings.
         let output = match t("output.weight") {
             Ok(w) => weight(w, format)?,
+            // Tied: f32 shares the embedding table rather than holding a second copy.
+            Err(_) if format == WeightFormat::F32 => QMatMul::Tensor(embed_f32),
             Err(_) => weight(embed_q, format)?,
         };
         let mut layers = Vec::with_capacity(n_layer);
