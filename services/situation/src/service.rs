@@ -40,7 +40,7 @@ impl Default for Limits {
         Self {
             max_k: 8,
             max_utterance_chars: 1000,
-            max_context_turns: 8,
+            max_context_turns: 64,
             max_tokens: 128,
             max_prompt_tokens: 1536,
             default_temperature: 0.8,
@@ -370,7 +370,7 @@ mod tests {
             ),
             (
                 GenerateRequest {
-                    context: vec!["a".into(); 9],
+                    context: vec!["a".into(); 65],
                     ..req()
                 },
                 "context",

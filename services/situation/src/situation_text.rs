@@ -20,12 +20,19 @@ pub const EXAMPLES: &[(&str, &str)] = &[
     ),
 ];
 
-/// The user turn for an utterance and the turns before it (oldest first).
+/// Earlier turns shown to the model: the most recent ones (a 135M model loses the
+/// thread in a long prompt, and the prompt stays short).
+pub const CONTEXT_TURNS_USED: usize = 4;
+
+/// The user turn for an utterance and the turns before it (oldest first; only the
+/// last `CONTEXT_TURNS_USED` non-empty ones are used).
 pub fn user_prompt(utterance: &str, context: &[String]) -> String {
     let mut prompt = String::new();
-    if !context.is_empty() {
+    let recent: Vec<&String> = context.iter().filter(|t| !t.trim().is_empty()).collect();
+    let recent = &recent[recent.len().saturating_sub(CONTEXT_TURNS_USED)..];
+    if !recent.is_empty() {
         prompt.push_str("Earlier in the conversation:\n");
-        for turn in context {
+        for turn in recent {
             prompt.push_str("- ");
             prompt.push_str(turn.trim());
             prompt.push('\n');
@@ -249,5 +256,8 @@ mod tests {
         let p = user_prompt(" hi ", &["how are you".into()]);
         assert!(p.contains("\"hi\""));
         assert!(p.contains("- how are you"));
+        let turns: Vec<String> = (0..10).map(|i| format!("turn {i}")).collect();
+        let p = user_prompt("hi", &turns);
+        assert!(!p.contains("turn 5") && p.contains("turn 6") && p.contains("turn 9"));
     }
 }
