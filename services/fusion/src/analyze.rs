@@ -17,6 +17,9 @@ use tonic::Status;
 
 use crate::{
     encoders::{EncodeError, EncoderPool},
+    feedback::TrainerLink,
+    model_watch::ServingModel,
+    recent::{self, RecentAnalyses},
     situations::{Ask, SituationSource},
     validate::{self, Limits},
 };
@@ -25,9 +28,9 @@ pub struct Analyzer {
     pub pool: EncoderPool,
     pub situations: SituationSource,
     pub lexicon: Arc<Lexicon>,
-    pub model: Arc<crate::model_watch::ServingModel>,
-    pub recent: Arc<crate::recent::RecentAnalyses>,
-    pub trainer: Option<crate::feedback::TrainerLink>,
+    pub model: Arc<ServingModel>,
+    pub recent: Arc<RecentAnalyses>,
+    pub trainer: Option<TrainerLink>,
     pub limits: Limits,
     pub default_deadline: Duration,
 }
@@ -265,7 +268,7 @@ impl Analyzer {
             experts,
         };
         let t = Instant::now();
-        let features = crate::recent::Features::of(&inputs);
+        let features = recent::Features::of(&inputs);
         let model = Arc::clone(&model);
         let prediction = tokio::task::spawn_blocking(move || model.predict(&[inputs]))
             .await
