@@ -5,6 +5,7 @@ mod assets;
 mod bench;
 mod eval;
 mod learn;
+mod plots;
 mod situations;
 mod train;
 mod up;

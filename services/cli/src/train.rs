@@ -59,9 +59,26 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         id: &encoder_id,
         embed: &mut embed,
     };
+    // The curve is read off fit's progress lines ("epoch N (...): loss X, ...").
+    let mut curve = Vec::new();
     let report = train_sentiment(&args.assets, &models_dir, &config, encoder, &mut |m| {
+        curve.extend(crate::plots::parse_epoch_line(m));
         eprintln!("{m}")
     })?;
+    // The version is already published: a plot that fails is reported, not fatal.
+    match crate::plots::write_training_plots(
+        &report.version_dir,
+        &curve,
+        &report.test_confusion,
+        &SENTIMENT_LABELS,
+    ) {
+        Ok(paths) => {
+            for p in paths {
+                eprintln!("plot: {}", p.display());
+            }
+        }
+        Err(e) => eprintln!("warning: no plots: {e:#}"),
+    }
 
     let metric = |key: &str| report.metrics.get(key).copied().unwrap_or(f64::NAN);
     println!();

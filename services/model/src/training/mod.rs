@@ -88,6 +88,9 @@ pub struct TrainReport {
     /// Model and VADER on the test split (accuracy, macro-F1, per-class F1), the
     /// lexicon-only model, validation macro-F1, split sizes.
     pub metrics: BTreeMap<String, f64>,
+    /// The model on the test split, `counts[actual][predicted]` in
+    /// `SENTIMENT_LABELS` order (for the confusion-matrix plot).
+    pub test_confusion: Vec<Vec<usize>>,
 }
 
 pub type Embed<'a> = dyn FnMut(&[String]) -> anyhow::Result<Vec<Vec<f32>>> + 'a;
@@ -234,6 +237,7 @@ pub fn train_sentiment(
     Ok(TrainReport {
         version_dir,
         metrics,
+        test_confusion: model.counts,
     })
 }
 
