@@ -5,6 +5,7 @@ mod assets;
 mod bench;
 mod eval;
 mod learn;
+mod lexicon;
 mod plots;
 mod situations;
 mod train;
@@ -39,6 +40,8 @@ enum Command {
     Analyze(analyze::AnalyzeArgs),
     /// Train the fusion model on the tweet corpus and write a new model version.
     Train(train::TrainArgs),
+    /// The lexicon: grow it from its seeds over the text encoder's embedding space.
+    Lexicon(lexicon::LexiconArgs),
     /// Accuracy and macro-F1 of a running server on a JSONL file of {"text", "label"}.
     Eval(eval::EvalArgs),
     /// Latency and throughput of a running system, beside named baselines.
@@ -83,6 +86,7 @@ fn main() -> std::process::ExitCode {
         Command::Up(args) => runtime().and_then(|rt| rt.block_on(up::run(args))),
         Command::Analyze(args) => runtime().and_then(|rt| rt.block_on(analyze::run(args))),
         Command::Train(args) => train::run(&args),
+        Command::Lexicon(args) => lexicon::run(&args),
         Command::Eval(args) => runtime().and_then(|rt| rt.block_on(eval::run(args))),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(args))),
         Command::Feedback(args) => runtime().and_then(|rt| rt.block_on(learn::feedback(args))),

@@ -7,6 +7,7 @@ pub mod data;
 pub mod embedding_cache;
 mod experts;
 pub mod lexicon;
+pub mod lexicon_expansion;
 pub mod metrics;
 mod model;
 pub mod network;

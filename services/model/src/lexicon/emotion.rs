@@ -114,6 +114,18 @@ impl EmotionLexicon {
         self.words.len()
     }
 
+    /// text2emotion's single words (no phrases) and their emotion bit sets, sorted.
+    pub fn words(&self) -> Vec<(String, u8)> {
+        let mut out: Vec<(String, u8)> = self
+            .words
+            .iter()
+            .filter(|(w, _)| !w.contains('_'))
+            .map(|(w, s)| (w.clone(), *s))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// The emotions text2emotion lists for a word (exact, then as a stem).
     pub fn text2emotion(&self, word: &str) -> Option<u8> {
         if let Some(set) = self.words.get(word) {

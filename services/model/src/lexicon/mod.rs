@@ -14,6 +14,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use emotion::{EmotionEvidence, EmotionLexicon};
+pub use stopwords::is_stopword;
 use vader::{Vader, VaderOutput, normalize};
 
 /// Length of [`LexiconAnalysis::features`].
@@ -70,6 +71,24 @@ impl Lexicon {
         let emotions = EmotionLexicon::from_text2emotion(&source)
             .with_context(|| format!("cannot parse {}", path.display()))?;
         Ok(Lexicon { vader, emotions })
+    }
+
+    /// Seed words of lexicon expansion: text2emotion's single words with the
+    /// emotions they list (bit `k` = EMOTION_LABELS\[k\]), sorted.
+    pub fn emotion_seed_words(&self) -> Vec<(String, u8)> {
+        self.emotions.words()
+    }
+
+    /// Seed words of lexicon expansion: VADER's words with their mean valence,
+    /// sorted.
+    pub fn valence_seed_words(&self) -> Vec<(String, f64)> {
+        self.vader.words()
+    }
+
+    /// Whether the lexicon already rates this lowercased word (exact or, for
+    /// text2emotion, as a stem).
+    pub fn covers(&self, word: &str) -> bool {
+        self.vader.valence(word).is_some() || self.emotions.text2emotion(word).is_some()
     }
 
     pub fn analyze(&self, text: &str) -> LexiconAnalysis {

@@ -73,6 +73,14 @@ impl Vader {
         Ok(Vader { lexicon, emoji })
     }
 
+    /// Every lexicon entry and its mean valence, sorted by word.
+    pub fn words(&self) -> Vec<(String, f64)> {
+        let mut out: Vec<(String, f64)> =
+            self.lexicon.iter().map(|(w, v)| (w.clone(), *v)).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// The valence of a lowercased word, if the lexicon has it.
     pub fn valence(&self, word: &str) -> Option<f64> {
         self.lexicon.get(word).copied()

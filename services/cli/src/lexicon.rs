@@ -1,0 +1,93 @@
+//! `empathy lexicon expand`: grows the English lexicon from its seeds (text2emotion,
+//! VADER) over the text encoder's embedding space and publishes a versioned
+//! expansion under `<assets>/lexicon/expanded/vNNNN`.
+
+use std::path::PathBuf;
+
+use empathy_model::TextEncoder;
+use empathy_model::lexicon_expansion::{ExpansionConfig, default_dir, expand};
+
+use crate::train::{embed, encoder_id, load_text_plugin};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct LexiconArgs {
+    #[command(subcommand)]
+    pub action: LexiconAction,
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum LexiconAction {
+    /// Label corpus words the lexicon lacks by propagation from its seeds, evaluate
+    /// on held-out seeds, and write a new expanded-lexicon version.
+    Expand(ExpandArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExpandArgs {
+    /// Downloaded models and data (`empathy assets fetch`).
+    #[arg(long, env = "EMPATHY_ASSETS", default_value = "assets")]
+    pub assets: PathBuf,
+    /// Where versions are written [default: <assets>/lexicon/expanded].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Neighbours per word in the similarity graph.
+    #[arg(long, default_value_t = ExpansionConfig::default().k)]
+    pub k: usize,
+    /// Least corpus count of a candidate word.
+    #[arg(long, default_value_t = ExpansionConfig::default().min_count)]
+    pub min_count: usize,
+    /// Seeds the held-out split of the seed words.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Directory of the text plugin library [default: this executable's directory].
+    #[arg(long)]
+    pub plugin_dir: Option<PathBuf>,
+}
+
+pub fn run(args: &LexiconArgs) -> anyhow::Result<()> {
+    match &args.action {
+        LexiconAction::Expand(args) => run_expand(args),
+    }
+}
+
+fn run_expand(args: &ExpandArgs) -> anyhow::Result<()> {
+    let plugin = load_text_plugin(&args.assets, args.plugin_dir.as_deref())?;
+    let id = encoder_id(&plugin)?;
+    let mut embed = |texts: &[String]| embed(&plugin, texts);
+    let config = ExpansionConfig {
+        k: args.k,
+        min_count: args.min_count,
+        seed: args.seed,
+        ..ExpansionConfig::default()
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_dir(&args.assets));
+    let encoder = TextEncoder {
+        id: &id,
+        embed: &mut embed,
+    };
+    let report = expand(&args.assets, &out, &config, encoder, None, &mut |m| {
+        eprintln!("{m}")
+    })?;
+    let m = &report.manifest;
+    println!();
+    println!("held-out seeds (20%)   words   expansion   majority baseline   reached");
+    for (name, e) in [
+        ("emotion (5 classes)", &m.emotion_evaluation),
+        ("polarity (VADER sign)", &m.polarity_evaluation),
+    ] {
+        println!(
+            "  {name:22} {:>5}   {:>9.4}   {:>17.4}   {:>7.4}",
+            e.held_out, e.accuracy, e.majority_accuracy, e.coverage
+        );
+    }
+    println!();
+    println!(
+        "candidates {} (labelled: emotion {}, polarity {})",
+        m.candidates, m.emotion_labelled_candidates, m.polarity_labelled_candidates
+    );
+    println!("expanded lexicon  {}", report.version_dir.display());
+    Ok(())
+}

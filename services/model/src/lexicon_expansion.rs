@@ -1,0 +1,699 @@
+//! Lexicon expansion by label propagation over the text encoder's embedding space.
+//!
+//! Seeds: text2emotion's single-emotion words (five classes: text2emotion has no
+//! disgust) and VADER's words by the sign of their valence. Candidates: words of the
+//! tweet corpus seen at least `min_count` times that the lexicon does not rate and
+//! that are not stopwords. Every word is embedded alone with the text encoder (cached
+//! on disk); a symmetrised k-nearest-neighbour cosine graph joins them, and labels
+//! spread from the seeds by iterated weighted averaging with the seeds clamped
+//! (Zhu & Ghahramani 2002). A word's confidence is the margin between its two most
+//! probable classes.
+//!
+//! Evaluation: 20% of each task's seeds (seeded) lose their label, propagation runs
+//! from the rest, and the held-out words' predicted labels are scored against the
+//! majority class of the remaining seeds.
+//!
+//! Output: `<out>/vNNNN/{lexicon.tsv, manifest.json}`, published atomically.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, ensure};
+use candle_core::{Device, Tensor};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{corpus_path, load_corpus};
+use crate::embedding_cache;
+use crate::lexicon::Lexicon;
+use crate::training::TextEncoder;
+
+/// Emotion classes of the expansion (text2emotion's five), as EMOTION_LABELS
+/// indices.
+pub const EMOTION_CLASSES: [usize; 5] = [0, 2, 3, 4, 5];
+pub const POLARITY_LABELS: [&str; 2] = ["negative", "positive"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExpansionConfig {
+    /// Neighbours per word in the graph.
+    pub k: usize,
+    /// Least corpus frequency of a candidate word.
+    pub min_count: usize,
+    pub iterations: usize,
+    /// Share of each task's seeds held out for the evaluation.
+    pub held_out_fraction: f64,
+    pub seed: u64,
+    /// VADER words with |mean valence| below this are not polarity seeds.
+    pub min_valence: f64,
+}
+
+impl Default for ExpansionConfig {
+    fn default() -> Self {
+        ExpansionConfig {
+            k: 10,
+            min_count: 3,
+            iterations: 40,
+            held_out_fraction: 0.2,
+            seed: 42,
+            min_valence: 0.5,
+        }
+    }
+}
+
+/// A weighted undirected graph as adjacency lists.
+#[derive(Debug, Clone)]
+pub struct Graph {
+    pub neighbours: Vec<Vec<(usize, f32)>>,
+}
+
+impl Graph {
+    /// From undirected weighted edges (each listed once).
+    pub fn from_edges(nodes: usize, edges: &[(usize, usize, f32)]) -> Graph {
+        let mut neighbours = vec![Vec::new(); nodes];
+        for &(a, b, w) in edges {
+            neighbours[a].push((b, w));
+            neighbours[b].push((a, w));
+        }
+        Graph { neighbours }
+    }
+}
+
+/// The k-nearest-neighbour graph of L2-normalised rows (cosine similarity),
+/// symmetrised; negative similarities get no edge.
+pub fn knn_graph(vectors: &[f32], dim: usize, k: usize) -> anyhow::Result<Graph> {
+    ensure!(
+        dim > 0 && vectors.len().is_multiple_of(dim),
+        "bad vector width"
+    );
+    let n = vectors.len() / dim;
+    let all = Tensor::from_slice(vectors, (n, dim), &Device::Cpu)?;
+    let all_t = all.t()?.contiguous()?;
+    let mut edges = Vec::with_capacity(n * k);
+    const BLOCK: usize = 512;
+    for start in (0..n).step_by(BLOCK) {
+        let rows = BLOCK.min(n - start);
+        let sims = all
+            .narrow(0, start, rows)?
+            .matmul(&all_t)?
+            .to_vec2::<f32>()?;
+        for (r, row) in sims.into_iter().enumerate() {
+            let i = start + r;
+            let mut order: Vec<usize> = (0..n).filter(|&j| j != i).collect();
+            let kk = k.min(order.len());
+            if kk == 0 {
+                continue;
+            }
+            order.select_nth_unstable_by(kk - 1, |a, b| row[*b].total_cmp(&row[*a]));
+            for &j in &order[..kk] {
+                if row[j] > 0.0 {
+                    edges.push((i, j, row[j]));
+                }
+            }
+        }
+    }
+    Ok(Graph::from_edges(n, &edges))
+}
+
+/// Spreads `seeds` (a class per labelled node) over the graph: unlabelled nodes
+/// take the weighted mean of their neighbours' class distributions, seeds stay
+/// clamped. Returns, per node, (class, confidence = top-1 minus top-2 probability),
+/// or None for nodes no label reached.
+pub fn propagate(
+    graph: &Graph,
+    seeds: &[Option<usize>],
+    classes: usize,
+    iterations: usize,
+) -> Vec<Option<(usize, f32)>> {
+    let n = graph.neighbours.len();
+    assert_eq!(seeds.len(), n, "one seed slot per node");
+    let mut f = vec![0f32; n * classes];
+    for (i, s) in seeds.iter().enumerate() {
+        if let Some(c) = s {
+            f[i * classes + c] = 1.0;
+        }
+    }
+    let mut next = f.clone();
+    for _ in 0..iterations {
+        for i in 0..n {
+            if seeds[i].is_some() {
+                continue;
+            }
+            let row = &mut next[i * classes..(i + 1) * classes];
+            row.fill(0.0);
+            let mut total = 0f32;
+            for &(j, w) in &graph.neighbours[i] {
+                total += w;
+                for c in 0..classes {
+                    row[c] += w * f[j * classes + c];
+                }
+            }
+            if total > 0.0 {
+                row.iter_mut().for_each(|x| *x /= total);
+            }
+        }
+        std::mem::swap(&mut f, &mut next);
+        // Seed rows are identical in both buffers (never rewritten).
+    }
+    (0..n)
+        .map(|i| {
+            let row = &f[i * classes..(i + 1) * classes];
+            let mass: f32 = row.iter().sum();
+            if mass <= 1e-9 {
+                return None;
+            }
+            let mut order: Vec<usize> = (0..classes).collect();
+            order.sort_by(|a, b| row[*b].total_cmp(&row[*a]));
+            let second = order.get(1).map(|&c| row[c]).unwrap_or(0.0);
+            Some((order[0], (row[order[0]] - second) / mass))
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HeldOut {
+    pub seeds: usize,
+    pub held_out: usize,
+    /// Held-out seeds whose predicted label matches (nodes no label reached count
+    /// as the majority class).
+    pub accuracy: f64,
+    /// Always predicting the most frequent class of the seeds kept.
+    pub majority_accuracy: f64,
+    pub majority_class: usize,
+    /// Share of held-out seeds that propagation reached at all.
+    pub coverage: f64,
+}
+
+/// Holds out `fraction` of the labelled nodes (shuffled with `seed`), propagates
+/// from the rest and scores the held-out ones.
+pub fn evaluate_held_out(
+    graph: &Graph,
+    seeds: &[Option<usize>],
+    classes: usize,
+    iterations: usize,
+    fraction: f64,
+    seed: u64,
+) -> HeldOut {
+    let mut labelled: Vec<usize> = (0..seeds.len()).filter(|&i| seeds[i].is_some()).collect();
+    labelled.shuffle(&mut StdRng::seed_from_u64(seed));
+    let held = ((labelled.len() as f64 * fraction).round() as usize).min(labelled.len());
+    let held_out = &labelled[..held];
+    let mut kept = seeds.to_vec();
+    for &i in held_out {
+        kept[i] = None;
+    }
+    let mut counts = vec![0usize; classes];
+    for c in kept.iter().flatten() {
+        counts[*c] += 1;
+    }
+    let majority = (0..classes).max_by_key(|&c| counts[c]).unwrap_or(0);
+    let predicted = propagate(graph, &kept, classes, iterations);
+    let (mut right, mut majority_right, mut reached) = (0usize, 0usize, 0usize);
+    for &i in held_out {
+        let truth = seeds[i].unwrap_or(usize::MAX);
+        let guess = match predicted[i] {
+            Some((c, _)) => {
+                reached += 1;
+                c
+            }
+            None => majority,
+        };
+        right += usize::from(guess == truth);
+        majority_right += usize::from(majority == truth);
+    }
+    let share = |x: usize| {
+        if held == 0 {
+            0.0
+        } else {
+            x as f64 / held as f64
+        }
+    };
+    HeldOut {
+        seeds: labelled.len(),
+        held_out: held,
+        accuracy: share(right),
+        majority_accuracy: share(majority_right),
+        majority_class: majority,
+        coverage: share(reached),
+    }
+}
+
+/// Lowercase a-z words of at least 3 letters, in order.
+fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_ascii_alphabetic() && c != '\'')
+        .filter(|w| w.len() >= 3 && w.bytes().all(|b| b.is_ascii_alphabetic()))
+        .map(|w| w.to_ascii_lowercase())
+}
+
+/// Corpus words seen at least `min_count` times that the lexicon does not rate and
+/// that are not stopwords, with their counts, sorted by word.
+pub fn candidate_words(
+    texts: &[String],
+    lexicon: &Lexicon,
+    min_count: usize,
+) -> Vec<(String, usize)> {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for t in texts {
+        for w in words(t) {
+            *counts.entry(w).or_default() += 1;
+        }
+    }
+    let mut out: Vec<(String, usize)> = counts
+        .into_iter()
+        .filter(|(w, c)| *c >= min_count && !crate::lexicon::is_stopword(w) && !lexicon.covers(w))
+        .collect();
+    out.sort();
+    out
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExpansionManifest {
+    pub version: String,
+    pub created_unix_ms: u64,
+    pub encoder: String,
+    pub corpus_sha256: String,
+    pub config: ExpansionConfig,
+    pub emotion_seeds: usize,
+    pub polarity_seeds: usize,
+    /// text2emotion words listing several emotions: kept out of the candidates, not
+    /// used as seeds.
+    pub ambiguous_emotion_words: usize,
+    pub candidates: usize,
+    pub graph_nodes: usize,
+    pub emotion_labelled_candidates: usize,
+    pub polarity_labelled_candidates: usize,
+    pub emotion_labels: Vec<String>,
+    pub polarity_labels: Vec<String>,
+    pub emotion_evaluation: HeldOut,
+    pub polarity_evaluation: HeldOut,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExpansionReport {
+    pub version_dir: PathBuf,
+    pub manifest: ExpansionManifest,
+}
+
+/// `<assets>/lexicon/expanded`.
+pub fn default_dir(assets_dir: &Path) -> PathBuf {
+    assets_dir.join("lexicon/expanded")
+}
+
+/// Runs the whole expansion and publishes a new version under `out_dir`.
+pub fn expand(
+    assets_dir: &Path,
+    out_dir: &Path,
+    config: &ExpansionConfig,
+    mut encoder: TextEncoder,
+    cache_dir: Option<&Path>,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<ExpansionReport> {
+    let started = std::time::Instant::now();
+    let lexicon = Lexicon::load(assets_dir)?;
+    let corpus = load_corpus(&corpus_path(assets_dir))?;
+    let emotion_words = lexicon.emotion_seed_words();
+    let vader_words = lexicon.valence_seed_words();
+
+    // Nodes: emotion seeds, polarity seeds, candidates (one node per word).
+    let mut index: BTreeMap<String, usize> = BTreeMap::new();
+    let mut nodes: Vec<String> = Vec::new();
+    let mut node = |w: &str, nodes: &mut Vec<String>| -> usize {
+        *index.entry(w.to_string()).or_insert_with(|| {
+            nodes.push(w.to_string());
+            nodes.len() - 1
+        })
+    };
+    let alpha = |w: &str| w.len() >= 2 && w.bytes().all(|b| b.is_ascii_alphabetic());
+    let mut emotion_seed = Vec::new();
+    let mut ambiguous = 0;
+    for (w, set) in &emotion_words {
+        if !alpha(w) {
+            continue;
+        }
+        if set.count_ones() != 1 {
+            ambiguous += 1;
+            continue;
+        }
+        let class = EMOTION_CLASSES
+            .iter()
+            .position(|&k| set & (1 << k) != 0)
+            .context("text2emotion emotion outside the expansion's classes")?;
+        emotion_seed.push((node(w, &mut nodes), class));
+    }
+    let mut polarity_seed = Vec::new();
+    for (w, v) in &vader_words {
+        if alpha(w) && v.abs() >= config.min_valence {
+            polarity_seed.push((node(w, &mut nodes), usize::from(*v > 0.0)));
+        }
+    }
+    let candidates = candidate_words(&corpus.texts, &lexicon, config.min_count);
+    let candidate_nodes: Vec<(usize, usize)> = candidates
+        .iter()
+        .map(|(w, c)| (node(w, &mut nodes), *c))
+        .collect();
+    progress(&format!(
+        "seeds: {} emotion ({} ambiguous text2emotion words skipped), {} polarity; \
+         {} candidate words (count >= {}); {} nodes",
+        emotion_seed.len(),
+        ambiguous,
+        polarity_seed.len(),
+        candidates.len(),
+        config.min_count,
+        nodes.len()
+    ));
+
+    let vectors = embed_words(&nodes, &mut encoder, cache_dir, progress)?;
+    let dim = vectors.len() / nodes.len().max(1);
+    let graph = knn_graph(&vectors, dim, config.k)?;
+    progress(&format!("graph: k = {}, {} nodes", config.k, nodes.len()));
+
+    let n = nodes.len();
+    let slots = |seed: &[(usize, usize)]| {
+        let mut s = vec![None; n];
+        for &(i, c) in seed {
+            s[i] = Some(c);
+        }
+        s
+    };
+    let emotion_slots = slots(&emotion_seed);
+    let polarity_slots = slots(&polarity_seed);
+    let evaluate = |s: &[Option<usize>], classes| {
+        evaluate_held_out(
+            &graph,
+            s,
+            classes,
+            config.iterations,
+            config.held_out_fraction,
+            config.seed,
+        )
+    };
+    let emotion_evaluation = evaluate(&emotion_slots, EMOTION_CLASSES.len());
+    let polarity_evaluation = evaluate(&polarity_slots, 2);
+    progress(&format!(
+        "held-out emotion seeds: accuracy {:.4} vs majority {:.4} ({} words); \
+         polarity: {:.4} vs {:.4} ({} words)",
+        emotion_evaluation.accuracy,
+        emotion_evaluation.majority_accuracy,
+        emotion_evaluation.held_out,
+        polarity_evaluation.accuracy,
+        polarity_evaluation.majority_accuracy,
+        polarity_evaluation.held_out
+    ));
+
+    let emotions = propagate(
+        &graph,
+        &emotion_slots,
+        EMOTION_CLASSES.len(),
+        config.iterations,
+    );
+    let polarity = propagate(&graph, &polarity_slots, 2, config.iterations);
+    let mut tsv =
+        String::from("word\tcount\temotion\temotion_confidence\tpolarity\tpolarity_confidence\n");
+    let (mut emotion_labelled, mut polarity_labelled) = (0, 0);
+    for (&(i, count), (word, _)) in candidate_nodes.iter().zip(&candidates) {
+        let (e, p) = (emotions[i], polarity[i]);
+        emotion_labelled += usize::from(e.is_some());
+        polarity_labelled += usize::from(p.is_some());
+        let cell = |x: Option<(usize, f32)>, name: &dyn Fn(usize) -> &'static str| match x {
+            Some((c, conf)) => format!("{}\t{conf:.4}", name(c)),
+            None => "-\t0".to_string(),
+        };
+        tsv.push_str(&format!(
+            "{word}\t{count}\t{}\t{}\n",
+            cell(e, &|c| empathy_proto::EMOTION_LABELS[EMOTION_CLASSES[c]]),
+            cell(p, &|c| POLARITY_LABELS[c]),
+        ));
+    }
+    let created_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let manifest = ExpansionManifest {
+        version: String::new(),
+        created_unix_ms,
+        encoder: encoder.id.to_string(),
+        corpus_sha256: corpus.sha256.clone(),
+        config: config.clone(),
+        emotion_seeds: emotion_seed.len(),
+        polarity_seeds: polarity_seed.len(),
+        ambiguous_emotion_words: ambiguous,
+        candidates: candidates.len(),
+        graph_nodes: n,
+        emotion_labelled_candidates: emotion_labelled,
+        polarity_labelled_candidates: polarity_labelled,
+        emotion_labels: EMOTION_CLASSES
+            .iter()
+            .map(|&k| empathy_proto::EMOTION_LABELS[k].to_string())
+            .collect(),
+        polarity_labels: POLARITY_LABELS.iter().map(|s| s.to_string()).collect(),
+        emotion_evaluation,
+        polarity_evaluation,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let (version_dir, manifest) = publish(out_dir, &tsv, manifest)?;
+    progress(&format!("saved {}", version_dir.display()));
+    Ok(ExpansionReport {
+        version_dir,
+        manifest,
+    })
+}
+
+/// One embedding per word, cached under the embedding cache directory.
+fn embed_words(
+    words: &[String],
+    encoder: &mut TextEncoder,
+    cache_dir: Option<&Path>,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<Vec<f32>> {
+    let dir = cache_dir
+        .map(Path::to_path_buf)
+        .or_else(embedding_cache::default_dir);
+    let path = dir
+        .as_ref()
+        .map(|d| embedding_cache::path(d, encoder.id, "lexicon-expansion-words", words));
+    // The width is unknown before the first call: try the encoder's usual widths.
+    if let Some(p) = &path {
+        for width in [384, 512, 768, 1024] {
+            if let Some(v) = embedding_cache::load(p, words.len(), width) {
+                progress(&format!("word embeddings: cached ({})", p.display()));
+                return Ok(v);
+            }
+        }
+    }
+    progress(&format!("embedding {} words ...", words.len()));
+    let mut values = Vec::new();
+    let mut width = 0;
+    for chunk in words.chunks(1024) {
+        let rows = (encoder.embed)(chunk)?;
+        ensure!(
+            rows.len() == chunk.len(),
+            "the encoder returned too few rows"
+        );
+        for r in rows {
+            ensure!(
+                width == 0 || r.len() == width,
+                "the encoder's vectors change width"
+            );
+            width = r.len();
+            values.extend(r);
+        }
+    }
+    ensure!(width > 0, "the encoder returned empty vectors");
+    if let Some(p) = &path {
+        embedding_cache::store(p, words.len(), width, &values)?;
+    }
+    Ok(values)
+}
+
+/// Writes `<out>/vNNNN` through a hidden temp directory and a rename.
+fn publish(
+    out_dir: &Path,
+    tsv: &str,
+    mut manifest: ExpansionManifest,
+) -> anyhow::Result<(PathBuf, ExpansionManifest)> {
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let tmp = out_dir.join(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        manifest.created_unix_ms
+    ));
+    std::fs::create_dir_all(&tmp)?;
+    let result = (|| -> anyhow::Result<(PathBuf, ExpansionManifest)> {
+        let next = latest_number(out_dir)?.map_or(1, |n| n + 1);
+        manifest.version = format!("v{next:04}");
+        write_synced(&tmp.join("lexicon.tsv"), tsv.as_bytes())?;
+        write_synced(
+            &tmp.join("manifest.json"),
+            serde_json::to_string_pretty(&manifest)?.as_bytes(),
+        )?;
+        let dest = out_dir.join(&manifest.version);
+        ensure!(!dest.exists(), "{} already exists", dest.display());
+        std::fs::rename(&tmp, &dest)
+            .with_context(|| format!("cannot publish {}", dest.display()))?;
+        if let Ok(d) = std::fs::File::open(out_dir) {
+            d.sync_all().ok();
+        }
+        Ok((dest, manifest))
+    })();
+    if result.is_err() {
+        std::fs::remove_dir_all(&tmp).ok();
+    }
+    result
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut f =
+        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// The highest NNNN of the `vNNNN` directories with a manifest.
+fn latest_number(out_dir: &Path) -> anyhow::Result<Option<u32>> {
+    let mut best = None;
+    for entry in std::fs::read_dir(out_dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name.strip_prefix('v').and_then(|d| d.parse::<u32>().ok())
+            && entry.path().join("manifest.json").exists()
+        {
+            best = best.max(Some(n));
+        }
+    }
+    Ok(best)
+}
+
+/// The newest published expansion, if any.
+pub fn latest_version(out_dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+    if !out_dir.exists() {
+        return Ok(None);
+    }
+    Ok(latest_number(out_dir)?.map(|n| out_dir.join(format!("v{n:04}"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two clusters joined by one weak edge; one seed in each.
+    fn two_clusters() -> Graph {
+        Graph::from_edges(
+            6,
+            &[
+                (0, 1, 0.9),
+                (1, 2, 0.9),
+                (0, 2, 0.8),
+                (3, 4, 0.9),
+                (4, 5, 0.9),
+                (3, 5, 0.8),
+                (2, 3, 0.05),
+            ],
+        )
+    }
+
+    #[test]
+    fn propagation_follows_the_clusters() {
+        let g = two_clusters();
+        let mut seeds = vec![None; 6];
+        seeds[0] = Some(0);
+        seeds[5] = Some(1);
+        let out = propagate(&g, &seeds, 2, 50);
+        let labels: Vec<usize> = out.iter().map(|o| o.expect("reached").0).collect();
+        assert_eq!(labels, vec![0, 0, 0, 1, 1, 1]);
+        // Seeds are certain; the bridge nodes are the least confident.
+        assert_eq!(out[0].map(|o| o.1), Some(1.0));
+        let conf = |i: usize| out[i].map(|o| o.1).unwrap_or(0.0);
+        assert!(conf(1) > conf(2) && conf(4) > conf(3), "{out:?}");
+        // A node with no edges gets nothing.
+        let lonely = Graph::from_edges(3, &[(0, 1, 1.0)]);
+        let out = propagate(&lonely, &[Some(1), None, None], 2, 10);
+        assert_eq!(out[1].map(|o| o.0), Some(1));
+        assert_eq!(out[2], None);
+    }
+
+    #[test]
+    fn knn_graph_links_nearest_directions() -> anyhow::Result<()> {
+        let v = [1.0, 0.0, 0.99, 0.14, 0.0, 1.0, 0.14, 0.99];
+        let g = knn_graph(&v, 2, 1)?;
+        assert_eq!(g.neighbours[0][0].0, 1);
+        assert_eq!(g.neighbours[2][0].0, 3);
+        assert!(g.neighbours[0].iter().all(|&(j, _)| j == 1));
+        Ok(())
+    }
+
+    #[test]
+    fn held_out_evaluation_beats_the_majority_on_separable_clusters() {
+        // Three cliques (8, 6 and 6 nodes), every node a seed of its clique's class.
+        let sizes = [8, 6, 6];
+        let mut edges = Vec::new();
+        let mut seeds = Vec::new();
+        let mut start = 0;
+        for (class, &size) in sizes.iter().enumerate() {
+            for a in start..start + size {
+                seeds.push(Some(class));
+                for b in a + 1..start + size {
+                    edges.push((a, b, 0.9));
+                }
+            }
+            start += size;
+        }
+        edges.push((0, 8, 0.1));
+        edges.push((8, 14, 0.1));
+        let g = Graph::from_edges(20, &edges);
+        let r = evaluate_held_out(&g, &seeds, 3, 30, 0.2, 7);
+        assert_eq!((r.seeds, r.held_out), (20, 4));
+        assert_eq!(r.accuracy, 1.0);
+        assert_eq!(r.coverage, 1.0);
+        assert!(r.majority_accuracy < 1.0);
+        // Same seed, same split.
+        assert_eq!(r, evaluate_held_out(&g, &seeds, 3, 30, 0.2, 7));
+    }
+
+    #[test]
+    fn publishes_numbered_versions() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("empathy-lexexp-{}", std::process::id()));
+        let held = HeldOut {
+            seeds: 0,
+            held_out: 0,
+            accuracy: 0.0,
+            majority_accuracy: 0.0,
+            majority_class: 0,
+            coverage: 0.0,
+        };
+        let manifest = ExpansionManifest {
+            version: String::new(),
+            created_unix_ms: 1,
+            encoder: "test".into(),
+            corpus_sha256: "x".into(),
+            config: ExpansionConfig::default(),
+            emotion_seeds: 0,
+            polarity_seeds: 0,
+            ambiguous_emotion_words: 0,
+            candidates: 0,
+            graph_nodes: 0,
+            emotion_labelled_candidates: 0,
+            polarity_labelled_candidates: 0,
+            emotion_labels: vec![],
+            polarity_labels: vec![],
+            emotion_evaluation: held.clone(),
+            polarity_evaluation: held,
+            seconds: 0.0,
+        };
+        assert_eq!(latest_version(&dir)?, None);
+        let (a, _) = publish(&dir, "word\n", manifest.clone())?;
+        let (b, m) = publish(&dir, "word\n", manifest)?;
+        assert_eq!(a, dir.join("v0001"));
+        assert_eq!(b, dir.join("v0002"));
+        assert_eq!(m.version, "v0002");
+        assert_eq!(latest_version(&dir)?, Some(b.clone()));
+        assert!(b.join("lexicon.tsv").exists());
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+}
