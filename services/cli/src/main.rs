@@ -8,6 +8,7 @@ mod learn;
 mod lexicon;
 mod plots;
 mod situations;
+mod ssl;
 mod train;
 mod up;
 
@@ -59,6 +60,18 @@ enum Command {
         #[command(subcommand)]
         action: SituationsAction,
     },
+    /// Self-supervised learning experiments.
+    Ssl {
+        #[command(subcommand)]
+        action: SslAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SslAction {
+    /// Self-training with confidence-thresholded pseudo-labels against supervised
+    /// training alone, at 100, 500 and all labels, on the test split.
+    Compare(ssl::CompareArgs),
 }
 
 #[derive(Subcommand)]
@@ -96,6 +109,9 @@ fn main() -> std::process::ExitCode {
         Command::Situations {
             action: SituationsAction::Compare(args),
         } => runtime().and_then(|rt| rt.block_on(situations::compare(args))),
+        Command::Ssl {
+            action: SslAction::Compare(args),
+        } => ssl::compare(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -7,6 +7,7 @@
 mod embed;
 pub mod finetune;
 mod fit;
+mod self_training;
 mod situations;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,10 @@ use crate::network::{Dims, init_network};
 use crate::topics::{TopicTagger, log_priors};
 use embed::embeddings;
 use fit::{Features, Session, Shown, predict};
+pub use self_training::{
+    Round, Scores, SelfTrainingConfig, SelfTrainingRow, compare_self_training, labelled_subset,
+    select_pseudo_labels,
+};
 pub use situations::{SituationComparison, compare_situations, split_texts};
 
 #[derive(Debug, Clone)]
