@@ -37,7 +37,7 @@ use crate::{
 #[derive(clap::Args, Debug, Clone)]
 pub struct TrainOptions {
     /// Corpus utterances to generate situations for.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 800)]
     pub utterances: usize,
     /// Situations generated per utterance.
     #[arg(long, default_value_t = 2)]
@@ -48,12 +48,12 @@ pub struct TrainOptions {
     #[arg(long, default_value_t = 16)]
     pub max_batch: usize,
     /// Hidden width of the MLP.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 128)]
     pub hidden: usize,
-    /// Most full-batch steps; the step with the lowest validation loss is kept.
+    /// Most full-batch steps; the step with the best validation accuracy is kept.
     #[arg(long, default_value_t = 600)]
     pub steps: usize,
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.01)]
     pub weight_decay: f64,
     #[arg(long, default_value_t = 1e-3)]
     pub learning_rate: f64,
@@ -485,6 +485,12 @@ pub fn train_critic(
         opt.backward_step(&l)?;
         if step % 10 == 9 {
             let v = loss(&net.logits(&val.features)?, &val)?.to_scalar::<f32>()?;
+            // Select on validation errors; ties go to the lower loss. (Selecting on the
+            // loss alone stopped before shuffled pairs were learnt at all.)
+            let acc = evaluate(&net, &val, 0.5)?["accuracy"]
+                .as_f64()
+                .unwrap_or(0.) as f32;
+            let v = (1.0 - acc) + v * 1e-3;
             if v < best.0 {
                 best = (v, step + 1, snapshot(&varmap)?);
             }
@@ -502,7 +508,7 @@ pub fn train_critic(
     tracing::info!(
         step = best.1,
         val_loss = best.0,
-        "kept the step with the lowest validation loss"
+        "kept the step with the best validation accuracy"
     );
     let train_metrics = evaluate(&net, &train, 0.5)?;
     let test_metrics = evaluate(&net, &test, 0.5)?;

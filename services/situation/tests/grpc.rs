@@ -250,3 +250,54 @@ async fn a_cancelled_stream_stops_generation_and_frees_its_slot() -> anyhow::Res
     assert_eq!(metric(&service, "situation_cancelled_total").await?, 1.0);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_deadline_ends_the_stream_with_what_was_done() -> anyhow::Result<()> {
+    let service = start(&["--max-request-ms", "5000", "--max-batch", "1"]).await?;
+    let mut c = client(&service).await?;
+    // Hot sampling rambles to the token limit and is retried: far more than 5 s.
+    let slow = GenerateRequest {
+        max_tokens: 128,
+        temperature: 2.0,
+        top_p: 1.0,
+        ..request("My dog died yesterday", 8, 11)
+    };
+    let started = std::time::Instant::now();
+    let mut stream = c.generate(slow).await?.into_inner();
+    let mut got = 0;
+    let status = loop {
+        match stream.message().await {
+            Ok(Some(_)) => got += 1,
+            Ok(None) => panic!("8 situations in 5 s one at a time: raise the test's work"),
+            Err(s) => break s,
+        }
+    };
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(
+        status.message().contains(&format!("after {got} of 8")),
+        "{}",
+        status.message()
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+    // The caller's own deadline (grpc-timeout) is honoured the same way.
+    let mut r = tonic::Request::new(request("I won the lottery", 8, 12));
+    r.set_timeout(Duration::from_millis(300));
+    let err = match c.generate(r).await {
+        Ok(resp) => {
+            let mut s = resp.into_inner();
+            loop {
+                match s.message().await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => panic!("8 situations in 300 ms"),
+                    Err(e) => break e,
+                }
+            }
+        }
+        Err(e) => e,
+    };
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    // And it keeps serving.
+    let ok = collect(&mut c, request("I lost my keys", 1, 13)).await?;
+    assert_eq!(ok.len(), 1);
+    Ok(())
+}
