@@ -253,9 +253,9 @@ async fn a_cancelled_stream_stops_generation_and_frees_its_slot() -> anyhow::Res
 
 #[tokio::test]
 async fn the_deadline_ends_the_stream_with_what_was_done() -> anyhow::Result<()> {
-    let service = start(&["--max-request-ms", "5000", "--max-batch", "1"]).await?;
+    let service = start(&["--max-request-ms", "10000", "--max-batch", "1"]).await?;
     let mut c = client(&service).await?;
-    // Hot sampling rambles to the token limit and is retried: far more than 5 s.
+    // Hot sampling rambles to the token limit and is retried: far more than 10 s.
     let slow = GenerateRequest {
         max_tokens: 128,
         temperature: 2.0,
@@ -268,7 +268,7 @@ async fn the_deadline_ends_the_stream_with_what_was_done() -> anyhow::Result<()>
     let status = loop {
         match stream.message().await {
             Ok(Some(_)) => got += 1,
-            Ok(None) => panic!("8 situations in 5 s one at a time: raise the test's work"),
+            Ok(None) => panic!("8 situations in 10 s one at a time: raise the test's work"),
             Err(s) => break s,
         }
     };
@@ -278,7 +278,7 @@ async fn the_deadline_ends_the_stream_with_what_was_done() -> anyhow::Result<()>
         "{}",
         status.message()
     );
-    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(started.elapsed() < Duration::from_secs(20));
     // The caller's own deadline (grpc-timeout) is honoured the same way.
     let mut r = tonic::Request::new(request("I won the lottery", 8, 12));
     r.set_timeout(Duration::from_millis(300));
