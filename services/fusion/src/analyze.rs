@@ -465,18 +465,21 @@ fn situation_experts(lexicon: &Lexicon, situations: &[Situation]) -> Vec<Expert>
         .collect()
 }
 
-/// "lexicon", or "lexicon+image" when a face's expression was blended in.
+/// "lexicon", or e.g. "lexicon+image+situations" when experts were blended in.
 fn emotion_source(base: &str, p: &Prediction) -> String {
-    let experts: Vec<&str> = p
-        .attention
-        .iter()
-        .map(|(name, _)| name.as_str())
-        .filter(|name| *name == IMAGE)
-        .collect();
-    std::iter::once(base)
-        .chain(experts)
-        .collect::<Vec<_>>()
-        .join("+")
+    let blended = |prefix: &str| {
+        p.attention
+            .iter()
+            .any(|(name, w)| name.starts_with(prefix) && *w > 0.0)
+    };
+    let mut source = base.to_string();
+    if blended(IMAGE) {
+        source.push_str("+image");
+    }
+    if blended(&format!("{SITUATION}:")) {
+        source.push_str("+situations");
+    }
+    source
 }
 
 fn emotions(p: &Prediction, source: &str) -> Emotions {

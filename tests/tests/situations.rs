@@ -1,0 +1,105 @@
+//! Situations through the public API: fusion asks the real situation service (SmolLM2)
+//! for k situations, returns them with critic scores, and lets their emotion words
+//! speak for the feeling.
+
+mod support;
+
+use std::time::Duration;
+
+use empathy_common::launch::{self, sibling_binary};
+use empathy_proto::v1::{AnalyzeOptions, AnalyzeRequest, AnalyzeResponse};
+use support::*;
+
+async fn ask(
+    c: &mut empathy_proto::v1::empathy_service_client::EmpathyServiceClient<
+        tonic::transport::Channel,
+    >,
+    text: &str,
+    k: u32,
+    seed: u64,
+) -> Result<AnalyzeResponse, tonic::Status> {
+    c.analyze(AnalyzeRequest {
+        text: text.into(),
+        options: Some(AnalyzeOptions {
+            num_situations: k,
+            seed,
+            deadline_ms: 60_000,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn imagined_situations_explain_a_loss() -> anyhow::Result<()> {
+    let mut args = vec![
+        "--assets".to_string(),
+        assets().display().to_string(),
+        "--metrics-listen".into(),
+        "127.0.0.1:0".into(),
+    ];
+    let critic = assets().join("situation/critic");
+    if !critic.is_dir() {
+        eprintln!("no critic trained (empathy-situation train-critic): scores will be 0.5");
+        args.push("--no-critic".into());
+    }
+    let situation = launch::spawn(
+        &sibling_binary("empathy-situation")?,
+        &args,
+        Duration::from_secs(120),
+    )
+    .await?;
+    let encoder = start_encoder(&[]).await?;
+    let fusion = start_fusion(&[encoder.url()], &["--situations", &situation.url()]).await?;
+    let mut c = client(&fusion).await?;
+
+    let r = ask(&mut c, "My dog died yesterday", 3, 7).await?;
+    assert_eq!(r.situations.len(), 3, "{:?}", r.modalities_missing);
+    for s in &r.situations {
+        assert!(s.text.split_whitespace().count() >= 3, "{:?}", s.text);
+        assert!((0.0..=1.0).contains(&s.critic_score), "{s:?}");
+    }
+    let emotions = r.emotions.as_ref().expect("emotions");
+    assert_eq!(
+        emotions.top, "sadness",
+        "{emotions:?} from {:?}",
+        r.situations
+    );
+    assert!(
+        emotions.source.contains("situations"),
+        "{emotions:?} from {:?}",
+        r.situations
+    );
+    assert!(
+        r.attributions.iter().any(|a| a.kind == "situation"),
+        "{:?}",
+        r.attributions
+    );
+    assert!(r.timings.iter().any(|t| t.stage == "situations"));
+
+    // The same seed imagines the same situations.
+    let again = ask(&mut c, "My dog died yesterday", 3, 7).await?;
+    let texts = |r: &AnalyzeResponse| {
+        r.situations
+            .iter()
+            .map(|s| s.text.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(texts(&again), texts(&r));
+
+    // Without a situation service the answer comes without them, and says why.
+    let bare = start_fusion(&[encoder.url()], &[]).await?;
+    let mut c = client(&bare).await?;
+    let r = ask(&mut c, "My dog died yesterday", 2, 7).await?;
+    assert!(r.situations.is_empty());
+    assert!(
+        r.modalities_missing
+            .iter()
+            .any(|m| m.modality == "situation" && m.reason.contains("--situations")),
+        "{:?}",
+        r.modalities_missing
+    );
+    Ok(())
+}
