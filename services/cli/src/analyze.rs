@@ -19,6 +19,12 @@ pub struct AnalyzeArgs {
     /// A photo (PNG, JPEG, WebP, BMP).
     #[arg(long)]
     image: Option<PathBuf>,
+    /// Imagine this many situations that would explain it (0 = none).
+    #[arg(long, default_value_t = 0)]
+    situations: u32,
+    /// Seed for the situations: the same seed gives the same situations.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
     /// Print the AnalyzeResponse as JSON.
     #[arg(long)]
     json: bool,
@@ -58,7 +64,11 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
         text: args.text.clone(),
         audio: read(&args.audio)?,
         image: read(&args.image)?,
-        options: Some(AnalyzeOptions::default()),
+        options: Some(AnalyzeOptions {
+            num_situations: args.situations,
+            seed: args.seed,
+            ..Default::default()
+        }),
         ..Default::default()
     });
     request.set_timeout(std::time::Duration::from_millis(args.timeout_ms));
@@ -135,6 +145,16 @@ pub fn summary(r: &AnalyzeResponse) -> String {
         .collect();
     if !attention.is_empty() {
         let _ = writeln!(s, "attention   {}", attention.join(", "));
+    }
+    for (i, sit) in r.situations.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "situation {} {} (critic {:.2}, attention {:.0}%)",
+            i + 1,
+            sit.text,
+            sit.critic_score,
+            sit.attention * 100.0
+        );
     }
     for f in &r.faces {
         let top = f

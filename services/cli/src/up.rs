@@ -25,6 +25,11 @@ pub struct UpArgs {
     trainer_listen: String,
     #[arg(long, default_value = "127.0.0.1:9481")]
     trainer_metrics_listen: String,
+    /// Address of the situation service (imagined situations, SmolLM2).
+    #[arg(long, default_value = "127.0.0.1:50071")]
+    situation_listen: String,
+    #[arg(long, default_value = "127.0.0.1:9471")]
+    situation_metrics_listen: String,
     /// The trainer's feedback database (SQLite).
     #[arg(long, default_value = "empathy-feedback.sqlite")]
     database: String,
@@ -92,6 +97,32 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 return Err(e.context("the trainer did not start"));
             }
         };
+    let mut situation_args = vec![
+        "--listen".into(),
+        args.situation_listen.clone(),
+        "--metrics-listen".into(),
+        args.situation_metrics_listen.clone(),
+        "--assets".into(),
+        assets.clone(),
+    ];
+    // Situations are scored only once `empathy-situation train-critic` has run.
+    if !args.assets.join("situation/critic").is_dir() {
+        situation_args.push("--no-critic".into());
+    }
+    let situation = match launch::spawn(
+        &sibling_binary("empathy-situation")?,
+        &situation_args,
+        ready,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            trainer.stop(Duration::from_secs(5)).await?;
+            encoder.stop(Duration::from_secs(5)).await?;
+            return Err(e.context("the situation service did not start"));
+        }
+    };
     let fusion_args = vec![
         "--listen".into(),
         args.listen.clone(),
@@ -103,11 +134,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         encoder.url(),
         "--trainer".into(),
         trainer.url(),
+        "--situations".into(),
+        situation.url(),
     ];
     let fusion = match launch::spawn(&sibling_binary("empathy-fusion")?, &fusion_args, ready).await
     {
         Ok(f) => f,
         Err(e) => {
+            situation.stop(Duration::from_secs(5)).await?;
             trainer.stop(Duration::from_secs(5)).await?;
             encoder.stop(Duration::from_secs(5)).await?;
             return Err(e.context("fusion did not start"));
@@ -131,6 +165,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         args.trainer_metrics_listen,
         args.database
     );
+    println!(
+        "  SituationService {}  (metrics http://{}/metrics)",
+        situation.url(),
+        args.situation_metrics_listen
+    );
     println!("try: empathy analyze --text \"I absolutely love this, thank you so much!\"");
     println!("Ctrl-C stops everything.");
 
@@ -138,6 +177,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("stopping…");
     // Front door first, so no request reaches a stopped encoder.
     fusion.stop(Duration::from_secs(10)).await?;
+    situation.stop(Duration::from_secs(10)).await?;
     trainer.stop(Duration::from_secs(10)).await?;
     encoder.stop(Duration::from_secs(10)).await?;
     println!("stopped");
