@@ -8,11 +8,13 @@ pub mod abi;
 mod error;
 pub mod host;
 mod plugin;
+mod request;
 mod settings;
 
 pub use abi::ABI_VERSION;
 pub use error::{ErrorKind, PluginError};
 pub use plugin::Plugin;
+pub use request::check_request;
 pub use settings::Settings;
 
 /// What [`export_plugin!`] expands to; not part of the public API.

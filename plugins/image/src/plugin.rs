@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use empathy_plugin_api::{Plugin, PluginError, Settings};
+use empathy_plugin_api::{Plugin, PluginError, Settings, check_request};
 use empathy_proto::{
     EMOTION_LABELS,
     modality::IMAGE,
@@ -73,22 +73,7 @@ impl Limits {
 
     /// The bytes of each input of a valid request, or an error naming the bad one.
     fn validate<'r>(&self, request: &'r EncodeRequest) -> Result<Vec<&'r [u8]>, PluginError> {
-        if request.modality != IMAGE {
-            return Err(PluginError::invalid_input(format!(
-                "modality {:?} is not served by the image plugin (expected \"image\")",
-                request.modality
-            )));
-        }
-        let n = request.inputs.len();
-        if n == 0 {
-            return Err(PluginError::invalid_input("request has no inputs"));
-        }
-        if n > self.max_batch {
-            return Err(PluginError::invalid_input(format!(
-                "batch of {n} images is over the limit of {}",
-                self.max_batch
-            )));
-        }
+        check_request(request, IMAGE, self.max_batch, "images")?;
         request
             .inputs
             .iter()

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use empathy_plugin_api::{Plugin, PluginError, Settings};
+use empathy_plugin_api::{Plugin, PluginError, Settings, check_request};
 use empathy_proto::modality;
 use empathy_proto::v1::{
     EncodeInput, EncodeOutput, EncodeRequest, EncodeResponse, ModalityInfo, ModelRef, PluginConfig,
@@ -69,22 +69,7 @@ impl Limits {
         &self,
         request: &'r EncodeRequest,
     ) -> Result<Vec<(&'r [u8], &'r str)>, PluginError> {
-        if request.modality != modality::SPEECH {
-            return Err(PluginError::invalid_input(format!(
-                "modality {:?} is not served by the speech plugin (expected \"speech\")",
-                request.modality
-            )));
-        }
-        let n = request.inputs.len();
-        if n == 0 {
-            return Err(PluginError::invalid_input("request has no inputs"));
-        }
-        if n > self.max_batch {
-            return Err(PluginError::invalid_input(format!(
-                "batch of {n} clips is over the limit of {} (setting max_batch)",
-                self.max_batch
-            )));
-        }
+        check_request(request, modality::SPEECH, self.max_batch, "clips")?;
         request
             .inputs
             .iter()

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use empathy_plugin_api::{Plugin, PluginError, Settings};
+use empathy_plugin_api::{Plugin, PluginError, Settings, check_request};
 use empathy_proto::modality;
 use empathy_proto::v1::{
     EncodeOutput, EncodeRequest, EncodeResponse, ModalityInfo, ModelRef, PluginConfig,
@@ -46,22 +46,7 @@ impl Limits {
 
     /// The texts of a valid request, or an error that names the offending input.
     fn validate<'r>(&self, request: &'r EncodeRequest) -> Result<Vec<&'r str>, PluginError> {
-        if request.modality != modality::TEXT {
-            return Err(PluginError::invalid_input(format!(
-                "modality {:?} is not served by the text plugin (expected \"text\")",
-                request.modality
-            )));
-        }
-        let n = request.inputs.len();
-        if n == 0 {
-            return Err(PluginError::invalid_input("request has no inputs"));
-        }
-        if n > self.max_batch {
-            return Err(PluginError::invalid_input(format!(
-                "batch of {n} inputs is over the limit of {}",
-                self.max_batch
-            )));
-        }
+        check_request(request, modality::TEXT, self.max_batch, "inputs")?;
         request
             .inputs
             .iter()
