@@ -1,6 +1,7 @@
 //! What every empathy service shares: the server bootstrap (health, reflection,
 //! limits, graceful shutdown), logs, Prometheus metrics and error-to-status mapping.
 
+pub mod feedback;
 pub mod launch;
 pub mod metrics;
 pub mod server;

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use empathy_proto::v1::trainer_service_client::TrainerServiceClient;
 use empathy_proto::v1::{FeedbackRecord, FeedbackRequest, FeedbackResponse, FloatVector};
-use empathy_proto::{EMOTION_LABELS, SENTIMENT_LABELS};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -39,36 +38,12 @@ impl TrainerLink {
     }
 }
 
-fn label(field: &str, value: &str, labels: &[&str]) -> Result<String, Status> {
-    let v = value.trim().to_ascii_lowercase();
-    if v.is_empty() || labels.contains(&v.as_str()) {
-        return Ok(v);
-    }
-    Err(Status::invalid_argument(format!(
-        "{field} {value:?} is not a label: use one of {} (or leave it empty for no correction)",
-        labels.join(", ")
-    )))
-}
-
 pub async fn submit(
     analyzer: &Analyzer,
     trainer: Option<&TrainerLink>,
     mut req: FeedbackRequest,
 ) -> Result<FeedbackResponse, Status> {
-    req.sentiment = label("sentiment", &req.sentiment, &SENTIMENT_LABELS)?;
-    req.emotion = label("emotion", &req.emotion, &EMOTION_LABELS)?;
-    if req.sentiment.is_empty() && req.emotion.is_empty() {
-        return Err(Status::invalid_argument(
-            "nothing to learn: both corrections are empty; set sentiment and/or emotion to the \
-             right label",
-        ));
-    }
-    if !(0..=5).contains(&req.rating) {
-        return Err(Status::invalid_argument(format!(
-            "rating {} is outside 1..5 (0 = no rating)",
-            req.rating
-        )));
-    }
+    empathy_common::feedback::check(&mut req)?;
     let trainer = trainer.ok_or_else(|| {
         Status::failed_precondition(
             "feedback cannot be stored: this server runs without a trainer (start fusion with \

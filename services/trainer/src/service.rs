@@ -9,7 +9,6 @@ use empathy_proto::v1::{
     ModelVersion, RollbackRequest, StartTrainingRequest, TrainingJob, WatchJobRequest,
     WatchModelsRequest, trainer_service_server::TrainerService,
 };
-use empathy_proto::{EMOTION_LABELS, SENTIMENT_LABELS};
 use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 use tonic::{Request, Response, Status};
@@ -37,36 +36,12 @@ impl TrainerApi {
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// Lower-cased and trimmed; empty means "no correction".
-fn label(field: &str, value: &str, labels: &[&str]) -> Result<String, Status> {
-    let v = value.trim().to_ascii_lowercase();
-    if v.is_empty() || labels.contains(&v.as_str()) {
-        return Ok(v);
-    }
-    Err(Status::invalid_argument(format!(
-        "{field} {value:?} is not a label: use one of {} (or leave it empty for no correction)",
-        labels.join(", ")
-    )))
-}
-
 /// Checks and normalises a record; the message says what to fix.
 pub fn validate(mut record: FeedbackRecord) -> Result<FeedbackRecord, Status> {
     let fb = record.feedback.as_mut().ok_or_else(|| {
         Status::invalid_argument("FeedbackRecord.feedback is missing: it carries the correction")
     })?;
-    fb.sentiment = label("sentiment", &fb.sentiment, &SENTIMENT_LABELS)?;
-    fb.emotion = label("emotion", &fb.emotion, &EMOTION_LABELS)?;
-    if fb.sentiment.is_empty() && fb.emotion.is_empty() {
-        return Err(Status::invalid_argument(
-            "nothing to learn: both corrections are empty; set sentiment and/or emotion to the \
-             right label",
-        ));
-    }
-    if !(0..=5).contains(&fb.rating) {
-        return Err(Status::invalid_argument(format!(
-            "rating {} is outside 1..5 (0 = no rating)",
-            fb.rating
-        )));
-    }
+    empathy_common::feedback::check(fb)?;
     if fb.note.chars().count() > MAX_NOTE_CHARS {
         return Err(Status::invalid_argument(format!(
             "note is longer than {MAX_NOTE_CHARS} characters"
