@@ -89,7 +89,7 @@ pub async fn compare(args: CompareArgs) -> anyhow::Result<()> {
     let plugin = load_text_plugin(&args.assets, args.plugin_dir.as_deref())?;
     let mut vectors = HashMap::new();
     for t in &sample {
-        let texts = &done[t];
+        let Some(texts) = done.get(t) else { continue };
         if !texts.is_empty() {
             vectors.insert(t.clone(), embed(&plugin, texts)?);
         }
@@ -179,13 +179,22 @@ async fn imagine(
     }))
     .buffer_unordered(args.concurrency);
     let mut count = 0;
+    let mut failed = 0;
     while let Some(result) = results.next().await {
-        let imagined = result.map_err(|s| anyhow::anyhow!("generation failed: {}", s.message()))?;
+        count += 1;
+        // A tweet the service could not finish is left out of both runs, not fatal.
+        let imagined = match result {
+            Ok(imagined) => imagined,
+            Err(status) => {
+                failed += 1;
+                eprintln!("skipped a tweet: {}", status.message());
+                continue;
+            }
+        };
         writeln!(out, "{}", serde_json::to_string(&imagined)?)?;
         done.insert(imagined.utterance, imagined.situations);
-        count += 1;
         if count % 25 == 0 || count == total {
-            eprintln!("imagined {count}/{total}");
+            eprintln!("imagined {count}/{total} ({failed} skipped)");
         }
     }
     Ok(())
