@@ -1,6 +1,6 @@
 // The baseline for the image bench: face-api 1.7.15 on TF.js (WASM backend, the
 // fastest that runs in Node without native binaries) detecting faces and reading
-// their expressions on the pixels that `examples/bench.rs` wrote. Prints one JSON line.
+// their expressions on the pixels that `examples/image_bench.rs` wrote. Prints one JSON line.
 //   node bench.cjs OUT_DIR [REPS] [BACKEND]
 const fs = require('fs');
 const path = require('path');

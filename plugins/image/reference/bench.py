@@ -1,6 +1,6 @@
 """Image path throughput beside face-api on TF.js, alternating runs, medians and ratio.
 
-    cargo build --release -p empathy-plugin-image --example bench
+    cargo build --release -p empathy-plugin-image --example image_bench
     (cd plugins/image/reference && npm ci --ignore-scripts)
     python3 plugins/image/reference/bench.py [ROUNDS]
 """
@@ -24,7 +24,7 @@ def run(cmd, cwd):
 
 ours, theirs = [], []
 for _ in range(rounds):
-    ours.append(run([str(root / "target/release/examples/bench"), out, "30"], root))
+    ours.append(run([str(root / "target/release/examples/image_bench"), out, "30"], root))
     theirs.append(run(["node", "bench.cjs", out, "30", "wasm"], here))
 a = statistics.median(r["images_per_s"] for r in ours)
 b = statistics.median(r["images_per_s"] for r in theirs)

@@ -3,7 +3,7 @@
 //! per call. Writes the JPEG's pixels for reference/bench.cjs, which times face-api on
 //! TF.js with the same pixels, and prints one JSON line.
 //!
-//!     cargo run --release -p empathy-plugin-image --example bench -- OUT_DIR [REPS]
+//!     cargo run --release -p empathy-plugin-image --example image_bench -- OUT_DIR [REPS]
 
 use std::{io::Cursor, path::PathBuf, time::Instant};
 
