@@ -78,17 +78,22 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
         },
     };
     let mut lazy_embed = |texts: &[String]| -> anyhow::Result<Vec<Vec<f32>>> {
-        if plugin.is_none() {
-            eprintln!("embeddings not cached: loading the text plugin");
-            let loaded = load_text_plugin(&args.assets, args.plugin_dir.as_deref())?;
-            let actual = encoder_id(&loaded)?;
-            anyhow::ensure!(
-                actual == id,
-                "the text plugin is {actual}, the cache key says {id} (pass --encoder-id)"
-            );
-            plugin = Some(loaded);
-        }
-        embed(plugin.as_ref().expect("loaded above"), texts)
+        let loaded = match plugin.take() {
+            Some(loaded) => loaded,
+            None => {
+                eprintln!("embeddings not cached: loading the text plugin");
+                let loaded = load_text_plugin(&args.assets, args.plugin_dir.as_deref())?;
+                let actual = encoder_id(&loaded)?;
+                anyhow::ensure!(
+                    actual == id,
+                    "the text plugin is {actual}, the cache key says {id} (pass --encoder-id)"
+                );
+                loaded
+            }
+        };
+        let vectors = embed(&loaded, texts);
+        plugin = Some(loaded);
+        vectors
     };
     let encoder = TextEncoder {
         id: &id,
