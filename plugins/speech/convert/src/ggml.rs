@@ -151,6 +151,32 @@ impl<'m> Plan<'m> {
         self.whole(format!("{to}.bias"), &format!("{from}/beta"))
     }
 
+    /// A block's self-attention: its layer norm, the fused q/k/v, the output projection.
+    fn self_attention(&mut self, to: &str, from: &str, n: usize, buf: &[u8]) -> anyhow::Result<()> {
+        self.layer_norm(
+            &format!("{to}.attn_ln"),
+            &format!("{from}/self_attention/layer_norm"),
+        )?;
+        self.split(
+            &format!("{to}.attn"),
+            &["query", "key", "value"],
+            &format!("{from}/self_attention/linear_0"),
+            n,
+            buf,
+        )?;
+        self.linear(
+            &format!("{to}.attn.out"),
+            &format!("{from}/self_attention/linear_1"),
+        )
+    }
+
+    /// A block's feed-forward part: its layer norm and two linear layers.
+    fn mlp(&mut self, to: &str, from: &str) -> anyhow::Result<()> {
+        self.layer_norm(&format!("{to}.mlp_ln"), &format!("{from}/ffn/layer_norm"))?;
+        self.linear(&format!("{to}.mlp.0"), &format!("{from}/ffn/linear_0"))?;
+        self.linear(&format!("{to}.mlp.2"), &format!("{from}/ffn/linear_1"))
+    }
+
     /// Splits a fused projection into `names` of `n` rows each. Whisper's key projection
     /// has no bias: CTranslate2 filled zeros there, which are checked and dropped.
     fn split(
@@ -201,24 +227,8 @@ fn plan<'m>(model: &'m Model, h: &HParams, buf: &[u8]) -> anyhow::Result<Vec<Ten
     )?;
     for i in 0..h.n_audio_layer {
         let (to, from) = (format!("encoder.blocks.{i}"), format!("encoder/layer_{i}"));
-        p.layer_norm(
-            &format!("{to}.attn_ln"),
-            &format!("{from}/self_attention/layer_norm"),
-        )?;
-        p.split(
-            &format!("{to}.attn"),
-            &["query", "key", "value"],
-            &format!("{from}/self_attention/linear_0"),
-            h.n_audio_state,
-            buf,
-        )?;
-        p.linear(
-            &format!("{to}.attn.out"),
-            &format!("{from}/self_attention/linear_1"),
-        )?;
-        p.layer_norm(&format!("{to}.mlp_ln"), &format!("{from}/ffn/layer_norm"))?;
-        p.linear(&format!("{to}.mlp.0"), &format!("{from}/ffn/linear_0"))?;
-        p.linear(&format!("{to}.mlp.2"), &format!("{from}/ffn/linear_1"))?;
+        p.self_attention(&to, &from, h.n_audio_state, buf)?;
+        p.mlp(&to, &from)?;
     }
     p.layer_norm("encoder.ln_post", "encoder/layer_norm")?;
 
@@ -232,21 +242,7 @@ fn plan<'m>(model: &'m Model, h: &HParams, buf: &[u8]) -> anyhow::Result<Vec<Ten
     )?;
     for i in 0..h.n_text_layer {
         let (to, from) = (format!("decoder.blocks.{i}"), format!("decoder/layer_{i}"));
-        p.layer_norm(
-            &format!("{to}.attn_ln"),
-            &format!("{from}/self_attention/layer_norm"),
-        )?;
-        p.split(
-            &format!("{to}.attn"),
-            &["query", "key", "value"],
-            &format!("{from}/self_attention/linear_0"),
-            h.n_text_state,
-            buf,
-        )?;
-        p.linear(
-            &format!("{to}.attn.out"),
-            &format!("{from}/self_attention/linear_1"),
-        )?;
+        p.self_attention(&to, &from, h.n_text_state, buf)?;
         p.layer_norm(
             &format!("{to}.cross_attn_ln"),
             &format!("{from}/attention/layer_norm"),
@@ -266,9 +262,7 @@ fn plan<'m>(model: &'m Model, h: &HParams, buf: &[u8]) -> anyhow::Result<Vec<Ten
             &format!("{to}.cross_attn.out"),
             &format!("{from}/attention/linear_2"),
         )?;
-        p.layer_norm(&format!("{to}.mlp_ln"), &format!("{from}/ffn/layer_norm"))?;
-        p.linear(&format!("{to}.mlp.0"), &format!("{from}/ffn/linear_0"))?;
-        p.linear(&format!("{to}.mlp.2"), &format!("{from}/ffn/linear_1"))?;
+        p.mlp(&to, &from)?;
     }
     p.layer_norm("decoder.ln", "decoder/layer_norm")?;
     Ok(p.tensors)
