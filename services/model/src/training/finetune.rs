@@ -445,22 +445,7 @@ fn predict(
     ix: &[usize],
     mask: &dyn Fn(usize) -> bool,
 ) -> anyhow::Result<Vec<usize>> {
-    let mut out = Vec::with_capacity(ix.len());
-    for chunk in ix.chunks(1024) {
-        let mut builder = BatchBuilder::new(*network.dims());
-        for &i in chunk {
-            builder.push(&rows.example(i), mask);
-        }
-        let logits = network.forward(&builder.build()?)?.sentiment_logits;
-        out.extend(
-            logits
-                .argmax(D::Minus1)?
-                .to_vec1::<u32>()?
-                .into_iter()
-                .map(|l| l as usize),
-        );
-    }
-    Ok(out)
+    super::fit::predict_rows(network, ix, |i| rows.example(i), mask)
 }
 
 fn loss(

@@ -59,11 +59,27 @@ pub(super) fn predict(
     indices: &[usize],
     shown: Shown,
 ) -> anyhow::Result<Vec<usize>> {
+    predict_rows(
+        network,
+        indices,
+        |i| features.example(i),
+        |slot| shown.slot(slot),
+    )
+}
+
+/// Predicted sentiment labels of the examples at `indices`, in chunks; `use_token`
+/// says which token slots the network sees.
+pub(super) fn predict_rows<'e>(
+    network: &FusionNetwork,
+    indices: &[usize],
+    example: impl Fn(usize) -> Example<'e>,
+    use_token: impl Fn(usize) -> bool,
+) -> anyhow::Result<Vec<usize>> {
     let mut out = Vec::with_capacity(indices.len());
     for chunk in indices.chunks(1024) {
-        let mut builder = BatchBuilder::new(features.dims);
+        let mut builder = BatchBuilder::new(*network.dims());
         for &i in chunk {
-            builder.push(&features.example(i), |slot| shown.slot(slot));
+            builder.push(&example(i), &use_token);
         }
         let logits = network.forward(&builder.build()?)?.sentiment_logits;
         out.extend(
