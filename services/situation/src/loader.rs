@@ -80,7 +80,3 @@ pub fn load_scorer(assets: &Path, device: &Device) -> Result<Scorer> {
     );
     Ok(Scorer { encoder, critic })
 }
-
-pub fn parse_device(name: &str) -> Result<Device> {
-    empathy_plugin_text::parse_device(name)
-}

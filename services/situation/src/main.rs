@@ -93,7 +93,7 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(Command::TrainCritic(opts)) = &args.command {
         empathy_common::telemetry::init();
-        let device = loader::parse_device(&args.device)?;
+        let device = empathy_plugin_text::parse_device(&args.device)?;
         return train::train_critic(&args.assets, &device, args.weights, opts);
     }
     tokio::runtime::Builder::new_multi_thread()
@@ -104,7 +104,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     empathy_common::telemetry::init();
-    let device = loader::parse_device(&args.device)?;
+    let device = empathy_plugin_text::parse_device(&args.device)?;
     let e = args.engine.clone();
     anyhow::ensure!(e.max_batch > 0, "--max-batch must be at least 1");
     anyhow::ensure!(e.max_requests > 0, "--max-requests must be at least 1");
