@@ -390,7 +390,7 @@ mod tests {
         (ours, theirs, tok)
     }
 
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    pub(super) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
             .unwrap()
             .abs()
@@ -504,16 +504,7 @@ mod pieces {
         let model = Model::from_gguf(&ct, &mut f, &Device::Cpu, WeightFormat::F32).unwrap();
         let prompt: Vec<u32> = (300..320).collect();
         let whole = model.prefill(&prompt, &mut model.new_cache(64)).unwrap();
-        let diff = |a: &Tensor| {
-            (&whole - a)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        };
+        let diff = |a: &Tensor| super::tests::max_abs_diff(&whole, a);
         for cut in [1usize, 10, 19] {
             let mut shared = model.new_cache(cut);
             model.prefill(&prompt[..cut], &mut shared).unwrap();
