@@ -19,6 +19,9 @@ use vader::{Vader, VaderOutput, normalize};
 
 /// Length of [`LexiconAnalysis::features`].
 pub const LEXICON_FEATURES: usize = 24;
+/// Where [`LexiconAnalysis::emotions`] sit inside the features (fine-tuning reads a
+/// stored analysis's emotions back from its features).
+pub const EMOTION_FEATURES: std::ops::Range<usize> = 4..11;
 
 /// Arousal of each emotion on Russell's circumplex (rough, ours): how activated a
 /// person feeling it is, in EMOTION_LABELS order; neutral reads as calm.
@@ -140,6 +143,7 @@ fn features(
     let n = out.tokens.len();
     let mut f = Vec::with_capacity(LEXICON_FEATURES);
     f.extend([out.pos, out.neg, out.neu, out.compound].map(|x| x as f32));
+    debug_assert_eq!(f.len(), EMOTION_FEATURES.start);
     f.extend_from_slice(emotions);
     f.extend([
         arousal,
