@@ -2,7 +2,9 @@
 //!
 //! One job at a time: `start` while a job runs answers FAILED_PRECONDITION naming the
 //! running job (watch it or cancel it), so a script never starts two fine-tunes of the
-//! same serving version that would race to publish. A job: check the registry is
+//! same serving version that would race to publish. With PostgreSQL that holds across
+//! trainers: a job holds the database's training lock (`FeedbackStore::training_lock`)
+//! and another trainer's `start` answers FAILED_PRECONDITION. A job: check the registry is
 //! writable, read the stored feedback, fine-tune the serving version
 //! (`empathy_model::training::finetune`), and publish only if accepted; then point
 //! `serving` at the new version and announce it. Every end state is recorded in the
@@ -24,7 +26,7 @@ use empathy_proto::v1::{JobState, ModelVersion, TrainingJob};
 use tokio::sync::{broadcast, watch};
 use tonic::Status;
 
-use crate::store::{FeedbackStore, JobRow, now_ms};
+use crate::store::{FeedbackStore, JobRow, LockError, now_ms};
 
 /// Finished jobs kept in memory for WatchJob.
 const RECENT_JOBS: usize = 64;
@@ -135,6 +137,11 @@ impl Trainer {
                 s.message
             )));
         }
+        // Several trainers on one PostgreSQL database: one job at a time among them.
+        let lock = self.store.training_lock().map_err(|e| match e {
+            LockError::Busy => Status::failed_precondition(e.to_string()),
+            LockError::Unavailable(_) => Status::unavailable(e.to_string()),
+        })?;
         let id = uuid::Uuid::new_v4().to_string();
         let (state, _) = watch::channel(TrainingJob {
             job_id: id.clone(),
@@ -168,6 +175,7 @@ impl Trainer {
                 .await
                 .unwrap_or_else(|e| Outcome::failed(format!("the training thread failed: {e}")));
             this.finish(&job, outcome, started);
+            drop(lock); // recorded: another trainer may start now
         });
         Ok(snapshot)
     }

@@ -8,7 +8,7 @@ mod store;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 use empathy_common::{Metrics, ServeOptions};
 use empathy_model::training::finetune::FinetuneConfig;
@@ -16,7 +16,7 @@ use empathy_proto::v1::trainer_service_server::TrainerServiceServer;
 
 use crate::jobs::{Settings, Trainer};
 use crate::service::TrainerApi;
-use crate::store::FeedbackStore;
+use crate::store::{Database, FeedbackStore};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -31,9 +31,15 @@ struct Args {
     /// Default: <assets>/models.
     #[arg(long)]
     models: Option<PathBuf>,
-    /// The feedback database: a SQLite file path (or sqlite://PATH). PostgreSQL URLs
-    /// are refused by this build (see the README).
-    #[arg(long, default_value = "empathy-feedback.sqlite")]
+    /// The feedback database: a SQLite file path (or sqlite://PATH), or a PostgreSQL
+    /// URL, postgres://USER[:PASSWORD]@HOST[:PORT]/DB, for several trainers on one
+    /// database. Prefer the environment variable for a URL with a password (it then
+    /// stays out of `ps`); logs and errors show it as `***`.
+    #[arg(
+        long,
+        env = "EMPATHY_DATABASE",
+        default_value = "empathy-feedback.sqlite"
+    )]
     database: String,
     /// Feedback records waiting to be committed before new ones get RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = 1024)]
@@ -88,23 +94,6 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(seconds))
 }
 
-fn sqlite_path(database: &str) -> anyhow::Result<PathBuf> {
-    let lower = database.to_ascii_lowercase();
-    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
-        bail!(
-            "PostgreSQL is not supported by this build of the trainer yet; use a SQLite file \
-             (--database path/to/feedback.sqlite). See services/trainer/README.md"
-        );
-    }
-    if let Some(rest) = database.strip_prefix("sqlite://") {
-        return Ok(PathBuf::from(rest));
-    }
-    if database.contains("://") {
-        bail!("--database {database:?}: give a SQLite file path");
-    }
-    Ok(PathBuf::from(database))
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     empathy_common::telemetry::init();
@@ -113,14 +102,14 @@ async fn main() -> anyhow::Result<()> {
         .models
         .clone()
         .unwrap_or_else(|| args.assets.join("models"));
-    let path = sqlite_path(&args.database)?;
-    let store = FeedbackStore::open(&path, args.max_queue)
-        .with_context(|| format!("cannot open the feedback store {}", path.display()))?;
+    let database = Database::parse(&args.database)?;
+    let store = FeedbackStore::open_database(&database, args.max_queue)
+        .with_context(|| format!("cannot open the feedback store {database}"))?;
     tracing::info!(
-        database = %store.path().display(),
         stored = store.count()?,
         pending = *store.pending().borrow(),
-        "feedback store open (SQLite, WAL, synchronous=FULL)"
+        "feedback store open: {}",
+        store.describe()
     );
     match store.jobs(1) {
         Ok(last) => {
@@ -187,17 +176,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_and_databases() {
+    fn durations() {
         assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5d").is_err());
-        assert!(sqlite_path("postgres://u@h/db").is_err());
-        assert_eq!(
-            sqlite_path("sqlite:///tmp/f.db").ok(),
-            Some(PathBuf::from("/tmp/f.db"))
-        );
-        assert_eq!(sqlite_path("f.db").ok(), Some(PathBuf::from("f.db")));
     }
 }

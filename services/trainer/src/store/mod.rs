@@ -1,0 +1,532 @@
+//! The feedback store: SQLite (default, one file) or PostgreSQL (`--database
+//! postgres://…`, for teams that run several trainers on one database).
+//!
+//! Durability, the same for both: a record is acknowledged only after the transaction
+//! that holds it has committed. SQLite runs WAL with `synchronous=FULL` (every commit
+//! fsyncs the WAL; see `sqlite.rs`); PostgreSQL commits with `synchronous_commit=on`,
+//! its default (the commit returns once the WAL is flushed to disk; the writer sets it
+//! for its session if the server is configured `off`; see `postgres.rs`). Either way
+//! an acknowledged record survives the trainer being killed (SIGKILL).
+//!
+//! Intake is a bounded queue in front of one writer thread: callers `submit` and wait
+//! for their commit; the writer takes everything queued (up to `GROUP`) into one
+//! transaction, so many concurrent submissions share one flush. When the queue is
+//! full, `submit` answers at once with `QueueFull` (RESOURCE_EXHAUSTED upstream)
+//! instead of queueing without bound; nothing that was acknowledged is affected. The
+//! queue and the writer loop live here, once; a backend only commits a group.
+//!
+//! Training lock: one job at a time per database. SQLite needs no lock beyond the
+//! trainer's own one-job rule (one file, one trainer); PostgreSQL takes a session
+//! advisory lock for the whole job, so a second trainer on the same database is
+//! refused (`LockError::Busy`) while the first one trains.
+
+mod postgres;
+mod sqlite;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use empathy_proto::v1::FeedbackRecord;
+use prost::Message;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Most records committed in one transaction.
+const GROUP: usize = 256;
+
+#[derive(Debug)]
+pub enum SubmitError {
+    /// The intake queue is full: retry later.
+    QueueFull(usize),
+    /// The database refused the write: the record is NOT stored.
+    NotStored(String),
+}
+
+impl std::fmt::Display for SubmitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SubmitError::QueueFull(n) => write!(
+                f,
+                "the feedback queue is full ({n} records waiting to be stored); retry shortly"
+            ),
+            SubmitError::NotStored(e) => write!(f, "feedback not stored: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SubmitError {}
+
+/// Why a training job may not start on this database.
+#[derive(Debug)]
+pub enum LockError {
+    /// Another trainer holds the training lock (FAILED_PRECONDITION upstream).
+    Busy,
+    /// The lock could not be asked for (UNAVAILABLE upstream).
+    Unavailable(String),
+}
+
+impl std::fmt::Display for LockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockError::Busy => write!(
+                f,
+                "another trainer is training on this feedback database (it holds the training \
+                 lock); watch or cancel that job on the trainer that runs it, or start one when \
+                 it has ended"
+            ),
+            LockError::Unavailable(e) => write!(f, "cannot take the training lock: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for LockError {}
+
+/// Held for the whole of a training job; dropping it releases the lock.
+pub struct TrainingLock {
+    /// PostgreSQL: the lock's session thread waits for this to be dropped.
+    _release: Option<std::sync::mpsc::Sender<()>>,
+}
+
+impl TrainingLock {
+    /// No database lock (SQLite: one file, one trainer).
+    fn local() -> TrainingLock {
+        TrainingLock { _release: None }
+    }
+}
+
+type Reply = oneshot::Sender<Result<u64, String>>;
+
+/// A record on its way into the database.
+pub struct NewRecord {
+    pub id: String,
+    pub record: FeedbackRecord,
+}
+
+/// A feedback record with its assigned id, stored or being stored.
+pub struct Stored {
+    pub seq: i64,
+    pub id: String,
+    pub record: FeedbackRecord,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct JobRow {
+    pub id: String,
+    pub state: String,
+    pub reason: String,
+    pub message: String,
+    pub published: String,
+    /// JSON object of metric name to value.
+    pub metrics: String,
+    pub started_unix_ms: i64,
+    pub ended_unix_ms: i64,
+    pub through_seq: i64,
+}
+
+/// What a feedback database does. Every method but `open_writer` may be called from
+/// any thread, async ones included (a backend whose client must not block inside a
+/// runtime runs it on its own thread).
+trait Backend: Send + Sync {
+    /// Connects the writer and creates the schema (called on the writer thread).
+    fn open_writer(&self) -> anyhow::Result<Box<dyn Writer>>;
+    /// Every stored record with seq <= `through`, in seq order.
+    fn read_all(&self, through: i64) -> anyhow::Result<Vec<Stored>>;
+    fn last_seq(&self) -> anyhow::Result<i64>;
+    fn count(&self) -> anyhow::Result<u64>;
+    /// Records not yet trained on (seq above the `trained_through` mark).
+    fn pending_count(&self) -> anyhow::Result<u64>;
+    /// Upserts the job; raises `trained_through` to `trained_through` (never lowers it).
+    fn record_job(&self, job: &JobRow, trained_through: Option<i64>) -> anyhow::Result<()>;
+    /// The most recent jobs, newest first.
+    fn jobs(&self, limit: usize) -> anyhow::Result<Vec<JobRow>>;
+    fn training_lock(&self) -> Result<TrainingLock, LockError>;
+}
+
+/// The writer thread's connection.
+trait Writer: Send {
+    /// Commits the whole group in one transaction, or nothing; returns the pending
+    /// count as of that transaction, only once it has committed.
+    fn commit_group(&mut self, group: &[NewRecord]) -> anyhow::Result<u64>;
+    fn pending_count(&mut self) -> anyhow::Result<u64>;
+}
+
+/// The columns stored beside the protobuf (for people querying the table).
+struct Columns {
+    analysis_id: String,
+    model_version: String,
+    sentiment: String,
+    emotion: String,
+    rating: i32,
+    note: String,
+    text: String,
+    received_unix_ms: i64,
+    /// The whole FeedbackRecord (features included) as protobuf.
+    record: Vec<u8>,
+}
+
+impl Columns {
+    fn of(record: &FeedbackRecord) -> Columns {
+        let fb = record.feedback.clone().unwrap_or_default();
+        Columns {
+            analysis_id: fb.analysis_id,
+            model_version: record.model_version.clone(),
+            sentiment: fb.sentiment,
+            emotion: fb.emotion,
+            rating: fb.rating,
+            note: fb.note,
+            text: record.text.clone(),
+            received_unix_ms: record.received_unix_ms,
+            record: record.encode_to_vec(),
+        }
+    }
+}
+
+fn decode(id: &str, bytes: &[u8]) -> anyhow::Result<FeedbackRecord> {
+    FeedbackRecord::decode(bytes).with_context(|| format!("feedback {id}: corrupt record"))
+}
+
+/// Where the feedback lives, from `--database`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Database {
+    /// A file path (or `sqlite://PATH`).
+    Sqlite(PathBuf),
+    /// A `postgres://` or `postgresql://` URL (kept whole: it may hold a password).
+    Postgres(String),
+}
+
+impl Database {
+    pub fn parse(database: &str) -> anyhow::Result<Database> {
+        let lower = database.to_ascii_lowercase();
+        for scheme in ["postgres://", "postgresql://"] {
+            if lower.starts_with(scheme) {
+                // The client wants the scheme in lower case.
+                let url = format!("{scheme}{}", &database[scheme.len()..]);
+                postgres::check_url(&url)?;
+                return Ok(Database::Postgres(url));
+            }
+        }
+        if let Some(rest) = database.strip_prefix("sqlite://") {
+            return Ok(Database::Sqlite(PathBuf::from(rest)));
+        }
+        if database.contains("://") {
+            bail!(
+                "--database {:?}: give a SQLite file path or a postgres://USER@HOST:PORT/DB URL",
+                postgres::redact(database)
+            );
+        }
+        Ok(Database::Sqlite(PathBuf::from(database)))
+    }
+}
+
+/// The path, or the URL with its password replaced by `***`: safe to log.
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "{}", path.display()),
+            Database::Postgres(url) => write!(f, "{}", postgres::redact(url)),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct FeedbackStore {
+    backend: Arc<dyn Backend>,
+    /// What the store is, for logs (no password).
+    describe: Arc<str>,
+    queue: mpsc::Sender<(NewRecord, Reply)>,
+    capacity: usize,
+    /// Records stored but not yet trained on, after each commit.
+    pending: watch::Receiver<u64>,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl FeedbackStore {
+    /// Opens (creating if needed) a SQLite database file and starts the writer thread.
+    #[cfg(test)]
+    pub fn open(path: &std::path::Path, capacity: usize) -> anyhow::Result<FeedbackStore> {
+        FeedbackStore::open_database(&Database::Sqlite(path.to_path_buf()), capacity)
+    }
+
+    /// Opens (creating the schema if needed) the database and starts the writer
+    /// thread. A database that cannot be reached is an error here, at startup.
+    pub fn open_database(database: &Database, capacity: usize) -> anyhow::Result<FeedbackStore> {
+        let (backend, describe): (Arc<dyn Backend>, String) = match database {
+            Database::Sqlite(path) => (
+                Arc::new(sqlite::Sqlite::new(path)?),
+                format!("SQLite {} (WAL, synchronous=FULL)", path.display()),
+            ),
+            Database::Postgres(url) => (
+                Arc::new(postgres::Postgres::connect(url)?),
+                format!(
+                    "PostgreSQL {} (synchronous_commit on)",
+                    postgres::redact(url)
+                ),
+            ),
+        };
+        let capacity = capacity.max(1);
+        let (tx, rx) = mpsc::channel(capacity);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let opening = Arc::clone(&backend);
+        std::thread::Builder::new()
+            .name("feedback-writer".into())
+            .spawn(move || {
+                let opened = opening.open_writer().and_then(|mut w| {
+                    let pending = w.pending_count()?;
+                    Ok((w, pending))
+                });
+                drop(opening);
+                match opened {
+                    Ok((w, pending)) => {
+                        let (pending_tx, pending_rx) = watch::channel(pending);
+                        let _ = ready_tx.send(Ok(pending_rx));
+                        writer(w, rx, pending_tx);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })?;
+        let pending = ready_rx
+            .recv()
+            .context("the feedback writer stopped while opening the database")??;
+        Ok(FeedbackStore {
+            backend,
+            describe: describe.into(),
+            queue: tx,
+            capacity,
+            pending,
+        })
+    }
+
+    /// The database, for logs (a URL's password is redacted).
+    pub fn describe(&self) -> &str {
+        &self.describe
+    }
+
+    /// Stores `record` under `id`; returns once it is committed (durable), with the
+    /// number of records not yet trained on.
+    pub async fn submit(&self, id: String, record: FeedbackRecord) -> Result<u64, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .try_send((NewRecord { id, record }, reply))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => SubmitError::QueueFull(self.capacity),
+                mpsc::error::TrySendError::Closed(_) => {
+                    SubmitError::NotStored("the store's writer has stopped".into())
+                }
+            })?;
+        match answer.await {
+            Ok(Ok(pending)) => Ok(pending),
+            Ok(Err(e)) => Err(SubmitError::NotStored(e)),
+            Err(_) => Err(SubmitError::NotStored(
+                "the store's writer stopped before committing".into(),
+            )),
+        }
+    }
+
+    /// Watches the count of records not yet trained on.
+    pub fn pending(&self) -> watch::Receiver<u64> {
+        self.pending.clone()
+    }
+
+    /// Every stored record with seq <= `through`, in seq order (on a reader
+    /// connection, beside the writer).
+    pub fn read_all(&self, through: i64) -> anyhow::Result<Vec<Stored>> {
+        self.backend.read_all(through)
+    }
+
+    pub fn last_seq(&self) -> anyhow::Result<i64> {
+        self.backend.last_seq()
+    }
+
+    pub fn count(&self) -> anyhow::Result<u64> {
+        self.backend.count()
+    }
+
+    /// Records a finished job; `trained_through` (Some) marks feedback up to that seq
+    /// as trained on, so it no longer counts as pending.
+    pub fn record_job(&self, job: &JobRow, trained_through: Option<i64>) -> anyhow::Result<()> {
+        self.backend.record_job(job, trained_through)
+    }
+
+    /// The most recent recorded jobs, newest first.
+    pub fn jobs(&self, limit: usize) -> anyhow::Result<Vec<JobRow>> {
+        self.backend.jobs(limit)
+    }
+
+    /// Recomputes the pending count (after a job marked feedback as trained).
+    pub fn refresh_pending(&self) -> anyhow::Result<u64> {
+        self.backend.pending_count()
+    }
+
+    /// The right to run a training job on this database, held until dropped.
+    /// PostgreSQL: `Busy` while another trainer on the same database runs a job.
+    pub fn training_lock(&self) -> Result<TrainingLock, LockError> {
+        self.backend.training_lock()
+    }
+}
+
+/// The writer: group commits until every sender is gone.
+fn writer(
+    mut w: Box<dyn Writer>,
+    mut rx: mpsc::Receiver<(NewRecord, Reply)>,
+    pending: watch::Sender<u64>,
+) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut group = vec![first];
+        while group.len() < GROUP {
+            match rx.try_recv() {
+                Ok(item) => group.push(item),
+                Err(_) => break,
+            }
+        }
+        let (records, replies): (Vec<NewRecord>, Vec<Reply>) = group.into_iter().unzip();
+        match w.commit_group(&records) {
+            Ok(count) => {
+                pending.send_replace(count);
+                for reply in replies {
+                    let _ = reply.send(Ok(count));
+                }
+            }
+            Err(e) => {
+                let message = format!("{e:#}");
+                tracing::error!(records = records.len(), "feedback not stored: {message}");
+                for reply in replies {
+                    let _ = reply.send(Err(message.clone()));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use empathy_proto::v1::FeedbackRequest;
+
+    use super::*;
+
+    fn record(i: usize) -> FeedbackRecord {
+        FeedbackRecord {
+            feedback: Some(FeedbackRequest {
+                analysis_id: format!("a{i}"),
+                sentiment: "positive".into(),
+                ..FeedbackRequest::default()
+            }),
+            text: format!("text {i}"),
+            ..FeedbackRecord::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stores_reopens_and_counts_pending() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("empathy-store-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("feedback.sqlite");
+        {
+            let store = FeedbackStore::open(&path, 64)?;
+            let mut tasks = Vec::new();
+            for i in 0..40 {
+                let store = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    store.submit(format!("id{i}"), record(i)).await
+                }));
+            }
+            for t in tasks {
+                t.await??;
+            }
+            assert_eq!(store.count()?, 40);
+        }
+        let store = FeedbackStore::open(&path, 64)?;
+        let all = store.read_all(i64::MAX)?;
+        assert_eq!(all.len(), 40);
+        assert_eq!(*store.pending().borrow(), 40);
+        let through = all[29].seq;
+        store.record_job(
+            &JobRow {
+                id: "j".into(),
+                state: "PUBLISHED".into(),
+                ..JobRow::default()
+            },
+            Some(through),
+        )?;
+        assert_eq!(store.refresh_pending()?, 10);
+        // trained_through only grows.
+        store.record_job(
+            &JobRow {
+                id: "k".into(),
+                state: "REJECTED".into(),
+                ..JobRow::default()
+            },
+            Some(1),
+        )?;
+        assert_eq!(store.refresh_pending()?, 10);
+        assert_eq!(store.jobs(5)?.len(), 2);
+        // SQLite: no database lock, so two at once are both granted (the trainer's own
+        // one-job rule is what refuses the second).
+        let (a, b) = (store.training_lock(), store.training_lock());
+        assert!(a.is_ok() && b.is_ok());
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_not_grown() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("empathy-store-{}", uuid::Uuid::new_v4()));
+        let store = FeedbackStore::open(&dir.join("f.sqlite"), 1)?;
+        // Many at once on a queue of one: some are refused, every accepted one is stored.
+        let results =
+            futures::future::join_all((0..200).map(|i| store.submit(format!("id{i}"), record(i))))
+                .await;
+        let stored = results.iter().filter(|r| r.is_ok()).count();
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Err(SubmitError::QueueFull(_))))
+            .count();
+        assert_eq!(stored + refused, 200);
+        assert!(refused > 0, "nothing refused");
+        assert_eq!(store.count()? as usize, stored);
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn databases_from_the_flag() {
+        assert_eq!(
+            Database::parse("f.db").ok(),
+            Some(Database::Sqlite(PathBuf::from("f.db")))
+        );
+        assert_eq!(
+            Database::parse("sqlite:///tmp/f.db").ok(),
+            Some(Database::Sqlite(PathBuf::from("/tmp/f.db")))
+        );
+        assert_eq!(
+            Database::parse("postgres://u@h:5433/db").ok(),
+            Some(Database::Postgres("postgres://u@h:5433/db".into()))
+        );
+        assert_eq!(
+            Database::parse("PostgreSQL://u:pw@h/db").ok(),
+            Some(Database::Postgres("postgresql://u:pw@h/db".into()))
+        );
+        let shown = Database::parse("postgres://u:s3cret@h/db")
+            .map(|d| d.to_string())
+            .ok();
+        assert_eq!(shown.as_deref(), Some("postgres://u:***@h/db"));
+        // Refused, and the refusal does not print the password.
+        for bad in [
+            "mysql://u:s3cret@h/db",
+            "postgres://u:s3cret@h:notaport/db",
+            "postgres://h/db",
+        ] {
+            let err = Database::parse(bad).err().map(|e| format!("{e:#}"));
+            assert!(
+                err.as_ref().is_some_and(|e| !e.contains("s3cret")),
+                "{bad}: {err:?}"
+            );
+        }
+    }
+}

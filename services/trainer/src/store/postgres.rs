@@ -1,0 +1,656 @@
+//! The PostgreSQL backend (`--database postgres://USER[:PASSWORD]@HOST[:PORT]/DB`), for
+//! teams that run several trainers on one database.
+//!
+//! Durability: a group is acknowledged only after its `COMMIT` returned, with
+//! `synchronous_commit=on` (PostgreSQL's default): the commit waits until the WAL
+//! record is flushed to disk (and to synchronous standbys, if configured). If the
+//! server or database is configured `synchronous_commit=off`, the writer sets `on` for
+//! its own session, so the contract holds whatever the server's default; a server
+//! running `fsync=off` is logged as a warning (nothing a client can fix).
+//!
+//! Several trainers on one database:
+//! - each group commit first takes a transaction advisory lock (`WRITE_LOCK`), so the
+//!   identity column hands out seqs in commit order across trainers: once a seq is
+//!   visible, every lower seq is too (what `trained_through` relies on);
+//! - a training job holds a session advisory lock (`TRAINING_LOCK`, on a connection of
+//!   its own, for the whole job): a second trainer's `StartTraining` is refused while
+//!   it is held, and PostgreSQL drops it if the trainer dies.
+//!
+//! The `postgres` client blocks on a runtime of its own and panics if used on a tokio
+//! runtime thread (dropping it too). So each connection lives on a thread of its own:
+//! the writer thread, a session thread for reads and job records (`Session`), and one
+//! thread per held training lock. Callers on async threads only wait on a channel.
+//!
+//! Text columns cannot hold NUL in PostgreSQL: a NUL in a client's text is stored as
+//! U+FFFD in the side columns (the protobuf in `record` keeps it exactly), so one odd
+//! record never fails the group it is committed with.
+
+use std::str::FromStr;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use ::postgres::{Client, Config, NoTls};
+use anyhow::{Context, anyhow, bail};
+
+use super::{Backend, Columns, JobRow, LockError, NewRecord, Stored, TrainingLock, Writer, decode};
+
+/// Session advisory lock held by the trainer that runs a job (`b"empathy\x01"`).
+pub const TRAINING_LOCK: i64 = 0x656d_7061_7468_7901;
+/// Transaction advisory lock around each group commit (`b"empathy\x02"`).
+const WRITE_LOCK: i64 = 0x656d_7061_7468_7902;
+/// Transaction advisory lock around creating the schema (`b"empathy\x03"`).
+const SCHEMA_LOCK: i64 = 0x656d_7061_7468_7903;
+
+/// How long `StartTraining` waits for the lock's connection before answering.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+/// Unless the URL says otherwise (`?connect_timeout=`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS feedback (
+    seq              BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id               TEXT NOT NULL UNIQUE,
+    received_unix_ms BIGINT NOT NULL,
+    analysis_id      TEXT NOT NULL,
+    model_version    TEXT NOT NULL,
+    sentiment        TEXT NOT NULL,
+    emotion          TEXT NOT NULL,
+    rating           INTEGER NOT NULL,
+    note             TEXT NOT NULL,
+    text             TEXT NOT NULL,
+    -- The whole FeedbackRecord (features included) as protobuf.
+    record           BYTEA NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id               TEXT PRIMARY KEY,
+    state            TEXT NOT NULL,
+    reason           TEXT NOT NULL,
+    message          TEXT NOT NULL,
+    published        TEXT NOT NULL,
+    metrics          TEXT NOT NULL,
+    started_unix_ms  BIGINT NOT NULL,
+    ended_unix_ms    BIGINT NOT NULL,
+    through_seq      BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value BIGINT NOT NULL
+);
+";
+
+const PENDING: &str = "SELECT COUNT(*) FROM feedback WHERE seq > \
+     COALESCE((SELECT value FROM meta WHERE key = 'trained_through'), 0)";
+
+/// `url` with the password (in the user info or a `password=` parameter) replaced by
+/// `***`. Mirrors how the client splits a URL: the user info ends at the first `@`.
+pub fn redact(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let rest = match rest.find('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!("{}:***{}", &rest[..colon], &rest[at..]),
+            None => rest.to_string(),
+        },
+        None => rest.to_string(),
+    };
+    // `?password=...&...`
+    let rest = match rest.split_once('?') {
+        Some((head, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{head}?{}", params.join("&"))
+        }
+        None => rest,
+    };
+    format!("{scheme}{rest}")
+}
+
+/// `message` with every occurrence of the password replaced by `***` (a server or a
+/// library could quote it back).
+fn scrub(message: String, config: &Config) -> String {
+    match config.get_password().map(String::from_utf8_lossy) {
+        Some(password) if !password.is_empty() => message.replace(password.as_ref(), "***"),
+        _ => message,
+    }
+}
+
+/// Parses the URL as the client will, so a bad one fails at startup.
+fn parse(url: &str) -> anyhow::Result<Config> {
+    let shown = redact(url);
+    let mut config = Config::from_str(url)
+        .map_err(|e| anyhow!("--database {shown}: {:#}", anyhow::Error::new(e)))?;
+    if config.get_user().is_none_or(str::is_empty) {
+        bail!("--database {shown}: give a user, postgres://USER@HOST:PORT/DB");
+    }
+    if config.get_hosts().is_empty() {
+        bail!(
+            "--database {shown}: give a host, postgres://USER@HOST:PORT/DB (a Unix socket \
+             directory as ?host=/run/postgresql)"
+        );
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("empathy-trainer");
+    }
+    Ok(config)
+}
+
+pub fn check_url(url: &str) -> anyhow::Result<()> {
+    parse(url).map(|_| ())
+}
+
+/// What to connect to, and how to say so without the password.
+#[derive(Clone)]
+struct Target {
+    config: Config,
+    shown: String,
+}
+
+impl Target {
+    fn connect(&self) -> anyhow::Result<Client> {
+        self.config.connect(NoTls).map_err(|e| self.error(e))
+    }
+
+    fn error(&self, e: ::postgres::Error) -> anyhow::Error {
+        anyhow!(
+            "cannot connect to the feedback database {}: {}",
+            self.shown,
+            scrub(format!("{:#}", anyhow::Error::new(e)), &self.config)
+        )
+    }
+
+    /// A query error, password scrubbed.
+    fn query_error(&self, e: ::postgres::Error) -> anyhow::Error {
+        anyhow!(
+            "{}",
+            scrub(format!("{:#}", anyhow::Error::new(e)), &self.config)
+        )
+    }
+}
+
+/// A connection that reconnects when the server closed it (a restart, say).
+struct Conn {
+    target: Target,
+    client: Option<Client>,
+    /// Run on every new connection (the writer's session settings).
+    setup: fn(&mut Client, &Target) -> anyhow::Result<()>,
+}
+
+impl Conn {
+    fn new(target: Target, setup: fn(&mut Client, &Target) -> anyhow::Result<()>) -> Conn {
+        Conn {
+            target,
+            client: None,
+            setup,
+        }
+    }
+
+    fn client(&mut self) -> anyhow::Result<&mut Client> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            self.client = None;
+            let mut client = self.target.connect()?;
+            (self.setup)(&mut client, &self.target)?;
+            self.client = Some(client);
+        }
+        self.client
+            .as_mut()
+            .context("no connection to the feedback database")
+    }
+
+    /// Runs `f` on the connection; query errors are scrubbed of the password.
+    fn run<R>(
+        &mut self,
+        f: impl FnOnce(&mut Client) -> Result<R, ::postgres::Error>,
+    ) -> anyhow::Result<R> {
+        let target = self.target.clone();
+        f(self.client()?).map_err(|e| target.query_error(e))
+    }
+}
+
+fn no_setup(_: &mut Client, _: &Target) -> anyhow::Result<()> {
+    Ok(())
+}
+
+/// The writer's session: durable commits whatever the server's default.
+fn writer_setup(client: &mut Client, target: &Target) -> anyhow::Result<()> {
+    let setting = |client: &mut Client, name: &str| -> anyhow::Result<String> {
+        let row = client
+            .query_one(&format!("SHOW {name}"), &[])
+            .map_err(|e| target.query_error(e))?;
+        Ok(row.try_get::<_, String>(0)?)
+    };
+    if setting(client, "synchronous_commit")? == "off" {
+        tracing::warn!(
+            database = %target.shown,
+            "the database runs synchronous_commit=off; the feedback writer sets it on for \
+             its session (a record is acknowledged only once its commit is on disk)"
+        );
+        client
+            .batch_execute("SET synchronous_commit = on")
+            .map_err(|e| target.query_error(e))?;
+    }
+    if setting(client, "fsync")? == "off" {
+        tracing::warn!(
+            database = %target.shown,
+            "the PostgreSQL server runs fsync=off: acknowledged feedback survives a trainer \
+             crash but not a server crash or power cut"
+        );
+    }
+    Ok(())
+}
+
+type Task = Box<dyn FnOnce(&mut Conn) + Send>;
+
+/// A connection on a thread of its own; calls wait on a channel (safe from async
+/// code). The connection is dropped on that thread when the session is.
+struct Session {
+    tasks: mpsc::Sender<Task>,
+}
+
+impl Session {
+    /// Connects (an error here is a startup error) and starts the thread.
+    fn start(target: Target) -> anyhow::Result<Session> {
+        let (tasks, rx) = mpsc::channel::<Task>();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("feedback-reader".into())
+            .spawn(move || {
+                let mut conn = Conn::new(target, no_setup);
+                let ready = conn.client().map(|_| ());
+                let ok = ready.is_ok();
+                let _ = ready_tx.send(ready);
+                if ok {
+                    while let Ok(task) = rx.recv() {
+                        task(&mut conn);
+                    }
+                }
+            })?;
+        ready_rx
+            .recv()
+            .context("the feedback database session stopped while connecting")??;
+        Ok(Session { tasks })
+    }
+
+    fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<R, ::postgres::Error> + Send + 'static,
+    ) -> anyhow::Result<R> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.tasks
+            .send(Box::new(move |conn: &mut Conn| {
+                let _ = tx.send(conn.run(f));
+            }))
+            .map_err(|_| anyhow!("the feedback database session has stopped"))?;
+        rx.recv()
+            .map_err(|_| anyhow!("the feedback database session stopped"))?
+    }
+}
+
+pub(super) struct Postgres {
+    target: Target,
+    session: Session,
+}
+
+impl Postgres {
+    /// Connects a reader session: an unreachable database fails here, at startup.
+    pub(super) fn connect(url: &str) -> anyhow::Result<Postgres> {
+        let target = Target {
+            config: parse(url)?,
+            shown: redact(url),
+        };
+        let session = Session::start(target.clone())?;
+        Ok(Postgres { target, session })
+    }
+}
+
+fn get<'a, T: ::postgres::types::FromSql<'a>>(
+    row: &'a ::postgres::Row,
+    i: usize,
+) -> Result<T, ::postgres::Error> {
+    row.try_get(i)
+}
+
+impl Backend for Postgres {
+    fn open_writer(&self) -> anyhow::Result<Box<dyn Writer>> {
+        let mut conn = Conn::new(self.target.clone(), writer_setup);
+        conn.run(|c| {
+            let mut tx = c.transaction()?;
+            // Two trainers starting at once would race on CREATE TABLE IF NOT EXISTS.
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
+            tx.batch_execute(SCHEMA)?;
+            tx.commit()
+        })?;
+        Ok(Box::new(PgWriter { conn }))
+    }
+
+    fn read_all(&self, through: i64) -> anyhow::Result<Vec<Stored>> {
+        let rows = self.session.call(move |c| {
+            let rows = c.query(
+                "SELECT seq, id, record FROM feedback WHERE seq <= $1 ORDER BY seq",
+                &[&through],
+            )?;
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        get::<i64>(r, 0)?,
+                        get::<String>(r, 1)?,
+                        get::<Vec<u8>>(r, 2)?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, ::postgres::Error>>()
+        })?;
+        rows.into_iter()
+            .map(|(seq, id, bytes)| {
+                let record = decode(&id, &bytes)?;
+                Ok(Stored { seq, id, record })
+            })
+            .collect()
+    }
+
+    fn last_seq(&self) -> anyhow::Result<i64> {
+        self.session.call(|c| {
+            get(
+                &c.query_one("SELECT COALESCE(MAX(seq), 0)::BIGINT FROM feedback", &[])?,
+                0,
+            )
+        })
+    }
+
+    fn count(&self) -> anyhow::Result<u64> {
+        let n: i64 = self
+            .session
+            .call(|c| get(&c.query_one("SELECT COUNT(*) FROM feedback", &[])?, 0))?;
+        Ok(n as u64)
+    }
+
+    fn pending_count(&self) -> anyhow::Result<u64> {
+        let n: i64 = self.session.call(|c| get(&c.query_one(PENDING, &[])?, 0))?;
+        Ok(n as u64)
+    }
+
+    fn record_job(&self, job: &JobRow, trained_through: Option<i64>) -> anyhow::Result<()> {
+        let job = job.clone();
+        self.session.call(move |c| {
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO jobs (id, state, reason, message, published, metrics, \
+                 started_unix_ms, ended_unix_ms, through_seq) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) \
+                 ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, \
+                 reason = EXCLUDED.reason, message = EXCLUDED.message, \
+                 published = EXCLUDED.published, metrics = EXCLUDED.metrics, \
+                 started_unix_ms = EXCLUDED.started_unix_ms, \
+                 ended_unix_ms = EXCLUDED.ended_unix_ms, through_seq = EXCLUDED.through_seq",
+                &[
+                    &no_nul(job.id),
+                    &no_nul(job.state),
+                    &no_nul(job.reason),
+                    &no_nul(job.message),
+                    &no_nul(job.published),
+                    &no_nul(job.metrics),
+                    &job.started_unix_ms,
+                    &job.ended_unix_ms,
+                    &job.through_seq,
+                ],
+            )?;
+            if let Some(seq) = trained_through {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('trained_through', $1) \
+                     ON CONFLICT (key) DO UPDATE SET value = GREATEST(meta.value, EXCLUDED.value)",
+                    &[&seq],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    fn jobs(&self, limit: usize) -> anyhow::Result<Vec<JobRow>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.session.call(move |c| {
+            c.query(
+                "SELECT id, state, reason, message, published, metrics, started_unix_ms, \
+                 ended_unix_ms, through_seq FROM jobs ORDER BY started_unix_ms DESC LIMIT $1",
+                &[&limit],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(JobRow {
+                    id: get(r, 0)?,
+                    state: get(r, 1)?,
+                    reason: get(r, 2)?,
+                    message: get(r, 3)?,
+                    published: get(r, 4)?,
+                    metrics: get(r, 5)?,
+                    started_unix_ms: get(r, 6)?,
+                    ended_unix_ms: get(r, 7)?,
+                    through_seq: get(r, 8)?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn training_lock(&self) -> Result<TrainingLock, LockError> {
+        // Cheap look first (no new connection while another trainer trains: the
+        // --train-after trigger asks after every commit).
+        let held = self
+            .session
+            .call(|c| {
+                get::<bool>(
+                    &c.query_one(
+                        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+                         AND granted AND database = (SELECT oid FROM pg_database \
+                         WHERE datname = current_database()) \
+                         AND classid = $1 AND objid = $2 AND objsubid = 1)",
+                        &[&((TRAINING_LOCK >> 32) as u32), &(TRAINING_LOCK as u32)],
+                    )?,
+                    0,
+                )
+            })
+            .map_err(|e| LockError::Unavailable(format!("{e:#}")))?;
+        if held {
+            return Err(LockError::Busy);
+        }
+        let (answer_tx, answer_rx) = mpsc::sync_channel::<anyhow::Result<bool>>(1);
+        let (release, released) = mpsc::channel::<()>();
+        let target = self.target.clone();
+        std::thread::Builder::new()
+            .name("training-lock".into())
+            .spawn(move || {
+                let mut conn = Conn::new(target, no_setup);
+                let got = conn.run(|c| {
+                    get::<bool>(
+                        &c.query_one("SELECT pg_try_advisory_lock($1)", &[&TRAINING_LOCK])?,
+                        0,
+                    )
+                });
+                let granted = matches!(got, Ok(true));
+                if answer_tx.send(got).is_err() || !granted {
+                    return; // closing the connection releases a lock nobody waits for
+                }
+                // Held until the job ends (its TrainingLock is dropped) or we die.
+                let _ = released.recv();
+                let _ = conn.run(|c| c.execute("SELECT pg_advisory_unlock($1)", &[&TRAINING_LOCK]));
+            })
+            .map_err(|e| LockError::Unavailable(format!("cannot start a thread: {e}")))?;
+        match answer_rx.recv_timeout(LOCK_WAIT) {
+            Ok(Ok(true)) => Ok(TrainingLock {
+                _release: Some(release),
+            }),
+            Ok(Ok(false)) => Err(LockError::Busy),
+            Ok(Err(e)) => Err(LockError::Unavailable(format!("{e:#}"))),
+            Err(_) => Err(LockError::Unavailable(format!(
+                "{} did not answer within {LOCK_WAIT:?}",
+                self.target.shown
+            ))),
+        }
+    }
+}
+
+/// PostgreSQL text cannot hold NUL.
+fn no_nul(s: String) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s
+    }
+}
+
+struct PgWriter {
+    conn: Conn,
+}
+
+impl Writer for PgWriter {
+    fn commit_group(&mut self, group: &[NewRecord]) -> anyhow::Result<u64> {
+        let n = group.len();
+        let mut ids = Vec::with_capacity(n);
+        let mut received = Vec::with_capacity(n);
+        let mut analysis = Vec::with_capacity(n);
+        let mut models = Vec::with_capacity(n);
+        let mut sentiments = Vec::with_capacity(n);
+        let mut emotions = Vec::with_capacity(n);
+        let mut ratings = Vec::with_capacity(n);
+        let mut notes = Vec::with_capacity(n);
+        let mut texts = Vec::with_capacity(n);
+        let mut records = Vec::with_capacity(n);
+        for r in group {
+            let c = Columns::of(&r.record);
+            ids.push(no_nul(r.id.clone()));
+            received.push(c.received_unix_ms);
+            analysis.push(no_nul(c.analysis_id));
+            models.push(no_nul(c.model_version));
+            sentiments.push(no_nul(c.sentiment));
+            emotions.push(no_nul(c.emotion));
+            ratings.push(c.rating);
+            notes.push(no_nul(c.note));
+            texts.push(no_nul(c.text));
+            records.push(c.record);
+        }
+        self.conn.run(move |c| {
+            let mut tx = c.transaction()?;
+            // Seqs in commit order across trainers (see the module comment).
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+            tx.execute(
+                "INSERT INTO feedback (id, received_unix_ms, analysis_id, model_version, \
+                 sentiment, emotion, rating, note, text, record) \
+                 SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], \
+                 $5::text[], $6::text[], $7::int[], $8::text[], $9::text[], $10::bytea[])",
+                &[
+                    &ids,
+                    &received,
+                    &analysis,
+                    &models,
+                    &sentiments,
+                    &emotions,
+                    &ratings,
+                    &notes,
+                    &texts,
+                    &records,
+                ],
+            )?;
+            let pending: i64 = get(&tx.query_one(PENDING, &[])?, 0)?;
+            tx.commit()?;
+            Ok(pending as u64)
+        })
+    }
+
+    fn pending_count(&mut self) -> anyhow::Result<u64> {
+        let n: i64 = self.conn.run(|c| get(&c.query_one(PENDING, &[])?, 0))?;
+        Ok(n as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://u:s3cret@db.example:5432/feedback"),
+            "postgres://u:***@db.example:5432/feedback"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+        assert_eq!(
+            redact("postgresql://u@h/db?sslmode=disable&password=s3cret&x=1"),
+            "postgresql://u@h/db?sslmode=disable&password=***&x=1"
+        );
+        // A password with '/' and ':' in it (not URL-escaped) is hidden whole.
+        assert_eq!(redact("postgres://u:a/b:c@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u:@h/db"), "postgres://u:***@h/db");
+    }
+
+    #[test]
+    fn urls_are_checked_before_connecting() {
+        let config = parse("postgres://u:s3cret@localhost:5433/feedback").ok();
+        assert_eq!(
+            config.as_ref().and_then(|c| c.get_password()),
+            Some(&b"s3cret"[..])
+        );
+        assert_eq!(config.as_ref().map(|c| c.get_ports()), Some(&[5433u16][..]));
+        assert_eq!(
+            config.as_ref().and_then(|c| c.get_connect_timeout()),
+            Some(&CONNECT_TIMEOUT)
+        );
+        // A Unix socket directory as a parameter.
+        let config = parse("postgres://u@localhost/db?host=/run/postgresql").ok();
+        assert!(config.is_some_and(|c| {
+            c.get_hosts()
+                .iter()
+                .any(|h| matches!(h, ::postgres::config::Host::Unix(_)))
+        }));
+        for bad in [
+            "postgres://u:s3cret@h:port/db",
+            "postgres://:s3cret@h/db",
+            "postgres://u:s3cret@/db",
+            "postgres://u:s3cret@h/db?nonsense=1",
+        ] {
+            let err = parse(bad).err().map(|e| format!("{e:#}"));
+            assert!(
+                err.as_ref()
+                    .is_some_and(|e| e.contains("***") && !e.contains("s3cret")),
+                "{bad}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn error_messages_never_quote_the_password() {
+        let Ok(config) = parse("postgres://u:s3cret@h/db") else {
+            panic!("parse");
+        };
+        assert_eq!(
+            scrub("auth failed for s3cret!".into(), &config),
+            "auth failed for ***!"
+        );
+        assert_eq!(no_nul("a\0b".into()), "a\u{FFFD}b");
+    }
+
+    #[test]
+    fn an_unreachable_database_is_a_clear_startup_error() {
+        // A port nothing listens on (bound, then released).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(1);
+        let url = format!("postgres://u:s3cret@127.0.0.1:{port}/db?connect_timeout=5");
+        let err = Postgres::connect(&url).err().map(|e| format!("{e:#}"));
+        let expected =
+            format!("cannot connect to the feedback database postgres://u:***@127.0.0.1:{port}/db");
+        assert!(
+            err.as_ref()
+                .is_some_and(|e| e.starts_with(&expected) && !e.contains("s3cret")),
+            "{err:?}"
+        );
+    }
+}

@@ -1,0 +1,228 @@
+//! The SQLite backend: one file in WAL mode, the default.
+//!
+//! Durability: the connections run `journal_mode=WAL` with `synchronous=FULL`, so
+//! every commit fsyncs the WAL before it returns: an acknowledged record survives the
+//! process being killed (SIGKILL) *and* the machine losing power. (`NORMAL` with WAL
+//! would survive SIGKILL too, since the commit is in the OS page cache, but not a
+//! power cut; FULL's cost is paid once per group commit, not per record.)
+//!
+//! Readers open their own connection per call: WAL lets them run beside the writer.
+//! No training lock: one file belongs to one trainer (the trainer's one-job rule is
+//! enough); teams that run several trainers use PostgreSQL.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use rusqlite::{Connection, params};
+
+use super::{Backend, Columns, JobRow, LockError, NewRecord, Stored, TrainingLock, Writer, decode};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS feedback (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               TEXT NOT NULL UNIQUE,
+    received_unix_ms INTEGER NOT NULL,
+    analysis_id      TEXT NOT NULL,
+    model_version    TEXT NOT NULL,
+    sentiment        TEXT NOT NULL,
+    emotion          TEXT NOT NULL,
+    rating           INTEGER NOT NULL,
+    note             TEXT NOT NULL,
+    text             TEXT NOT NULL,
+    -- The whole FeedbackRecord (features included) as protobuf.
+    record           BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id               TEXT PRIMARY KEY,
+    state            TEXT NOT NULL,
+    reason           TEXT NOT NULL,
+    message          TEXT NOT NULL,
+    published        TEXT NOT NULL,
+    metrics          TEXT NOT NULL,
+    started_unix_ms  INTEGER NOT NULL,
+    ended_unix_ms    INTEGER NOT NULL,
+    through_seq      INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+";
+
+const PENDING: &str = "SELECT COUNT(*) FROM feedback WHERE seq > \
+     COALESCE((SELECT value FROM meta WHERE key = 'trained_through'), 0)";
+
+pub(super) struct Sqlite {
+    path: PathBuf,
+}
+
+impl Sqlite {
+    pub(super) fn new(path: &Path) -> anyhow::Result<Sqlite> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        Ok(Sqlite {
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn open(&self) -> anyhow::Result<Connection> {
+        let path = &self.path;
+        let conn = Connection::open(path)
+            .with_context(|| format!("cannot open the feedback database {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        anyhow::ensure!(
+            mode.eq_ignore_ascii_case("wal"),
+            "{} cannot use WAL mode (got {mode})",
+            path.display()
+        );
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+        Ok(conn)
+    }
+}
+
+fn pending_count(conn: &Connection) -> anyhow::Result<u64> {
+    Ok(conn.query_row(PENDING, [], |r| r.get::<_, i64>(0))? as u64)
+}
+
+impl Backend for Sqlite {
+    fn open_writer(&self) -> anyhow::Result<Box<dyn Writer>> {
+        let conn = self.open()?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Box::new(SqliteWriter { conn }))
+    }
+
+    fn read_all(&self, through: i64) -> anyhow::Result<Vec<Stored>> {
+        let conn = self.open()?;
+        let mut stmt =
+            conn.prepare("SELECT seq, id, record FROM feedback WHERE seq <= ?1 ORDER BY seq")?;
+        let rows = stmt.query_map([through], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, id, bytes) = row?;
+            let record = decode(&id, &bytes)?;
+            out.push(Stored { seq, id, record });
+        }
+        Ok(out)
+    }
+
+    fn last_seq(&self) -> anyhow::Result<i64> {
+        let conn = self.open()?;
+        Ok(
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM feedback", [], |r| {
+                r.get(0)
+            })?,
+        )
+    }
+
+    fn count(&self) -> anyhow::Result<u64> {
+        let conn = self.open()?;
+        Ok(conn.query_row("SELECT COUNT(*) FROM feedback", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    fn pending_count(&self) -> anyhow::Result<u64> {
+        pending_count(&self.open()?)
+    }
+
+    fn record_job(&self, job: &JobRow, trained_through: Option<i64>) -> anyhow::Result<()> {
+        let mut conn = self.open()?;
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT OR REPLACE INTO jobs (id, state, reason, message, published, metrics, \
+             started_unix_ms, ended_unix_ms, through_seq) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+            params![
+                job.id,
+                job.state,
+                job.reason,
+                job.message,
+                job.published,
+                job.metrics,
+                job.started_unix_ms,
+                job.ended_unix_ms,
+                job.through_seq
+            ],
+        )?;
+        if let Some(seq) = trained_through {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('trained_through', ?1) \
+                 ON CONFLICT(key) DO UPDATE SET value = MAX(value, excluded.value)",
+                [seq],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn jobs(&self, limit: usize) -> anyhow::Result<Vec<JobRow>> {
+        let conn = self.open()?;
+        let mut stmt = conn.prepare(
+            "SELECT id, state, reason, message, published, metrics, started_unix_ms, \
+             ended_unix_ms, through_seq FROM jobs ORDER BY started_unix_ms DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok(JobRow {
+                id: r.get(0)?,
+                state: r.get(1)?,
+                reason: r.get(2)?,
+                message: r.get(3)?,
+                published: r.get(4)?,
+                metrics: r.get(5)?,
+                started_unix_ms: r.get(6)?,
+                ended_unix_ms: r.get(7)?,
+                through_seq: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn training_lock(&self) -> Result<TrainingLock, LockError> {
+        Ok(TrainingLock::local())
+    }
+}
+
+struct SqliteWriter {
+    conn: Connection,
+}
+
+impl Writer for SqliteWriter {
+    fn commit_group(&mut self, group: &[NewRecord]) -> anyhow::Result<u64> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO feedback (id, received_unix_ms, analysis_id, model_version, \
+                 sentiment, emotion, rating, note, text, record) \
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+            )?;
+            for r in group {
+                let c = Columns::of(&r.record);
+                insert.execute(params![
+                    r.id,
+                    c.received_unix_ms,
+                    c.analysis_id,
+                    c.model_version,
+                    c.sentiment,
+                    c.emotion,
+                    c.rating,
+                    c.note,
+                    c.text,
+                    c.record,
+                ])?;
+            }
+        }
+        let pending = pending_count(&tx)?;
+        tx.commit()?;
+        Ok(pending)
+    }
+
+    fn pending_count(&mut self) -> anyhow::Result<u64> {
+        pending_count(&self.conn)
+    }
+}
