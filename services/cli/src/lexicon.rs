@@ -39,6 +39,17 @@ pub struct ExpandArgs {
     /// Seeds the held-out split of the seed words.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Neutral ("no emotion") seeds: candidates in at least this many training
+    /// tweets that are neutral at least as often as the corpus; 0: no neutral class.
+    #[arg(long, default_value_t = ExpansionConfig::default().neutral_min_tweets)]
+    pub neutral_min_tweets: usize,
+    /// Class-mass normalisation of the propagated emotion distributions.
+    #[arg(long)]
+    pub class_mass_normalisation: bool,
+    /// Emotion margin from which a candidate counts as confidently labelled in the
+    /// report.
+    #[arg(long, default_value_t = ExpansionConfig::default().report_confidence)]
+    pub report_confidence: f32,
     /// Directory of the text plugin library [default: this executable's directory].
     #[arg(long)]
     pub plugin_dir: Option<PathBuf>,
@@ -58,6 +69,9 @@ fn run_expand(args: &ExpandArgs) -> anyhow::Result<()> {
         k: args.k,
         min_count: args.min_count,
         seed: args.seed,
+        neutral_min_tweets: args.neutral_min_tweets,
+        class_mass_normalisation: args.class_mass_normalisation,
+        report_confidence: args.report_confidence,
         ..ExpansionConfig::default()
     };
     let out = args
@@ -74,8 +88,9 @@ fn run_expand(args: &ExpandArgs) -> anyhow::Result<()> {
     let m = &report.manifest;
     println!();
     println!("held-out seeds (20%)   words   expansion   majority baseline   reached");
+    let emotion_task = format!("emotion ({} classes)", m.emotion_labels.len());
     for (name, e) in [
-        ("emotion (5 classes)", &m.emotion_evaluation),
+        (emotion_task.as_str(), &m.emotion_evaluation),
         ("polarity (VADER sign)", &m.polarity_evaluation),
     ] {
         println!(
@@ -84,10 +99,30 @@ fn run_expand(args: &ExpandArgs) -> anyhow::Result<()> {
         );
     }
     println!();
+    println!("held-out recall by emotion class:");
+    for (label, r) in m
+        .emotion_labels
+        .iter()
+        .zip(&m.emotion_evaluation.class_recall)
+    {
+        println!("  {label:10} {r:.4}");
+    }
+    println!();
     println!(
-        "candidates {} (labelled: emotion {}, polarity {})",
-        m.candidates, m.emotion_labelled_candidates, m.polarity_labelled_candidates
+        "candidates {} (labelled: emotion {}, polarity {}; {} are neutral seeds)",
+        m.candidates,
+        m.emotion_labelled_candidates,
+        m.polarity_labelled_candidates,
+        m.neutral_seeds
     );
+    println!(
+        "non-seed candidates with emotion margin >= {}:",
+        m.config.report_confidence
+    );
+    for (emotion, n) in &m.confident_candidates {
+        let top = report.examples.get(emotion).map(|w| w.join(", "));
+        println!("  {emotion:10} {n:5}  {}", top.unwrap_or_default());
+    }
     println!("expanded lexicon  {}", report.version_dir.display());
     Ok(())
 }

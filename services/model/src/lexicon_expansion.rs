@@ -1,7 +1,8 @@
 //! Lexicon expansion by label propagation over the text encoder's embedding space.
 //!
 //! Seeds: text2emotion's single-emotion words (five classes: text2emotion has no
-//! disgust) and VADER's words by the sign of their valence. Candidates: words of the
+//! disgust) plus a "neutral" class (see `neutral_seeds`), and VADER's words by the
+//! sign of their valence. Candidates: words of the
 //! tweet corpus seen at least `min_count` times that the lexicon does not rate and
 //! that are not stopwords. Every word is embedded alone with the text encoder (cached
 //! on disk); a symmetrised k-nearest-neighbour cosine graph joins them, and labels
@@ -27,7 +28,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{corpus_path, load_corpus};
+use crate::data::{corpus_path, load_corpus, stratified_split};
 use crate::embedding_cache;
 use crate::lexicon::Lexicon;
 use crate::training::TextEncoder;
@@ -35,9 +36,13 @@ use crate::training::TextEncoder;
 /// Emotion classes of the expansion (text2emotion's five), as EMOTION_LABELS
 /// indices.
 pub const EMOTION_CLASSES: [usize; 5] = [0, 2, 3, 4, 5];
+/// The English expansion's emotion classes: text2emotion's five plus neutral ("no
+/// emotion", EMOTION_LABELS\[6\]), as EMOTION_LABELS indices.
+pub const EMOTION_CLASSES_WITH_NEUTRAL: [usize; 6] = [0, 2, 3, 4, 5, 6];
 pub const POLARITY_LABELS: [&str; 2] = ["negative", "positive"];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ExpansionConfig {
     /// Neighbours per word in the graph.
     pub k: usize,
@@ -49,6 +54,19 @@ pub struct ExpansionConfig {
     pub seed: u64,
     /// VADER words with |mean valence| below this are not polarity seeds.
     pub min_valence: f64,
+    /// Neutral seeds: candidates in at least this many training tweets (0: no
+    /// neutral class).
+    pub neutral_min_tweets: usize,
+    /// The tweet split whose training part the neutral rule reads (the same seed and
+    /// held-out fraction as `empathy train`'s, so no validation or test label leaks
+    /// into the lexicon features).
+    pub neutral_split_seed: u64,
+    pub neutral_split_fraction: f64,
+    /// Zhu et al. (2003) class-mass normalisation of the propagated distributions.
+    pub class_mass_normalisation: bool,
+    /// Emotion margin from which a candidate counts as confidently labelled in the
+    /// report (the lexicon features use their own threshold, recorded per model).
+    pub report_confidence: f32,
 }
 
 impl Default for ExpansionConfig {
@@ -60,6 +78,11 @@ impl Default for ExpansionConfig {
             held_out_fraction: 0.2,
             seed: 42,
             min_valence: 0.5,
+            neutral_min_tweets: 5,
+            neutral_split_seed: 42,
+            neutral_split_fraction: 0.1,
+            class_mass_normalisation: false,
+            report_confidence: 0.3,
         }
     }
 }
@@ -128,6 +151,20 @@ pub fn propagate(
     classes: usize,
     iterations: usize,
 ) -> Vec<Option<(usize, f32)>> {
+    propagate_with(graph, seeds, classes, iterations, false)
+}
+
+/// `propagate`, optionally with class-mass normalisation (Zhu, Ghahramani & Lafferty
+/// 2003): each class's column over the unlabelled nodes is rescaled so that its share
+/// of the mass matches the class's share of the seeds, which keeps the largest seed
+/// class from absorbing everything far from any seed.
+pub fn propagate_with(
+    graph: &Graph,
+    seeds: &[Option<usize>],
+    classes: usize,
+    iterations: usize,
+    class_mass_normalisation: bool,
+) -> Vec<Option<(usize, f32)>> {
     let n = graph.neighbours.len();
     assert_eq!(seeds.len(), n, "one seed slot per node");
     let mut f = vec![0f32; n * classes];
@@ -158,6 +195,40 @@ pub fn propagate(
         std::mem::swap(&mut f, &mut next);
         // Seed rows are identical in both buffers (never rewritten).
     }
+    if class_mass_normalisation {
+        let mut prior = vec![0f32; classes];
+        let mut mass = vec![0f32; classes];
+        for (i, s) in seeds.iter().enumerate() {
+            match s {
+                Some(c) => prior[*c] += 1.0,
+                None => {
+                    let row = &f[i * classes..(i + 1) * classes];
+                    let total: f32 = row.iter().sum();
+                    if total > 1e-9 {
+                        for c in 0..classes {
+                            mass[c] += row[c] / total;
+                        }
+                    }
+                }
+            }
+        }
+        let scale: Vec<f32> = (0..classes)
+            .map(|c| {
+                if mass[c] > 1e-9 {
+                    prior[c] / mass[c]
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        for (i, s) in seeds.iter().enumerate() {
+            if s.is_none() {
+                for c in 0..classes {
+                    f[i * classes + c] *= scale[c];
+                }
+            }
+        }
+    }
     (0..n)
         .map(|i| {
             let row = &f[i * classes..(i + 1) * classes];
@@ -185,6 +256,9 @@ pub struct HeldOut {
     pub majority_class: usize,
     /// Share of held-out seeds that propagation reached at all.
     pub coverage: f64,
+    /// Per class: share of its held-out seeds predicted right (recall).
+    #[serde(default)]
+    pub class_recall: Vec<f64>,
 }
 
 /// Holds out `fraction` of the labelled nodes (shuffled with `seed`), propagates
@@ -196,6 +270,19 @@ pub fn evaluate_held_out(
     iterations: usize,
     fraction: f64,
     seed: u64,
+) -> HeldOut {
+    evaluate_held_out_with(graph, seeds, classes, iterations, fraction, seed, false)
+}
+
+/// `evaluate_held_out`, optionally with class-mass normalisation.
+pub fn evaluate_held_out_with(
+    graph: &Graph,
+    seeds: &[Option<usize>],
+    classes: usize,
+    iterations: usize,
+    fraction: f64,
+    seed: u64,
+    class_mass_normalisation: bool,
 ) -> HeldOut {
     let mut labelled: Vec<usize> = (0..seeds.len()).filter(|&i| seeds[i].is_some()).collect();
     labelled.shuffle(&mut StdRng::seed_from_u64(seed));
@@ -210,8 +297,9 @@ pub fn evaluate_held_out(
         counts[*c] += 1;
     }
     let majority = (0..classes).max_by_key(|&c| counts[c]).unwrap_or(0);
-    let predicted = propagate(graph, &kept, classes, iterations);
+    let predicted = propagate_with(graph, &kept, classes, iterations, class_mass_normalisation);
     let (mut right, mut majority_right, mut reached) = (0usize, 0usize, 0usize);
+    let mut per_class = vec![(0usize, 0usize); classes];
     for &i in held_out {
         let truth = seeds[i].unwrap_or(usize::MAX);
         let guess = match predicted[i] {
@@ -223,6 +311,10 @@ pub fn evaluate_held_out(
         };
         right += usize::from(guess == truth);
         majority_right += usize::from(majority == truth);
+        if let Some(slot) = per_class.get_mut(truth) {
+            slot.0 += usize::from(guess == truth);
+            slot.1 += 1;
+        }
     }
     let share = |x: usize| {
         if held == 0 {
@@ -238,6 +330,10 @@ pub fn evaluate_held_out(
         majority_accuracy: share(majority_right),
         majority_class: majority,
         coverage: share(reached),
+        class_recall: per_class
+            .iter()
+            .map(|&(r, t)| if t == 0 { 0.0 } else { r as f64 / t as f64 })
+            .collect(),
     }
 }
 
@@ -269,6 +365,54 @@ pub fn candidate_words(
     out
 }
 
+/// Neutral ("no emotion") seeds among the candidates, by a data-driven rule: the
+/// candidate occurs in at least `min_tweets` of the `train` tweets, and the tweets
+/// that contain it are labelled neutral at least as often as the training tweets
+/// overall (P(neutral | word) >= P(neutral)). Candidates are already words that
+/// neither VADER nor text2emotion rates; this keeps those that do not make a tweet
+/// more likely to carry sentiment. Sorted.
+pub fn neutral_seeds(
+    texts: &[String],
+    labels: &[usize],
+    train: &[usize],
+    neutral_label: usize,
+    candidates: &[(String, usize)],
+    min_tweets: usize,
+) -> Vec<String> {
+    if min_tweets == 0 || train.is_empty() {
+        return Vec::new();
+    }
+    let wanted: HashMap<&str, ()> = candidates.iter().map(|(w, _)| (w.as_str(), ())).collect();
+    // word -> (tweets, neutral tweets)
+    let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
+    let mut neutral_tweets = 0usize;
+    for &i in train {
+        let (Some(text), Some(&label)) = (texts.get(i), labels.get(i)) else {
+            continue;
+        };
+        let neutral = usize::from(label == neutral_label);
+        neutral_tweets += neutral;
+        let mut distinct: Vec<String> = words(text)
+            .filter(|w| wanted.contains_key(w.as_str()))
+            .collect();
+        distinct.sort();
+        distinct.dedup();
+        for w in distinct {
+            let e = seen.entry(w).or_default();
+            e.0 += 1;
+            e.1 += neutral;
+        }
+    }
+    let prior = neutral_tweets as f64 / train.len() as f64;
+    let mut out: Vec<String> = seen
+        .into_iter()
+        .filter(|(_, (n, neu))| *n >= min_tweets && *neu as f64 >= prior * *n as f64)
+        .map(|(w, _)| w)
+        .collect();
+    out.sort();
+    out
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExpansionManifest {
     pub version: String,
@@ -290,12 +434,21 @@ pub struct ExpansionManifest {
     pub emotion_evaluation: HeldOut,
     pub polarity_evaluation: HeldOut,
     pub seconds: f64,
+    /// Neutral seeds (candidates picked by `neutral_seeds`); 0 without the class.
+    #[serde(default)]
+    pub neutral_seeds: usize,
+    /// Candidates that are not seeds, by emotion, whose margin is at least
+    /// `config.report_confidence`.
+    #[serde(default)]
+    pub confident_candidates: BTreeMap<String, usize>,
 }
 
 #[derive(Debug, Clone)]
 pub struct ExpansionReport {
     pub version_dir: PathBuf,
     pub manifest: ExpansionManifest,
+    /// Per emotion, the most frequent confidently labelled non-seed candidates.
+    pub examples: BTreeMap<String, Vec<String>>,
 }
 
 /// `<assets>/lexicon/expanded`.
@@ -355,10 +508,37 @@ pub fn expand(
         .iter()
         .map(|(w, c)| (node(w, &mut nodes), *c))
         .collect();
+    let neutral_label = empathy_proto::SENTIMENT_LABELS
+        .iter()
+        .position(|l| *l == "neutral")
+        .context("no neutral sentiment label")?;
+    let split = stratified_split(
+        &corpus.labels,
+        config.neutral_split_seed,
+        config.neutral_split_fraction,
+    );
+    let neutral = neutral_seeds(
+        &corpus.texts,
+        &corpus.labels,
+        &split.train,
+        neutral_label,
+        &candidates,
+        config.neutral_min_tweets,
+    );
+    let neutral_class = EMOTION_CLASSES_WITH_NEUTRAL.len() - 1;
+    for w in &neutral {
+        emotion_seed.push((node(w, &mut nodes), neutral_class));
+    }
+    let classes = if neutral.is_empty() {
+        EMOTION_CLASSES.len()
+    } else {
+        EMOTION_CLASSES_WITH_NEUTRAL.len()
+    };
     progress(&format!(
-        "seeds: {} emotion ({} ambiguous text2emotion words skipped), {} polarity; \
-         {} candidate words (count >= {}); {} nodes",
+        "seeds: {} emotion ({} of them neutral; {} ambiguous text2emotion words skipped), \
+         {} polarity; {} candidate words (count >= {}); {} nodes",
         emotion_seed.len(),
+        neutral.len(),
         ambiguous,
         polarity_seed.len(),
         candidates.len(),
@@ -381,18 +561,19 @@ pub fn expand(
     };
     let emotion_slots = slots(&emotion_seed);
     let polarity_slots = slots(&polarity_seed);
-    let evaluate = |s: &[Option<usize>], classes| {
-        evaluate_held_out(
+    let evaluate = |s: &[Option<usize>], classes, cmn| {
+        evaluate_held_out_with(
             &graph,
             s,
             classes,
             config.iterations,
             config.held_out_fraction,
             config.seed,
+            cmn,
         )
     };
-    let emotion_evaluation = evaluate(&emotion_slots, EMOTION_CLASSES.len());
-    let polarity_evaluation = evaluate(&polarity_slots, 2);
+    let emotion_evaluation = evaluate(&emotion_slots, classes, config.class_mass_normalisation);
+    let polarity_evaluation = evaluate(&polarity_slots, 2, false);
     progress(&format!(
         "held-out emotion seeds: accuracy {:.4} vs majority {:.4} ({} words); \
          polarity: {:.4} vs {:.4} ({} words)",
@@ -404,18 +585,34 @@ pub fn expand(
         polarity_evaluation.held_out
     ));
 
-    let emotions = propagate(
+    let emotions = propagate_with(
         &graph,
         &emotion_slots,
-        EMOTION_CLASSES.len(),
+        classes,
         config.iterations,
+        config.class_mass_normalisation,
     );
     let polarity = propagate(&graph, &polarity_slots, 2, config.iterations);
     let mut tsv =
         String::from("word\tcount\temotion\temotion_confidence\tpolarity\tpolarity_confidence\n");
     let (mut emotion_labelled, mut polarity_labelled) = (0, 0);
+    let label = |c: usize| empathy_proto::EMOTION_LABELS[EMOTION_CLASSES_WITH_NEUTRAL[c]];
+    let mut confident_candidates: BTreeMap<String, usize> = BTreeMap::new();
+    let mut ranked: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
     for (&(i, count), (word, _)) in candidate_nodes.iter().zip(&candidates) {
         let (e, p) = (emotions[i], polarity[i]);
+        if let Some((c, conf)) = e
+            && emotion_slots[i].is_none()
+            && conf >= config.report_confidence
+        {
+            *confident_candidates
+                .entry(label(c).to_string())
+                .or_default() += 1;
+            ranked
+                .entry(label(c).to_string())
+                .or_default()
+                .push((count, word.clone()));
+        }
         emotion_labelled += usize::from(e.is_some());
         polarity_labelled += usize::from(p.is_some());
         let cell = |x: Option<(usize, f32)>, name: &dyn Fn(usize) -> &'static str| match x {
@@ -424,7 +621,7 @@ pub fn expand(
         };
         tsv.push_str(&format!(
             "{word}\t{count}\t{}\t{}\n",
-            cell(e, &|c| empathy_proto::EMOTION_LABELS[EMOTION_CLASSES[c]]),
+            cell(e, &label),
             cell(p, &|c| POLARITY_LABELS[c]),
         ));
     }
@@ -445,7 +642,7 @@ pub fn expand(
         graph_nodes: n,
         emotion_labelled_candidates: emotion_labelled,
         polarity_labelled_candidates: polarity_labelled,
-        emotion_labels: EMOTION_CLASSES
+        emotion_labels: EMOTION_CLASSES_WITH_NEUTRAL[..classes]
             .iter()
             .map(|&k| empathy_proto::EMOTION_LABELS[k].to_string())
             .collect(),
@@ -453,12 +650,25 @@ pub fn expand(
         emotion_evaluation,
         polarity_evaluation,
         seconds: started.elapsed().as_secs_f64(),
+        neutral_seeds: neutral.len(),
+        confident_candidates,
     };
+    let examples = ranked
+        .into_iter()
+        .map(|(emotion, mut words)| {
+            words.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+            (
+                emotion,
+                words.into_iter().take(12).map(|(_, w)| w).collect(),
+            )
+        })
+        .collect();
     let (version_dir, manifest) = publish(out_dir, &tsv, manifest)?;
     progress(&format!("saved {}", version_dir.display()));
     Ok(ExpansionReport {
         version_dir,
         manifest,
+        examples,
     })
 }
 
@@ -618,6 +828,52 @@ mod tests {
     }
 
     #[test]
+    fn class_mass_normalisation_keeps_clear_labels_and_rebalances_bridges() {
+        let g = two_clusters();
+        let mut seeds = vec![None; 6];
+        seeds[0] = Some(0);
+        seeds[5] = Some(1);
+        let plain = propagate(&g, &seeds, 2, 50);
+        assert_eq!(plain, propagate_with(&g, &seeds, 2, 50, false));
+        let cmn = propagate_with(&g, &seeds, 2, 50, true);
+        let labels: Vec<usize> = cmn.iter().map(|o| o.expect("reached").0).collect();
+        assert_eq!(labels, vec![0, 0, 0, 1, 1, 1]);
+        // Seeds stay clamped.
+        assert_eq!(cmn[0], Some((0, 1.0)));
+    }
+
+    #[test]
+    fn neutral_seeds_are_frequent_words_of_neutral_leaning_tweets() {
+        let texts: Vec<String> = [
+            "the car is here",
+            "a car again",
+            "car traffic",
+            "traffic jam ahead",
+            "nice day",
+            "so what",
+            "ok then",
+        ]
+        .map(String::from)
+        .to_vec();
+        // negative 0, neutral 1, positive 2; the last three are outside the training
+        // part.
+        let labels = [1, 1, 0, 0, 1, 1, 1];
+        let candidates: Vec<(String, usize)> = ["car", "traffic", "jam"]
+            .map(|w| (w.to_string(), 3))
+            .to_vec();
+        let train = [0, 1, 2, 3];
+        // car: 3 training tweets, 2 neutral (2/3 >= prior 1/2); traffic: 0 of 2
+        // neutral; jam: one tweet only.
+        let seeds = neutral_seeds(&texts, &labels, &train, 1, &candidates, 2);
+        assert_eq!(seeds, vec!["car".to_string()]);
+        // The held-out (neutral) tweets would raise the prior above car's 2/3.
+        let all = [0, 1, 2, 3, 4, 5, 6];
+        assert!(neutral_seeds(&texts, &labels, &all, 1, &candidates, 2).is_empty());
+        // 0 turns the class off.
+        assert!(neutral_seeds(&texts, &labels, &train, 1, &candidates, 0).is_empty());
+    }
+
+    #[test]
     fn knn_graph_links_nearest_directions() -> anyhow::Result<()> {
         let v = [1.0, 0.0, 0.99, 0.14, 0.0, 1.0, 0.14, 0.99];
         let g = knn_graph(&v, 2, 1)?;
@@ -665,6 +921,7 @@ mod tests {
             majority_accuracy: 0.0,
             majority_class: 0,
             coverage: 0.0,
+            class_recall: vec![],
         };
         let manifest = ExpansionManifest {
             version: String::new(),
@@ -684,6 +941,8 @@ mod tests {
             emotion_evaluation: held.clone(),
             polarity_evaluation: held,
             seconds: 0.0,
+            neutral_seeds: 0,
+            confident_candidates: BTreeMap::new(),
         };
         assert_eq!(latest_version(&dir)?, None);
         let (a, _) = publish(&dir, "word\n", manifest.clone())?;
