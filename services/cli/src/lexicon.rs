@@ -4,10 +4,12 @@
 
 use std::path::PathBuf;
 
-use empathy_model::TextEncoder;
+use anyhow::Context;
 use empathy_model::lexicon_expansion::{ExpansionConfig, default_dir, expand};
+use empathy_model::{Expansion, Lexicon, TextEncoder};
+use empathy_proto::EMOTION_LABELS;
 
-use crate::train::{embed, encoder_id, load_text_plugin};
+use crate::train::{embed, encoder_id, expansion_dir, load_text_plugin};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct LexiconArgs {
@@ -20,6 +22,21 @@ pub enum LexiconAction {
     /// Label corpus words the lexicon lacks by propagation from its seeds, evaluate
     /// on held-out seeds, and write a new expanded-lexicon version.
     Expand(ExpandArgs),
+    /// Lexicon emotions of sentences without and with an expanded lexicon.
+    Show(ShowArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ShowArgs {
+    /// Downloaded models and data (`empathy assets fetch`).
+    #[arg(long, env = "EMPATHY_ASSETS", default_value = "assets")]
+    pub assets: PathBuf,
+    /// latest or vNNNN under <assets>/lexicon/expanded.
+    #[arg(long, default_value = "latest")]
+    pub expansion: String,
+    /// The sentences.
+    #[arg(required = true)]
+    pub texts: Vec<String>,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -58,7 +75,46 @@ pub struct ExpandArgs {
 pub fn run(args: &LexiconArgs) -> anyhow::Result<()> {
     match &args.action {
         LexiconAction::Expand(args) => run_expand(args),
+        LexiconAction::Show(args) => run_show(args),
     }
+}
+
+fn run_show(args: &ShowArgs) -> anyhow::Result<()> {
+    let lexicon = Lexicon::load(&args.assets)?;
+    let dir = expansion_dir(&args.assets, &args.expansion)?
+        .context("--expansion none: nothing to compare")?;
+    let expansion = Expansion::load_published(&dir)?;
+    let top = |e: &[f32; 7]| {
+        let mut order: Vec<usize> = (0..7).collect();
+        order.sort_by(|a, b| e[*b].total_cmp(&e[*a]));
+        order
+            .iter()
+            .take(2)
+            .map(|&k| format!("{} {:.2}", EMOTION_LABELS[k], e[k]))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for text in &args.texts {
+        let plain = lexicon.analyze(text);
+        let expanded = lexicon.analyze_with(text, Some(&expansion));
+        println!("{text}");
+        println!("  plain              {}", top(&plain.emotions));
+        println!(
+            "  expansion {:8} {}",
+            expansion.version(),
+            top(&expanded.emotions)
+        );
+        let added: Vec<String> = expanded
+            .words
+            .iter()
+            .filter(|w| !plain.words.contains(w))
+            .map(|w| format!("{} -> {} {:.3}", w.word, w.signal, w.weight))
+            .collect();
+        if !added.is_empty() {
+            println!("  expanded words     {}", added.join("; "));
+        }
+    }
+    Ok(())
 }
 
 fn run_expand(args: &ExpandArgs) -> anyhow::Result<()> {

@@ -39,6 +39,37 @@ pub struct TrainArgs {
     /// Directory of the text plugin library [default: this executable's directory].
     #[arg(long)]
     pub plugin_dir: Option<PathBuf>,
+    /// Expanded lexicon for the lexicon features (`empathy lexicon expand`): none,
+    /// latest, or a version such as v0003 under <assets>/lexicon/expanded. The model
+    /// version records it and keeps a copy; serving then uses the same one.
+    #[arg(long, default_value = "none")]
+    pub lexicon_expansion: String,
+}
+
+/// The published expansion directory `choice` names (none, latest, vNNNN).
+pub fn expansion_dir(assets: &Path, choice: &str) -> anyhow::Result<Option<PathBuf>> {
+    let dir = empathy_model::lexicon_expansion::default_dir(assets);
+    match choice {
+        "none" => Ok(None),
+        "latest" => empathy_model::lexicon_expansion::latest_version(&dir)?
+            .map(Some)
+            .with_context(|| {
+                format!(
+                    "no expanded lexicon in {}: run `empathy lexicon expand`",
+                    dir.display()
+                )
+            }),
+        v if empathy_model::registry::is_version_name(v) => {
+            let path = dir.join(v);
+            anyhow::ensure!(
+                path.join("lexicon.tsv").is_file(),
+                "no expanded lexicon {}",
+                path.display()
+            );
+            Ok(Some(path))
+        }
+        other => anyhow::bail!("--lexicon-expansion takes none, latest or vNNNN, not {other:?}"),
+    }
 }
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
@@ -47,12 +78,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         .models_dir
         .clone()
         .unwrap_or_else(|| args.assets.join("models"));
+    let lexicon_expansion = expansion_dir(&args.assets, &args.lexicon_expansion)?;
     let plugin = load_text_plugin(&args.assets, args.plugin_dir.as_deref())?;
     let encoder_id = encoder_id(&plugin)?;
     let mut embed = |texts: &[String]| embed(&plugin, texts);
     let config = TrainConfig {
         seed: args.seed,
         epochs: args.epochs,
+        lexicon_expansion,
         ..TrainConfig::default()
     };
     let encoder = TextEncoder {
@@ -149,13 +182,14 @@ pub fn embed(plugin: &LoadedPlugin, texts: &[String]) -> anyhow::Result<Vec<Vec<
 fn spot_checks(assets: &Path, version_dir: &Path, embed: &mut Embed) -> anyhow::Result<()> {
     let model = FusionModel::load(version_dir)?;
     let lexicon = Lexicon::load(assets)?;
+    let expansion = model.lexicon_expansion();
     let texts: Vec<String> = SPOT_CHECKS.iter().map(|s| s.to_string()).collect();
     let inputs: Vec<ModelInputs> = embed(&texts)?
         .into_iter()
         .zip(&texts)
         .map(|(text, t)| ModelInputs {
             text: Some(text),
-            lexicon: lexicon.analyze(t),
+            lexicon: lexicon.analyze_with(t, expansion),
             speech: None,
             image: None,
             situations: Vec::new(),

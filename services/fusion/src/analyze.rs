@@ -3,7 +3,9 @@
 
 use std::{sync::Arc, time::Duration, time::Instant};
 
-use empathy_model::{Expert, Lexicon, LexiconAnalysis, ModelInputs, NEUTRAL, Prediction};
+use empathy_model::{
+    Expansion, Expert, Lexicon, LexiconAnalysis, ModelInputs, NEUTRAL, Prediction,
+};
 use empathy_proto::{
     EMOTION_LABELS, SENTIMENT_LABELS,
     modality::{IMAGE, SITUATION, SPEECH, TEXT},
@@ -233,7 +235,10 @@ impl Analyzer {
         }
 
         let t = Instant::now();
-        let lexicon = self.lexicon.analyze(&analysed_text);
+        // The serving version's features were computed with its own expanded lexicon
+        // (or none); `model` is this request's version throughout.
+        let expansion = model.lexicon_expansion();
+        let lexicon = self.lexicon.analyze_with(&analysed_text, expansion);
         enc.timings.push(StageTiming {
             stage: "lexicon".into(),
             ms: ms_since(t),
@@ -250,7 +255,7 @@ impl Analyzer {
         }
         // The largest face speaks for the image until the model learns its token.
         let mut experts: Vec<Expert> = faces.first().map(face_expert).into_iter().collect();
-        experts.extend(situation_experts(&self.lexicon, &situations));
+        experts.extend(situation_experts(&self.lexicon, expansion, &situations));
         let inputs = ModelInputs {
             text: enc.text.take(),
             lexicon: lexicon.clone(),
@@ -448,13 +453,17 @@ fn face_expert(face: &Face) -> Expert {
 /// Each situation's emotion words as an expert opinion on emotions, weighted by the
 /// critic's score and by how much emotion its words carry; together they weigh as
 /// much as one face.
-fn situation_experts(lexicon: &Lexicon, situations: &[Situation]) -> Vec<Expert> {
+fn situation_experts(
+    lexicon: &Lexicon,
+    expansion: Option<&Expansion>,
+    situations: &[Situation],
+) -> Vec<Expert> {
     let n = situations.len().max(1) as f32;
     situations
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let emotions = lexicon.analyze(&s.text).emotions;
+            let emotions = lexicon.analyze_with(&s.text, expansion).emotions;
             Expert {
                 name: format!("{SITUATION}:{i}"),
                 weight: s.critic_score.clamp(0.0, 1.0) * (1.0 - emotions[NEUTRAL]) / n,

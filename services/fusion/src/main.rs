@@ -85,7 +85,11 @@ async fn main() -> anyhow::Result<()> {
         Ok((lexicon, model))
     })
     .await??;
-    tracing::info!(version = %model.manifest().version, "model loaded");
+    tracing::info!(
+        version = %model.manifest().version,
+        lexicon_expansion = model.lexicon_expansion().map_or("none", |x| x.version()),
+        "model loaded"
+    );
 
     let pool = EncoderPool::new(&args.encoders, args.serve.max_message_bytes)?;
     pool.refresh().await;

@@ -1,6 +1,7 @@
 //! A model version is a directory: `model.safetensors` plus `manifest.json`, which
 //! records the labels, dims, training provenance, test metrics and the weights'
-//! sha256. Versions are written into a hidden temp directory beside the others,
+//! sha256; a version trained with an expanded lexicon also holds its copy,
+//! `lexicon_expansion.tsv`, whose version and sha256 the manifest records. Versions are written into a hidden temp directory beside the others,
 //! fsynced, then renamed into place, so a reader never sees half a version.
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,6 +16,7 @@ use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::lexicon::expansion::{self, Expansion, ExpansionRef};
 use crate::network::Dims;
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -80,6 +82,10 @@ pub struct Manifest {
     pub training: TrainingInfo,
     pub metrics: BTreeMap<String, f64>,
     pub weights_sha256: String,
+    /// The expanded lexicon the lexicon features were computed with; None (also for
+    /// manifests written before the field) means the plain lexicon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lexicon_expansion: Option<ExpansionRef>,
 }
 
 /// What a trainer supplies; `save_version` adds the name, time and checksum.
@@ -98,6 +104,17 @@ pub fn save_version(
     varmap: &VarMap,
     new: NewVersion,
 ) -> anyhow::Result<(PathBuf, Manifest)> {
+    save_version_with_expansion(models_dir, varmap, new, None)
+}
+
+/// `save_version` for weights trained on lexicon features computed with
+/// `expansion`: the version records it and holds a copy of its lexicon.
+pub fn save_version_with_expansion(
+    models_dir: &Path,
+    varmap: &VarMap,
+    new: NewVersion,
+    expansion: Option<&Expansion>,
+) -> anyhow::Result<(PathBuf, Manifest)> {
     std::fs::create_dir_all(models_dir)
         .with_context(|| format!("cannot create {}", models_dir.display()))?;
     let created_unix_ms = SystemTime::now()
@@ -105,7 +122,7 @@ pub fn save_version(
         .map_or(0, |d| d.as_millis() as u64);
     let tmp = models_dir.join(format!(".tmp-{}-{created_unix_ms}", std::process::id()));
     std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let result = write_and_publish(models_dir, &tmp, varmap, new, created_unix_ms);
+    let result = write_and_publish(models_dir, &tmp, varmap, new, expansion, created_unix_ms);
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
     }
@@ -117,6 +134,7 @@ fn write_and_publish(
     tmp: &Path,
     varmap: &VarMap,
     new: NewVersion,
+    expansion: Option<&Expansion>,
     created_unix_ms: u64,
 ) -> anyhow::Result<(PathBuf, Manifest)> {
     let tensors: HashMap<String, Tensor> = varmap
@@ -136,6 +154,9 @@ fn write_and_publish(
     }
     let weights = std::fs::read(&weights_path)?;
     File::open(&weights_path)?.sync_all()?;
+    if let Some(x) = expansion {
+        write_synced(&expansion::copy_path(tmp), x.tsv())?;
+    }
     let mut manifest = Manifest {
         format_version: FORMAT_VERSION,
         version: String::new(),
@@ -148,6 +169,7 @@ fn write_and_publish(
         training: new.training,
         metrics: new.metrics,
         weights_sha256: hex::encode(Sha256::digest(&weights)),
+        lexicon_expansion: expansion.map(|x| x.reference().clone()),
     };
     // Another writer may take the same number between our scan and rename: retry.
     for _ in 0..16 {
@@ -201,7 +223,8 @@ fn highest_number(models_dir: &Path) -> anyhow::Result<u32> {
 }
 
 /// A version's manifest and weights, checked: manifest present and readable, format
-/// and labels ours, weights present and matching their checksum.
+/// and labels ours, weights present and matching their checksum, and the copy of
+/// the expanded lexicon it names (if any) matching its checksum.
 pub fn read_version(dir: &Path) -> anyhow::Result<(Manifest, Vec<u8>)> {
     let manifest = read_manifest(dir)?;
     let weights_path = dir.join(WEIGHTS_FILE);
@@ -219,6 +242,9 @@ pub fn read_version(dir: &Path) -> anyhow::Result<(Manifest, Vec<u8>)> {
         dir.display(),
         manifest.weights_sha256
     );
+    if let Some(reference) = &manifest.lexicon_expansion {
+        expansion::read_checked(dir, reference)?;
+    }
     Ok((manifest, weights))
 }
 
@@ -283,4 +309,129 @@ pub fn latest_version(models_dir: &Path) -> anyhow::Result<PathBuf> {
         }
     }
     bail!(none())
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use super::*;
+    use crate::FusionModel;
+    use crate::lexicon::expansion::{DEFAULT_MIN_CONFIDENCE, DEFAULT_WEIGHT, VERSION_FILE};
+    use crate::network::init_network;
+    use crate::test_support::{TempDir, assets_dir};
+
+    fn dims() -> Dims {
+        Dims {
+            text: 8,
+            lexicon: crate::LEXICON_FEATURES,
+            speech: 3,
+            image: 2,
+            situation: 8,
+            max_situations: 2,
+            d_model: 16,
+        }
+    }
+
+    fn new_version() -> NewVersion {
+        NewVersion {
+            parent: None,
+            dims: dims(),
+            trained_tokens: vec!["text".into(), "lexicon".into()],
+            emotion_source: "lexicon".into(),
+            training: TrainingInfo::default(),
+            metrics: BTreeMap::new(),
+        }
+    }
+
+    fn expansion() -> anyhow::Result<Expansion> {
+        let tsv = "word\tcount\temotion\temotion_confidence\tpolarity\tpolarity_confidence\n\
+                   zorblaxing\t7\tsadness\t0.8000\tnegative\t0.9000\n";
+        Expansion::parse(
+            "v0007",
+            tsv.as_bytes().to_vec(),
+            DEFAULT_MIN_CONFIDENCE,
+            DEFAULT_WEIGHT,
+        )
+    }
+
+    fn save(dir: &Path, expansion: Option<&Expansion>) -> anyhow::Result<(PathBuf, Manifest)> {
+        let (varmap, _) = init_network(dims(), &mut StdRng::seed_from_u64(1))?;
+        save_version_with_expansion(dir, &varmap, new_version(), expansion)
+    }
+
+    #[test]
+    fn a_version_keeps_and_reloads_its_expansion() -> anyhow::Result<()> {
+        let tmp = TempDir::new("ckpt-expansion");
+        let x = expansion()?;
+        let (dir, manifest) = save(tmp.path(), Some(&x))?;
+        assert_eq!(manifest.lexicon_expansion.as_ref(), Some(x.reference()));
+        assert_eq!(std::fs::read(dir.join(VERSION_FILE))?, x.tsv());
+        let model = FusionModel::load(&dir)?;
+        let loaded = model.lexicon_expansion().expect("the version's expansion");
+        assert_eq!(loaded.reference(), x.reference());
+        assert_eq!(loaded.emotion("zorblaxing"), x.emotion("zorblaxing"));
+        assert!(loaded.emotion("zorblaxing").is_some());
+        // And without one: no field written, no copy, nothing loaded.
+        let (plain, manifest) = save(tmp.path(), None)?;
+        assert_eq!(manifest.lexicon_expansion, None);
+        assert!(!plain.join(VERSION_FILE).exists());
+        let json = std::fs::read_to_string(plain.join(MANIFEST_FILE))?;
+        assert!(!json.contains("lexicon_expansion"), "{json}");
+        assert!(FusionModel::load(&plain)?.lexicon_expansion().is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn a_manifest_without_the_field_loads_as_none() -> anyhow::Result<()> {
+        let tmp = TempDir::new("ckpt-old-manifest");
+        let (dir, _) = save(tmp.path(), Some(&expansion()?))?;
+        // Strip the field, as a manifest written before it existed.
+        let path = dir.join(MANIFEST_FILE);
+        let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+        json.as_object_mut()
+            .expect("an object")
+            .remove("lexicon_expansion")
+            .expect("the field was written");
+        std::fs::write(&path, serde_json::to_vec_pretty(&json)?)?;
+        let model = FusionModel::load(&dir)?;
+        assert!(model.manifest().lexicon_expansion.is_none());
+        assert!(model.lexicon_expansion().is_none());
+        // The shipped test model predates the field.
+        let shipped = assets_dir().join("models/v0001");
+        if shipped.join(MANIFEST_FILE).exists() {
+            let (m, _) = read_version(&shipped)?;
+            assert_eq!(m.lexicon_expansion, None);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_tampered_or_missing_expansion_copy_is_refused() -> anyhow::Result<()> {
+        let tmp = TempDir::new("ckpt-tampered");
+        let (dir, _) = save(tmp.path(), Some(&expansion()?))?;
+        let copy = dir.join(VERSION_FILE);
+        let mut bytes = std::fs::read(&copy)?;
+        let last = bytes.len() - 2;
+        bytes[last] = b'1'; // 0.9000 -> 0.9001
+        std::fs::write(&copy, &bytes)?;
+        for result in [
+            FusionModel::load(&dir).map(|_| ()),
+            read_version(&dir).map(|_| ()),
+        ] {
+            let Err(e) = result else {
+                panic!("a tampered expansion copy loaded");
+            };
+            assert!(format!("{e:#}").contains("checksum mismatch"), "{e:#}");
+        }
+        // The registry passes over it.
+        assert!(latest_version(tmp.path()).is_err());
+        std::fs::remove_file(&copy)?;
+        let Err(e) = FusionModel::load(&dir) else {
+            panic!("a version without its expansion copy loaded");
+        };
+        assert!(format!("{e:#}").contains(VERSION_FILE), "{e:#}");
+        Ok(())
+    }
 }

@@ -20,6 +20,6 @@ mod test_support;
 
 pub use checkpoint::{Manifest, latest_version};
 pub use experts::{EXPERT_SHARE_WITH_TEXT, Expert, NEUTRAL};
-pub use lexicon::{LEXICON_FEATURES, Lexicon, LexiconAnalysis, WordSignal};
+pub use lexicon::{Expansion, LEXICON_FEATURES, Lexicon, LexiconAnalysis, WordSignal};
 pub use model::{FusionModel, ModelInputs, Prediction};
 pub use training::{TextEncoder, TrainConfig, TrainReport, train_sentiment};

@@ -10,7 +10,7 @@ use candle_nn::VarBuilder;
 use crate::batch::{BatchBuilder, Example};
 use crate::checkpoint::{Manifest, read_version};
 use crate::experts::{Expert, NEUTRAL, blend};
-use crate::lexicon::LexiconAnalysis;
+use crate::lexicon::{Expansion, LexiconAnalysis};
 use crate::network::{FusionNetwork, MODALITIES};
 
 /// Name of situation slot tokens; the attention entry is "situation:<index>".
@@ -45,6 +45,9 @@ pub struct Prediction {
 pub struct FusionModel {
     manifest: Manifest,
     network: FusionNetwork,
+    /// The expanded lexicon the version's lexicon features were computed with; kept
+    /// with the weights so a request analyses its text with the matching one.
+    lexicon_expansion: Option<Expansion>,
 }
 
 impl FusionModel {
@@ -58,16 +61,30 @@ impl FusionModel {
                 version_dir.display()
             )
         })?;
-        Ok(FusionModel { manifest, network })
+        let lexicon_expansion = Expansion::for_version(version_dir, &manifest)?;
+        Ok(FusionModel {
+            manifest,
+            network,
+            lexicon_expansion,
+        })
     }
 
     #[cfg(test)]
     pub(crate) fn new(manifest: Manifest, network: FusionNetwork) -> FusionModel {
-        FusionModel { manifest, network }
+        FusionModel {
+            manifest,
+            network,
+            lexicon_expansion: None,
+        }
     }
 
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// What to pass to `Lexicon::analyze_with` for inputs of this version.
+    pub fn lexicon_expansion(&self) -> Option<&Expansion> {
+        self.lexicon_expansion.as_ref()
     }
 
     pub fn predict(&self, batch: &[ModelInputs]) -> anyhow::Result<Vec<Prediction>> {

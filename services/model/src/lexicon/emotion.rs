@@ -9,12 +9,16 @@
 //!   anger/fear/sadness from a positive one). Entries are often Porter stems
 //!   ("angri", "amaz"): a stem matches a word that extends it by a common suffix.
 //!   Stopwords never match (text2emotion drops them before its own lookup).
+//! - Optionally, an expanded lexicon (`expansion`): a word none of the above knows
+//!   adds its propagated emotion at a small weight when that emotion is not neutral
+//!   and confident enough.
 //! - Negation (VADER's 3-word window) turns joy into sadness (at 3/4 weight) and
 //!   drops the other emotions.
 
 use std::collections::HashMap;
 
 use super::emotion_words::{MIN_STEM, SEEDS, SUFFIXES};
+use super::expansion::Expansion;
 use super::stopwords::is_stopword;
 use super::text2emotion;
 use super::vader::{Vader, VaderOutput, is_negation};
@@ -154,12 +158,17 @@ impl EmotionLexicon {
         self.seeds.get(word).copied()
     }
 
-    pub fn evidence(&self, vader: &Vader, out: &VaderOutput) -> EmotionEvidence {
+    pub fn evidence(
+        &self,
+        vader: &Vader,
+        out: &VaderOutput,
+        expansion: Option<&Expansion>,
+    ) -> EmotionEvidence {
         let words: Vec<&str> = out.tokens.iter().map(|t| clean(t)).collect();
         let mut result = EmotionEvidence::default();
         let mut i = 0;
         while i < words.len() {
-            let (span, emotions, base) = self.lookup(vader, &words, i);
+            let (span, emotions, base) = self.lookup(vader, expansion, &words, i);
             if emotions != 0 {
                 let weight = base * intensity(&words, i);
                 let negated =
@@ -177,7 +186,13 @@ impl EmotionLexicon {
     }
 
     /// (tokens consumed, emotion bit set, base weight) for the word at i.
-    fn lookup(&self, vader: &Vader, words: &[&str], i: usize) -> (usize, u8, f64) {
+    fn lookup(
+        &self,
+        vader: &Vader,
+        expansion: Option<&Expansion>,
+        words: &[&str],
+        i: usize,
+    ) -> (usize, u8, f64) {
         for n in (2..=self.max_phrase.min(words.len() - i)).rev() {
             if let Some(set) = self.words.get(&words[i..i + n].join("_")) {
                 return (n, *set, 0.5);
@@ -191,7 +206,11 @@ impl EmotionLexicon {
             return (1, 0, 0.0);
         }
         let Some(mut set) = self.text2emotion(word) else {
-            return (1, 0, 0.0);
+            // The expansion only labels words VADER and text2emotion leave unrated.
+            return match expansion.and_then(|x| x.emotion(word)) {
+                Some((k, weight)) if vader.valence(word).is_none() => (1, 1 << k, weight),
+                _ => (1, 0, 0.0),
+            };
         };
         let weight = match vader.valence(word) {
             None => UNRATED_WEIGHT,

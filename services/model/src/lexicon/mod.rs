@@ -3,6 +3,7 @@
 
 mod emotion;
 mod emotion_words;
+pub mod expansion;
 mod stopwords;
 mod text2emotion;
 mod vader;
@@ -14,6 +15,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use emotion::{EmotionEvidence, EmotionLexicon};
+pub use expansion::{Expansion, ExpansionRef};
 pub use stopwords::is_stopword;
 use vader::{Vader, VaderOutput, normalize};
 
@@ -94,9 +96,18 @@ impl Lexicon {
         self.vader.valence(word).is_some() || self.emotions.text2emotion(word).is_some()
     }
 
+    /// The analysis without an expanded lexicon (what a model version trained
+    /// without one expects).
     pub fn analyze(&self, text: &str) -> LexiconAnalysis {
+        self.analyze_with(text, None)
+    }
+
+    /// The analysis with the expanded lexicon a model version was trained with
+    /// (`FusionModel::lexicon_expansion`); expanded words add emotion evidence and
+    /// show in `words` like other hits.
+    pub fn analyze_with(&self, text: &str, expansion: Option<&Expansion>) -> LexiconAnalysis {
         let out = self.vader.polarity(text);
-        let evidence = self.emotions.evidence(&self.vader, &out);
+        let evidence = self.emotions.evidence(&self.vader, &out, expansion);
         let emotions = evidence.scores();
         let arousal = arousal(&emotions, &out);
         let features = features(&out, &evidence, &emotions, arousal);

@@ -191,3 +191,119 @@ fn missing_files_are_named() {
         "{msg}"
     );
 }
+
+/// An expansion of made-up words (and one real one): a confident sadness word, a
+/// confident neutral word, a sadness word below the threshold, and "happy", which
+/// the seeds already rate.
+fn expansion() -> Expansion {
+    let tsv = "word\tcount\temotion\temotion_confidence\tpolarity\tpolarity_confidence\n\
+               zorblaxing\t7\tsadness\t0.8000\tnegative\t0.9000\n\
+               quuxmobile\t40\tneutral\t0.9500\tpositive\t0.2000\n\
+               fnordish\t3\tsadness\t0.1000\tnegative\t0.5000\n\
+               happy\t99\tfear\t0.9000\tnegative\t0.9000\n";
+    match Expansion::parse(
+        "v0042",
+        tsv.as_bytes().to_vec(),
+        expansion::DEFAULT_MIN_CONFIDENCE,
+        expansion::DEFAULT_WEIGHT,
+    ) {
+        Ok(x) => x,
+        Err(e) => panic!("{e:#}"),
+    }
+}
+
+#[test]
+fn an_expanded_word_adds_evidence_and_shows_in_the_words() {
+    let x = expansion();
+    let text = "the zorblaxing again";
+    let plain = lexicon().analyze(text);
+    let expanded = lexicon().analyze_with(text, Some(&x));
+    assert_eq!(plain, lexicon().analyze_with(text, None));
+    assert!(plain.words.is_empty(), "{:?}", plain.words);
+    let sadness = emotion::SADNESS;
+    assert!(
+        expanded.emotions[sadness] > plain.emotions[sadness] + 0.1,
+        "{:?} vs {:?}",
+        expanded.emotions,
+        plain.emotions
+    );
+    assert!(expanded.emotions[emotion::NEUTRAL] < plain.emotions[emotion::NEUTRAL]);
+    assert_ne!(expanded.features, plain.features);
+    let hit = expanded
+        .words
+        .iter()
+        .find(|w| w.word == "zorblaxing")
+        .expect("the expanded word is in the attributions");
+    assert_eq!(hit.signal, "sadness");
+    // weight x confidence: below any seed word's 1 and a rated text2emotion word's 0.4.
+    assert!(
+        (hit.weight - expansion::DEFAULT_WEIGHT * 0.8).abs() < 1e-6,
+        "{hit:?}"
+    );
+    // Weaker than a seed word of the same emotion.
+    let seed = lexicon().analyze("the sad again");
+    assert!(seed.emotions[sadness] > expanded.emotions[sadness]);
+}
+
+#[test]
+fn neutral_low_confidence_and_already_rated_expanded_words_add_nothing() {
+    let x = expansion();
+    for text in [
+        "my quuxmobile is here",
+        "a fnordish day",
+        "I am happy today",
+        "nothing expanded here",
+    ] {
+        assert_eq!(
+            lexicon().analyze(text),
+            lexicon().analyze_with(text, Some(&x)),
+            "{text}"
+        );
+    }
+    assert_eq!(x.emotion("quuxmobile"), None);
+    assert_eq!(x.emotion("fnordish"), None);
+    assert_eq!(x.counting_words()[emotion::SADNESS], 1);
+    assert_eq!(x.counting_words().iter().sum::<usize>(), 2);
+}
+
+#[test]
+fn negation_applies_to_expanded_words() {
+    let x = expansion();
+    // "not <sadness word>" asserts nothing, as for any lexicon word.
+    let a = lexicon().analyze_with("not zorblaxing", Some(&x));
+    assert_eq!(a.emotions[emotion::SADNESS], 0.0);
+}
+
+#[test]
+fn a_malformed_expansion_is_refused() {
+    let header = "word\tcount\temotion\temotion_confidence\tpolarity\tpolarity_confidence\n";
+    for body in [
+        "zorb\t1\tsadness\n",
+        "zorb\t1\tgloom\t0.5\tnegative\t0.5\n",
+        "zorb\t1\tsadness\tNaN\tnegative\t0.5\n",
+        "zorb\t1\tsadness\t0.5\tsideways\t0.5\n",
+    ] {
+        let tsv = format!("{header}{body}").into_bytes();
+        assert!(Expansion::parse("v0001", tsv, 0.3, 0.25).is_err(), "{body}");
+    }
+    assert!(Expansion::parse("v0001", b"word\tcount\n".to_vec(), 0.3, 0.25).is_err());
+    // The published format, with the "-" of an unreached word, parses.
+    let ok = format!("{header}zorb\t1\t-\t0\t-\t0\n").into_bytes();
+    let x = Expansion::parse("v0001", ok, 0.3, 0.25).expect("parses");
+    assert_eq!(x.len(), 1);
+    assert_eq!(x.emotion("zorb"), None);
+}
+
+#[test]
+fn the_published_expansions_parse() {
+    let dir = crate::lexicon_expansion::default_dir(&assets_dir());
+    let Ok(Some(latest)) = crate::lexicon_expansion::latest_version(&dir) else {
+        return; // none published in this checkout
+    };
+    let x = Expansion::load_published(&latest).expect("the latest expansion loads");
+    assert!(x.len() > 1000, "{}", x.len());
+    assert_eq!(
+        x.reference().min_confidence,
+        expansion::DEFAULT_MIN_CONFIDENCE
+    );
+}

@@ -18,9 +18,9 @@ use anyhow::ensure;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::checkpoint::{NewVersion, TrainingInfo, save_version};
+use crate::checkpoint::{NewVersion, TrainingInfo, save_version_with_expansion};
 use crate::data::{Corpus, Split, corpus_path, load_corpus, stratified_split};
-use crate::lexicon::Lexicon;
+use crate::lexicon::{Expansion, Lexicon};
 use crate::metrics::{Confusion, vader_label};
 use crate::network::{Dims, init_network};
 use crate::topics::{TopicTagger, log_priors};
@@ -63,6 +63,10 @@ pub struct TrainConfig {
     pub cache_dir: Option<PathBuf>,
     /// Show the network the situation tokens of examples that have them.
     pub use_situations: bool,
+    /// A published expanded lexicon (`<assets>/lexicon/expanded/vNNNN`) for the
+    /// lexicon features; the version records it and holds a copy. None: the plain
+    /// lexicon.
+    pub lexicon_expansion: Option<PathBuf>,
 }
 
 impl Default for TrainConfig {
@@ -83,6 +87,7 @@ impl Default for TrainConfig {
             embed_batch: 256,
             cache_dir: None,
             use_situations: false,
+            lexicon_expansion: None,
         }
     }
 }
@@ -139,8 +144,21 @@ pub fn train_sentiment(
         split.test.len()
     ));
     let encoder_id = encoder.id.to_string();
+    let expansion = config
+        .lexicon_expansion
+        .as_deref()
+        .map(Expansion::load_published)
+        .transpose()?;
+    if let Some(x) = &expansion {
+        let counting: usize = x.counting_words().iter().sum();
+        progress(&format!(
+            "lexicon expansion {}: {} words, {counting} add emotion evidence",
+            x.version(),
+            x.len()
+        ));
+    }
     let text = embeddings(&corpus, config, encoder, progress)?;
-    let features = features(assets_dir, &corpus, text, config.dims)?;
+    let features = features_with(assets_dir, &corpus, text, config.dims, expansion.as_ref())?;
 
     let mut rng = StdRng::seed_from_u64(config.seed);
     let (varmap, network) = init_network(config.dims, &mut rng)?;
@@ -223,7 +241,7 @@ pub fn train_sentiment(
         topic_prior_weight: config.topic_prior_weight,
         seconds,
     };
-    let (version_dir, _) = save_version(
+    let (version_dir, _) = save_version_with_expansion(
         models_dir,
         &varmap,
         NewVersion {
@@ -234,6 +252,7 @@ pub fn train_sentiment(
             training,
             metrics: metrics.clone(),
         },
+        expansion.as_ref(),
     )?;
     progress(&format!(
         "saved {} ({seconds:.0} s in all)",
@@ -253,11 +272,22 @@ fn features(
     text: Vec<f32>,
     dims: Dims,
 ) -> anyhow::Result<Features> {
+    features_with(assets_dir, corpus, text, dims, None)
+}
+
+/// `features` with the lexicon features computed with an expanded lexicon.
+fn features_with(
+    assets_dir: &Path,
+    corpus: &Corpus,
+    text: Vec<f32>,
+    dims: Dims,
+    expansion: Option<&Expansion>,
+) -> anyhow::Result<Features> {
     let lexicon = Lexicon::load(assets_dir)?;
     let mut lexicon_rows = Vec::with_capacity(corpus.texts.len() * dims.lexicon);
     let mut vader = Vec::with_capacity(corpus.texts.len());
     for t in &corpus.texts {
-        let analysis = lexicon.analyze(t);
+        let analysis = lexicon.analyze_with(t, expansion);
         ensure!(
             analysis.features.len() == dims.lexicon,
             "the lexicon gives {} features, dims.lexicon is {}",
