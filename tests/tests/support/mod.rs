@@ -69,3 +69,86 @@ pub fn dead_endpoint() -> String {
     drop(l);
     format!("http://{addr}")
 }
+
+// ---- The trainer (shared by tests that start it on a database of their choice) ----
+
+/// A fresh directory under the system temp dir, named for the test.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir =
+        std::env::temp_dir().join(format!("empathy-e2e-{tag}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a temp dir");
+    dir
+}
+
+/// A private copy of the registry (versions and pointer) under `dir`, so tests never
+/// publish into assets/models.
+pub fn registry_copy(dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models)?;
+    for entry in std::fs::read_dir(assets().join("models"))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type()?.is_dir() && name.starts_with('v') {
+            std::fs::create_dir_all(models.join(&name))?;
+            for file in std::fs::read_dir(entry.path())? {
+                let file = file?;
+                std::fs::copy(file.path(), models.join(&name).join(file.file_name()))?;
+            }
+        } else if name == "serving" {
+            std::fs::copy(entry.path(), models.join(&name))?;
+        }
+    }
+    Ok(models)
+}
+
+/// Starts empathy-trainer on `models` with `--database DATABASE` (a path or a URL).
+pub async fn start_trainer_on(
+    models: &std::path::Path,
+    database: &str,
+    extra: &[&str],
+) -> anyhow::Result<Service> {
+    let mut args: Vec<String> = vec![
+        "--assets".into(),
+        assets().display().to_string(),
+        "--models".into(),
+        models.display().to_string(),
+        "--database".into(),
+        database.to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    launch::spawn(&sibling_binary("empathy-trainer")?, &args, READY).await
+}
+
+/// A sentiment correction with made-up text and lexicon features (the store does not
+/// care what they mean; a training job can read them).
+pub fn feedback_record(
+    tag: &str,
+    sentiment: &str,
+    seed: usize,
+) -> empathy_proto::v1::FeedbackRecord {
+    use empathy_proto::v1::{FeedbackRecord, FeedbackRequest, FloatVector};
+    let text: Vec<f32> = (0..384)
+        .map(|j| (((seed * 31 + j * 7) % 97) as f32 / 97.0 - 0.5) / 10.0)
+        .collect();
+    let lexicon: Vec<f32> = (0..24).map(|j| ((seed + j) % 5) as f32 / 5.0).collect();
+    FeedbackRecord {
+        feedback: Some(FeedbackRequest {
+            analysis_id: format!("analysis-{tag}"),
+            sentiment: sentiment.into(),
+            note: tag.into(),
+            ..FeedbackRequest::default()
+        }),
+        model_version: "v0001".into(),
+        features: [
+            ("text".to_string(), FloatVector { values: text }),
+            ("lexicon".to_string(), FloatVector { values: lexicon }),
+        ]
+        .into_iter()
+        .collect(),
+        text: format!("sentence {tag}"),
+        received_unix_ms: 0,
+    }
+}
