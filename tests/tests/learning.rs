@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use empathy_common::launch::{self, Service, sibling_binary};
 use empathy_proto::v1::{
     AnalyzeRequest, CancelJobRequest, FeedbackRecord, FeedbackRequest, FloatVector, JobState,
-    StartTrainingRequest, TrainingJob, WatchJobRequest, WatchModelsRequest,
-    trainer_service_client::TrainerServiceClient,
+    ListModelsRequest, ListModelsResponse, StartTrainingRequest, TrainingJob, WatchJobRequest,
+    WatchModelsRequest, trainer_service_client::TrainerServiceClient,
 };
 use support::{analyze_text, assets, client, start_encoder, start_fusion};
 use tonic::Code;
@@ -108,6 +108,18 @@ fn stored_ids(database: &Path) -> anyhow::Result<std::collections::HashSet<Strin
         .query_map([], |r| r.get::<_, String>(0))?
         .collect::<Result<_, _>>()?;
     Ok(ids)
+}
+
+fn stored_version(database: &Path, feedback_id: &str) -> anyhow::Result<String> {
+    let conn = rusqlite::Connection::open_with_flags(
+        database,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?;
+    Ok(conn.query_row(
+        "SELECT model_version FROM feedback WHERE id = ?1",
+        [feedback_id],
+        |r| r.get(0),
+    )?)
 }
 
 async fn wait_job(
@@ -220,6 +232,31 @@ async fn trainer_refuses_bad_feedback_floods_and_a_second_job() -> anyhow::Resul
         err.message()
     );
 
+    // An analysis made by a version this registry does not have: its features cannot be
+    // checked, so the trainer refuses it and says what to do.
+    let mut foreign = record("foreign", "positive", 1);
+    foreign.model_version = "v0999".into();
+    let err = client
+        .submit_feedback(foreign)
+        .await
+        .expect_err("a version the registry does not have");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message().contains("v0999") && err.message().contains("resending the original"),
+        "{}",
+        err.message()
+    );
+    let mut narrow = record("narrow", "positive", 1);
+    if let Some(text) = narrow.features.get_mut("text") {
+        text.values.truncate(100);
+    }
+    let err = client
+        .submit_feedback(narrow)
+        .await
+        .expect_err("features of the wrong width for their version");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("100 values"), "{}", err.message());
+
     // A flood on a queue of two: some refused with RESOURCE_EXHAUSTED, none lost.
     let results = futures::future::join_all((0..400).map(|i| {
         let mut c = client.clone();
@@ -304,20 +341,40 @@ const SIMILAR: [&str; 6] = [
     "Good news, the growth turned out to be benign.",
 ];
 
-async fn positive_share(
+/// How `texts` come back: the share read as positive, the share whose top emotion
+/// is joy, and the versions (and emotion sources) that answered.
+struct Reading {
+    positive: f64,
+    joy: f64,
+    versions: Vec<String>,
+    sources: Vec<String>,
+}
+
+async fn read_all(
     fusion: &mut empathy_proto::v1::empathy_service_client::EmpathyServiceClient<Channel>,
     texts: &[&str],
-) -> anyhow::Result<(f64, Vec<String>)> {
-    let mut positive = 0;
-    let mut versions = Vec::new();
+) -> anyhow::Result<Reading> {
+    let (mut positive, mut joy) = (0, 0);
+    let (mut versions, mut sources) = (Vec::new(), Vec::new());
     for t in texts {
         let r = analyze_text(fusion, t).await?;
         if r.sentiment.as_ref().map(|s| s.label.as_str()) == Some("positive") {
             positive += 1;
         }
+        let emotions = r.emotions.unwrap_or_default();
+        if emotions.top == "joy" {
+            joy += 1;
+        }
+        sources.push(emotions.source);
         versions.push(r.model_version);
     }
-    Ok((positive as f64 / texts.len() as f64, versions))
+    let n = texts.len() as f64;
+    Ok(Reading {
+        positive: positive as f64 / n,
+        joy: joy as f64 / n,
+        versions,
+        sources,
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -370,11 +427,15 @@ async fn corrections_become_a_new_version_served_without_a_failed_request() -> a
     assert_eq!(err.code(), Code::InvalidArgument);
 
     // Before: the domain is read wrongly.
-    let (same_before, versions) = positive_share(&mut api, &DOMAIN).await?;
-    let (similar_before, _) = positive_share(&mut api, &SIMILAR).await?;
-    let old_version = versions[0].clone();
+    let same_before = read_all(&mut api, &DOMAIN).await?;
+    let similar_before = read_all(&mut api, &SIMILAR).await?;
+    let old_version = same_before.versions[0].clone();
+    // An analysis by this version, corrected only after the next one serves.
+    let late = analyze_text(&mut api, SIMILAR[5]).await?;
+    assert_eq!(late.model_version, old_version);
 
-    // Corrections through Feedback; one as an expired id with the original resent.
+    // Corrections through Feedback (sentiment and emotion); one as an expired id with
+    // the original resent.
     for (i, t) in DOMAIN.iter().enumerate() {
         let (analysis_id, original) = if i == 0 {
             (
@@ -391,6 +452,7 @@ async fn corrections_become_a_new_version_served_without_a_failed_request() -> a
             .feedback(FeedbackRequest {
                 analysis_id,
                 sentiment: "positive".into(),
+                emotion: "joy".into(),
                 rating: 1,
                 original,
                 ..FeedbackRequest::default()
@@ -473,34 +535,81 @@ async fn corrections_become_a_new_version_served_without_a_failed_request() -> a
     assert!(seen.contains(&announced.version));
 
     // After: the same and similar sentences, and the base test split.
-    let (same_after, versions) = positive_share(&mut api, &DOMAIN).await?;
-    let (similar_after, _) = positive_share(&mut api, &SIMILAR).await?;
-    assert!(versions.iter().all(|v| *v == announced.version));
+    let same_after = read_all(&mut api, &DOMAIN).await?;
+    let similar_after = read_all(&mut api, &SIMILAR).await?;
+    assert!(same_after.versions.iter().all(|v| *v == announced.version));
+    assert!(
+        same_after.sources.iter().all(|s| s.contains("model")),
+        "emotions should now come from the trained head: {:?}",
+        same_after.sources
+    );
     let m = |k: &str| f64::from(*end.metrics.get(k).unwrap_or(&f32::NAN));
+    let pct = |x: f64| x * 100.0;
     println!(
-        "adaptation gain: corrected sentences {:.0}% -> {:.0}% positive, similar unseen \
-         sentences {:.0}% -> {:.0}%; feedback hold-out {:.3} -> {:.3}; base test macro-F1 \
-         {:.4} -> {:.4} ({} -> {})",
-        same_before * 100.0,
-        same_after * 100.0,
-        similar_before * 100.0,
-        similar_after * 100.0,
+        "adaptation gain: corrected sentences {:.0}% -> {:.0}% positive and {:.0}% -> {:.0}% \
+         joy; similar unseen sentences {:.0}% -> {:.0}% positive and {:.0}% -> {:.0}% joy; \
+         feedback hold-out {:.3} -> {:.3}; base test macro-F1 {:.4} -> {:.4}; top emotion \
+         kept on {:.1}% of the base test split ({} -> {})",
+        pct(same_before.positive),
+        pct(same_after.positive),
+        pct(same_before.joy),
+        pct(same_after.joy),
+        pct(similar_before.positive),
+        pct(similar_after.positive),
+        pct(similar_before.joy),
+        pct(similar_after.joy),
         m("parent_feedback_holdout_accuracy"),
         m("feedback_holdout_accuracy"),
         m("parent_test_macro_f1"),
         m("test_macro_f1"),
+        pct(m("test_emotion_agreement_with_parent")),
         old_version,
         announced.version
     );
-    assert!(same_after >= 0.9, "corrected sentences: {same_after}");
     assert!(
-        similar_after > similar_before,
-        "similar: {similar_before} -> {similar_after}"
+        same_after.positive >= 0.9,
+        "corrected sentences: {}",
+        same_after.positive
     );
-    assert!(similar_after >= 0.5, "similar: {similar_after}");
+    assert!(
+        similar_after.positive > similar_before.positive && similar_after.positive >= 0.5,
+        "similar: {} -> {}",
+        similar_before.positive,
+        similar_after.positive
+    );
+    assert!(
+        same_after.joy >= 0.9,
+        "corrected emotions: {} -> {}",
+        same_before.joy,
+        same_after.joy
+    );
+    assert!(
+        similar_after.joy > similar_before.joy && similar_after.joy >= 0.5,
+        "similar emotions: {} -> {}",
+        similar_before.joy,
+        similar_after.joy
+    );
     assert!(
         m("test_macro_f1") >= m("parent_test_macro_f1") - 0.01,
         "the base test split got worse beyond the tolerance"
+    );
+    assert!(m("test_emotion_agreement_with_parent") >= 0.9);
+
+    // Feedback on an analysis the previous version made: stored under that version
+    // (same encoder, so it can train the next one).
+    let r = api
+        .feedback(FeedbackRequest {
+            analysis_id: late.analysis_id.clone(),
+            sentiment: "positive".into(),
+            ..FeedbackRequest::default()
+        })
+        .await?
+        .into_inner();
+    assert!(r.stored);
+    assert_eq!(
+        stored_version(&database, &r.feedback_id)?,
+        old_version,
+        "the record should name the version that made the analysis"
     );
 
     // A read-only registry: the job fails cleanly and fusion keeps serving.
@@ -581,4 +690,98 @@ fn which(name: &str) -> Option<PathBuf> {
             .map(|p| p.join(name))
             .find(|p| p.is_file())
     })
+}
+
+/// A registry on a full disk: a tmpfs with room for the versions it holds and little
+/// more, mounted in a private mount namespace (`unshare`) that only the trainer sees.
+/// The job fails cleanly with the reason, nothing half-written is left to serve, and
+/// the trainer goes on storing feedback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_disk_fails_the_job_and_serving_goes_on() -> anyhow::Result<()> {
+    let dir = temp_dir("full");
+    let source = registry_copy(&dir)?;
+    let used: u64 = walk_size(&source)?;
+    let mount = dir.join("full-models");
+    std::fs::create_dir_all(&mount)?;
+    let database = dir.join("feedback.sqlite");
+    // Room for the copy plus 64 KiB: the writability probe fits, a new version does not.
+    let size = used + 64 * 1024;
+    let script = format!(
+        "mount -t tmpfs -o size={size} tmpfs \"$1\" && cp -a \"$2\"/. \"$1\"/ && shift 2 && \
+         exec \"$@\""
+    );
+    let mut args: Vec<String> = ["-rm", "--", "sh", "-c", &script, "sh"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend([
+        mount.display().to_string(),
+        source.display().to_string(),
+        sibling_binary("empathy-trainer")?.display().to_string(),
+        "--assets".into(),
+        assets().display().to_string(),
+        "--models".into(),
+        mount.display().to_string(),
+        "--database".into(),
+        database.display().to_string(),
+        "--replay".into(),
+        "2000".into(),
+        "--epochs".into(),
+        "1".into(),
+    ]);
+    let unshare = which("unshare").ok_or_else(|| {
+        anyhow::anyhow!("`unshare` (util-linux) is needed to mount a small disk for this test")
+    })?;
+    let trainer = launch::spawn(&unshare, &args, READY).await?;
+    let mut client = trainer_client(&trainer).await?;
+    let before = client.list_models(ListModelsRequest {}).await?.into_inner();
+    for i in 0..4 {
+        client
+            .submit_feedback(record(&format!("full-{i}"), "positive", i))
+            .await?;
+    }
+    let job = client
+        .start_training(StartTrainingRequest::default())
+        .await?
+        .into_inner();
+    let end = wait_job(&mut client, &job.job_id).await?;
+    println!("full disk: {:?} {}", end.state(), end.message);
+    assert_eq!(end.state(), JobState::Failed, "{}", end.message);
+    assert!(
+        end.message.contains("No space left on device"),
+        "{}",
+        end.message
+    );
+    let after = client.list_models(ListModelsRequest {}).await?.into_inner();
+    let names = |r: &ListModelsResponse| -> Vec<(String, bool)> {
+        r.versions
+            .iter()
+            .map(|v| (v.version.clone(), v.serving))
+            .collect()
+    };
+    assert_eq!(
+        names(&after),
+        names(&before),
+        "the versions or the serving one changed on a full disk"
+    );
+    client
+        .submit_feedback(record("after-full", "neutral", 9))
+        .await?;
+    drop(trainer);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn walk_size(dir: &Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            walk_size(&entry.path())? + 4096
+        } else {
+            meta.len().div_ceil(4096) * 4096
+        };
+    }
+    Ok(total)
 }

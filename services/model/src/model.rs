@@ -113,41 +113,31 @@ impl FusionModel {
         let out = self.network.forward(&tokens)?;
         let sentiment =
             candle_nn::ops::softmax(&out.sentiment_logits, D::Minus1)?.to_vec2::<f32>()?;
-        let emotions = candle_nn::ops::sigmoid(&out.emotion_logits)?.to_vec2::<f32>()?;
-        let affect = out.affect.to_vec2::<f32>()?;
+        let emotion_logits = out.emotion_logits.to_vec2::<f32>()?;
         let attention = out.attention.to_vec2::<f32>()?;
         let mask = tokens.mask.to_vec2::<f32>()?;
-        let from_model = self.manifest.emotion_source == "model";
+        let corrected = self.manifest.emotion_source == EMOTIONS_CORRECTED;
         let mut predictions = Vec::with_capacity(batch.len());
         for (i, inputs) in batch.iter().enumerate() {
             let sentiment = to_array::<3>(&sentiment[i])?;
             let lexicon = &inputs.lexicon;
-            let (emotions, valence, arousal) = if from_model {
-                (to_array::<7>(&emotions[i])?, affect[i][0], affect[i][1])
+            let emotions = if corrected {
+                corrected_emotions(&to_array::<7>(&emotion_logits[i])?, &lexicon.emotions)
             } else {
-                // Untrained heads: lexicon emotions and arousal; valence is half the
-                // trained sentiment (p(positive) - p(negative)), half VADER's compound.
-                let trained = sentiment[2] - sentiment[0];
-                (
-                    lexicon.emotions,
-                    0.5 * trained + 0.5 * lexicon.valence,
-                    lexicon.arousal,
-                )
+                lexicon.emotions
             };
+            // No data labels valence or arousal, so the affect head is never trained:
+            // valence is half the trained sentiment (p(positive) - p(negative)), half
+            // VADER's compound; arousal is the lexicon's.
             let mut prediction = Prediction {
                 sentiment,
                 emotions,
-                valence,
-                arousal,
+                valence: 0.5 * (sentiment[2] - sentiment[0]) + 0.5 * lexicon.valence,
+                arousal: lexicon.arousal,
                 attention: token_weights(&attention[i], &mask[i]),
             };
-            // A trained emotion head always speaks; lexicon emotions only as far as
-            // the words matched emotion words (neutral is high when they did not).
-            let text_evidence = if from_model {
-                1.0
-            } else {
-                1.0 - lexicon.emotions[NEUTRAL]
-            };
+            // The text's emotions speak as far as they are not neutral.
+            let text_evidence = 1.0 - prediction.emotions[NEUTRAL];
             // Experts stand in for tokens this version was not trained on.
             let experts: Vec<Expert> = inputs
                 .experts
@@ -209,6 +199,24 @@ impl FusionModel {
     fn trains(&self, token: &str) -> bool {
         self.manifest.trained_tokens.iter().any(|t| t == token)
     }
+}
+
+/// `emotion_source` of a version whose emotion head corrects the lexicon's emotions
+/// (trained on emotion feedback); "lexicon" before that.
+pub const EMOTIONS_CORRECTED: &str = "lexicon+model";
+
+/// The lexicon's emotions moved by the head: sigmoid(head logit + logit(lexicon score)).
+/// A head of zeros leaves the lexicon's emotions as they are, so training starts from
+/// what the serving version said.
+pub fn corrected_emotions(head: &[f32; 7], lexicon: &[f32; 7]) -> [f32; 7] {
+    std::array::from_fn(|k| 1.0 / (1.0 + (-(head[k] + prior_logit(lexicon[k]))).exp()))
+}
+
+/// logit(p), with p kept within [0.02, 0.98] so that a lexicon score of 0 or 1 stays
+/// correctable by a head of modest weights.
+pub fn prior_logit(p: f32) -> f32 {
+    let p = p.clamp(0.02, 0.98);
+    (p / (1.0 - p)).ln()
 }
 
 fn to_array<const N: usize>(row: &[f32]) -> anyhow::Result<[f32; N]> {

@@ -175,7 +175,9 @@ impl FusionNetwork {
         }
         Ok(NetworkOutput {
             sentiment_logits: self.sentiment.forward(&hidden)?,
-            emotion_logits: self.emotion.forward(&hidden)?,
+            // The emotion head reads the shared representation without shaping it:
+            // emotion corrections cannot move the sentiment a version was tested on.
+            emotion_logits: self.emotion.forward(&hidden.detach())?,
             affect: self.affect.forward(&hidden)?.tanh()?,
             attention,
         })

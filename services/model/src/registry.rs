@@ -115,23 +115,42 @@ pub fn list_versions(models_dir: &Path) -> anyhow::Result<(Vec<Manifest>, Broken
     Ok((ok, broken))
 }
 
-/// Fails unless a new version could be written under `models_dir` now (a read-only
-/// or full file system fails here, before any training time is spent).
-pub fn check_writable(models_dir: &Path) -> anyhow::Result<()> {
+/// Fails unless a version of `bytes` could be written under `models_dir` now: a
+/// read-only registry, or one without room for it, fails here, before any training
+/// time is spent (the probe is written, fsynced and removed).
+pub fn check_writable(models_dir: &Path, bytes: u64) -> anyhow::Result<()> {
     let probe = models_dir.join(format!(".probe-{}", std::process::id()));
     let result = (|| -> std::io::Result<()> {
         std::fs::create_dir(&probe)?;
         let mut f = File::create(probe.join("probe"))?;
-        f.write_all(&[0u8; 4096])?;
+        let block = [0u8; 64 * 1024];
+        let mut left = bytes.max(4096);
+        while left > 0 {
+            let n = left.min(block.len() as u64) as usize;
+            f.write_all(&block[..n])?;
+            left -= n as u64;
+        }
         f.sync_all()
     })();
     let _ = std::fs::remove_dir_all(&probe);
     result.with_context(|| {
         format!(
-            "the model registry {} is not writable",
-            models_dir.display()
+            "the model registry {} is not writable, or has no room for a {} KiB version",
+            models_dir.display(),
+            bytes.div_ceil(1024)
         )
     })
+}
+
+/// Bytes of the files in a version directory (what a version like it will take).
+pub fn version_bytes(version_dir: &Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(version_dir)
+        .with_context(|| format!("cannot list {}", version_dir.display()))?
+    {
+        total += entry?.metadata()?.len();
+    }
+    Ok(total)
 }
 
 #[cfg(test)]
@@ -157,7 +176,7 @@ mod tests {
         assert!(set_serving(&dir, "../etc").is_err());
         std::fs::write(dir.join(SERVING_FILE), "../../etc/passwd\n")?;
         assert!(serving_pointer(&dir).is_err());
-        check_writable(&dir)?;
+        check_writable(&dir, 10_000)?;
         std::fs::remove_dir_all(&dir)?;
         Ok(())
     }

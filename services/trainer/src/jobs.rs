@@ -18,15 +18,14 @@ use std::time::Duration;
 
 use empathy_model::Manifest;
 use empathy_model::registry;
-use empathy_model::training::finetune::{
-    Cancelled, FeedbackExample, FinetuneConfig, finetune, publish,
-};
-use empathy_proto::SENTIMENT_LABELS;
+use empathy_model::training::finetune::{Cancelled, FinetuneConfig, finetune, publish};
 use empathy_proto::v1::{JobState, ModelVersion, TrainingJob};
 use tokio::sync::{broadcast, watch};
 use tonic::Status;
 
+use crate::examples;
 use crate::store::{FeedbackStore, JobRow, LockError, now_ms};
+use crate::versions::Versions;
 
 /// Finished jobs kept in memory for WatchJob.
 const RECENT_JOBS: usize = 64;
@@ -67,6 +66,8 @@ pub fn is_terminal(state: i32) -> bool {
 pub struct Trainer {
     pub store: FeedbackStore,
     pub settings: Settings,
+    /// Manifests of the registry's versions (whose feedback can train what).
+    pub versions: Versions,
     current: Mutex<Option<Arc<Job>>>,
     recent: Mutex<VecDeque<Arc<Job>>>,
     /// Serialises writes of the serving pointer (publish, rollback).
@@ -102,6 +103,7 @@ impl Trainer {
         let (models_tx, _) = broadcast::channel(64);
         Arc::new(Trainer {
             store,
+            versions: Versions::new(settings.models.clone()),
             settings,
             current: Mutex::new(None),
             recent: Mutex::new(VecDeque::new()),
@@ -260,15 +262,18 @@ impl Trainer {
             });
         };
         progress(0.0, "checking the registry");
-        if let Err(e) = registry::check_writable(models) {
-            return Outcome::failed(format!(
-                "{e:#}: nothing was trained; the serving version is unchanged"
-            ));
-        }
         let serving_dir = match registry::serving_version(models) {
             Ok(d) => d,
             Err(e) => return Outcome::failed(format!("no serving version: {e:#}")),
         };
+        // The new version will be about the size of the one it is tuned from.
+        let room = registry::version_bytes(&serving_dir)
+            .and_then(|bytes| registry::check_writable(models, bytes));
+        if let Err(e) = room {
+            return Outcome::failed(format!(
+                "{e:#}: nothing was trained; the serving version is unchanged"
+            ));
+        }
         let through = match self.store.last_seq() {
             Ok(s) => s,
             Err(e) => return Outcome::failed(format!("cannot read the feedback store: {e:#}")),
@@ -279,28 +284,26 @@ impl Trainer {
         };
         let total = stored.len();
         let through = stored.iter().map(|s| s.seq).max().unwrap_or(through);
-        let examples: Vec<FeedbackExample> = stored
-            .into_iter()
-            .filter_map(|s| {
-                let fb = s.record.feedback.as_ref()?;
-                let sentiment = SENTIMENT_LABELS.iter().position(|l| *l == fb.sentiment)?;
-                let text = s.record.features.get("text")?.values.clone();
-                let lexicon = s.record.features.get("lexicon")?.values.clone();
-                Some(FeedbackExample {
-                    id: s.id,
-                    text,
-                    lexicon,
-                    sentiment,
-                })
-            })
-            .collect();
+        let serving = match self.versions.get(&version_name(&serving_dir)) {
+            Ok(m) => m,
+            Err(e) => return Outcome::failed(format!("the serving version does not read: {e:#}")),
+        };
+        let found = examples::examples(stored, &self.versions, &serving);
+        let skipped = found.skipped_summary();
+        if !skipped.is_empty() {
+            tracing::warn!(job = %job.id, "feedback {skipped}");
+        }
+        let examples = found.examples;
         if examples.len() < 2 {
             return Outcome {
                 state: JobState::Rejected,
                 message: format!(
-                    "not trained: {} of {total} stored feedback records carry a sentiment \
-                     correction with text features; at least 2 are needed",
-                    examples.len()
+                    "not trained: {} of {total} stored feedback records can train {} (a \
+                     sentiment or emotion correction of an analysis with text); at least 2 \
+                     are needed{}",
+                    examples.len(),
+                    serving.version,
+                    if skipped.is_empty() { String::new() } else { format!("; {skipped}") }
                 ),
                 published: String::new(),
                 metrics: Default::default(),
@@ -310,9 +313,10 @@ impl Trainer {
         progress(
             0.01,
             &format!(
-                "fine-tuning {} on {} sentiment corrections ({total} feedback records)",
+                "fine-tuning {} on {} corrections ({total} feedback records{})",
                 serving_dir.display(),
-                examples.len()
+                examples.len(),
+                if skipped.is_empty() { String::new() } else { format!("; {skipped}") }
             ),
         );
         let mut report = |p: f32, m: &str| progress(p, m);
@@ -468,7 +472,14 @@ impl Trainer {
 fn serving_name(models: &Path) -> Option<String> {
     registry::serving_version(models)
         .ok()
-        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .map(|d| version_name(&d))
+}
+
+/// A version directory's name (`v0003`).
+fn version_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 pub fn model_version(m: &Manifest, serving: bool) -> ModelVersion {

@@ -1,9 +1,11 @@
 //! `empathy-trainer`: stores feedback durably, fine-tunes new model versions in the
 //! background and publishes them to the registry when they are better.
 
+mod examples;
 mod jobs;
 mod service;
 mod store;
+mod versions;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -67,6 +69,13 @@ struct Args {
     feedback_share: f64,
     #[arg(long, default_value_t = 2e-4)]
     learning_rate: f64,
+    /// The emotion head's learning rate (trained once emotions are corrected).
+    #[arg(long, default_value_t = 1e-2)]
+    emotion_learning_rate: f64,
+    /// With emotion corrections: publish only if at least this share of the base test
+    /// split keeps the serving version's top emotion.
+    #[arg(long, default_value_t = 0.9)]
+    min_emotion_agreement: f64,
     #[arg(long, default_value_t = 7)]
     seed: u64,
     /// Where `empathy train` cached the corpus embeddings (default: the user cache).
@@ -126,6 +135,8 @@ async fn main() -> anyhow::Result<()> {
             seed: args.seed,
             epochs: args.epochs,
             learning_rate: args.learning_rate,
+            emotion_learning_rate: args.emotion_learning_rate,
+            min_emotion_agreement: args.min_emotion_agreement,
             replay: args.replay,
             holdout_fraction: args.holdout_fraction,
             feedback_share: args.feedback_share,

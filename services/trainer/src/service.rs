@@ -78,8 +78,11 @@ impl TrainerService for TrainerApi {
         request: Request<FeedbackRecord>,
     ) -> Result<Response<FeedbackAck>, Status> {
         let store = self.trainer.store.clone();
+        let trainer = Arc::clone(&self.trainer);
         let work = async move {
             let record = validate(request.into_inner())?;
+            // Reads a manifest the first time a version is seen (versions are immutable).
+            tokio::task::block_in_place(|| trainer.versions.check(&record))?;
             let id = uuid::Uuid::new_v4().to_string();
             match store.submit(id.clone(), record).await {
                 Ok(pending) => Ok(FeedbackAck {

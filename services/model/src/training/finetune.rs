@@ -1,9 +1,17 @@
 //! Fine-tuning a serving version on user feedback: start from its weights, train the
-//! sentiment head and the fusion layers on the corrected examples mixed with a replay
-//! sample of the base training split (so old skills are kept, and with the same
-//! per-topic priors the base model was trained against), hold part of the feedback
-//! out, and compare new against serving on that hold-out and on the base test split.
-//! The caller publishes only an accepted result (`publish`).
+//! heads and the fusion layers on the corrected examples mixed with a replay sample of
+//! the base training split (so old skills are kept, and with the same per-topic priors
+//! the base model was trained against), hold part of the feedback out, and compare new
+//! against serving on that hold-out and on the base test split. The caller publishes
+//! only an accepted result (`publish`).
+//!
+//! Emotions: no labelled emotion corpus exists, so a version's emotions start as the
+//! lexicon's. Once feedback corrects an emotion, the emotion head learns to correct the
+//! lexicon (`model::corrected_emotions`; `emotion_source` "lexicon+model"): it starts
+//! at zero, which changes nothing, and is trained on the corrections (the corrected
+//! emotion 1, the others 0) and, to keep what the serving version says everywhere
+//! else, on the serving version's own emotions for every other example
+//! (distillation). Every later fine-tune keeps distilling them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,20 +28,26 @@ use crate::batch::{BatchBuilder, Example};
 use crate::checkpoint::{Manifest, NewVersion, TrainingInfo, read_version, save_version};
 use crate::data::{corpus_path, load_corpus, stratified_split};
 use crate::embedding_cache;
-use crate::lexicon::Lexicon;
+use crate::lexicon::{EMOTION_FEATURES, Lexicon};
 use crate::metrics::Confusion;
+use crate::model::{EMOTIONS_CORRECTED, corrected_emotions, prior_logit};
 use crate::network::{FusionNetwork, LEXICON, TEXT, init_network};
 use crate::topics::{TopicTagger, log_priors};
 
-/// One corrected analysis: the features fusion computed, and the corrected sentiment.
+/// One corrected analysis: the text embedding fusion computed, the text it analysed,
+/// and the corrections (at least one).
 #[derive(Debug, Clone)]
 pub struct FeedbackExample {
     /// Stable id (the feedback id): decides the hold-out deterministically.
     pub id: String,
     pub text: Vec<f32>,
-    pub lexicon: Vec<f32>,
+    /// The analysed text (typed or transcribed); its lexicon features are computed
+    /// again by the serving version's lexicon, as the replay examples' are.
+    pub utterance: String,
     /// Index into SENTIMENT_LABELS.
-    pub sentiment: usize,
+    pub sentiment: Option<usize>,
+    /// Index into EMOTION_LABELS.
+    pub emotion: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +56,8 @@ pub struct FinetuneConfig {
     pub epochs: usize,
     pub batch_size: usize,
     pub learning_rate: f64,
+    /// The emotion head's (a linear layer trained alone on a fixed representation).
+    pub emotion_learning_rate: f64,
     pub weight_decay: f64,
     pub dropout: f64,
     /// Base training examples replayed beside the feedback.
@@ -52,6 +68,10 @@ pub struct FinetuneConfig {
     pub feedback_share: f64,
     /// How much lower the base-test macro-F1 may be and still publish.
     pub tolerance: f64,
+    /// When emotions are trained: the least share of base test examples whose top
+    /// emotion must stay the serving version's (emotions have no test labels, so
+    /// this bounds how far corrections may move everything else).
+    pub min_emotion_agreement: f64,
     /// Where the corpus embeddings are cached; None = the default cache.
     pub cache_dir: Option<PathBuf>,
 }
@@ -63,12 +83,14 @@ impl Default for FinetuneConfig {
             epochs: 3,
             batch_size: 64,
             learning_rate: 2e-4,
+            emotion_learning_rate: 1e-2,
             weight_decay: 1e-2,
             dropout: 0.1,
             replay: 16000,
             holdout_fraction: 0.25,
             feedback_share: 0.1,
             tolerance: 0.01,
+            min_emotion_agreement: 0.9,
             cache_dir: None,
         }
     }
@@ -86,32 +108,45 @@ pub struct Finetuned {
     pub accepted: bool,
     /// Why it was (not) accepted, with the numbers.
     pub reason: String,
+    /// Where the new version's emotions come from ("model" once its head is trained).
+    pub emotion_source: String,
 }
 
-/// Features of the rows a fine-tune touches.
+/// Features and targets of the rows a fine-tune touches.
+#[derive(Default)]
 struct Rows {
     text: Vec<Vec<f32>>,
     lexicon: Vec<Vec<f32>>,
-    labels: Vec<usize>,
+    sentiment: Vec<Option<usize>>,
+    /// The corrected emotion, on feedback that corrects one.
+    emotion: Vec<Option<usize>>,
+    /// Emotion head targets in [0, 1] (filled once the serving version is loaded).
+    emotion_targets: Vec<[f32; 7]>,
     bias: Vec<[f32; 3]>,
 }
 
 impl Rows {
-    fn new() -> Rows {
-        Rows {
-            text: Vec::new(),
-            lexicon: Vec::new(),
-            labels: Vec::new(),
-            bias: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, text: Vec<f32>, lexicon: Vec<f32>, label: usize, bias: [f32; 3]) -> usize {
+    fn push(
+        &mut self,
+        text: Vec<f32>,
+        lexicon: Vec<f32>,
+        (sentiment, emotion): (Option<usize>, Option<usize>),
+        bias: [f32; 3],
+    ) -> usize {
         self.text.push(text);
         self.lexicon.push(lexicon);
-        self.labels.push(label);
+        self.sentiment.push(sentiment);
+        self.emotion.push(emotion);
         self.bias.push(bias);
-        self.labels.len() - 1
+        self.sentiment.len() - 1
+    }
+
+    /// The lexicon's emotions, read back from row `i`'s lexicon features.
+    fn lexicon_emotions(&self, i: usize) -> anyhow::Result<[f32; 7]> {
+        self.lexicon[i]
+            .get(EMOTION_FEATURES)
+            .and_then(|e| <[f32; 7]>::try_from(e).ok())
+            .context("lexicon features too short to hold emotions")
     }
 
     fn example(&self, i: usize) -> Example<'_> {
@@ -147,17 +182,27 @@ pub fn finetune(
     let mask = move |slot: usize| (use_text && slot == TEXT) || (use_lexicon && slot == LEXICON);
     for f in feedback {
         ensure!(
-            f.text.len() == dims.text && f.lexicon.len() == dims.lexicon,
-            "feedback {} has {}+{} feature values, version {} expects {}+{}",
+            f.text.len() == dims.text,
+            "feedback {} has {} text feature values, version {} expects {}",
             f.id,
             f.text.len(),
-            f.lexicon.len(),
             serving.version,
-            dims.text,
-            dims.lexicon
+            dims.text
         );
-        ensure!(f.sentiment < 3, "feedback {}: bad sentiment index", f.id);
+        ensure!(
+            f.sentiment.is_some_and(|s| s < 3) || f.emotion.is_some_and(|e| e < 7),
+            "feedback {}: no sentiment or emotion correction",
+            f.id
+        );
+        ensure!(
+            f.sentiment.is_none_or(|s| s < 3) && f.emotion.is_none_or(|e| e < 7),
+            "feedback {}: a label index outside the label set",
+            f.id
+        );
     }
+    // The head learns emotions once any are corrected, and keeps learning them after.
+    let corrects_emotions = serving.emotion_source == EMOTIONS_CORRECTED;
+    let train_emotions = corrects_emotions || feedback.iter().any(|f| f.emotion.is_some());
     let mut rng = StdRng::seed_from_u64(config.seed);
 
     // Feedback: a seeded shuffle by id, then the hold-out off the front.
@@ -167,8 +212,8 @@ pub fn finetune(
     let holdout_n = ((order.len() as f64 * config.holdout_fraction).ceil() as usize).max(1);
     if order.len() < 2 {
         bail!(
-            "{} sentiment correction(s) stored: fine-tuning needs at least 2 (one to train \
-             on, one to hold out)",
+            "{} correction(s) stored: fine-tuning needs at least 2 (one to train on, one to \
+             hold out)",
             order.len()
         );
     }
@@ -227,7 +272,7 @@ pub fn finetune(
     let tagger = TopicTagger::new()?;
     let priors = log_priors(&corpus.labels, &corpus.topics, &split.train, tagger.count());
     let prior_weight = serving.training.topic_prior_weight as f32;
-    let mut rows = Rows::new();
+    let mut rows = Rows::default();
     let base_row = |rows: &mut Rows, i: usize, bias: bool| {
         let analysis = lexicon.analyze(&corpus.texts[i]);
         let b = if bias {
@@ -238,7 +283,7 @@ pub fn finetune(
         rows.push(
             embeddings[i * dims.text..(i + 1) * dims.text].to_vec(),
             analysis.features,
-            corpus.labels[i],
+            (Some(corpus.labels[i]), None),
             b,
         )
     };
@@ -253,7 +298,12 @@ pub fn finetune(
         .map(|&i| base_row(&mut rows, i, false))
         .collect();
     let add_feedback = |rows: &mut Rows, f: &FeedbackExample| {
-        rows.push(f.text.clone(), f.lexicon.clone(), f.sentiment, [0.0; 3])
+        rows.push(
+            f.text.clone(),
+            lexicon.analyze(&f.utterance).features,
+            (f.sentiment, f.emotion),
+            [0.0; 3],
+        )
     };
     let fb_train: Vec<usize> = train_fb
         .iter()
@@ -288,8 +338,24 @@ pub fn finetune(
         let tensor = loaded
             .get(name)
             .with_context(|| format!("version {} has no tensor {name}", serving.version))?;
-        var.set(tensor)?;
+        // A head that has never corrected emotions starts at zero: no correction.
+        if train_emotions && !corrects_emotions && name.starts_with("head.emotion.") {
+            var.set(&tensor.zeros_like()?)?;
+        } else {
+            var.set(tensor)?;
+        }
     }
+    let all: Vec<usize> = (0..rows.text.len()).collect();
+    let served = served_emotions(&old, &serving, &rows, &all, &mask)?;
+    rows.emotion_targets = rows
+        .emotion
+        .iter()
+        .zip(&served)
+        .map(|(corrected, served)| match corrected {
+            Some(e) => std::array::from_fn(|k| if k == *e { 1.0 } else { 0.0 }),
+            None => *served,
+        })
+        .collect();
 
     // Each epoch: the replay sample plus the feedback repeated to its share.
     let share = config.feedback_share.clamp(0.0, 0.9);
@@ -303,15 +369,27 @@ pub fn finetune(
     for _ in 0..copies {
         epoch_rows.extend(&fb_train);
     }
-    let vars = varmap.all_vars();
-    let mut optimizer = AdamW::new(
-        vars,
-        ParamsAdamW {
-            lr: config.learning_rate,
-            weight_decay: config.weight_decay,
-            ..ParamsAdamW::default()
-        },
-    )?;
+    // The emotion head is a logistic regression on a representation it does not
+    // shape (see `network`), so it takes its own, larger steps.
+    let (head, body): (Vec<_>, Vec<_>) = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("model variables lock poisoned"))?
+        .iter()
+        .map(|(name, var)| (name.starts_with("head.emotion."), var.clone()))
+        .partition(|(is_head, _)| *is_head);
+    let adamw = |vars: Vec<(bool, candle_core::Var)>, lr: f64| {
+        AdamW::new(
+            vars.into_iter().map(|(_, v)| v).collect(),
+            ParamsAdamW {
+                lr,
+                weight_decay: config.weight_decay,
+                ..ParamsAdamW::default()
+            },
+        )
+    };
+    let mut optimizer = adamw(body, config.learning_rate)?;
+    let mut emotion_optimizer = adamw(head, config.emotion_learning_rate)?;
     for epoch in 1..=config.epochs {
         epoch_rows.shuffle(&mut rng);
         let mut loss_sum = 0.0;
@@ -319,8 +397,20 @@ pub fn finetune(
             if cancelled() {
                 bail!(Cancelled);
             }
-            let loss = loss(&network, &rows, batch, &mask, config.dropout, &mut rng)?;
-            optimizer.backward_step(&loss)?;
+            let loss = loss(
+                &network,
+                &rows,
+                batch,
+                &mask,
+                train_emotions,
+                config.dropout,
+                &mut rng,
+            )?;
+            let grads = loss.backward()?;
+            optimizer.step(&grads)?;
+            if train_emotions {
+                emotion_optimizer.step(&grads)?;
+            }
             loss_sum += f64::from(loss.to_scalar::<f32>()?) * batch.len() as f64;
         }
         let fraction = 0.1 + 0.8 * epoch as f32 / config.epochs.max(1) as f32;
@@ -338,13 +428,73 @@ pub fn finetune(
 
     // Evaluation: new against serving, same data.
     let score = |net: &FusionNetwork, ix: &[usize]| -> anyhow::Result<Confusion> {
-        let predicted = predict(net, &rows, ix, &mask)?;
-        let actual: Vec<usize> = ix.iter().map(|&i| rows.labels[i]).collect();
+        let ix: Vec<usize> = ix
+            .iter()
+            .copied()
+            .filter(|&i| rows.sentiment[i].is_some())
+            .collect();
+        let predicted = predict(net, &rows, &ix, &mask)?;
+        let actual: Vec<usize> = ix.iter().filter_map(|&i| rows.sentiment[i]).collect();
         Ok(Confusion::from_labels(3, &actual, &predicted))
+    };
+    // Top emotions as each version serves them.
+    let new_source = if train_emotions {
+        EMOTIONS_CORRECTED.to_string()
+    } else {
+        serving.emotion_source.clone()
+    };
+    let new_serving = Manifest {
+        emotion_source: new_source.clone(),
+        ..serving.clone()
+    };
+    let tops = |net: &FusionNetwork, m: &Manifest, ix: &[usize]| -> anyhow::Result<Vec<usize>> {
+        Ok(served_emotions(net, m, &rows, ix, &mask)?
+            .iter()
+            .map(top)
+            .collect())
+    };
+    let emotion_hits = |net: &FusionNetwork, m: &Manifest, ix: &[usize]| {
+        let ix: Vec<usize> = ix
+            .iter()
+            .copied()
+            .filter(|&i| rows.emotion[i].is_some())
+            .collect();
+        let predicted = tops(net, m, &ix)?;
+        let hits = ix
+            .iter()
+            .zip(&predicted)
+            .filter(|(i, p)| rows.emotion[**i] == Some(**p))
+            .count();
+        anyhow::Ok(Hits {
+            hits,
+            total: ix.len(),
+        })
     };
     let (base_new, base_old) = (score(&network, &test)?, score(&old, &test)?);
     let (hold_new, hold_old) = (score(&network, &fb_holdout)?, score(&old, &fb_holdout)?);
     let (fit_new, fit_old) = (score(&network, &fb_train)?, score(&old, &fb_train)?);
+    let (emo_new, emo_old) = (
+        emotion_hits(&network, &new_serving, &fb_holdout)?,
+        emotion_hits(&old, &serving, &fb_holdout)?,
+    );
+    let sentiment_hits = |c: &Confusion| Hits {
+        hits: (c.accuracy() * c.total() as f64).round() as usize,
+        total: c.total(),
+    };
+    // Every held-out correction counts once, sentiment or emotion.
+    let (all_new, all_old) = (
+        sentiment_hits(&hold_new).plus(emo_new),
+        sentiment_hits(&hold_old).plus(emo_old),
+    );
+    let agreement = if train_emotions {
+        let (a, b) = (
+            tops(&network, &new_serving, &test)?,
+            tops(&old, &serving, &test)?,
+        );
+        a.iter().zip(&b).filter(|(x, y)| x == y).count() as f64 / test.len().max(1) as f64
+    } else {
+        1.0
+    };
     let mut metrics = BTreeMap::new();
     metrics.insert("test_macro_f1".to_string(), base_new.macro_f1());
     metrics.insert("test_accuracy".to_string(), base_new.accuracy());
@@ -352,11 +502,28 @@ pub fn finetune(
         metrics.insert(format!("test_f1_{label}"), base_new.class(c).f1);
     }
     metrics.insert("parent_test_macro_f1".into(), base_old.macro_f1());
-    metrics.insert("feedback_holdout_accuracy".into(), hold_new.accuracy());
-    metrics.insert(
-        "parent_feedback_holdout_accuracy".into(),
-        hold_old.accuracy(),
-    );
+    metrics.insert("feedback_holdout_accuracy".into(), all_new.rate());
+    metrics.insert("parent_feedback_holdout_accuracy".into(), all_old.rate());
+    if hold_new.total() > 0 {
+        metrics.insert(
+            "feedback_holdout_sentiment_accuracy".into(),
+            hold_new.accuracy(),
+        );
+        metrics.insert(
+            "parent_feedback_holdout_sentiment_accuracy".into(),
+            hold_old.accuracy(),
+        );
+    }
+    if emo_new.total > 0 {
+        metrics.insert("feedback_holdout_emotion_accuracy".into(), emo_new.rate());
+        metrics.insert(
+            "parent_feedback_holdout_emotion_accuracy".into(),
+            emo_old.rate(),
+        );
+    }
+    if train_emotions {
+        metrics.insert("test_emotion_agreement_with_parent".into(), agreement);
+    }
     metrics.insert("feedback_train_accuracy".into(), fit_new.accuracy());
     metrics.insert("parent_feedback_train_accuracy".into(), fit_old.accuracy());
     metrics.insert("feedback_train_size".into(), fb_train.len() as f64);
@@ -369,28 +536,40 @@ pub fn finetune(
         }
     }
     let base_drop = base_old.macro_f1() - base_new.macro_f1();
-    let not_worse = base_drop <= config.tolerance;
-    let better = hold_new.accuracy() > hold_old.accuracy();
-    let numbers = format!(
+    let mut numbers = format!(
         "base test macro-F1 {:.4} -> {:.4} (tolerance {:.4}); feedback hold-out accuracy \
-         {:.3} -> {:.3} on {} example(s)",
+         {:.3} -> {:.3} on {} correction(s)",
         base_old.macro_f1(),
         base_new.macro_f1(),
         config.tolerance,
-        hold_old.accuracy(),
-        hold_new.accuracy(),
-        fb_holdout.len()
+        all_old.rate(),
+        all_new.rate(),
+        all_new.total
     );
-    let (accepted, reason) = match (not_worse, better) {
-        (true, true) => (true, format!("better: {numbers}")),
-        (false, _) => (
+    if train_emotions {
+        numbers += &format!(
+            "; top emotion kept on {:.1}% of the base test split (at least {:.1}% required)",
+            100.0 * agreement,
+            100.0 * config.min_emotion_agreement
+        );
+    }
+    let (accepted, reason) = if base_drop > config.tolerance {
+        (
             false,
             format!("worse on the base test split beyond the tolerance: {numbers}"),
-        ),
-        (true, false) => (
+        )
+    } else if agreement < config.min_emotion_agreement {
+        (
+            false,
+            format!("the corrections moved the emotions of too many other texts: {numbers}"),
+        )
+    } else if all_new.hits <= all_old.hits {
+        (
             false,
             format!("not better on the feedback hold-out: {numbers}"),
-        ),
+        )
+    } else {
+        (true, format!("better: {numbers}"))
     };
     progress(0.95, &reason);
     let training = TrainingInfo {
@@ -414,6 +593,7 @@ pub fn finetune(
         metrics,
         accepted,
         reason,
+        emotion_source: new_source,
     })
 }
 
@@ -427,7 +607,7 @@ pub fn publish(models_dir: &Path, tuned: &Finetuned) -> anyhow::Result<(PathBuf,
             parent: Some(tuned.serving.version.clone()),
             dims: tuned.serving.dims,
             trained_tokens: tuned.serving.trained_tokens.clone(),
-            emotion_source: tuned.serving.emotion_source.clone(),
+            emotion_source: tuned.emotion_source.clone(),
             training: tuned.training.clone(),
             metrics: tuned.metrics.clone(),
         },
@@ -448,11 +628,72 @@ fn predict(
     super::fit::predict_rows(network, ix, |i| rows.example(i), mask)
 }
 
+/// Correct answers out of a count.
+#[derive(Debug, Clone, Copy)]
+struct Hits {
+    hits: usize,
+    total: usize,
+}
+
+impl Hits {
+    fn plus(self, other: Hits) -> Hits {
+        Hits {
+            hits: self.hits + other.hits,
+            total: self.total + other.total,
+        }
+    }
+
+    fn rate(self) -> f64 {
+        self.hits as f64 / self.total.max(1) as f64
+    }
+}
+
+fn top(scores: &[f32; 7]) -> usize {
+    (0..7).fold(0, |best, k| if scores[k] > scores[best] { k } else { best })
+}
+
+/// The emotions `manifest`'s version serves for the rows at `ix` (text-only rows, so
+/// no expert blends in): the lexicon's, corrected by the head once it is trained.
+fn served_emotions(
+    network: &FusionNetwork,
+    manifest: &Manifest,
+    rows: &Rows,
+    ix: &[usize],
+    mask: &dyn Fn(usize) -> bool,
+) -> anyhow::Result<Vec<[f32; 7]>> {
+    let lexicon: Vec<[f32; 7]> = ix
+        .iter()
+        .map(|&i| rows.lexicon_emotions(i))
+        .collect::<anyhow::Result<_>>()?;
+    if manifest.emotion_source != EMOTIONS_CORRECTED {
+        return Ok(lexicon);
+    }
+    let mut out = Vec::with_capacity(ix.len());
+    super::fit::forward_rows(
+        network,
+        ix,
+        |i| rows.example(i),
+        mask,
+        |o| {
+            for row in o.emotion_logits.to_vec2::<f32>()? {
+                let head = <[f32; 7]>::try_from(row.as_slice())
+                    .map_err(|_| anyhow::anyhow!("the emotion head has not 7 outputs"))?;
+                out.push(corrected_emotions(&head, &lexicon[out.len()]));
+            }
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// Cross-entropy of the corrected (or base) sentiment where there is one, plus, when
+/// emotions are trained, binary cross-entropy of each emotion against its target.
 fn loss(
     network: &FusionNetwork,
     rows: &Rows,
     batch: &[usize],
     mask: &dyn Fn(usize) -> bool,
+    train_emotions: bool,
     dropout: f64,
     rng: &mut StdRng,
 ) -> anyhow::Result<Tensor> {
@@ -473,12 +714,39 @@ fn loss(
         .collect();
     let hidden_mask = Tensor::from_vec(hidden_mask, (batch.len(), dims.d_model), &Device::Cpu)?;
     let out = network.forward_with_dropout(&builder.build()?, Some(&hidden_mask))?;
-    let targets: Vec<u32> = batch.iter().map(|&i| rows.labels[i] as u32).collect();
-    let targets = Tensor::from_vec(targets, (batch.len(), 1), &Device::Cpu)?;
+    let n = batch.len();
+    let targets: Vec<u32> = batch
+        .iter()
+        .map(|&i| rows.sentiment[i].unwrap_or(0) as u32)
+        .collect();
+    let targets = Tensor::from_vec(targets, (n, 1), &Device::Cpu)?;
+    let labelled: Vec<f32> = batch
+        .iter()
+        .map(|&i| f32::from(u8::from(rows.sentiment[i].is_some())))
+        .collect();
+    let count = labelled.iter().sum::<f32>().max(1.0);
+    let labelled = Tensor::from_vec(labelled, n, &Device::Cpu)?;
     let bias: Vec<f32> = batch.iter().flat_map(|&i| rows.bias[i]).collect();
-    let bias = Tensor::from_vec(bias, (batch.len(), 3), &Device::Cpu)?;
+    let bias = Tensor::from_vec(bias, (n, 3), &Device::Cpu)?;
     let log_p = candle_nn::ops::log_softmax(&(out.sentiment_logits + bias)?, D::Minus1)?
         .gather(&targets, 1)?
         .squeeze(1)?;
-    Ok((log_p.mean_all()? * -1.0)?)
+    let sentiment = ((log_p * labelled)?.sum_all()? * f64::from(-1.0 / count))?;
+    if !train_emotions {
+        return Ok(sentiment);
+    }
+    let t: Vec<f32> = batch
+        .iter()
+        .flat_map(|&i| rows.emotion_targets[i])
+        .collect();
+    let t = Tensor::from_vec(t, (n, 7), &Device::Cpu)?;
+    let mut prior = Vec::with_capacity(n * 7);
+    for &i in batch {
+        prior.extend(rows.lexicon_emotions(i)?.map(prior_logit));
+    }
+    let prior = Tensor::from_vec(prior, (n, 7), &Device::Cpu)?;
+    // Binary cross-entropy on logits, in the stable form max(x, 0) - x t + ln(1 + e^-|x|).
+    let x = &(&out.emotion_logits + prior)?;
+    let bce = ((x.relu()? - (x * &t)?)? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?)?.mean_all()?;
+    Ok((sentiment + bce)?)
 }

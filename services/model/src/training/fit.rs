@@ -12,7 +12,7 @@ use super::TrainConfig;
 use crate::batch::{BatchBuilder, Example};
 use crate::data::Split;
 use crate::metrics::Confusion;
-use crate::network::{Dims, FusionNetwork, LEXICON, MODALITIES, TEXT};
+use crate::network::{Dims, FusionNetwork, LEXICON, MODALITIES, NetworkOutput, TEXT};
 
 /// Features of every example, row-major.
 pub(super) struct Features {
@@ -76,21 +76,36 @@ pub(super) fn predict_rows<'e>(
     use_token: impl Fn(usize) -> bool,
 ) -> anyhow::Result<Vec<usize>> {
     let mut out = Vec::with_capacity(indices.len());
-    for chunk in indices.chunks(1024) {
-        let mut builder = BatchBuilder::new(*network.dims());
-        for &i in chunk {
-            builder.push(&example(i), &use_token);
-        }
-        let logits = network.forward(&builder.build()?)?.sentiment_logits;
+    forward_rows(network, indices, example, use_token, |o| {
         out.extend(
-            logits
+            o.sentiment_logits
                 .argmax(D::Minus1)?
                 .to_vec1::<u32>()?
                 .into_iter()
                 .map(|l| l as usize),
         );
-    }
+        Ok(())
+    })?;
     Ok(out)
+}
+
+/// Runs the network over the examples at `indices` in chunks of 1024, handing each
+/// chunk's outputs (rows in `indices` order) to `take`.
+pub(super) fn forward_rows<'e>(
+    network: &FusionNetwork,
+    indices: &[usize],
+    example: impl Fn(usize) -> Example<'e>,
+    use_token: impl Fn(usize) -> bool,
+    mut take: impl FnMut(NetworkOutput) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    for chunk in indices.chunks(1024) {
+        let mut builder = BatchBuilder::new(*network.dims());
+        for &i in chunk {
+            builder.push(&example(i), &use_token);
+        }
+        take(network.forward(&builder.build()?)?)?;
+    }
+    Ok(())
 }
 
 pub(super) struct Session<'a> {
