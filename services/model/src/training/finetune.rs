@@ -25,10 +25,12 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 
 use crate::batch::{BatchBuilder, Example};
-use crate::checkpoint::{Manifest, NewVersion, TrainingInfo, read_version, save_version};
+use crate::checkpoint::{
+    Manifest, NewVersion, TrainingInfo, read_version, save_version_with_expansion,
+};
 use crate::data::{corpus_path, load_corpus, stratified_split};
 use crate::embedding_cache;
-use crate::lexicon::{EMOTION_FEATURES, Lexicon};
+use crate::lexicon::{EMOTION_FEATURES, Expansion, Lexicon};
 use crate::metrics::Confusion;
 use crate::model::{EMOTIONS_CORRECTED, corrected_emotions, prior_logit};
 use crate::network::{FusionNetwork, LEXICON, TEXT, init_network};
@@ -108,8 +110,10 @@ pub struct Finetuned {
     pub accepted: bool,
     /// Why it was (not) accepted, with the numbers.
     pub reason: String,
-    /// Where the new version's emotions come from ("model" once its head is trained).
+    /// Where the new version's emotions come from.
     pub emotion_source: String,
+    /// The serving version's lexicon expansion, which the new version keeps.
+    pub expansion: Option<Expansion>,
 }
 
 /// Features and targets of the rows a fine-tune touches.
@@ -269,12 +273,14 @@ pub fn finetune(
         bail!(Cancelled);
     }
     let lexicon = Lexicon::load(assets_dir)?;
+    // The serving version's lexicon features, expansion included, for every row.
+    let expansion = Expansion::for_version(serving_dir, &serving)?;
     let tagger = TopicTagger::new()?;
     let priors = log_priors(&corpus.labels, &corpus.topics, &split.train, tagger.count());
     let prior_weight = serving.training.topic_prior_weight as f32;
     let mut rows = Rows::default();
     let base_row = |rows: &mut Rows, i: usize, bias: bool| {
-        let analysis = lexicon.analyze(&corpus.texts[i]);
+        let analysis = lexicon.analyze_with(&corpus.texts[i], expansion.as_ref());
         let b = if bias {
             priors[corpus.topics[i]].map(|p| prior_weight * p)
         } else {
@@ -300,7 +306,9 @@ pub fn finetune(
     let add_feedback = |rows: &mut Rows, f: &FeedbackExample| {
         rows.push(
             f.text.clone(),
-            lexicon.analyze(&f.utterance).features,
+            lexicon
+                .analyze_with(&f.utterance, expansion.as_ref())
+                .features,
             (f.sentiment, f.emotion),
             [0.0; 3],
         )
@@ -594,13 +602,14 @@ pub fn finetune(
         accepted,
         reason,
         emotion_source: new_source,
+        expansion,
     })
 }
 
 /// Writes an accepted fine-tune as a new version whose parent is the serving one.
 pub fn publish(models_dir: &Path, tuned: &Finetuned) -> anyhow::Result<(PathBuf, Manifest)> {
     ensure!(tuned.accepted, "not accepted: {}", tuned.reason);
-    save_version(
+    save_version_with_expansion(
         models_dir,
         &tuned.varmap,
         NewVersion {
@@ -611,6 +620,7 @@ pub fn publish(models_dir: &Path, tuned: &Finetuned) -> anyhow::Result<(PathBuf,
             training: tuned.training.clone(),
             metrics: tuned.metrics.clone(),
         },
+        tuned.expansion.as_ref(),
     )
 }
 
