@@ -187,7 +187,7 @@ fn decode(id: &str, bytes: &[u8]) -> anyhow::Result<FeedbackRecord> {
 }
 
 /// Where the feedback lives, from `--database`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub enum Database {
     /// A file path (or `sqlite://PATH`).
     Sqlite(PathBuf),
@@ -216,6 +216,19 @@ impl Database {
             );
         }
         Ok(Database::Sqlite(PathBuf::from(database)))
+    }
+}
+
+/// Never the password, even in debug output.
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            Database::Postgres(url) => f
+                .debug_tuple("Postgres")
+                .field(&postgres::redact(url))
+                .finish(),
+        }
     }
 }
 
@@ -412,7 +425,7 @@ mod tests {
     use super::*;
 
     fn record(i: usize) -> FeedbackRecord {
-        FeedbackRecord {
+        let mut r = FeedbackRecord {
             feedback: Some(FeedbackRequest {
                 analysis_id: format!("a{i}"),
                 sentiment: "positive".into(),
@@ -420,15 +433,18 @@ mod tests {
             }),
             text: format!("text {i}"),
             ..FeedbackRecord::default()
+        };
+        if i == 3 {
+            r.feedback.get_or_insert_default().note = "a\0b".into();
         }
+        r
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn stores_reopens_and_counts_pending() -> anyhow::Result<()> {
-        let dir = std::env::temp_dir().join(format!("empathy-store-{}", uuid::Uuid::new_v4()));
-        let path = dir.join("feedback.sqlite");
+    /// The whole API on one backend, from async code (as the trainer calls it): 40
+    /// concurrent submissions, reopen, read back, jobs and the trained_through mark.
+    async fn exercise(database: &Database) -> anyhow::Result<FeedbackStore> {
         {
-            let store = FeedbackStore::open(&path, 64)?;
+            let store = FeedbackStore::open_database(database, 64)?;
             let mut tasks = Vec::new();
             for i in 0..40 {
                 let store = store.clone();
@@ -441,36 +457,103 @@ mod tests {
             }
             assert_eq!(store.count()?, 40);
         }
-        let store = FeedbackStore::open(&path, 64)?;
+        let store = FeedbackStore::open_database(database, 64)?;
         let all = store.read_all(i64::MAX)?;
         assert_eq!(all.len(), 40);
+        assert!(
+            all.windows(2).all(|w| w[0].seq < w[1].seq),
+            "not in seq order"
+        );
+        assert_eq!(
+            all[7].record.text,
+            format!("text {}", all[7].id[2..].parse::<usize>()?)
+        );
+        assert_eq!(store.last_seq()?, all[39].seq);
+        // A NUL in a client's text is kept exactly in the record (PostgreSQL's side
+        // columns cannot hold it; the group it came with was stored all the same).
+        let odd = all.iter().find(|s| s.id == "id3").map(|s| s.record.clone());
+        assert_eq!(
+            odd.and_then(|r| r.feedback).map(|f| f.note),
+            Some("a\0b".into())
+        );
         assert_eq!(*store.pending().borrow(), 40);
         let through = all[29].seq;
         store.record_job(
             &JobRow {
                 id: "j".into(),
                 state: "PUBLISHED".into(),
+                started_unix_ms: 1,
                 ..JobRow::default()
             },
             Some(through),
         )?;
         assert_eq!(store.refresh_pending()?, 10);
-        // trained_through only grows.
-        store.record_job(
-            &JobRow {
-                id: "k".into(),
-                state: "REJECTED".into(),
-                ..JobRow::default()
-            },
-            Some(1),
-        )?;
+        // trained_through only grows; a job recorded twice is one row.
+        for state in ["RUNNING", "REJECTED"] {
+            store.record_job(
+                &JobRow {
+                    id: "k".into(),
+                    state: state.into(),
+                    started_unix_ms: 2,
+                    ..JobRow::default()
+                },
+                Some(1),
+            )?;
+        }
         assert_eq!(store.refresh_pending()?, 10);
-        assert_eq!(store.jobs(5)?.len(), 2);
+        let jobs = store.jobs(5)?;
+        assert_eq!(
+            jobs.iter()
+                .map(|j| (j.id.as_str(), j.state.as_str()))
+                .collect::<Vec<_>>(),
+            [("k", "REJECTED"), ("j", "PUBLISHED")]
+        );
+        Ok(store)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stores_reopens_and_counts_pending() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("empathy-store-{}", uuid::Uuid::new_v4()));
+        let store = exercise(&Database::Sqlite(dir.join("feedback.sqlite"))).await?;
         // SQLite: no database lock, so two at once are both granted (the trainer's own
         // one-job rule is what refuses the second).
         let (a, b) = (store.training_lock(), store.training_lock());
         assert!(a.is_ok() && b.is_ok());
         std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    /// The same on PostgreSQL, when `EMPATHY_TEST_POSTGRES_URL` names a database this
+    /// test may empty (its feedback, jobs and meta tables are dropped first). The
+    /// end-to-end test tests/tests/postgres.rs always runs against a real server.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stores_reopens_and_counts_pending_on_postgres() -> anyhow::Result<()> {
+        let Ok(url) = std::env::var("EMPATHY_TEST_POSTGRES_URL") else {
+            eprintln!("not run: set EMPATHY_TEST_POSTGRES_URL to a scratch PostgreSQL database");
+            return Ok(());
+        };
+        let drop_url = url.clone();
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let mut c = ::postgres::Client::connect(&drop_url, ::postgres::NoTls)?;
+            c.batch_execute("DROP TABLE IF EXISTS feedback, jobs, meta")?;
+            Ok(())
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the cleanup thread panicked"))??;
+        let store = exercise(&Database::parse(&url)?).await?;
+        // One job at a time across the database; released when dropped.
+        let lock = store.training_lock();
+        assert!(lock.is_ok(), "{:?}", lock.err());
+        assert!(matches!(store.training_lock(), Err(LockError::Busy)));
+        drop(lock);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while store.training_lock().is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the lock was not released"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         Ok(())
     }
 

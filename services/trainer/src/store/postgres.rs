@@ -326,6 +326,8 @@ impl Backend for Postgres {
             let mut tx = c.transaction()?;
             // Two trainers starting at once would race on CREATE TABLE IF NOT EXISTS.
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
+            // Not a NOTICE per table at every start ("already exists, skipping").
+            tx.batch_execute("SET LOCAL client_min_messages = warning")?;
             tx.batch_execute(SCHEMA)?;
             tx.commit()
         })?;
