@@ -15,87 +15,20 @@ use std::time::{Duration, Instant};
 
 use empathy_common::launch::{self, Service, sibling_binary};
 use empathy_proto::v1::{
-    AnalyzeRequest, CancelJobRequest, FeedbackRecord, FeedbackRequest, FloatVector, JobState,
-    ListModelsRequest, ListModelsResponse, StartTrainingRequest, TrainingJob, WatchJobRequest,
-    WatchModelsRequest, trainer_service_client::TrainerServiceClient,
+    AnalyzeRequest, CancelJobRequest, FeedbackRequest, JobState, ListModelsRequest,
+    ListModelsResponse, StartTrainingRequest, WatchModelsRequest,
 };
-use support::{analyze_text, assets, client, start_encoder, start_fusion};
+use support::{
+    analyze_text, assets, client, feedback_record, registry_copy, start_encoder, start_fusion,
+    start_trainer_on, stream_feedback_then_kill, temp_dir, trainer_client, wait_job,
+};
 use tonic::Code;
 use tonic::transport::Channel;
 
 const READY: Duration = Duration::from_secs(120);
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let dir =
-        std::env::temp_dir().join(format!("empathy-e2e-{tag}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create a temp dir");
-    dir
-}
-
-/// A private copy of the registry (versions and pointer), so tests never publish into
-/// assets/models.
-fn registry_copy(dir: &Path) -> anyhow::Result<PathBuf> {
-    let models = dir.join("models");
-    std::fs::create_dir_all(&models)?;
-    for entry in std::fs::read_dir(assets().join("models"))? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if entry.file_type()?.is_dir() && name.starts_with('v') {
-            std::fs::create_dir_all(models.join(&name))?;
-            for file in std::fs::read_dir(entry.path())? {
-                let file = file?;
-                std::fs::copy(file.path(), models.join(&name).join(file.file_name()))?;
-            }
-        } else if name == "serving" {
-            std::fs::copy(entry.path(), models.join(&name))?;
-        }
-    }
-    Ok(models)
-}
-
 async fn start_trainer(models: &Path, database: &Path, extra: &[&str]) -> anyhow::Result<Service> {
-    let mut args: Vec<String> = vec![
-        "--assets".into(),
-        assets().display().to_string(),
-        "--models".into(),
-        models.display().to_string(),
-        "--database".into(),
-        database.display().to_string(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    launch::spawn(&sibling_binary("empathy-trainer")?, &args, READY).await
-}
-
-async fn trainer_client(s: &Service) -> anyhow::Result<TrainerServiceClient<Channel>> {
-    Ok(TrainerServiceClient::connect(s.url()).await?)
-}
-
-/// A record with made-up features (the store does not care what they mean).
-fn record(tag: &str, sentiment: &str, seed: usize) -> FeedbackRecord {
-    let text: Vec<f32> = (0..384)
-        .map(|j| (((seed * 31 + j * 7) % 97) as f32 / 97.0 - 0.5) / 10.0)
-        .collect();
-    let lexicon: Vec<f32> = (0..24).map(|j| ((seed + j) % 5) as f32 / 5.0).collect();
-    FeedbackRecord {
-        feedback: Some(FeedbackRequest {
-            analysis_id: format!("analysis-{tag}"),
-            sentiment: sentiment.into(),
-            note: tag.into(),
-            ..FeedbackRequest::default()
-        }),
-        model_version: "v0001".into(),
-        features: [
-            ("text".to_string(), FloatVector { values: text }),
-            ("lexicon".to_string(), FloatVector { values: lexicon }),
-        ]
-        .into_iter()
-        .collect(),
-        text: format!("sentence {tag}"),
-        received_unix_ms: 0,
-    }
+    start_trainer_on(models, &database.display().to_string(), extra).await
 }
 
 fn stored_ids(database: &Path) -> anyhow::Result<std::collections::HashSet<String>> {
@@ -122,61 +55,13 @@ fn stored_version(database: &Path, feedback_id: &str) -> anyhow::Result<String> 
     )?)
 }
 
-async fn wait_job(
-    trainer: &mut TrainerServiceClient<Channel>,
-    job_id: &str,
-) -> anyhow::Result<TrainingJob> {
-    let mut stream = trainer
-        .watch_job(WatchJobRequest {
-            job_id: job_id.into(),
-        })
-        .await?
-        .into_inner();
-    let mut last = None;
-    while let Some(update) = stream.message().await? {
-        last = Some(update);
-    }
-    last.ok_or_else(|| anyhow::anyhow!("no job updates"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_feedback_survives_sigkill() -> anyhow::Result<()> {
     let dir = temp_dir("sigkill");
     let models = registry_copy(&dir)?;
     let database = dir.join("feedback.sqlite");
     let mut trainer = start_trainer(&models, &database, &[]).await?;
-    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let mut writers = Vec::new();
-    for w in 0..8 {
-        let mut client = trainer_client(&trainer).await?;
-        let acked = Arc::clone(&acked);
-        writers.push(tokio::spawn(async move {
-            for i in 0.. {
-                match client
-                    .submit_feedback(record(&format!("{w}-{i}"), "positive", i))
-                    .await
-                {
-                    Ok(ack) => acked
-                        .lock()
-                        .expect("lock")
-                        .push(ack.into_inner().feedback_id),
-                    Err(_) => return i,
-                }
-            }
-            0
-        }));
-    }
-    let started = Instant::now();
-    while acked.lock().expect("lock").len() < 300 && started.elapsed() < Duration::from_secs(30) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // Mid-stream: the writers are still sending when the process dies.
-    trainer.child.start_kill()?;
-    trainer.child.wait().await?;
-    for w in writers {
-        w.await?;
-    }
-    let acked = acked.lock().expect("lock").clone();
+    let acked = stream_feedback_then_kill(&mut trainer, 8, 300).await?;
     assert!(
         acked.len() >= 50,
         "only {} acknowledged before the kill",
@@ -187,7 +72,7 @@ async fn acknowledged_feedback_survives_sigkill() -> anyhow::Result<()> {
     let restarted = start_trainer(&models, &database, &[]).await?;
     let mut client = trainer_client(&restarted).await?;
     client
-        .submit_feedback(record("after-restart", "neutral", 1))
+        .submit_feedback(feedback_record("after-restart", "neutral", 1))
         .await?;
     let stored = stored_ids(&database)?;
     let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
@@ -212,7 +97,7 @@ async fn trainer_refuses_bad_feedback_floods_and_a_second_job() -> anyhow::Resul
     let mut client = trainer_client(&trainer).await?;
 
     let err = client
-        .submit_feedback(record("x", "happy", 1))
+        .submit_feedback(feedback_record("x", "happy", 1))
         .await
         .expect_err("a label outside the set");
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -222,7 +107,7 @@ async fn trainer_refuses_bad_feedback_floods_and_a_second_job() -> anyhow::Resul
         err.message()
     );
     let err = client
-        .submit_feedback(record("x", "", 1))
+        .submit_feedback(feedback_record("x", "", 1))
         .await
         .expect_err("no correction");
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -234,7 +119,7 @@ async fn trainer_refuses_bad_feedback_floods_and_a_second_job() -> anyhow::Resul
 
     // An analysis made by a version this registry does not have: its features cannot be
     // checked, so the trainer refuses it and says what to do.
-    let mut foreign = record("foreign", "positive", 1);
+    let mut foreign = feedback_record("foreign", "positive", 1);
     foreign.model_version = "v0999".into();
     let err = client
         .submit_feedback(foreign)
@@ -246,7 +131,7 @@ async fn trainer_refuses_bad_feedback_floods_and_a_second_job() -> anyhow::Resul
         "{}",
         err.message()
     );
-    let mut narrow = record("narrow", "positive", 1);
+    let mut narrow = feedback_record("narrow", "positive", 1);
     if let Some(text) = narrow.features.get_mut("text") {
         text.values.truncate(100);
     }
@@ -261,7 +146,7 @@ async fn trainer_refuses_bad_feedback_floods_and_a_second_job() -> anyhow::Resul
     let results = futures::future::join_all((0..400).map(|i| {
         let mut c = client.clone();
         async move {
-            c.submit_feedback(record(&format!("flood-{i}"), "positive", i))
+            c.submit_feedback(feedback_record(&format!("flood-{i}"), "positive", i))
                 .await
         }
     }))
@@ -365,6 +250,11 @@ async fn read_all(
         if emotions.top == "joy" {
             joy += 1;
         }
+        println!(
+            "  {:<9} {:<8} {t}",
+            r.sentiment.as_ref().map_or("", |s| s.label.as_str()),
+            emotions.top
+        );
         sources.push(emotions.source);
         versions.push(r.model_version);
     }
@@ -737,7 +627,7 @@ async fn a_full_disk_fails_the_job_and_serving_goes_on() -> anyhow::Result<()> {
     let before = client.list_models(ListModelsRequest {}).await?.into_inner();
     for i in 0..4 {
         client
-            .submit_feedback(record(&format!("full-{i}"), "positive", i))
+            .submit_feedback(feedback_record(&format!("full-{i}"), "positive", i))
             .await?;
     }
     let job = client
@@ -765,7 +655,7 @@ async fn a_full_disk_fails_the_job_and_serving_goes_on() -> anyhow::Result<()> {
         "the versions or the serving one changed on a full disk"
     );
     client
-        .submit_feedback(record("after-full", "neutral", 9))
+        .submit_feedback(feedback_record("after-full", "neutral", 9))
         .await?;
     drop(trainer);
     let _ = std::fs::remove_dir_all(&dir);

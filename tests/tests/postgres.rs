@@ -12,17 +12,15 @@ mod support;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use empathy_common::launch::sibling_binary;
-use empathy_proto::v1::{
-    CancelJobRequest, JobState, StartTrainingRequest, TrainingJob, WatchJobRequest,
-    trainer_service_client::TrainerServiceClient,
+use empathy_proto::v1::{CancelJobRequest, JobState, StartTrainingRequest};
+use support::{
+    feedback_record, registry_copy, start_trainer_on, stream_feedback_then_kill, temp_dir,
+    trainer_client, wait_job,
 };
-use support::{feedback_record, registry_copy, start_trainer_on, temp_dir};
 use tonic::Code;
-use tonic::transport::Channel;
 
 /// The session advisory lock a trainer holds while it trains (`b"empathy\x01"`; see
 /// services/trainer/src/store/postgres.rs).
@@ -237,12 +235,6 @@ impl Drop for PgServer {
     }
 }
 
-async fn trainer_client(
-    s: &empathy_common::launch::Service,
-) -> anyhow::Result<TrainerServiceClient<Channel>> {
-    Ok(TrainerServiceClient::connect(s.url()).await?)
-}
-
 async fn stored_ids(
     db: &tokio_postgres::Client,
 ) -> anyhow::Result<std::collections::HashSet<String>> {
@@ -252,23 +244,6 @@ async fn stored_ids(
         .iter()
         .map(|r| r.get::<_, String>(0))
         .collect())
-}
-
-async fn wait_job(
-    trainer: &mut TrainerServiceClient<Channel>,
-    job_id: &str,
-) -> anyhow::Result<TrainingJob> {
-    let mut stream = trainer
-        .watch_job(WatchJobRequest {
-            job_id: job_id.into(),
-        })
-        .await?
-        .into_inner();
-    let mut last = None;
-    while let Some(update) = stream.message().await? {
-        last = Some(update);
-    }
-    last.ok_or_else(|| anyhow::anyhow!("no job updates"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -281,37 +256,7 @@ async fn acknowledged_feedback_survives_sigkill_on_postgres() -> anyhow::Result<
     let mut trainer = start_trainer_on(&models, &url, &[]).await?;
 
     // Many in flight: 24 clients, each sending as fast as it is answered.
-    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let mut writers = Vec::new();
-    for w in 0..24 {
-        let mut client = trainer_client(&trainer).await?;
-        let acked = Arc::clone(&acked);
-        writers.push(tokio::spawn(async move {
-            for i in 0.. {
-                match client
-                    .submit_feedback(feedback_record(&format!("{w}-{i}"), "positive", i))
-                    .await
-                {
-                    Ok(ack) => acked
-                        .lock()
-                        .expect("lock")
-                        .push(ack.into_inner().feedback_id),
-                    Err(_) => return,
-                }
-            }
-        }));
-    }
-    let wait = Instant::now();
-    while acked.lock().expect("lock").len() < 600 && wait.elapsed() < Duration::from_secs(30) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    // Mid-stream: the clients are still sending when the process dies.
-    trainer.child.start_kill()?;
-    trainer.child.wait().await?;
-    for w in writers {
-        w.await?;
-    }
-    let acked = acked.lock().expect("lock").clone();
+    let acked = stream_feedback_then_kill(&mut trainer, 24, 600).await?;
     assert!(
         acked.len() >= 100,
         "only {} acknowledged before the kill",

@@ -5,6 +5,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use empathy_common::launch::{self, Service, sibling_binary};
+use empathy_proto::v1::trainer_service_client::TrainerServiceClient;
 use empathy_proto::v1::{
     AnalyzeRequest, AnalyzeResponse, empathy_service_client::EmpathyServiceClient,
 };
@@ -151,4 +152,71 @@ pub fn feedback_record(
         text: format!("sentence {tag}"),
         received_unix_ms: 0,
     }
+}
+
+pub async fn trainer_client(s: &Service) -> anyhow::Result<TrainerServiceClient<Channel>> {
+    Ok(TrainerServiceClient::connect(s.url()).await?)
+}
+
+/// The last state of a training job, following WatchJob until it ends.
+pub async fn wait_job(
+    trainer: &mut TrainerServiceClient<Channel>,
+    job_id: &str,
+) -> anyhow::Result<empathy_proto::v1::TrainingJob> {
+    let mut stream = trainer
+        .watch_job(empathy_proto::v1::WatchJobRequest {
+            job_id: job_id.into(),
+        })
+        .await?
+        .into_inner();
+    let mut last = None;
+    while let Some(update) = stream.message().await? {
+        last = Some(update);
+    }
+    last.ok_or_else(|| anyhow::anyhow!("no job updates"))
+}
+
+/// Streams feedback to `trainer` from `clients` concurrent clients and SIGKILLs it
+/// mid-stream once `kill_after` records are acknowledged (or 30 s passed); returns the
+/// ids of every record acknowledged before it died.
+pub async fn stream_feedback_then_kill(
+    trainer: &mut Service,
+    clients: usize,
+    kill_after: usize,
+) -> anyhow::Result<Vec<String>> {
+    use std::sync::{Arc, Mutex};
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut writers = Vec::new();
+    for w in 0..clients {
+        let mut client = trainer_client(trainer).await?;
+        let acked = Arc::clone(&acked);
+        writers.push(tokio::spawn(async move {
+            for i in 0.. {
+                match client
+                    .submit_feedback(feedback_record(&format!("{w}-{i}"), "positive", i))
+                    .await
+                {
+                    Ok(ack) => acked
+                        .lock()
+                        .expect("lock")
+                        .push(ack.into_inner().feedback_id),
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    let started = std::time::Instant::now();
+    while acked.lock().expect("lock").len() < kill_after
+        && started.elapsed() < std::time::Duration::from_secs(30)
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Mid-stream: the clients are still sending when the process dies.
+    trainer.child.start_kill()?;
+    trainer.child.wait().await?;
+    for w in writers {
+        w.await?;
+    }
+    let acked = acked.lock().expect("lock").clone();
+    Ok(acked)
 }

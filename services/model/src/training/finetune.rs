@@ -209,9 +209,10 @@ pub fn finetune(
     let train_emotions = corrects_emotions || feedback.iter().any(|f| f.emotion.is_some());
     let mut rng = StdRng::seed_from_u64(config.seed);
 
-    // Feedback: a seeded shuffle by id, then the hold-out off the front.
+    // Feedback: a seeded shuffle, then the hold-out off the front. Sorted by text
+    // first, so the same corrections give the same hold-out whatever ids they got.
     let mut order: Vec<&FeedbackExample> = feedback.iter().collect();
-    order.sort_by(|a, b| a.id.cmp(&b.id));
+    order.sort_by(|a, b| a.utterance.cmp(&b.utterance).then(a.id.cmp(&b.id)));
     order.shuffle(&mut rng);
     let holdout_n = ((order.len() as f64 * config.holdout_fraction).ceil() as usize).max(1);
     if order.len() < 2 {
