@@ -303,7 +303,11 @@ impl Trainer {
                      are needed{}",
                     examples.len(),
                     serving.version,
-                    if skipped.is_empty() { String::new() } else { format!("; {skipped}") }
+                    if skipped.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {skipped}")
+                    }
                 ),
                 published: String::new(),
                 metrics: Default::default(),
@@ -316,7 +320,11 @@ impl Trainer {
                 "fine-tuning {} on {} corrections ({total} feedback records{})",
                 serving_dir.display(),
                 examples.len(),
-                if skipped.is_empty() { String::new() } else { format!("; {skipped}") }
+                if skipped.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {skipped}")
+                }
             ),
         );
         let mut report = |p: f32, m: &str| progress(p, m);

@@ -185,7 +185,10 @@ fn a_zero_head_keeps_the_lexicon_emotions_and_a_head_moves_them() {
     let lexicon = [0.0, 0.1, 0.3, 0.9, 0.0, 0.5, 0.2];
     let kept = corrected_emotions(&[0.0; 7], &lexicon);
     for (k, (a, b)) in kept.iter().zip(lexicon).enumerate() {
-        assert!((a - b.clamp(0.02, 0.98)).abs() < 1e-5, "emotion {k}: {a} vs {b}");
+        assert!(
+            (a - b.clamp(0.02, 0.98)).abs() < 1e-5,
+            "emotion {k}: {a} vs {b}"
+        );
     }
     // A lexicon score of 0 is still correctable by a modest weight.
     let mut head = [0.0; 7];
