@@ -593,8 +593,7 @@ pub fn expand(
         config.class_mass_normalisation,
     );
     let polarity = propagate(&graph, &polarity_slots, 2, config.iterations);
-    let mut tsv =
-        String::from("word\tcount\temotion\temotion_confidence\tpolarity\tpolarity_confidence\n");
+    let mut tsv = String::from(TSV_HEADER);
     let (mut emotion_labelled, mut polarity_labelled) = (0, 0);
     let label = |c: usize| empathy_proto::EMOTION_LABELS[EMOTION_CLASSES_WITH_NEUTRAL[c]];
     let mut confident_candidates: BTreeMap<String, usize> = BTreeMap::new();
@@ -615,23 +614,11 @@ pub fn expand(
         }
         emotion_labelled += usize::from(e.is_some());
         polarity_labelled += usize::from(p.is_some());
-        let cell = |x: Option<(usize, f32)>, name: &dyn Fn(usize) -> &'static str| match x {
-            Some((c, conf)) => format!("{}\t{conf:.4}", name(c)),
-            None => "-\t0".to_string(),
-        };
-        tsv.push_str(&format!(
-            "{word}\t{count}\t{}\t{}\n",
-            cell(e, &label),
-            cell(p, &|c| POLARITY_LABELS[c]),
-        ));
+        tsv.push_str(&tsv_row(word, count, e, &label, p));
     }
-    let created_unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
     let manifest = ExpansionManifest {
         version: String::new(),
-        created_unix_ms,
+        created_unix_ms: 0,
         encoder: encoder.id.to_string(),
         corpus_sha256: corpus.sha256.clone(),
         config: config.clone(),
@@ -719,7 +706,32 @@ pub(crate) fn embed_words(
     Ok(values)
 }
 
-/// Writes `<out>/vNNNN` through a hidden temp directory and a rename.
+/// The artifact's header (`lexicon::Expansion::parse` reads it).
+pub(crate) const TSV_HEADER: &str =
+    "word\tcount\temotion\temotion_confidence\tpolarity\tpolarity_confidence\n";
+
+/// One candidate's line: its emotion (named by `emotion_label`) and polarity, each with
+/// its confidence, or "-" and 0 where propagation did not reach it.
+pub(crate) fn tsv_row(
+    word: &str,
+    count: usize,
+    emotion: Option<(usize, f32)>,
+    emotion_label: &dyn Fn(usize) -> &'static str,
+    polarity: Option<(usize, f32)>,
+) -> String {
+    let cell = |x: Option<(usize, f32)>, name: &dyn Fn(usize) -> &'static str| match x {
+        Some((c, conf)) => format!("{}\t{conf:.4}", name(c)),
+        None => "-\t0".to_string(),
+    };
+    format!(
+        "{word}\t{count}\t{}\t{}\n",
+        cell(emotion, emotion_label),
+        cell(polarity, &|c| POLARITY_LABELS[c]),
+    )
+}
+
+/// Writes `<out>/vNNNN` through a hidden temp directory and a rename; names and
+/// dates the manifest.
 pub(crate) fn publish(
     out_dir: &Path,
     tsv: &str,
@@ -727,6 +739,9 @@ pub(crate) fn publish(
 ) -> anyhow::Result<(PathBuf, ExpansionManifest)> {
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    manifest.created_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let tmp = out_dir.join(format!(
         ".tmp-{}-{}",
         std::process::id(),
@@ -925,7 +940,7 @@ mod tests {
         };
         let manifest = ExpansionManifest {
             version: String::new(),
-            created_unix_ms: 1,
+            created_unix_ms: 0,
             encoder: "test".into(),
             corpus_sha256: "x".into(),
             config: ExpansionConfig::default(),

@@ -27,7 +27,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail, ensure};
 use jieba_rs::Jieba;
@@ -37,8 +36,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::lexicon_expansion::{
-    ExpansionConfig, ExpansionManifest, HeldOut, POLARITY_LABELS, embed_words, evaluate_held_out,
-    knn_graph, propagate, publish,
+    ExpansionConfig, ExpansionManifest, HeldOut, POLARITY_LABELS, TSV_HEADER, embed_words,
+    evaluate_held_out, knn_graph, propagate, publish, tsv_row,
 };
 use crate::training::TextEncoder;
 
@@ -844,8 +843,7 @@ pub fn expand_zh(
         config.iterations,
     );
     let label = |c: usize| empathy_proto::EMOTION_LABELS[EMOTION_CLASSES_ZH[c]];
-    let mut tsv =
-        String::from("word\tcount\temotion\temotion_confidence\tpolarity\tpolarity_confidence\n");
+    let mut tsv = String::from(TSV_HEADER);
     let (mut emotion_labelled, mut polarity_labelled) = (0, 0);
     let mut ranked: BTreeMap<String, Vec<(f32, usize, String)>> = BTreeMap::new();
     for (word, count) in &candidates {
@@ -860,15 +858,7 @@ pub fn expand_zh(
                 .or_default()
                 .push((conf, *count, word.clone()));
         }
-        let cell = |x: Option<(usize, f32)>, name: &dyn Fn(usize) -> &'static str| match x {
-            Some((c, conf)) => format!("{}\t{conf:.4}", name(c)),
-            None => "-\t0".to_string(),
-        };
-        tsv.push_str(&format!(
-            "{word}\t{count}\t{}\t{}\n",
-            cell(e, &label),
-            cell(p, &|c| POLARITY_LABELS[c]),
-        ));
+        tsv.push_str(&tsv_row(word, *count, e, &label, p));
     }
     let examples = ranked
         .into_iter()
@@ -877,13 +867,9 @@ pub fn expand_zh(
             (emotion, words.into_iter().take(10).map(|w| w.2).collect())
         })
         .collect();
-    let created_unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
     let manifest = ExpansionManifest {
         version: String::new(),
-        created_unix_ms,
+        created_unix_ms: 0,
         encoder: space_id,
         corpus_sha256: reviews.sha256.clone(),
         config: config.clone(),

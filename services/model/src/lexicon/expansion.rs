@@ -88,15 +88,7 @@ impl Expansion {
         let mut lines = text.lines();
         let header = lines.next().unwrap_or_default();
         ensure!(
-            header.split('\t').collect::<Vec<_>>()
-                == [
-                    "word",
-                    "count",
-                    "emotion",
-                    "emotion_confidence",
-                    "polarity",
-                    "polarity_confidence"
-                ],
+            header == crate::lexicon_expansion::TSV_HEADER.trim_end(),
             "the expanded lexicon has an unexpected header {header:?}"
         );
         let mut words = HashMap::new();

@@ -143,6 +143,10 @@ trait Backend: Send + Sync {
     fn training_lock(&self) -> Result<TrainingLock, LockError>;
 }
 
+/// Records stored but not yet trained on (the same SQL in both dialects).
+const PENDING: &str = "SELECT COUNT(*) FROM feedback WHERE seq > \
+     COALESCE((SELECT value FROM meta WHERE key = 'trained_through'), 0)";
+
 /// The writer thread's connection.
 trait Writer: Send {
     /// Commits the whole group in one transaction, or nothing; returns the pending

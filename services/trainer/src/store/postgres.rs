@@ -32,7 +32,9 @@ use std::time::Duration;
 use ::postgres::{Client, Config, NoTls};
 use anyhow::{Context, anyhow, bail};
 
-use super::{Backend, Columns, JobRow, LockError, NewRecord, Stored, TrainingLock, Writer, decode};
+use super::{
+    Backend, Columns, JobRow, LockError, NewRecord, PENDING, Stored, TrainingLock, Writer, decode,
+};
 
 /// Session advisory lock held by the trainer that runs a job (`b"empathy\x01"`).
 pub const TRAINING_LOCK: i64 = 0x656d_7061_7468_7901;
@@ -77,9 +79,6 @@ CREATE TABLE IF NOT EXISTS meta (
     value BIGINT NOT NULL
 );
 ";
-
-const PENDING: &str = "SELECT COUNT(*) FROM feedback WHERE seq > \
-     COALESCE((SELECT value FROM meta WHERE key = 'trained_through'), 0)";
 
 /// `url` with the password (in the user info or a `password=` parameter) replaced by
 /// `***`. Mirrors how the client splits a URL: the user info ends at the first `@`.

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use rusqlite::{Connection, params};
 
-use super::{Backend, Columns, JobRow, LockError, NewRecord, Stored, TrainingLock, Writer, decode};
+use super::{
+    Backend, Columns, JobRow, LockError, NewRecord, PENDING, Stored, TrainingLock, Writer, decode,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS feedback (
@@ -48,9 +50,6 @@ CREATE TABLE IF NOT EXISTS meta (
     value INTEGER NOT NULL
 );
 ";
-
-const PENDING: &str = "SELECT COUNT(*) FROM feedback WHERE seq > \
-     COALESCE((SELECT value FROM meta WHERE key = 'trained_through'), 0)";
 
 pub(super) struct Sqlite {
     path: PathBuf,
