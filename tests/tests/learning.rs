@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use empathy_common::launch::{self, Service, sibling_binary};
 use empathy_proto::v1::{
     AnalyzeRequest, CancelJobRequest, FeedbackRequest, JobState, ListModelsRequest,
@@ -595,34 +596,14 @@ async fn a_full_disk_fails_the_job_and_serving_goes_on() -> anyhow::Result<()> {
     std::fs::create_dir_all(&mount)?;
     let database = dir.join("feedback.sqlite");
     // Room for the copy plus 64 KiB: the writability probe fits, a new version does not.
-    let size = used + 64 * 1024;
-    let script = format!(
-        "mount -t tmpfs -o size={size} tmpfs \"$1\" && cp -a \"$2\"/. \"$1\"/ && shift 2 && \
-         exec \"$@\""
-    );
-    let mut args: Vec<String> = ["-rm", "--", "sh", "-c", &script, "sh"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    args.extend([
-        mount.display().to_string(),
-        source.display().to_string(),
-        sibling_binary("empathy-trainer")?.display().to_string(),
-        "--assets".into(),
-        assets().display().to_string(),
-        "--models".into(),
-        mount.display().to_string(),
-        "--database".into(),
-        database.display().to_string(),
-        "--replay".into(),
-        "2000".into(),
-        "--epochs".into(),
-        "1".into(),
-    ]);
-    let unshare = which("unshare").ok_or_else(|| {
-        anyhow::anyhow!("`unshare` (util-linux) is needed to mount a small disk for this test")
-    })?;
-    let trainer = launch::spawn(&unshare, &args, READY).await?;
+    let trainer = start_trainer_on_small_disk(
+        &mount,
+        used + 64 * 1024,
+        &format!("cp -a '{}'/. \"$1\"/", source.display()),
+        &mount,
+        &database,
+    )
+    .await?;
     let mut client = trainer_client(&trainer).await?;
     let before = client.list_models(ListModelsRequest {}).await?.into_inner();
     for i in 0..4 {
@@ -657,6 +638,116 @@ async fn a_full_disk_fails_the_job_and_serving_goes_on() -> anyhow::Result<()> {
     client
         .submit_feedback(feedback_record("after-full", "neutral", 9))
         .await?;
+    drop(trainer);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Starts a trainer in a private mount namespace (`unshare -rm`) where `mount` is a
+/// tmpfs of `size` bytes, after `prepare` (sh, the mount as "$1") has run there.
+async fn start_trainer_on_small_disk(
+    mount: &Path,
+    size: u64,
+    prepare: &str,
+    models: &Path,
+    database: &Path,
+) -> anyhow::Result<Service> {
+    let script =
+        format!("mount -t tmpfs -o size={size} tmpfs \"$1\" && {prepare} && shift && exec \"$@\"");
+    let mut args: Vec<String> = ["-rm", "--", "sh", "-c", &script, "sh"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend([
+        mount.display().to_string(),
+        sibling_binary("empathy-trainer")?.display().to_string(),
+        "--assets".into(),
+        assets().display().to_string(),
+        "--models".into(),
+        models.display().to_string(),
+        "--database".into(),
+        database.display().to_string(),
+        "--replay".into(),
+        "2000".into(),
+        "--epochs".into(),
+        "1".into(),
+    ]);
+    let unshare = which("unshare").ok_or_else(|| {
+        anyhow::anyhow!("`unshare` (util-linux) is needed to mount a small disk for this test")
+    })?;
+    launch::spawn(&unshare, &args, READY).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_feedback_disk_refuses_records_clearly_and_recovers() -> anyhow::Result<()> {
+    let dir = temp_dir("full-db");
+    let models = registry_copy(&dir)?;
+    let mount = dir.join("db");
+    std::fs::create_dir_all(&mount)?;
+    let database = mount.join("feedback.sqlite");
+    // 4 MiB, 3 MiB of it a filler: room for the schema and a few dozen group commits
+    // (each appends several 4 KiB pages to the WAL).
+    let trainer = start_trainer_on_small_disk(
+        &mount,
+        4 << 20,
+        "head -c 3145728 /dev/zero > \"$1/filler\"",
+        &models,
+        &database,
+    )
+    .await?;
+    let mut client = trainer_client(&trainer).await?;
+    let mut acked = Vec::new();
+    let refused = loop {
+        let record = feedback_record(&format!("fill-{}", acked.len()), "positive", acked.len());
+        match client.submit_feedback(record).await {
+            Ok(ack) => acked.push(ack.into_inner().feedback_id),
+            Err(e) => break e,
+        }
+        anyhow::ensure!(acked.len() < 5000, "5000 records and the disk is not full");
+    };
+    println!(
+        "full feedback disk after {} records: {:?} {}",
+        acked.len(),
+        refused.code(),
+        refused.message()
+    );
+    assert_eq!(
+        refused.code(),
+        Code::ResourceExhausted,
+        "{}",
+        refused.message()
+    );
+    assert!(
+        refused.message().contains("disk is full"),
+        "{}",
+        refused.message()
+    );
+    // Still serving, and still refusing while the disk is full.
+    client.list_models(ListModelsRequest {}).await?;
+    let again = client
+        .submit_feedback(feedback_record("still-full", "neutral", 1))
+        .await
+        .expect_err("stored on a full disk");
+    assert_eq!(again.code(), Code::ResourceExhausted, "{}", again.message());
+
+    // Space is freed (the filler, reached through the trainer's mount namespace).
+    let pid = trainer.child.id().context("the trainer has no pid")?;
+    let inside = |p: &Path| PathBuf::from(format!("/proc/{pid}/root{}", p.display()));
+    std::fs::remove_file(inside(&mount.join("filler")))?;
+    let after = client
+        .submit_feedback(feedback_record("after-space-freed", "neutral", 2))
+        .await?
+        .into_inner();
+    // SQLite resolves the /proc/PID/root link back into our own namespace: read a copy.
+    let copy = dir.join("copy");
+    std::fs::create_dir_all(&copy)?;
+    for name in ["feedback.sqlite", "feedback.sqlite-wal"] {
+        std::fs::copy(inside(&mount.join(name)), copy.join(name))?;
+    }
+    let stored = stored_ids(&copy.join("feedback.sqlite"))?;
+    let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+    assert!(stored.contains(&after.feedback_id));
     drop(trainer);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

@@ -1,6 +1,6 @@
 //! PostgreSQL as the trainer's feedback store, against a real throwaway server: an
-//! acknowledged record survives SIGKILL, two trainers share one database, and only one
-//! of them trains at a time.
+//! acknowledged record survives SIGKILL, two trainers share one database, only one
+//! of them trains at a time, and a job that lost the lock publishes nothing.
 //!
 //! Needs the PostgreSQL server binaries (`scripts/setup` installs the Debian package
 //! `postgresql`; they are found in /usr/lib/postgresql/<version>/bin, on PATH, or in
@@ -15,12 +15,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use empathy_common::launch::sibling_binary;
-use empathy_proto::v1::{CancelJobRequest, JobState, StartTrainingRequest};
+use empathy_proto::v1::trainer_service_client::TrainerServiceClient;
+use empathy_proto::v1::{CancelJobRequest, JobState, ListModelsRequest, StartTrainingRequest};
 use support::{
     feedback_record, registry_copy, start_trainer_on, stream_feedback_then_kill, temp_dir,
     trainer_client, wait_job,
 };
 use tonic::Code;
+use tonic::transport::Channel;
 
 /// The session advisory lock a trainer holds while it trains (`b"empathy\x01"`; see
 /// services/trainer/src/store/postgres.rs).
@@ -460,6 +462,92 @@ async fn two_trainers_share_a_database_and_train_one_at_a_time() -> anyhow::Resu
         started.elapsed().as_secs_f64()
     );
     drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The registry's versions and which one serves.
+async fn versions(
+    trainer: &mut TrainerServiceClient<Channel>,
+) -> anyhow::Result<Vec<(String, bool)>> {
+    Ok(trainer
+        .list_models(ListModelsRequest::default())
+        .await?
+        .into_inner()
+        .versions
+        .into_iter()
+        .map(|v| (v.version, v.serving))
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_that_loses_the_training_lock_publishes_nothing() -> anyhow::Result<()> {
+    let pg = PgServer::start("lost-lock")?;
+    let dir = temp_dir("pg-lost-lock");
+    let models = registry_copy(&dir)?;
+    let trainer = start_trainer_on(&models, &pg.url(), &[]).await?;
+    let mut client = trainer_client(&trainer).await?;
+    for i in 0..40 {
+        let sentiment = ["positive", "negative"][i % 2];
+        client
+            .submit_feedback(feedback_record(&format!("lost-{i}"), sentiment, i))
+            .await?;
+    }
+    let before = versions(&mut client).await?;
+
+    // The job holds the lock from StartTraining on; its connection is cut while it
+    // fine-tunes (as a network failure or a DBA would), which frees the lock for others.
+    let job = client
+        .start_training(StartTrainingRequest {
+            reason: "lost lock e2e".into(),
+        })
+        .await?
+        .into_inner();
+    let db = pg.connect().await?;
+    let cut: i64 = db
+        .query_one(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' \
+             AND granted AND classid = $1 AND objid = $2",
+            &[&((TRAINING_LOCK >> 32) as u32), &(TRAINING_LOCK as u32)],
+        )
+        .await?
+        .get(0);
+    assert_eq!(
+        cut, 1,
+        "no session held the training lock while the job ran"
+    );
+    let end = wait_job(&mut client, &job.job_id).await?;
+    println!(
+        "job after its lock was lost: {:?}: {}",
+        end.state(),
+        end.message
+    );
+    assert_eq!(end.state(), JobState::Failed, "{}", end.message);
+    assert!(
+        end.message.contains("training lock was lost"),
+        "{}",
+        end.message
+    );
+    assert!(end.published_version.is_empty());
+    assert_eq!(versions(&mut client).await?, before, "the registry changed");
+    let through: i64 = db
+        .query_one("SELECT through_seq FROM jobs WHERE id = $1", &[&job.job_id])
+        .await?
+        .get(0);
+    assert_eq!(through, 0, "the failed job marked feedback as trained");
+
+    // The trainer is fine: the next job takes the lock on a new connection.
+    let next = client
+        .start_training(StartTrainingRequest::default())
+        .await?
+        .into_inner();
+    let _ = client
+        .cancel_job(CancelJobRequest {
+            job_id: next.job_id.clone(),
+        })
+        .await;
+    wait_job(&mut client, &next.job_id).await?;
+    drop(trainer);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

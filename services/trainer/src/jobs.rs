@@ -4,8 +4,9 @@
 //! running job (watch it or cancel it), so a script never starts two fine-tunes of the
 //! same serving version that would race to publish. With PostgreSQL that holds across
 //! trainers: a job holds the database's training lock (`FeedbackStore::training_lock`)
-//! and another trainer's `start` answers FAILED_PRECONDITION. A job: check the registry is
-//! writable, read the stored feedback, fine-tune the serving version
+//! and another trainer's `start` answers FAILED_PRECONDITION; a job whose lock went with
+//! a broken connection fails before it records or publishes anything. A job: check the
+//! registry is writable, read the stored feedback, fine-tune the serving version
 //! (`empathy_model::training::finetune`), and publish only if accepted; then point
 //! `serving` at the new version and announce it. Every end state is recorded in the
 //! store with its reason; a failure leaves the serving version as it was.
@@ -24,7 +25,7 @@ use tokio::sync::{broadcast, watch};
 use tonic::Status;
 
 use crate::examples;
-use crate::store::{FeedbackStore, JobRow, LockError, now_ms};
+use crate::store::{FeedbackStore, JobRow, LockError, TrainingLock, now_ms};
 use crate::versions::Versions;
 
 /// Finished jobs kept in memory for WatchJob.
@@ -173,9 +174,14 @@ impl Trainer {
         tokio::spawn(async move {
             let worker = Arc::clone(&this);
             let job2 = Arc::clone(&job);
-            let outcome = tokio::task::spawn_blocking(move || worker.run(&job2))
-                .await
-                .unwrap_or_else(|e| Outcome::failed(format!("the training thread failed: {e}")));
+            let ran = tokio::task::spawn_blocking(move || (worker.run(&job2, &lock), lock)).await;
+            let (outcome, lock) = match ran {
+                Ok((outcome, lock)) => (outcome, Some(lock)),
+                Err(e) => (
+                    Outcome::failed(format!("the training thread failed: {e}")),
+                    None,
+                ),
+            };
             this.finish(&job, outcome, started);
             drop(lock); // recorded: another trainer may start now
         });
@@ -251,7 +257,7 @@ impl Trainer {
     }
 
     /// The job itself (blocking).
-    fn run(&self, job: &Job) -> Outcome {
+    fn run(&self, job: &Job, lock: &TrainingLock) -> Outcome {
         let models = &self.settings.models;
         let progress = |p: f32, m: &str| {
             tracing::info!(job = %job.id, progress = p, "{m}");
@@ -355,6 +361,15 @@ impl Trainer {
             };
         }
         let parent = tuned.serving.version.clone();
+        // Lost with its database connection, the lock may be another trainer's now.
+        if let Err(e) = lock.check() {
+            return Outcome {
+                metrics: tuned.metrics,
+                ..Outcome::failed(format!(
+                    "{e:#}: nothing was published or marked as trained; {parent} keeps serving"
+                ))
+            };
+        }
         if !tuned.accepted {
             return Outcome {
                 state: JobState::Rejected,

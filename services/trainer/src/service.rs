@@ -89,7 +89,7 @@ impl TrainerService for TrainerApi {
                     feedback_id: id,
                     pending,
                 }),
-                Err(e @ SubmitError::QueueFull(_)) => {
+                Err(e @ (SubmitError::QueueFull(_) | SubmitError::DiskFull(_))) => {
                     Err(Status::resource_exhausted(e.to_string()))
                 }
                 Err(e @ SubmitError::NotStored(_)) => Err(Status::unavailable(e.to_string())),

@@ -25,7 +25,7 @@ mod sqlite;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use empathy_proto::v1::FeedbackRecord;
@@ -39,6 +39,9 @@ const GROUP: usize = 256;
 pub enum SubmitError {
     /// The intake queue is full: retry later.
     QueueFull(usize),
+    /// The database's disk is full: the record is NOT stored, and retrying will not
+    /// help until someone frees space.
+    DiskFull(String),
     /// The database refused the write: the record is NOT stored.
     NotStored(String),
 }
@@ -50,12 +53,29 @@ impl std::fmt::Display for SubmitError {
                 f,
                 "the feedback queue is full ({n} records waiting to be stored); retry shortly"
             ),
+            SubmitError::DiskFull(e) => write!(
+                f,
+                "feedback not stored: the feedback database's disk is full ({e}); records \
+                 acknowledged before are kept, and storing resumes once space is freed"
+            ),
             SubmitError::NotStored(e) => write!(f, "feedback not stored: {e}"),
         }
     }
 }
 
 impl std::error::Error for SubmitError {}
+
+/// A backend's write error that says the disk is full (SQLITE_FULL, PostgreSQL's 53100).
+#[derive(Debug)]
+struct DiskFull(String);
+
+impl std::fmt::Display for DiskFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DiskFull {}
 
 /// Why a training job may not start on this database.
 #[derive(Debug)]
@@ -84,18 +104,49 @@ impl std::error::Error for LockError {}
 
 /// Held for the whole of a training job; dropping it releases the lock.
 pub struct TrainingLock {
-    /// PostgreSQL: the lock's session thread waits for this to be dropped.
-    _release: Option<std::sync::mpsc::Sender<()>>,
+    /// PostgreSQL: the thread whose session holds the lock. It answers `check`s, and
+    /// releases the lock when this sender is dropped.
+    session: Option<std::sync::mpsc::Sender<LockCheck>>,
 }
+
+/// Where a lock's session thread answers whether its session still holds the lock.
+type LockCheck = std::sync::mpsc::SyncSender<anyhow::Result<bool>>;
+
+/// How long a lock's session may take to answer.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 impl TrainingLock {
     /// No database lock (SQLite: one file, one trainer).
     fn local() -> TrainingLock {
-        TrainingLock { _release: None }
+        TrainingLock { session: None }
+    }
+
+    /// Whether this trainer still holds the lock. A PostgreSQL session lock goes with
+    /// its connection: once that broke, another trainer may have started a job, so a
+    /// job checks before it records or publishes anything.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let Some(session) = &self.session else {
+            return Ok(());
+        };
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        session
+            .send(reply)
+            .map_err(|_| anyhow::anyhow!("the training lock's session has ended"))?;
+        match answer.recv_timeout(LOCK_WAIT) {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => bail!(
+                "the database connection that held the training lock was lost, so another \
+                 trainer may have started a job"
+            ),
+            Ok(Err(e)) => Err(e.context("cannot check the training lock")),
+            Err(_) => {
+                bail!("the training lock's database session did not answer within {LOCK_WAIT:?}")
+            }
+        }
     }
 }
 
-type Reply = oneshot::Sender<Result<u64, String>>;
+type Reply = oneshot::Sender<Result<u64, SubmitError>>;
 
 /// A record on its way into the database.
 pub struct NewRecord {
@@ -340,7 +391,7 @@ impl FeedbackStore {
             })?;
         match answer.await {
             Ok(Ok(pending)) => Ok(pending),
-            Ok(Err(e)) => Err(SubmitError::NotStored(e)),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(SubmitError::NotStored(
                 "the store's writer stopped before committing".into(),
             )),
@@ -412,10 +463,15 @@ fn writer(
                 }
             }
             Err(e) => {
+                let full = e.is::<DiskFull>();
                 let message = format!("{e:#}");
                 tracing::error!(records = records.len(), "feedback not stored: {message}");
                 for reply in replies {
-                    let _ = reply.send(Err(message.clone()));
+                    let _ = reply.send(Err(if full {
+                        SubmitError::DiskFull(message.clone())
+                    } else {
+                        SubmitError::NotStored(message.clone())
+                    }));
                 }
             }
         }

@@ -29,11 +29,13 @@ use std::str::FromStr;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use ::postgres::error::SqlState;
 use ::postgres::{Client, Config, NoTls};
 use anyhow::{Context, anyhow, bail};
 
 use super::{
-    Backend, Columns, JobRow, LockError, NewRecord, PENDING, Stored, TrainingLock, Writer, decode,
+    Backend, Columns, DiskFull, JobRow, LOCK_WAIT, LockCheck, LockError, NewRecord, PENDING,
+    Stored, TrainingLock, Writer, decode,
 };
 
 /// Session advisory lock held by the trainer that runs a job (`b"empathy\x01"`).
@@ -43,8 +45,6 @@ const WRITE_LOCK: i64 = 0x656d_7061_7468_7902;
 /// Transaction advisory lock around creating the schema (`b"empathy\x03"`).
 const SCHEMA_LOCK: i64 = 0x656d_7061_7468_7903;
 
-/// How long `StartTraining` waits for the lock's connection before answering.
-const LOCK_WAIT: Duration = Duration::from_secs(10);
 /// Unless the URL says otherwise (`?connect_timeout=`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -169,10 +169,13 @@ impl Target {
 
     /// A query error, password scrubbed.
     fn query_error(&self, e: ::postgres::Error) -> anyhow::Error {
-        anyhow!(
-            "{}",
-            scrub(format!("{:#}", anyhow::Error::new(e)), &self.config)
-        )
+        let full = e.code() == Some(&SqlState::DISK_FULL);
+        let message = scrub(format!("{:#}", anyhow::Error::new(e)), &self.config);
+        if full {
+            anyhow::Error::new(DiskFull(message))
+        } else {
+            anyhow!("{message}")
+        }
     }
 }
 
@@ -445,24 +448,13 @@ impl Backend for Postgres {
         // --train-after trigger asks after every commit).
         let held = self
             .session
-            .call(|c| {
-                get::<bool>(
-                    &c.query_one(
-                        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
-                         AND granted AND database = (SELECT oid FROM pg_database \
-                         WHERE datname = current_database()) \
-                         AND classid = $1 AND objid = $2 AND objsubid = 1)",
-                        &[&((TRAINING_LOCK >> 32) as u32), &(TRAINING_LOCK as u32)],
-                    )?,
-                    0,
-                )
-            })
+            .call(|c| training_lock_held(c, "TRUE"))
             .map_err(|e| LockError::Unavailable(format!("{e:#}")))?;
         if held {
             return Err(LockError::Busy);
         }
         let (answer_tx, answer_rx) = mpsc::sync_channel::<anyhow::Result<bool>>(1);
-        let (release, released) = mpsc::channel::<()>();
+        let (session, checks) = mpsc::channel::<LockCheck>();
         let target = self.target.clone();
         std::thread::Builder::new()
             .name("training-lock".into())
@@ -478,14 +470,19 @@ impl Backend for Postgres {
                 if answer_tx.send(got).is_err() || !granted {
                     return; // closing the connection releases a lock nobody waits for
                 }
-                // Held until the job ends (its TrainingLock is dropped) or we die.
-                let _ = released.recv();
+                // Held until the job ends (its TrainingLock is dropped) or we die. A
+                // check that finds the connection broken asks again on a new session,
+                // which holds nothing: the lock went with the old one.
+                let ours = |c: &mut Client| training_lock_held(c, "pid = pg_backend_pid()");
+                while let Ok(reply) = checks.recv() {
+                    let _ = reply.send(conn.run(ours).or_else(|_| conn.run(ours)));
+                }
                 let _ = conn.run(|c| c.execute("SELECT pg_advisory_unlock($1)", &[&TRAINING_LOCK]));
             })
             .map_err(|e| LockError::Unavailable(format!("cannot start a thread: {e}")))?;
         match answer_rx.recv_timeout(LOCK_WAIT) {
             Ok(Ok(true)) => Ok(TrainingLock {
-                _release: Some(release),
+                session: Some(session),
             }),
             Ok(Ok(false)) => Err(LockError::Busy),
             Ok(Err(e)) => Err(LockError::Unavailable(format!("{e:#}"))),
@@ -495,6 +492,22 @@ impl Backend for Postgres {
             ))),
         }
     }
+}
+
+/// Whether a session matching `holder` (SQL on `pg_locks`) holds the training lock.
+fn training_lock_held(c: &mut Client, holder: &str) -> Result<bool, ::postgres::Error> {
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND classid = $1 AND objid = $2 AND objsubid = 1 AND {holder})"
+    );
+    get(
+        &c.query_one(
+            &sql,
+            &[&((TRAINING_LOCK >> 32) as u32), &(TRAINING_LOCK as u32)],
+        )?,
+        0,
+    )
 }
 
 /// PostgreSQL text cannot hold NUL.

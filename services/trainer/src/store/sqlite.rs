@@ -16,7 +16,8 @@ use anyhow::Context;
 use rusqlite::{Connection, params};
 
 use super::{
-    Backend, Columns, JobRow, LockError, NewRecord, PENDING, Stored, TrainingLock, Writer, decode,
+    Backend, Columns, DiskFull, JobRow, LockError, NewRecord, PENDING, Stored, TrainingLock,
+    Writer, decode,
 };
 
 const SCHEMA: &str = "
@@ -193,6 +194,25 @@ struct SqliteWriter {
 
 impl Writer for SqliteWriter {
     fn commit_group(&mut self, group: &[NewRecord]) -> anyhow::Result<u64> {
+        self.commit(group).map_err(|e| {
+            let code = e
+                .downcast_ref::<rusqlite::Error>()
+                .and_then(rusqlite::Error::sqlite_error_code);
+            if code == Some(rusqlite::ErrorCode::DiskFull) {
+                anyhow::Error::new(DiskFull(format!("{e:#}")))
+            } else {
+                e
+            }
+        })
+    }
+
+    fn pending_count(&mut self) -> anyhow::Result<u64> {
+        pending_count(&self.conn)
+    }
+}
+
+impl SqliteWriter {
+    fn commit(&mut self, group: &[NewRecord]) -> anyhow::Result<u64> {
         let tx = self.conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(
@@ -219,9 +239,5 @@ impl Writer for SqliteWriter {
         let pending = pending_count(&tx)?;
         tx.commit()?;
         Ok(pending)
-    }
-
-    fn pending_count(&mut self) -> anyhow::Result<u64> {
-        pending_count(&self.conn)
     }
 }
