@@ -1,6 +1,7 @@
 //! PostgreSQL as the trainer's feedback store, against a real throwaway server: an
 //! acknowledged record survives SIGKILL, two trainers share one database, only one
-//! of them trains at a time, and a job that lost the lock publishes nothing.
+//! of them trains at a time, a job that lost the lock publishes nothing, and TLS is
+//! verified.
 //!
 //! Needs the PostgreSQL server binaries (`scripts/setup` installs the Debian package
 //! `postgresql`; they are found in /usr/lib/postgresql/<version>/bin, on PATH, or in
@@ -88,8 +89,26 @@ fn free_port() -> u16 {
 
 impl PgServer {
     fn start(tag: &str) -> anyhow::Result<PgServer> {
+        PgServer::start_with(tag, false)
+    }
+
+    /// A server that also takes TLS, with a certificate for 127.0.0.1 from a CA made
+    /// here (its certificate in `ca_pem()`).
+    fn start_tls(tag: &str) -> anyhow::Result<PgServer> {
+        PgServer::start_with(tag, true)
+    }
+
+    fn start_with(tag: &str, tls: bool) -> anyhow::Result<PgServer> {
         let bin = pg_bin();
         let dir = temp_dir(&format!("pg-{tag}"));
+        let mut ssl_options = String::new();
+        if tls {
+            write_certificates(&dir)?;
+            ssl_options = format!(
+                " -c ssl=on -c ssl_cert_file={0}/server.crt -c ssl_key_file={0}/server.key",
+                dir.display()
+            );
+        }
         let run_as = if id(&["-u"])? == "0" {
             let uid = id(&["-u", "postgres"]).map_err(|_| {
                 anyhow::anyhow!(
@@ -135,7 +154,7 @@ impl PgServer {
         for _ in 0..3 {
             server.port = free_port();
             let options = format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=60",
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=60{ssl_options}",
                 server.port,
                 server.dir.display()
             );
@@ -165,6 +184,10 @@ impl PgServer {
             .context(format!(
                 "the PostgreSQL server did not start; its log:\n{log}"
             )))
+    }
+
+    fn ca_pem(&self) -> PathBuf {
+        self.dir.join("ca.pem")
     }
 
     fn data(&self) -> String {
@@ -223,6 +246,28 @@ impl PgServer {
         });
         Ok(client)
     }
+}
+
+/// A CA (`ca.pem`) and a server certificate for 127.0.0.1 signed by it (`server.crt`,
+/// `server.key`, mode 0600 as PostgreSQL wants).
+fn write_certificates(dir: &std::path::Path) -> anyhow::Result<()> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    use std::os::unix::fs::PermissionsExt;
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "empathy test CA");
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let server_key = KeyPair::generate()?;
+    let server = CertificateParams::new(vec!["127.0.0.1".to_string()])?
+        .signed_by(&server_key, &Issuer::from_params(&ca, &ca_key))?;
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem())?;
+    std::fs::write(dir.join("server.crt"), server.pem())?;
+    let key = dir.join("server.key");
+    std::fs::write(&key, server_key.serialize_pem())?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
 }
 
 impl Drop for PgServer {
@@ -480,6 +525,73 @@ async fn versions(
         .collect())
 }
 
+/// What the trainer printed when it stopped at startup on `database` (it must not start).
+fn trainer_startup_error(models: &std::path::Path, database: &str) -> anyhow::Result<String> {
+    let output = Command::new(sibling_binary("empathy-trainer")?)
+        .args(["--assets", &support::assets().display().to_string()])
+        .arg("--models")
+        .arg(models)
+        .arg("--database")
+        .arg(database)
+        .output()?;
+    anyhow::ensure!(
+        !output.status.success(),
+        "the trainer started on {database}"
+    );
+    Ok(format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+    .trim()
+    .to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_trainer_speaks_tls_and_verifies_the_servers_certificate() -> anyhow::Result<()> {
+    let pg = PgServer::start_tls("tls")?;
+    let dir = temp_dir("pg-tls");
+    let models = registry_copy(&dir)?;
+
+    // A CA it does not trust: refused at startup, saying what to do.
+    let refused = trainer_startup_error(&models, &format!("{}?sslmode=require", pg.url()))?;
+    println!("untrusted certificate: {refused}");
+    assert!(refused.contains("did not verify"), "{refused}");
+    assert!(refused.contains("sslrootcert="), "{refused}");
+
+    // Trusting the CA, libpq's way: the trainer stores feedback over TLS, as PostgreSQL
+    // itself reports for each of the trainer's sessions.
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        pg.url(),
+        pg.ca_pem().display()
+    );
+    let trainer = start_trainer_on(&models, &url, &[]).await?;
+    let mut client = trainer_client(&trainer).await?;
+    let ack = client
+        .submit_feedback(feedback_record("over-tls", "positive", 1))
+        .await?
+        .into_inner();
+    let db = pg.connect().await?;
+    assert!(stored_ids(&db).await?.contains(&ack.feedback_id));
+    let sessions: Vec<bool> = db
+        .query(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = 'empathy-trainer'",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    println!("the trainer's sessions, encrypted: {sessions:?}");
+    assert!(!sessions.is_empty(), "no trainer session on the server");
+    assert!(sessions.iter().all(|&ssl| ssl), "a session without TLS");
+    drop(trainer);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_that_loses_the_training_lock_publishes_nothing() -> anyhow::Result<()> {
     let pg = PgServer::start("lost-lock")?;
@@ -556,22 +668,11 @@ async fn a_job_that_loses_the_training_lock_publishes_nothing() -> anyhow::Resul
 fn an_unreachable_database_is_a_clear_error_without_the_password() -> anyhow::Result<()> {
     let dir = temp_dir("pg-unreachable");
     let port = free_port(); // released: nothing listens there
-    let output = Command::new(sibling_binary("empathy-trainer")?)
-        .args(["--assets", &support::assets().display().to_string()])
-        .arg("--models")
-        .arg(dir.join("models"))
-        .arg("--database")
-        .arg(format!(
-            "postgres://empathy:s3cret-pw@127.0.0.1:{port}/feedback"
-        ))
-        .output()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    println!("unreachable database: {}", text.trim());
-    assert!(!output.status.success(), "started without its database");
+    let text = trainer_startup_error(
+        &dir.join("models"),
+        &format!("postgres://empathy:s3cret-pw@127.0.0.1:{port}/feedback"),
+    )?;
+    println!("unreachable database: {text}");
     assert!(
         text.contains(&format!(
             "cannot connect to the feedback database postgres://empathy:***@127.0.0.1:{port}/feedback"

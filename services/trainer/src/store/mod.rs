@@ -21,6 +21,7 @@
 //! refused (`LockError::Busy`) while the first one trains.
 
 mod postgres;
+mod postgres_tls;
 mod sqlite;
 
 use std::path::PathBuf;

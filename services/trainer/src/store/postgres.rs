@@ -25,14 +25,17 @@
 //! U+FFFD in the side columns (the protobuf in `record` keeps it exactly), so one odd
 //! record never fails the group it is committed with.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use ::postgres::error::SqlState;
-use ::postgres::{Client, Config, NoTls};
+use ::postgres::{Client, Config};
 use anyhow::{Context, anyhow, bail};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::postgres_tls;
 use super::{
     Backend, Columns, DiskFull, JobRow, LOCK_WAIT, LockCheck, LockError, NewRecord, PENDING,
     Stored, TrainingLock, Writer, decode,
@@ -120,10 +123,13 @@ fn scrub(message: String, config: &Config) -> String {
     }
 }
 
-/// Parses the URL as the client will, so a bad one fails at startup.
-fn parse(url: &str) -> anyhow::Result<Config> {
+/// Parses the URL as the client will, so a bad one fails at startup; also returns the
+/// `sslrootcert` file, if any.
+fn parse(url: &str) -> anyhow::Result<(Config, Option<PathBuf>)> {
     let shown = redact(url);
-    let mut config = Config::from_str(url)
+    let (client_url, root) =
+        postgres_tls::split_tls_params(url).map_err(|e| anyhow!("--database {shown}: {e:#}"))?;
+    let mut config = Config::from_str(&client_url)
         .map_err(|e| anyhow!("--database {shown}: {:#}", anyhow::Error::new(e)))?;
     if config.get_user().is_none_or(str::is_empty) {
         bail!("--database {shown}: give a user, postgres://USER@HOST:PORT/DB");
@@ -140,30 +146,34 @@ fn parse(url: &str) -> anyhow::Result<Config> {
     if config.get_application_name().is_none() {
         config.application_name("empathy-trainer");
     }
-    Ok(config)
+    Ok((config, root))
 }
 
 pub fn check_url(url: &str) -> anyhow::Result<()> {
     parse(url).map(|_| ())
 }
 
-/// What to connect to, and how to say so without the password.
+/// What to connect to, how (TLS), and how to say so without the password.
 #[derive(Clone)]
 struct Target {
     config: Config,
+    tls: MakeRustlsConnect,
     shown: String,
 }
 
 impl Target {
     fn connect(&self) -> anyhow::Result<Client> {
-        self.config.connect(NoTls).map_err(|e| self.error(e))
+        self.config
+            .connect(self.tls.clone())
+            .map_err(|e| self.error(e))
     }
 
     fn error(&self, e: ::postgres::Error) -> anyhow::Error {
+        let message = scrub(format!("{:#}", anyhow::Error::new(e)), &self.config);
         anyhow!(
-            "cannot connect to the feedback database {}: {}",
+            "cannot connect to the feedback database {}: {message}{}",
             self.shown,
-            scrub(format!("{:#}", anyhow::Error::new(e)), &self.config)
+            postgres_tls::hint(&message)
         )
     }
 
@@ -305,10 +315,11 @@ pub(super) struct Postgres {
 impl Postgres {
     /// Connects a reader session: an unreachable database fails here, at startup.
     pub(super) fn connect(url: &str) -> anyhow::Result<Postgres> {
-        let target = Target {
-            config: parse(url)?,
-            shown: redact(url),
-        };
+        let shown = redact(url);
+        let (config, root) = parse(url)?;
+        let tls = postgres_tls::connector(root.as_deref())
+            .map_err(|e| anyhow!("--database {shown}: {e:#}"))?;
+        let target = Target { config, tls, shown };
         let session = Session::start(target.clone())?;
         Ok(Postgres { target, session })
     }
@@ -606,7 +617,9 @@ mod tests {
 
     #[test]
     fn urls_are_checked_before_connecting() {
-        let config = parse("postgres://u:s3cret@localhost:5433/feedback").ok();
+        let config = parse("postgres://u:s3cret@localhost:5433/feedback")
+            .ok()
+            .map(|(c, _)| c);
         assert_eq!(
             config.as_ref().and_then(|c| c.get_password()),
             Some(&b"s3cret"[..])
@@ -617,7 +630,9 @@ mod tests {
             Some(&CONNECT_TIMEOUT)
         );
         // A Unix socket directory as a parameter.
-        let config = parse("postgres://u@localhost/db?host=/run/postgresql").ok();
+        let config = parse("postgres://u@localhost/db?host=/run/postgresql")
+            .ok()
+            .map(|(c, _)| c);
         assert!(config.is_some_and(|c| {
             c.get_hosts()
                 .iter()
@@ -640,7 +655,7 @@ mod tests {
 
     #[test]
     fn error_messages_never_quote_the_password() {
-        let Ok(config) = parse("postgres://u:s3cret@h/db") else {
+        let Ok((config, _)) = parse("postgres://u:s3cret@h/db") else {
             panic!("parse");
         };
         assert_eq!(
