@@ -14,7 +14,12 @@
 //!   visible, every lower seq is too (what `trained_through` relies on);
 //! - a training job holds a session advisory lock (`TRAINING_LOCK`, on a connection of
 //!   its own, for the whole job): a second trainer's `StartTraining` is refused while
-//!   it is held, and PostgreSQL drops it if the trainer dies.
+//!   it is held, and PostgreSQL drops it if the trainer dies. It also goes if that
+//!   connection breaks, so the job asks on it (`TrainingLock::check`) before it records
+//!   or publishes anything.
+//!
+//! TLS: libpq's `sslmode` and `sslrootcert` in the URL, always verified
+//! (`postgres_tls`).
 //!
 //! The `postgres` client blocks on a runtime of its own and panics if used on a tokio
 //! runtime thread (dropping it too). So each connection lives on a thread of its own:
