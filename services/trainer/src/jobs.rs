@@ -141,10 +141,13 @@ impl Trainer {
             )));
         }
         // Several trainers on one PostgreSQL database: one job at a time among them.
-        let lock = self.store.training_lock().map_err(|e| match e {
-            LockError::Busy => Status::failed_precondition(e.to_string()),
-            LockError::Unavailable(_) => Status::unavailable(e.to_string()),
-        })?;
+        // Asking takes a query, maybe a connect (10 s at most when the server does not
+        // answer): let the runtime move other tasks off this worker meanwhile.
+        let lock =
+            tokio::task::block_in_place(|| self.store.training_lock()).map_err(|e| match e {
+                LockError::Busy => Status::failed_precondition(e.to_string()),
+                LockError::Unavailable(_) => Status::unavailable(e.to_string()),
+            })?;
         let id = uuid::Uuid::new_v4().to_string();
         let (state, _) = watch::channel(TrainingJob {
             job_id: id.clone(),
