@@ -144,10 +144,21 @@ fn run_show(args: &ShowArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_expand(args: &ExpandArgs) -> anyhow::Result<()> {
+/// Runs `f` with the text plugin, loaded in this process, as the expansion's encoder.
+fn with_encoder<R>(
+    args: &ExpandArgs,
+    f: impl FnOnce(TextEncoder<'_>) -> anyhow::Result<R>,
+) -> anyhow::Result<R> {
     let plugin = load_text_plugin(&args.assets, args.plugin_dir.as_deref())?;
     let id = encoder_id(&plugin)?;
     let mut embed = |texts: &[String]| embed(&plugin, texts);
+    f(TextEncoder {
+        id: &id,
+        embed: &mut embed,
+    })
+}
+
+fn run_expand(args: &ExpandArgs) -> anyhow::Result<()> {
     let config = ExpansionConfig {
         k: args.k,
         min_count: args.min_count,
@@ -161,12 +172,10 @@ fn run_expand(args: &ExpandArgs) -> anyhow::Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| default_dir(&args.assets));
-    let encoder = TextEncoder {
-        id: &id,
-        embed: &mut embed,
-    };
-    let report = expand(&args.assets, &out, &config, encoder, None, &mut |m| {
-        eprintln!("{m}")
+    let report = with_encoder(args, |encoder| {
+        expand(&args.assets, &out, &config, encoder, None, &mut |m| {
+            eprintln!("{m}")
+        })
     })?;
     let m = &report.manifest;
     println!();
@@ -211,9 +220,6 @@ fn run_expand(args: &ExpandArgs) -> anyhow::Result<()> {
 }
 
 fn run_expand_zh(args: &ExpandArgs) -> anyhow::Result<()> {
-    let plugin = load_text_plugin(&args.assets, args.plugin_dir.as_deref())?;
-    let id = encoder_id(&plugin)?;
-    let mut embed = |texts: &[String]| embed(&plugin, texts);
     let config = ZhExpansionConfig {
         base: ExpansionConfig {
             k: args.k,
@@ -237,12 +243,10 @@ fn run_expand_zh(args: &ExpandArgs) -> anyhow::Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| empathy_model::lexicon_expansion_zh::default_dir(&args.assets));
-    let encoder = TextEncoder {
-        id: &id,
-        embed: &mut embed,
-    };
-    let report = expand_zh(&args.assets, &out, &config, encoder, None, &mut |m| {
-        eprintln!("{m}")
+    let report = with_encoder(args, |encoder| {
+        expand_zh(&args.assets, &out, &config, encoder, None, &mut |m| {
+            eprintln!("{m}")
+        })
     })?;
     println!();
     println!(

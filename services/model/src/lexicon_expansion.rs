@@ -806,9 +806,13 @@ pub fn latest_version(out_dir: &Path) -> anyhow::Result<Option<PathBuf>> {
 mod tests {
     use super::*;
 
-    /// Two clusters joined by one weak edge; one seed in each.
-    fn two_clusters() -> Graph {
-        Graph::from_edges(
+    /// Two clusters joined by one weak edge, and their seeds: node 0 is class 0,
+    /// node 5 class 1.
+    fn two_clusters() -> (Graph, Vec<Option<usize>>) {
+        let mut seeds = vec![None; 6];
+        seeds[0] = Some(0);
+        seeds[5] = Some(1);
+        let graph = Graph::from_edges(
             6,
             &[
                 (0, 1, 0.9),
@@ -819,15 +823,13 @@ mod tests {
                 (3, 5, 0.8),
                 (2, 3, 0.05),
             ],
-        )
+        );
+        (graph, seeds)
     }
 
     #[test]
     fn propagation_follows_the_clusters() {
-        let g = two_clusters();
-        let mut seeds = vec![None; 6];
-        seeds[0] = Some(0);
-        seeds[5] = Some(1);
+        let (g, seeds) = two_clusters();
         let out = propagate(&g, &seeds, 2, 50);
         let labels: Vec<usize> = out.iter().map(|o| o.expect("reached").0).collect();
         assert_eq!(labels, vec![0, 0, 0, 1, 1, 1]);
@@ -844,10 +846,7 @@ mod tests {
 
     #[test]
     fn class_mass_normalisation_keeps_clear_labels_and_rebalances_bridges() {
-        let g = two_clusters();
-        let mut seeds = vec![None; 6];
-        seeds[0] = Some(0);
-        seeds[5] = Some(1);
+        let (g, seeds) = two_clusters();
         let plain = propagate(&g, &seeds, 2, 50);
         assert_eq!(plain, propagate_with(&g, &seeds, 2, 50, false));
         let cmn = propagate_with(&g, &seeds, 2, 50, true);
