@@ -1,5 +1,6 @@
-//! Generates the Rust types and tonic stubs for empathy.v1, plus serde impls that follow
-//! protobuf's canonical JSON mapping (for `empathy analyze --json`).
+//! Generates the plain prost messages of empathy.v1 (no tonic), plus serde impls that
+//! follow protobuf's canonical JSON mapping (for `empathy analyze --json`). The gRPC
+//! stubs are generated apart, in `proto/grpc`, so plugins never compile the gRPC stack.
 use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -13,16 +14,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }
-    // No system protoc needed: the vendored one ships inside a crate.
-    let protoc = protoc_bin_vendored::protoc_bin_path()?;
     let out = PathBuf::from(env::var("OUT_DIR")?);
     let descriptors = out.join("empathy_descriptor.bin");
 
-    let mut config = tonic_prost_build::Config::new();
-    config.protoc_executable(protoc);
-    tonic_prost_build::configure()
+    let mut config = prost_build::Config::new();
+    // No system protoc needed: the vendored one ships inside a crate.
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    config
         .file_descriptor_set_path(&descriptors)
-        .compile_with_config(config, &protos, &["."])?;
+        .compile_protos(&protos, &["."])?;
 
     let descriptor_bytes = std::fs::read(&descriptors)?;
     pbjson_build::Builder::new()

@@ -1,13 +1,15 @@
-//! The empathy.v1 contract: messages, client and server stubs, and canonical-JSON serde.
+//! The empathy.v1 contract as plain data: the prost messages, their canonical-JSON serde,
+//! and the label sets. No gRPC here (the stubs live in `empathy-grpc`), so plugins and the
+//! model depend on the contract without compiling tonic or hyper.
 
 #[allow(clippy::all, clippy::pedantic)]
 pub mod v1 {
-    tonic::include_proto!("empathy.v1");
+    include!(concat!(env!("OUT_DIR"), "/empathy.v1.rs"));
     include!(concat!(env!("OUT_DIR"), "/empathy.v1.serde.rs"));
 
-    /// Encoded descriptors, for gRPC server reflection.
+    /// Encoded descriptors of every empathy.v1 file (gRPC server reflection serves them).
     pub const FILE_DESCRIPTOR_SET: &[u8] =
-        tonic::include_file_descriptor_set!("empathy_descriptor");
+        include_bytes!(concat!(env!("OUT_DIR"), "/empathy_descriptor.bin"));
 }
 
 /// Sentiment labels, in the order of every sentiment score vector.

@@ -5,7 +5,7 @@ mod support;
 
 use std::io::Cursor;
 
-use empathy_proto::v1::{
+use empathy_grpc::v1::{
     AnalyzeRequest, AnalyzeResponse, empathy_service_client::EmpathyServiceClient,
 };
 use image::{DynamicImage, ImageBuffer, ImageFormat, Luma, LumaA, RgbImage};

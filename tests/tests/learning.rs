@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use empathy_common::launch::{self, Service, sibling_binary};
-use empathy_proto::v1::{
+use empathy_grpc::v1::{
     AnalyzeRequest, CancelJobRequest, FeedbackRequest, JobState, ListModelsRequest,
     ListModelsResponse, StartTrainingRequest, WatchModelsRequest,
 };
@@ -237,7 +237,7 @@ struct Reading {
 }
 
 async fn read_all(
-    fusion: &mut empathy_proto::v1::empathy_service_client::EmpathyServiceClient<Channel>,
+    fusion: &mut empathy_grpc::v1::empathy_service_client::EmpathyServiceClient<Channel>,
     texts: &[&str],
 ) -> anyhow::Result<Reading> {
     let (mut positive, mut joy) = (0, 0);

@@ -16,8 +16,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use empathy_common::launch::sibling_binary;
-use empathy_proto::v1::trainer_service_client::TrainerServiceClient;
-use empathy_proto::v1::{CancelJobRequest, JobState, ListModelsRequest, StartTrainingRequest};
+use empathy_grpc::v1::trainer_service_client::TrainerServiceClient;
+use empathy_grpc::v1::{CancelJobRequest, JobState, ListModelsRequest, StartTrainingRequest};
 use support::{
     feedback_record, registry_copy, start_trainer_on, stream_feedback_then_kill, temp_dir,
     trainer_client, wait_job,

@@ -7,11 +7,11 @@ mod support;
 use std::time::Duration;
 
 use empathy_common::launch::{self, sibling_binary};
-use empathy_proto::v1::{AnalyzeOptions, AnalyzeRequest, AnalyzeResponse};
+use empathy_grpc::v1::{AnalyzeOptions, AnalyzeRequest, AnalyzeResponse};
 use support::*;
 
 async fn ask(
-    c: &mut empathy_proto::v1::empathy_service_client::EmpathyServiceClient<
+    c: &mut empathy_grpc::v1::empathy_service_client::EmpathyServiceClient<
         tonic::transport::Channel,
     >,
     text: &str,

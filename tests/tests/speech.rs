@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use empathy_proto::v1::{
+use empathy_grpc::v1::{
     AnalyzeRequest, AnalyzeResponse, EncodeInput, EncodeOutput, EncodeRequest,
     empathy_service_client::EmpathyServiceClient, encode_input::Payload,
     encoder_service_client::EncoderServiceClient,

@@ -4,9 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use empathy_proto::v1::{
-    AnalyzeOptions, AnalyzeRequest, AnalyzeResponse, empathy_service_client::EmpathyServiceClient,
-};
+use empathy_grpc::v1::{AnalyzeOptions, AnalyzeRequest, AnalyzeResponse};
 
 #[derive(clap::Args)]
 pub struct AnalyzeArgs {
@@ -39,20 +37,6 @@ pub struct AnalyzeArgs {
     timeout_ms: u64,
 }
 
-pub async fn connect(
-    endpoint: &str,
-) -> anyhow::Result<EmpathyServiceClient<tonic::transport::Channel>> {
-    EmpathyServiceClient::connect(endpoint.to_string())
-        .await
-        .with_context(|| {
-            format!("cannot reach the empathy server at {endpoint}; is `empathy up` running?")
-        })
-        .map(|c| {
-            c.max_decoding_message_size(64 * 1024 * 1024)
-                .max_encoding_message_size(64 * 1024 * 1024)
-        })
-}
-
 pub async fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
     let read = |p: &Option<PathBuf>| -> anyhow::Result<Vec<u8>> {
         match p {
@@ -72,7 +56,7 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
         ..Default::default()
     });
     request.set_timeout(std::time::Duration::from_millis(args.timeout_ms));
-    let mut client = connect(&args.endpoint).await?;
+    let mut client = crate::connect(&args.endpoint).await?;
     let response = client
         .analyze(request)
         .await

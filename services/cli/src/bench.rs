@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use empathy_proto::v1::{
+use empathy_grpc::v1::{
     AnalyzeRequest, EncodeRequest, encoder_service_client::EncoderServiceClient,
 };
 use futures::StreamExt;
@@ -60,7 +60,7 @@ fn describe(name: &str, mut times: Vec<Duration>) -> f64 {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let mut fusion = crate::analyze::connect(&args.endpoint).await?;
+    let mut fusion = crate::connect(&args.endpoint).await?;
     let mut encoder = EncoderServiceClient::connect(args.encoder_endpoint.clone())
         .await
         .with_context(|| format!("cannot reach the encoder at {}", args.encoder_endpoint))?;

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use anyhow::{Context, bail};
-use empathy_proto::v1::{
+use empathy_grpc::v1::{
     FeedbackRequest, JobState, ListModelsRequest, RollbackRequest, StartTrainingRequest,
     WatchJobRequest, trainer_service_client::TrainerServiceClient,
 };
@@ -58,7 +58,7 @@ pub struct FeedbackArgs {
 }
 
 pub async fn feedback(args: FeedbackArgs) -> anyhow::Result<()> {
-    let mut client = crate::analyze::connect(&args.endpoint).await?;
+    let mut client = crate::connect(&args.endpoint).await?;
     let response = client
         .feedback(FeedbackRequest {
             analysis_id: args.analysis_id.clone(),

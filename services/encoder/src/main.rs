@@ -9,7 +9,7 @@ use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 use anyhow::Context;
 use clap::Parser;
 use empathy_common::{Metrics, ServeOptions};
-use empathy_proto::v1::encoder_service_server::EncoderServiceServer;
+use empathy_grpc::v1::encoder_service_server::EncoderServiceServer;
 
 use crate::{
     batcher::{BatchLimits, Batcher},

@@ -4,11 +4,11 @@
 use std::{collections::HashMap, pin::Pin, sync::Arc};
 
 use empathy_common::Metrics;
-use empathy_plugin_api::{ErrorKind, PluginError};
-use empathy_proto::v1::{
+use empathy_grpc::v1::{
     EncodeRequest, EncodeResponse, EncoderInfo, EncoderInfoRequest, ModalityInfo,
     encoder_service_server::EncoderService,
 };
+use empathy_plugin_api::{ErrorKind, PluginError};
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 

@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use empathy_proto::v1::{
+use empathy_grpc::v1::{
     EncodeRequest, EncodeResponse, EncoderInfoRequest, encoder_service_client::EncoderServiceClient,
 };
 use tokio::sync::RwLock;

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use empathy_proto::v1::trainer_service_client::TrainerServiceClient;
-use empathy_proto::v1::{FeedbackRecord, FeedbackRequest, FeedbackResponse, FloatVector};
+use empathy_grpc::v1::trainer_service_client::TrainerServiceClient;
+use empathy_grpc::v1::{FeedbackRecord, FeedbackRequest, FeedbackResponse, FloatVector};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 

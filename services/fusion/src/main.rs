@@ -17,8 +17,8 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use anyhow::Context;
 use clap::Parser;
 use empathy_common::{Metrics, ServeOptions};
+use empathy_grpc::v1::empathy_service_server::EmpathyServiceServer;
 use empathy_model::{FusionModel, Lexicon};
-use empathy_proto::v1::empathy_service_server::EmpathyServiceServer;
 
 use crate::{
     analyze::Analyzer, encoders::EncoderPool, service::Empathy, situations::SituationSource,

@@ -11,10 +11,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use empathy_grpc::v1::WatchModelsRequest;
+use empathy_grpc::v1::trainer_service_client::TrainerServiceClient;
 use empathy_model::FusionModel;
 use empathy_model::registry;
-use empathy_proto::v1::WatchModelsRequest;
-use empathy_proto::v1::trainer_service_client::TrainerServiceClient;
 
 pub struct ServingModel {
     current: RwLock<Arc<FusionModel>>,

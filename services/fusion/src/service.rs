@@ -7,14 +7,11 @@ use std::{
 };
 
 use empathy_common::Metrics;
-use empathy_proto::{
-    EMOTION_LABELS, SENTIMENT_LABELS,
-    modality::SITUATION,
-    v1::{
-        AnalyzeRequest, AnalyzeResponse, FeedbackRequest, FeedbackResponse, InfoRequest,
-        InfoResponse, ModalityStatus, Turn, empathy_service_server::EmpathyService,
-    },
+use empathy_grpc::v1::{
+    AnalyzeRequest, AnalyzeResponse, FeedbackRequest, FeedbackResponse, InfoRequest, InfoResponse,
+    ModalityStatus, Turn, empathy_service_server::EmpathyService,
 };
+use empathy_proto::{EMOTION_LABELS, SENTIMENT_LABELS, modality::SITUATION};
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use empathy_proto::v1::{
+use empathy_grpc::v1::{
     GenerateRequest, Situation, Turn, situation_service_client::SituationServiceClient,
 };
 use futures::StreamExt;

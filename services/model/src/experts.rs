@@ -3,7 +3,7 @@
 //! loop), each is blended into the answer by a fixed rule and shown in the attention,
 //! so that attributions name it.
 
-use crate::model::Prediction;
+use crate::prediction::Prediction;
 
 /// The share of all experts together next to words (typed or transcribed); without
 /// words, the experts decide.

@@ -1,26 +1,22 @@
-//! The model crate: lexicon features, the attention-fusion network and its heads,
-//! the checkpoint format, the sentiment corpus and its split, metrics and training.
+//! The serving model: lexicon features, the attention-fusion network and its heads, the
+//! checkpoint format and the registry reader: what answering a request needs, nothing
+//! that trains (that is `empathy-training`).
 
-mod batch;
+pub mod batch;
 pub mod checkpoint;
-pub mod data;
-pub mod embedding_cache;
 mod experts;
 pub mod lexicon;
-pub mod lexicon_expansion;
-pub mod lexicon_expansion_zh;
-pub mod metrics;
 mod model;
 pub mod network;
+mod prediction;
 pub mod registry;
-pub mod topics;
-pub mod training;
 
-#[cfg(test)]
-mod test_support;
+/// Test helpers, also for the training and corpus crates' tests (feature `test-support`).
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 
 pub use checkpoint::{Manifest, latest_version};
 pub use experts::{EXPERT_SHARE_WITH_TEXT, Expert, NEUTRAL};
 pub use lexicon::{Expansion, LEXICON_FEATURES, Lexicon, LexiconAnalysis, WordSignal};
-pub use model::{FusionModel, ModelInputs, Prediction};
-pub use training::{TextEncoder, TrainConfig, TrainReport, train_sentiment};
+pub use model::{EMOTIONS_CORRECTED, FusionModel, ModelInputs, corrected_emotions, prior_logit};
+pub use prediction::Prediction;

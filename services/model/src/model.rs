@@ -12,6 +12,7 @@ use crate::checkpoint::{Manifest, read_version};
 use crate::experts::{Expert, NEUTRAL, blend};
 use crate::lexicon::{Expansion, LexiconAnalysis};
 use crate::network::{FusionNetwork, MODALITIES};
+use crate::prediction::Prediction;
 
 /// Name of situation slot tokens; the attention entry is "situation:<index>".
 pub const SITUATION: &str = "situation";
@@ -27,19 +28,6 @@ pub struct ModelInputs {
     pub situations: Vec<Vec<f32>>,
     /// Opinions of modalities whose token this version was not trained on.
     pub experts: Vec<Expert>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Prediction {
-    /// Softmax over SENTIMENT_LABELS.
-    pub sentiment: [f32; 3],
-    /// Each in [0, 1], EMOTION_LABELS order.
-    pub emotions: [f32; 7],
-    pub valence: f32,
-    pub arousal: f32,
-    /// ("text", w), ("lexicon", w), ("situation:0", w), ...: the tokens used, summing
-    /// to one. Inputs the version was not trained on are left out (masked).
-    pub attention: Vec<(String, f32)>,
 }
 
 pub struct FusionModel {
@@ -61,7 +49,8 @@ impl FusionModel {
                 version_dir.display()
             )
         })?;
-        let lexicon_expansion = Expansion::for_version(version_dir, &manifest)?;
+        let lexicon_expansion =
+            Expansion::for_version(version_dir, manifest.lexicon_expansion.as_ref())?;
         Ok(FusionModel {
             manifest,
             network,

@@ -6,7 +6,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use empathy_common::{Metrics, ServeOptions};
-use empathy_proto::v1::{ModelRef, situation_service_server::SituationServiceServer};
+use empathy_grpc::v1::{ModelRef, situation_service_server::SituationServiceServer};
 use empathy_situation::{
     engine::{Engine, EngineMetrics, EngineOptions},
     llama::WeightFormat,

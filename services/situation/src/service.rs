@@ -5,7 +5,7 @@
 use std::{pin::Pin, sync::Arc, time::Duration};
 
 use empathy_common::{Metrics, status::check_len};
-use empathy_proto::v1::{
+use empathy_grpc::v1::{
     GenerateRequest, ModelRef, Situation, SituationInfo, SituationInfoRequest,
     situation_service_server::SituationService,
 };

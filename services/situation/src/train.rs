@@ -85,7 +85,7 @@ pub fn cache_root() -> PathBuf {
 
 /// Corpus utterances of 4 to 40 words, seeded shuffle, first `n`.
 pub fn pick_utterances(assets: &Path, n: usize, seed: u64) -> Result<Vec<String>> {
-    let corpus = empathy_model::data::load_corpus(&empathy_model::data::corpus_path(assets))?;
+    let corpus = empathy_corpus::load_corpus(&empathy_corpus::corpus_path(assets))?;
     let mut texts: Vec<String> = corpus
         .texts
         .into_iter()

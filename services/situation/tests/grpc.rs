@@ -5,7 +5,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use empathy_common::launch::{Service, spawn};
-use empathy_proto::v1::{
+use empathy_grpc::v1::{
     GenerateRequest, Situation, SituationInfoRequest,
     situation_service_client::SituationServiceClient,
 };

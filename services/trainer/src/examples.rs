@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use empathy_model::Manifest;
-use empathy_model::training::finetune::FeedbackExample;
 use empathy_proto::{EMOTION_LABELS, SENTIMENT_LABELS};
+use empathy_training::finetune::FeedbackExample;
 
 use crate::store::Stored;
 use crate::versions::Versions;

@@ -7,7 +7,7 @@
 //! and another trainer's `start` answers FAILED_PRECONDITION; a job whose lock went with
 //! a broken connection fails before it records or publishes anything. A job: check the
 //! registry is writable, read the stored feedback, fine-tune the serving version
-//! (`empathy_model::training::finetune`), and publish only if accepted; then point
+//! (`empathy_training::finetune`), and publish only if accepted; then point
 //! `serving` at the new version and announce it. Every end state is recorded in the
 //! store with its reason; a failure leaves the serving version as it was.
 
@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use empathy_model::Manifest;
 use empathy_model::registry;
-use empathy_model::training::finetune::{Cancelled, FinetuneConfig, finetune, publish};
 use empathy_proto::v1::{JobState, ModelVersion, TrainingJob};
+use empathy_training::finetune::{Cancelled, FinetuneConfig, finetune, publish};
 use tokio::sync::{broadcast, watch};
 use tonic::Status;
 

@@ -13,8 +13,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use empathy_common::{Metrics, ServeOptions};
-use empathy_model::training::finetune::FinetuneConfig;
-use empathy_proto::v1::trainer_service_server::TrainerServiceServer;
+use empathy_grpc::v1::trainer_service_server::TrainerServiceServer;
+use empathy_training::finetune::FinetuneConfig;
 
 use crate::jobs::{Settings, Trainer};
 use crate::service::TrainerApi;

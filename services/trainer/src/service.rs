@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use empathy_common::Metrics;
-use empathy_proto::v1::{
+use empathy_grpc::v1::{
     CancelJobRequest, FeedbackAck, FeedbackRecord, ListModelsRequest, ListModelsResponse,
     ModelVersion, RollbackRequest, StartTrainingRequest, TrainingJob, WatchJobRequest,
     WatchModelsRequest, trainer_service_server::TrainerService,
@@ -200,7 +200,7 @@ impl TrainerService for TrainerApi {
 
 #[cfg(test)]
 mod tests {
-    use empathy_proto::v1::FeedbackRequest;
+    use empathy_grpc::v1::FeedbackRequest;
 
     use super::*;
 

@@ -5,8 +5,8 @@
 use std::{path::PathBuf, time::Duration};
 
 use empathy_common::launch::{self, Service, sibling_binary};
-use empathy_proto::v1::trainer_service_client::TrainerServiceClient;
-use empathy_proto::v1::{
+use empathy_grpc::v1::trainer_service_client::TrainerServiceClient;
+use empathy_grpc::v1::{
     AnalyzeRequest, AnalyzeResponse, empathy_service_client::EmpathyServiceClient,
 };
 use tonic::transport::Channel;
@@ -129,8 +129,8 @@ pub fn feedback_record(
     tag: &str,
     sentiment: &str,
     seed: usize,
-) -> empathy_proto::v1::FeedbackRecord {
-    use empathy_proto::v1::{FeedbackRecord, FeedbackRequest, FloatVector};
+) -> empathy_grpc::v1::FeedbackRecord {
+    use empathy_grpc::v1::{FeedbackRecord, FeedbackRequest, FloatVector};
     let text: Vec<f32> = (0..384)
         .map(|j| (((seed * 31 + j * 7) % 97) as f32 / 97.0 - 0.5) / 10.0)
         .collect();
@@ -162,9 +162,9 @@ pub async fn trainer_client(s: &Service) -> anyhow::Result<TrainerServiceClient<
 pub async fn wait_job(
     trainer: &mut TrainerServiceClient<Channel>,
     job_id: &str,
-) -> anyhow::Result<empathy_proto::v1::TrainingJob> {
+) -> anyhow::Result<empathy_grpc::v1::TrainingJob> {
     let mut stream = trainer
-        .watch_job(empathy_proto::v1::WatchJobRequest {
+        .watch_job(empathy_grpc::v1::WatchJobRequest {
             job_id: job_id.into(),
         })
         .await?

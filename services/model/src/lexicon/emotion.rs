@@ -17,21 +17,13 @@
 
 use std::collections::HashMap;
 
+pub use super::emotion_index::{ANGER, DISGUST, FEAR, JOY, NEUTRAL, SADNESS, SURPRISE};
 use super::emotion_words::{MIN_STEM, SEEDS, SUFFIXES};
 use super::expansion::Expansion;
 use super::stopwords::is_stopword;
 use super::text2emotion;
 use super::vader::{Vader, VaderOutput, is_negation};
 use super::vader_words::booster;
-
-/// Index of each emotion in `empathy_proto::EMOTION_LABELS`.
-pub const ANGER: usize = 0;
-pub const DISGUST: usize = 1;
-pub const FEAR: usize = 2;
-pub const JOY: usize = 3;
-pub const SADNESS: usize = 4;
-pub const SURPRISE: usize = 5;
-pub const NEUTRAL: usize = 6;
 
 /// How fast evidence saturates a score: one seed word gives 1 - e^-1.2 = 0.70.
 const SATURATION: f64 = 1.2;

@@ -1,7 +1,7 @@
 //! Word lists for emotion evidence (ours): the seed words of each emotion and the
 //! suffixes by which a text2emotion stem may extend.
 
-use super::emotion::{ANGER, DISGUST, FEAR, JOY, SADNESS, SURPRISE};
+use super::emotion_index::{ANGER, DISGUST, FEAR, JOY, SADNESS, SURPRISE};
 
 /// Common emotion words; they override text2emotion's mapping. Disgust words are all
 /// VADER-negative (a test checks it): text2emotion has no disgust.

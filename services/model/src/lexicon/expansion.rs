@@ -19,9 +19,12 @@ use anyhow::{Context, bail, ensure};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::checkpoint::Manifest;
+use super::emotion_index::NEUTRAL;
 
-use super::emotion::NEUTRAL;
+/// The first line of every expansion's `lexicon.tsv` (the expansion writes it, this
+/// parser checks it).
+pub const TSV_HEADER: &str =
+    "word\tcount\temotion\temotion_confidence\tpolarity\tpolarity_confidence\n";
 
 /// The copy of the expansion inside a model version directory.
 pub const VERSION_FILE: &str = "lexicon_expansion.tsv";
@@ -88,7 +91,7 @@ impl Expansion {
         let mut lines = text.lines();
         let header = lines.next().unwrap_or_default();
         ensure!(
-            header == crate::lexicon_expansion::TSV_HEADER.trim_end(),
+            header == TSV_HEADER.trim_end(),
             "the expanded lexicon has an unexpected header {header:?}"
         );
         let mut words = HashMap::new();
@@ -172,10 +175,14 @@ impl Expansion {
             .with_context(|| format!("cannot parse {}", path.display()))
     }
 
-    /// The expansion a model version was trained with: None when its manifest names
-    /// none (older versions too); its copy must match the recorded sha256.
-    pub fn for_version(version_dir: &Path, manifest: &Manifest) -> anyhow::Result<Option<Self>> {
-        let Some(reference) = &manifest.lexicon_expansion else {
+    /// The expansion a model version was trained with (`reference`, from its manifest):
+    /// None when the manifest names none (older versions too); the version's copy must
+    /// match the recorded sha256.
+    pub fn for_version(
+        version_dir: &Path,
+        reference: Option<&ExpansionRef>,
+    ) -> anyhow::Result<Option<Self>> {
+        let Some(reference) = reference else {
             return Ok(None);
         };
         let tsv = read_checked(version_dir, reference)?;

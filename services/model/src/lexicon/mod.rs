@@ -2,6 +2,7 @@
 //! computed per request (cheap: hash lookups over the tokens).
 
 mod emotion;
+mod emotion_index;
 mod emotion_words;
 pub mod expansion;
 mod stopwords;

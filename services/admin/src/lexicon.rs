@@ -5,10 +5,13 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use empathy_model::lexicon_expansion::{ExpansionConfig, default_dir, expand};
-use empathy_model::lexicon_expansion_zh::{CorpusSpaceConfig, Space, ZhExpansionConfig, expand_zh};
-use empathy_model::{Expansion, Lexicon, TextEncoder};
+use empathy_model::{Expansion, Lexicon};
 use empathy_proto::EMOTION_LABELS;
+use empathy_training::TextEncoder;
+use empathy_training::lexicon_expansion::{ExpansionConfig, default_dir, expand};
+use empathy_training::lexicon_expansion_zh::{
+    CorpusSpaceConfig, Space, ZhExpansionConfig, expand_zh,
+};
 
 use crate::train::{embed, encoder_id, expansion_dir, load_text_plugin};
 
@@ -242,7 +245,7 @@ fn run_expand_zh(args: &ExpandArgs) -> anyhow::Result<()> {
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| empathy_model::lexicon_expansion_zh::default_dir(&args.assets));
+        .unwrap_or_else(|| empathy_training::lexicon_expansion_zh::default_dir(&args.assets));
     let report = with_encoder(args, |encoder| {
         expand_zh(&args.assets, &out, &config, encoder, None, &mut |m| {
             eprintln!("{m}")

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use empathy_model::training::Embed;
-use empathy_model::{FusionModel, Lexicon, ModelInputs, TextEncoder, TrainConfig, train_sentiment};
+use empathy_model::{FusionModel, Lexicon, ModelInputs};
 use empathy_plugin_api::host::{LoadedPlugin, library_file_name};
 use empathy_proto::v1::{EncodeRequest, PluginConfig};
 use empathy_proto::{SENTIMENT_LABELS, modality};
+use empathy_training::Embed;
+use empathy_training::{TextEncoder, TrainConfig, train_sentiment};
 
 /// Most texts per call into the plugin.
 const MAX_CHUNK: usize = 256;
@@ -48,10 +49,10 @@ pub struct TrainArgs {
 
 /// The published expansion directory `choice` names (none, latest, vNNNN).
 pub fn expansion_dir(assets: &Path, choice: &str) -> anyhow::Result<Option<PathBuf>> {
-    let dir = empathy_model::lexicon_expansion::default_dir(assets);
+    let dir = empathy_training::lexicon_expansion::default_dir(assets);
     match choice {
         "none" => Ok(None),
-        "latest" => empathy_model::lexicon_expansion::latest_version(&dir)?
+        "latest" => empathy_training::lexicon_expansion::latest_version(&dir)?
             .map(Some)
             .with_context(|| {
                 format!(

@@ -1,12 +1,20 @@
-//! Supervised sentiment training on the tweet corpus: embed the tweets as utterances
-//! (cached), add lexicon features, train the fusion network's sentiment head with
-//! AdamW against per-topic label priors, stop early on validation macro-F1, evaluate
-//! on the test split against VADER (scoring the same utterances), and publish a
-//! model version.
+//! Everything that makes a model version, and nothing that serves one: used by the
+//! trainer service and the admin commands, never linked into fusion or the encoder.
+//!
+//! This file: supervised sentiment training on the tweet corpus: embed the tweets as
+//! utterances (cached), add lexicon features, train the fusion network's sentiment head
+//! with AdamW against per-topic label priors, stop early on validation macro-F1, evaluate
+//! on the test split against VADER (scoring the same utterances), and publish a model
+//! version. Beside it: fine-tuning on feedback, self-training, the situations comparison,
+//! lexicon expansion (English and Chinese) and the metrics they report.
 
 mod embed;
+pub mod embedding_cache;
 pub mod finetune;
 mod fit;
+pub mod lexicon_expansion;
+pub mod lexicon_expansion_zh;
+pub mod metrics;
 mod self_training;
 mod situations;
 
@@ -18,13 +26,13 @@ use anyhow::ensure;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::checkpoint::{NewVersion, TrainingInfo, save_version_with_expansion};
-use crate::data::{Corpus, Split, corpus_path, load_corpus, stratified_split};
-use crate::lexicon::{Expansion, Lexicon};
 use crate::metrics::{Confusion, vader_label};
-use crate::network::{Dims, init_network};
-use crate::topics::{TopicTagger, log_priors};
 use embed::embeddings;
+use empathy_corpus::topics::{TopicTagger, log_priors};
+use empathy_corpus::{Corpus, Split, corpus_path, load_corpus, stratified_split};
+use empathy_model::checkpoint::{NewVersion, TrainingInfo, save_version_with_expansion};
+use empathy_model::lexicon::{Expansion, Lexicon};
+use empathy_model::network::{Dims, init_network};
 use fit::{Features, Session, Shown, predict};
 pub use self_training::{
     Round, Scores, SelfTrainingConfig, SelfTrainingRow, compare_self_training, labelled_subset,
@@ -347,8 +355,8 @@ fn record(metrics: &mut BTreeMap<String, f64>, prefix: &str, m: &Confusion) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::FusionModel;
-    use crate::test_support::{TempDir, assets_dir};
+    use empathy_model::FusionModel;
+    use empathy_model::test_support::{TempDir, assets_dir};
 
     /// A stand-in encoder: hashed bag of words, L2-normalised.
     fn bag_of_words(texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
@@ -398,7 +406,7 @@ mod tests {
             let v = report.metrics[key];
             assert!(v > 0.3 && v < 1.0, "{key} = {v}");
         }
-        assert_eq!(crate::latest_version(&models)?, report.version_dir);
+        assert_eq!(empathy_model::latest_version(&models)?, report.version_dir);
 
         // The embeddings are cached: a failing encoder is never called again.
         let corpus = load_corpus(&corpus_path(&assets_dir()))?;

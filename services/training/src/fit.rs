@@ -9,10 +9,10 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use super::TrainConfig;
-use crate::batch::{BatchBuilder, Example};
-use crate::data::Split;
 use crate::metrics::Confusion;
-use crate::network::{Dims, FusionNetwork, LEXICON, MODALITIES, NetworkOutput, TEXT};
+use empathy_corpus::Split;
+use empathy_model::batch::{BatchBuilder, Example};
+use empathy_model::network::{Dims, FusionNetwork, LEXICON, MODALITIES, NetworkOutput, TEXT};
 
 /// Features of every example, row-major.
 pub(super) struct Features {
@@ -251,9 +251,9 @@ mod tests {
     use rand::SeedableRng;
 
     use super::*;
-    use crate::data::stratified_split;
-    use crate::network::init_network;
-    use crate::training::class_weights;
+    use crate::class_weights;
+    use empathy_corpus::stratified_split;
+    use empathy_model::network::init_network;
 
     /// Three separable classes: the text token carries the label, the lexicon noise.
     fn synthetic(seed: u64) -> (Features, Vec<usize>) {

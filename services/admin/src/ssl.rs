@@ -9,9 +9,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 use empathy_model::checkpoint::read_version;
-use empathy_model::training::{SelfTrainingConfig, SelfTrainingRow, compare_self_training};
-use empathy_model::{TextEncoder, TrainConfig, latest_version};
+use empathy_model::latest_version;
 use empathy_plugin_api::host::LoadedPlugin;
+use empathy_training::{SelfTrainingConfig, SelfTrainingRow, compare_self_training};
+use empathy_training::{TextEncoder, TrainConfig};
 
 use crate::train::{embed, encoder_id, load_text_plugin};
 
@@ -131,7 +132,7 @@ fn print_table(rows: &[SelfTrainingRow], config: &SelfTrainingConfig) {
     );
     for row in rows {
         let scores =
-            |s: &empathy_model::training::Scores| format!("{:.4} / {:.4}", s.accuracy, s.macro_f1);
+            |s: &empathy_training::Scores| format!("{:.4} / {:.4}", s.accuracy, s.macro_f1);
         let (first, last, pseudo) = match (row.rounds.first(), row.rounds.last()) {
             (Some(first), Some(last)) => (
                 scores(&first.test),

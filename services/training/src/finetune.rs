@@ -24,17 +24,17 @@ use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 
-use crate::batch::{BatchBuilder, Example};
-use crate::checkpoint::{
+use crate::embedding_cache;
+use crate::metrics::Confusion;
+use empathy_corpus::topics::{TopicTagger, log_priors};
+use empathy_corpus::{corpus_path, load_corpus, stratified_split};
+use empathy_model::batch::{BatchBuilder, Example};
+use empathy_model::checkpoint::{
     Manifest, NewVersion, TrainingInfo, read_version, save_version_with_expansion,
 };
-use crate::data::{corpus_path, load_corpus, stratified_split};
-use crate::embedding_cache;
-use crate::lexicon::{EMOTION_FEATURES, Expansion, Lexicon};
-use crate::metrics::Confusion;
-use crate::model::{EMOTIONS_CORRECTED, corrected_emotions, prior_logit};
-use crate::network::{FusionNetwork, LEXICON, TEXT, init_network};
-use crate::topics::{TopicTagger, log_priors};
+use empathy_model::lexicon::{EMOTION_FEATURES, Expansion, Lexicon};
+use empathy_model::network::{FusionNetwork, LEXICON, TEXT, init_network};
+use empathy_model::{EMOTIONS_CORRECTED, corrected_emotions, prior_logit};
 
 /// One corrected analysis: the text embedding fusion computed, the text it analysed,
 /// and the corrections (at least one).
@@ -275,7 +275,7 @@ pub fn finetune(
     }
     let lexicon = Lexicon::load(assets_dir)?;
     // The serving version's lexicon features, expansion included, for every row.
-    let expansion = Expansion::for_version(serving_dir, &serving)?;
+    let expansion = Expansion::for_version(serving_dir, serving.lexicon_expansion.as_ref())?;
     let tagger = TopicTagger::new()?;
     let priors = log_priors(&corpus.labels, &corpus.topics, &split.train, tagger.count());
     let prior_weight = serving.training.topic_prior_weight as f32;

@@ -14,10 +14,10 @@ use super::{
     Shown, TextEncoder, TrainConfig, class_weights, embeddings, features, predict, record,
     topic_bias,
 };
-use crate::data::{Split, corpus_path, load_corpus, stratified_split};
+use crate::fit::Session;
 use crate::metrics::Confusion;
-use crate::network::init_network;
-use crate::training::fit::Session;
+use empathy_corpus::{Split, corpus_path, load_corpus, stratified_split};
+use empathy_model::network::init_network;
 
 /// Test-split metrics of both runs, and the sizes they were trained and tested on.
 #[derive(Debug, Clone)]

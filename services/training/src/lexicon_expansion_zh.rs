@@ -35,11 +35,11 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::TextEncoder;
 use crate::lexicon_expansion::{
     ExpansionConfig, ExpansionManifest, HeldOut, POLARITY_LABELS, TSV_HEADER, embed_words,
     evaluate_held_out, knn_graph, propagate, publish, tsv_row,
 };
-use crate::training::TextEncoder;
 
 pub const DUTIR_FILE: &str = "lexicon/cntext/zh_common_DUTIR.yaml";
 pub const HOWNET_FILE: &str = "lexicon/cntext/zh_common_HowNet.yaml";

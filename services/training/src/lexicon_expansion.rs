@@ -28,10 +28,10 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{corpus_path, load_corpus, stratified_split};
+use crate::TextEncoder;
 use crate::embedding_cache;
-use crate::lexicon::Lexicon;
-use crate::training::TextEncoder;
+use empathy_corpus::{corpus_path, load_corpus, stratified_split};
+use empathy_model::lexicon::Lexicon;
 
 /// Emotion classes of the expansion (text2emotion's five), as EMOTION_LABELS
 /// indices.
@@ -359,7 +359,9 @@ pub fn candidate_words(
     }
     let mut out: Vec<(String, usize)> = counts
         .into_iter()
-        .filter(|(w, c)| *c >= min_count && !crate::lexicon::is_stopword(w) && !lexicon.covers(w))
+        .filter(|(w, c)| {
+            *c >= min_count && !empathy_model::lexicon::is_stopword(w) && !lexicon.covers(w)
+        })
         .collect();
     out.sort();
     out
@@ -707,8 +709,7 @@ pub(crate) fn embed_words(
 }
 
 /// The artifact's header (`lexicon::Expansion::parse` reads it).
-pub(crate) const TSV_HEADER: &str =
-    "word\tcount\temotion\temotion_confidence\tpolarity\tpolarity_confidence\n";
+pub(crate) use empathy_model::lexicon::expansion::TSV_HEADER;
 
 /// One candidate's line: its emotion (named by `emotion_label`) and polarity, each with
 /// its confidence, or "-" and 0 where propagation did not reach it.

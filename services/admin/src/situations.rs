@@ -8,9 +8,9 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use empathy_model::training::{compare_situations, split_texts};
-use empathy_model::{TextEncoder, TrainConfig};
-use empathy_proto::v1::{GenerateRequest, situation_service_client::SituationServiceClient};
+use empathy_grpc::v1::{GenerateRequest, situation_service_client::SituationServiceClient};
+use empathy_training::{TextEncoder, TrainConfig};
+use empathy_training::{compare_situations, split_texts};
 use futures::{StreamExt, TryStreamExt};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;

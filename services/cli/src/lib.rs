@@ -1,0 +1,45 @@
+//! The `empathy` client: each command is one or a few calls to the public gRPC API of a
+//! running system. It links the contract and tonic, nothing that serves or trains; the
+//! operator's commands (assets, up, train, ...) are `empathy-admin`'s, run through
+//! [`admin`] so that users see one tool.
+
+pub mod admin;
+pub mod analyze;
+pub mod bench;
+pub mod learn;
+
+use anyhow::Context;
+use empathy_grpc::v1::empathy_service_client::EmpathyServiceClient;
+
+/// A client of the public EmpathyService at `endpoint`, taking answers up to 64 MiB.
+pub async fn connect(
+    endpoint: &str,
+) -> anyhow::Result<EmpathyServiceClient<tonic::transport::Channel>> {
+    EmpathyServiceClient::connect(endpoint.to_string())
+        .await
+        .with_context(|| {
+            format!("cannot reach the empathy server at {endpoint}; is `empathy up` running?")
+        })
+        .map(|c| {
+            c.max_decoding_message_size(64 * 1024 * 1024)
+                .max_encoding_message_size(64 * 1024 * 1024)
+        })
+}
+
+/// A multi-threaded tokio runtime for one command.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// The process's exit code for a command's result, printing the error chain on failure.
+pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! What a model version answers for one example.
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// Softmax over SENTIMENT_LABELS.
+    pub sentiment: [f32; 3],
+    /// Each in [0, 1], EMOTION_LABELS order.
+    pub emotions: [f32; 7],
+    pub valence: f32,
+    pub arousal: f32,
+    /// ("text", w), ("lexicon", w), ("situation:0", w), ...: the tokens used, summing
+    /// to one. Inputs the version was not trained on are left out (masked).
+    pub attention: Vec<(String, f32)>,
+}
