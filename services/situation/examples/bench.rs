@@ -100,6 +100,7 @@ fn main() -> Result<()> {
     let deq_tps = std::thread::spawn(move || run(prompts, eos))
         .join()
         .map_err(|_| anyhow::anyhow!("baseline thread panicked"))??;
+    // SAFETY: the baseline thread has been joined; no other thread of ours runs.
     unsafe { std::env::remove_var("CANDLE_DEQUANTIZE_ALL") };
     println!(
         "baseline, same loop with CANDLE_DEQUANTIZE_ALL=1 (f32 weights): {deq_tps:.1} tokens/s"
