@@ -323,7 +323,7 @@ fn convert_whisper(m: &WhisperModel, assets: &Path, stamps: &Path) -> anyhow::Re
         let _ = fs::remove_file(&out);
         bail!(
             "the converted {} has sha256 {got}, but {} is pinned: refusing it \
-             (a changed converter must update the pin in services/cli/src/assets.rs)",
+             (a changed converter must update the pin in services/admin/src/assets.rs)",
             m.out,
             m.sha256
         );

@@ -79,7 +79,7 @@ pub struct ExpandArgs {
     #[arg(long, value_enum, default_value_t = Language::En)]
     pub language: Language,
     /// Chinese only: the space whose labels are published (both are evaluated;
-    /// the corpus space measured better, see services/model/LEXICON_EXPANSION.md).
+    /// the corpus space measured better, see services/training/LEXICON_EXPANSION.md).
     #[arg(long, value_enum, default_value_t = ZhSpace::Corpus)]
     pub space: ZhSpace,
     /// Chinese only: width of the corpus (PPMI-SVD) word vectors.
