@@ -7,9 +7,7 @@ mod support;
 #[path = "../../plugins/speech/src/wer.rs"]
 mod wer;
 
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -25,55 +23,29 @@ use tonic::{Code, transport::Channel};
 const HAPPY: &str = "I am so happy today, everything is wonderful";
 const ANGRY: &str = "I am furious, this is the worst day of my life";
 
-/// A fresh temp dir: the tests of this file run side by side in one process.
-fn temp_dir() -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("e2e-speech-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-/// A WAV of espeak-ng saying `text` at `words_per_minute`, made in a temp dir.
-fn espeak(text: &str, words_per_minute: u32) -> Vec<u8> {
-    let dir = temp_dir();
-    let wav = dir.join("clip.wav");
-    let status = Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", &words_per_minute.to_string(), "-w"])
-        .arg(&wav)
-        .arg(text)
-        .status()
-        .expect("espeak-ng runs (scripts/setup installs it)");
-    assert!(status.success(), "espeak-ng failed");
-    let bytes = std::fs::read(&wav).expect("espeak-ng wrote the clip");
-    let _ = std::fs::remove_dir_all(&dir);
-    bytes
-}
-
 /// espeak-ng's `text` as the live-stream format: 16 kHz mono s16le PCM (sox converts).
 fn espeak_pcm(text: &str) -> Vec<u8> {
-    let dir = temp_dir();
+    let dir = temp_dir("e2e-speech");
     let (wav, raw) = (dir.join("clip.wav"), dir.join("clip.raw"));
     std::fs::write(&wav, espeak(text, 160)).expect("write wav");
-    let status = Command::new("sox")
-        .arg(&wav)
-        .args([
-            "-r",
-            "16000",
-            "-c",
-            "1",
-            "-b",
-            "16",
-            "-e",
-            "signed-integer",
-            "-t",
-            "raw",
-        ])
-        .arg(&raw)
-        .status()
-        .expect("sox runs (scripts/setup installs it)");
-    assert!(status.success(), "sox failed");
-    let bytes = std::fs::read(&raw).expect("sox wrote the clip");
+    let bytes = clip_written_by(
+        Command::new("sox")
+            .arg(&wav)
+            .args([
+                "-r",
+                "16000",
+                "-c",
+                "1",
+                "-b",
+                "16",
+                "-e",
+                "signed-integer",
+                "-t",
+                "raw",
+            ])
+            .arg(&raw),
+        &raw,
+    );
     let _ = std::fs::remove_dir_all(&dir);
     bytes
 }

@@ -194,14 +194,7 @@ fn run_expand(args: &ExpandArgs) -> anyhow::Result<()> {
         );
     }
     println!();
-    println!("held-out recall by emotion class:");
-    for (label, r) in m
-        .emotion_labels
-        .iter()
-        .zip(&m.emotion_evaluation.class_recall)
-    {
-        println!("  {label:10} {r:.4}");
-    }
+    print_class_recall(&m.emotion_labels, &m.emotion_evaluation.class_recall);
     println!();
     println!(
         "candidates {} (labelled: emotion {}, polarity {}; {} are neutral seeds)",
@@ -220,6 +213,13 @@ fn run_expand(args: &ExpandArgs) -> anyhow::Result<()> {
     }
     println!("expanded lexicon  {}", report.version_dir.display());
     Ok(())
+}
+
+fn print_class_recall(labels: &[String], recall: &[f64]) {
+    println!("held-out recall by emotion class:");
+    for (label, r) in labels.iter().zip(recall) {
+        println!("  {label:10} {r:.4}");
+    }
 }
 
 fn run_expand_zh(args: &ExpandArgs) -> anyhow::Result<()> {
@@ -273,14 +273,7 @@ fn run_expand_zh(args: &ExpandArgs) -> anyhow::Result<()> {
     let m = &report.manifest;
     println!();
     println!("published space: {}", m.encoder);
-    println!("held-out recall by emotion class:");
-    for (label, r) in m
-        .emotion_labels
-        .iter()
-        .zip(&m.emotion_evaluation.class_recall)
-    {
-        println!("  {label:10} {r:.4}");
-    }
+    print_class_recall(&m.emotion_labels, &m.emotion_evaluation.class_recall);
     println!(
         "candidates {} (labelled: emotion {}, polarity {}); most confident per emotion:",
         m.candidates, m.emotion_labelled_candidates, m.polarity_labelled_candidates

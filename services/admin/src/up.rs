@@ -1,9 +1,11 @@
 //! `empathy up`: the whole system on this machine, in the foreground.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
-use anyhow::Context;
-use empathy_common::launch::{self, sibling_binary};
+use empathy_common::launch::{self, Service, sibling_binary};
 
 #[derive(clap::Args)]
 pub struct UpArgs {
@@ -42,7 +44,7 @@ pub struct UpArgs {
 }
 
 /// `empathy train --assets <assets>` with every other flag at its default.
-fn default_train_args(assets: &std::path::Path) -> crate::train::TrainArgs {
+fn default_train_args(assets: &Path) -> crate::train::TrainArgs {
     #[derive(clap::Parser)]
     struct Wrap {
         #[command(flatten)]
@@ -53,133 +55,164 @@ fn default_train_args(assets: &std::path::Path) -> crate::train::TrainArgs {
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    let models = args.assets.join("models");
+    train_if_missing(&args.assets).await?;
+    let assets = args.assets.to_string_lossy().into_owned();
+    let mut running = Running::default();
+    let encoder = running
+        .start(
+            "empathy-encoder",
+            &encoder_args(&args, &assets),
+            "the encoder did not start",
+        )
+        .await?;
+    let trainer = running
+        .start(
+            "empathy-trainer",
+            &trainer_args(&args, &assets),
+            "the trainer did not start",
+        )
+        .await?;
+    let situation = running
+        .start(
+            "empathy-situation",
+            &situation_args(&args, &assets),
+            "the situation service did not start",
+        )
+        .await?;
+    let mut fusion_args = service_args(&args.listen, &args.metrics_listen, &assets);
+    fusion_args.extend([
+        "--encoder".into(),
+        encoder.clone(),
+        "--trainer".into(),
+        trainer.clone(),
+        "--situations".into(),
+        situation.clone(),
+    ]);
+    let fusion = running
+        .start("empathy-fusion", &fusion_args, "fusion did not start")
+        .await?;
+    print_addresses(&args, &fusion, &encoder, &trainer, &situation);
+
+    tokio::signal::ctrl_c().await?;
+    println!("stopping…");
+    // Front door first, so no request reaches a stopped encoder.
+    running.stop_all(Duration::from_secs(10)).await?;
+    println!("stopped");
+    Ok(())
+}
+
+/// Trains a model first when there is none under assets/models.
+async fn train_if_missing(assets: &Path) -> anyhow::Result<()> {
+    let models = assets.join("models");
     if empathy_model::latest_version(&models).is_err() {
         println!(
             "no trained model in {}: training one first (a few minutes)",
             models.display()
         );
-        let train_args = default_train_args(&args.assets);
+        let train_args = default_train_args(assets);
         tokio::task::spawn_blocking(move || crate::train::run(&train_args)).await??;
     }
-    let assets = args.assets.to_string_lossy().into_owned();
-    let mut encoder_args = vec![
+    Ok(())
+}
+
+/// The flags every service takes: where it listens, where its metrics are, the assets.
+fn service_args(listen: &str, metrics_listen: &str, assets: &str) -> Vec<String> {
+    vec![
         "--listen".into(),
-        args.encoder_listen.clone(),
+        listen.into(),
         "--metrics-listen".into(),
-        args.encoder_metrics_listen.clone(),
+        metrics_listen.into(),
         "--assets".into(),
-        assets.clone(),
-    ];
+        assets.into(),
+    ]
+}
+
+fn encoder_args(args: &UpArgs, assets: &str) -> Vec<String> {
+    let mut encoder_args = service_args(&args.encoder_listen, &args.encoder_metrics_listen, assets);
     for p in &args.plugins {
         encoder_args.extend(["--plugin".into(), p.clone()]);
     }
-    let ready = Duration::from_secs(300);
-    let encoder = launch::spawn(&sibling_binary("empathy-encoder")?, &encoder_args, ready)
-        .await
-        .context("the encoder did not start")?;
-    let mut trainer_args = vec![
-        "--listen".into(),
-        args.trainer_listen.clone(),
-        "--metrics-listen".into(),
-        args.trainer_metrics_listen.clone(),
-        "--assets".into(),
-        assets.clone(),
-        "--database".into(),
-        args.database.clone(),
-    ];
+    encoder_args
+}
+
+fn trainer_args(args: &UpArgs, assets: &str) -> Vec<String> {
+    let mut trainer_args = service_args(&args.trainer_listen, &args.trainer_metrics_listen, assets);
+    trainer_args.extend(["--database".into(), args.database.clone()]);
     trainer_args.extend(args.trainer_args.iter().cloned());
-    let trainer =
-        match launch::spawn(&sibling_binary("empathy-trainer")?, &trainer_args, ready).await {
-            Ok(t) => t,
-            Err(e) => {
-                encoder.stop(Duration::from_secs(5)).await?;
-                return Err(e.context("the trainer did not start"));
-            }
-        };
-    let mut situation_args = vec![
-        "--listen".into(),
-        args.situation_listen.clone(),
-        "--metrics-listen".into(),
-        args.situation_metrics_listen.clone(),
-        "--assets".into(),
-        assets.clone(),
-    ];
+    trainer_args
+}
+
+fn situation_args(args: &UpArgs, assets: &str) -> Vec<String> {
+    let mut situation_args = service_args(
+        &args.situation_listen,
+        &args.situation_metrics_listen,
+        assets,
+    );
     // Situations are scored only once `empathy-situation train-critic` has run.
     if !args.assets.join("situation/critic").is_dir() {
         situation_args.push("--no-critic".into());
     }
-    let situation = match launch::spawn(
-        &sibling_binary("empathy-situation")?,
-        &situation_args,
-        ready,
-    )
-    .await
-    {
-        Ok(s) => s,
-        Err(e) => {
-            trainer.stop(Duration::from_secs(5)).await?;
-            encoder.stop(Duration::from_secs(5)).await?;
-            return Err(e.context("the situation service did not start"));
+    situation_args
+}
+
+/// The services started so far, in the order they started.
+#[derive(Default)]
+struct Running(Vec<Service>);
+
+impl Running {
+    /// Starts the sibling binary `name` and returns its URL. If it does not come up
+    /// ready, the services already running are stopped (newest first) and its error
+    /// is returned with `what` as context.
+    async fn start(
+        &mut self,
+        name: &str,
+        args: &[String],
+        what: &'static str,
+    ) -> anyhow::Result<String> {
+        let program = sibling_binary(name)?;
+        match launch::spawn(&program, args, Duration::from_secs(300)).await {
+            Ok(service) => {
+                let url = service.url();
+                self.0.push(service);
+                Ok(url)
+            }
+            Err(e) => {
+                std::mem::take(self)
+                    .stop_all(Duration::from_secs(5))
+                    .await?;
+                Err(e.context(what))
+            }
         }
-    };
-    let fusion_args = vec![
-        "--listen".into(),
-        args.listen.clone(),
-        "--metrics-listen".into(),
-        args.metrics_listen.clone(),
-        "--assets".into(),
-        assets,
-        "--encoder".into(),
-        encoder.url(),
-        "--trainer".into(),
-        trainer.url(),
-        "--situations".into(),
-        situation.url(),
-    ];
-    let fusion = match launch::spawn(&sibling_binary("empathy-fusion")?, &fusion_args, ready).await
-    {
-        Ok(f) => f,
-        Err(e) => {
-            situation.stop(Duration::from_secs(5)).await?;
-            trainer.stop(Duration::from_secs(5)).await?;
-            encoder.stop(Duration::from_secs(5)).await?;
-            return Err(e.context("fusion did not start"));
+    }
+
+    /// Stops every service, newest first, each given `grace` to exit.
+    async fn stop_all(self, grace: Duration) -> anyhow::Result<()> {
+        for service in self.0.into_iter().rev() {
+            service.stop(grace).await?;
         }
-    };
+        Ok(())
+    }
+}
+
+fn print_addresses(args: &UpArgs, fusion: &str, encoder: &str, trainer: &str, situation: &str) {
     println!();
     println!("empathy is up:");
     println!(
         "  EmpathyService  {}  (metrics http://{}/metrics)",
-        fusion.url(),
-        args.metrics_listen
+        fusion, args.metrics_listen
     );
     println!(
         "  EncoderService  {}  (metrics http://{}/metrics)",
-        encoder.url(),
-        args.encoder_metrics_listen
+        encoder, args.encoder_metrics_listen
     );
     println!(
         "  TrainerService  {}  (metrics http://{}/metrics, feedback in {})",
-        trainer.url(),
-        args.trainer_metrics_listen,
-        args.database
+        trainer, args.trainer_metrics_listen, args.database
     );
     println!(
         "  SituationService {}  (metrics http://{}/metrics)",
-        situation.url(),
-        args.situation_metrics_listen
+        situation, args.situation_metrics_listen
     );
     println!("try: empathy analyze --text \"I absolutely love this, thank you so much!\"");
     println!("Ctrl-C stops everything.");
-
-    tokio::signal::ctrl_c().await?;
-    println!("stopping…");
-    // Front door first, so no request reaches a stopped encoder.
-    fusion.stop(Duration::from_secs(10)).await?;
-    situation.stop(Duration::from_secs(10)).await?;
-    trainer.stop(Duration::from_secs(10)).await?;
-    encoder.stop(Duration::from_secs(10)).await?;
-    println!("stopped");
-    Ok(())
 }

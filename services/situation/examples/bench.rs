@@ -11,8 +11,9 @@
 //!
 //! Counted: every sampled token (prefill time included in the wall time).
 
+mod common;
+
 use std::{
-    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -24,18 +25,11 @@ use candle_transformers::{
     models::quantized_llama::ModelWeights,
 };
 use empathy_situation::{
-    engine::{Engine, EngineMetrics, EngineOptions, Event, Job, SamplingParams},
-    llama::WeightFormat,
+    engine::{EngineMetrics, Event, Job, SamplingParams},
     loader, situation_text,
 };
 
-/// `WEIGHTS=gguf` keeps the Q4_1 blocks; the default dequantizes to f32.
-fn weights_arg() -> WeightFormat {
-    match std::env::var("WEIGHTS").as_deref() {
-        Ok("gguf") => WeightFormat::Gguf,
-        _ => WeightFormat::F32,
-    }
-}
+use common::{assets_dir, weights_arg};
 
 const UTTERANCES: &[&str] = &[
     "My dog died yesterday",
@@ -64,7 +58,7 @@ fn main() -> Result<()> {
         unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
     }
     let max_tokens = arg("--tokens", 48);
-    let assets = PathBuf::from(std::env::var("EMPATHY_ASSETS").unwrap_or_else(|_| "assets".into()));
+    let assets = assets_dir();
     let device = Device::Cpu;
     let generator = loader::load_generator(&assets, &device, weights_arg())?;
     let tok = Arc::clone(&generator.tokenizer);
@@ -107,18 +101,7 @@ fn main() -> Result<()> {
     );
 
     let metrics = EngineMetrics::new()?;
-    let engine = Engine::start(
-        generator.model,
-        Arc::clone(&tok),
-        None,
-        EngineOptions {
-            max_batch: 16,
-            max_attempts: 1,
-            critic_threshold: 0.0,
-            shared_prefix: situation_text::shared_prefix_ids(&tok)?,
-        },
-        Some(metrics.clone()),
-    )?;
+    let (engine, _) = generator.start_engine(None, 16, 1, 0.0, Some(metrics.clone()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

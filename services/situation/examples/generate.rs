@@ -3,44 +3,22 @@
 //!
 //!     cargo run --release -p empathy-situation --example generate -- "My dog died yesterday"
 
-use std::{
-    path::PathBuf,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+mod common;
+
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use candle_core::Device;
 use empathy_situation::{
-    engine::{Engine, EngineOptions, Event, Job, SamplingParams},
-    llama::WeightFormat,
+    engine::{Event, Job, SamplingParams},
     loader, situation_text,
 };
 
-/// `WEIGHTS=gguf` keeps the Q4_1 blocks; the default dequantizes to f32.
-fn weights_arg() -> WeightFormat {
-    match std::env::var("WEIGHTS").as_deref() {
-        Ok("gguf") => WeightFormat::Gguf,
-        _ => WeightFormat::F32,
-    }
-}
+use common::{assets_dir, weights_arg};
 
 fn main() -> Result<()> {
-    let assets = PathBuf::from(std::env::var("EMPATHY_ASSETS").unwrap_or_else(|_| "assets".into()));
-    let generator = loader::load_generator(&assets, &Device::Cpu, weights_arg())?;
-    let tok = Arc::clone(&generator.tokenizer);
-    let engine = Engine::start(
-        generator.model,
-        Arc::clone(&tok),
-        None,
-        EngineOptions {
-            max_batch: 16,
-            max_attempts: 3,
-            critic_threshold: 0.0,
-            shared_prefix: situation_text::shared_prefix_ids(&tok)?,
-        },
-        None,
-    )?;
+    let generator = loader::load_generator(&assets_dir(), &Device::Cpu, weights_arg())?;
+    let (engine, tok) = generator.start_engine(None, 16, 3, 0.0, None)?;
     for (i, utterance) in std::env::args().skip(1).enumerate() {
         let prompt = situation_text::prompt_ids(&tok, &utterance, &[])?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     critic::{self, Critic, Scorer},
+    engine::{Engine, EngineMetrics, EngineOptions},
     llama::{Model, WeightFormat},
+    situation_text,
     tokenizer::GgufTokenizer,
 };
 
@@ -25,6 +27,34 @@ pub struct Generator {
     pub tokenizer: Arc<GgufTokenizer>,
     /// First 12 hex digits of the GGUF's sha256.
     pub version: String,
+}
+
+impl Generator {
+    /// Starts the batched engine on this model, with the service prompt's shared
+    /// prefix prefilled; returns it with the tokenizer, which the engine shares.
+    pub fn start_engine(
+        self,
+        scorer: Option<Arc<Scorer>>,
+        max_batch: usize,
+        max_attempts: u32,
+        critic_threshold: f32,
+        metrics: Option<EngineMetrics>,
+    ) -> Result<(Engine, Arc<GgufTokenizer>)> {
+        let tokenizer = self.tokenizer;
+        let engine = Engine::start(
+            self.model,
+            Arc::clone(&tokenizer),
+            scorer,
+            EngineOptions {
+                max_batch,
+                max_attempts,
+                critic_threshold,
+                shared_prefix: situation_text::shared_prefix_ids(&tokenizer)?,
+            },
+            metrics,
+        )?;
+        Ok((engine, tokenizer))
+    }
 }
 
 pub fn gguf_path(assets: &Path) -> PathBuf {

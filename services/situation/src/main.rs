@@ -8,11 +8,11 @@ use clap::{Parser, Subcommand};
 use empathy_common::{Metrics, ServeOptions};
 use empathy_grpc::v1::{ModelRef, situation_service_server::SituationServiceServer};
 use empathy_situation::{
-    engine::{Engine, EngineMetrics, EngineOptions},
+    engine::EngineMetrics,
     llama::WeightFormat,
     loader,
     service::{Info, Limits, Situations},
-    situation_text, train,
+    train,
 };
 
 #[derive(Parser, Debug)]
@@ -152,17 +152,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         critic: critic_ref,
         device: args.device.clone(),
     };
-    let tokenizer = Arc::clone(&generator.tokenizer);
-    let engine = Engine::start(
-        generator.model,
-        Arc::clone(&tokenizer),
+    let (engine, tokenizer) = generator.start_engine(
         scorer,
-        EngineOptions {
-            max_batch: e.max_batch,
-            max_attempts: e.max_attempts,
-            critic_threshold: threshold,
-            shared_prefix: situation_text::shared_prefix_ids(&tokenizer)?,
-        },
+        e.max_batch,
+        e.max_attempts,
+        threshold,
         Some(engine_metrics),
     )?;
     let limits = Limits {

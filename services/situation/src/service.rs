@@ -128,26 +128,13 @@ pub fn validate(r: &GenerateRequest, limits: &Limits) -> Result<Validated, Statu
             r.k, limits.max_k
         )));
     }
-    let temperature = match r.temperature {
-        0.0 => limits.default_temperature,
-        t if t > 0.0 && t <= 2.0 => t,
-        t => {
-            return Err(Status::invalid_argument(format!(
-                "temperature is {t}; it must be in (0, 2], or 0 for the default ({})",
-                limits.default_temperature
-            )));
-        }
-    };
-    let top_p = match r.top_p {
-        0.0 => limits.default_top_p,
-        p if p > 0.0 && p <= 1.0 => p,
-        p => {
-            return Err(Status::invalid_argument(format!(
-                "top_p is {p}; it must be in (0, 1], or 0 for the default ({})",
-                limits.default_top_p
-            )));
-        }
-    };
+    let temperature = positive_up_to(
+        "temperature",
+        r.temperature,
+        2.0,
+        limits.default_temperature,
+    )?;
+    let top_p = positive_up_to("top_p", r.top_p, 1.0, limits.default_top_p)?;
     let max_tokens = match r.max_tokens {
         0 => limits.default_max_tokens,
         n if n <= limits.max_tokens => n,
@@ -169,6 +156,18 @@ pub fn validate(r: &GenerateRequest, limits: &Limits) -> Result<Validated, Statu
             repeat_penalty: limits.repeat_penalty,
         },
     })
+}
+
+/// A sampling parameter in (0, `max`], with 0 standing for `default`; a refusal names
+/// the field and the range.
+fn positive_up_to(field: &str, value: f32, max: f32, default: f32) -> Result<f32, Status> {
+    match value {
+        0.0 => Ok(default),
+        v if v > 0.0 && v <= max => Ok(v),
+        v => Err(Status::invalid_argument(format!(
+            "{field} is {v}; it must be in (0, {max}], or 0 for the default ({default})"
+        ))),
+    }
 }
 
 /// The `grpc-timeout` header (e.g. "500m", "2S"), as the gRPC spec writes it.

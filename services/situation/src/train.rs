@@ -8,15 +8,15 @@
 //! Utterances are split 80/20 (seeded) before pairs are made, so held-out accuracy is
 //! on utterances the critic never saw.
 
+mod generations;
+
 use std::{
     collections::{HashMap, HashSet},
-    io::{BufRead, Write},
     path::{Path, PathBuf},
-    sync::Arc,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 use rand::{
@@ -24,14 +24,12 @@ use rand::{
     rngs::StdRng,
     seq::{IndexedRandom, SliceRandom},
 };
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+pub use self::generations::{Generations, cache_root, generate_cached};
 use crate::{
     critic::{self, CriticNet, MANIFEST_FILE, Manifest, WEIGHTS_FILE},
-    engine::{Engine, EngineOptions, Event, Job, SamplingParams},
     llama::WeightFormat,
-    loader, situation_text,
+    loader,
 };
 
 #[derive(clap::Args, Debug, Clone)]
@@ -65,24 +63,6 @@ pub struct TrainOptions {
     pub cache_dir: Option<PathBuf>,
 }
 
-/// One utterance's generations, as cached (one JSON line each).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Generations {
-    pub utterance: String,
-    pub situations: Vec<String>,
-    /// Raw generations the generator's own filter threw away, with the reason.
-    pub discarded: Vec<(String, String)>,
-}
-
-pub fn cache_root() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"))
-        .join("empathy")
-        .join("situations")
-}
-
 /// Corpus utterances of 4 to 40 words, seeded shuffle, first `n`.
 pub fn pick_utterances(assets: &Path, n: usize, seed: u64) -> Result<Vec<String>> {
     let corpus = empathy_corpus::load_corpus(&empathy_corpus::corpus_path(assets))?;
@@ -94,130 +74,6 @@ pub fn pick_utterances(assets: &Path, n: usize, seed: u64) -> Result<Vec<String>
     texts.shuffle(&mut StdRng::seed_from_u64(seed));
     texts.truncate(n);
     Ok(texts)
-}
-
-/// Generates (or reads from the cache) `per_utterance` situations for each utterance.
-pub fn generate_cached(
-    assets: &Path,
-    device: &Device,
-    weights: WeightFormat,
-    utterances: &[String],
-    opts: &TrainOptions,
-) -> Result<(Vec<Generations>, String)> {
-    let generator = loader::load_generator(assets, device, weights)?;
-    let prompt_hash =
-        hex::encode(&Sha256::digest(format!("{:?}", situation_text::prompt_turns("{}", &[])))[..4]);
-    let dir = opts.cache_dir.clone().unwrap_or_else(cache_root);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join(format!(
-        "{}-p{prompt_hash}-s{}-k{}.jsonl",
-        generator.version, opts.seed, opts.per_utterance
-    ));
-    let mut done: HashMap<String, Generations> = HashMap::new();
-    if let Ok(f) = std::fs::File::open(&path) {
-        for line in std::io::BufReader::new(f).lines() {
-            if let Ok(g) = serde_json::from_str::<Generations>(&line?) {
-                done.insert(g.utterance.clone(), g);
-            }
-        }
-    }
-    let todo: Vec<&String> = utterances
-        .iter()
-        .filter(|u| !done.contains_key(*u))
-        .collect();
-    tracing::info!(cached = done.len(), todo = todo.len(), cache = %path.display(), "situations for critic training");
-    if !todo.is_empty() {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
-        let tokenizer = Arc::clone(&generator.tokenizer);
-        let engine = Engine::start(
-            generator.model,
-            Arc::clone(&tokenizer),
-            None,
-            EngineOptions {
-                max_batch: opts.max_batch,
-                max_attempts: 3,
-                critic_threshold: 0.0,
-                shared_prefix: situation_text::shared_prefix_ids(&tokenizer)?,
-            },
-            None,
-        )?;
-        let started = Instant::now();
-        let mut pending = Vec::new();
-        for (i, u) in todo.iter().enumerate() {
-            let prompt = situation_text::prompt_ids(&tokenizer, u, &[])?;
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            let (dtx, drx) = tokio::sync::mpsc::unbounded_channel();
-            engine.submit(
-                Job {
-                    utterance: (*u).clone(),
-                    prompt,
-                    k: opts.per_utterance,
-                    seed: opts.seed.wrapping_mul(1_000_003).wrapping_add(i as u64 + 1),
-                    sampling: SamplingParams {
-                        temperature: 0.8,
-                        top_p: 0.95,
-                        max_tokens: 48,
-                        repeat_penalty: 1.1,
-                    },
-                    deadline: Instant::now() + Duration::from_secs(86_400),
-                },
-                tx,
-                Some(dtx),
-            )?;
-            pending.push(((*u).clone(), rx, drx, Vec::new()));
-        }
-        let total = pending.len();
-        let mut finished = 0;
-        while !pending.is_empty() {
-            let mut i = 0;
-            while i < pending.len() {
-                let (_, rx, _, situations) = &mut pending[i];
-                let mut over = false;
-                while let Ok(ev) = rx.try_recv() {
-                    match ev {
-                        Event::Situation(g) => situations.push(g.text),
-                        Event::Finished { .. } => over = true,
-                        Event::DeadlineExceeded { .. } => over = true,
-                        Event::Failed(m) => anyhow::bail!("generation failed: {m}"),
-                    }
-                }
-                if over {
-                    let (utterance, _, mut drx, situations) = pending.swap_remove(i);
-                    let mut discarded = Vec::new();
-                    while let Ok(d) = drx.try_recv() {
-                        discarded.push((d.text, d.reason.to_string()));
-                    }
-                    let g = Generations {
-                        utterance,
-                        situations,
-                        discarded,
-                    };
-                    writeln!(file, "{}", serde_json::to_string(&g)?)?;
-                    done.insert(g.utterance.clone(), g);
-                    finished += 1;
-                    if finished % 20 == 0 || finished == total {
-                        tracing::info!(
-                            finished,
-                            total,
-                            elapsed_s = started.elapsed().as_secs(),
-                            "generating situations"
-                        );
-                    }
-                } else {
-                    i += 1;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    let out = utterances
-        .iter()
-        .filter_map(|u| done.get(u).cloned())
-        .collect();
-    Ok((out, generator.version))
 }
 
 /// Kind of a training pair, for per-kind accuracy.
@@ -430,6 +286,67 @@ pub fn train_critic(
 ) -> Result<()> {
     let utterances = pick_utterances(assets, opts.utterances, opts.seed)?;
     let (gens, generator_version) = generate_cached(assets, device, weights, &utterances, opts)?;
+    // One generator draws the split and then every set's pairs, in this order.
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    let split = split_utterances(&gens, &mut rng)?;
+    let pairs = split.map(|members| make_pairs(&gens, members, &mut rng));
+
+    let encoder = loader::load_encoder(assets, device)?;
+    let emb = embed_pairs(&encoder, &gens, &pairs)?;
+    let batches = pairs.try_map(|p| batch(p, &gens, &emb, device))?;
+    let dim = encoder.dim();
+    let trained = fit(device, dim, &batches, opts)?;
+    let metrics = report(&trained, &batches, &split, opts)?;
+
+    let root = assets.join(loader::CRITIC_DIR);
+    let version = next_version(&root);
+    let manifest = Manifest {
+        version: version.clone(),
+        created_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        features: "[u, s, u*s, |u-s|] over all-MiniLM-L6-v2 sentence embeddings".into(),
+        embedding_dim: dim,
+        hidden: opts.hidden,
+        encoder_version: encoder.version().to_string(),
+        generator_version,
+        threshold: opts.threshold,
+        metrics,
+    };
+    write_critic(&root.join(&version), &trained.varmap, &manifest)
+}
+
+/// The training, validation and held-out sets (of utterances, then of what is made
+/// from them).
+struct Sets<T> {
+    train: T,
+    validation: T,
+    held_out: T,
+}
+
+impl<T> Sets<T> {
+    /// `f` over the sets in the order train, validation, held-out (the order random
+    /// draws are made in).
+    fn map<U>(&self, mut f: impl FnMut(&T) -> U) -> Sets<U> {
+        Sets {
+            train: f(&self.train),
+            validation: f(&self.validation),
+            held_out: f(&self.held_out),
+        }
+    }
+
+    fn try_map<U>(&self, mut f: impl FnMut(&T) -> Result<U>) -> Result<Sets<U>> {
+        Ok(Sets {
+            train: f(&self.train)?,
+            validation: f(&self.validation)?,
+            held_out: f(&self.held_out)?,
+        })
+    }
+}
+
+/// The utterances that got situations, shuffled: a fifth held out, and of the rest an
+/// eighth for validation (which picks the stopping step) and the others for training.
+fn split_utterances(gens: &[Generations], rng: &mut StdRng) -> Result<Sets<Vec<usize>>> {
     let with_situations: Vec<usize> = (0..gens.len())
         .filter(|&i| !gens[i].situations.is_empty())
         .collect();
@@ -438,38 +355,54 @@ pub fn train_critic(
         "only {} utterances got situations",
         with_situations.len()
     );
-    let mut rng = StdRng::seed_from_u64(opts.seed);
-    let mut order = with_situations.clone();
-    order.shuffle(&mut rng);
+    let mut order = with_situations;
+    order.shuffle(rng);
     let held = order.len() / 5;
     let (test_idx, rest) = order.split_at(held);
-    // A validation slice of the training utterances picks the stopping step.
     let (val_idx, train_idx) = rest.split_at(rest.len() / 8);
-    let train_pairs = make_pairs(&gens, train_idx, &mut rng);
-    let val_pairs = make_pairs(&gens, val_idx, &mut rng);
-    let test_pairs = make_pairs(&gens, test_idx, &mut rng);
+    Ok(Sets {
+        train: train_idx.to_vec(),
+        validation: val_idx.to_vec(),
+        held_out: test_idx.to_vec(),
+    })
+}
 
-    let encoder = loader::load_encoder(assets, device)?;
+/// Embeddings of every utterance and of every pair's situation.
+fn embed_pairs(
+    encoder: &empathy_plugin_text::SentenceEncoder,
+    gens: &[Generations],
+    pairs: &Sets<Vec<Pair>>,
+) -> Result<HashMap<String, Vec<f32>>> {
     let mut texts: Vec<String> = gens.iter().map(|g| g.utterance.clone()).collect();
     texts.extend(
-        train_pairs
+        pairs
+            .train
             .iter()
-            .chain(&val_pairs)
-            .chain(&test_pairs)
+            .chain(&pairs.validation)
+            .chain(&pairs.held_out)
             .map(|p| p.situation.clone()),
     );
     let started = Instant::now();
-    let emb = embed_all(&encoder, &texts)?;
+    let emb = embed_all(encoder, &texts)?;
     tracing::info!(
         texts = emb.len(),
         secs = started.elapsed().as_secs_f32(),
         "embedded"
     );
+    Ok(emb)
+}
 
-    let train = batch(&train_pairs, &gens, &emb, device)?;
-    let val = batch(&val_pairs, &gens, &emb, device)?;
-    let test = batch(&test_pairs, &gens, &emb, device)?;
-    let dim = encoder.dim();
+struct Trained {
+    varmap: VarMap,
+    net: CriticNet,
+    /// The step whose weights were kept.
+    kept_step: usize,
+}
+
+/// Full-batch AdamW on the training pairs; every tenth step is scored on the
+/// validation pairs, and the best-scoring step's weights are kept.
+fn fit(device: &Device, dim: usize, batches: &Sets<Batch>, opts: &TrainOptions) -> Result<Trained> {
+    let (train, val) = (&batches.train, &batches.validation);
     let (varmap, net) = critic::new_net(device, dim, opts.hidden)?;
     let mut opt = AdamW::new(
         varmap.all_vars(),
@@ -481,16 +414,10 @@ pub fn train_critic(
     )?;
     let mut best = (f32::INFINITY, 0, snapshot(&varmap)?);
     for step in 0..opts.steps {
-        let l = loss(&net.logits(&train.features)?, &train)?;
+        let l = loss(&net.logits(&train.features)?, train)?;
         opt.backward_step(&l)?;
         if step % 10 == 9 {
-            let v = loss(&net.logits(&val.features)?, &val)?.to_scalar::<f32>()?;
-            // Select on validation errors; ties go to the lower loss. (Selecting on the
-            // loss alone stopped before shuffled pairs were learnt at all.)
-            let acc = evaluate(&net, &val, 0.5)?["accuracy"]
-                .as_f64()
-                .unwrap_or(0.) as f32;
-            let v = (1.0 - acc) + v * 1e-3;
+            let v = validation_score(&net, val)?;
             if v < best.0 {
                 best = (v, step + 1, snapshot(&varmap)?);
             }
@@ -510,57 +437,73 @@ pub fn train_critic(
         val_loss = best.0,
         "kept the step with the best validation accuracy"
     );
-    let train_metrics = evaluate(&net, &train, 0.5)?;
-    let test_metrics = evaluate(&net, &test, 0.5)?;
-    let at_threshold = evaluate(&net, &test, opts.threshold)?;
+    Ok(Trained {
+        varmap,
+        net,
+        kept_step: best.1,
+    })
+}
+
+/// Validation errors, ties going to the lower loss. (Selecting on the loss alone
+/// stopped before shuffled pairs were learnt at all.)
+fn validation_score(net: &CriticNet, val: &Batch) -> Result<f32> {
+    let v = loss(&net.logits(&val.features)?, val)?.to_scalar::<f32>()?;
+    let acc = evaluate(net, val, 0.5)?["accuracy"].as_f64().unwrap_or(0.) as f32;
+    Ok((1.0 - acc) + v * 1e-3)
+}
+
+/// Prints held-out accuracy and returns the metrics the manifest records.
+fn report(
+    trained: &Trained,
+    batches: &Sets<Batch>,
+    split: &Sets<Vec<usize>>,
+    opts: &TrainOptions,
+) -> Result<serde_json::Value> {
+    let net = &trained.net;
+    let train_metrics = evaluate(net, &batches.train, 0.5)?;
+    let test_metrics = evaluate(net, &batches.held_out, 0.5)?;
+    let at_threshold = evaluate(net, &batches.held_out, opts.threshold)?;
     println!(
         "critic: held-out accuracy {:.3} on {} pairs of {} unseen utterances (train {:.3})",
         test_metrics["accuracy"].as_f64().unwrap_or(0.),
-        test_pairs.len(),
-        test_idx.len(),
+        batches.held_out.kinds.len(),
+        split.held_out.len(),
         train_metrics["accuracy"].as_f64().unwrap_or(0.)
     );
     println!("held-out by kind: {}", test_metrics["by_kind"]);
+    Ok(serde_json::json!({
+        "held_out": test_metrics,
+        "held_out_at_threshold": at_threshold,
+        "train": train_metrics,
+        "utterances": {"train": split.train.len(), "validation": split.validation.len(), "held_out": split.held_out.len()},
+        "validation": evaluate(net, &batches.validation, 0.5)?,
+        "kept_step": trained.kept_step,
+        "split": "80/20 by utterance, seeded",
+        "seed": opts.seed,
+        "per_utterance": opts.per_utterance,
+        "steps": opts.steps,
+    }))
+}
 
-    let root = assets.join(loader::CRITIC_DIR);
-    let next = critic::latest_version_dir(&root)
+/// `vNNNN`, one past the newest version under `root` (v0001 for the first).
+fn next_version(root: &Path) -> String {
+    let next = critic::latest_version_dir(root)
         .and_then(|d| {
             d.file_name()
                 .and_then(|n| n.to_str())
                 .and_then(|n| n[1..].parse::<u32>().ok())
         })
         .map_or(1, |v| v + 1);
-    let version = format!("v{next:04}");
-    let dir = root.join(&version);
-    std::fs::create_dir_all(&dir)?;
-    save(&varmap, &dir.join(WEIGHTS_FILE))?;
-    let manifest = Manifest {
-        version: version.clone(),
-        created_unix: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-        features: "[u, s, u*s, |u-s|] over all-MiniLM-L6-v2 sentence embeddings".into(),
-        embedding_dim: dim,
-        hidden: opts.hidden,
-        encoder_version: encoder.version().to_string(),
-        generator_version,
-        threshold: opts.threshold,
-        metrics: serde_json::json!({
-            "held_out": test_metrics,
-            "held_out_at_threshold": at_threshold,
-            "train": train_metrics,
-            "utterances": {"train": train_idx.len(), "validation": val_idx.len(), "held_out": test_idx.len()},
-            "validation": evaluate(&net, &val, 0.5)?,
-            "kept_step": best.1,
-            "split": "80/20 by utterance, seeded",
-            "seed": opts.seed,
-            "per_utterance": opts.per_utterance,
-            "steps": opts.steps,
-        }),
-    };
+    format!("v{next:04}")
+}
+
+/// Writes the critic's weights and manifest into `dir`.
+fn write_critic(dir: &Path, varmap: &VarMap, manifest: &Manifest) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    save(varmap, &dir.join(WEIGHTS_FILE))?;
     std::fs::write(
         dir.join(MANIFEST_FILE),
-        serde_json::to_string_pretty(&manifest)?,
+        serde_json::to_string_pretty(manifest)?,
     )?;
     println!("wrote {}", dir.display());
     Ok(())

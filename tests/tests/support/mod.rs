@@ -11,6 +11,12 @@ use empathy_grpc::v1::{
 };
 use tonic::transport::Channel;
 
+// espeak-ng clips and fresh temp dirs: the speech plugin's test helpers (std only).
+#[path = "../../../plugins/speech/tests/common/clips.rs"]
+mod clips;
+#[allow(unused_imports)] // as above: not every test binary uses them
+pub use clips::{clip_written_by, espeak, temp_dir};
+
 /// The assets directory: `EMPATHY_ASSETS`, else `<workspace>/assets`.
 pub fn assets() -> PathBuf {
     let dir = std::env::var_os("EMPATHY_ASSETS")
@@ -72,17 +78,6 @@ pub fn dead_endpoint() -> String {
 }
 
 // ---- The trainer (shared by tests that start it on a database of their choice) ----
-
-/// A fresh directory under the system temp dir, named for the test.
-pub fn temp_dir(tag: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let dir =
-        std::env::temp_dir().join(format!("empathy-e2e-{tag}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create a temp dir");
-    dir
-}
 
 /// A private copy of the registry (versions and pointer) under `dir`, so tests never
 /// publish into assets/models.

@@ -3,15 +3,19 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+mod clips;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use empathy_plugin_api::Plugin;
 use empathy_plugin_speech::SpeechPlugin;
 use empathy_proto::v1::{
     EncodeInput, EncodeOutput, EncodeRequest, PluginConfig, encode_input::Payload,
 };
+
+#[allow(unused_imports)] // as above
+pub use clips::{espeak, espeak_voice, temp_dir};
 
 /// `EMPATHY_ASSETS`, else `<workspace>/assets` (`empathy assets fetch` fills it).
 pub fn assets() -> PathBuf {
@@ -36,39 +40,6 @@ pub fn plugin(settings: &[(&str, &str)]) -> SpeechPlugin {
         Ok(p) => p,
         Err(e) => panic!("speech plugin: {e} (run `empathy assets fetch`)"),
     }
-}
-
-/// A WAV of espeak-ng saying `text` at `words_per_minute`, in a fresh temp dir.
-pub fn espeak(text: &str, words_per_minute: u32) -> Vec<u8> {
-    espeak_voice("en-us", text, words_per_minute)
-}
-
-/// The same in another espeak-ng voice (a language code such as "de").
-pub fn espeak_voice(voice: &str, text: &str, words_per_minute: u32) -> Vec<u8> {
-    let dir = temp_dir("espeak");
-    let wav = dir.join("clip.wav");
-    let status = Command::new("espeak-ng")
-        .args(["-v", voice, "-s", &words_per_minute.to_string(), "-w"])
-        .arg(&wav)
-        .arg(text)
-        .status()
-        .expect("espeak-ng runs (scripts/setup installs it)");
-    assert!(status.success(), "espeak-ng failed");
-    let bytes = std::fs::read(&wav).expect("espeak-ng wrote the clip");
-    let _ = std::fs::remove_dir_all(&dir);
-    bytes
-}
-
-pub fn temp_dir(tag: &str) -> PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "empathy-speech-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
 }
 
 pub fn encode(plugin: &SpeechPlugin, bytes: Vec<u8>, mime: &str) -> EncodeOutput {
