@@ -19,10 +19,10 @@ use tonic::Status;
 
 use crate::{
     encoders::{EncodeError, EncoderPool},
-    feedback::TrainerLink,
     model_watch::ServingModel,
     recent::{self, RecentAnalyses},
     situations::{Ask, SituationSource},
+    trainer_link::TrainerLink,
     validate::{self, Limits},
 };
 
