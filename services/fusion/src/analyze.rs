@@ -329,9 +329,9 @@ impl Analyzer {
         // Every modality present is encoded at once, and situations are imagined for
         // typed text meanwhile; each one's wait is bounded.
         let (speech, image, typed, imagined) = tokio::join!(
-            self.encode_data(call, SPEECH, &req.audio),
-            self.encode_data(call, IMAGE, &req.image),
-            self.encode_text(call, &call.text),
+            self.encode_wanted(call, SPEECH, Payload::Data(req.audio.clone())),
+            self.encode_wanted(call, IMAGE, Payload::Data(req.image.clone())),
+            self.encode_wanted(call, TEXT, Payload::Text(call.text.clone())),
             self.imagine(call.situations_for(&call.text), call.ask(&call.text)),
         );
         let mut enc = Encoded::default();
@@ -351,7 +351,10 @@ impl Analyzer {
         };
         let text_out = match typed {
             Some(r) => Some(r),
-            None => self.encode_text(call, &transcript).await,
+            None => {
+                self.encode_wanted(call, TEXT, Payload::Text(transcript.clone()))
+                    .await
+            }
         };
         enc.text = enc.take(TEXT, text_out)?.map(|o| o.embedding);
         // A spoken utterance is only known now.
@@ -460,46 +463,18 @@ impl Analyzer {
         Some((result, ms_since(t)))
     }
 
-    /// Encodes `data` (audio, an image) as `modality` if there is any.
-    async fn encode_data(
-        &self,
-        call: &Call<'_>,
-        modality: &str,
-        data: &[u8],
-    ) -> Option<(Result<EncodeOutput, EncodeError>, f32)> {
-        self.encode_wanted(
-            call,
-            !data.is_empty(),
-            modality,
-            Payload::Data(data.to_vec()),
-        )
-        .await
-    }
-
-    /// Encodes `text` (typed, or a transcript) if there is any.
-    async fn encode_text(
-        &self,
-        call: &Call<'_>,
-        text: &str,
-    ) -> Option<(Result<EncodeOutput, EncodeError>, f32)> {
-        self.encode_wanted(
-            call,
-            !text.is_empty(),
-            TEXT,
-            Payload::Text(text.to_string()),
-        )
-        .await
-    }
-
-    /// Encodes one input of `modality` if `present` and the client did not disable the
+    /// Encodes one input of `modality` unless it is empty or the client disabled the
     /// modality; returns the outcome and its time.
     async fn encode_wanted(
         &self,
         call: &Call<'_>,
-        present: bool,
         modality: &str,
         payload: Payload,
     ) -> Option<(Result<EncodeOutput, EncodeError>, f32)> {
+        let present = match &payload {
+            Payload::Text(text) => !text.is_empty(),
+            Payload::Data(data) => !data.is_empty(),
+        };
         if !(call.wanted(modality) && present) {
             return None;
         }
