@@ -4,21 +4,23 @@
 use std::{sync::Arc, time::Duration, time::Instant};
 
 use empathy_model::{
-    Expansion, Expert, FusionModel, Lexicon, LexiconAnalysis, ModelInputs, NEUTRAL, Prediction,
+    Expansion, Expert, FusionModel, Lexicon, LexiconAnalysis, ModelInputs, Prediction,
 };
 use empathy_proto::{
-    EMOTION_LABELS, SENTIMENT_LABELS,
     modality::{IMAGE, SITUATION, SPEECH, TEXT},
     v1::{
-        AnalyzeOptions, AnalyzeRequest, AnalyzeResponse, Attribution, Emotions, EncodeInput,
-        EncodeOutput, EncodeRequest, ExtraInput, Face, LabelScore, MissingModality, Sentiment,
-        Situation, SituationResult, StageTiming, encode_input::Payload,
+        AnalyzeOptions, AnalyzeRequest, AnalyzeResponse, EncodeInput, EncodeOutput, EncodeRequest,
+        ExtraInput, Face, MissingModality, Situation, StageTiming, encode_input::Payload,
     },
 };
 use tonic::Status;
 
 use crate::{
     encoders::{EncodeError, EncoderPool},
+    explain::{
+        attributions, emotion_source, emotions, face_expert, sentiment, situation_experts,
+        situation_results,
+    },
     model_watch::ServingModel,
     recent::{self, RecentAnalyses},
     situations::{Ask, SituationSource},
@@ -497,140 +499,6 @@ impl Analyzer {
     }
 }
 
-/// Each situation with its critic score and the attention the model gave it (zero
-/// when the serving version was not trained with situations).
-fn situation_results(situations: Vec<Situation>, p: &Prediction) -> Vec<SituationResult> {
-    situations
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| SituationResult {
-            attention: p
-                .attention
-                .iter()
-                .find(|(name, _)| *name == format!("{SITUATION}:{i}"))
-                .map_or(0.0, |(_, w)| *w),
-            text: s.text,
-            critic_score: s.critic_score,
-        })
-        .collect()
-}
-
 fn ms_since(t: Instant) -> f32 {
     t.elapsed().as_secs_f32() * 1000.0
-}
-
-fn scores(labels: &[&str], values: &[f32]) -> Vec<LabelScore> {
-    labels
-        .iter()
-        .zip(values)
-        .map(|(l, s)| LabelScore {
-            label: l.to_string(),
-            score: *s,
-        })
-        .collect()
-}
-
-fn argmax(values: &[f32]) -> usize {
-    values
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map_or(0, |(i, _)| i)
-}
-
-fn sentiment(p: &Prediction) -> Sentiment {
-    Sentiment {
-        label: SENTIMENT_LABELS[argmax(&p.sentiment)].to_string(),
-        scores: scores(&SENTIMENT_LABELS, &p.sentiment),
-    }
-}
-
-/// A face's expression as an expert opinion on emotions and sentiment.
-fn face_expert(face: &Face) -> Expert {
-    let mut emotions = [0.0; 7];
-    for (slot, label) in emotions.iter_mut().zip(EMOTION_LABELS) {
-        *slot = face
-            .emotions
-            .iter()
-            .find(|s| s.label == label)
-            .map_or(0.0, |s| s.score.clamp(0.0, 1.0));
-    }
-    Expert {
-        name: IMAGE.to_string(),
-        emotions,
-        weight: 1.0,
-        sentiment: true,
-    }
-}
-
-/// Each situation's emotion words as an expert opinion on emotions, weighted by the
-/// critic's score and by how much emotion its words carry; together they weigh as
-/// much as one face.
-fn situation_experts(
-    lexicon: &Lexicon,
-    expansion: Option<&Expansion>,
-    situations: &[Situation],
-) -> Vec<Expert> {
-    let n = situations.len().max(1) as f32;
-    situations
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let emotions = lexicon.analyze_with(&s.text, expansion).emotions;
-            Expert {
-                name: format!("{SITUATION}:{i}"),
-                weight: s.critic_score.clamp(0.0, 1.0) * (1.0 - emotions[NEUTRAL]) / n,
-                emotions,
-                sentiment: false,
-            }
-        })
-        .collect()
-}
-
-/// "lexicon", or e.g. "lexicon+image+situations" when experts were blended in.
-fn emotion_source(base: &str, p: &Prediction) -> String {
-    let blended = |prefix: &str| {
-        p.attention
-            .iter()
-            .any(|(name, w)| name.starts_with(prefix) && *w > 0.0)
-    };
-    let mut source = base.to_string();
-    if blended(IMAGE) {
-        source.push_str("+image");
-    }
-    if blended(&format!("{SITUATION}:")) {
-        source.push_str("+situations");
-    }
-    source
-}
-
-fn emotions(p: &Prediction, source: &str) -> Emotions {
-    Emotions {
-        top: EMOTION_LABELS[argmax(&p.emotions)].to_string(),
-        scores: scores(&EMOTION_LABELS, &p.emotions),
-        source: source.to_string(),
-    }
-}
-
-/// Which token the model attended to, and which words the lexicon counted.
-fn attributions(p: &Prediction, lexicon: &LexiconAnalysis) -> Vec<Attribution> {
-    let tokens = p.attention.iter().map(|(name, w)| {
-        let (kind, name) = match name.split_once(':') {
-            Some((kind, index)) => (kind.to_string(), index.to_string()),
-            None => ("modality".to_string(), name.clone()),
-        };
-        Attribution {
-            kind,
-            name,
-            weight: *w,
-            signal: String::new(),
-        }
-    });
-    let words = lexicon.words.iter().map(|w| Attribution {
-        kind: "lexicon".into(),
-        name: w.word.clone(),
-        weight: w.weight,
-        signal: w.signal.clone(),
-    });
-    tokens.chain(words).collect()
 }

@@ -4,6 +4,7 @@
 
 mod analyze;
 mod encoders;
+mod explain;
 mod feedback;
 mod model_watch;
 mod recent;
