@@ -1,6 +1,7 @@
 //! What every empathy service shares: the server bootstrap (health, reflection,
 //! limits, graceful shutdown), logs, Prometheus metrics and error-to-status mapping.
 
+pub mod compute;
 pub mod feedback;
 pub mod launch;
 pub mod metrics;
@@ -8,6 +9,7 @@ pub mod server;
 pub mod status;
 pub mod telemetry;
 
+pub use compute::set_compute_threads;
 pub use metrics::Metrics;
 pub use prometheus;
 pub use server::{ServeOptions, serve};

@@ -86,7 +86,9 @@ pub async fn serve(
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or, on Unix, SIGTERM (Ctrl-C only if SIGTERM cannot be
+/// watched).
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -63,12 +63,8 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.threads > 0 {
-        // candle sizes its thread pool from RAYON_NUM_THREADS once per process, so the
-        // setting must be in place before any plugin runs a model.
-        // SAFETY: no other thread exists yet (the runtime is built below).
-        unsafe { std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string()) };
-    }
+    // SAFETY: no other thread exists yet (the runtime is built below).
+    unsafe { empathy_common::set_compute_threads(args.threads) };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

@@ -4,25 +4,27 @@
 use std::{sync::Arc, time::Duration, time::Instant};
 
 use empathy_model::{
-    Expansion, Expert, Lexicon, LexiconAnalysis, ModelInputs, NEUTRAL, Prediction,
+    Expansion, Expert, FusionModel, Lexicon, LexiconAnalysis, ModelInputs, Prediction,
 };
 use empathy_proto::{
-    EMOTION_LABELS, SENTIMENT_LABELS,
     modality::{IMAGE, SITUATION, SPEECH, TEXT},
     v1::{
-        AnalyzeRequest, AnalyzeResponse, Attribution, Emotions, EncodeInput, EncodeOutput,
-        EncodeRequest, Face, LabelScore, MissingModality, Sentiment, Situation, SituationResult,
-        StageTiming, encode_input::Payload,
+        AnalyzeOptions, AnalyzeRequest, AnalyzeResponse, EncodeInput, EncodeOutput, EncodeRequest,
+        ExtraInput, Face, MissingModality, Situation, StageTiming, encode_input::Payload,
     },
 };
 use tonic::Status;
 
 use crate::{
     encoders::{EncodeError, EncoderPool},
-    feedback::TrainerLink,
+    explain::{
+        attributions, emotion_source, emotions, face_expert, sentiment, situation_experts,
+        situation_results,
+    },
     model_watch::ServingModel,
     recent::{self, RecentAnalyses},
     situations::{Ask, SituationSource},
+    trainer_link::TrainerLink,
     validate::{self, Limits},
 };
 
@@ -84,6 +86,168 @@ impl Encoded {
     }
 }
 
+impl Encoded {
+    /// Records the situations' outcome: without them the analysis goes on, and why is
+    /// reported as a missing modality.
+    fn take_situations(
+        &mut self,
+        imagined: Option<(Imagined, f32)>,
+    ) -> (Vec<Situation>, Vec<Vec<f32>>) {
+        let Some((result, ms)) = imagined else {
+            return (Vec::new(), Vec::new());
+        };
+        self.timings.push(StageTiming {
+            stage: "situations".into(),
+            ms,
+        });
+        match result {
+            Ok(found) => found,
+            Err(reason) => {
+                self.missing.push(MissingModality {
+                    modality: SITUATION.to_string(),
+                    reason,
+                });
+                (Vec::new(), Vec::new())
+            }
+        }
+    }
+
+    /// Extra modalities are reported missing: no model version takes them yet.
+    fn note_extras(&mut self, extra: &[ExtraInput], version: &str) {
+        for extra in extra {
+            self.missing.push(MissingModality {
+                modality: extra.modality.clone(),
+                reason: format!("model version {version} has no input for this modality yet"),
+            });
+        }
+    }
+
+    /// UNAVAILABLE, with every modality's reason, when none could be encoded.
+    fn require_any(&self) -> Result<(), Status> {
+        if !self.used.is_empty() {
+            return Ok(());
+        }
+        let reasons: Vec<String> = self
+            .missing
+            .iter()
+            .map(|m| format!("{}: {}", m.modality, m.reason))
+            .collect();
+        Err(Status::unavailable(format!(
+            "no modality could be encoded ({})",
+            reasons.join("; ")
+        )))
+    }
+}
+
+/// One request's settings, resolved once.
+struct Call<'a> {
+    req: &'a AnalyzeRequest,
+    opts: &'a AnalyzeOptions,
+    deadline: Duration,
+    /// The typed text, trimmed.
+    text: String,
+}
+
+impl<'a> Call<'a> {
+    fn new(req: &'a AnalyzeRequest, opts: &'a AnalyzeOptions, default: Duration) -> Call<'a> {
+        let deadline = match opts.deadline_ms {
+            0 => default,
+            ms => Duration::from_millis(ms.into()),
+        };
+        Call {
+            req,
+            opts,
+            deadline,
+            text: req.text.trim().to_string(),
+        }
+    }
+
+    /// Whether the client left `modality` enabled.
+    fn wanted(&self, modality: &str) -> bool {
+        !self.opts.disable_modalities.iter().any(|d| d == modality)
+    }
+
+    /// Whether situations are to be imagined for `utterance`.
+    fn situations_for(&self, utterance: &str) -> bool {
+        self.opts.num_situations > 0 && !utterance.is_empty()
+    }
+
+    fn ask<'b>(&'b self, utterance: &'b str) -> Ask<'b> {
+        Ask {
+            utterance,
+            context: &self.req.context,
+            k: self.opts.num_situations,
+            seed: self.opts.seed,
+            language: &self.opts.language,
+            deadline: self.deadline,
+        }
+    }
+}
+
+/// Everything gathered for one request before the model runs.
+struct Gathered {
+    enc: Encoded,
+    /// The speech transcript, trimmed (empty without speech).
+    transcript: String,
+    /// The typed text, else the transcript.
+    analysed_text: String,
+    situations: Vec<Situation>,
+    situation_vectors: Vec<Vec<f32>>,
+}
+
+impl Gathered {
+    /// The faces found in the image, largest first.
+    fn faces(&self) -> Vec<Face> {
+        self.enc
+            .image
+            .as_ref()
+            .map(|i| i.faces.clone())
+            .unwrap_or_default()
+    }
+
+    /// Remarks for the client about what was found.
+    fn notes(&self, faces: &[Face]) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.enc.image.is_some() && faces.is_empty() {
+            notes.push("image: no face found".to_string());
+        }
+        notes
+    }
+}
+
+/// FAILED_PRECONDITION when the client pinned a version other than the loaded one.
+fn check_model_version(wanted: &str, loaded: &str) -> Result<(), Status> {
+    if !wanted.is_empty() && wanted != loaded {
+        return Err(Status::failed_precondition(format!(
+            "model version {wanted:?} is not loaded; this server serves {loaded:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Runs the model on its own thread; returns its prediction and the features it saw
+/// (for feedback), timed together.
+async fn predict(
+    model: &Arc<FusionModel>,
+    inputs: ModelInputs,
+    enc: &mut Encoded,
+) -> Result<(Prediction, recent::Features), Status> {
+    let t = Instant::now();
+    let features = recent::Features::of(&inputs);
+    let model = Arc::clone(model);
+    let prediction = tokio::task::spawn_blocking(move || model.predict(&[inputs]))
+        .await
+        .map_err(|e| empathy_common::status::internal("model thread failed", e))?
+        .map_err(|e| empathy_common::status::internal("model failed", e))?
+        .pop()
+        .ok_or_else(|| Status::internal("model returned no prediction"))?;
+    enc.timings.push(StageTiming {
+        stage: "model".into(),
+        ms: ms_since(t),
+    });
+    Ok((prediction, features))
+}
+
 impl Analyzer {
     /// Modalities a client may name in options: the built-in ones and whatever the
     /// encoders currently serve.
@@ -106,193 +270,28 @@ impl Analyzer {
         let opts = req.options.clone().unwrap_or_default();
         let model = self.model.get();
         let manifest = model.manifest();
-        if !opts.model_version.is_empty() && opts.model_version != manifest.version {
-            return Err(Status::failed_precondition(format!(
-                "model version {:?} is not loaded; this server serves {:?}",
-                opts.model_version, manifest.version
-            )));
-        }
-        let deadline = match opts.deadline_ms {
-            0 => self.default_deadline,
-            ms => Duration::from_millis(ms.into()),
-        };
-        let wanted = |m: &str| !opts.disable_modalities.iter().any(|d| d == m);
-        let text = req.text.trim().to_string();
+        check_model_version(&opts.model_version, &manifest.version)?;
+        let call = Call::new(&req, &opts, self.default_deadline);
 
-        // Every modality present is encoded at once, and situations are imagined for
-        // typed text meanwhile; each one's wait is bounded.
-        let ask = |utterance| Ask {
-            utterance,
-            context: &req.context,
-            k: opts.num_situations,
-            seed: opts.seed,
-            language: &opts.language,
-            deadline,
-        };
-        let (speech, image, typed, imagined) = tokio::join!(
-            self.encode_if(
-                wanted(SPEECH) && !req.audio.is_empty(),
-                SPEECH,
-                Payload::Data(req.audio.clone()),
-                &opts.language,
-                deadline
-            ),
-            self.encode_if(
-                wanted(IMAGE) && !req.image.is_empty(),
-                IMAGE,
-                Payload::Data(req.image.clone()),
-                &opts.language,
-                deadline
-            ),
-            self.encode_if(
-                wanted(TEXT) && !text.is_empty(),
-                TEXT,
-                Payload::Text(text.clone()),
-                &opts.language,
-                deadline
-            ),
-            self.imagine(opts.num_situations > 0 && !text.is_empty(), ask(&text)),
-        );
-        let mut enc = Encoded::default();
-        enc.speech = enc.take(SPEECH, speech)?;
-        enc.image = enc.take(IMAGE, image)?;
-
-        // A transcript goes down the text path exactly like typed text.
-        let transcript = enc
-            .speech
-            .as_ref()
-            .map(|s| s.transcript.trim().to_string())
-            .unwrap_or_default();
-        let analysed_text = if text.is_empty() {
-            transcript.clone()
-        } else {
-            text.clone()
-        };
-        let text_out = match typed {
-            Some(r) => Some(r),
-            None if wanted(TEXT) && !transcript.is_empty() => {
-                self.encode_if(
-                    true,
-                    TEXT,
-                    Payload::Text(transcript.clone()),
-                    &opts.language,
-                    deadline,
-                )
-                .await
-            }
-            None => None,
-        };
-        enc.text = enc.take(TEXT, text_out)?.map(|o| o.embedding);
-        // A spoken utterance is only known now.
-        let imagined = match imagined {
-            Some(i) => Some(i),
-            None => {
-                self.imagine(
-                    opts.num_situations > 0 && !analysed_text.is_empty(),
-                    ask(&analysed_text),
-                )
-                .await
-            }
-        };
-        let (situations, situation_vectors) = match imagined {
-            None => (Vec::new(), Vec::new()),
-            Some((result, ms)) => {
-                enc.timings.push(StageTiming {
-                    stage: "situations".into(),
-                    ms,
-                });
-                match result {
-                    Ok(found) => found,
-                    Err(reason) => {
-                        enc.missing.push(MissingModality {
-                            modality: SITUATION.to_string(),
-                            reason,
-                        });
-                        (Vec::new(), Vec::new())
-                    }
-                }
-            }
-        };
-        for extra in &req.extra {
-            enc.missing.push(MissingModality {
-                modality: extra.modality.clone(),
-                reason: format!(
-                    "model version {} has no input for this modality yet",
-                    manifest.version
-                ),
-            });
-        }
-        if enc.used.is_empty() {
-            let reasons: Vec<String> = enc
-                .missing
-                .iter()
-                .map(|m| format!("{}: {}", m.modality, m.reason))
-                .collect();
-            return Err(Status::unavailable(format!(
-                "no modality could be encoded ({})",
-                reasons.join("; ")
-            )));
-        }
-
-        let t = Instant::now();
+        let mut gathered = self.encode_all(&call).await?;
+        gathered.enc.note_extras(&req.extra, &manifest.version);
+        gathered.enc.require_any()?;
         // The serving version's features were computed with its own expanded lexicon
         // (or none); `model` is this request's version throughout.
         let expansion = model.lexicon_expansion();
-        let lexicon = self.lexicon.analyze_with(&analysed_text, expansion);
-        enc.timings.push(StageTiming {
-            stage: "lexicon".into(),
-            ms: ms_since(t),
-        });
-
-        let faces = enc
-            .image
-            .as_ref()
-            .map(|i| i.faces.clone())
-            .unwrap_or_default();
-        let mut notes = Vec::new();
-        if enc.image.is_some() && faces.is_empty() {
-            notes.push("image: no face found".to_string());
-        }
-        // The largest face speaks for the image until the model learns its token.
-        let mut experts: Vec<Expert> = faces.first().map(face_expert).into_iter().collect();
-        experts.extend(situation_experts(&self.lexicon, expansion, &situations));
-        let inputs = ModelInputs {
-            text: enc.text.take(),
-            lexicon: lexicon.clone(),
-            speech: enc
-                .speech
-                .as_ref()
-                .map(|s| s.embedding.clone())
-                .filter(|e| !e.is_empty()),
-            image: enc
-                .image
-                .as_ref()
-                .map(|i| i.embedding.clone())
-                .filter(|e| !e.is_empty()),
-            situations: situation_vectors,
-            experts,
-        };
-        let t = Instant::now();
-        let features = recent::Features::of(&inputs);
-        let model = Arc::clone(&model);
-        let prediction = tokio::task::spawn_blocking(move || model.predict(&[inputs]))
-            .await
-            .map_err(|e| empathy_common::status::internal("model thread failed", e))?
-            .map_err(|e| empathy_common::status::internal("model failed", e))?
-            .pop()
-            .ok_or_else(|| Status::internal("model returned no prediction"))?;
-        enc.timings.push(StageTiming {
-            stage: "model".into(),
-            ms: ms_since(t),
-        });
-        enc.timings.push(StageTiming {
+        let lexicon = self.lexicon_features(expansion, &gathered.analysed_text, &mut gathered.enc);
+        let faces = gathered.faces();
+        let notes = gathered.notes(&faces);
+        let inputs = self.model_inputs(expansion, &mut gathered, &faces, &lexicon);
+        let (prediction, features) = predict(&model, inputs, &mut gathered.enc).await?;
+        gathered.enc.timings.push(StageTiming {
             stage: "total".into(),
             ms: ms_since(started),
         });
 
-        let analysis_id = self
-            .recent
-            .remember(&analysed_text, features, &manifest.version);
+        let analysis_id =
+            self.recent
+                .remember(&gathered.analysed_text, features, &manifest.version);
         let attributions = if opts.skip_attributions {
             Vec::new()
         } else {
@@ -307,18 +306,130 @@ impl Analyzer {
             )),
             valence: prediction.valence,
             arousal: prediction.arousal,
-            transcript,
-            situations: situation_results(situations, &prediction),
+            transcript: gathered.transcript,
+            situations: situation_results(gathered.situations, &prediction),
             attributions,
             model_version: manifest.version.clone(),
-            modalities_used: enc.used,
-            modalities_missing: enc.missing,
-            timings: enc.timings,
+            modalities_used: gathered.enc.used,
+            modalities_missing: gathered.enc.missing,
+            timings: gathered.enc.timings,
             faces,
             request_id: req.request_id,
-            detected_language: enc.speech.map(|s| s.detected_language).unwrap_or_default(),
+            detected_language: gathered
+                .enc
+                .speech
+                .map(|s| s.detected_language)
+                .unwrap_or_default(),
             notes,
         })
+    }
+
+    /// Encodes every modality present and imagines situations, each within the
+    /// deadline; fails only if an input was refused.
+    async fn encode_all(&self, call: &Call<'_>) -> Result<Gathered, Status> {
+        let req = call.req;
+        // Every modality present is encoded at once, and situations are imagined for
+        // typed text meanwhile; each one's wait is bounded.
+        let (speech, image, typed, imagined) = tokio::join!(
+            self.encode_wanted(call, SPEECH, Payload::Data(req.audio.clone())),
+            self.encode_wanted(call, IMAGE, Payload::Data(req.image.clone())),
+            self.encode_wanted(call, TEXT, Payload::Text(call.text.clone())),
+            self.imagine(call.situations_for(&call.text), call.ask(&call.text)),
+        );
+        let mut enc = Encoded::default();
+        enc.speech = enc.take(SPEECH, speech)?;
+        enc.image = enc.take(IMAGE, image)?;
+
+        // A transcript goes down the text path exactly like typed text.
+        let transcript = enc
+            .speech
+            .as_ref()
+            .map(|s| s.transcript.trim().to_string())
+            .unwrap_or_default();
+        let analysed_text = if call.text.is_empty() {
+            transcript.clone()
+        } else {
+            call.text.clone()
+        };
+        let text_out = match typed {
+            Some(r) => Some(r),
+            None => {
+                self.encode_wanted(call, TEXT, Payload::Text(transcript.clone()))
+                    .await
+            }
+        };
+        enc.text = enc.take(TEXT, text_out)?.map(|o| o.embedding);
+        // A spoken utterance is only known now.
+        let imagined = match imagined {
+            Some(i) => Some(i),
+            None => {
+                self.imagine(
+                    call.situations_for(&analysed_text),
+                    call.ask(&analysed_text),
+                )
+                .await
+            }
+        };
+        let (situations, situation_vectors) = enc.take_situations(imagined);
+        Ok(Gathered {
+            enc,
+            transcript,
+            analysed_text,
+            situations,
+            situation_vectors,
+        })
+    }
+
+    /// The lexicon's features of `text`, timed.
+    fn lexicon_features(
+        &self,
+        expansion: Option<&Expansion>,
+        text: &str,
+        enc: &mut Encoded,
+    ) -> LexiconAnalysis {
+        let t = Instant::now();
+        let lexicon = self.lexicon.analyze_with(text, expansion);
+        enc.timings.push(StageTiming {
+            stage: "lexicon".into(),
+            ms: ms_since(t),
+        });
+        lexicon
+    }
+
+    /// What the model sees: the encoders' vectors, the lexicon's features, and the
+    /// experts (the largest face, the situations). Takes the text vector and the
+    /// situation vectors out of `gathered`.
+    fn model_inputs(
+        &self,
+        expansion: Option<&Expansion>,
+        gathered: &mut Gathered,
+        faces: &[Face],
+        lexicon: &LexiconAnalysis,
+    ) -> ModelInputs {
+        // The largest face speaks for the image until the model learns its token.
+        let mut experts: Vec<Expert> = faces.first().map(face_expert).into_iter().collect();
+        experts.extend(situation_experts(
+            &self.lexicon,
+            expansion,
+            &gathered.situations,
+        ));
+        let enc = &mut gathered.enc;
+        ModelInputs {
+            text: enc.text.take(),
+            lexicon: lexicon.clone(),
+            speech: enc
+                .speech
+                .as_ref()
+                .map(|s| s.embedding.clone())
+                .filter(|e| !e.is_empty()),
+            image: enc
+                .image
+                .as_ref()
+                .map(|i| i.embedding.clone())
+                .filter(|e| !e.is_empty()),
+            situations: std::mem::take(&mut gathered.situation_vectors),
+            experts,
+        }
     }
 
     /// Situations for `ask` and their text embeddings, if `wanted`; the outcome (or
@@ -354,18 +465,22 @@ impl Analyzer {
         Some((result, ms_since(t)))
     }
 
-    /// Encodes one input of `modality` if `present`; returns the outcome and its time.
-    async fn encode_if(
+    /// Encodes one input of `modality` unless it is empty or the client disabled the
+    /// modality; returns the outcome and its time.
+    async fn encode_wanted(
         &self,
-        present: bool,
+        call: &Call<'_>,
         modality: &str,
         payload: Payload,
-        language: &str,
-        deadline: Duration,
     ) -> Option<(Result<EncodeOutput, EncodeError>, f32)> {
-        if !present {
+        let present = match &payload {
+            Payload::Text(text) => !text.is_empty(),
+            Payload::Data(data) => !data.is_empty(),
+        };
+        if !(call.wanted(modality) && present) {
             return None;
         }
+        let (language, deadline) = (&call.opts.language, call.deadline);
         let t = Instant::now();
         let request = EncodeRequest {
             modality: modality.to_string(),
@@ -384,140 +499,6 @@ impl Analyzer {
     }
 }
 
-/// Each situation with its critic score and the attention the model gave it (zero
-/// when the serving version was not trained with situations).
-fn situation_results(situations: Vec<Situation>, p: &Prediction) -> Vec<SituationResult> {
-    situations
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| SituationResult {
-            attention: p
-                .attention
-                .iter()
-                .find(|(name, _)| *name == format!("{SITUATION}:{i}"))
-                .map_or(0.0, |(_, w)| *w),
-            text: s.text,
-            critic_score: s.critic_score,
-        })
-        .collect()
-}
-
 fn ms_since(t: Instant) -> f32 {
     t.elapsed().as_secs_f32() * 1000.0
-}
-
-fn scores(labels: &[&str], values: &[f32]) -> Vec<LabelScore> {
-    labels
-        .iter()
-        .zip(values)
-        .map(|(l, s)| LabelScore {
-            label: l.to_string(),
-            score: *s,
-        })
-        .collect()
-}
-
-fn argmax(values: &[f32]) -> usize {
-    values
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map_or(0, |(i, _)| i)
-}
-
-fn sentiment(p: &Prediction) -> Sentiment {
-    Sentiment {
-        label: SENTIMENT_LABELS[argmax(&p.sentiment)].to_string(),
-        scores: scores(&SENTIMENT_LABELS, &p.sentiment),
-    }
-}
-
-/// A face's expression as an expert opinion on emotions and sentiment.
-fn face_expert(face: &Face) -> Expert {
-    let mut emotions = [0.0; 7];
-    for (slot, label) in emotions.iter_mut().zip(EMOTION_LABELS) {
-        *slot = face
-            .emotions
-            .iter()
-            .find(|s| s.label == label)
-            .map_or(0.0, |s| s.score.clamp(0.0, 1.0));
-    }
-    Expert {
-        name: IMAGE.to_string(),
-        emotions,
-        weight: 1.0,
-        sentiment: true,
-    }
-}
-
-/// Each situation's emotion words as an expert opinion on emotions, weighted by the
-/// critic's score and by how much emotion its words carry; together they weigh as
-/// much as one face.
-fn situation_experts(
-    lexicon: &Lexicon,
-    expansion: Option<&Expansion>,
-    situations: &[Situation],
-) -> Vec<Expert> {
-    let n = situations.len().max(1) as f32;
-    situations
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let emotions = lexicon.analyze_with(&s.text, expansion).emotions;
-            Expert {
-                name: format!("{SITUATION}:{i}"),
-                weight: s.critic_score.clamp(0.0, 1.0) * (1.0 - emotions[NEUTRAL]) / n,
-                emotions,
-                sentiment: false,
-            }
-        })
-        .collect()
-}
-
-/// "lexicon", or e.g. "lexicon+image+situations" when experts were blended in.
-fn emotion_source(base: &str, p: &Prediction) -> String {
-    let blended = |prefix: &str| {
-        p.attention
-            .iter()
-            .any(|(name, w)| name.starts_with(prefix) && *w > 0.0)
-    };
-    let mut source = base.to_string();
-    if blended(IMAGE) {
-        source.push_str("+image");
-    }
-    if blended(&format!("{SITUATION}:")) {
-        source.push_str("+situations");
-    }
-    source
-}
-
-fn emotions(p: &Prediction, source: &str) -> Emotions {
-    Emotions {
-        top: EMOTION_LABELS[argmax(&p.emotions)].to_string(),
-        scores: scores(&EMOTION_LABELS, &p.emotions),
-        source: source.to_string(),
-    }
-}
-
-/// Which token the model attended to, and which words the lexicon counted.
-fn attributions(p: &Prediction, lexicon: &LexiconAnalysis) -> Vec<Attribution> {
-    let tokens = p.attention.iter().map(|(name, w)| {
-        let (kind, name) = match name.split_once(':') {
-            Some((kind, index)) => (kind.to_string(), index.to_string()),
-            None => ("modality".to_string(), name.clone()),
-        };
-        Attribution {
-            kind,
-            name,
-            weight: *w,
-            signal: String::new(),
-        }
-    });
-    let words = lexicon.words.iter().map(|w| Attribution {
-        kind: "lexicon".into(),
-        name: w.word.clone(),
-        weight: w.weight,
-        signal: w.signal.clone(),
-    });
-    tokens.chain(words).collect()
 }

@@ -2,41 +2,11 @@
 //! (recent analyses, or the resent original inputs, analysed again), and hand a
 //! `FeedbackRecord` to the trainer, which stores it durably before it answers.
 
-use std::time::Duration;
-
-use empathy_grpc::v1::trainer_service_client::TrainerServiceClient;
-use empathy_grpc::v1::{FeedbackRecord, FeedbackRequest, FeedbackResponse, FloatVector};
-use tonic::transport::Channel;
-use tonic::{Code, Status};
+use empathy_proto::v1::{FeedbackRecord, FeedbackRequest, FeedbackResponse, FloatVector};
+use tonic::Status;
 
 use crate::analyze::Analyzer;
-
-/// The trainer fusion forwards feedback to.
-#[derive(Clone)]
-pub struct TrainerLink {
-    url: String,
-    client: TrainerServiceClient<Channel>,
-}
-
-impl TrainerLink {
-    /// Connects lazily: fusion starts (and serves analyses) with the trainer down.
-    pub fn new(url: &str, max_message_bytes: usize) -> anyhow::Result<TrainerLink> {
-        let channel = tonic::transport::Endpoint::from_shared(url.to_string())?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(30))
-            .connect_lazy();
-        Ok(TrainerLink {
-            url: url.to_string(),
-            client: TrainerServiceClient::new(channel)
-                .max_decoding_message_size(max_message_bytes)
-                .max_encoding_message_size(max_message_bytes),
-        })
-    }
-
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-}
+use crate::trainer_link::TrainerLink;
 
 pub async fn submit(
     analyzer: &Analyzer,
@@ -96,21 +66,7 @@ pub async fn submit(
         text: recent.text.clone(),
         received_unix_ms: 0,
     };
-    let ack = trainer
-        .client
-        .clone()
-        .submit_feedback(record)
-        .await
-        .map_err(|s| match s.code() {
-            Code::InvalidArgument | Code::ResourceExhausted | Code::FailedPrecondition => s,
-            _ => Status::unavailable(format!(
-                "feedback not stored: the trainer at {} did not take it ({}: {}); retry",
-                trainer.url(),
-                s.code(),
-                s.message()
-            )),
-        })?
-        .into_inner();
+    let ack = trainer.submit_feedback(record).await?;
     Ok(FeedbackResponse {
         feedback_id: ack.feedback_id,
         stored: true,

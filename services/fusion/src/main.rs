@@ -4,11 +4,13 @@
 
 mod analyze;
 mod encoders;
+mod explain;
 mod feedback;
 mod model_watch;
 mod recent;
 mod service;
 mod situations;
+mod trainer_link;
 mod utterances;
 mod validate;
 
@@ -103,7 +105,7 @@ async fn main() -> anyhow::Result<()> {
     let trainer = args
         .trainer
         .as_deref()
-        .map(|url| feedback::TrainerLink::new(url, args.serve.max_message_bytes))
+        .map(|url| trainer_link::TrainerLink::new(url, args.serve.max_message_bytes))
         .transpose()?;
 
     let metrics = Metrics::new("fusion")?;

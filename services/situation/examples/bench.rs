@@ -52,11 +52,9 @@ fn arg(name: &str, default: usize) -> usize {
 }
 
 fn main() -> Result<()> {
-    let threads = arg("--threads", 0);
-    if threads > 0 {
-        // SAFETY: set before any thread exists.
-        unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
-    }
+    let threads = u32::try_from(arg("--threads", 0)).unwrap_or(u32::MAX);
+    // SAFETY: no other thread exists yet.
+    unsafe { empathy_common::set_compute_threads(threads) };
     let max_tokens = arg("--tokens", 48);
     let assets = assets_dir();
     let device = Device::Cpu;

@@ -86,11 +86,8 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.threads > 0 {
-        // candle sizes its thread pool from RAYON_NUM_THREADS once per process.
-        // SAFETY: no other thread exists yet (the runtime is built below).
-        unsafe { std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string()) };
-    }
+    // SAFETY: no other thread exists yet (the runtime is built below).
+    unsafe { empathy_common::set_compute_threads(args.threads) };
     if let Some(Command::TrainCritic(opts)) = &args.command {
         empathy_common::telemetry::init();
         let device = empathy_plugin_text::parse_device(&args.device)?;

@@ -20,7 +20,9 @@ use std::time::Duration;
 use empathy_model::Manifest;
 use empathy_model::registry;
 use empathy_proto::v1::{JobState, ModelVersion, TrainingJob};
-use empathy_training::finetune::{Cancelled, FinetuneConfig, finetune, publish};
+use empathy_training::finetune::{
+    Cancelled, FeedbackExample, FinetuneConfig, Finetuned, finetune, publish,
+};
 use tokio::sync::{broadcast, watch};
 use tonic::Status;
 
@@ -54,6 +56,16 @@ impl Job {
 
     fn update(&self, f: impl FnOnce(&mut TrainingJob)) {
         self.state.send_modify(f);
+    }
+
+    /// Marks the job running at `progress` with `message`, and logs it.
+    fn progress(&self, progress: f32, message: &str) {
+        tracing::info!(job = %self.id, progress = progress, "{message}");
+        self.update(|j| {
+            j.state = JobState::Running as i32;
+            j.progress = progress;
+            j.message = message.to_string();
+        });
     }
 }
 
@@ -95,6 +107,47 @@ impl Outcome {
             published: String::new(),
             metrics: Default::default(),
             trained_through: None,
+        }
+    }
+
+    /// Failed once training ran: its metrics are kept.
+    fn failed_after_training(
+        message: String,
+        metrics: std::collections::BTreeMap<String, f64>,
+    ) -> Outcome {
+        Outcome {
+            metrics,
+            ..Outcome::failed(message)
+        }
+    }
+
+    fn cancelled() -> Outcome {
+        Outcome {
+            state: JobState::Cancelled,
+            message: "cancelled; the serving version is unchanged".into(),
+            ..Outcome::failed(String::new())
+        }
+    }
+}
+
+/// The stored feedback a job trains on.
+struct Corrections {
+    examples: Vec<FeedbackExample>,
+    /// Feedback records read.
+    total: usize,
+    /// The highest seq read.
+    through: i64,
+    /// Why records were skipped, with how many each (empty if none was).
+    skipped: String,
+}
+
+impl Corrections {
+    /// `; ` and why records were skipped, or nothing.
+    fn skipped_suffix(&self) -> String {
+        if self.skipped.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", self.skipped)
         }
     }
 }
@@ -261,149 +314,169 @@ impl Trainer {
 
     /// The job itself (blocking).
     fn run(&self, job: &Job, lock: &TrainingLock) -> Outcome {
+        match self.try_run(job, lock) {
+            Ok(outcome) | Err(outcome) => outcome,
+        }
+    }
+
+    /// `run`'s steps; a job that ends early (failed, rejected, cancelled) is the `Err`.
+    fn try_run(&self, job: &Job, lock: &TrainingLock) -> Result<Outcome, Outcome> {
+        job.progress(0.0, "checking the registry");
+        let serving_dir = self.check_registry()?;
+        let corrections = self.read_corrections(job, &serving_dir)?;
+        job.progress(
+            0.01,
+            &format!(
+                "fine-tuning {} on {} corrections ({} feedback records{})",
+                serving_dir.display(),
+                corrections.examples.len(),
+                corrections.total,
+                corrections.skipped_suffix()
+            ),
+        );
+        let tuned = self.tune(job, &serving_dir, &corrections.examples)?;
+        self.publish_tuned(job, lock, tuned, corrections.through)
+    }
+
+    /// The serving version's directory, once the registry has room for a new version.
+    fn check_registry(&self) -> Result<PathBuf, Outcome> {
         let models = &self.settings.models;
-        let progress = |p: f32, m: &str| {
-            tracing::info!(job = %job.id, progress = p, "{m}");
-            job.update(|j| {
-                j.state = JobState::Running as i32;
-                j.progress = p;
-                j.message = m.to_string();
-            });
-        };
-        progress(0.0, "checking the registry");
-        let serving_dir = match registry::serving_version(models) {
-            Ok(d) => d,
-            Err(e) => return Outcome::failed(format!("no serving version: {e:#}")),
-        };
+        let serving_dir = registry::serving_version(models)
+            .map_err(|e| Outcome::failed(format!("no serving version: {e:#}")))?;
         // The new version will be about the size of the one it is tuned from.
         let room = registry::version_bytes(&serving_dir)
             .and_then(|bytes| registry::check_writable(models, bytes));
         if let Err(e) = room {
-            return Outcome::failed(format!(
+            return Err(Outcome::failed(format!(
                 "{e:#}: nothing was trained; the serving version is unchanged"
-            ));
+            )));
         }
-        let through = match self.store.last_seq() {
-            Ok(s) => s,
-            Err(e) => return Outcome::failed(format!("cannot read the feedback store: {e:#}")),
-        };
-        let stored = match self.store.read_all(through) {
-            Ok(s) => s,
-            Err(e) => return Outcome::failed(format!("cannot read the feedback store: {e:#}")),
-        };
+        Ok(serving_dir)
+    }
+
+    /// The stored feedback that can train the serving version; fewer than two
+    /// examples end the job REJECTED.
+    fn read_corrections(&self, job: &Job, serving_dir: &Path) -> Result<Corrections, Outcome> {
+        let unreadable =
+            |e: anyhow::Error| Outcome::failed(format!("cannot read the feedback store: {e:#}"));
+        let through = self.store.last_seq().map_err(unreadable)?;
+        let stored = self.store.read_all(through).map_err(unreadable)?;
         let total = stored.len();
         let through = stored.iter().map(|s| s.seq).max().unwrap_or(through);
-        let serving = match self.versions.get(&version_name(&serving_dir)) {
-            Ok(m) => m,
-            Err(e) => return Outcome::failed(format!("the serving version does not read: {e:#}")),
-        };
+        let serving = self
+            .versions
+            .get(&version_name(serving_dir))
+            .map_err(|e| Outcome::failed(format!("the serving version does not read: {e:#}")))?;
         let found = examples::examples(stored, &self.versions, &serving);
         let skipped = found.skipped_summary();
         if !skipped.is_empty() {
             tracing::warn!(job = %job.id, "feedback {skipped}");
         }
-        let examples = found.examples;
-        if examples.len() < 2 {
-            return Outcome {
+        let corrections = Corrections {
+            examples: found.examples,
+            total,
+            through,
+            skipped,
+        };
+        if corrections.examples.len() < 2 {
+            return Err(Outcome {
                 state: JobState::Rejected,
                 message: format!(
                     "not trained: {} of {total} stored feedback records can train {} (a \
                      sentiment or emotion correction of an analysis with text); at least 2 \
                      are needed{}",
-                    examples.len(),
+                    corrections.examples.len(),
                     serving.version,
-                    if skipped.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; {skipped}")
-                    }
+                    corrections.skipped_suffix()
                 ),
                 published: String::new(),
                 metrics: Default::default(),
                 trained_through: None,
-            };
+            });
         }
-        progress(
-            0.01,
-            &format!(
-                "fine-tuning {} on {} corrections ({total} feedback records{})",
-                serving_dir.display(),
-                examples.len(),
-                if skipped.is_empty() {
-                    String::new()
-                } else {
-                    format!("; {skipped}")
-                }
-            ),
-        );
-        let mut report = |p: f32, m: &str| progress(p, m);
+        Ok(corrections)
+    }
+
+    /// Fine-tunes the serving version on `examples`, reporting progress; a cancel
+    /// (during or right after) ends the job CANCELLED.
+    fn tune(
+        &self,
+        job: &Job,
+        serving_dir: &Path,
+        examples: &[FeedbackExample],
+    ) -> Result<Finetuned, Outcome> {
+        let mut report = |p: f32, m: &str| job.progress(p, m);
         let cancelled = || job.cancel.load(Ordering::SeqCst);
         let tuned = match finetune(
             &self.settings.assets,
-            &serving_dir,
-            &examples,
+            serving_dir,
+            examples,
             &self.settings.finetune,
             &mut report,
             &cancelled,
         ) {
             Ok(t) => t,
-            Err(e) if e.is::<Cancelled>() => {
-                return Outcome {
-                    state: JobState::Cancelled,
-                    message: "cancelled; the serving version is unchanged".into(),
-                    ..Outcome::failed(String::new())
-                };
-            }
-            Err(e) => return Outcome::failed(format!("training failed: {e:#}")),
+            Err(e) if e.is::<Cancelled>() => return Err(Outcome::cancelled()),
+            Err(e) => return Err(Outcome::failed(format!("training failed: {e:#}"))),
         };
         if cancelled() {
-            return Outcome {
-                state: JobState::Cancelled,
-                message: "cancelled; the serving version is unchanged".into(),
-                ..Outcome::failed(String::new())
-            };
+            return Err(Outcome::cancelled());
         }
+        Ok(tuned)
+    }
+
+    /// Publishes `tuned` if it was accepted and this job still holds the training lock,
+    /// points `serving` at it and announces it. Feedback through `through` counts as
+    /// trained on once published or rejected.
+    fn publish_tuned(
+        &self,
+        job: &Job,
+        lock: &TrainingLock,
+        tuned: Finetuned,
+        through: i64,
+    ) -> Result<Outcome, Outcome> {
+        let models = &self.settings.models;
         let parent = tuned.serving.version.clone();
         // Lost with its database connection, the lock may be another trainer's now.
         if let Err(e) = lock.check() {
-            return Outcome {
-                metrics: tuned.metrics,
-                ..Outcome::failed(format!(
+            return Err(Outcome::failed_after_training(
+                format!(
                     "{e:#}: nothing was published or marked as trained; {parent} keeps serving"
-                ))
-            };
+                ),
+                tuned.metrics,
+            ));
         }
         if !tuned.accepted {
-            return Outcome {
+            return Ok(Outcome {
                 state: JobState::Rejected,
                 message: format!("not published, {parent} keeps serving: {}", tuned.reason),
                 published: String::new(),
                 metrics: tuned.metrics,
                 trained_through: Some(through),
-            };
+            });
         }
-        progress(0.97, "publishing");
+        job.progress(0.97, "publishing");
         let _pointer = self.pointer.lock().unwrap_or_else(|e| e.into_inner());
         let (_, manifest) = match publish(models, &tuned) {
             Ok(p) => p,
             Err(e) => {
-                return Outcome {
-                    metrics: tuned.metrics,
-                    ..Outcome::failed(format!("could not publish ({e:#}); {parent} keeps serving"))
-                };
+                return Err(Outcome::failed_after_training(
+                    format!("could not publish ({e:#}); {parent} keeps serving"),
+                    tuned.metrics,
+                ));
             }
         };
         if let Err(e) = registry::set_serving(models, &manifest.version) {
-            return Outcome {
-                metrics: tuned.metrics,
-                ..Outcome::failed(format!(
+            return Err(Outcome::failed_after_training(
+                format!(
                     "wrote {} but could not point serving at it ({e:#}); {parent} keeps serving",
                     manifest.version
-                ))
-            };
+                ),
+                tuned.metrics,
+            ));
         }
         let _ = self.models_tx.send(model_version(&manifest, true));
-        Outcome {
+        Ok(Outcome {
             state: JobState::Published,
             message: format!(
                 "published {} (parent {parent}): {}",
@@ -412,7 +485,7 @@ impl Trainer {
             published: manifest.version.clone(),
             metrics: tuned.metrics,
             trained_through: Some(through),
-        }
+        })
     }
 
     /// Every readable version, the serving one marked.

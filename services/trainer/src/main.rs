@@ -150,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
     // Streams that never end by themselves (WatchModels) would hold graceful shutdown.
     let stopping = std::sync::Arc::clone(&trainer);
     tokio::spawn(async move {
-        stop_signal().await;
+        empathy_common::server::shutdown_signal().await;
         stopping.stop_streams();
     });
 
@@ -165,21 +165,6 @@ async fn main() -> anyhow::Result<()> {
         metrics,
     )
     .await
-}
-
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {},
-                _ = term.recv() => {},
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@
 
 mod postgres;
 mod postgres_tls;
+mod schema;
 mod sqlite;
 
 use std::path::PathBuf;

@@ -41,6 +41,7 @@ use anyhow::{Context, anyhow, bail};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::postgres_tls;
+use super::schema::Dialect;
 use super::{
     Backend, Columns, DiskFull, JobRow, LOCK_WAIT, LockCheck, LockError, NewRecord, PENDING,
     Stored, TrainingLock, Writer, decode,
@@ -55,38 +56,6 @@ const SCHEMA_LOCK: i64 = 0x656d_7061_7468_7903;
 
 /// Unless the URL says otherwise (`?connect_timeout=`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS feedback (
-    seq              BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    id               TEXT NOT NULL UNIQUE,
-    received_unix_ms BIGINT NOT NULL,
-    analysis_id      TEXT NOT NULL,
-    model_version    TEXT NOT NULL,
-    sentiment        TEXT NOT NULL,
-    emotion          TEXT NOT NULL,
-    rating           INTEGER NOT NULL,
-    note             TEXT NOT NULL,
-    text             TEXT NOT NULL,
-    -- The whole FeedbackRecord (features included) as protobuf.
-    record           BYTEA NOT NULL
-);
-CREATE TABLE IF NOT EXISTS jobs (
-    id               TEXT PRIMARY KEY,
-    state            TEXT NOT NULL,
-    reason           TEXT NOT NULL,
-    message          TEXT NOT NULL,
-    published        TEXT NOT NULL,
-    metrics          TEXT NOT NULL,
-    started_unix_ms  BIGINT NOT NULL,
-    ended_unix_ms    BIGINT NOT NULL,
-    through_seq      BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value BIGINT NOT NULL
-);
-";
 
 /// `url` with the password (in the user info or a `password=` parameter) replaced by
 /// `***`. Mirrors how the client splits a URL: the user info ends at the first `@`.
@@ -346,7 +315,7 @@ impl Backend for Postgres {
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
             // Not a NOTICE per table at every start ("already exists, skipping").
             tx.batch_execute("SET LOCAL client_min_messages = warning")?;
-            tx.batch_execute(SCHEMA)?;
+            tx.batch_execute(&Dialect::Postgres.schema())?;
             tx.commit()
         })?;
         Ok(Box::new(PgWriter { conn }))

@@ -15,42 +15,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use rusqlite::{Connection, params};
 
+use super::schema::Dialect;
 use super::{
     Backend, Columns, DiskFull, JobRow, LockError, NewRecord, PENDING, Stored, TrainingLock,
     Writer, decode,
 };
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS feedback (
-    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
-    id               TEXT NOT NULL UNIQUE,
-    received_unix_ms INTEGER NOT NULL,
-    analysis_id      TEXT NOT NULL,
-    model_version    TEXT NOT NULL,
-    sentiment        TEXT NOT NULL,
-    emotion          TEXT NOT NULL,
-    rating           INTEGER NOT NULL,
-    note             TEXT NOT NULL,
-    text             TEXT NOT NULL,
-    -- The whole FeedbackRecord (features included) as protobuf.
-    record           BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS jobs (
-    id               TEXT PRIMARY KEY,
-    state            TEXT NOT NULL,
-    reason           TEXT NOT NULL,
-    message          TEXT NOT NULL,
-    published        TEXT NOT NULL,
-    metrics          TEXT NOT NULL,
-    started_unix_ms  INTEGER NOT NULL,
-    ended_unix_ms    INTEGER NOT NULL,
-    through_seq      INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-";
 
 pub(super) struct Sqlite {
     path: PathBuf,
@@ -90,7 +59,7 @@ fn pending_count(conn: &Connection) -> anyhow::Result<u64> {
 impl Backend for Sqlite {
     fn open_writer(&self) -> anyhow::Result<Box<dyn Writer>> {
         let conn = self.open()?;
-        conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(&Dialect::Sqlite.schema())?;
         Ok(Box::new(SqliteWriter { conn }))
     }
 

@@ -1,0 +1,147 @@
+//! The answer's explanation: the experts blended into the model's prediction (the
+//! largest face, the situations), the scores and labels, and which tokens and words
+//! the answer rests on.
+
+use empathy_model::{Expansion, Expert, Lexicon, LexiconAnalysis, NEUTRAL, Prediction};
+use empathy_proto::{
+    EMOTION_LABELS, SENTIMENT_LABELS,
+    modality::{IMAGE, SITUATION},
+    v1::{Attribution, Emotions, Face, LabelScore, Sentiment, Situation, SituationResult},
+};
+
+/// Each situation with its critic score and the attention the model gave it (zero
+/// when the serving version was not trained with situations).
+pub(crate) fn situation_results(
+    situations: Vec<Situation>,
+    p: &Prediction,
+) -> Vec<SituationResult> {
+    situations
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| SituationResult {
+            attention: p
+                .attention
+                .iter()
+                .find(|(name, _)| *name == format!("{SITUATION}:{i}"))
+                .map_or(0.0, |(_, w)| *w),
+            text: s.text,
+            critic_score: s.critic_score,
+        })
+        .collect()
+}
+
+fn scores(labels: &[&str], values: &[f32]) -> Vec<LabelScore> {
+    labels
+        .iter()
+        .zip(values)
+        .map(|(l, s)| LabelScore {
+            label: l.to_string(),
+            score: *s,
+        })
+        .collect()
+}
+
+fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
+}
+
+pub(crate) fn sentiment(p: &Prediction) -> Sentiment {
+    Sentiment {
+        label: SENTIMENT_LABELS[argmax(&p.sentiment)].to_string(),
+        scores: scores(&SENTIMENT_LABELS, &p.sentiment),
+    }
+}
+
+/// A face's expression as an expert opinion on emotions and sentiment.
+pub(crate) fn face_expert(face: &Face) -> Expert {
+    let mut emotions = [0.0; 7];
+    for (slot, label) in emotions.iter_mut().zip(EMOTION_LABELS) {
+        *slot = face
+            .emotions
+            .iter()
+            .find(|s| s.label == label)
+            .map_or(0.0, |s| s.score.clamp(0.0, 1.0));
+    }
+    Expert {
+        name: IMAGE.to_string(),
+        emotions,
+        weight: 1.0,
+        sentiment: true,
+    }
+}
+
+/// Each situation's emotion words as an expert opinion on emotions, weighted by the
+/// critic's score and by how much emotion its words carry; together they weigh as
+/// much as one face.
+pub(crate) fn situation_experts(
+    lexicon: &Lexicon,
+    expansion: Option<&Expansion>,
+    situations: &[Situation],
+) -> Vec<Expert> {
+    let n = situations.len().max(1) as f32;
+    situations
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let emotions = lexicon.analyze_with(&s.text, expansion).emotions;
+            Expert {
+                name: format!("{SITUATION}:{i}"),
+                weight: s.critic_score.clamp(0.0, 1.0) * (1.0 - emotions[NEUTRAL]) / n,
+                emotions,
+                sentiment: false,
+            }
+        })
+        .collect()
+}
+
+/// "lexicon", or e.g. "lexicon+image+situations" when experts were blended in.
+pub(crate) fn emotion_source(base: &str, p: &Prediction) -> String {
+    let blended = |prefix: &str| {
+        p.attention
+            .iter()
+            .any(|(name, w)| name.starts_with(prefix) && *w > 0.0)
+    };
+    let mut source = base.to_string();
+    if blended(IMAGE) {
+        source.push_str("+image");
+    }
+    if blended(&format!("{SITUATION}:")) {
+        source.push_str("+situations");
+    }
+    source
+}
+
+pub(crate) fn emotions(p: &Prediction, source: &str) -> Emotions {
+    Emotions {
+        top: EMOTION_LABELS[argmax(&p.emotions)].to_string(),
+        scores: scores(&EMOTION_LABELS, &p.emotions),
+        source: source.to_string(),
+    }
+}
+
+/// Which token the model attended to, and which words the lexicon counted.
+pub(crate) fn attributions(p: &Prediction, lexicon: &LexiconAnalysis) -> Vec<Attribution> {
+    let tokens = p.attention.iter().map(|(name, w)| {
+        let (kind, name) = match name.split_once(':') {
+            Some((kind, index)) => (kind.to_string(), index.to_string()),
+            None => ("modality".to_string(), name.clone()),
+        };
+        Attribution {
+            kind,
+            name,
+            weight: *w,
+            signal: String::new(),
+        }
+    });
+    let words = lexicon.words.iter().map(|w| Attribution {
+        kind: "lexicon".into(),
+        name: w.word.clone(),
+        weight: w.weight,
+        signal: w.signal.clone(),
+    });
+    tokens.chain(words).collect()
+}

@@ -1,0 +1,100 @@
+//! The tables, written once for both backends. SQLite and PostgreSQL spell three
+//! column types differently; `Dialect` names each difference.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// `feedback.seq`: a key the database hands out in increasing order.
+    fn seq_key(self) -> &'static str {
+        match self {
+            // AUTOINCREMENT: never reuses the seq of a deleted row.
+            Dialect::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+            Dialect::Postgres => "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        }
+    }
+
+    /// A 64-bit integer: SQLite's INTEGER holds 64 bits, PostgreSQL's only 32.
+    fn int64(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "INTEGER",
+            Dialect::Postgres => "BIGINT",
+        }
+    }
+
+    /// Raw bytes.
+    fn bytes(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "BLOB",
+            Dialect::Postgres => "BYTEA",
+        }
+    }
+
+    /// Creates the `feedback`, `jobs` and `meta` tables unless they exist.
+    pub(super) fn schema(self) -> String {
+        let (seq_key, int64, bytes) = (self.seq_key(), self.int64(), self.bytes());
+        format!(
+            "
+CREATE TABLE IF NOT EXISTS feedback (
+    seq              {seq_key},
+    id               TEXT NOT NULL UNIQUE,
+    received_unix_ms {int64} NOT NULL,
+    analysis_id      TEXT NOT NULL,
+    model_version    TEXT NOT NULL,
+    sentiment        TEXT NOT NULL,
+    emotion          TEXT NOT NULL,
+    rating           INTEGER NOT NULL,
+    note             TEXT NOT NULL,
+    text             TEXT NOT NULL,
+    -- The whole FeedbackRecord (features included) as protobuf.
+    record           {bytes} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id               TEXT PRIMARY KEY,
+    state            TEXT NOT NULL,
+    reason           TEXT NOT NULL,
+    message          TEXT NOT NULL,
+    published        TEXT NOT NULL,
+    metrics          TEXT NOT NULL,
+    started_unix_ms  {int64} NOT NULL,
+    ended_unix_ms    {int64} NOT NULL,
+    through_seq      {int64} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value {int64} NOT NULL
+);
+"
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Dialect;
+
+    /// Each column's name, table by table.
+    fn columns(schema: &str) -> Vec<&str> {
+        schema
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("--") && !l.starts_with(')'))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect()
+    }
+
+    #[test]
+    fn the_dialects_differ_only_in_column_types() {
+        let (sqlite, postgres) = (Dialect::Sqlite.schema(), Dialect::Postgres.schema());
+        assert_eq!(columns(&sqlite), columns(&postgres));
+        assert_eq!(sqlite.lines().count(), postgres.lines().count());
+        for schema in [&sqlite, &postgres] {
+            assert!(!schema.contains(['{', '}']), "{schema}");
+        }
+        assert!(sqlite.contains("seq              INTEGER PRIMARY KEY AUTOINCREMENT,"));
+        assert!(postgres.contains("record           BYTEA NOT NULL"));
+    }
+}
