@@ -192,11 +192,7 @@ fn score(
     ix: &[usize],
     tokens: Tokens,
 ) -> anyhow::Result<Confusion> {
-    let ix: Vec<usize> = ix
-        .iter()
-        .copied()
-        .filter(|&i| rows.sentiment[i].is_some())
-        .collect();
+    let ix = rows_where(ix, |i| rows.sentiment[i].is_some());
     let predicted = predict(net, rows, &ix, tokens)?;
     let actual: Vec<usize> = ix.iter().filter_map(|&i| rows.sentiment[i]).collect();
     Ok(Confusion::from_labels(3, &actual, &predicted))
@@ -211,11 +207,7 @@ fn emotion_hits(
     ix: &[usize],
     tokens: Tokens,
 ) -> anyhow::Result<Hits> {
-    let ix: Vec<usize> = ix
-        .iter()
-        .copied()
-        .filter(|&i| rows.emotion[i].is_some())
-        .collect();
+    let ix = rows_where(ix, |i| rows.emotion[i].is_some());
     let predicted = tops(net, m, rows, &ix, tokens)?;
     let hits = ix
         .iter()
@@ -226,6 +218,11 @@ fn emotion_hits(
         hits,
         total: ix.len(),
     })
+}
+
+/// The rows at `ix` for which `keep` holds, in order.
+fn rows_where(ix: &[usize], keep: impl Fn(usize) -> bool) -> Vec<usize> {
+    ix.iter().copied().filter(|&i| keep(i)).collect()
 }
 
 /// The top emotion of each row at `ix`, as version `m` serves them.
