@@ -213,17 +213,7 @@ impl Session<'_> {
             let shown = self.shown(rng.random::<f64>() >= config.text_dropout);
             builder.push(&self.features.example(i), |slot| shown.slot(slot));
         }
-        let keep = 1.0 - config.dropout;
-        let mask: Vec<f32> = (0..batch.len() * config.dims.d_model)
-            .map(|_| {
-                if rng.random::<f64>() < keep {
-                    (1.0 / keep) as f32
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let mask = Tensor::from_vec(mask, (batch.len(), config.dims.d_model), &Device::Cpu)?;
+        let mask = dropout_mask(rng, batch.len(), config.dims.d_model, config.dropout)?;
         let out = self
             .network
             .forward_with_dropout(&builder.build()?, Some(&mask))?;
@@ -244,6 +234,27 @@ impl Session<'_> {
         let loss = ((log_p * weights)?.sum_all()? * (-1.0 / f64::from(total)))?;
         Ok(loss.to_dtype(DType::F32)?)
     }
+}
+
+/// Inverted dropout on `rows` hidden vectors of `width`: each value kept, scaled by
+/// 1 / (1 - `dropout`), with probability 1 - `dropout`; one draw per value, row by row.
+pub(super) fn dropout_mask(
+    rng: &mut StdRng,
+    rows: usize,
+    width: usize,
+    dropout: f64,
+) -> anyhow::Result<Tensor> {
+    let keep = 1.0 - dropout;
+    let mask: Vec<f32> = (0..rows * width)
+        .map(|_| {
+            if rng.random::<f64>() < keep {
+                (1.0 / keep) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    Ok(Tensor::from_vec(mask, (rows, width), &Device::Cpu)?)
 }
 
 #[cfg(test)]

@@ -16,22 +16,22 @@
 //!
 //! Output: `<out>/vNNNN/{lexicon.tsv, manifest.json}`, published atomically.
 
+mod graph;
+mod publish;
+
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, ensure};
-use candle_core::{Device, Tensor};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::TextEncoder;
 use crate::embedding_cache;
-use empathy_corpus::{corpus_path, load_corpus, stratified_split};
+use empathy_corpus::{Corpus, corpus_path, load_corpus, stratified_split};
 use empathy_model::lexicon::Lexicon;
+pub use graph::{Graph, HeldOut, evaluate_held_out, knn_graph, propagate, propagate_with};
+pub use publish::latest_version;
+pub(crate) use publish::{Table, publish};
 
 /// Emotion classes of the expansion (text2emotion's five), as EMOTION_LABELS
 /// indices.
@@ -84,256 +84,6 @@ impl Default for ExpansionConfig {
             class_mass_normalisation: false,
             report_confidence: 0.3,
         }
-    }
-}
-
-/// A weighted undirected graph as adjacency lists.
-#[derive(Debug, Clone)]
-pub struct Graph {
-    pub neighbours: Vec<Vec<(usize, f32)>>,
-}
-
-impl Graph {
-    /// From undirected weighted edges (each listed once).
-    pub fn from_edges(nodes: usize, edges: &[(usize, usize, f32)]) -> Graph {
-        let mut neighbours = vec![Vec::new(); nodes];
-        for &(a, b, w) in edges {
-            neighbours[a].push((b, w));
-            neighbours[b].push((a, w));
-        }
-        Graph { neighbours }
-    }
-}
-
-/// The k-nearest-neighbour graph of L2-normalised rows (cosine similarity),
-/// symmetrised; negative similarities get no edge.
-pub fn knn_graph(vectors: &[f32], dim: usize, k: usize) -> anyhow::Result<Graph> {
-    ensure!(
-        dim > 0 && vectors.len().is_multiple_of(dim),
-        "bad vector width"
-    );
-    let n = vectors.len() / dim;
-    let all = Tensor::from_slice(vectors, (n, dim), &Device::Cpu)?;
-    let all_t = all.t()?.contiguous()?;
-    let mut edges = Vec::with_capacity(n * k);
-    const BLOCK: usize = 512;
-    for start in (0..n).step_by(BLOCK) {
-        let rows = BLOCK.min(n - start);
-        let sims = all
-            .narrow(0, start, rows)?
-            .matmul(&all_t)?
-            .to_vec2::<f32>()?;
-        for (r, row) in sims.into_iter().enumerate() {
-            let i = start + r;
-            let mut order: Vec<usize> = (0..n).filter(|&j| j != i).collect();
-            let kk = k.min(order.len());
-            if kk == 0 {
-                continue;
-            }
-            order.select_nth_unstable_by(kk - 1, |a, b| row[*b].total_cmp(&row[*a]));
-            for &j in &order[..kk] {
-                if row[j] > 0.0 {
-                    edges.push((i, j, row[j]));
-                }
-            }
-        }
-    }
-    Ok(Graph::from_edges(n, &edges))
-}
-
-/// Spreads `seeds` (a class per labelled node) over the graph: unlabelled nodes
-/// take the weighted mean of their neighbours' class distributions, seeds stay
-/// clamped. Returns, per node, (class, confidence = top-1 minus top-2 probability),
-/// or None for nodes no label reached.
-pub fn propagate(
-    graph: &Graph,
-    seeds: &[Option<usize>],
-    classes: usize,
-    iterations: usize,
-) -> Vec<Option<(usize, f32)>> {
-    propagate_with(graph, seeds, classes, iterations, false)
-}
-
-/// `propagate`, optionally with class-mass normalisation (Zhu, Ghahramani & Lafferty
-/// 2003): each class's column over the unlabelled nodes is rescaled so that its share
-/// of the mass matches the class's share of the seeds, which keeps the largest seed
-/// class from absorbing everything far from any seed.
-pub fn propagate_with(
-    graph: &Graph,
-    seeds: &[Option<usize>],
-    classes: usize,
-    iterations: usize,
-    class_mass_normalisation: bool,
-) -> Vec<Option<(usize, f32)>> {
-    let n = graph.neighbours.len();
-    assert_eq!(seeds.len(), n, "one seed slot per node");
-    let mut f = vec![0f32; n * classes];
-    for (i, s) in seeds.iter().enumerate() {
-        if let Some(c) = s {
-            f[i * classes + c] = 1.0;
-        }
-    }
-    let mut next = f.clone();
-    for _ in 0..iterations {
-        for i in 0..n {
-            if seeds[i].is_some() {
-                continue;
-            }
-            let row = &mut next[i * classes..(i + 1) * classes];
-            row.fill(0.0);
-            let mut total = 0f32;
-            for &(j, w) in &graph.neighbours[i] {
-                total += w;
-                for c in 0..classes {
-                    row[c] += w * f[j * classes + c];
-                }
-            }
-            if total > 0.0 {
-                row.iter_mut().for_each(|x| *x /= total);
-            }
-        }
-        std::mem::swap(&mut f, &mut next);
-        // Seed rows are identical in both buffers (never rewritten).
-    }
-    if class_mass_normalisation {
-        let mut prior = vec![0f32; classes];
-        let mut mass = vec![0f32; classes];
-        for (i, s) in seeds.iter().enumerate() {
-            match s {
-                Some(c) => prior[*c] += 1.0,
-                None => {
-                    let row = &f[i * classes..(i + 1) * classes];
-                    let total: f32 = row.iter().sum();
-                    if total > 1e-9 {
-                        for c in 0..classes {
-                            mass[c] += row[c] / total;
-                        }
-                    }
-                }
-            }
-        }
-        let scale: Vec<f32> = (0..classes)
-            .map(|c| {
-                if mass[c] > 1e-9 {
-                    prior[c] / mass[c]
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        for (i, s) in seeds.iter().enumerate() {
-            if s.is_none() {
-                for c in 0..classes {
-                    f[i * classes + c] *= scale[c];
-                }
-            }
-        }
-    }
-    (0..n)
-        .map(|i| {
-            let row = &f[i * classes..(i + 1) * classes];
-            let mass: f32 = row.iter().sum();
-            if mass <= 1e-9 {
-                return None;
-            }
-            let mut order: Vec<usize> = (0..classes).collect();
-            order.sort_by(|a, b| row[*b].total_cmp(&row[*a]));
-            let second = order.get(1).map(|&c| row[c]).unwrap_or(0.0);
-            Some((order[0], (row[order[0]] - second) / mass))
-        })
-        .collect()
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct HeldOut {
-    pub seeds: usize,
-    pub held_out: usize,
-    /// Held-out seeds whose predicted label matches (nodes no label reached count
-    /// as the majority class).
-    pub accuracy: f64,
-    /// Always predicting the most frequent class of the seeds kept.
-    pub majority_accuracy: f64,
-    pub majority_class: usize,
-    /// Share of held-out seeds that propagation reached at all.
-    pub coverage: f64,
-    /// Per class: share of its held-out seeds predicted right (recall).
-    #[serde(default)]
-    pub class_recall: Vec<f64>,
-}
-
-/// Holds out `fraction` of the labelled nodes (shuffled with `seed`), propagates
-/// from the rest and scores the held-out ones.
-pub fn evaluate_held_out(
-    graph: &Graph,
-    seeds: &[Option<usize>],
-    classes: usize,
-    iterations: usize,
-    fraction: f64,
-    seed: u64,
-) -> HeldOut {
-    evaluate_held_out_with(graph, seeds, classes, iterations, fraction, seed, false)
-}
-
-/// `evaluate_held_out`, optionally with class-mass normalisation.
-pub fn evaluate_held_out_with(
-    graph: &Graph,
-    seeds: &[Option<usize>],
-    classes: usize,
-    iterations: usize,
-    fraction: f64,
-    seed: u64,
-    class_mass_normalisation: bool,
-) -> HeldOut {
-    let mut labelled: Vec<usize> = (0..seeds.len()).filter(|&i| seeds[i].is_some()).collect();
-    labelled.shuffle(&mut StdRng::seed_from_u64(seed));
-    let held = ((labelled.len() as f64 * fraction).round() as usize).min(labelled.len());
-    let held_out = &labelled[..held];
-    let mut kept = seeds.to_vec();
-    for &i in held_out {
-        kept[i] = None;
-    }
-    let mut counts = vec![0usize; classes];
-    for c in kept.iter().flatten() {
-        counts[*c] += 1;
-    }
-    let majority = (0..classes).max_by_key(|&c| counts[c]).unwrap_or(0);
-    let predicted = propagate_with(graph, &kept, classes, iterations, class_mass_normalisation);
-    let (mut right, mut majority_right, mut reached) = (0usize, 0usize, 0usize);
-    let mut per_class = vec![(0usize, 0usize); classes];
-    for &i in held_out {
-        let truth = seeds[i].unwrap_or(usize::MAX);
-        let guess = match predicted[i] {
-            Some((c, _)) => {
-                reached += 1;
-                c
-            }
-            None => majority,
-        };
-        right += usize::from(guess == truth);
-        majority_right += usize::from(majority == truth);
-        if let Some(slot) = per_class.get_mut(truth) {
-            slot.0 += usize::from(guess == truth);
-            slot.1 += 1;
-        }
-    }
-    let share = |x: usize| {
-        if held == 0 {
-            0.0
-        } else {
-            x as f64 / held as f64
-        }
-    };
-    HeldOut {
-        seeds: labelled.len(),
-        held_out: held,
-        accuracy: share(right),
-        majority_accuracy: share(majority_right),
-        majority_class: majority,
-        coverage: share(reached),
-        class_recall: per_class
-            .iter()
-            .map(|&(r, t)| if t == 0 { 0.0 } else { r as f64 / t as f64 })
-            .collect(),
     }
 }
 
@@ -470,101 +220,19 @@ pub fn expand(
     let started = std::time::Instant::now();
     let lexicon = Lexicon::load(assets_dir)?;
     let corpus = load_corpus(&corpus_path(assets_dir))?;
-    let emotion_words = lexicon.emotion_seed_words();
-    let vader_words = lexicon.valence_seed_words();
-
-    // Nodes: emotion seeds, polarity seeds, candidates (one node per word).
-    let mut index: BTreeMap<String, usize> = BTreeMap::new();
-    let mut nodes: Vec<String> = Vec::new();
-    let mut node = |w: &str, nodes: &mut Vec<String>| -> usize {
-        *index.entry(w.to_string()).or_insert_with(|| {
-            nodes.push(w.to_string());
-            nodes.len() - 1
-        })
-    };
-    let alpha = |w: &str| w.len() >= 2 && w.bytes().all(|b| b.is_ascii_alphabetic());
-    let mut emotion_seed = Vec::new();
-    let mut ambiguous = 0;
-    for (w, set) in &emotion_words {
-        if !alpha(w) {
-            continue;
-        }
-        if set.count_ones() != 1 {
-            ambiguous += 1;
-            continue;
-        }
-        let class = EMOTION_CLASSES
-            .iter()
-            .position(|&k| set & (1 << k) != 0)
-            .context("text2emotion emotion outside the expansion's classes")?;
-        emotion_seed.push((node(w, &mut nodes), class));
-    }
-    let mut polarity_seed = Vec::new();
-    for (w, v) in &vader_words {
-        if alpha(w) && v.abs() >= config.min_valence {
-            polarity_seed.push((node(w, &mut nodes), usize::from(*v > 0.0)));
-        }
-    }
-    let candidates = candidate_words(&corpus.texts, &lexicon, config.min_count);
-    let candidate_nodes: Vec<(usize, usize)> = candidates
-        .iter()
-        .map(|(w, c)| (node(w, &mut nodes), *c))
-        .collect();
-    let neutral_label = empathy_proto::SENTIMENT_LABELS
-        .iter()
-        .position(|l| *l == "neutral")
-        .context("no neutral sentiment label")?;
-    let split = stratified_split(
-        &corpus.labels,
-        config.neutral_split_seed,
-        config.neutral_split_fraction,
-    );
-    let neutral = neutral_seeds(
-        &corpus.texts,
-        &corpus.labels,
-        &split.train,
-        neutral_label,
-        &candidates,
-        config.neutral_min_tweets,
-    );
-    let neutral_class = EMOTION_CLASSES_WITH_NEUTRAL.len() - 1;
-    for w in &neutral {
-        emotion_seed.push((node(w, &mut nodes), neutral_class));
-    }
-    let classes = if neutral.is_empty() {
-        EMOTION_CLASSES.len()
-    } else {
-        EMOTION_CLASSES_WITH_NEUTRAL.len()
-    };
-    progress(&format!(
-        "seeds: {} emotion ({} of them neutral; {} ambiguous text2emotion words skipped), \
-         {} polarity; {} candidate words (count >= {}); {} nodes",
-        emotion_seed.len(),
-        neutral.len(),
-        ambiguous,
-        polarity_seed.len(),
-        candidates.len(),
-        config.min_count,
-        nodes.len()
-    ));
-
-    let vectors = embed_words(&nodes, &mut encoder, cache_dir, progress)?;
+    let seeds = GraphSeeds::collect(&lexicon, &corpus, config)?;
+    seeds.report(config, progress);
+    let nodes = &seeds.nodes.words;
+    let vectors = embed_words(nodes, &mut encoder, cache_dir, progress)?;
     let dim = vectors.len() / nodes.len().max(1);
     let graph = knn_graph(&vectors, dim, config.k)?;
     progress(&format!("graph: k = {}, {} nodes", config.k, nodes.len()));
 
     let n = nodes.len();
-    let slots = |seed: &[(usize, usize)]| {
-        let mut s = vec![None; n];
-        for &(i, c) in seed {
-            s[i] = Some(c);
-        }
-        s
-    };
-    let emotion_slots = slots(&emotion_seed);
-    let polarity_slots = slots(&polarity_seed);
+    let emotion_slots = slots(n, &seeds.emotion);
+    let polarity_slots = slots(n, &seeds.polarity);
     let evaluate = |s: &[Option<usize>], classes, cmn| {
-        evaluate_held_out_with(
+        evaluate_held_out(
             &graph,
             s,
             classes,
@@ -574,6 +242,7 @@ pub fn expand(
             cmn,
         )
     };
+    let classes = seeds.classes();
     let emotion_evaluation = evaluate(&emotion_slots, classes, config.class_mass_normalisation);
     let polarity_evaluation = evaluate(&polarity_slots, 2, false);
     progress(&format!(
@@ -595,42 +264,20 @@ pub fn expand(
         config.class_mass_normalisation,
     );
     let polarity = propagate(&graph, &polarity_slots, 2, config.iterations);
-    let mut tsv = String::from(TSV_HEADER);
-    let (mut emotion_labelled, mut polarity_labelled) = (0, 0);
-    let label = |c: usize| empathy_proto::EMOTION_LABELS[EMOTION_CLASSES_WITH_NEUTRAL[c]];
-    let mut confident_candidates: BTreeMap<String, usize> = BTreeMap::new();
-    let mut ranked: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
-    for (&(i, count), (word, _)) in candidate_nodes.iter().zip(&candidates) {
-        let (e, p) = (emotions[i], polarity[i]);
-        if let Some((c, conf)) = e
-            && emotion_slots[i].is_none()
-            && conf >= config.report_confidence
-        {
-            *confident_candidates
-                .entry(label(c).to_string())
-                .or_default() += 1;
-            ranked
-                .entry(label(c).to_string())
-                .or_default()
-                .push((count, word.clone()));
-        }
-        emotion_labelled += usize::from(e.is_some());
-        polarity_labelled += usize::from(p.is_some());
-        tsv.push_str(&tsv_row(word, count, e, &label, p));
-    }
+    let labels = seeds.label_candidates(&emotions, &polarity, &emotion_slots, config);
     let manifest = ExpansionManifest {
         version: String::new(),
         created_unix_ms: 0,
         encoder: encoder.id.to_string(),
         corpus_sha256: corpus.sha256.clone(),
         config: config.clone(),
-        emotion_seeds: emotion_seed.len(),
-        polarity_seeds: polarity_seed.len(),
-        ambiguous_emotion_words: ambiguous,
-        candidates: candidates.len(),
+        emotion_seeds: seeds.emotion.len(),
+        polarity_seeds: seeds.polarity.len(),
+        ambiguous_emotion_words: seeds.ambiguous,
+        candidates: seeds.candidates.len(),
         graph_nodes: n,
-        emotion_labelled_candidates: emotion_labelled,
-        polarity_labelled_candidates: polarity_labelled,
+        emotion_labelled_candidates: labels.table.emotion_labelled,
+        polarity_labelled_candidates: labels.table.polarity_labelled,
         emotion_labels: EMOTION_CLASSES_WITH_NEUTRAL[..classes]
             .iter()
             .map(|&k| empathy_proto::EMOTION_LABELS[k].to_string())
@@ -639,10 +286,215 @@ pub fn expand(
         emotion_evaluation,
         polarity_evaluation,
         seconds: started.elapsed().as_secs_f64(),
-        neutral_seeds: neutral.len(),
-        confident_candidates,
+        neutral_seeds: seeds.neutral.len(),
+        confident_candidates: labels.confident_candidates,
     };
-    let examples = ranked
+    let examples = top_examples(labels.ranked);
+    let (version_dir, manifest) = publish(out_dir, &labels.table.tsv, manifest)?;
+    progress(&format!("saved {}", version_dir.display()));
+    Ok(ExpansionReport {
+        version_dir,
+        manifest,
+        examples,
+    })
+}
+
+/// Graph nodes, one per word, numbered in the order they are first added.
+#[derive(Debug, Default)]
+pub(crate) struct Nodes {
+    index: BTreeMap<String, usize>,
+    pub words: Vec<String>,
+}
+
+impl Nodes {
+    /// The node of `w`, added if new.
+    pub fn node(&mut self, w: &str) -> usize {
+        *self.index.entry(w.to_string()).or_insert_with(|| {
+            self.words.push(w.to_string());
+            self.words.len() - 1
+        })
+    }
+
+    /// The node of a word already added.
+    pub fn of(&self, w: &str) -> usize {
+        self.index[w]
+    }
+}
+
+/// The English graph's nodes and seeds: emotion seeds (text2emotion's single-emotion
+/// words, then the neutral seeds), polarity seeds (VADER), then the candidates.
+struct GraphSeeds {
+    nodes: Nodes,
+    /// (node, class) pairs.
+    emotion: Vec<(usize, usize)>,
+    polarity: Vec<(usize, usize)>,
+    /// text2emotion words listing several emotions.
+    ambiguous: usize,
+    candidates: Vec<(String, usize)>,
+    /// Per candidate, (node, count).
+    candidate_nodes: Vec<(usize, usize)>,
+    neutral: Vec<String>,
+}
+
+impl GraphSeeds {
+    fn collect(
+        lexicon: &Lexicon,
+        corpus: &Corpus,
+        config: &ExpansionConfig,
+    ) -> anyhow::Result<GraphSeeds> {
+        let emotion_words = lexicon.emotion_seed_words();
+        let vader_words = lexicon.valence_seed_words();
+        let mut nodes = Nodes::default();
+        let alpha = |w: &str| w.len() >= 2 && w.bytes().all(|b| b.is_ascii_alphabetic());
+        let mut emotion_seed = Vec::new();
+        let mut ambiguous = 0;
+        for (w, set) in &emotion_words {
+            if !alpha(w) {
+                continue;
+            }
+            if set.count_ones() != 1 {
+                ambiguous += 1;
+                continue;
+            }
+            let class = EMOTION_CLASSES
+                .iter()
+                .position(|&k| set & (1 << k) != 0)
+                .context("text2emotion emotion outside the expansion's classes")?;
+            emotion_seed.push((nodes.node(w), class));
+        }
+        let mut polarity_seed = Vec::new();
+        for (w, v) in &vader_words {
+            if alpha(w) && v.abs() >= config.min_valence {
+                polarity_seed.push((nodes.node(w), usize::from(*v > 0.0)));
+            }
+        }
+        let candidates = candidate_words(&corpus.texts, lexicon, config.min_count);
+        let candidate_nodes: Vec<(usize, usize)> = candidates
+            .iter()
+            .map(|(w, c)| (nodes.node(w), *c))
+            .collect();
+        let neutral = corpus_neutral_seeds(corpus, &candidates, config)?;
+        let neutral_class = EMOTION_CLASSES_WITH_NEUTRAL.len() - 1;
+        for w in &neutral {
+            emotion_seed.push((nodes.node(w), neutral_class));
+        }
+        Ok(GraphSeeds {
+            nodes,
+            emotion: emotion_seed,
+            polarity: polarity_seed,
+            ambiguous,
+            candidates,
+            candidate_nodes,
+            neutral,
+        })
+    }
+
+    /// The emotion classes: text2emotion's five, plus neutral when it has seeds.
+    fn classes(&self) -> usize {
+        if self.neutral.is_empty() {
+            EMOTION_CLASSES.len()
+        } else {
+            EMOTION_CLASSES_WITH_NEUTRAL.len()
+        }
+    }
+
+    fn report(&self, config: &ExpansionConfig, progress: &mut dyn FnMut(&str)) {
+        progress(&format!(
+            "seeds: {} emotion ({} of them neutral; {} ambiguous text2emotion words skipped), \
+             {} polarity; {} candidate words (count >= {}); {} nodes",
+            self.emotion.len(),
+            self.neutral.len(),
+            self.ambiguous,
+            self.polarity.len(),
+            self.candidates.len(),
+            config.min_count,
+            self.nodes.words.len()
+        ));
+    }
+
+    /// The candidates' TSV lines, and the confidently labelled non-seed ones per
+    /// emotion.
+    fn label_candidates(
+        &self,
+        emotions: &[Option<(usize, f32)>],
+        polarity: &[Option<(usize, f32)>],
+        emotion_slots: &[Option<usize>],
+        config: &ExpansionConfig,
+    ) -> CandidateLabels {
+        let mut table = Table::new();
+        let label = |c: usize| empathy_proto::EMOTION_LABELS[EMOTION_CLASSES_WITH_NEUTRAL[c]];
+        let mut confident_candidates: BTreeMap<String, usize> = BTreeMap::new();
+        let mut ranked: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
+        for (&(i, count), (word, _)) in self.candidate_nodes.iter().zip(&self.candidates) {
+            let (e, p) = (emotions[i], polarity[i]);
+            if let Some((c, conf)) = e
+                && emotion_slots[i].is_none()
+                && conf >= config.report_confidence
+            {
+                *confident_candidates
+                    .entry(label(c).to_string())
+                    .or_default() += 1;
+                ranked
+                    .entry(label(c).to_string())
+                    .or_default()
+                    .push((count, word.clone()));
+            }
+            table.push(word, count, e, &label, p);
+        }
+        CandidateLabels {
+            table,
+            confident_candidates,
+            ranked,
+        }
+    }
+}
+
+/// What labelling the candidates gives: the artifact's table, and per emotion the
+/// confident non-seed candidates (a count, and (count, word) pairs).
+struct CandidateLabels {
+    table: Table,
+    confident_candidates: BTreeMap<String, usize>,
+    ranked: BTreeMap<String, Vec<(usize, String)>>,
+}
+
+/// The neutral seeds of `neutral_seeds`, read off the training part of the tweet
+/// split `config` names.
+fn corpus_neutral_seeds(
+    corpus: &Corpus,
+    candidates: &[(String, usize)],
+    config: &ExpansionConfig,
+) -> anyhow::Result<Vec<String>> {
+    let neutral_label = empathy_proto::SENTIMENT_LABELS
+        .iter()
+        .position(|l| *l == "neutral")
+        .context("no neutral sentiment label")?;
+    let split = stratified_split(
+        &corpus.labels,
+        config.neutral_split_seed,
+        config.neutral_split_fraction,
+    );
+    Ok(neutral_seeds(
+        &corpus.texts,
+        &corpus.labels,
+        &split.train,
+        neutral_label,
+        candidates,
+        config.neutral_min_tweets,
+    ))
+}
+
+/// One slot per node: the class of the seeds among them.
+fn slots(n: usize, seed: &[(usize, usize)]) -> Vec<Option<usize>> {
+    let mut s = vec![None; n];
+    for &(i, c) in seed {
+        s[i] = Some(c);
+    }
+    s
+}
+
+/// Per emotion, its 12 most frequent candidates (ties by word).
+fn top_examples(ranked: BTreeMap<String, Vec<(usize, String)>>) -> BTreeMap<String, Vec<String>> {
+    ranked
         .into_iter()
         .map(|(emotion, mut words)| {
             words.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
@@ -651,14 +503,7 @@ pub fn expand(
                 words.into_iter().take(12).map(|(_, w)| w).collect(),
             )
         })
-        .collect();
-    let (version_dir, manifest) = publish(out_dir, &tsv, manifest)?;
-    progress(&format!("saved {}", version_dir.display()));
-    Ok(ExpansionReport {
-        version_dir,
-        manifest,
-        examples,
-    })
+        .collect()
 }
 
 /// One embedding per word, cached under the embedding cache directory.
@@ -706,101 +551,6 @@ pub(crate) fn embed_words(
         embedding_cache::store(p, words.len(), width, &values)?;
     }
     Ok(values)
-}
-
-/// The artifact's header (`lexicon::Expansion::parse` reads it).
-pub(crate) use empathy_model::lexicon::expansion::TSV_HEADER;
-
-/// One candidate's line: its emotion (named by `emotion_label`) and polarity, each with
-/// its confidence, or "-" and 0 where propagation did not reach it.
-pub(crate) fn tsv_row(
-    word: &str,
-    count: usize,
-    emotion: Option<(usize, f32)>,
-    emotion_label: &dyn Fn(usize) -> &'static str,
-    polarity: Option<(usize, f32)>,
-) -> String {
-    let cell = |x: Option<(usize, f32)>, name: &dyn Fn(usize) -> &'static str| match x {
-        Some((c, conf)) => format!("{}\t{conf:.4}", name(c)),
-        None => "-\t0".to_string(),
-    };
-    format!(
-        "{word}\t{count}\t{}\t{}\n",
-        cell(emotion, emotion_label),
-        cell(polarity, &|c| POLARITY_LABELS[c]),
-    )
-}
-
-/// Writes `<out>/vNNNN` through a hidden temp directory and a rename; names and
-/// dates the manifest.
-pub(crate) fn publish(
-    out_dir: &Path,
-    tsv: &str,
-    mut manifest: ExpansionManifest,
-) -> anyhow::Result<(PathBuf, ExpansionManifest)> {
-    std::fs::create_dir_all(out_dir)
-        .with_context(|| format!("cannot create {}", out_dir.display()))?;
-    manifest.created_unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let tmp = out_dir.join(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        manifest.created_unix_ms
-    ));
-    std::fs::create_dir_all(&tmp)?;
-    let result = (|| -> anyhow::Result<(PathBuf, ExpansionManifest)> {
-        let next = latest_number(out_dir)?.map_or(1, |n| n + 1);
-        manifest.version = format!("v{next:04}");
-        write_synced(&tmp.join("lexicon.tsv"), tsv.as_bytes())?;
-        write_synced(
-            &tmp.join("manifest.json"),
-            serde_json::to_string_pretty(&manifest)?.as_bytes(),
-        )?;
-        let dest = out_dir.join(&manifest.version);
-        ensure!(!dest.exists(), "{} already exists", dest.display());
-        std::fs::rename(&tmp, &dest)
-            .with_context(|| format!("cannot publish {}", dest.display()))?;
-        if let Ok(d) = std::fs::File::open(out_dir) {
-            d.sync_all().ok();
-        }
-        Ok((dest, manifest))
-    })();
-    if result.is_err() {
-        std::fs::remove_dir_all(&tmp).ok();
-    }
-    result
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut f =
-        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    Ok(())
-}
-
-/// The highest NNNN of the `vNNNN` directories with a manifest.
-fn latest_number(out_dir: &Path) -> anyhow::Result<Option<u32>> {
-    let mut best = None;
-    for entry in std::fs::read_dir(out_dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(n) = name.strip_prefix('v').and_then(|d| d.parse::<u32>().ok())
-            && entry.path().join("manifest.json").exists()
-        {
-            best = best.max(Some(n));
-        }
-    }
-    Ok(best)
-}
-
-/// The newest published expansion, if any.
-pub fn latest_version(out_dir: &Path) -> anyhow::Result<Option<PathBuf>> {
-    if !out_dir.exists() {
-        return Ok(None);
-    }
-    Ok(latest_number(out_dir)?.map(|n| out_dir.join(format!("v{n:04}"))))
 }
 
 #[cfg(test)]
@@ -917,13 +667,13 @@ mod tests {
         edges.push((0, 8, 0.1));
         edges.push((8, 14, 0.1));
         let g = Graph::from_edges(20, &edges);
-        let r = evaluate_held_out(&g, &seeds, 3, 30, 0.2, 7);
+        let r = evaluate_held_out(&g, &seeds, 3, 30, 0.2, 7, false);
         assert_eq!((r.seeds, r.held_out), (20, 4));
         assert_eq!(r.accuracy, 1.0);
         assert_eq!(r.coverage, 1.0);
         assert!(r.majority_accuracy < 1.0);
         // Same seed, same split.
-        assert_eq!(r, evaluate_held_out(&g, &seeds, 3, 30, 0.2, 7));
+        assert_eq!(r, evaluate_held_out(&g, &seeds, 3, 30, 0.2, 7, false));
     }
 
     #[test]

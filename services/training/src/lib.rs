@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::ensure;
+use candle_nn::VarMap;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -32,8 +33,8 @@ use empathy_corpus::topics::{TopicTagger, log_priors};
 use empathy_corpus::{Corpus, Split, corpus_path, load_corpus, stratified_split};
 use empathy_model::checkpoint::{NewVersion, TrainingInfo, save_version_with_expansion};
 use empathy_model::lexicon::{Expansion, Lexicon};
-use empathy_model::network::{Dims, init_network};
-use fit::{Features, Session, Shown, predict};
+use empathy_model::network::{Dims, FusionNetwork, init_network};
+use fit::{Features, Fit, Session, Shown, predict};
 pub use self_training::{
     Round, Scores, SelfTrainingConfig, SelfTrainingRow, compare_self_training, labelled_subset,
     select_pseudo_labels,
@@ -143,112 +144,35 @@ pub fn train_sentiment(
         corpus.duplicates_removed,
         corpus.conflicting_removed
     ));
-    let split = stratified_split(&corpus.labels, config.seed, config.held_out_fraction);
-    progress(&format!(
-        "split (seed {}): train {}, validation {}, test {}",
-        config.seed,
-        split.train.len(),
-        split.validation.len(),
-        split.test.len()
-    ));
+    let split = split_corpus(&corpus, config, progress);
     let encoder_id = encoder.id.to_string();
-    let expansion = config
-        .lexicon_expansion
-        .as_deref()
-        .map(Expansion::load_published)
-        .transpose()?;
-    if let Some(x) = &expansion {
-        let counting: usize = x.counting_words().iter().sum();
-        progress(&format!(
-            "lexicon expansion {}: {} words, {counting} add emotion evidence",
-            x.version(),
-            x.len()
-        ));
-    }
+    let expansion = load_expansion(config, progress)?;
     let text = embeddings(&corpus, config, encoder, progress)?;
     let features = features_with(assets_dir, &corpus, text, config.dims, expansion.as_ref())?;
 
-    let mut rng = StdRng::seed_from_u64(config.seed);
-    let (varmap, network) = init_network(config.dims, &mut rng)?;
     let class_weights = class_weights(&corpus.labels, &split.train, config.class_weighting);
     let bias = topic_bias(&corpus, &split, config.topic_prior_weight as f32)?;
-    let session = Session {
-        network: &network,
-        varmap: &varmap,
-        features: &features,
-        labels: &corpus.labels,
-        split: &split,
-        class_weights: &class_weights,
-        bias: &bias,
+    let (varmap, network, fit) = train_fresh(
+        &features,
+        &corpus.labels,
+        &split,
+        &class_weights,
+        &bias,
         config,
-    };
-    let fit = session.fit(&mut rng, progress)?;
-
-    let mut metrics = BTreeMap::new();
-    let labels_of = |ix: &[usize]| ix.iter().map(|&i| corpus.labels[i]).collect::<Vec<_>>();
-    let test_labels = labels_of(&split.test);
-    let model = Confusion::from_labels(
-        3,
-        &test_labels,
-        &predict(
-            &network,
-            &features,
-            &split.test,
-            Shown {
-                text: true,
-                situations: false,
-            },
-        )?,
-    );
-    let lexicon_only = Confusion::from_labels(
-        3,
-        &test_labels,
-        &predict(
-            &network,
-            &features,
-            &split.test,
-            Shown {
-                text: false,
-                situations: false,
-            },
-        )?,
-    );
-    let vader_pred: Vec<usize> = split
-        .test
-        .iter()
-        .map(|&i| vader_label(features.vader[i]))
-        .collect();
-    let baseline = Confusion::from_labels(3, &test_labels, &vader_pred);
-    record(&mut metrics, "test", &model);
-    record(&mut metrics, "vader_test", &baseline);
-    record(&mut metrics, "lexicon_only_test", &lexicon_only);
-    metrics.insert("validation_macro_f1".into(), fit.best_f1);
-    metrics.insert("train_size".into(), split.train.len() as f64);
-    metrics.insert("validation_size".into(), split.validation.len() as f64);
-    metrics.insert("test_size".into(), split.test.len() as f64);
+        progress,
+    )?;
+    let (metrics, model) = test_metrics(&network, &features, &corpus.labels, &split, &fit)?;
 
     let seconds = started.elapsed().as_secs_f64();
-    let training = TrainingInfo {
-        data_sha256: corpus.sha256.clone(),
-        encoder: encoder_id,
-        seed: config.seed,
-        train_size: split.train.len(),
-        validation_size: split.validation.len(),
-        test_size: split.test.len(),
-        empty_removed: corpus.empty_removed,
-        duplicates_removed: corpus.duplicates_removed,
-        conflicting_removed: corpus.conflicting_removed,
-        epochs: fit.epochs,
-        best_epoch: fit.best_epoch,
-        batch_size: config.batch_size,
-        learning_rate: config.learning_rate,
-        weight_decay: config.weight_decay,
-        dropout: config.dropout,
-        text_dropout: config.text_dropout,
-        class_weights: class_weights.iter().map(|w| f64::from(*w)).collect(),
-        topic_prior_weight: config.topic_prior_weight,
+    let training = training_info(
+        &corpus,
+        &split,
+        config,
+        encoder_id,
+        &fit,
+        &class_weights,
         seconds,
-    };
+    );
     let (version_dir, _) = save_version_with_expansion(
         models_dir,
         &varmap,
@@ -271,6 +195,149 @@ pub fn train_sentiment(
         metrics,
         test_confusion: model.counts,
     })
+}
+
+/// The corpus split `config.seed` makes, reported.
+fn split_corpus(corpus: &Corpus, config: &TrainConfig, progress: &mut dyn FnMut(&str)) -> Split {
+    let split = stratified_split(&corpus.labels, config.seed, config.held_out_fraction);
+    progress(&format!(
+        "split (seed {}): train {}, validation {}, test {}",
+        config.seed,
+        split.train.len(),
+        split.validation.len(),
+        split.test.len()
+    ));
+    split
+}
+
+/// The published expansion `config` names, if any, reported.
+fn load_expansion(
+    config: &TrainConfig,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<Option<Expansion>> {
+    let expansion = config
+        .lexicon_expansion
+        .as_deref()
+        .map(Expansion::load_published)
+        .transpose()?;
+    if let Some(x) = &expansion {
+        let counting: usize = x.counting_words().iter().sum();
+        progress(&format!(
+            "lexicon expansion {}: {} words, {counting} add emotion evidence",
+            x.version(),
+            x.len()
+        ));
+    }
+    Ok(expansion)
+}
+
+/// A fresh network, its weights drawn from `config.seed`, fitted on `split.train`:
+/// every trainer's RNG draws in the same order (the weights, then the fit's).
+fn train_fresh(
+    features: &Features,
+    labels: &[usize],
+    split: &Split,
+    class_weights: &[f32],
+    bias: &[[f32; 3]],
+    config: &TrainConfig,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<(VarMap, FusionNetwork, Fit)> {
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let (varmap, network) = init_network(config.dims, &mut rng)?;
+    let session = Session {
+        network: &network,
+        varmap: &varmap,
+        features,
+        labels,
+        split,
+        class_weights,
+        bias,
+        config,
+    };
+    let fit = session.fit(&mut rng, progress)?;
+    Ok((varmap, network, fit))
+}
+
+/// The confusion of `network`'s predictions on the examples at `indices` against
+/// `truth` (their labels, in order), showing it the `shown` tokens.
+fn confusion_on(
+    network: &FusionNetwork,
+    features: &Features,
+    indices: &[usize],
+    truth: &[usize],
+    shown: Shown,
+) -> anyhow::Result<Confusion> {
+    let predicted = predict(network, features, indices, shown)?;
+    Ok(Confusion::from_labels(3, truth, &predicted))
+}
+
+/// The test-split metrics of the model, of the model from the lexicon alone and of
+/// VADER, plus the validation macro-F1 and the split sizes; and the model's confusion.
+fn test_metrics(
+    network: &FusionNetwork,
+    features: &Features,
+    labels: &[usize],
+    split: &Split,
+    fit: &Fit,
+) -> anyhow::Result<(BTreeMap<String, f64>, Confusion)> {
+    let mut metrics = BTreeMap::new();
+    let test_labels: Vec<usize> = split.test.iter().map(|&i| labels[i]).collect();
+    let on_test = |text: bool| {
+        let shown = Shown {
+            text,
+            situations: false,
+        };
+        confusion_on(network, features, &split.test, &test_labels, shown)
+    };
+    let model = on_test(true)?;
+    let lexicon_only = on_test(false)?;
+    let vader_pred: Vec<usize> = split
+        .test
+        .iter()
+        .map(|&i| vader_label(features.vader[i]))
+        .collect();
+    let baseline = Confusion::from_labels(3, &test_labels, &vader_pred);
+    record(&mut metrics, "test", &model);
+    record(&mut metrics, "vader_test", &baseline);
+    record(&mut metrics, "lexicon_only_test", &lexicon_only);
+    metrics.insert("validation_macro_f1".into(), fit.best_f1);
+    metrics.insert("train_size".into(), split.train.len() as f64);
+    metrics.insert("validation_size".into(), split.validation.len() as f64);
+    metrics.insert("test_size".into(), split.test.len() as f64);
+    Ok((metrics, model))
+}
+
+/// What the version records of its data, encoder, settings and fit.
+fn training_info(
+    corpus: &Corpus,
+    split: &Split,
+    config: &TrainConfig,
+    encoder: String,
+    fit: &Fit,
+    class_weights: &[f32],
+    seconds: f64,
+) -> TrainingInfo {
+    TrainingInfo {
+        data_sha256: corpus.sha256.clone(),
+        encoder,
+        seed: config.seed,
+        train_size: split.train.len(),
+        validation_size: split.validation.len(),
+        test_size: split.test.len(),
+        empty_removed: corpus.empty_removed,
+        duplicates_removed: corpus.duplicates_removed,
+        conflicting_removed: corpus.conflicting_removed,
+        epochs: fit.epochs,
+        best_epoch: fit.best_epoch,
+        batch_size: config.batch_size,
+        learning_rate: config.learning_rate,
+        weight_decay: config.weight_decay,
+        dropout: config.dropout,
+        text_dropout: config.text_dropout,
+        class_weights: class_weights.iter().map(|w| f64::from(*w)).collect(),
+        topic_prior_weight: config.topic_prior_weight,
+        seconds,
+    }
 }
 
 /// Text embeddings plus each tweet's lexicon features and VADER score.
@@ -320,12 +387,18 @@ fn topic_bias(corpus: &Corpus, split: &Split, weight: f32) -> anyhow::Result<Vec
         return Ok(vec![[0.0; 3]; corpus.texts.len()]);
     }
     let count = TopicTagger::new()?.count();
-    let priors = log_priors(&corpus.labels, &corpus.topics, &split.train, count);
-    Ok(corpus
+    Ok(prior_bias(corpus, &split.train, count, weight))
+}
+
+/// Per example, `weight` times the log label prior of its topic among the `train`
+/// examples.
+fn prior_bias(corpus: &Corpus, train: &[usize], topic_count: usize, weight: f32) -> Vec<[f32; 3]> {
+    let priors = log_priors(&corpus.labels, &corpus.topics, train, topic_count);
+    corpus
         .topics
         .iter()
         .map(|&t| priors[t].map(|p| weight * p))
-        .collect())
+        .collect()
 }
 
 /// Inverse class frequency on the training split, normalised to mean 1.

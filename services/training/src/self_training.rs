@@ -21,13 +21,16 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use super::embed::embeddings;
-use super::fit::{Features, Session, Shown, predict};
-use super::{TextEncoder, TrainConfig, class_weights, features};
+use super::fit::{Features, Shown};
+use super::{
+    TextEncoder, TrainConfig, class_weights, confusion_on, features, prior_bias, split_corpus,
+    train_fresh,
+};
 use crate::metrics::Confusion;
-use empathy_corpus::topics::{TopicTagger, log_priors};
-use empathy_corpus::{Split, corpus_path, load_corpus, stratified_split};
+use empathy_corpus::topics::TopicTagger;
+use empathy_corpus::{Corpus, Split, corpus_path, load_corpus};
 use empathy_model::batch::{BatchBuilder, Example};
-use empathy_model::network::{FusionNetwork, LEXICON, TEXT, init_network};
+use empathy_model::network::{FusionNetwork, LEXICON, TEXT};
 
 #[derive(Debug, Clone)]
 pub struct SelfTrainingConfig {
@@ -107,14 +110,7 @@ pub fn compare_self_training(
         "tau must be in (0, 1]"
     );
     let corpus = load_corpus(&corpus_path(assets_dir))?;
-    let split = stratified_split(&corpus.labels, base.seed, base.held_out_fraction);
-    progress(&format!(
-        "split (seed {}): train {}, validation {}, test {}",
-        base.seed,
-        split.train.len(),
-        split.validation.len(),
-        split.test.len()
-    ));
+    let split = split_corpus(&corpus, base, progress);
     let text = embeddings(&corpus, base, encoder, progress)?;
     let features = features(assets_dir, &corpus, text, base.dims)?;
     let topic_count = TopicTagger::new()?.count();
@@ -124,9 +120,48 @@ pub fn compare_self_training(
         text_dropout: config.student_text_dropout,
         ..base.clone()
     };
-
+    let protocol = Protocol {
+        config,
+        student_config,
+        corpus: &corpus,
+        split: &split,
+        features: &features,
+        topic_count,
+        test_labels,
+    };
     let mut rows = Vec::new();
     for &count in &config.label_counts {
+        rows.push(protocol.row(count, progress)?);
+    }
+    Ok(rows)
+}
+
+/// What every labelled-subset size shares: the corpus, its split and features.
+struct Protocol<'a> {
+    config: &'a SelfTrainingConfig,
+    student_config: TrainConfig,
+    corpus: &'a Corpus,
+    split: &'a Split,
+    features: &'a Features,
+    topic_count: usize,
+    test_labels: Vec<usize>,
+}
+
+/// One labelled subset: its examples, the unlabelled pool, and the topic bias.
+struct Subset {
+    labelled: Vec<usize>,
+    pool: Vec<usize>,
+    bias: Vec<[f32; 3]>,
+}
+
+impl Protocol<'_> {
+    /// The baseline and the rounds for `count` labelled examples (None: all).
+    fn row(
+        &self,
+        count: Option<usize>,
+        progress: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<SelfTrainingRow> {
+        let (base, corpus, split) = (&self.config.train, self.corpus, self.split);
         let started = Instant::now();
         let n = count.unwrap_or(split.train.len()).min(split.train.len());
         let (labelled, pool) = labelled_subset(&corpus.labels, &split.train, n, base.seed);
@@ -136,112 +171,131 @@ pub fn compare_self_training(
             pool.len()
         ));
         // The topic priors (the bias expert) come from the labelled examples only.
-        let priors = log_priors(&corpus.labels, &corpus.topics, &labelled, topic_count);
         let bias: Vec<[f32; 3]> = if base.topic_prior_weight == 0.0 {
             vec![[0.0; 3]; corpus.texts.len()]
         } else {
             let w = base.topic_prior_weight as f32;
-            corpus
-                .topics
-                .iter()
-                .map(|&t| priors[t].map(|p| w * p))
-                .collect()
+            prior_bias(corpus, &labelled, self.topic_count, w)
         };
-        let train_once = |labels: &[usize],
-                          train: Vec<usize>,
-                          config: &TrainConfig,
-                          progress: &mut dyn FnMut(&str)|
-         -> anyhow::Result<(FusionNetwork, f64)> {
-            let mut rng = StdRng::seed_from_u64(config.seed);
-            let (varmap, network) = init_network(config.dims, &mut rng)?;
-            let weights = class_weights(labels, &train, config.class_weighting);
-            let session_split = Split {
-                train,
-                validation: split.validation.clone(),
-                test: split.test.clone(),
-            };
-            let session = Session {
-                network: &network,
-                varmap: &varmap,
-                features: &features,
-                labels,
-                split: &session_split,
-                class_weights: &weights,
-                bias: &bias,
-                config,
-            };
-            let fit = session.fit(&mut rng, progress)?;
-            Ok((network, fit.best_f1))
+        let subset = Subset {
+            labelled,
+            pool,
+            bias,
         };
-        let test_scores = |network: &FusionNetwork| -> anyhow::Result<Scores> {
-            let shown = Shown {
-                text: true,
-                situations: false,
-            };
-            let predicted = predict(network, &features, &split.test, shown)?;
-            Ok(Scores::of(&Confusion::from_labels(
-                3,
-                &test_labels,
-                &predicted,
-            )))
-        };
-
-        let (mut teacher, baseline_f1) =
-            train_once(&corpus.labels, labelled.clone(), base, progress)?;
-        let baseline = test_scores(&teacher)?;
+        let (mut teacher, baseline_f1) = self.train_once(
+            &subset.bias,
+            &corpus.labels,
+            subset.labelled.clone(),
+            base,
+            progress,
+        )?;
+        let baseline = self.test_scores(&teacher)?;
         progress(&format!(
             "baseline: test accuracy {:.4}, macro-F1 {:.4}",
             baseline.accuracy, baseline.macro_f1
         ));
         let mut rounds = Vec::new();
-        if !pool.is_empty() {
-            for round in 1..=config.rounds {
-                let probs = probabilities(&teacher, &features, &pool)?;
-                let kept = select_pseudo_labels(&probs, config.tau);
-                let mut per_class = [0usize; 3];
-                let mut right = 0usize;
-                // Labels as the student sees them: the truth on the labelled subset,
-                // the teacher's guess on the kept part of the pool, nothing else.
-                let mut labels = corpus.labels.clone();
-                let mut train = labelled.clone();
-                for &(k, label) in &kept {
-                    let i = pool[k];
-                    per_class[label] += 1;
-                    right += usize::from(corpus.labels[i] == label);
-                    labels[i] = label;
-                    train.push(i);
-                }
-                train.sort_unstable();
-                progress(&format!(
-                    "round {round}: {} pseudo-labels kept (per class {per_class:?}) of {}",
-                    kept.len(),
-                    pool.len()
-                ));
-                let (student, f1) = train_once(&labels, train, &student_config, progress)?;
-                let test = test_scores(&student)?;
-                progress(&format!(
-                    "round {round}: test accuracy {:.4}, macro-F1 {:.4}",
-                    test.accuracy, test.macro_f1
-                ));
-                rounds.push(Round {
-                    pseudo_per_class: per_class,
-                    pseudo_accuracy: right as f64 / kept.len().max(1) as f64,
-                    test,
-                    validation_macro_f1: f1,
-                });
+        if !subset.pool.is_empty() {
+            for round in 1..=self.config.rounds {
+                let (result, student) = self.round(round, &teacher, &subset, progress)?;
+                rounds.push(result);
                 teacher = student;
             }
         }
-        rows.push(SelfTrainingRow {
-            labelled: labelled.len(),
-            unlabelled: pool.len(),
+        Ok(SelfTrainingRow {
+            labelled: subset.labelled.len(),
+            unlabelled: subset.pool.len(),
             baseline,
             baseline_validation_macro_f1: baseline_f1,
             rounds,
             seconds: started.elapsed().as_secs_f64(),
-        });
+        })
     }
-    Ok(rows)
+
+    /// One round: the teacher labels the pool, the confident labels are kept, and a
+    /// student is trained on them and the labelled subset. Returns the student.
+    fn round(
+        &self,
+        round: usize,
+        teacher: &FusionNetwork,
+        subset: &Subset,
+        progress: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<(Round, FusionNetwork)> {
+        let (corpus, pool) = (self.corpus, &subset.pool);
+        let probs = probabilities(teacher, self.features, pool)?;
+        let kept = select_pseudo_labels(&probs, self.config.tau);
+        let mut per_class = [0usize; 3];
+        let mut right = 0usize;
+        // Labels as the student sees them: the truth on the labelled subset,
+        // the teacher's guess on the kept part of the pool, nothing else.
+        let mut labels = corpus.labels.clone();
+        let mut train = subset.labelled.clone();
+        for &(k, label) in &kept {
+            let i = pool[k];
+            per_class[label] += 1;
+            right += usize::from(corpus.labels[i] == label);
+            labels[i] = label;
+            train.push(i);
+        }
+        train.sort_unstable();
+        progress(&format!(
+            "round {round}: {} pseudo-labels kept (per class {per_class:?}) of {}",
+            kept.len(),
+            pool.len()
+        ));
+        let (student, f1) =
+            self.train_once(&subset.bias, &labels, train, &self.student_config, progress)?;
+        let test = self.test_scores(&student)?;
+        progress(&format!(
+            "round {round}: test accuracy {:.4}, macro-F1 {:.4}",
+            test.accuracy, test.macro_f1
+        ));
+        let result = Round {
+            pseudo_per_class: per_class,
+            pseudo_accuracy: right as f64 / kept.len().max(1) as f64,
+            test,
+            validation_macro_f1: f1,
+        };
+        Ok((result, student))
+    }
+
+    /// A fresh network trained on `train` with `labels`, early stopped on the whole
+    /// validation split: the network and its best validation macro-F1.
+    fn train_once(
+        &self,
+        bias: &[[f32; 3]],
+        labels: &[usize],
+        train: Vec<usize>,
+        config: &TrainConfig,
+        progress: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<(FusionNetwork, f64)> {
+        let weights = class_weights(labels, &train, config.class_weighting);
+        let session_split = Split {
+            train,
+            validation: self.split.validation.clone(),
+            test: self.split.test.clone(),
+        };
+        let (_, network, fit) = train_fresh(
+            self.features,
+            labels,
+            &session_split,
+            &weights,
+            bias,
+            config,
+            progress,
+        )?;
+        Ok((network, fit.best_f1))
+    }
+
+    fn test_scores(&self, network: &FusionNetwork) -> anyhow::Result<Scores> {
+        let shown = Shown {
+            text: true,
+            situations: false,
+        };
+        let test = &self.split.test;
+        let confusion = confusion_on(network, self.features, test, &self.test_labels, shown)?;
+        Ok(Scores::of(&confusion))
+    }
 }
 
 /// A stratified, seeded subset of `train` of size `n` (largest-remainder quotas per

@@ -7,17 +7,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::ensure;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 
 use super::{
-    Shown, TextEncoder, TrainConfig, class_weights, embeddings, features, predict, record,
-    topic_bias,
+    Shown, TextEncoder, TrainConfig, class_weights, confusion_on, embeddings, features, record,
+    topic_bias, train_fresh,
 };
-use crate::fit::Session;
-use crate::metrics::Confusion;
 use empathy_corpus::{Split, corpus_path, load_corpus, stratified_split};
-use empathy_model::network::init_network;
 
 /// Test-split metrics of both runs, and the sizes they were trained and tested on.
 #[derive(Debug, Clone)]
@@ -92,30 +87,22 @@ pub fn compare_situations(
             use_situations,
             ..config.clone()
         };
-        let mut rng = StdRng::seed_from_u64(config.seed);
-        let (varmap, network) = init_network(config.dims, &mut rng)?;
-        let session = Session {
-            network: &network,
-            varmap: &varmap,
-            features: &features,
-            labels: &corpus.labels,
-            split: &split,
-            class_weights: &weights,
-            bias: &bias,
-            config: &config,
-        };
-        let fit = session.fit(&mut rng, progress)?;
+        let (_, network, fit) = train_fresh(
+            &features,
+            &corpus.labels,
+            &split,
+            &weights,
+            &bias,
+            &config,
+            progress,
+        )?;
         let shown = Shown {
             text: true,
             situations: use_situations,
         };
-        let predicted = predict(&network, &features, &split.test, shown)?;
         let mut metrics = BTreeMap::new();
-        record(
-            &mut metrics,
-            "test",
-            &Confusion::from_labels(3, &truth, &predicted),
-        );
+        let confusion = confusion_on(&network, &features, &split.test, &truth, shown)?;
+        record(&mut metrics, "test", &confusion);
         metrics.insert("validation_macro_f1".into(), fit.best_f1);
         Ok(metrics)
     };

@@ -1,0 +1,307 @@
+//! A fine-tune's evaluation: new against serving on the same rows, the metrics, and
+//! the decision.
+
+use std::collections::BTreeMap;
+
+use super::prepare::{Data, Networks};
+use super::{Rows, Run, Tokens};
+use crate::metrics::Confusion;
+use empathy_model::checkpoint::Manifest;
+use empathy_model::network::FusionNetwork;
+use empathy_model::{EMOTIONS_CORRECTED, corrected_emotions};
+
+/// New (the fine-tuned copy) against serving, on the same rows.
+pub(super) struct Evaluation {
+    /// Sentiment on the base test split, the held-out and the trained-on feedback.
+    base_new: Confusion,
+    base_old: Confusion,
+    hold_new: Confusion,
+    hold_old: Confusion,
+    fit_new: Confusion,
+    fit_old: Confusion,
+    /// Top emotions right on the held-out emotion corrections.
+    emo_new: Hits,
+    emo_old: Hits,
+    /// Every held-out correction once, sentiment or emotion.
+    all_new: Hits,
+    all_old: Hits,
+    /// Share of the base test split whose top emotion the new version keeps (1
+    /// when emotions are not trained).
+    agreement: f64,
+    /// Where the new version's emotions come from.
+    pub new_source: String,
+}
+
+impl Run<'_> {
+    pub(super) fn evaluate(&self, networks: &Networks, data: &Data) -> anyhow::Result<Evaluation> {
+        let (network, old) = (&networks.network, &networks.old);
+        let (rows, tokens, serving) = (&data.rows, self.tokens, &self.serving);
+        // Top emotions as each version serves them.
+        let new_source = if self.train_emotions {
+            EMOTIONS_CORRECTED.to_string()
+        } else {
+            serving.emotion_source.clone()
+        };
+        let new_serving = Manifest {
+            emotion_source: new_source.clone(),
+            ..serving.clone()
+        };
+        let score = |net: &FusionNetwork, ix: &[usize]| score(net, rows, ix, tokens);
+        let emotion_hits = |net: &FusionNetwork, m: &Manifest, ix: &[usize]| {
+            emotion_hits(net, m, rows, ix, tokens)
+        };
+        let (test, fb_holdout, fb_train) = (&data.test, &data.fb_holdout, &data.fb_train);
+        let (base_new, base_old) = (score(network, test)?, score(old, test)?);
+        let (hold_new, hold_old) = (score(network, fb_holdout)?, score(old, fb_holdout)?);
+        let (fit_new, fit_old) = (score(network, fb_train)?, score(old, fb_train)?);
+        let (emo_new, emo_old) = (
+            emotion_hits(network, &new_serving, fb_holdout)?,
+            emotion_hits(old, serving, fb_holdout)?,
+        );
+        let sentiment_hits = |c: &Confusion| Hits {
+            hits: (c.accuracy() * c.total() as f64).round() as usize,
+            total: c.total(),
+        };
+        // Every held-out correction counts once, sentiment or emotion.
+        let (all_new, all_old) = (
+            sentiment_hits(&hold_new).plus(emo_new),
+            sentiment_hits(&hold_old).plus(emo_old),
+        );
+        let agreement = if self.train_emotions {
+            let (a, b) = (
+                tops(network, &new_serving, rows, test, tokens)?,
+                tops(old, serving, rows, test, tokens)?,
+            );
+            a.iter().zip(&b).filter(|(x, y)| x == y).count() as f64 / test.len().max(1) as f64
+        } else {
+            1.0
+        };
+        Ok(Evaluation {
+            base_new,
+            base_old,
+            hold_new,
+            hold_old,
+            fit_new,
+            fit_old,
+            emo_new,
+            emo_old,
+            all_new,
+            all_old,
+            agreement,
+            new_source,
+        })
+    }
+
+    /// The new version's metrics: its own, the serving version's beside them
+    /// (`parent_...`), sizes, and the serving version's VADER baseline.
+    pub(super) fn metrics(&self, e: &Evaluation, data: &Data) -> BTreeMap<String, f64> {
+        let mut metrics = BTreeMap::new();
+        metrics.insert("test_macro_f1".to_string(), e.base_new.macro_f1());
+        metrics.insert("test_accuracy".to_string(), e.base_new.accuracy());
+        for (c, label) in empathy_proto::SENTIMENT_LABELS.iter().enumerate() {
+            metrics.insert(format!("test_f1_{label}"), e.base_new.class(c).f1);
+        }
+        metrics.insert("parent_test_macro_f1".into(), e.base_old.macro_f1());
+        metrics.insert("feedback_holdout_accuracy".into(), e.all_new.rate());
+        metrics.insert("parent_feedback_holdout_accuracy".into(), e.all_old.rate());
+        if e.hold_new.total() > 0 {
+            metrics.insert(
+                "feedback_holdout_sentiment_accuracy".into(),
+                e.hold_new.accuracy(),
+            );
+            metrics.insert(
+                "parent_feedback_holdout_sentiment_accuracy".into(),
+                e.hold_old.accuracy(),
+            );
+        }
+        if e.emo_new.total > 0 {
+            metrics.insert("feedback_holdout_emotion_accuracy".into(), e.emo_new.rate());
+            metrics.insert(
+                "parent_feedback_holdout_emotion_accuracy".into(),
+                e.emo_old.rate(),
+            );
+        }
+        if self.train_emotions {
+            metrics.insert("test_emotion_agreement_with_parent".into(), e.agreement);
+        }
+        metrics.insert("feedback_train_accuracy".into(), e.fit_new.accuracy());
+        metrics.insert(
+            "parent_feedback_train_accuracy".into(),
+            e.fit_old.accuracy(),
+        );
+        metrics.insert("feedback_train_size".into(), data.fb_train.len() as f64);
+        metrics.insert("feedback_holdout_size".into(), data.fb_holdout.len() as f64);
+        metrics.insert("replay_size".into(), data.replay.len() as f64);
+        metrics.insert("test_size".into(), data.test.len() as f64);
+        for key in ["vader_test_macro_f1", "vader_test_accuracy"] {
+            if let Some(v) = self.serving.metrics.get(key) {
+                metrics.insert(key.to_string(), *v);
+            }
+        }
+        metrics
+    }
+
+    /// Accepted only when no worse on the base test split (within the tolerance),
+    /// keeping enough of the other texts' emotions, and better on the held-out
+    /// corrections; the reason gives the numbers.
+    pub(super) fn decide(&self, e: &Evaluation) -> (bool, String) {
+        let config = self.config;
+        let base_drop = e.base_old.macro_f1() - e.base_new.macro_f1();
+        let mut numbers = format!(
+            "base test macro-F1 {:.4} -> {:.4} (tolerance {:.4}); feedback hold-out accuracy \
+             {:.3} -> {:.3} on {} correction(s)",
+            e.base_old.macro_f1(),
+            e.base_new.macro_f1(),
+            config.tolerance,
+            e.all_old.rate(),
+            e.all_new.rate(),
+            e.all_new.total
+        );
+        if self.train_emotions {
+            numbers += &format!(
+                "; top emotion kept on {:.1}% of the base test split (at least {:.1}% required)",
+                100.0 * e.agreement,
+                100.0 * config.min_emotion_agreement
+            );
+        }
+        if base_drop > config.tolerance {
+            (
+                false,
+                format!("worse on the base test split beyond the tolerance: {numbers}"),
+            )
+        } else if e.agreement < config.min_emotion_agreement {
+            (
+                false,
+                format!("the corrections moved the emotions of too many other texts: {numbers}"),
+            )
+        } else if e.all_new.hits <= e.all_old.hits {
+            (
+                false,
+                format!("not better on the feedback hold-out: {numbers}"),
+            )
+        } else {
+            (true, format!("better: {numbers}"))
+        }
+    }
+}
+
+/// Sentiment confusion of `net` on the rows at `ix` that have a sentiment.
+fn score(
+    net: &FusionNetwork,
+    rows: &Rows,
+    ix: &[usize],
+    tokens: Tokens,
+) -> anyhow::Result<Confusion> {
+    let ix = rows_where(ix, |i| rows.sentiment[i].is_some());
+    let predicted = predict(net, rows, &ix, tokens)?;
+    let actual: Vec<usize> = ix.iter().filter_map(|&i| rows.sentiment[i]).collect();
+    Ok(Confusion::from_labels(3, &actual, &predicted))
+}
+
+/// How many of the rows at `ix` that correct an emotion get it as their top emotion,
+/// as version `m` serves them.
+fn emotion_hits(
+    net: &FusionNetwork,
+    m: &Manifest,
+    rows: &Rows,
+    ix: &[usize],
+    tokens: Tokens,
+) -> anyhow::Result<Hits> {
+    let ix = rows_where(ix, |i| rows.emotion[i].is_some());
+    let predicted = tops(net, m, rows, &ix, tokens)?;
+    let hits = ix
+        .iter()
+        .zip(&predicted)
+        .filter(|(i, p)| rows.emotion[**i] == Some(**p))
+        .count();
+    Ok(Hits {
+        hits,
+        total: ix.len(),
+    })
+}
+
+/// The rows at `ix` for which `keep` holds, in order.
+fn rows_where(ix: &[usize], keep: impl Fn(usize) -> bool) -> Vec<usize> {
+    ix.iter().copied().filter(|&i| keep(i)).collect()
+}
+
+/// The top emotion of each row at `ix`, as version `m` serves them.
+fn tops(
+    net: &FusionNetwork,
+    m: &Manifest,
+    rows: &Rows,
+    ix: &[usize],
+    tokens: Tokens,
+) -> anyhow::Result<Vec<usize>> {
+    Ok(served_emotions(net, m, rows, ix, tokens)?
+        .iter()
+        .map(top)
+        .collect())
+}
+
+fn predict(
+    network: &FusionNetwork,
+    rows: &Rows,
+    ix: &[usize],
+    tokens: Tokens,
+) -> anyhow::Result<Vec<usize>> {
+    super::super::fit::predict_rows(network, ix, |i| rows.example(i), |slot| tokens.shows(slot))
+}
+
+/// Correct answers out of a count.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Hits {
+    hits: usize,
+    total: usize,
+}
+
+impl Hits {
+    fn plus(self, other: Hits) -> Hits {
+        Hits {
+            hits: self.hits + other.hits,
+            total: self.total + other.total,
+        }
+    }
+
+    fn rate(self) -> f64 {
+        self.hits as f64 / self.total.max(1) as f64
+    }
+}
+
+fn top(scores: &[f32; 7]) -> usize {
+    (0..7).fold(0, |best, k| if scores[k] > scores[best] { k } else { best })
+}
+
+/// The emotions `manifest`'s version serves for the rows at `ix` (text-only rows, so
+/// no expert blends in): the lexicon's, corrected by the head once it is trained.
+pub(super) fn served_emotions(
+    network: &FusionNetwork,
+    manifest: &Manifest,
+    rows: &Rows,
+    ix: &[usize],
+    tokens: Tokens,
+) -> anyhow::Result<Vec<[f32; 7]>> {
+    let lexicon: Vec<[f32; 7]> = ix
+        .iter()
+        .map(|&i| rows.lexicon_emotions(i))
+        .collect::<anyhow::Result<_>>()?;
+    if manifest.emotion_source != EMOTIONS_CORRECTED {
+        return Ok(lexicon);
+    }
+    let mut out = Vec::with_capacity(ix.len());
+    super::super::fit::forward_rows(
+        network,
+        ix,
+        |i| rows.example(i),
+        |slot| tokens.shows(slot),
+        |o| {
+            for row in o.emotion_logits.to_vec2::<f32>()? {
+                let head = <[f32; 7]>::try_from(row.as_slice())
+                    .map_err(|_| anyhow::anyhow!("the emotion head has not 7 outputs"))?;
+                out.push(corrected_emotions(&head, &lexicon[out.len()]));
+            }
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}

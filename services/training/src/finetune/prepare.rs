@@ -1,0 +1,319 @@
+//! A fine-tune's first phases: the checks, the feedback hold-out, the base corpus as
+//! the serving version's lineage split it, the rows of both, and the networks.
+
+use std::path::Path;
+
+use anyhow::{Context, bail, ensure};
+use candle_core::{DType, Device};
+use candle_nn::{VarBuilder, VarMap};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+
+use super::evaluate::served_emotions;
+use super::{FeedbackExample, FinetuneConfig, Rows, Run, Tokens};
+use crate::embedding_cache;
+use empathy_corpus::topics::{TopicTagger, log_priors};
+use empathy_corpus::{Corpus, Split, corpus_path, load_corpus, stratified_split};
+use empathy_model::EMOTIONS_CORRECTED;
+use empathy_model::checkpoint::Manifest;
+use empathy_model::lexicon::{Expansion, Lexicon};
+use empathy_model::network::{FusionNetwork, init_network};
+
+/// The feedback, split: held out for validation, and to train on.
+pub(super) struct FeedbackSplit<'f> {
+    pub holdout: Vec<&'f FeedbackExample>,
+    pub train: Vec<&'f FeedbackExample>,
+}
+
+/// The base corpus as the serving version's lineage split it, with its cached text
+/// embeddings (row-major).
+pub(super) struct Base {
+    corpus: Corpus,
+    split: Split,
+    embeddings: Vec<f32>,
+}
+
+/// The rows a fine-tune touches, and which part each plays.
+pub(super) struct Data {
+    pub rows: Rows,
+    /// The sample of the base training split replayed beside the feedback.
+    pub replay: Vec<usize>,
+    /// The base test split.
+    pub test: Vec<usize>,
+    pub fb_train: Vec<usize>,
+    pub fb_holdout: Vec<usize>,
+    /// The serving version's lexicon expansion (every row's lexicon features use it).
+    pub expansion: Option<Expansion>,
+}
+
+/// The serving network (for comparison) and a trainable copy of it.
+pub(super) struct Networks {
+    pub old: FusionNetwork,
+    pub varmap: VarMap,
+    pub network: FusionNetwork,
+}
+
+impl<'a> Run<'a> {
+    /// Checks the serving version and the feedback, and seeds the run's RNG.
+    pub(super) fn start(
+        serving: Manifest,
+        feedback: &[FeedbackExample],
+        config: &'a FinetuneConfig,
+    ) -> anyhow::Result<Run<'a>> {
+        let uses = |t: &str| serving.trained_tokens.iter().any(|x| x == t);
+        ensure!(
+            uses("text") || uses("lexicon"),
+            "version {} uses neither the text nor the lexicon token: nothing to fine-tune",
+            serving.version
+        );
+        let tokens = Tokens {
+            text: uses("text"),
+            lexicon: uses("lexicon"),
+        };
+        check_feedback(&serving, feedback)?;
+        // The head learns emotions once any are corrected, and keeps learning them after.
+        let corrects_emotions = serving.emotion_source == EMOTIONS_CORRECTED;
+        let train_emotions = corrects_emotions || feedback.iter().any(|f| f.emotion.is_some());
+        Ok(Run {
+            config,
+            serving,
+            tokens,
+            corrects_emotions,
+            train_emotions,
+            rng: StdRng::seed_from_u64(config.seed),
+        })
+    }
+
+    /// Feedback: a seeded shuffle, then the hold-out off the front. Sorted by text
+    /// first, so the same corrections give the same hold-out whatever ids they got.
+    pub(super) fn split_feedback<'f>(
+        &mut self,
+        feedback: &'f [FeedbackExample],
+    ) -> anyhow::Result<FeedbackSplit<'f>> {
+        let mut order: Vec<&FeedbackExample> = feedback.iter().collect();
+        order.sort_by(|a, b| a.utterance.cmp(&b.utterance).then(a.id.cmp(&b.id)));
+        order.shuffle(&mut self.rng);
+        let holdout_n =
+            ((order.len() as f64 * self.config.holdout_fraction).ceil() as usize).max(1);
+        if order.len() < 2 {
+            bail!(
+                "{} correction(s) stored: fine-tuning needs at least 2 (one to train on, one \
+                 to hold out)",
+                order.len()
+            );
+        }
+        let (holdout, train) = order.split_at(holdout_n.min(order.len() - 1));
+        Ok(FeedbackSplit {
+            holdout: holdout.to_vec(),
+            train: train.to_vec(),
+        })
+    }
+
+    /// The base corpus as the serving version's lineage split it, and its embeddings
+    /// from the cache `empathy train` filled.
+    pub(super) fn load_base(&self, assets_dir: &Path) -> anyhow::Result<Base> {
+        let serving = &self.serving;
+        let dims = serving.dims;
+        let corpus = load_corpus(&corpus_path(assets_dir))?;
+        ensure!(
+            corpus.sha256 == serving.training.data_sha256,
+            "the corpus in {} (sha256 {}) is not the one version {} was trained on ({})",
+            assets_dir.display(),
+            corpus.sha256,
+            serving.version,
+            serving.training.data_sha256
+        );
+        let split = stratified_split(&corpus.labels, serving.training.seed, 0.1);
+        ensure!(
+            split.test.len() == serving.training.test_size,
+            "the base test split has {} examples, version {} was tested on {}",
+            split.test.len(),
+            serving.version,
+            serving.training.test_size
+        );
+        let cache_dir = self
+            .config
+            .cache_dir
+            .clone()
+            .or_else(embedding_cache::default_dir)
+            .context("no embedding cache directory (set XDG_CACHE_HOME or HOME)")?;
+        let cache = embedding_cache::path(
+            &cache_dir,
+            &serving.training.encoder,
+            &corpus.sha256,
+            &corpus.texts,
+        );
+        let embeddings = embedding_cache::load(&cache, corpus.texts.len(), dims.text)
+            .with_context(|| {
+                format!(
+                    "no cached corpus embeddings for encoder {} at {}: run `empathy train` \
+                     once (it fills the cache) or pass the cache directory",
+                    serving.training.encoder,
+                    cache.display()
+                )
+            })?;
+        Ok(Base {
+            corpus,
+            split,
+            embeddings,
+        })
+    }
+
+    /// The rows: the replay sample (with the topic priors), the base test split, the
+    /// feedback to train on and the held-out feedback, each with the serving
+    /// version's lexicon features, expansion included.
+    pub(super) fn gather(
+        &mut self,
+        assets_dir: &Path,
+        serving_dir: &Path,
+        base: &Base,
+        fb: &FeedbackSplit,
+    ) -> anyhow::Result<Data> {
+        let (serving, dims) = (&self.serving, self.serving.dims);
+        let Base {
+            corpus,
+            split,
+            embeddings,
+        } = base;
+        let lexicon = Lexicon::load(assets_dir)?;
+        let expansion = Expansion::for_version(serving_dir, serving.lexicon_expansion.as_ref())?;
+        let tagger = TopicTagger::new()?;
+        let priors = log_priors(&corpus.labels, &corpus.topics, &split.train, tagger.count());
+        let prior_weight = serving.training.topic_prior_weight as f32;
+        let mut rows = Rows::default();
+        let base_row = |rows: &mut Rows, i: usize, bias: bool| {
+            let analysis = lexicon.analyze_with(&corpus.texts[i], expansion.as_ref());
+            let b = if bias {
+                priors[corpus.topics[i]].map(|p| prior_weight * p)
+            } else {
+                [0.0; 3]
+            };
+            rows.push(
+                embeddings[i * dims.text..(i + 1) * dims.text].to_vec(),
+                analysis.features,
+                (Some(corpus.labels[i]), None),
+                b,
+            )
+        };
+        let replay: Vec<usize> = split
+            .train
+            .choose_multiple(&mut self.rng, self.config.replay.min(split.train.len()))
+            .map(|&i| base_row(&mut rows, i, true))
+            .collect();
+        let test: Vec<usize> = split
+            .test
+            .iter()
+            .map(|&i| base_row(&mut rows, i, false))
+            .collect();
+        let add_feedback = |rows: &mut Rows, f: &FeedbackExample| {
+            rows.push(
+                f.text.clone(),
+                lexicon
+                    .analyze_with(&f.utterance, expansion.as_ref())
+                    .features,
+                (f.sentiment, f.emotion),
+                [0.0; 3],
+            )
+        };
+        let fb_train: Vec<usize> = fb
+            .train
+            .iter()
+            .map(|f| add_feedback(&mut rows, f))
+            .collect();
+        let fb_holdout: Vec<usize> = fb
+            .holdout
+            .iter()
+            .map(|f| add_feedback(&mut rows, f))
+            .collect();
+        Ok(Data {
+            rows,
+            replay,
+            test,
+            fb_train,
+            fb_holdout,
+            expansion,
+        })
+    }
+
+    /// The serving network, and a trainable copy of it (fresh weights drawn, then
+    /// overwritten with the serving ones). A head that has never corrected emotions
+    /// starts at zero: no correction.
+    pub(super) fn networks(&mut self, weights: &[u8]) -> anyhow::Result<Networks> {
+        let serving = &self.serving;
+        let dims = serving.dims;
+        let old = FusionNetwork::new(
+            dims,
+            VarBuilder::from_buffered_safetensors(weights.to_vec(), DType::F32, &Device::Cpu)?,
+        )?;
+        let (varmap, network) = init_network(dims, &mut self.rng)?;
+        let loaded = candle_core::safetensors::load_buffer(weights, &Device::Cpu)?;
+        for (name, var) in varmap
+            .data()
+            .lock()
+            .map_err(|_| anyhow::anyhow!("model variables lock poisoned"))?
+            .iter()
+        {
+            let tensor = loaded
+                .get(name)
+                .with_context(|| format!("version {} has no tensor {name}", serving.version))?;
+            if self.train_emotions && !self.corrects_emotions && name.starts_with("head.emotion.") {
+                var.set(&tensor.zeros_like()?)?;
+            } else {
+                var.set(tensor)?;
+            }
+        }
+        Ok(Networks {
+            old,
+            varmap,
+            network,
+        })
+    }
+
+    /// The emotion head's targets: the corrected emotion where there is one, else the
+    /// emotions the serving version serves (distillation).
+    pub(super) fn set_emotion_targets(
+        &self,
+        old: &FusionNetwork,
+        rows: &mut Rows,
+    ) -> anyhow::Result<()> {
+        let all: Vec<usize> = (0..rows.text.len()).collect();
+        let served = served_emotions(old, &self.serving, rows, &all, self.tokens)?;
+        rows.emotion_targets = rows
+            .emotion
+            .iter()
+            .zip(&served)
+            .map(|(corrected, served)| match corrected {
+                Some(e) => std::array::from_fn(|k| if k == *e { 1.0 } else { 0.0 }),
+                None => *served,
+            })
+            .collect();
+        Ok(())
+    }
+}
+
+/// Every correction fits the serving version and corrects something in range.
+fn check_feedback(serving: &Manifest, feedback: &[FeedbackExample]) -> anyhow::Result<()> {
+    let dims = serving.dims;
+    for f in feedback {
+        ensure!(
+            f.text.len() == dims.text,
+            "feedback {} has {} text feature values, version {} expects {}",
+            f.id,
+            f.text.len(),
+            serving.version,
+            dims.text
+        );
+        ensure!(
+            f.sentiment.is_some_and(|s| s < 3) || f.emotion.is_some_and(|e| e < 7),
+            "feedback {}: no sentiment or emotion correction",
+            f.id
+        );
+        ensure!(
+            f.sentiment.is_none_or(|s| s < 3) && f.emotion.is_none_or(|e| e < 7),
+            "feedback {}: a label index outside the label set",
+            f.id
+        );
+    }
+    Ok(())
+}
