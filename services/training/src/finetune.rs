@@ -30,7 +30,8 @@ use empathy_model::checkpoint::{
     Manifest, NewVersion, TrainingInfo, read_version, save_version_with_expansion,
 };
 use empathy_model::lexicon::{EMOTION_FEATURES, Expansion};
-use empathy_model::network::{LEXICON, TEXT};
+use empathy_model::network::{FusionNetwork, LEXICON, TEXT};
+use empathy_model::{EMOTIONS_CORRECTED, corrected_emotions};
 
 /// One corrected analysis: the text embedding fusion computed, the text it analysed,
 /// and the corrections (at least one).
@@ -281,3 +282,37 @@ pub fn publish(models_dir: &Path, tuned: &Finetuned) -> anyhow::Result<(PathBuf,
 #[derive(Debug, thiserror::Error)]
 #[error("cancelled")]
 pub struct Cancelled;
+
+/// The emotions `manifest`'s version serves for the rows at `ix` (text-only rows, so
+/// no expert blends in): the lexicon's, corrected by the head once it is trained.
+fn served_emotions(
+    network: &FusionNetwork,
+    manifest: &Manifest,
+    rows: &Rows,
+    ix: &[usize],
+    tokens: Tokens,
+) -> anyhow::Result<Vec<[f32; 7]>> {
+    let lexicon: Vec<[f32; 7]> = ix
+        .iter()
+        .map(|&i| rows.lexicon_emotions(i))
+        .collect::<anyhow::Result<_>>()?;
+    if manifest.emotion_source != EMOTIONS_CORRECTED {
+        return Ok(lexicon);
+    }
+    let mut out = Vec::with_capacity(ix.len());
+    super::fit::forward_rows(
+        network,
+        ix,
+        |i| rows.example(i),
+        |slot| tokens.shows(slot),
+        |o| {
+            for row in o.emotion_logits.to_vec2::<f32>()? {
+                let head = <[f32; 7]>::try_from(row.as_slice())
+                    .map_err(|_| anyhow::anyhow!("the emotion head has not 7 outputs"))?;
+                out.push(corrected_emotions(&head, &lexicon[out.len()]));
+            }
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 
 use super::prepare::{Data, Networks};
-use super::{Rows, Run, Tokens};
+use super::{Rows, Run, Tokens, served_emotions};
 use crate::metrics::Confusion;
+use empathy_model::EMOTIONS_CORRECTED;
 use empathy_model::checkpoint::Manifest;
 use empathy_model::network::FusionNetwork;
-use empathy_model::{EMOTIONS_CORRECTED, corrected_emotions};
 
 /// New (the fine-tuned copy) against serving, on the same rows.
 pub(super) struct Evaluation {
@@ -270,38 +270,4 @@ impl Hits {
 
 fn top(scores: &[f32; 7]) -> usize {
     (0..7).fold(0, |best, k| if scores[k] > scores[best] { k } else { best })
-}
-
-/// The emotions `manifest`'s version serves for the rows at `ix` (text-only rows, so
-/// no expert blends in): the lexicon's, corrected by the head once it is trained.
-pub(super) fn served_emotions(
-    network: &FusionNetwork,
-    manifest: &Manifest,
-    rows: &Rows,
-    ix: &[usize],
-    tokens: Tokens,
-) -> anyhow::Result<Vec<[f32; 7]>> {
-    let lexicon: Vec<[f32; 7]> = ix
-        .iter()
-        .map(|&i| rows.lexicon_emotions(i))
-        .collect::<anyhow::Result<_>>()?;
-    if manifest.emotion_source != EMOTIONS_CORRECTED {
-        return Ok(lexicon);
-    }
-    let mut out = Vec::with_capacity(ix.len());
-    super::super::fit::forward_rows(
-        network,
-        ix,
-        |i| rows.example(i),
-        |slot| tokens.shows(slot),
-        |o| {
-            for row in o.emotion_logits.to_vec2::<f32>()? {
-                let head = <[f32; 7]>::try_from(row.as_slice())
-                    .map_err(|_| anyhow::anyhow!("the emotion head has not 7 outputs"))?;
-                out.push(corrected_emotions(&head, &lexicon[out.len()]));
-            }
-            Ok(())
-        },
-    )?;
-    Ok(out)
 }

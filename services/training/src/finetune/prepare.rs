@@ -10,8 +10,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 
-use super::evaluate::served_emotions;
-use super::{FeedbackExample, FinetuneConfig, Rows, Run, Tokens};
+use super::{FeedbackExample, FinetuneConfig, Rows, Run, Tokens, served_emotions};
 use crate::embedding_cache;
 use empathy_corpus::topics::{TopicTagger, log_priors};
 use empathy_corpus::{Corpus, Split, corpus_path, load_corpus, stratified_split};
