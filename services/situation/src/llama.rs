@@ -345,8 +345,7 @@ mod tests {
     use candle_transformers::models::quantized_llama::ModelWeights;
 
     fn path() -> std::path::PathBuf {
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../assets/situation/SmolLM2-135M-Instruct.Q4_1.gguf")
+        crate::tokenizer::tests::gguf_path()
     }
 
     /// The f32 weights give (nearly) the same logits as the GGUF blocks.
@@ -462,8 +461,7 @@ mod timing {
     #[test]
     #[ignore = "timing, run by hand"]
     fn step_times() {
-        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../assets/situation/SmolLM2-135M-Instruct.Q4_1.gguf");
+        let path = crate::tokenizer::tests::gguf_path();
         for format in [WeightFormat::F32, WeightFormat::Gguf] {
             let mut f = std::fs::File::open(&path).unwrap();
             let ct = gguf_file::Content::read(&mut f).unwrap();
@@ -497,8 +495,7 @@ mod pieces {
     /// logits by up to ~1 between call shapes.)
     #[test]
     fn prefill_in_pieces_matches_whole() {
-        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../assets/situation/SmolLM2-135M-Instruct.Q4_1.gguf");
+        let path = crate::tokenizer::tests::gguf_path();
         let mut f = std::fs::File::open(&path).expect("run `empathy assets fetch`");
         let ct = gguf_file::Content::read(&mut f).unwrap();
         let model = Model::from_gguf(&ct, &mut f, &Device::Cpu, WeightFormat::F32).unwrap();
@@ -529,8 +526,7 @@ mod pieces {
     /// batch nor on its place in it (so a seed gives the same situations under any load).
     #[test]
     fn f32_batching_is_bit_exact() {
-        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../assets/situation/SmolLM2-135M-Instruct.Q4_1.gguf");
+        let path = crate::tokenizer::tests::gguf_path();
         let mut f = std::fs::File::open(&path).expect("run `empathy assets fetch`");
         let ct = gguf_file::Content::read(&mut f).unwrap();
         let model = Model::from_gguf(&ct, &mut f, &Device::Cpu, WeightFormat::F32).unwrap();

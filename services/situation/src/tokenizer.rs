@@ -205,13 +205,16 @@ impl GgufTokenizer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::path::PathBuf;
 
+    /// The GGUF in `$EMPATHY_ASSETS`, else in `<workspace>/assets`.
     pub(crate) fn gguf_path() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../assets/situation/SmolLM2-135M-Instruct.Q4_1.gguf")
+        let assets = std::env::var_os("EMPATHY_ASSETS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets"));
+        crate::loader::gguf_path(&assets)
     }
 
     fn load() -> GgufTokenizer {

@@ -12,8 +12,11 @@ use empathy_grpc::v1::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::{Code, transport::Channel};
 
+/// `$EMPATHY_ASSETS`, else `<workspace>/assets`.
 fn assets() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets")
+    std::env::var_os("EMPATHY_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets"))
 }
 
 /// Starts the service; without a trained critic it runs with --no-critic (scores 0.5)
