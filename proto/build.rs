@@ -3,17 +3,14 @@
 //! stubs are generated apart, in `proto/grpc`, so plugins never compile the gRPC stack.
 use std::{env, path::PathBuf};
 
+include!("protos.rs");
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = [
-        "empathy/v1/common.proto",
-        "empathy/v1/encoder.proto",
-        "empathy/v1/situation.proto",
-        "empathy/v1/empathy.proto",
-        "empathy/v1/trainer.proto",
-    ];
+    let protos = PROTOS;
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }
+    println!("cargo:rerun-if-changed=protos.rs");
     let out = PathBuf::from(env::var("OUT_DIR")?);
     let descriptors = out.join("empathy_descriptor.bin");
 
