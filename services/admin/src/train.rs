@@ -11,7 +11,8 @@ use empathy_plugin_api::host::{LoadedPlugin, library_file_name};
 use empathy_proto::v1::{EncodeRequest, PluginConfig};
 use empathy_proto::{SENTIMENT_LABELS, modality};
 use empathy_training::Embed;
-use empathy_training::{TextEncoder, TrainConfig, train_sentiment};
+use empathy_training::encoder_tuning::TuningConfig;
+use empathy_training::{TextEncoder, TrainConfig, train_sentiment, tune_text_encoder};
 
 /// Most texts per call into the plugin.
 const MAX_CHUNK: usize = 256;
@@ -45,6 +46,24 @@ pub struct TrainArgs {
     /// version records it and keeps a copy; serving then uses the same one.
     #[arg(long, default_value = "none")]
     pub lexicon_expansion: String,
+    /// Contrast examples ("A, but B") to make from the training split, besides every
+    /// negation of a positive statement the patterns find; 0 = none.
+    #[arg(long, default_value_t = TrainConfig::default().augment)]
+    pub augment: usize,
+    /// Fine-tune the text encoder's top layers on the sentiment task first, and train
+    /// the model on its embeddings (the encoder becomes a model of its own under
+    /// <assets>/text/tuned; the base encoder is untouched).
+    #[arg(long)]
+    pub tune_encoder: bool,
+    /// Encoder layers tuned, from the top.
+    #[arg(long, default_value_t = TuningConfig::default().trainable_layers)]
+    pub tune_layers: usize,
+    /// Passes over the training split when tuning the encoder.
+    #[arg(long, default_value_t = TuningConfig::default().epochs)]
+    pub tune_epochs: usize,
+    /// Most tweets per tuning epoch (a seeded sample) [default: all].
+    #[arg(long)]
+    pub tune_examples: Option<usize>,
 }
 
 /// The published expansion directory `choice` names (none, latest, vNNNN).
@@ -80,15 +99,21 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| args.assets.join("models"));
     let lexicon_expansion = expansion_dir(&args.assets, &args.lexicon_expansion)?;
-    let plugin = load_text_plugin(&args.assets, args.plugin_dir.as_deref())?;
-    let encoder_id = encoder_id(&plugin)?;
-    let mut embed = |texts: &[String]| embed(&plugin, texts);
-    let config = TrainConfig {
+    let mut config = TrainConfig {
         seed: args.seed,
         epochs: args.epochs,
+        augment: args.augment,
         lexicon_expansion,
         ..TrainConfig::default()
     };
+    let mut plugin = load_text_plugin(&args.assets, args.plugin_dir.as_deref(), None)?;
+    if args.tune_encoder {
+        let tuned = tune(args, &config, &plugin)?;
+        plugin = load_text_plugin(&args.assets, args.plugin_dir.as_deref(), Some(&tuned))?;
+        config.encoder_dir = Some(relative_to(&tuned, &args.assets));
+    }
+    let encoder_id = encoder_id(&plugin)?;
+    let mut embed = |texts: &[String]| embed(&plugin, texts);
     let encoder = TextEncoder {
         id: &encoder_id,
         embed: &mut embed,
@@ -138,8 +163,43 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The text plugin, loaded in this process (training needs no running encoder).
-pub fn load_text_plugin(assets: &Path, plugin_dir: Option<&Path>) -> anyhow::Result<LoadedPlugin> {
+/// `path` relative to `assets` where it lies under it, else whole.
+fn relative_to(path: &Path, assets: &Path) -> String {
+    path.strip_prefix(assets)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Tunes the base encoder `plugin` serves; the tuned model's directory.
+fn tune(args: &TrainArgs, config: &TrainConfig, plugin: &LoadedPlugin) -> anyhow::Result<PathBuf> {
+    let tuning = TuningConfig {
+        seed: args.seed,
+        trainable_layers: args.tune_layers,
+        epochs: args.tune_epochs,
+        max_examples: args.tune_examples,
+        ..TuningConfig::default()
+    };
+    let base_id = encoder_id(plugin)?;
+    let mut base_embed = |texts: &[String]| embed(plugin, texts);
+    let base = TextEncoder {
+        id: &base_id,
+        embed: &mut base_embed,
+    };
+    let base_dir = args.assets.join(crate::assets::BASE_TEXT_MODEL);
+    let tuned = tune_text_encoder(&args.assets, &base_dir, config, &tuning, base, &mut |m| {
+        eprintln!("{m}")
+    })?;
+    Ok(tuned.dir)
+}
+
+/// The text plugin, loaded in this process (training needs no running encoder), with
+/// the model in `model_dir` [default: the base encoder under the assets].
+pub fn load_text_plugin(
+    assets: &Path,
+    plugin_dir: Option<&Path>,
+    model_dir: Option<&Path>,
+) -> anyhow::Result<LoadedPlugin> {
     let plugin_dir = match plugin_dir {
         Some(dir) => dir.to_path_buf(),
         None => std::env::current_exe()
@@ -152,6 +212,10 @@ pub fn load_text_plugin(assets: &Path, plugin_dir: Option<&Path>) -> anyhow::Res
     let config = PluginConfig {
         assets_dir: assets.to_string_lossy().into_owned(),
         threads: 0,
+        settings: model_dir
+            .map(|d| ("model_dir".to_string(), d.to_string_lossy().into_owned()))
+            .into_iter()
+            .collect(),
         ..PluginConfig::default()
     };
     LoadedPlugin::load(&path, &config, None)

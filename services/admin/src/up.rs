@@ -61,7 +61,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let encoder = running
         .start(
             "empathy-encoder",
-            &encoder_args(&args, &assets),
+            &encoder_args(&args, &assets)?,
             "the encoder did not start",
         )
         .await?;
@@ -127,12 +127,25 @@ fn service_args(listen: &str, metrics_listen: &str, assets: &str) -> Vec<String>
     ]
 }
 
-fn encoder_args(args: &UpArgs, assets: &str) -> Vec<String> {
+fn encoder_args(args: &UpArgs, assets: &str) -> anyhow::Result<Vec<String>> {
     let mut encoder_args = service_args(&args.encoder_listen, &args.encoder_metrics_listen, assets);
     for p in &args.plugins {
         encoder_args.extend(["--plugin".into(), p.clone()]);
     }
-    encoder_args
+    if let Some(dir) = serving_encoder_dir(&args.assets)? {
+        encoder_args.extend([
+            "--setting".into(),
+            format!("text.model_dir={}", dir.display()),
+        ]);
+    }
+    Ok(encoder_args)
+}
+
+/// The tuned text encoder the serving model version was trained with, if it was.
+fn serving_encoder_dir(assets: &Path) -> anyhow::Result<Option<std::path::PathBuf>> {
+    let version = empathy_model::registry::serving_version(&assets.join("models"))?;
+    let (manifest, _) = empathy_model::checkpoint::read_version(&version)?;
+    Ok(manifest.training.encoder_dir.map(|d| assets.join(d)))
 }
 
 fn trainer_args(args: &UpArgs, assets: &str) -> Vec<String> {

@@ -41,6 +41,8 @@ enum Command {
     Lexicon(AdminArgs),
     /// [admin] Accuracy and macro-F1 of a running server on a JSONL file of {"text", "label"}.
     Eval(AdminArgs),
+    /// [admin] Leave-one-domain-out: train without each topic of the corpus, test on it.
+    Generality(AdminArgs),
     /// [admin] Experiments with imagined situations.
     Situations(AdminArgs),
     /// [admin] Self-supervised learning experiments.
@@ -61,6 +63,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(args) => admin::run("train", args),
         Command::Lexicon(args) => admin::run("lexicon", args),
         Command::Eval(args) => admin::run("eval", args),
+        Command::Generality(args) => admin::run("generality", args),
         Command::Situations(args) => admin::run("situations", args),
         Command::Ssl(args) => admin::run("ssl", args),
     };

@@ -44,6 +44,15 @@ impl TopicTagger {
         self.patterns.len() + 1
     }
 
+    /// Topic names in index order, "other" last.
+    pub fn names() -> Vec<&'static str> {
+        TOPICS
+            .iter()
+            .map(|(name, _)| *name)
+            .chain(["other"])
+            .collect()
+    }
+
     pub fn tag(&self, text: &str) -> usize {
         self.patterns
             .iter()

@@ -46,6 +46,10 @@ pub struct TrainingInfo {
     pub data_sha256: String,
     /// The text encoder's model id/version the embeddings came from.
     pub encoder: String,
+    /// A tuned text encoder's directory relative to the assets (`text/tuned/<version>`),
+    /// which the text plugin must load to serve this version; None: the base encoder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoder_dir: Option<String>,
     pub seed: u64,
     pub train_size: usize,
     pub validation_size: usize,

@@ -11,15 +11,32 @@ use empathy_corpus::Corpus;
 pub(super) fn embeddings(
     corpus: &Corpus,
     config: &TrainConfig,
-    encoder: TextEncoder,
+    mut encoder: TextEncoder,
     progress: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Vec<f32>> {
-    let (n, width) = (corpus.texts.len(), config.dims.text);
+    embed_texts(
+        &corpus.texts,
+        &corpus.sha256,
+        config,
+        &mut encoder,
+        progress,
+    )
+}
+
+/// Embeddings of `texts` (made from the data file `data_sha256`), row-major.
+pub(super) fn embed_texts(
+    texts: &[String],
+    data_sha256: &str,
+    config: &TrainConfig,
+    encoder: &mut TextEncoder,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<Vec<f32>> {
+    let (n, width) = (texts.len(), config.dims.text);
     let cache = config
         .cache_dir
         .clone()
         .or_else(embedding_cache::default_dir)
-        .map(|dir| embedding_cache::path(&dir, encoder.id, &corpus.sha256, &corpus.texts));
+        .map(|dir| embedding_cache::path(&dir, encoder.id, data_sha256, texts));
     if let Some(path) = &cache
         && let Some(values) = embedding_cache::load(path, n, width)
     {
@@ -28,12 +45,12 @@ pub(super) fn embeddings(
     }
     // Similar lengths together: the encoder pads each batch to its longest text.
     let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&i| corpus.texts[i].len());
+    order.sort_by_key(|&i| texts[i].len());
     let mut out = vec![0.0f32; n * width];
     let started = Instant::now();
     let mut done = 0;
     for (chunk_no, chunk) in order.chunks(config.embed_batch).enumerate() {
-        let texts: Vec<String> = chunk.iter().map(|&i| corpus.texts[i].clone()).collect();
+        let texts: Vec<String> = chunk.iter().map(|&i| texts[i].clone()).collect();
         let vectors = (encoder.embed)(&texts).context("the text encoder failed")?;
         ensure!(
             vectors.len() == chunk.len(),

@@ -8,10 +8,13 @@
 //! version. Beside it: fine-tuning on feedback, self-training, the situations comparison,
 //! lexicon expansion (English and Chinese) and the metrics they report.
 
+mod augment;
 mod embed;
 pub mod embedding_cache;
+pub mod encoder_tuning;
 pub mod finetune;
 mod fit;
+pub mod generality;
 pub mod lexicon_expansion;
 pub mod lexicon_expansion_zh;
 pub mod metrics;
@@ -28,7 +31,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::metrics::{Confusion, vader_label};
-use embed::embeddings;
+use embed::{embed_texts, embeddings};
 use empathy_corpus::topics::{TopicTagger, log_priors};
 use empathy_corpus::{Corpus, Split, corpus_path, load_corpus, stratified_split};
 use empathy_model::checkpoint::{NewVersion, TrainingInfo, save_version_with_expansion};
@@ -72,6 +75,12 @@ pub struct TrainConfig {
     pub cache_dir: Option<PathBuf>,
     /// Show the network the situation tokens of examples that have them.
     pub use_situations: bool,
+    /// Contrast examples ("A, but B") made from the training split, plus every
+    /// negation of a positive statement the patterns find (see `augment`); 0 = none.
+    pub augment: usize,
+    /// The tuned text encoder's directory relative to the assets, recorded in the
+    /// version so that serving loads the same one; None: the base encoder.
+    pub encoder_dir: Option<String>,
     /// A published expanded lexicon (`<assets>/lexicon/expanded/vNNNN`) for the
     /// lexicon features; the version records it and holds a copy. None: the plain
     /// lexicon.
@@ -96,6 +105,8 @@ impl Default for TrainConfig {
             embed_batch: 256,
             cache_dir: None,
             use_situations: false,
+            augment: 0,
+            encoder_dir: None,
             lexicon_expansion: None,
         }
     }
@@ -134,20 +145,14 @@ pub fn train_sentiment(
         config.batch_size > 0 && config.embed_batch > 0,
         "batch sizes must be positive"
     );
-    let corpus = load_corpus(&corpus_path(assets_dir))?;
-    progress(&format!(
-        "corpus: {} rows, {} kept ({} empty, {} duplicates and {} rows with conflicting \
-         labels dropped)",
-        corpus.rows,
-        corpus.texts.len(),
-        corpus.empty_removed,
-        corpus.duplicates_removed,
-        corpus.conflicting_removed
-    ));
-    let split = split_corpus(&corpus, config, progress);
     let encoder_id = encoder.id.to_string();
+    let Prepared {
+        corpus,
+        split,
+        text,
+        ..
+    } = prepare(assets_dir, config, encoder, progress)?;
     let expansion = load_expansion(config, progress)?;
-    let text = embeddings(&corpus, config, encoder, progress)?;
     let features = features_with(assets_dir, &corpus, text, config.dims, expansion.as_ref())?;
 
     let class_weights = class_weights(&corpus.labels, &split.train, config.class_weighting);
@@ -194,6 +199,98 @@ pub fn train_sentiment(
         version_dir,
         metrics,
         test_confusion: model.counts,
+    })
+}
+
+/// Tunes the text encoder in `base_dir` on the training split (see `encoder_tuning`),
+/// `base` giving the frozen embeddings it is distilled towards; publishes it under
+/// `<assets>/text/tuned/<version>`.
+pub fn tune_text_encoder(
+    assets_dir: &Path,
+    base_dir: &Path,
+    config: &TrainConfig,
+    tuning: &encoder_tuning::TuningConfig,
+    base: TextEncoder,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<encoder_tuning::TunedEncoder> {
+    let Prepared {
+        corpus,
+        split,
+        text: frozen,
+        ..
+    } = prepare(assets_dir, config, base, progress)?;
+    let bias = topic_bias(&corpus, &split, config.topic_prior_weight as f32)?;
+    encoder_tuning::tune_on_corpus(
+        assets_dir,
+        base_dir,
+        &corpus,
+        &frozen,
+        &bias,
+        &split.train,
+        tuning,
+        progress,
+    )
+}
+
+/// The corpus, its split and its text embeddings, the training split grown by
+/// `config.augment` made examples (appended after the `original` rows).
+struct Prepared {
+    corpus: Corpus,
+    split: Split,
+    text: Vec<f32>,
+    original: usize,
+}
+
+fn prepare(
+    assets_dir: &Path,
+    config: &TrainConfig,
+    mut encoder: TextEncoder,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<Prepared> {
+    let mut corpus = load_corpus(&corpus_path(assets_dir))?;
+    progress(&format!(
+        "corpus: {} rows, {} kept ({} empty, {} duplicates and {} rows with conflicting \
+         labels dropped)",
+        corpus.rows,
+        corpus.texts.len(),
+        corpus.empty_removed,
+        corpus.duplicates_removed,
+        corpus.conflicting_removed
+    ));
+    let mut split = split_corpus(&corpus, config, progress);
+    let sha = corpus.sha256.clone();
+    let mut text = embed_texts(&corpus.texts, &sha, config, &mut encoder, progress)?;
+    let original = corpus.texts.len();
+    if config.augment > 0 {
+        let made = augment::augment(
+            &corpus.texts,
+            &corpus.labels,
+            &corpus.topics,
+            &split.train,
+            config.augment,
+            config.seed,
+        )?;
+        progress(&format!(
+            "augmented the training split with {} contrast and negation examples",
+            made.texts.len()
+        ));
+        text.extend(embed_texts(
+            &made.texts,
+            &sha,
+            config,
+            &mut encoder,
+            progress,
+        )?);
+        split.train.extend(original..original + made.texts.len());
+        corpus.texts.extend(made.texts);
+        corpus.labels.extend(made.labels);
+        corpus.topics.extend(made.topics);
+    }
+    Ok(Prepared {
+        corpus,
+        split,
+        text,
+        original,
     })
 }
 
@@ -320,6 +417,7 @@ fn training_info(
     TrainingInfo {
         data_sha256: corpus.sha256.clone(),
         encoder,
+        encoder_dir: config.encoder_dir.clone(),
         seed: config.seed,
         train_size: split.train.len(),
         validation_size: split.validation.len(),
@@ -432,7 +530,7 @@ mod tests {
     use empathy_model::test_support::{TempDir, assets_dir};
 
     /// A stand-in encoder: hashed bag of words, L2-normalised.
-    fn bag_of_words(texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
+    pub(crate) fn bag_of_words(texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
         Ok(texts
             .iter()
             .map(|t| {

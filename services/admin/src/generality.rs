@@ -1,0 +1,121 @@
+//! `empathy generality`: the leave-one-domain-out benchmark. For each topic of the tweet
+//! corpus, trains the fusion model without it and tests on it; prints in-domain and
+//! out-of-domain macro-F1 side by side, and their means.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use empathy_plugin_api::host::LoadedPlugin;
+use empathy_training::encoder_tuning::TuningConfig;
+use empathy_training::generality::{FoldTuning, leave_one_domain_out, mean_macro_f1};
+use empathy_training::{TextEncoder, TrainConfig};
+
+use crate::train::{embed, encoder_id, expansion_dir, load_text_plugin};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct GeneralityArgs {
+    #[arg(long, env = "EMPATHY_ASSETS", default_value = "assets")]
+    assets: PathBuf,
+    /// Seeds the split, the initial weights and the batch order of every fold.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Directory of the text plugin library [default: this executable's directory].
+    #[arg(long)]
+    plugin_dir: Option<PathBuf>,
+    /// Expanded lexicon for the lexicon features: none, latest or vNNNN.
+    #[arg(long, default_value = "none")]
+    lexicon_expansion: String,
+    /// Contrast examples to make from each fold's training split (see `empathy train`).
+    #[arg(long, default_value_t = TrainConfig::default().augment)]
+    augment: usize,
+    /// Tune the text encoder in each fold on that fold's training tweets (as `empathy
+    /// train --tune-encoder` does), and train the model on its embeddings.
+    #[arg(long)]
+    tune_encoder: bool,
+    /// Encoder layers tuned, from the top.
+    #[arg(long, default_value_t = TuningConfig::default().trainable_layers)]
+    tune_layers: usize,
+    /// Most tweets per tuning epoch [default: all].
+    #[arg(long)]
+    tune_examples: Option<usize>,
+    /// Print each fold's training lines.
+    #[arg(long)]
+    verbose: bool,
+}
+
+pub fn run(args: &GeneralityArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let plugin = load_text_plugin(&args.assets, args.plugin_dir.as_deref(), None)?;
+    let id = encoder_id(&plugin)?;
+    let mut embed = |texts: &[String]| embed(&plugin, texts);
+    let config = TrainConfig {
+        seed: args.seed,
+        augment: args.augment,
+        lexicon_expansion: expansion_dir(&args.assets, &args.lexicon_expansion)?,
+        ..TrainConfig::default()
+    };
+    let encoder = TextEncoder {
+        id: &id,
+        embed: &mut embed,
+    };
+    let tuning_config = TuningConfig {
+        seed: args.seed,
+        trainable_layers: args.tune_layers,
+        max_examples: args.tune_examples,
+        ..TuningConfig::default()
+    };
+    let base_dir = args.assets.join(crate::assets::BASE_TEXT_MODEL);
+    // One loaded plugin per tuned model, loaded when first asked for.
+    let mut tuned: Option<(PathBuf, LoadedPlugin)> = None;
+    let mut embed_with = |dir: &Path, texts: &[String]| -> anyhow::Result<Vec<Vec<f32>>> {
+        if tuned.as_ref().is_none_or(|(d, _)| d != dir) {
+            let plugin = load_text_plugin(&args.assets, args.plugin_dir.as_deref(), Some(dir))?;
+            tuned = Some((dir.to_path_buf(), plugin));
+        }
+        match &tuned {
+            Some((_, plugin)) => crate::train::embed(plugin, texts),
+            None => anyhow::bail!("no tuned encoder loaded"),
+        }
+    };
+    let tuning = args.tune_encoder.then(|| FoldTuning {
+        base_dir: &base_dir,
+        config: &tuning_config,
+        embed_with: &mut embed_with,
+    });
+    let folds = leave_one_domain_out(&args.assets, &config, encoder, tuning, &mut |m| {
+        if args.verbose || !m.starts_with("epoch") {
+            eprintln!("{m}")
+        }
+    })?;
+    println!();
+    let tuned = if args.tune_encoder {
+        format!(", tuned per fold ({} layers)", args.tune_layers)
+    } else {
+        String::new()
+    };
+    println!(
+        "encoder {id}{tuned}, seed {}, {} made examples",
+        args.seed, args.augment
+    );
+    println!(
+        "{:12} {:>7} {:>9}   {:>18}   {:>18}",
+        "left out", "train", "held out", "in-domain macro-F1", "out-of-domain F1"
+    );
+    for f in &folds {
+        println!(
+            "{:12} {:>7} {:>9}   {:>18.4}   {:>18.4}",
+            f.domain,
+            f.train_size,
+            f.out_of_domain.examples,
+            f.in_domain.macro_f1,
+            f.out_of_domain.macro_f1
+        );
+    }
+    let (inside, outside) = mean_macro_f1(&folds);
+    println!(
+        "{:12} {:>7} {:>9}   {inside:>18.4}   {outside:>18.4}",
+        "mean", "", ""
+    );
+    println!("took {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}

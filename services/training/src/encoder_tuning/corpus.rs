@@ -1,0 +1,116 @@
+//! Tuning the encoder on the tweet corpus: the training split (or a fold's), the
+//! frozen encoder's cached embeddings as distillation targets, the topic priors as
+//! logit bias. A finished tuning is kept in the user cache under a key of everything
+//! that determines it, so training again (or CI on a warm machine) reuses it.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::{TunedEncoder, TuningConfig, TuningData, copy_dir, tune_encoder, version_of};
+use empathy_corpus::Corpus;
+
+/// Where tuned encoders are published: `<assets>/text/tuned/<version>`.
+pub fn tuned_root(assets_dir: &Path) -> PathBuf {
+    assets_dir.join("text").join("tuned")
+}
+
+/// Tunes `base_dir`'s encoder on the corpus examples at `train` (or takes the same
+/// tuning from the cache) and publishes it under `tuned_root(assets_dir)`.
+#[allow(clippy::too_many_arguments)]
+pub fn tune_on_corpus(
+    assets_dir: &Path,
+    base_dir: &Path,
+    corpus: &Corpus,
+    frozen: &[f32],
+    bias: &[[f32; 3]],
+    train: &[usize],
+    config: &TuningConfig,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<TunedEncoder> {
+    let cached = cache_dir(base_dir, corpus, train, config)?;
+    if let Some(dir) = &cached
+        && dir.join("model.safetensors").is_file()
+    {
+        progress(&format!("tuned encoder: from the cache {}", dir.display()));
+        return publish(dir, assets_dir);
+    }
+    let data = TuningData {
+        texts: &corpus.texts,
+        labels: &corpus.labels,
+        frozen,
+        bias,
+        train,
+    };
+    let scratch = tempdir_in(&tuned_root(assets_dir))?;
+    let tuned = tune_encoder(base_dir, &scratch, &data, config, progress)?;
+    if let Some(dir) = &cached {
+        // A cache that cannot be written only costs time next run.
+        if let Err(e) = copy_dir_all(&tuned.dir, dir) {
+            progress(&format!("warning: tuned encoder not cached: {e:#}"));
+        }
+    }
+    let published = publish(&tuned.dir, assets_dir)?;
+    std::fs::remove_dir_all(&scratch)?;
+    Ok(TunedEncoder {
+        seconds: tuned.seconds,
+        ..published
+    })
+}
+
+/// Copies a tuned model into `tuned_root(assets_dir)/<version>` (if not there yet).
+fn publish(dir: &Path, assets_dir: &Path) -> anyhow::Result<TunedEncoder> {
+    let version = version_of(dir)?;
+    let target = tuned_root(assets_dir).join(&version);
+    if !target.join("model.safetensors").is_file() {
+        copy_dir_all(dir, &target)?;
+    }
+    Ok(TunedEncoder {
+        dir: target,
+        version,
+        seconds: 0.0,
+    })
+}
+
+fn copy_dir_all(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let staging = to.with_extension("partial");
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)?;
+    }
+    copy_dir(from, &staging)?;
+    std::fs::copy(
+        from.join("model.safetensors"),
+        staging.join("model.safetensors"),
+    )?;
+    std::fs::rename(&staging, to)?;
+    Ok(())
+}
+
+fn tempdir_in(root: &Path) -> anyhow::Result<PathBuf> {
+    let dir = root.join(format!(".tuning-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// `<user cache>/encoders/<key>`, the key hashing the base weights, the corpus, the
+/// training examples and the settings; None without a user cache directory.
+fn cache_dir(
+    base_dir: &Path,
+    corpus: &Corpus,
+    train: &[usize],
+    config: &TuningConfig,
+) -> anyhow::Result<Option<PathBuf>> {
+    let Some(root) =
+        crate::embedding_cache::default_dir().and_then(|d| d.parent().map(|p| p.join("encoders")))
+    else {
+        return Ok(None);
+    };
+    let mut key = Sha256::new();
+    key.update(version_of(base_dir)?);
+    key.update(&corpus.sha256);
+    for i in train {
+        key.update((*i as u64).to_le_bytes());
+    }
+    key.update(serde_json::to_vec(config)?);
+    Ok(Some(root.join(hex::encode(&key.finalize()[..16]))))
+}
