@@ -287,3 +287,107 @@ pub fn version_of(model_dir: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("reading {}/model.safetensors", model_dir.display()))?;
     Ok(hex::encode(&Sha256::digest(&bytes)[..6]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use empathy_model::test_support::{TempDir, assets_dir};
+
+    fn base_dir() -> PathBuf {
+        assets_dir().join("text/all-MiniLM-L6-v2")
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Reference {
+        items: Vec<Item>,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Item {
+        text: String,
+        tokens: usize,
+        embedding: Vec<f32>,
+    }
+
+    /// The training forward pass is the model sentence-transformers runs: same
+    /// embeddings as its reference file (texts that fit in the training length).
+    #[test]
+    fn trainable_bert_matches_sentence_transformers() -> anyhow::Result<()> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../plugins/text/reference/reference_embeddings.json");
+        let reference: Reference = serde_json::from_slice(&std::fs::read(path)?)?;
+        let items: Vec<&Item> = reference.items.iter().filter(|i| i.tokens <= 128).collect();
+        assert!(items.len() >= 20);
+        let bert = TrainableBert::load(&base_dir(), 2)?;
+        let texts: Vec<String> = items.iter().map(|i| i.text.clone()).collect();
+        let tokens = Tokens::new(&base_dir(), &texts)?;
+        for (k, item) in items.iter().enumerate() {
+            let (ids, mask) = tokens.tensors(&[k])?;
+            let ours = bert.embed(&ids, &mask)?.flatten_all()?.to_vec1::<f32>()?;
+            let cosine: f32 = ours.iter().zip(&item.embedding).map(|(a, b)| a * b).sum();
+            assert!(cosine > 0.9999, "{:?}: cosine {cosine}", item.text);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn tuning_learns_the_labels_and_writes_a_new_model_beside_the_base() -> anyhow::Result<()> {
+        let dir = TempDir::new("tuning");
+        let base_version = version_of(&base_dir())?;
+        let mut texts = Vec::new();
+        let mut labels = Vec::new();
+        for (i, thing) in ["food", "room", "staff", "flight", "movie", "phone", "class", "car"]
+            .iter()
+            .enumerate()
+        {
+            texts.push(format!("The {thing} was wonderful"));
+            labels.push(2);
+            texts.push(format!("The {thing} was dreadful"));
+            labels.push(0);
+            texts.push(format!("The {thing} is on the list number {i}"));
+            labels.push(1);
+        }
+        let bert = TrainableBert::load(&base_dir(), 1)?;
+        let tokens = Tokens::new(&base_dir(), &texts)?;
+        let all: Vec<usize> = (0..texts.len()).collect();
+        let (ids, mask) = tokens.tensors(&all)?;
+        let frozen = bert.embed(&ids, &mask)?.flatten_all()?.to_vec1::<f32>()?;
+        let data = TuningData {
+            texts: &texts,
+            labels: &labels,
+            frozen: &frozen,
+            bias: &vec![[0.0; 3]; texts.len()],
+            train: &all,
+        };
+        let config = TuningConfig {
+            trainable_layers: 1,
+            epochs: 6,
+            batch_size: 8,
+            learning_rate: 1e-4,
+            ..TuningConfig::default()
+        };
+        let mut losses = Vec::new();
+        let tuned = tune_encoder(&base_dir(), dir.path(), &data, &config, &mut |m| {
+            losses.push(m.to_string())
+        })?;
+        // The sentiment loss of the last epoch is below the first's.
+        let loss = |line: &String| -> Option<f64> {
+            line.split("sentiment loss ")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()
+        };
+        let per_epoch: Vec<f64> = losses.iter().filter_map(loss).collect();
+        assert!(per_epoch.len() >= 6, "{losses:?}");
+        assert!(per_epoch[per_epoch.len() - 1] < per_epoch[0], "{per_epoch:?}");
+        assert_ne!(tuned.version, base_version);
+        assert_eq!(tuned.dir, dir.path().join(&tuned.version));
+        for file in ["config.json", "tokenizer.json", "tuning.json", "model.safetensors"] {
+            assert!(tuned.dir.join(file).is_file(), "{file} missing");
+        }
+        assert_eq!(version_of(&base_dir())?, base_version);
+        Ok(())
+    }
+}
