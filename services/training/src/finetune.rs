@@ -273,6 +273,7 @@ pub fn publish(models_dir: &Path, tuned: &Finetuned) -> anyhow::Result<(PathBuf,
             emotion_source: tuned.emotion_source.clone(),
             training: tuned.training.clone(),
             metrics: tuned.metrics.clone(),
+            calibration: None,
         },
         tuned.expansion.as_ref(),
     )

@@ -183,6 +183,7 @@ pub fn train_sentiment(
             emotion_source: "lexicon".into(),
             training,
             metrics: metrics.clone(),
+            calibration: None,
         },
         expansion.as_ref(),
     )?;
