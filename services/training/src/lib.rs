@@ -3,11 +3,12 @@
 //!
 //! This file: supervised sentiment training on the tweet corpus: embed the tweets as
 //! utterances (cached), add lexicon features, train the fusion network's sentiment head
-//! with AdamW against per-topic label priors, stop early on validation macro-F1, evaluate
-//! on the test split against VADER (scoring the same utterances), and publish a model
-//! version. Beside it: fine-tuning on feedback, self-training, the situations comparison,
+//! with AdamW against per-topic label priors, stop early on validation macro-F1, fit the
+//! sentiment temperature on the validation split (`calibration`), evaluate on the test
+//! split against VADER (scoring the same utterances), and publish a model version. Beside it: fine-tuning on feedback, self-training, the situations comparison,
 //! lexicon expansion (English and Chinese) and the metrics they report.
 
+mod calibration;
 mod embed;
 pub mod embedding_cache;
 pub mod finetune;
@@ -31,10 +32,11 @@ use crate::metrics::{Confusion, vader_label};
 use embed::embeddings;
 use empathy_corpus::topics::{TopicTagger, log_priors};
 use empathy_corpus::{Corpus, Split, corpus_path, load_corpus, stratified_split};
+use empathy_model::Calibration;
 use empathy_model::checkpoint::{NewVersion, TrainingInfo, save_version_with_expansion};
 use empathy_model::lexicon::{Expansion, Lexicon};
 use empathy_model::network::{Dims, FusionNetwork, init_network};
-use fit::{Features, Fit, Session, Shown, predict};
+use fit::{Features, Fit, Session, Shown, logits, predict};
 pub use self_training::{
     Round, Scores, SelfTrainingConfig, SelfTrainingRow, compare_self_training, labelled_subset,
     select_pseudo_labels,
@@ -161,7 +163,17 @@ pub fn train_sentiment(
         config,
         progress,
     )?;
-    let (metrics, model) = test_metrics(&network, &features, &corpus.labels, &split, &fit)?;
+    let (mut metrics, model) = test_metrics(&network, &features, &corpus.labels, &split, &fit)?;
+    let calibration = calibrate(&network, &features, &corpus.labels, &split, &mut metrics)?;
+    let metric = |key: &str| metrics.get(key).copied().unwrap_or(f64::NAN);
+    progress(&format!(
+        "calibration: temperature {:.3} (validation NLL {:.4} -> {:.4}); test ECE {:.4} -> {:.4}",
+        calibration.temperature,
+        calibration.nll_uncalibrated,
+        calibration.nll,
+        metric("test_ece_uncalibrated"),
+        metric("test_ece")
+    ));
 
     let seconds = started.elapsed().as_secs_f64();
     let training = training_info(
@@ -183,7 +195,7 @@ pub fn train_sentiment(
             emotion_source: "lexicon".into(),
             training,
             metrics: metrics.clone(),
-            calibration: None,
+            calibration: Some(calibration),
         },
         expansion.as_ref(),
     )?;
@@ -306,6 +318,36 @@ fn test_metrics(
     metrics.insert("validation_size".into(), split.validation.len() as f64);
     metrics.insert("test_size".into(), split.test.len() as f64);
     Ok((metrics, model))
+}
+
+/// The sentiment temperature, fitted on the validation split with the text token shown
+/// as serving shows it; records it and the test split's NLL and ECE before and after in
+/// `metrics` (`calibration::calibrate`).
+fn calibrate(
+    network: &FusionNetwork,
+    features: &Features,
+    labels: &[usize],
+    split: &Split,
+    metrics: &mut BTreeMap<String, f64>,
+) -> anyhow::Result<Calibration> {
+    let shown = Shown {
+        text: true,
+        situations: false,
+    };
+    let scored = |ix: &[usize]| -> anyhow::Result<calibration::Scored> {
+        Ok(calibration::Scored {
+            logits: logits(network, features, ix, shown)?,
+            labels: ix.iter().map(|&i| labels[i]).collect(),
+        })
+    };
+    let (validation, test) = (scored(&split.validation)?, scored(&split.test)?);
+    let fitted_on = format!("validation split ({} tweets)", split.validation.len());
+    Ok(calibration::calibrate(
+        &validation,
+        &test,
+        fitted_on,
+        metrics,
+    ))
 }
 
 /// What the version records of its data, encoder, settings and fit.
@@ -476,6 +518,15 @@ mod tests {
         );
         assert_eq!(model.manifest().emotion_source, "lexicon");
         assert_eq!(model.manifest().training.encoder, "test/bag-of-words");
+        // Calibrated on the validation split; the metrics say so before and after.
+        let calibration = model.manifest().calibration.as_ref().expect("calibrated");
+        assert_eq!(calibration.temperature, report.metrics["temperature"]);
+        assert!(calibration.fitted_on.starts_with("validation split"));
+        assert!(calibration.nll <= calibration.nll_uncalibrated);
+        for key in ["test_ece", "test_ece_uncalibrated"] {
+            let v = report.metrics[key];
+            assert!((0.0..1.0).contains(&v), "{key} = {v}");
+        }
         for key in ["test_macro_f1", "vader_test_macro_f1", "test_accuracy"] {
             let v = report.metrics[key];
             assert!(v > 0.3 && v < 1.0, "{key} = {v}");
