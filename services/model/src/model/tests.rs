@@ -233,9 +233,9 @@ fn the_temperature_softens_the_scores_and_keeps_the_label() -> anyhow::Result<()
         // softmax(z / T) is proportional to softmax(z)^(1 / T).
         let powered = p.sentiment.map(|x| x.powf(1.0 / 3.0));
         let sum: f32 = powered.iter().sum();
-        for k in 0..3 {
+        for (got, want) in q.sentiment.iter().zip(powered) {
             assert!(
-                (q.sentiment[k] - powered[k] / sum).abs() < 1e-5,
+                (got - want / sum).abs() < 1e-5,
                 "{:?} vs {:?}",
                 q.sentiment,
                 p.sentiment
