@@ -544,6 +544,61 @@ mod tests {
         };
         let cached = embeddings(&corpus, &config, encoder, &mut |_| {})?;
         assert_eq!(cached.len(), corpus.texts.len() * 384);
+        finetuning_refits_the_temperature(&report, &config)
+    }
+
+    /// A fine-tune of the version `report` published fits its own temperature on the
+    /// base validation split and records the parent's beside it.
+    fn finetuning_refits_the_temperature(
+        report: &TrainReport,
+        config: &TrainConfig,
+    ) -> anyhow::Result<()> {
+        use crate::finetune::{FeedbackExample, FinetuneConfig, finetune};
+        let texts = [
+            "The biopsy came back negative.",
+            "The scan came back clear.",
+            "The tumour is benign.",
+            "The test results came back negative.",
+        ];
+        let feedback: Vec<FeedbackExample> = bag_of_words(&texts.map(String::from))?
+            .into_iter()
+            .zip(texts)
+            .enumerate()
+            .map(|(i, (text, utterance))| FeedbackExample {
+                id: format!("fb-{i}"),
+                text,
+                utterance: utterance.to_string(),
+                sentiment: Some(2),
+                emotion: None,
+            })
+            .collect();
+        let finetune_config = FinetuneConfig {
+            epochs: 1,
+            replay: 500,
+            cache_dir: config.cache_dir.clone(),
+            ..FinetuneConfig::default()
+        };
+        let tuned = finetune(
+            &assets_dir(),
+            &report.version_dir,
+            &feedback,
+            &finetune_config,
+            &mut |_, _| {},
+            &|| false,
+        )?;
+        let c = &tuned.calibration;
+        eprintln!("fine-tuned: {c:?}; {}", tuned.reason);
+        assert!(c.fitted_on.starts_with("base validation split"), "{c:?}");
+        assert!(c.temperature > 0.0 && c.nll <= c.nll_uncalibrated, "{c:?}");
+        assert_eq!(tuned.metrics["temperature"], c.temperature);
+        assert_eq!(
+            tuned.metrics["parent_temperature"],
+            report.metrics["temperature"]
+        );
+        for key in ["test_ece", "test_ece_uncalibrated", "parent_test_ece"] {
+            let v = tuned.metrics[key];
+            assert!((0.0..1.0).contains(&v), "{key} = {v}");
+        }
         Ok(())
     }
 
