@@ -146,6 +146,13 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             metric(&format!("test_nll{suffix}"))
         );
     }
+    println!(
+        "  calibrated top score below 0.5 (fusion's default --min-confidence): {:.1}% of the \
+         test split, accuracy {:.4} there, {:.4} on the rest",
+        100.0 * metric("test_low_confidence_share"),
+        metric("test_low_confidence_accuracy"),
+        metric("test_confident_accuracy")
+    );
     spot_checks(&args.assets, &report.version_dir, &mut embed)?;
     println!();
     println!("model version  {}", report.version_dir.display());

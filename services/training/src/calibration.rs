@@ -83,10 +83,14 @@ pub fn fit_temperature(scored: &Scored) -> f64 {
     ((a + b) / 2.0).exp()
 }
 
-/// Expected calibration error of softmax(logits / t) over ECE_BINS equal-width bins of
-/// the top-class confidence.
-pub fn ece(scored: &Scored, t: f64) -> f64 {
-    let (confidence, correct): (Vec<f64>, Vec<bool>) = scored
+/// The top-class confidence below which fusion marks an answer low_confidence by
+/// default (its --min-confidence); the metrics report how the test split fares there.
+pub const DEFAULT_MIN_CONFIDENCE: f64 = 0.5;
+
+/// Each example's top-class confidence under softmax(logits / t), and whether the top
+/// class is its label.
+fn confidences(scored: &Scored, t: f64) -> (Vec<f64>, Vec<bool>) {
+    scored
         .logits
         .iter()
         .zip(&scored.labels)
@@ -95,14 +99,45 @@ pub fn ece(scored: &Scored, t: f64) -> f64 {
             let top = (0..3).fold(0, |best, k| if p[k] > p[best] { k } else { best });
             (p[top], top == y)
         })
-        .unzip();
+        .unzip()
+}
+
+/// Of the examples whose top-class confidence is below `threshold`: their share, and
+/// the accuracy of those below and of the rest (0 where there are none).
+pub fn split_at_confidence(scored: &Scored, t: f64, threshold: f64) -> (f64, f64, f64) {
+    let (confidence, correct) = confidences(scored, t);
+    let (mut low, mut low_right, mut rest_right) = (0usize, 0usize, 0usize);
+    for (c, right) in confidence.iter().zip(&correct) {
+        if *c < threshold {
+            low += 1;
+            low_right += usize::from(*right);
+        } else {
+            rest_right += usize::from(*right);
+        }
+    }
+    let rate = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let n = confidence.len();
+    (
+        rate(low, n),
+        rate(low_right, low),
+        rate(rest_right, n - low),
+    )
+}
+
+/// Expected calibration error of softmax(logits / t) over ECE_BINS equal-width bins of
+/// the top-class confidence.
+pub fn ece(scored: &Scored, t: f64) -> f64 {
+    let (confidence, correct) = confidences(scored, t);
     expected_calibration_error(&confidence, &correct, ECE_BINS)
 }
 
 /// Fits the temperature on `held_out` (described by `fitted_on`) and records it in
 /// `metrics` with the NLL there and the NLL and ECE on `test`, each before (T = 1,
 /// `..._uncalibrated`) and after: `temperature`, `validation_nll[_uncalibrated]`,
-/// `test_nll[_uncalibrated]`, `test_ece[_uncalibrated]`.
+/// `test_nll[_uncalibrated]`, `test_ece[_uncalibrated]`; and, calibrated, the share
+/// of `test` below DEFAULT_MIN_CONFIDENCE and the accuracy below and above it
+/// (`test_low_confidence_share`, `test_low_confidence_accuracy`,
+/// `test_confident_accuracy`).
 pub fn calibrate(
     held_out: &Scored,
     test: &Scored,
@@ -124,6 +159,10 @@ pub fn calibrate(
     put("test_nll", nll(test, temperature));
     put("test_ece_uncalibrated", ece(test, 1.0));
     put("test_ece", ece(test, temperature));
+    let (share, low, rest) = split_at_confidence(test, temperature, DEFAULT_MIN_CONFIDENCE);
+    put("test_low_confidence_share", share);
+    put("test_low_confidence_accuracy", low);
+    put("test_confident_accuracy", rest);
     calibration
 }
 
@@ -191,6 +230,25 @@ mod tests {
         };
         let want = (-(0.5f64.ln()) - 0.25f64.ln()) / 2.0;
         assert!((nll(&scored, 1.0) - want).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_split_at_a_confidence_counts_by_hand() {
+        // Two unsure answers (one right) and two sure ones (one right).
+        let scored = Scored {
+            logits: vec![
+                [0.0, 0.0, 0.0], // 1/3 each: low, top class 0, right
+                [0.0, 0.1, 0.0], // ~0.36: low, top class 1, wrong
+                [5.0, 0.0, 0.0], // ~0.99: confident, right
+                [0.0, 0.0, 5.0], // ~0.99: confident, wrong
+            ],
+            labels: vec![0, 2, 0, 1],
+        };
+        let (share, low, rest) = split_at_confidence(&scored, 1.0, 0.5);
+        assert_eq!((share, low, rest), (0.5, 0.5, 0.5));
+        // A high temperature makes every answer unsure.
+        let (share, _, rest) = split_at_confidence(&scored, 20.0, 0.5);
+        assert_eq!((share, rest), (1.0, 0.0));
     }
 
     #[test]
