@@ -34,6 +34,13 @@ async fn text_path_end_to_end() -> anyhow::Result<()> {
         assert_eq!(s.scores.len(), 3);
         let sum: f32 = s.scores.iter().map(|l| l.score).sum();
         assert!((sum - 1.0).abs() < 1e-3, "sentiment is a softmax: {sum}");
+        // Sentences this clear are not flagged at the default threshold (0.5).
+        assert!(!r.low_confidence, "{text:?} flagged: {s:?}");
+        assert!(
+            !r.notes.iter().any(|n| n.contains("low confidence")),
+            "{:?}",
+            r.notes
+        );
         assert!(!r.analysis_id.is_empty());
         assert!(!r.model_version.is_empty());
         assert_eq!(r.modalities_used, vec!["text"]);
@@ -178,6 +185,65 @@ async fn text_path_end_to_end() -> anyhow::Result<()> {
     );
 
     fusion.stop(Duration::from_secs(10)).await?;
+    low_confidence_follows_the_threshold(&encoder).await?;
     encoder.stop(Duration::from_secs(10)).await?;
+    Ok(())
+}
+
+/// The top score of an answer's sentiment.
+fn top_score(r: &empathy_proto::v1::AnalyzeResponse) -> f32 {
+    r.sentiment
+        .iter()
+        .flat_map(|s| &s.scores)
+        .map(|l| l.score)
+        .fold(0.0, f32::max)
+}
+
+/// With --min-confidence 0.99 an answer is flagged exactly when its top score is below
+/// it, with a note that says so; a plain statement of fact is not that sure.
+async fn low_confidence_follows_the_threshold(
+    encoder: &empathy_common::launch::Service,
+) -> anyhow::Result<()> {
+    let fusion = start_fusion(&[encoder.url()], &["--min-confidence", "0.99"]).await?;
+    let mut c = client(&fusion).await?;
+    let mut flagged = 0;
+    for text in [
+        "The meeting is at 3 pm in room 4.",
+        "I absolutely love this, thank you so much!",
+        "Still here after all that?",
+    ] {
+        let r = analyze_text(&mut c, text).await?;
+        let top = top_score(&r);
+        assert_eq!(r.low_confidence, top < 0.99, "{text:?}: top score {top}");
+        let noted = r
+            .notes
+            .iter()
+            .any(|n| n.contains("low confidence") && n.contains("0.99"));
+        assert_eq!(noted, r.low_confidence, "{text:?}: {:?}", r.notes);
+        flagged += usize::from(r.low_confidence);
+    }
+    assert!(flagged > 0, "no answer below 0.99");
+    let info = c.info(InfoRequest {}).await?.into_inner();
+    assert!(
+        info.notes
+            .iter()
+            .any(|n| n.contains("calibrated") && n.contains("below 0.99")),
+        "{:?}",
+        info.notes
+    );
+    fusion.stop(Duration::from_secs(10)).await
+}
+
+#[test]
+fn a_min_confidence_outside_0_to_1_stops_fusion_with_a_clear_error() -> anyhow::Result<()> {
+    let out = std::process::Command::new(empathy_common::launch::sibling_binary("empathy-fusion")?)
+        .args(["--encoder", "http://127.0.0.1:1", "--min-confidence", "1.5"])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "fusion started: {stderr}");
+    assert!(
+        stderr.contains("--min-confidence") && stderr.contains("from 0 to 1"),
+        "{stderr}"
+    );
     Ok(())
 }

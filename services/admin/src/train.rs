@@ -1,6 +1,6 @@
 //! `empathy train`: embeds the tweet corpus with the text plugin, trains the fusion
-//! model's sentiment head, compares it with VADER on the held-out test split and
-//! writes a new model version.
+//! model's sentiment head, calibrates its scores, compares it with VADER on the
+//! held-out test split and writes a new model version.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -156,6 +156,28 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             metric(&format!("{prefix}_macro_f1"))
         );
     }
+    let temperature = metric("temperature");
+    println!();
+    println!(
+        "sentiment calibration        test ECE   test NLL   (temperature fitted on the validation split)"
+    );
+    for (name, suffix) in [
+        ("uncalibrated (T = 1)".to_string(), "_uncalibrated"),
+        (format!("temperature T = {temperature:.3}"), ""),
+    ] {
+        println!(
+            "  {name:24} {:>8.4}   {:>8.4}",
+            metric(&format!("test_ece{suffix}")),
+            metric(&format!("test_nll{suffix}"))
+        );
+    }
+    println!(
+        "  calibrated top score below 0.5 (fusion's default --min-confidence): {:.1}% of the \
+         test split, accuracy {:.4} there, {:.4} on the rest",
+        100.0 * metric("test_low_confidence_share"),
+        metric("test_low_confidence_accuracy"),
+        metric("test_confident_accuracy")
+    );
     spot_checks(&args.assets, &report.version_dir, &mut embed)?;
     println!();
     println!("model version  {}", report.version_dir.display());

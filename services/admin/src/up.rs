@@ -38,6 +38,10 @@ pub struct UpArgs {
     /// Extra trainer flags, e.g. --trainer-arg=--train-after=50; repeat for several.
     #[arg(long = "trainer-arg", allow_hyphen_values = true)]
     trainer_args: Vec<String>,
+    /// Fusion marks an answer low_confidence when its top sentiment score is below
+    /// this, from 0 to 1 [default: fusion's own, 0.5, or EMPATHY_MIN_CONFIDENCE].
+    #[arg(long)]
+    min_confidence: Option<String>,
     /// Plugins the encoder loads.
     #[arg(long = "plugin", default_values_t = ["text".to_string(), "image".to_string(), "speech".to_string()])]
     plugins: Vec<String>,
@@ -88,6 +92,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "--situations".into(),
         situation.clone(),
     ]);
+    if let Some(m) = &args.min_confidence {
+        fusion_args.extend(["--min-confidence".into(), m.clone()]);
+    }
     let fusion = running
         .start("empathy-fusion", &fusion_args, "fusion did not start")
         .await?;

@@ -86,7 +86,17 @@ pub fn summary(r: &AnalyzeResponse) -> String {
             .iter()
             .map(|l| format!("{} {:.2}", l.label, l.score))
             .collect();
-        let _ = writeln!(s, "sentiment   {:<9} ({})", sent.label, scores.join(", "));
+        let unsure = if r.low_confidence {
+            "  low confidence"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            s,
+            "sentiment   {:<9} ({}){unsure}",
+            sent.label,
+            scores.join(", ")
+        );
     }
     if let Some(e) = &r.emotions {
         let mut top: Vec<_> = e.scores.iter().collect();
@@ -170,4 +180,49 @@ pub fn summary(r: &AnalyzeResponse) -> String {
         r.model_version, total, r.analysis_id
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use empathy_grpc::v1::{LabelScore, Sentiment};
+
+    use super::*;
+
+    fn answer(low_confidence: bool) -> AnalyzeResponse {
+        let score = |label: &str, score: f32| LabelScore {
+            label: label.into(),
+            score,
+        };
+        AnalyzeResponse {
+            sentiment: Some(Sentiment {
+                label: "neutral".into(),
+                scores: vec![
+                    score("negative", 0.31),
+                    score("neutral", 0.42),
+                    score("positive", 0.27),
+                ],
+            }),
+            low_confidence,
+            notes: vec!["sentiment: low confidence: ...".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_low_confidence_answer_says_so_on_the_sentiment_line() {
+        let s = summary(&answer(true));
+        let line = s.lines().next().unwrap_or_default();
+        assert_eq!(
+            line,
+            "sentiment   neutral   (negative 0.31, neutral 0.42, positive 0.27)  low confidence"
+        );
+        assert!(s.contains("note        sentiment: low confidence"), "{s}");
+        let s = summary(&answer(false));
+        assert!(
+            !s.lines()
+                .next()
+                .unwrap_or_default()
+                .contains("low confidence")
+        );
+    }
 }

@@ -18,8 +18,8 @@ use tonic::Status;
 use crate::{
     encoders::{EncodeError, EncoderPool},
     explain::{
-        attributions, emotion_source, emotions, face_expert, sentiment, situation_experts,
-        situation_results,
+        attributions, emotion_source, emotions, face_expert, low_confidence_note, sentiment,
+        situation_experts, situation_results,
     },
     model_watch::ServingModel,
     recent::{self, RecentAnalyses},
@@ -37,6 +37,8 @@ pub struct Analyzer {
     pub trainer: Option<TrainerLink>,
     pub limits: Limits,
     pub default_deadline: Duration,
+    /// Answers whose top sentiment score is below this are marked low_confidence.
+    pub min_confidence: f32,
 }
 
 /// Situations and their text embeddings, or why there are none.
@@ -281,9 +283,11 @@ impl Analyzer {
         let expansion = model.lexicon_expansion();
         let lexicon = self.lexicon_features(expansion, &gathered.analysed_text, &mut gathered.enc);
         let faces = gathered.faces();
-        let notes = gathered.notes(&faces);
+        let mut notes = gathered.notes(&faces);
         let inputs = self.model_inputs(expansion, &mut gathered, &faces, &lexicon);
         let (prediction, features) = predict(&model, inputs, &mut gathered.enc).await?;
+        let low_confidence = low_confidence_note(&prediction, self.min_confidence);
+        notes.extend(low_confidence.clone());
         gathered.enc.timings.push(StageTiming {
             stage: "total".into(),
             ms: ms_since(started),
@@ -321,6 +325,7 @@ impl Analyzer {
                 .map(|s| s.detected_language)
                 .unwrap_or_default(),
             notes,
+            low_confidence: low_confidence.is_some(),
         })
     }
 

@@ -56,6 +56,20 @@ pub(crate) fn sentiment(p: &Prediction) -> Sentiment {
     }
 }
 
+/// The plain-language note for an answer whose top sentiment score (calibrated by the
+/// version's temperature) is below `threshold`; None when it is not.
+pub(crate) fn low_confidence_note(p: &Prediction, threshold: f32) -> Option<String> {
+    let top = argmax(&p.sentiment);
+    let score = p.sentiment[top];
+    (score < threshold).then(|| {
+        format!(
+            "sentiment: low confidence: the likeliest label, {}, has a calibrated score of \
+             {score:.2}, below this server's threshold of {threshold:.2}; treat it as a guess",
+            SENTIMENT_LABELS[top]
+        )
+    })
+}
+
 /// A face's expression as an expert opinion on emotions and sentiment.
 pub(crate) fn face_expert(face: &Face) -> Expert {
     let mut emotions = [0.0; 7];
@@ -144,4 +158,33 @@ pub(crate) fn attributions(p: &Prediction, lexicon: &LexiconAnalysis) -> Vec<Att
         signal: w.signal.clone(),
     });
     tokens.chain(words).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prediction(sentiment: [f32; 3]) -> Prediction {
+        Prediction {
+            sentiment,
+            emotions: [0.0; 7],
+            valence: 0.0,
+            arousal: 0.0,
+            attention: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_top_score_below_the_threshold_is_low_confidence() {
+        let unsure = prediction([0.31, 0.42, 0.27]);
+        let note = low_confidence_note(&unsure, 0.5).expect("flagged");
+        assert!(note.contains("neutral") && note.contains("0.42"), "{note}");
+        assert!(note.contains("threshold of 0.50"), "{note}");
+        assert_eq!(low_confidence_note(&unsure, 0.42), None, "not below");
+        assert_eq!(low_confidence_note(&unsure, 0.0), None);
+        let sure = prediction([0.05, 0.10, 0.85]);
+        assert_eq!(low_confidence_note(&sure, 0.5), None);
+        assert!(low_confidence_note(&sure, 0.9).is_some());
+        assert!(low_confidence_note(&sure, 1.0).is_some());
+    }
 }

@@ -58,6 +58,15 @@ struct Args {
     /// How long the encoders get when a request sets no deadline.
     #[arg(long, default_value_t = 5_000)]
     default_deadline_ms: u64,
+    /// Answers whose top sentiment score (calibrated by the model version's
+    /// temperature) is below this, from 0 to 1, are marked low_confidence with a note.
+    #[arg(
+        long,
+        env = "EMPATHY_MIN_CONFIDENCE",
+        default_value_t = 0.5,
+        value_parser = validate::probability
+    )]
+    min_confidence: f32,
     #[command(flatten)]
     limits: validate::Limits,
     #[command(flatten)]
@@ -118,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
         trainer,
         limits: args.limits.clone(),
         default_deadline: Duration::from_millis(args.default_deadline_ms),
+        min_confidence: args.min_confidence,
     };
     let server = EmpathyServiceServer::new(Empathy::new(analyzer, metrics.clone()))
         .max_decoding_message_size(args.serve.max_message_bytes);

@@ -11,6 +11,7 @@ use empathy_grpc::v1::{
     AnalyzeRequest, AnalyzeResponse, FeedbackRequest, FeedbackResponse, InfoRequest, InfoResponse,
     ModalityStatus, Turn, empathy_service_server::EmpathyService,
 };
+use empathy_model::Manifest;
 use empathy_proto::{EMOTION_LABELS, SENTIMENT_LABELS, modality::SITUATION};
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -120,26 +121,36 @@ impl EmpathyService for Empathy {
             sentiment_labels: SENTIMENT_LABELS.iter().map(|s| s.to_string()).collect(),
             emotion_labels: EMOTION_LABELS.iter().map(|s| s.to_string()).collect(),
             modalities,
-            notes: notes(
-                &manifest.emotion_source,
-                manifest.trained_tokens.iter().any(|t| t == SITUATION),
-                a.situations.configured(),
-            ),
+            notes: notes(manifest, a.situations.configured(), a.min_confidence),
             metrics: metrics.into_iter().collect(),
             server_version: env!("CARGO_PKG_VERSION").to_string(),
         }))
     }
 }
 
-/// Plain words on how each output is produced by this version.
-fn notes(emotion_source: &str, trained_on_situations: bool, has_service: bool) -> Vec<String> {
-    let emotions = if emotion_source == "lexicon" {
+/// Plain words on how each output is produced by this version, and when an answer is
+/// marked low_confidence.
+fn notes(manifest: &Manifest, has_service: bool, min_confidence: f32) -> Vec<String> {
+    let trained_on_situations = manifest.trained_tokens.iter().any(|t| t == SITUATION);
+    let calibration = match &manifest.calibration {
+        Some(c) => format!(
+            "scores calibrated by a temperature of {:.3} fitted on the {}",
+            c.temperature, c.fitted_on
+        ),
+        None => "scores not calibrated (this version predates calibration)".to_string(),
+    };
+    let sentiment = format!(
+        "sentiment: the fusion model's sentiment head, trained on the English tweet corpus \
+         (see README for test-split accuracy); {calibration}; an answer whose top score is \
+         below {min_confidence:.2} is marked low_confidence"
+    );
+    let emotions = if manifest.emotion_source == "lexicon" {
         "emotions: scored from the lexicons (VADER + text2emotion word lists, with negation and intensifiers), not yet learned by the model"
     } else {
         "emotions: the model's emotion head, each emotion scored on its own (sigmoid)"
     };
     vec![
-        "sentiment: the fusion model's sentiment head, trained on the English tweet corpus (see README for test-split accuracy)".into(),
+        sentiment,
         emotions.into(),
         "context: validated and kept per stream; the model does not condition on it yet".into(),
         match (has_service, trained_on_situations) {

@@ -119,6 +119,14 @@ pub fn check(
     Ok(())
 }
 
+/// A command-line probability: a number from 0 to 1.
+pub fn probability(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!("must be a number from 0 to 1, not {s:?}")),
+    }
+}
+
 /// A pragmatic BCP-47 check: a 2–3 letter language, then alphanumeric subtags.
 fn is_language_tag(tag: &str) -> bool {
     let mut parts = tag.split('-');
@@ -156,6 +164,17 @@ mod tests {
                 assert_eq!(s.code(), tonic::Code::InvalidArgument);
                 s.message().to_string()
             }
+        }
+    }
+
+    #[test]
+    fn probabilities_are_numbers_from_0_to_1() {
+        assert_eq!(probability("0.5"), Ok(0.5));
+        assert_eq!(probability("0"), Ok(0.0));
+        assert_eq!(probability("1"), Ok(1.0));
+        for bad in ["1.5", "-0.1", "NaN", "inf", "half", ""] {
+            let e = probability(bad).expect_err(bad);
+            assert!(e.contains("from 0 to 1"), "{e}");
         }
     }
 

@@ -1,7 +1,8 @@
 //! A model version is a directory: `model.safetensors` plus `manifest.json`, which
-//! records the labels, dims, training provenance, test metrics and the weights'
-//! sha256; a version trained with an expanded lexicon also holds its copy,
-//! `lexicon_expansion.tsv`, whose version and sha256 the manifest records. Versions are written into a hidden temp directory beside the others,
+//! records the labels, dims, training provenance, test metrics, the sentiment
+//! calibration and the weights' sha256; a version trained with an expanded lexicon
+//! also holds its copy, `lexicon_expansion.tsv`, whose version and sha256 the manifest
+//! records. Versions are written into a hidden temp directory beside the others,
 //! fsynced, then renamed into place, so a reader never sees half a version.
 
 use std::collections::{BTreeMap, HashMap};
@@ -70,6 +71,20 @@ pub struct TrainingInfo {
     pub seconds: f64,
 }
 
+/// Temperature scaling of the sentiment softmax (Guo et al. 2017): serving divides the
+/// sentiment logits by `temperature` before the softmax, so that a score of 0.8 is
+/// right about 80% of the time on held-out data. It never changes the top label.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// > 0; above 1 softens over-confident scores, below 1 sharpens timid ones.
+    pub temperature: f64,
+    /// What it was fitted on, e.g. "validation split (3494 tweets)".
+    pub fitted_on: String,
+    /// Mean negative log-likelihood of the true label there, before (T = 1) and after.
+    pub nll_uncalibrated: f64,
+    pub nll: f64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format_version: u32,
@@ -90,6 +105,17 @@ pub struct Manifest {
     /// manifests written before the field) means the plain lexicon.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lexicon_expansion: Option<ExpansionRef>,
+    /// The sentiment temperature; None (also for manifests written before the field)
+    /// means uncalibrated, a temperature of 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
+}
+
+impl Manifest {
+    /// What serving divides the sentiment logits by: the calibration's, else 1.
+    pub fn temperature(&self) -> f64 {
+        self.calibration.as_ref().map_or(1.0, |c| c.temperature)
+    }
 }
 
 /// What a trainer supplies; `save_version` adds the name, time and checksum.
@@ -100,6 +126,8 @@ pub struct NewVersion {
     pub emotion_source: String,
     pub training: TrainingInfo,
     pub metrics: BTreeMap<String, f64>,
+    /// None: uncalibrated (temperature 1).
+    pub calibration: Option<Calibration>,
 }
 
 /// Writes a new version `vNNNN` (one above the highest present) under `models_dir`.
@@ -119,6 +147,9 @@ pub fn save_version_with_expansion(
     new: NewVersion,
     expansion: Option<&Expansion>,
 ) -> anyhow::Result<(PathBuf, Manifest)> {
+    if let Some(c) = &new.calibration {
+        check_temperature(c.temperature)?;
+    }
     std::fs::create_dir_all(models_dir)
         .with_context(|| format!("cannot create {}", models_dir.display()))?;
     let created_unix_ms = SystemTime::now()
@@ -174,6 +205,7 @@ fn write_and_publish(
         metrics: new.metrics,
         weights_sha256: hex::encode(Sha256::digest(&weights)),
         lexicon_expansion: expansion.map(|x| x.reference().clone()),
+        calibration: new.calibration,
     };
     // Another writer may take the same number between our scan and rename: retry.
     for _ in 0..16 {
@@ -275,7 +307,18 @@ fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
         manifest.labels,
         Labels::ours()
     );
+    check_temperature(manifest.temperature())
+        .with_context(|| format!("model version {}", dir.display()))?;
     Ok(manifest)
+}
+
+/// A temperature serving can divide by: finite and positive.
+fn check_temperature(t: f64) -> anyhow::Result<()> {
+    ensure!(
+        t.is_finite() && t > 0.0,
+        "the sentiment temperature must be a positive number, not {t}"
+    );
+    Ok(())
 }
 
 /// The newest version under `models_dir` (by creation time, then name) that loads;
@@ -346,6 +389,7 @@ mod tests {
             emotion_source: "lexicon".into(),
             training: TrainingInfo::default(),
             metrics: BTreeMap::new(),
+            calibration: None,
         }
     }
 
@@ -407,6 +451,10 @@ mod tests {
         if shipped.join(MANIFEST_FILE).exists() {
             let (m, _) = read_version(&shipped)?;
             assert_eq!(m.lexicon_expansion, None);
+            // Nor calibration: served uncalibrated.
+            if m.calibration.is_none() {
+                assert_eq!(m.temperature(), 1.0);
+            }
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ pub mod registry;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 
-pub use checkpoint::{Manifest, latest_version};
+pub use checkpoint::{Calibration, Manifest, latest_version};
 pub use experts::{EXPERT_SHARE_WITH_TEXT, Expert, NEUTRAL};
 pub use lexicon::{Expansion, LEXICON_FEATURES, Lexicon, LexiconAnalysis, WordSignal};
 pub use model::{EMOTIONS_CORRECTED, FusionModel, ModelInputs, corrected_emotions, prior_logit};

@@ -100,8 +100,12 @@ impl FusionModel {
         }
         let tokens = builder.build()?;
         let out = self.network.forward(&tokens)?;
-        let sentiment =
-            candle_nn::ops::softmax(&out.sentiment_logits, D::Minus1)?.to_vec2::<f32>()?;
+        // Calibrated: softmax(logits / T), T fitted on held-out data (1 for versions
+        // without a calibration). Dividing by T > 0 never changes the top label.
+        let logits = out
+            .sentiment_logits
+            .affine(1.0 / self.manifest.temperature(), 0.0)?;
+        let sentiment = candle_nn::ops::softmax(&logits, D::Minus1)?.to_vec2::<f32>()?;
         let emotion_logits = out.emotion_logits.to_vec2::<f32>()?;
         let attention = out.attention.to_vec2::<f32>()?;
         let mask = tokens.mask.to_vec2::<f32>()?;

@@ -2,7 +2,8 @@
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
-    /// Softmax over SENTIMENT_LABELS.
+    /// Softmax over SENTIMENT_LABELS of the logits divided by the version's
+    /// temperature (calibrated; see `checkpoint::Calibration`).
     pub sentiment: [f32; 3],
     /// Each in [0, 1], EMOTION_LABELS order.
     pub emotions: [f32; 7],

@@ -31,7 +31,7 @@ use empathy_model::checkpoint::{
 };
 use empathy_model::lexicon::{EMOTION_FEATURES, Expansion};
 use empathy_model::network::{FusionNetwork, LEXICON, TEXT};
-use empathy_model::{EMOTIONS_CORRECTED, corrected_emotions};
+use empathy_model::{Calibration, EMOTIONS_CORRECTED, corrected_emotions};
 
 /// One corrected analysis: the text embedding fusion computed, the text it analysed,
 /// and the corrections (at least one).
@@ -101,8 +101,9 @@ pub struct Finetuned {
     pub serving: Manifest,
     pub training: TrainingInfo,
     /// base_test_macro_f1 / serving_base_test_macro_f1, feedback_holdout_accuracy /
-    /// serving_feedback_holdout_accuracy, sizes; plus the serving version's own
-    /// metrics carried over under their names where they are still true.
+    /// serving_feedback_holdout_accuracy, sizes, the temperature and test ECE (and the
+    /// parent's); plus the serving version's own metrics carried over under their names
+    /// where they are still true.
     pub metrics: BTreeMap<String, f64>,
     pub accepted: bool,
     /// Why it was (not) accepted, with the numbers.
@@ -111,6 +112,8 @@ pub struct Finetuned {
     pub emotion_source: String,
     /// The serving version's lexicon expansion, which the new version keeps.
     pub expansion: Option<Expansion>,
+    /// The new version's sentiment temperature, refitted (see `Run::calibrate`).
+    pub calibration: Calibration,
 }
 
 /// Features and targets of the rows a fine-tune touches.
@@ -200,7 +203,8 @@ pub fn finetune(
     let mut epochs = run.epoch_rows(&data);
     run.train(&networks, &data, &mut epochs, progress, cancelled)?;
     let evaluation = run.evaluate(&networks, &data)?;
-    let metrics = run.metrics(&evaluation, &data);
+    let mut metrics = run.metrics(&evaluation, &data);
+    let calibration = run.calibrate(&networks, &data, &mut metrics)?;
     let (accepted, reason) = run.decide(&evaluation);
     progress(0.95, &reason);
     let Run {
@@ -229,6 +233,7 @@ pub fn finetune(
         reason,
         emotion_source: evaluation.new_source,
         expansion: data.expansion,
+        calibration,
     })
 }
 
@@ -273,6 +278,7 @@ pub fn publish(models_dir: &Path, tuned: &Finetuned) -> anyhow::Result<(PathBuf,
             emotion_source: tuned.emotion_source.clone(),
             training: tuned.training.clone(),
             metrics: tuned.metrics.clone(),
+            calibration: Some(tuned.calibration.clone()),
         },
         tuned.expansion.as_ref(),
     )

@@ -89,6 +89,43 @@ pub(super) fn predict_rows<'e>(
     Ok(out)
 }
 
+/// Sentiment logits of the examples at `indices` as serving computes them (no topic
+/// prior), showing the network the `shown` tokens.
+pub(super) fn logits(
+    network: &FusionNetwork,
+    features: &Features,
+    indices: &[usize],
+    shown: Shown,
+) -> anyhow::Result<Vec<[f32; 3]>> {
+    logits_rows(
+        network,
+        indices,
+        |i| features.example(i),
+        |slot| shown.slot(slot),
+    )
+}
+
+/// Sentiment logits of the examples at `indices`, in chunks; `use_token` says which
+/// token slots the network sees.
+pub(super) fn logits_rows<'e>(
+    network: &FusionNetwork,
+    indices: &[usize],
+    example: impl Fn(usize) -> Example<'e>,
+    use_token: impl Fn(usize) -> bool,
+) -> anyhow::Result<Vec<[f32; 3]>> {
+    let mut out = Vec::with_capacity(indices.len());
+    forward_rows(network, indices, example, use_token, |o| {
+        for row in o.sentiment_logits.to_vec2::<f32>()? {
+            out.push(
+                <[f32; 3]>::try_from(row.as_slice())
+                    .map_err(|_| anyhow::anyhow!("the sentiment head has not 3 outputs"))?,
+            );
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
 /// Runs the network over the examples at `indices` in chunks of 1024, handing each
 /// chunk's outputs (rows in `indices` order) to `take`.
 pub(super) fn forward_rows<'e>(

@@ -3,12 +3,17 @@
 //!
 //! This file: supervised sentiment training on the tweet corpus: embed the tweets as
 //! utterances (cached), add lexicon features, train the fusion network's sentiment head
-//! with AdamW against per-topic label priors, stop early on validation macro-F1, evaluate
-//! on the test split against VADER (scoring the same utterances), and publish a model
-//! version. Beside it: fine-tuning on feedback, self-training, the situations comparison,
-//! lexicon expansion (English and Chinese) and the metrics they report.
+//! with AdamW against per-topic label priors, stop early on validation macro-F1, fit the
+//! sentiment temperature on the validation split (`calibration`), evaluate on the test
+//! split against VADER (scoring the same utterances), and publish a model version.
+//! Training may first grow the training split with made contrast and negation examples
+//! (`augment`) and tune the text encoder itself (`encoder_tuning`). Beside it:
+//! fine-tuning on feedback, self-training, the situations comparison, the
+//! leave-one-domain-out benchmark (`generality`), lexicon expansion (English and
+//! Chinese) and the metrics they report.
 
 mod augment;
+mod calibration;
 mod embed;
 pub mod embedding_cache;
 pub mod encoder_tuning;
@@ -34,10 +39,11 @@ use crate::metrics::{Confusion, vader_label};
 use embed::{embed_texts, embeddings};
 use empathy_corpus::topics::{TopicTagger, log_priors};
 use empathy_corpus::{Corpus, Split, corpus_path, load_corpus, stratified_split};
+use empathy_model::Calibration;
 use empathy_model::checkpoint::{NewVersion, TrainingInfo, save_version_with_expansion};
 use empathy_model::lexicon::{Expansion, Lexicon};
 use empathy_model::network::{Dims, FusionNetwork, init_network};
-use fit::{Features, Fit, Session, Shown, predict};
+use fit::{Features, Fit, Session, Shown, logits, predict};
 pub use self_training::{
     Round, Scores, SelfTrainingConfig, SelfTrainingRow, compare_self_training, labelled_subset,
     select_pseudo_labels,
@@ -166,7 +172,17 @@ pub fn train_sentiment(
         config,
         progress,
     )?;
-    let (metrics, model) = test_metrics(&network, &features, &corpus.labels, &split, &fit)?;
+    let (mut metrics, model) = test_metrics(&network, &features, &corpus.labels, &split, &fit)?;
+    let calibration = calibrate(&network, &features, &corpus.labels, &split, &mut metrics)?;
+    let metric = |key: &str| metrics.get(key).copied().unwrap_or(f64::NAN);
+    progress(&format!(
+        "calibration: temperature {:.3} (validation NLL {:.4} -> {:.4}); test ECE {:.4} -> {:.4}",
+        calibration.temperature,
+        calibration.nll_uncalibrated,
+        calibration.nll,
+        metric("test_ece_uncalibrated"),
+        metric("test_ece")
+    ));
 
     let seconds = started.elapsed().as_secs_f64();
     let training = training_info(
@@ -188,6 +204,7 @@ pub fn train_sentiment(
             emotion_source: "lexicon".into(),
             training,
             metrics: metrics.clone(),
+            calibration: Some(calibration),
         },
         expansion.as_ref(),
     )?;
@@ -404,6 +421,36 @@ fn test_metrics(
     Ok((metrics, model))
 }
 
+/// The sentiment temperature, fitted on the validation split with the text token shown
+/// as serving shows it; records it and the test split's NLL and ECE before and after in
+/// `metrics` (`calibration::calibrate`).
+fn calibrate(
+    network: &FusionNetwork,
+    features: &Features,
+    labels: &[usize],
+    split: &Split,
+    metrics: &mut BTreeMap<String, f64>,
+) -> anyhow::Result<Calibration> {
+    let shown = Shown {
+        text: true,
+        situations: false,
+    };
+    let scored = |ix: &[usize]| -> anyhow::Result<calibration::Scored> {
+        Ok(calibration::Scored {
+            logits: logits(network, features, ix, shown)?,
+            labels: ix.iter().map(|&i| labels[i]).collect(),
+        })
+    };
+    let (validation, test) = (scored(&split.validation)?, scored(&split.test)?);
+    let fitted_on = format!("validation split ({} tweets)", split.validation.len());
+    Ok(calibration::calibrate(
+        &validation,
+        &test,
+        fitted_on,
+        metrics,
+    ))
+}
+
 /// What the version records of its data, encoder, settings and fit.
 fn training_info(
     corpus: &Corpus,
@@ -573,6 +620,15 @@ mod tests {
         );
         assert_eq!(model.manifest().emotion_source, "lexicon");
         assert_eq!(model.manifest().training.encoder, "test/bag-of-words");
+        // Calibrated on the validation split; the metrics say so before and after.
+        let calibration = model.manifest().calibration.as_ref().expect("calibrated");
+        assert_eq!(calibration.temperature, report.metrics["temperature"]);
+        assert!(calibration.fitted_on.starts_with("validation split"));
+        assert!(calibration.nll <= calibration.nll_uncalibrated);
+        for key in ["test_ece", "test_ece_uncalibrated"] {
+            let v = report.metrics[key];
+            assert!((0.0..1.0).contains(&v), "{key} = {v}");
+        }
         for key in ["test_macro_f1", "vader_test_macro_f1", "test_accuracy"] {
             let v = report.metrics[key];
             assert!(v > 0.3 && v < 1.0, "{key} = {v}");
@@ -590,6 +646,61 @@ mod tests {
         };
         let cached = embeddings(&corpus, &config, encoder, &mut |_| {})?;
         assert_eq!(cached.len(), corpus.texts.len() * 384);
+        finetuning_refits_the_temperature(&report, &config)
+    }
+
+    /// A fine-tune of the version `report` published fits its own temperature on the
+    /// base validation split and records the parent's beside it.
+    fn finetuning_refits_the_temperature(
+        report: &TrainReport,
+        config: &TrainConfig,
+    ) -> anyhow::Result<()> {
+        use crate::finetune::{FeedbackExample, FinetuneConfig, finetune};
+        let texts = [
+            "The biopsy came back negative.",
+            "The scan came back clear.",
+            "The tumour is benign.",
+            "The test results came back negative.",
+        ];
+        let feedback: Vec<FeedbackExample> = bag_of_words(&texts.map(String::from))?
+            .into_iter()
+            .zip(texts)
+            .enumerate()
+            .map(|(i, (text, utterance))| FeedbackExample {
+                id: format!("fb-{i}"),
+                text,
+                utterance: utterance.to_string(),
+                sentiment: Some(2),
+                emotion: None,
+            })
+            .collect();
+        let finetune_config = FinetuneConfig {
+            epochs: 1,
+            replay: 500,
+            cache_dir: config.cache_dir.clone(),
+            ..FinetuneConfig::default()
+        };
+        let tuned = finetune(
+            &assets_dir(),
+            &report.version_dir,
+            &feedback,
+            &finetune_config,
+            &mut |_, _| {},
+            &|| false,
+        )?;
+        let c = &tuned.calibration;
+        eprintln!("fine-tuned: {c:?}; {}", tuned.reason);
+        assert!(c.fitted_on.starts_with("base validation split"), "{c:?}");
+        assert!(c.temperature > 0.0 && c.nll <= c.nll_uncalibrated, "{c:?}");
+        assert_eq!(tuned.metrics["temperature"], c.temperature);
+        assert_eq!(
+            tuned.metrics["parent_temperature"],
+            report.metrics["temperature"]
+        );
+        for key in ["test_ece", "test_ece_uncalibrated", "parent_test_ece"] {
+            let v = tuned.metrics[key];
+            assert!((0.0..1.0).contains(&v), "{key} = {v}");
+        }
         Ok(())
     }
 

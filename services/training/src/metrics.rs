@@ -1,4 +1,4 @@
-//! Classification metrics and the VADER baseline.
+//! Classification metrics, calibration error and the VADER baseline.
 
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +78,40 @@ fn ratio(a: usize, b: usize) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }
 
+/// Bins of the expected calibration error the project reports (Guo et al. 2017 use 15).
+pub const ECE_BINS: usize = 15;
+
+/// Expected calibration error: the top-class confidences cut into `bins` equal-width
+/// bins, bin m (from 1) holding those in ((m - 1) / bins, m / bins] (a confidence of 0
+/// goes to the first); the mean over examples of |accuracy - mean confidence| of each
+/// one's bin, i.e. sum over bins of (size / n) * |accuracy - confidence|. `correct[i]`
+/// says whether the top class of example i is its true label. 0 for no examples.
+pub fn expected_calibration_error(confidence: &[f64], correct: &[bool], bins: usize) -> f64 {
+    let bins = bins.max(1);
+    // Per bin: examples, sum of confidences, correct ones.
+    let mut tally = vec![(0usize, 0.0f64, 0usize); bins];
+    for (&c, &right) in confidence.iter().zip(correct) {
+        let c = c.clamp(0.0, 1.0);
+        let bin = ((c * bins as f64).ceil() as usize).clamp(1, bins) - 1;
+        let t = &mut tally[bin];
+        t.0 += 1;
+        t.1 += c;
+        t.2 += usize::from(right);
+    }
+    let n: usize = tally.iter().map(|t| t.0).sum();
+    if n == 0 {
+        return 0.0;
+    }
+    tally
+        .iter()
+        .filter(|t| t.0 > 0)
+        .map(|&(size, confidence, right)| {
+            let gap = (right as f64 - confidence).abs() / size as f64;
+            size as f64 / n as f64 * gap
+        })
+        .sum()
+}
+
 /// VADER's recommended thresholds: compound >= 0.05 positive, <= -0.05 negative.
 pub fn vader_label(compound: f32) -> usize {
     if compound >= 0.05 {
@@ -119,6 +153,35 @@ mod tests {
         let m = Confusion::from_labels(3, &[0, 0], &[0, 0]);
         assert_eq!(m.class(1).f1, 0.0);
         assert!((m.macro_f1() - 1.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn expected_calibration_error_by_hand() {
+        // 15 bins of width 1/15. Ten examples in three bins:
+        //   (14/15, 1]:  0.94 0.96 0.95 0.99, 3 right: |0.75 - 0.96| = 0.21, weight 0.4
+        //   (8/15, 9/15]: 0.55 0.55,          1 right: |0.50 - 0.55| = 0.05, weight 0.2
+        //   (5/15, 6/15]: 0.36 x 4,           2 right: |0.50 - 0.36| = 0.14, weight 0.4
+        // ECE = 0.4 * 0.21 + 0.2 * 0.05 + 0.4 * 0.14 = 0.084 + 0.010 + 0.056 = 0.150.
+        let confidence = [0.94, 0.96, 0.95, 0.99, 0.55, 0.55, 0.36, 0.36, 0.36, 0.36];
+        let correct = [
+            true, true, false, true, true, false, true, false, true, false,
+        ];
+        let ece = expected_calibration_error(&confidence, &correct, ECE_BINS);
+        assert!((ece - 0.150).abs() < 1e-12, "{ece}");
+        // Perfectly calibrated bins give 0; no examples give 0.
+        let ece = expected_calibration_error(&[0.5, 0.5, 1.0], &[true, false, true], 15);
+        assert!(ece.abs() < 1e-12, "{ece}");
+        assert_eq!(expected_calibration_error(&[], &[], 15), 0.0);
+    }
+
+    #[test]
+    fn calibration_bins_are_closed_on_the_right() {
+        // 4 bins: 0.5 is in (0.25, 0.5], with 0.3; 0.75 in (0.5, 0.75]; 0 in the first.
+        // (0.25, 0.5]: mean 0.4, 1 of 2 right: 0.1 * 2/4; (0.5, 0.75]: 0.75, wrong: 0.75
+        // * 1/4; [0, 0.25]: 0, wrong: 0.
+        let ece =
+            expected_calibration_error(&[0.5, 0.3, 0.75, 0.0], &[true, false, false, false], 4);
+        assert!((ece - (0.1 * 0.5 + 0.75 * 0.25)).abs() < 1e-12, "{ece}");
     }
 
     #[test]

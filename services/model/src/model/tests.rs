@@ -5,7 +5,9 @@ use rand::rngs::StdRng;
 
 use super::*;
 use crate::LEXICON_FEATURES;
-use crate::checkpoint::{NewVersion, TrainingInfo, latest_version, save_version};
+use crate::checkpoint::{
+    Calibration, MANIFEST_FILE, NewVersion, TrainingInfo, latest_version, save_version,
+};
 use crate::network::{Dims, init_network};
 use crate::test_support::{TempDir, analysis};
 
@@ -28,6 +30,15 @@ fn all_tokens() -> Vec<String> {
 }
 
 fn save(dir: &Path, seed: u64, tokens: Vec<String>) -> anyhow::Result<(PathBuf, FusionModel)> {
+    save_calibrated(dir, seed, tokens, None)
+}
+
+fn save_calibrated(
+    dir: &Path,
+    seed: u64,
+    tokens: Vec<String>,
+    calibration: Option<Calibration>,
+) -> anyhow::Result<(PathBuf, FusionModel)> {
     let (varmap, network) = init_network(dims(), &mut StdRng::seed_from_u64(seed))?;
     let (path, manifest) = save_version(
         dir,
@@ -39,6 +50,7 @@ fn save(dir: &Path, seed: u64, tokens: Vec<String>) -> anyhow::Result<(PathBuf, 
             emotion_source: "lexicon".into(),
             training: TrainingInfo::default(),
             metrics: [("test_macro_f1".to_string(), 0.5)].into(),
+            calibration,
         },
     )?;
     Ok((path, FusionModel::new(manifest, network)))
@@ -196,4 +208,73 @@ fn a_zero_head_keeps_the_lexicon_emotions_and_a_head_moves_them() {
     assert!(corrected_emotions(&head, &lexicon)[4] > 0.98);
     head[3] = -8.0;
     assert!(corrected_emotions(&head, &lexicon)[3] < 0.02);
+}
+
+fn calibration(temperature: f64) -> Calibration {
+    Calibration {
+        temperature,
+        fitted_on: "test".into(),
+        nll_uncalibrated: 1.0,
+        nll: 0.9,
+    }
+}
+
+#[test]
+fn the_temperature_softens_the_scores_and_keeps_the_label() -> anyhow::Result<()> {
+    let dir = TempDir::new("temperature");
+    // The same weights, uncalibrated and with T = 3.
+    let (_, plain) = save(dir.path(), 11, all_tokens())?;
+    let (path, _) = save_calibrated(dir.path(), 11, all_tokens(), Some(calibration(3.0)))?;
+    let calibrated = FusionModel::load(&path)?;
+    assert_eq!(plain.manifest().temperature(), 1.0);
+    assert_eq!(calibrated.manifest().temperature(), 3.0);
+    let (a, b) = (plain.predict(&inputs())?, calibrated.predict(&inputs())?);
+    for (p, q) in a.iter().zip(&b) {
+        // softmax(z / T) is proportional to softmax(z)^(1 / T).
+        let powered = p.sentiment.map(|x| x.powf(1.0 / 3.0));
+        let sum: f32 = powered.iter().sum();
+        for (got, want) in q.sentiment.iter().zip(powered) {
+            assert!(
+                (got - want / sum).abs() < 1e-5,
+                "{:?} vs {:?}",
+                q.sentiment,
+                p.sentiment
+            );
+        }
+        let top = |s: &[f32; 3]| (0..3).fold(0, |b, k| if s[k] > s[b] { k } else { b });
+        assert_eq!(top(&p.sentiment), top(&q.sentiment));
+        assert!(q.sentiment[top(&q.sentiment)] <= p.sentiment[top(&p.sentiment)]);
+        assert_eq!(p.emotions, q.emotions, "only the sentiment is calibrated");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_bad_temperature_is_refused_and_a_missing_one_is_one() -> anyhow::Result<()> {
+    let dir = TempDir::new("bad-temperature");
+    for t in [0.0, -1.0, f64::NAN] {
+        let saved = save_calibrated(dir.path(), 12, all_tokens(), Some(calibration(t)));
+        let Err(e) = saved else {
+            panic!("saved a version with temperature {t}");
+        };
+        assert!(format!("{e:#}").contains("temperature"), "{e:#}");
+    }
+    // A manifest edited to hold one is refused on load, naming it.
+    let (path, model) = save_calibrated(dir.path(), 12, all_tokens(), Some(calibration(2.0)))?;
+    let mut json: serde_json::Value = serde_json::to_value(model.manifest())?;
+    json["calibration"]["temperature"] = serde_json::json!(0.0);
+    std::fs::write(path.join(MANIFEST_FILE), serde_json::to_vec(&json)?)?;
+    let Err(e) = FusionModel::load(&path) else {
+        panic!("loaded a version with temperature 0");
+    };
+    assert!(format!("{e:#}").contains("temperature"), "{e:#}");
+    // Written before calibration existed: no field, temperature 1.
+    json.as_object_mut()
+        .expect("an object")
+        .remove("calibration");
+    std::fs::write(path.join(MANIFEST_FILE), serde_json::to_vec(&json)?)?;
+    let old = FusionModel::load(&path)?;
+    assert!(old.manifest().calibration.is_none());
+    assert_eq!(old.manifest().temperature(), 1.0);
+    Ok(())
 }

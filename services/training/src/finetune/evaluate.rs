@@ -1,14 +1,15 @@
-//! A fine-tune's evaluation: new against serving on the same rows, the metrics, and
-//! the decision.
+//! A fine-tune's evaluation: new against serving on the same rows, the metrics, the
+//! new version's sentiment temperature, and the decision.
 
 use std::collections::BTreeMap;
 
 use super::prepare::{Data, Networks};
 use super::{Rows, Run, Tokens, served_emotions};
+use crate::calibration::{self, Scored};
 use crate::metrics::Confusion;
-use empathy_model::EMOTIONS_CORRECTED;
 use empathy_model::checkpoint::Manifest;
 use empathy_model::network::FusionNetwork;
+use empathy_model::{Calibration, EMOTIONS_CORRECTED};
 
 /// New (the fine-tuned copy) against serving, on the same rows.
 pub(super) struct Evaluation {
@@ -139,6 +140,50 @@ impl Run<'_> {
             }
         }
         metrics
+    }
+
+    /// The new version's sentiment temperature, recorded in `metrics` with the test
+    /// ECE before and after (`calibration::calibrate`) and the serving version's own
+    /// (`parent_temperature`, `parent_test_ece`).
+    ///
+    /// Refitted rather than carried over: fine-tuning moves the logits (the corrections
+    /// are learnt to be sure of), so the parent's temperature need not fit them any
+    /// more. Fitted on the base validation split, which neither the base training nor
+    /// this one trains on (replay samples the training split), and not on what the
+    /// fine-tune is judged by: fitting on the base test split would flatter its test
+    /// ECE, and the feedback hold-out is a few corrections, too few for a temperature
+    /// and not a sample of what the service is asked.
+    pub(super) fn calibrate(
+        &self,
+        networks: &Networks,
+        data: &Data,
+        metrics: &mut BTreeMap<String, f64>,
+    ) -> anyhow::Result<Calibration> {
+        let (rows, tokens) = (&data.rows, self.tokens);
+        let scored = |net: &FusionNetwork, ix: &[usize]| -> anyhow::Result<Scored> {
+            let ix = rows_where(ix, |i| rows.sentiment[i].is_some());
+            Ok(Scored {
+                logits: crate::fit::logits_rows(
+                    net,
+                    &ix,
+                    |i| rows.example(i),
+                    |slot| tokens.shows(slot),
+                )?,
+                labels: ix.iter().filter_map(|&i| rows.sentiment[i]).collect(),
+            })
+        };
+        let validation = scored(&networks.network, &data.validation)?;
+        let test = scored(&networks.network, &data.test)?;
+        let fitted_on = format!("base validation split ({} tweets)", data.validation.len());
+        let calibration = calibration::calibrate(&validation, &test, fitted_on, metrics);
+        let parent = self.serving.temperature();
+        metrics.insert("parent_temperature".into(), parent);
+        let parent_test = scored(&networks.old, &data.test)?;
+        metrics.insert(
+            "parent_test_ece".into(),
+            calibration::ece(&parent_test, parent),
+        );
+        Ok(calibration)
     }
 
     /// Accepted only when no worse on the base test split (within the tolerance),

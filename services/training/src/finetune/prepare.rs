@@ -40,6 +40,8 @@ pub(super) struct Data {
     pub replay: Vec<usize>,
     /// The base test split.
     pub test: Vec<usize>,
+    /// The base validation split: what the new version's temperature is fitted on.
+    pub validation: Vec<usize>,
     pub fb_train: Vec<usize>,
     pub fb_holdout: Vec<usize>,
     /// The serving version's lexicon expansion (every row's lexicon features use it).
@@ -159,8 +161,8 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// The rows: the replay sample (with the topic priors), the base test split, the
-    /// feedback to train on and the held-out feedback, each with the serving
+    /// The rows: the replay sample (with the topic priors), the base test and
+    /// validation splits, the feedback to train on and the held-out feedback, each with the serving
     /// version's lexicon features, expansion included.
     pub(super) fn gather(
         &mut self,
@@ -205,6 +207,11 @@ impl<'a> Run<'a> {
             .iter()
             .map(|&i| base_row(&mut rows, i, false))
             .collect();
+        let validation: Vec<usize> = split
+            .validation
+            .iter()
+            .map(|&i| base_row(&mut rows, i, false))
+            .collect();
         let add_feedback = |rows: &mut Rows, f: &FeedbackExample| {
             rows.push(
                 f.text.clone(),
@@ -229,6 +236,7 @@ impl<'a> Run<'a> {
             rows,
             replay,
             test,
+            validation,
             fb_train,
             fb_holdout,
             expansion,
