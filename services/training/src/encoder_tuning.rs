@@ -336,9 +336,11 @@ mod tests {
         let base_version = version_of(&base_dir())?;
         let mut texts = Vec::new();
         let mut labels = Vec::new();
-        for (i, thing) in ["food", "room", "staff", "flight", "movie", "phone", "class", "car"]
-            .iter()
-            .enumerate()
+        for (i, thing) in [
+            "food", "room", "staff", "flight", "movie", "phone", "class", "car",
+        ]
+        .iter()
+        .enumerate()
         {
             texts.push(format!("The {thing} was wonderful"));
             labels.push(2);
@@ -381,10 +383,18 @@ mod tests {
         };
         let per_epoch: Vec<f64> = losses.iter().filter_map(loss).collect();
         assert!(per_epoch.len() >= 6, "{losses:?}");
-        assert!(per_epoch[per_epoch.len() - 1] < per_epoch[0], "{per_epoch:?}");
+        assert!(
+            per_epoch[per_epoch.len() - 1] < per_epoch[0],
+            "{per_epoch:?}"
+        );
         assert_ne!(tuned.version, base_version);
         assert_eq!(tuned.dir, dir.path().join(&tuned.version));
-        for file in ["config.json", "tokenizer.json", "tuning.json", "model.safetensors"] {
+        for file in [
+            "config.json",
+            "tokenizer.json",
+            "tuning.json",
+            "model.safetensors",
+        ] {
             assert!(tuned.dir.join(file).is_file(), "{file} missing");
         }
         assert_eq!(version_of(&base_dir())?, base_version);

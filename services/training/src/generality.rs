@@ -35,13 +35,15 @@ pub struct DomainFold {
     pub out_of_domain: Score,
 }
 
+/// Embeds texts with the encoder in a model directory.
+pub type EmbedWith<'a> = dyn FnMut(&Path, &[String]) -> anyhow::Result<Vec<Vec<f32>>> + 'a;
+
 /// Tuning the encoder in each fold, on that fold's training examples only.
 pub struct FoldTuning<'a> {
     /// The base encoder's model directory.
     pub base_dir: &'a Path,
     pub config: &'a TuningConfig,
-    /// Embeds texts with the encoder in a model directory.
-    pub embed_with: &'a mut dyn FnMut(&Path, &[String]) -> anyhow::Result<Vec<Vec<f32>>>,
+    pub embed_with: &'a mut EmbedWith<'a>,
 }
 
 /// The folds, one per topic, in topic order; `progress` gets the training lines.
@@ -54,12 +56,12 @@ pub fn leave_one_domain_out(
     mut tuning: Option<FoldTuning>,
     progress: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Vec<DomainFold>> {
-    let super::Prepared {
+    let crate::prepared::Prepared {
         corpus,
         split,
         text,
         original,
-    } = super::prepare(assets_dir, config, encoder, progress)?;
+    } = crate::prepared::prepare(assets_dir, config, encoder, progress)?;
     let expansion = super::load_expansion(config, progress)?;
     let features = |text: Vec<f32>| {
         super::features_with(assets_dir, &corpus, text, config.dims, expansion.as_ref())

@@ -23,6 +23,7 @@ pub mod generality;
 pub mod lexicon_expansion;
 pub mod lexicon_expansion_zh;
 pub mod metrics;
+mod prepared;
 mod self_training;
 mod situations;
 
@@ -36,14 +37,16 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::metrics::{Confusion, vader_label};
-use embed::{embed_texts, embeddings};
+use embed::embeddings;
 use empathy_corpus::topics::{TopicTagger, log_priors};
-use empathy_corpus::{Corpus, Split, corpus_path, load_corpus, stratified_split};
+use empathy_corpus::{Corpus, Split, stratified_split};
 use empathy_model::Calibration;
 use empathy_model::checkpoint::{NewVersion, TrainingInfo, save_version_with_expansion};
 use empathy_model::lexicon::{Expansion, Lexicon};
 use empathy_model::network::{Dims, FusionNetwork, init_network};
 use fit::{Features, Fit, Session, Shown, logits, predict};
+pub use prepared::tune_text_encoder;
+use prepared::{Prepared, prepare};
 pub use self_training::{
     Round, Scores, SelfTrainingConfig, SelfTrainingRow, compare_self_training, labelled_subset,
     select_pseudo_labels,
@@ -216,98 +219,6 @@ pub fn train_sentiment(
         version_dir,
         metrics,
         test_confusion: model.counts,
-    })
-}
-
-/// Tunes the text encoder in `base_dir` on the training split (see `encoder_tuning`),
-/// `base` giving the frozen embeddings it is distilled towards; publishes it under
-/// `<assets>/text/tuned/<version>`.
-pub fn tune_text_encoder(
-    assets_dir: &Path,
-    base_dir: &Path,
-    config: &TrainConfig,
-    tuning: &encoder_tuning::TuningConfig,
-    base: TextEncoder,
-    progress: &mut dyn FnMut(&str),
-) -> anyhow::Result<encoder_tuning::TunedEncoder> {
-    let Prepared {
-        corpus,
-        split,
-        text: frozen,
-        ..
-    } = prepare(assets_dir, config, base, progress)?;
-    let bias = topic_bias(&corpus, &split, config.topic_prior_weight as f32)?;
-    encoder_tuning::tune_on_corpus(
-        assets_dir,
-        base_dir,
-        &corpus,
-        &frozen,
-        &bias,
-        &split.train,
-        tuning,
-        progress,
-    )
-}
-
-/// The corpus, its split and its text embeddings, the training split grown by
-/// `config.augment` made examples (appended after the `original` rows).
-struct Prepared {
-    corpus: Corpus,
-    split: Split,
-    text: Vec<f32>,
-    original: usize,
-}
-
-fn prepare(
-    assets_dir: &Path,
-    config: &TrainConfig,
-    mut encoder: TextEncoder,
-    progress: &mut dyn FnMut(&str),
-) -> anyhow::Result<Prepared> {
-    let mut corpus = load_corpus(&corpus_path(assets_dir))?;
-    progress(&format!(
-        "corpus: {} rows, {} kept ({} empty, {} duplicates and {} rows with conflicting \
-         labels dropped)",
-        corpus.rows,
-        corpus.texts.len(),
-        corpus.empty_removed,
-        corpus.duplicates_removed,
-        corpus.conflicting_removed
-    ));
-    let mut split = split_corpus(&corpus, config, progress);
-    let sha = corpus.sha256.clone();
-    let mut text = embed_texts(&corpus.texts, &sha, config, &mut encoder, progress)?;
-    let original = corpus.texts.len();
-    if config.augment > 0 {
-        let made = augment::augment(
-            &corpus.texts,
-            &corpus.labels,
-            &corpus.topics,
-            &split.train,
-            config.augment,
-            config.seed,
-        )?;
-        progress(&format!(
-            "augmented the training split with {} contrast and negation examples",
-            made.texts.len()
-        ));
-        text.extend(embed_texts(
-            &made.texts,
-            &sha,
-            config,
-            &mut encoder,
-            progress,
-        )?);
-        split.train.extend(original..original + made.texts.len());
-        corpus.texts.extend(made.texts);
-        corpus.labels.extend(made.labels);
-        corpus.topics.extend(made.topics);
-    }
-    Ok(Prepared {
-        corpus,
-        split,
-        text,
-        original,
     })
 }
 
@@ -573,6 +484,7 @@ fn record(metrics: &mut BTreeMap<String, f64>, prefix: &str, m: &Confusion) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use empathy_corpus::{corpus_path, load_corpus};
     use empathy_model::FusionModel;
     use empathy_model::test_support::{TempDir, assets_dir};
 

@@ -1,0 +1,101 @@
+//! What every trainer starts from: the corpus, its seeded split and its text
+//! embeddings, the training split optionally grown by made contrast and negation
+//! examples (`augment`); and tuning the text encoder on it.
+
+use std::path::Path;
+
+use super::{TextEncoder, TrainConfig, augment, encoder_tuning, split_corpus, topic_bias};
+use crate::embed::embed_texts;
+use empathy_corpus::{Corpus, Split, corpus_path, load_corpus};
+
+/// Tunes the text encoder in `base_dir` on the training split (see `encoder_tuning`),
+/// `base` giving the frozen embeddings it is distilled towards; publishes it under
+/// `<assets>/text/tuned/<version>`.
+pub fn tune_text_encoder(
+    assets_dir: &Path,
+    base_dir: &Path,
+    config: &TrainConfig,
+    tuning: &encoder_tuning::TuningConfig,
+    base: TextEncoder,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<encoder_tuning::TunedEncoder> {
+    let Prepared {
+        corpus,
+        split,
+        text: frozen,
+        ..
+    } = prepare(assets_dir, config, base, progress)?;
+    let bias = topic_bias(&corpus, &split, config.topic_prior_weight as f32)?;
+    encoder_tuning::tune_on_corpus(
+        assets_dir,
+        base_dir,
+        &corpus,
+        &frozen,
+        &bias,
+        &split.train,
+        tuning,
+        progress,
+    )
+}
+
+/// The corpus, its split and its text embeddings, the training split grown by
+/// `config.augment` made examples (appended after the `original` rows).
+pub(crate) struct Prepared {
+    pub corpus: Corpus,
+    pub split: Split,
+    pub text: Vec<f32>,
+    pub original: usize,
+}
+
+pub(crate) fn prepare(
+    assets_dir: &Path,
+    config: &TrainConfig,
+    mut encoder: TextEncoder,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<Prepared> {
+    let mut corpus = load_corpus(&corpus_path(assets_dir))?;
+    progress(&format!(
+        "corpus: {} rows, {} kept ({} empty, {} duplicates and {} rows with conflicting \
+         labels dropped)",
+        corpus.rows,
+        corpus.texts.len(),
+        corpus.empty_removed,
+        corpus.duplicates_removed,
+        corpus.conflicting_removed
+    ));
+    let mut split = split_corpus(&corpus, config, progress);
+    let sha = corpus.sha256.clone();
+    let mut text = embed_texts(&corpus.texts, &sha, config, &mut encoder, progress)?;
+    let original = corpus.texts.len();
+    if config.augment > 0 {
+        let made = augment::augment(
+            &corpus.texts,
+            &corpus.labels,
+            &corpus.topics,
+            &split.train,
+            config.augment,
+            config.seed,
+        )?;
+        progress(&format!(
+            "augmented the training split with {} contrast and negation examples",
+            made.texts.len()
+        ));
+        text.extend(embed_texts(
+            &made.texts,
+            &sha,
+            config,
+            &mut encoder,
+            progress,
+        )?);
+        split.train.extend(original..original + made.texts.len());
+        corpus.texts.extend(made.texts);
+        corpus.labels.extend(made.labels);
+        corpus.topics.extend(made.topics);
+    }
+    Ok(Prepared {
+        corpus,
+        split,
+        text,
+        original,
+    })
+}
