@@ -94,7 +94,11 @@ impl TrainableBert {
             .w("embeddings.position_embeddings.weight")?
             .narrow(0, 0, len)?
             .broadcast_add(&self.w("embeddings.token_type_embeddings.weight")?.get(0)?)?;
-        let mut x = self.norm(&words.broadcast_add(&positions)?, "embeddings.LayerNorm")?;
+        let mut x = self.norm(
+            &words.broadcast_add(&positions)?,
+            "embeddings.LayerNorm",
+            false,
+        )?;
         let bias = ((mask.ones_like()? - mask)? * -1e4)?.reshape((n, 1, 1, len))?;
         for layer in 0..self.config.num_hidden_layers {
             if layer == self.first_trainable {
@@ -110,8 +114,10 @@ impl TrainableBert {
         Ok(pooled.broadcast_div(&(norm + 1e-12)?)?)
     }
 
-    /// One encoder layer on `x` (n, len, hidden).
+    /// One encoder layer on `x` (n, len, hidden). Frozen layers use candle's fused
+    /// softmax and layer norm (faster, but without a backward pass).
     fn layer(&self, x: &Tensor, bias: &Tensor, layer: usize) -> anyhow::Result<Tensor> {
+        let trained = layer >= self.first_trainable;
         let (n, len, h) = x.dims3()?;
         let heads = self.config.num_attention_heads;
         let p = format!("encoder.layer.{layer}");
@@ -124,19 +130,27 @@ impl TrainableBert {
         let k = split_heads(self.linear(x, &format!("{p}.attention.self.key"))?)?;
         let v = split_heads(self.linear(x, &format!("{p}.attention.self.value"))?)?;
         let scores = (q.matmul(&k.t()?)? / ((h / heads) as f64).sqrt())?.broadcast_add(bias)?;
-        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let probs = if trained {
+            candle_nn::ops::softmax(&scores, D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&scores)?
+        };
         let context = probs
             .matmul(&v)?
             .transpose(1, 2)?
             .contiguous()?
             .reshape((n, len, h))?;
         let attended = self.linear(&context, &format!("{p}.attention.output.dense"))?;
-        let x = self.norm(&(attended + x)?, &format!("{p}.attention.output.LayerNorm"))?;
+        let x = self.norm(
+            &(attended + x)?,
+            &format!("{p}.attention.output.LayerNorm"),
+            trained,
+        )?;
         let up = self
             .linear(&x, &format!("{p}.intermediate.dense"))?
             .gelu_erf()?;
         let down = self.linear(&up, &format!("{p}.output.dense"))?;
-        self.norm(&(down + x)?, &format!("{p}.output.LayerNorm"))
+        self.norm(&(down + x)?, &format!("{p}.output.LayerNorm"), trained)
     }
 
     fn linear(&self, x: &Tensor, prefix: &str) -> anyhow::Result<Tensor> {
@@ -145,15 +159,21 @@ impl TrainableBert {
         Ok(x.broadcast_matmul(&w.t()?)?.broadcast_add(b)?)
     }
 
-    /// Layer norm over the last dimension, from plain ops so it has a gradient.
-    fn norm(&self, x: &Tensor, prefix: &str) -> anyhow::Result<Tensor> {
+    /// Layer norm over the last dimension; from plain ops where it needs a gradient.
+    fn norm(&self, x: &Tensor, prefix: &str, trained: bool) -> anyhow::Result<Tensor> {
+        let (weight, bias) = (
+            self.w(&format!("{prefix}.weight"))?,
+            self.w(&format!("{prefix}.bias"))?,
+        );
+        if !trained {
+            let eps = self.config.layer_norm_eps as f32;
+            return Ok(candle_nn::ops::layer_norm(&x.contiguous()?, weight, bias, eps)?);
+        }
         let mean = x.mean_keepdim(D::Minus1)?;
         let centred = x.broadcast_sub(&mean)?;
         let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
         let normed = centred.broadcast_div(&(var + self.config.layer_norm_eps)?.sqrt()?)?;
-        Ok(normed
-            .broadcast_mul(self.w(&format!("{prefix}.weight"))?)?
-            .broadcast_add(self.w(&format!("{prefix}.bias"))?)?)
+        Ok(normed.broadcast_mul(weight)?.broadcast_add(bias)?)
     }
 }
 
