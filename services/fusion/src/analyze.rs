@@ -4,13 +4,14 @@
 use std::{sync::Arc, time::Duration, time::Instant};
 
 use empathy_model::{
-    Expansion, Expert, FusionModel, Lexicon, LexiconAnalysis, ModelInputs, Prediction,
+    Expansion, Expert, FusionModel, Lexicon, LexiconAnalysis, Manifest, ModelInputs, Prediction,
 };
 use empathy_proto::{
     modality::{IMAGE, SITUATION, SPEECH, TEXT},
     v1::{
         AnalyzeOptions, AnalyzeRequest, AnalyzeResponse, EncodeInput, EncodeOutput, EncodeRequest,
-        ExtraInput, Face, MissingModality, Situation, StageTiming, encode_input::Payload,
+        EncodeResponse, ExtraInput, Face, MissingModality, ModelRef, Situation, StageTiming,
+        encode_input::Payload,
     },
 };
 use tonic::Status;
@@ -148,10 +149,18 @@ struct Call<'a> {
     deadline: Duration,
     /// The typed text, trimmed.
     text: String,
+    /// The serving version and the text encoder ("id@version") it was trained with.
+    model_version: &'a str,
+    text_encoder: &'a str,
 }
 
 impl<'a> Call<'a> {
-    fn new(req: &'a AnalyzeRequest, opts: &'a AnalyzeOptions, default: Duration) -> Call<'a> {
+    fn new(
+        req: &'a AnalyzeRequest,
+        opts: &'a AnalyzeOptions,
+        manifest: &'a Manifest,
+        default: Duration,
+    ) -> Call<'a> {
         let deadline = match opts.deadline_ms {
             0 => default,
             ms => Duration::from_millis(ms.into()),
@@ -161,7 +170,17 @@ impl<'a> Call<'a> {
             opts,
             deadline,
             text: req.text.trim().to_string(),
+            model_version: &manifest.version,
+            text_encoder: &manifest.training.encoder,
         }
+    }
+
+    fn check_text_encoder(&self, response: &EncodeResponse) -> Result<(), String> {
+        same_text_encoder(
+            response.model.as_ref(),
+            self.text_encoder,
+            self.model_version,
+        )
     }
 
     /// Whether the client left `modality` enabled.
@@ -215,6 +234,29 @@ impl Gathered {
         }
         notes
     }
+}
+
+/// Text embeddings from another encoder than the serving version was trained on (a
+/// tuned one, or the base) would be read as if they were its own: refused, so the
+/// answer falls back on the lexicon and says why.
+fn same_text_encoder(
+    served: Option<&ModelRef>,
+    trained_on: &str,
+    version: &str,
+) -> Result<(), String> {
+    let Some(model) = served else {
+        return Ok(());
+    };
+    let served = format!("{}@{}", model.id, model.version);
+    // Versions from test encoders, or older than the record, have no "id@version".
+    if !trained_on.contains('@') || served == trained_on {
+        return Ok(());
+    }
+    Err(format!(
+        "the text encoder serves {served}, but model version {version} was trained on \
+         {trained_on}: start the encoder with that model (`empathy up` does) or serve \
+         another version"
+    ))
 }
 
 /// FAILED_PRECONDITION when the client pinned a version other than the loaded one.
@@ -273,7 +315,7 @@ impl Analyzer {
         let model = self.model.get();
         let manifest = model.manifest();
         check_model_version(&opts.model_version, &manifest.version)?;
-        let call = Call::new(&req, &opts, self.default_deadline);
+        let call = Call::new(&req, &opts, manifest, self.default_deadline);
 
         let mut gathered = self.encode_all(&call).await?;
         gathered.enc.note_extras(&req.extra, &manifest.version);
@@ -339,7 +381,7 @@ impl Analyzer {
             self.encode_wanted(call, SPEECH, Payload::Data(req.audio.clone())),
             self.encode_wanted(call, IMAGE, Payload::Data(req.image.clone())),
             self.encode_wanted(call, TEXT, Payload::Text(call.text.clone())),
-            self.imagine(call.situations_for(&call.text), call.ask(&call.text)),
+            self.imagine(call, call.situations_for(&call.text), call.ask(&call.text)),
         );
         let mut enc = Encoded::default();
         enc.speech = enc.take(SPEECH, speech)?;
@@ -369,6 +411,7 @@ impl Analyzer {
             Some(i) => Some(i),
             None => {
                 self.imagine(
+                    call,
                     call.situations_for(&analysed_text),
                     call.ask(&analysed_text),
                 )
@@ -439,7 +482,12 @@ impl Analyzer {
 
     /// Situations for `ask` and their text embeddings, if `wanted`; the outcome (or
     /// why there are none) and its time.
-    async fn imagine(&self, wanted: bool, ask: Ask<'_>) -> Option<(Imagined, f32)> {
+    async fn imagine(
+        &self,
+        call: &Call<'_>,
+        wanted: bool,
+        ask: Ask<'_>,
+    ) -> Option<(Imagined, f32)> {
         if !wanted {
             return None;
         }
@@ -457,10 +505,10 @@ impl Analyzer {
                 .encode(EncodeRequest::texts(TEXT, texts), left)
                 .await
                 .map_err(|e| match e {
-                    EncodeError::BadInput(m) | EncodeError::Missing(m) => {
-                        format!("the situations could not be encoded: {m}")
-                    }
-                })?;
+                    EncodeError::BadInput(m) | EncodeError::Missing(m) => m,
+                })
+                .and_then(|r| call.check_text_encoder(&r).map(|()| r))
+                .map_err(|m| format!("the situations could not be encoded: {m}"))?;
             Ok((
                 situations,
                 encoded.outputs.into_iter().map(|o| o.embedding).collect(),
@@ -496,6 +544,9 @@ impl Analyzer {
             language: language.to_string(),
         };
         let result = self.pool.encode(request, deadline).await.and_then(|mut r| {
+            if modality == TEXT {
+                call.check_text_encoder(&r).map_err(EncodeError::Missing)?;
+            }
             r.outputs.pop().ok_or_else(|| {
                 EncodeError::Missing(format!("the {modality} encoder returned no output"))
             })
@@ -506,4 +557,28 @@ impl Analyzer {
 
 fn ms_since(t: Instant) -> f32 {
     t.elapsed().as_secs_f32() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_from_another_encoder_than_the_version_was_trained_on_is_refused() {
+        let model = |version: &str| ModelRef {
+            id: "sentence-transformers/all-MiniLM-L6-v2".into(),
+            version: version.into(),
+        };
+        let trained_on = "sentence-transformers/all-MiniLM-L6-v2@53aa51172d14";
+        assert!(same_text_encoder(Some(&model("53aa51172d14")), trained_on, "v0001").is_ok());
+        let refused = same_text_encoder(Some(&model("771eac7d4ff2")), trained_on, "v0002");
+        let message = refused.err().unwrap_or_default();
+        assert!(
+            message.contains("@771eac7d4ff2") && message.contains("v0002"),
+            "{message}"
+        );
+        // Nothing to compare: an encoder that names no model, a version without a record.
+        assert!(same_text_encoder(None, trained_on, "v0001").is_ok());
+        assert!(same_text_encoder(Some(&model("x")), "test/bag-of-words", "v0001").is_ok());
+    }
 }

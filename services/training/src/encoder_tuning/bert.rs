@@ -167,7 +167,12 @@ impl TrainableBert {
         );
         if !trained {
             let eps = self.config.layer_norm_eps as f32;
-            return Ok(candle_nn::ops::layer_norm(&x.contiguous()?, weight, bias, eps)?);
+            return Ok(candle_nn::ops::layer_norm(
+                &x.contiguous()?,
+                weight,
+                bias,
+                eps,
+            )?);
         }
         let mean = x.mean_keepdim(D::Minus1)?;
         let centred = x.broadcast_sub(&mean)?;
