@@ -184,7 +184,11 @@ mod tests {
         .map(String::from)
         .to_vec();
         let labels = [NEGATIVE, NEGATIVE, POSITIVE, POSITIVE];
-        let out = augment(&texts, &labels, &[0, 1, 2, 3], &[0, 1, 2, 3], 20, 7)?;
+        // Clauses are paired within a topic only.
+        let apart = augment(&texts, &labels, &[0, 1, 2, 3], &[0, 1, 2, 3], 20, 7)?;
+        assert!(apart.texts.is_empty());
+        let out = augment(&texts, &labels, &[5; 4], &[0, 1, 2, 3], 20, 7)?;
+        assert!(out.topics.iter().all(|&t| t == 5));
         let contrasts = &out.labels[..20];
         assert_eq!(contrasts.iter().filter(|&&l| l == POSITIVE).count(), 10);
         for (text, label) in out.texts.iter().zip(&out.labels).take(20) {
