@@ -64,6 +64,12 @@ pub struct TrainArgs {
     /// Most tweets per tuning epoch (a seeded sample) [default: all].
     #[arg(long)]
     pub tune_examples: Option<usize>,
+    /// Learning rate of the top tuned layer (each layer below: 0.8 times the one above).
+    #[arg(long, default_value_t = TuningConfig::default().learning_rate)]
+    pub tune_rate: f64,
+    /// Weight of the squared distance to the frozen encoder's embedding.
+    #[arg(long, default_value_t = TuningConfig::default().distill_weight)]
+    pub tune_distill: f64,
 }
 
 /// The published expansion directory `choice` names (none, latest, vNNNN).
@@ -200,6 +206,8 @@ fn tune(args: &TrainArgs, config: &TrainConfig, plugin: &LoadedPlugin) -> anyhow
         trainable_layers: args.tune_layers,
         epochs: args.tune_epochs,
         max_examples: args.tune_examples,
+        learning_rate: args.tune_rate,
+        distill_weight: args.tune_distill,
         ..TuningConfig::default()
     };
     let base_id = encoder_id(plugin)?;
