@@ -93,7 +93,7 @@ fn tempdir_in(root: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// `<user cache>/encoders/<key>`, the key hashing the base weights, the corpus, the
-/// training examples and the settings; None without a user cache directory.
+/// training examples (texts and labels) and the settings; None without a user cache directory.
 fn cache_dir(
     base_dir: &Path,
     corpus: &Corpus,
@@ -108,8 +108,10 @@ fn cache_dir(
     let mut key = Sha256::new();
     key.update(version_of(base_dir)?);
     key.update(&corpus.sha256);
-    for i in train {
-        key.update((*i as u64).to_le_bytes());
+    // The examples themselves: made ones are appended after the corpus rows.
+    for &i in train {
+        key.update(corpus.texts[i].as_bytes());
+        key.update([0, corpus.labels[i] as u8]);
     }
     key.update(serde_json::to_vec(config)?);
     Ok(Some(root.join(hex::encode(&key.finalize()[..16]))))
