@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use empathy_model::{FusionModel, Lexicon, ModelInputs};
+use empathy_model::FusionModel;
 use empathy_proto::{SENTIMENT_LABELS, v1::AnalyzeRequest};
 use empathy_training::metrics::Confusion;
 use futures::{StreamExt, TryStreamExt};
 
-use crate::train::{embed, load_text_plugin};
+use crate::train::{embed, load_text_plugin, predict_texts, top_sentiment};
 
 #[derive(clap::Args)]
 pub struct EvalArgs {
@@ -153,27 +153,7 @@ fn predict_in_process(
         .as_ref()
         .map(|d| assets.join(d));
     let plugin = load_text_plugin(assets, None, encoder_dir.as_deref())?;
-    let lexicon = Lexicon::load(assets)?;
-    let expansion = model.lexicon_expansion();
-    let inputs: Vec<ModelInputs> = embed(&plugin, texts)?
-        .into_iter()
-        .zip(texts)
-        .map(|(text, t)| ModelInputs {
-            text: Some(text),
-            lexicon: lexicon.analyze_with(t, expansion),
-            speech: None,
-            image: None,
-            situations: Vec::new(),
-            experts: Vec::new(),
-        })
-        .collect();
-    Ok(model
-        .predict(&inputs)?
-        .iter()
-        .map(|p| {
-            (0..3)
-                .max_by(|a, b| p.sentiment[*a].total_cmp(&p.sentiment[*b]))
-                .unwrap_or(1)
-        })
-        .collect())
+    let mut embed = |texts: &[String]| embed(&plugin, texts);
+    let predictions = predict_texts(assets, &model, &mut embed, texts)?;
+    Ok(predictions.iter().map(top_sentiment).collect())
 }

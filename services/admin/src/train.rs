@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use empathy_model::{FusionModel, Lexicon, ModelInputs};
+use empathy_model::{FusionModel, Lexicon, ModelInputs, Prediction};
 use empathy_plugin_api::host::{LoadedPlugin, library_file_name};
 use empathy_proto::v1::{EncodeRequest, PluginConfig};
 use empathy_proto::{SENTIMENT_LABELS, modality};
@@ -276,12 +276,34 @@ pub fn embed(plugin: &LoadedPlugin, texts: &[String]) -> anyhow::Result<Vec<Vec<
 /// Loads the new version from disk and labels a few obvious sentences with it.
 fn spot_checks(assets: &Path, version_dir: &Path, embed: &mut Embed) -> anyhow::Result<()> {
     let model = FusionModel::load(version_dir)?;
+    let texts: Vec<String> = SPOT_CHECKS.iter().map(|s| s.to_string()).collect();
+    println!();
+    for (text, p) in texts
+        .iter()
+        .zip(predict_texts(assets, &model, embed, &texts)?)
+    {
+        let best = top_sentiment(&p);
+        println!(
+            "  {:8} {:.2}  {text}",
+            SENTIMENT_LABELS[best], p.sentiment[best]
+        );
+    }
+    Ok(())
+}
+
+/// `model`'s answers for typed texts: their embeddings from `embed` (the encoder the
+/// version was trained with) and the lexicon features of the version's lexicon.
+pub fn predict_texts(
+    assets: &Path,
+    model: &FusionModel,
+    embed: &mut Embed,
+    texts: &[String],
+) -> anyhow::Result<Vec<Prediction>> {
     let lexicon = Lexicon::load(assets)?;
     let expansion = model.lexicon_expansion();
-    let texts: Vec<String> = SPOT_CHECKS.iter().map(|s| s.to_string()).collect();
-    let inputs: Vec<ModelInputs> = embed(&texts)?
+    let inputs: Vec<ModelInputs> = embed(texts)?
         .into_iter()
-        .zip(&texts)
+        .zip(texts)
         .map(|(text, t)| ModelInputs {
             text: Some(text),
             lexicon: lexicon.analyze_with(t, expansion),
@@ -291,15 +313,12 @@ fn spot_checks(assets: &Path, version_dir: &Path, embed: &mut Embed) -> anyhow::
             experts: Vec::new(),
         })
         .collect();
-    println!();
-    for (text, p) in texts.iter().zip(model.predict(&inputs)?) {
-        let best = (0..3)
-            .max_by(|a, b| p.sentiment[*a].total_cmp(&p.sentiment[*b]))
-            .unwrap_or(1);
-        println!(
-            "  {:8} {:.2}  {text}",
-            SENTIMENT_LABELS[best], p.sentiment[best]
-        );
-    }
-    Ok(())
+    model.predict(&inputs)
+}
+
+/// Index of the highest-scoring sentiment label.
+pub fn top_sentiment(p: &Prediction) -> usize {
+    (0..3)
+        .max_by(|a, b| p.sentiment[*a].total_cmp(&p.sentiment[*b]))
+        .unwrap_or(1)
 }

@@ -192,17 +192,13 @@ pub fn mean_macro_f1(folds: &[DomainFold]) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::bag_of_words;
+    use crate::tests::{bag_of_words, one_epoch};
     use empathy_model::test_support::{TempDir, assets_dir};
 
     #[test]
     fn every_topic_is_left_out_once_and_scored() -> anyhow::Result<()> {
         let dir = TempDir::new("generality");
-        let config = TrainConfig {
-            epochs: 1,
-            cache_dir: Some(dir.path().join("cache")),
-            ..TrainConfig::default()
-        };
+        let config = one_epoch(&dir);
         let mut embed = bag_of_words;
         let encoder = TextEncoder {
             id: "test/bag-of-words",

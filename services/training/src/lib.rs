@@ -506,14 +506,19 @@ mod tests {
             .collect())
     }
 
-    #[test]
-    fn trains_publishes_and_caches_on_the_real_corpus() -> anyhow::Result<()> {
-        let dir = TempDir::new("train");
-        let config = TrainConfig {
+    /// One epoch, embeddings cached under `dir`: the settings of the real-corpus tests.
+    pub(crate) fn one_epoch(dir: &TempDir) -> TrainConfig {
+        TrainConfig {
             epochs: 1,
             cache_dir: Some(dir.path().join("cache")),
             ..TrainConfig::default()
-        };
+        }
+    }
+
+    #[test]
+    fn trains_publishes_and_caches_on_the_real_corpus() -> anyhow::Result<()> {
+        let dir = TempDir::new("train");
+        let config = one_epoch(&dir);
         let mut embed = bag_of_words;
         let encoder = TextEncoder {
             id: "test/bag-of-words",
