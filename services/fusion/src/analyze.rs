@@ -237,8 +237,8 @@ impl Gathered {
 }
 
 /// Text embeddings from another encoder than the serving version was trained on (a
-/// tuned one, or the base) would be read as if they were its own: refused, so the
-/// answer falls back on the lexicon and says why.
+/// tuned one, or the base) would be read as if they were its own: refused, so the text
+/// counts as missing with this reason (a text-only request is then UNAVAILABLE).
 fn same_text_encoder(
     served: Option<&ModelRef>,
     trained_on: &str,
