@@ -6,11 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use empathy_plugin_api::host::LoadedPlugin;
-use empathy_training::encoder_tuning::TuningConfig;
 use empathy_training::generality::{FoldTuning, leave_one_domain_out, mean_macro_f1};
 use empathy_training::{TextEncoder, TrainConfig};
 
-use crate::train::{embed, encoder_id, expansion_dir, load_text_plugin};
+use crate::train::{TuningArgs, embed, encoder_id, expansion_dir, load_text_plugin};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct GeneralityArgs {
@@ -28,16 +27,10 @@ pub struct GeneralityArgs {
     /// Contrast examples to make from each fold's training split (see `empathy train`).
     #[arg(long, default_value_t = TrainConfig::default().augment)]
     augment: usize,
-    /// Tune the text encoder in each fold on that fold's training tweets (as `empathy
-    /// train --tune-encoder` does), and train the model on its embeddings.
-    #[arg(long)]
-    tune_encoder: bool,
-    /// Encoder layers tuned, from the top.
-    #[arg(long, default_value_t = TuningConfig::default().trainable_layers)]
-    tune_layers: usize,
-    /// Most tweets per tuning epoch [default: all].
-    #[arg(long)]
-    tune_examples: Option<usize>,
+    /// With --tune-encoder, each fold tunes its own encoder on that fold's training
+    /// tweets only, and trains the model on its embeddings.
+    #[command(flatten)]
+    tuning: TuningArgs,
     /// Print each fold's training lines.
     #[arg(long)]
     verbose: bool,
@@ -58,12 +51,7 @@ pub fn run(args: &GeneralityArgs) -> anyhow::Result<()> {
         id: &id,
         embed: &mut embed,
     };
-    let tuning_config = TuningConfig {
-        seed: args.seed,
-        trainable_layers: args.tune_layers,
-        max_examples: args.tune_examples,
-        ..TuningConfig::default()
-    };
+    let tuning_config = args.tuning.config(args.seed);
     let base_dir = args.assets.join(crate::assets::BASE_TEXT_MODEL);
     // One loaded plugin per tuned model, loaded when first asked for.
     let mut tuned: Option<(PathBuf, LoadedPlugin)> = None;
@@ -77,7 +65,7 @@ pub fn run(args: &GeneralityArgs) -> anyhow::Result<()> {
             None => anyhow::bail!("no tuned encoder loaded"),
         }
     };
-    let tuning = args.tune_encoder.then(|| FoldTuning {
+    let tuning = args.tuning.tune_encoder.then(|| FoldTuning {
         base_dir: &base_dir,
         config: &tuning_config,
         embed_with: &mut embed_with,
@@ -88,8 +76,8 @@ pub fn run(args: &GeneralityArgs) -> anyhow::Result<()> {
         }
     })?;
     println!();
-    let tuned = if args.tune_encoder {
-        format!(", tuned per fold ({} layers)", args.tune_layers)
+    let tuned = if args.tuning.tune_encoder {
+        format!(", tuned per fold ({} layers)", args.tuning.tune_layers)
     } else {
         String::new()
     };

@@ -50,6 +50,13 @@ pub struct TrainArgs {
     /// negation of a positive statement the patterns find; 0 = none.
     #[arg(long, default_value_t = TrainConfig::default().augment)]
     pub augment: usize,
+    #[command(flatten)]
+    pub tuning: TuningArgs,
+}
+
+/// How the text encoder is tuned (`empathy train`, `empathy generality`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct TuningArgs {
     /// Fine-tune the text encoder's top layers on the sentiment task first, and train
     /// the model on its embeddings (the encoder becomes a model of its own under
     /// <assets>/text/tuned; the base encoder is untouched).
@@ -70,6 +77,20 @@ pub struct TrainArgs {
     /// Weight of the squared distance to the frozen encoder's embedding.
     #[arg(long, default_value_t = TuningConfig::default().distill_weight)]
     pub tune_distill: f64,
+}
+
+impl TuningArgs {
+    pub fn config(&self, seed: u64) -> TuningConfig {
+        TuningConfig {
+            seed,
+            trainable_layers: self.tune_layers,
+            epochs: self.tune_epochs,
+            max_examples: self.tune_examples,
+            learning_rate: self.tune_rate,
+            distill_weight: self.tune_distill,
+            ..TuningConfig::default()
+        }
+    }
 }
 
 /// The published expansion directory `choice` names (none, latest, vNNNN).
@@ -113,7 +134,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         ..TrainConfig::default()
     };
     let mut plugin = load_text_plugin(&args.assets, args.plugin_dir.as_deref(), None)?;
-    if args.tune_encoder {
+    if args.tuning.tune_encoder {
         let tuned = tune(args, &config, &plugin)?;
         plugin = load_text_plugin(&args.assets, args.plugin_dir.as_deref(), Some(&tuned))?;
         config.encoder_dir = Some(relative_to(&tuned, &args.assets));
@@ -201,15 +222,7 @@ fn relative_to(path: &Path, assets: &Path) -> String {
 
 /// Tunes the base encoder `plugin` serves; the tuned model's directory.
 fn tune(args: &TrainArgs, config: &TrainConfig, plugin: &LoadedPlugin) -> anyhow::Result<PathBuf> {
-    let tuning = TuningConfig {
-        seed: args.seed,
-        trainable_layers: args.tune_layers,
-        epochs: args.tune_epochs,
-        max_examples: args.tune_examples,
-        learning_rate: args.tune_rate,
-        distill_weight: args.tune_distill,
-        ..TuningConfig::default()
-    };
+    let tuning = args.tuning.config(args.seed);
     let base_id = encoder_id(plugin)?;
     let mut base_embed = |texts: &[String]| embed(plugin, texts);
     let base = TextEncoder {
