@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use empathy_model::FusionModel;
+use empathy_model::{FusionModel, Prediction};
 use empathy_proto::{SENTIMENT_LABELS, v1::AnalyzeRequest};
 use empathy_training::metrics::Confusion;
 use futures::{StreamExt, TryStreamExt};
 
-use crate::train::{embed, load_text_plugin, predict_texts, top_sentiment};
+use crate::train::{embed, load_text_plugin, predict_texts};
 
 #[derive(clap::Args)]
 pub struct EvalArgs {
@@ -155,5 +155,5 @@ fn predict_in_process(
     let plugin = load_text_plugin(assets, None, encoder_dir.as_deref())?;
     let mut embed = |texts: &[String]| embed(&plugin, texts);
     let predictions = predict_texts(assets, &model, &mut embed, texts)?;
-    Ok(predictions.iter().map(top_sentiment).collect())
+    Ok(predictions.iter().map(Prediction::top_sentiment).collect())
 }

@@ -295,7 +295,7 @@ fn spot_checks(assets: &Path, version_dir: &Path, embed: &mut Embed) -> anyhow::
         .iter()
         .zip(predict_texts(assets, &model, embed, &texts)?)
     {
-        let best = top_sentiment(&p);
+        let best = p.top_sentiment();
         println!(
             "  {:8} {:.2}  {text}",
             SENTIMENT_LABELS[best], p.sentiment[best]
@@ -327,11 +327,4 @@ pub fn predict_texts(
         })
         .collect();
     model.predict(&inputs)
-}
-
-/// Index of the highest-scoring sentiment label.
-pub fn top_sentiment(p: &Prediction) -> usize {
-    (0..3)
-        .max_by(|a, b| p.sentiment[*a].total_cmp(&p.sentiment[*b]))
-        .unwrap_or(1)
 }

@@ -19,4 +19,4 @@ pub use checkpoint::{Calibration, Manifest, latest_version};
 pub use experts::{EXPERT_SHARE_WITH_TEXT, Expert, NEUTRAL};
 pub use lexicon::{Expansion, LEXICON_FEATURES, Lexicon, LexiconAnalysis, WordSignal};
 pub use model::{EMOTIONS_CORRECTED, FusionModel, ModelInputs, corrected_emotions, prior_logit};
-pub use prediction::Prediction;
+pub use prediction::{Prediction, top_index};

@@ -13,3 +13,15 @@ pub struct Prediction {
     /// to one. Inputs the version was not trained on are left out (masked).
     pub attention: Vec<(String, f32)>,
 }
+
+impl Prediction {
+    /// Index into SENTIMENT_LABELS of the likeliest sentiment.
+    pub fn top_sentiment(&self) -> usize {
+        top_index(&self.sentiment)
+    }
+}
+
+/// Index of the largest score (the first of equals; 0 for none).
+pub fn top_index(scores: &[f32]) -> usize {
+    (0..scores.len()).fold(0, |best, k| if scores[k] > scores[best] { k } else { best })
+}

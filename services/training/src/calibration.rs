@@ -25,13 +25,17 @@ pub struct Scored {
     pub labels: Vec<usize>,
 }
 
-/// softmax(logits / t).
-pub fn softmax(logits: &[f32; 3], t: f64) -> [f64; 3] {
+/// log softmax(logits / t), computed stably (the largest logit subtracted first).
+fn log_softmax(logits: &[f32; 3], t: f64) -> [f64; 3] {
     let z = logits.map(|x| f64::from(x) / t);
     let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let e = z.map(|x| (x - max).exp());
-    let sum: f64 = e.iter().sum();
-    e.map(|x| x / sum)
+    let log_sum = max + z.iter().map(|x| (x - max).exp()).sum::<f64>().ln();
+    z.map(|x| x - log_sum)
+}
+
+/// softmax(logits / t).
+pub fn softmax(logits: &[f32; 3], t: f64) -> [f64; 3] {
+    log_softmax(logits, t).map(f64::exp)
 }
 
 /// Mean negative log-likelihood of the true labels under softmax(logits / t); 0 for
@@ -45,12 +49,7 @@ pub fn nll(scored: &Scored, t: f64) -> f64 {
         .logits
         .iter()
         .zip(&scored.labels)
-        .map(|(z, &y)| {
-            let z = z.map(|x| f64::from(x) / t);
-            let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let log_sum = max + z.iter().map(|x| (x - max).exp()).sum::<f64>().ln();
-            log_sum - z[y]
-        })
+        .map(|(z, &y)| -log_softmax(z, t)[y])
         .sum();
     total / n as f64
 }

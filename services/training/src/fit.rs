@@ -75,18 +75,8 @@ pub(super) fn predict_rows<'e>(
     example: impl Fn(usize) -> Example<'e>,
     use_token: impl Fn(usize) -> bool,
 ) -> anyhow::Result<Vec<usize>> {
-    let mut out = Vec::with_capacity(indices.len());
-    forward_rows(network, indices, example, use_token, |o| {
-        out.extend(
-            o.sentiment_logits
-                .argmax(D::Minus1)?
-                .to_vec1::<u32>()?
-                .into_iter()
-                .map(|l| l as usize),
-        );
-        Ok(())
-    })?;
-    Ok(out)
+    let logits = logits_rows(network, indices, example, use_token)?;
+    Ok(logits.iter().map(|l| empathy_model::top_index(l)).collect())
 }
 
 /// Sentiment logits of the examples at `indices` as serving computes them (no topic

@@ -280,7 +280,7 @@ fn tops(
 ) -> anyhow::Result<Vec<usize>> {
     Ok(served_emotions(net, m, rows, ix, tokens)?
         .iter()
-        .map(top)
+        .map(|scores| empathy_model::top_index(scores))
         .collect())
 }
 
@@ -311,8 +311,4 @@ impl Hits {
     fn rate(self) -> f64 {
         self.hits as f64 / self.total.max(1) as f64
     }
-}
-
-fn top(scores: &[f32; 7]) -> usize {
-    (0..7).fold(0, |best, k| if scores[k] > scores[best] { k } else { best })
 }
