@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use empathy_common::Metrics;
 use empathy_grpc::v1::{
-    CancelJobRequest, FeedbackAck, FeedbackRecord, ListModelsRequest, ListModelsResponse,
-    ModelVersion, RollbackRequest, StartTrainingRequest, TrainingJob, WatchJobRequest,
-    WatchModelsRequest, trainer_service_server::TrainerService,
+    CancelJobRequest, FeedbackAck, FeedbackRecord, ForgetRequest, ForgetResponse,
+    ListModelsRequest, ListModelsResponse, ModelVersion, PurgeFeedbackRequest,
+    PurgeFeedbackResponse, ResumeTrainingRequest, RollbackRequest, StartTrainingRequest,
+    TrainingJob, TrainingStatus, WatchJobRequest, WatchModelsRequest,
+    trainer_service_server::TrainerService,
 };
 use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
@@ -195,6 +197,25 @@ impl TrainerService for TrainerApi {
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map(Response::new)
+    }
+
+    // Filled in by the poisoning and privacy work (issue 12).
+    async fn purge_feedback(
+        &self,
+        _: Request<PurgeFeedbackRequest>,
+    ) -> Result<Response<PurgeFeedbackResponse>, Status> {
+        Err(Status::unimplemented("purging feedback is not built yet"))
+    }
+
+    async fn forget(&self, _: Request<ForgetRequest>) -> Result<Response<ForgetResponse>, Status> {
+        Err(Status::unimplemented("forget is not built yet"))
+    }
+
+    async fn resume_training(
+        &self,
+        _: Request<ResumeTrainingRequest>,
+    ) -> Result<Response<TrainingStatus>, Status> {
+        Err(Status::unimplemented("pausing training is not built yet"))
     }
 }
 
