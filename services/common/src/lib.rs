@@ -3,6 +3,7 @@
 
 pub mod compute;
 pub mod feedback;
+pub mod identity;
 pub mod launch;
 pub mod metrics;
 pub mod server;
@@ -10,6 +11,7 @@ pub mod status;
 pub mod telemetry;
 
 pub use compute::set_compute_threads;
+pub use identity::Identity;
 pub use metrics::Metrics;
 pub use prometheus;
 pub use server::{ServeOptions, serve};
