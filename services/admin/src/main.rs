@@ -8,6 +8,7 @@ mod eval;
 mod generality;
 mod lexicon;
 mod plots;
+mod secure;
 mod situations;
 mod ssl;
 mod train;

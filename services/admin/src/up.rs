@@ -42,6 +42,10 @@ pub struct UpArgs {
     /// this, from 0 to 1 [default: fusion's own, 0.5, or EMPATHY_MIN_CONFIDENCE].
     #[arg(long)]
     min_confidence: Option<String>,
+    /// TLS everywhere, mTLS between the services, API keys at fusion and the trainer:
+    /// a local CA, certificates and a first admin key are made under <assets>/secure.
+    #[arg(long)]
+    secure: bool,
     /// Plugins the encoder loads.
     #[arg(long = "plugin", default_values_t = ["text".to_string(), "image".to_string(), "speech".to_string()])]
     plugins: Vec<String>,
@@ -61,29 +65,51 @@ fn default_train_args(assets: &Path) -> crate::train::TrainArgs {
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     train_if_missing(&args.assets).await?;
     let assets = args.assets.to_string_lossy().into_owned();
+    let secure = args
+        .secure
+        .then(|| crate::secure::prepare(&args.assets))
+        .transpose()?;
+    // Per service: its certificate; internal ones accept only our certificates.
+    let tls = |service: &str| -> Vec<String> {
+        let Some(secure) = &secure else {
+            return Vec::new();
+        };
+        let mut flags = secure.tls_args(service);
+        match service {
+            "encoder" | "situation" => flags.push("--require-client-cert".into()),
+            "trainer" => flags.extend([
+                "--api-keys".into(),
+                "--admin-key-file".into(),
+                secure.admin_key().to_string_lossy().into_owned(),
+            ]),
+            _ => flags.push("--api-keys".into()),
+        }
+        flags
+    };
     let mut running = Running::default();
     let encoder = running
         .start(
             "empathy-encoder",
-            &encoder_args(&args, &assets)?,
+            &[encoder_args(&args, &assets)?, tls("encoder")].concat(),
             "the encoder did not start",
         )
         .await?;
     let trainer = running
         .start(
             "empathy-trainer",
-            &trainer_args(&args, &assets),
+            &[trainer_args(&args, &assets), tls("trainer")].concat(),
             "the trainer did not start",
         )
         .await?;
     let situation = running
         .start(
             "empathy-situation",
-            &situation_args(&args, &assets),
+            &[situation_args(&args, &assets), tls("situation")].concat(),
             "the situation service did not start",
         )
         .await?;
     let mut fusion_args = service_args(&args.listen, &args.metrics_listen, &assets);
+    fusion_args.extend(tls("fusion"));
     fusion_args.extend([
         "--encoder".into(),
         encoder.clone(),
@@ -99,6 +125,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .start("empathy-fusion", &fusion_args, "fusion did not start")
         .await?;
     print_addresses(&args, &fusion, &encoder, &trainer, &situation);
+    if let Some(secure) = &secure {
+        println!(
+            "secure: TLS with the local CA {ca}, API keys required; the admin key is in \
+             {key}. The empathy command finds both by itself once it has the https URLs:\n  \
+             export EMPATHY_ENDPOINT={fusion} EMPATHY_TRAINER={trainer}\n  \
+             empathy keys create --tenant NAME --role analyze|feedback|admin",
+            ca = secure.ca().display(),
+            key = secure.admin_key().display(),
+        );
+    }
 
     tokio::signal::ctrl_c().await?;
     println!("stopping…");

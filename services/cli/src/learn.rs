@@ -3,12 +3,13 @@
 
 use std::io::Write;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use empathy_grpc::v1::{
     FeedbackRequest, JobState, ListModelsRequest, RollbackRequest, StartTrainingRequest,
     WatchJobRequest, trainer_service_client::TrainerServiceClient,
 };
-use tonic::transport::Channel;
+
+use crate::connection::Conn;
 
 #[derive(clap::Args)]
 pub struct TrainerEndpoint {
@@ -18,19 +19,13 @@ pub struct TrainerEndpoint {
         env = "EMPATHY_TRAINER",
         default_value = "http://127.0.0.1:50081"
     )]
-    trainer: String,
+    pub trainer: String,
 }
 
 impl TrainerEndpoint {
-    async fn connect(&self) -> anyhow::Result<TrainerServiceClient<Channel>> {
-        TrainerServiceClient::connect(self.trainer.clone())
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot reach the trainer at {}; is `empathy up` running?",
-                    self.trainer
-                )
-            })
+    pub async fn connect(&self) -> anyhow::Result<TrainerServiceClient<Conn>> {
+        let conn = crate::connection::connect(&self.trainer, "the trainer").await?;
+        Ok(TrainerServiceClient::new(conn))
     }
 }
 
@@ -66,7 +61,7 @@ pub async fn feedback(args: FeedbackArgs) -> anyhow::Result<()> {
             emotion: args.emotion,
             rating: args.rating,
             note: args.note,
-            original: None,
+            ..FeedbackRequest::default()
         })
         .await
         .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?

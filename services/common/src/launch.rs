@@ -18,11 +18,14 @@ pub struct Service {
     pub addr: String,
     /// The Prometheus endpoint, if it serves one.
     pub metrics_addr: Option<String>,
+    /// Whether it serves TLS (its URL is then https).
+    pub tls: bool,
 }
 
 impl Service {
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Asks for a graceful stop (SIGTERM) and waits up to `grace` before killing.
@@ -46,7 +49,8 @@ impl Service {
 }
 
 /// Starts `program` with `args` and waits (up to `ready_within`) for the line
-/// `<name> listening grpc=<addr> metrics=<addr|->` that `server::serve` prints.
+/// `<name> listening grpc=<addr> metrics=<addr|-> tls=<on|off>` that `server::serve`
+/// prints.
 /// The child's stderr (its logs) is passed through.
 pub async fn spawn(
     program: &Path,
@@ -108,6 +112,7 @@ pub async fn spawn(
         child,
         addr,
         metrics_addr: field("metrics="),
+        tls: field("tls=").as_deref() == Some("on"),
     })
 }
 

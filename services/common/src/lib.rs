@@ -1,6 +1,7 @@
 //! What every empathy service shares: the server bootstrap (health, reflection,
 //! limits, graceful shutdown), logs, Prometheus metrics and error-to-status mapping.
 
+pub mod auth;
 pub mod compute;
 pub mod feedback;
 pub mod identity;
@@ -9,6 +10,7 @@ pub mod metrics;
 pub mod server;
 pub mod status;
 pub mod telemetry;
+pub mod tls;
 
 pub use compute::set_compute_threads;
 pub use identity::Identity;

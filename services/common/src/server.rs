@@ -6,7 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 use tonic::{service::Routes, transport::server::TcpIncoming};
 use tonic_health::ServingStatus;
 
-use crate::Metrics;
+use crate::{Metrics, auth::AuthLayer, tls::TlsOptions};
 
 /// Flags every service takes.
 #[derive(clap::Args, Debug, Clone)]
@@ -23,20 +23,25 @@ pub struct ServeOptions {
     /// Concurrent requests served per connection before callers wait.
     #[arg(long, default_value_t = 256)]
     pub concurrency_per_connection: usize,
+    #[command(flatten)]
+    pub tls: TlsOptions,
 }
 
-/// Serves `routes` (plus grpc.health.v1 and reflection) until a shutdown signal.
+/// Serves `routes` (plus grpc.health.v1 and reflection) until a shutdown signal, every
+/// call passing `auth` first.
 ///
 /// Prints one line to stdout once the port is bound, so a supervisor (`empathy up`,
 /// the end-to-end tests) can learn an ephemeral port:
-/// `<name> listening grpc=<addr> metrics=<addr|->`.
+/// `<name> listening grpc=<addr> metrics=<addr|-> tls=<on|off>`.
 pub async fn serve(
     name: &str,
     opts: &ServeOptions,
     routes: Routes,
     service_names: &[&str],
     metrics: Metrics,
+    auth: AuthLayer,
 ) -> anyhow::Result<()> {
+    let tls = opts.tls.server(opts.listen)?;
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|e| anyhow::anyhow!("{name}: cannot listen on {}: {e}", opts.listen))?;
@@ -60,8 +65,9 @@ pub async fn serve(
     let (reflection_v1, reflection_v1alpha) =
         (reflection().build_v1()?, reflection().build_v1alpha()?);
 
-    println!("{name} listening grpc={addr} metrics={metrics_addr}");
-    tracing::info!(%addr, metrics = %metrics_addr, "{name} serving");
+    let tls_on = if tls.is_some() { "on" } else { "off" };
+    println!("{name} listening grpc={addr} metrics={metrics_addr} tls={tls_on}");
+    tracing::info!(%addr, metrics = %metrics_addr, tls = tls_on, "{name} serving");
 
     let names: Vec<String> = service_names.iter().map(|s| s.to_string()).collect();
     let shutdown = async move {
@@ -75,9 +81,14 @@ pub async fn serve(
         }
     };
 
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         .concurrency_limit_per_connection(opts.concurrency_per_connection)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(auth)
         .add_routes(routes)
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -133,6 +133,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tonic::service::Routes::new(server),
         &["empathy.v1.EncoderService"],
         metrics,
+        // Only our services reach it: --require-client-cert checks them at the handshake.
+        empathy_common::auth::AuthLayer::off(),
     )
     .await
 }

@@ -19,7 +19,7 @@ use empathy_grpc::v1::{
     EncodeRequest, EncodeResponse, EncoderInfoRequest, encoder_service_client::EncoderServiceClient,
 };
 use tokio::sync::RwLock;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 type Client = EncoderServiceClient<Channel>;
 
@@ -77,7 +77,8 @@ impl EncoderPool {
         })
     }
 
-    fn client(&self, endpoint: &str) -> anyhow::Result<Client> {
+    /// `host`: the name the URL gave, which a TLS certificate names (not the address).
+    fn client(&self, endpoint: &str, host: &str) -> anyhow::Result<Client> {
         let mut clients = self
             .clients
             .lock()
@@ -86,7 +87,7 @@ impl EncoderPool {
             return Ok(c.clone());
         }
         // Lazy: fusion starts (and degrades) even while an encoder is down.
-        let channel = Endpoint::from_shared(endpoint.to_string())?
+        let channel = empathy_common::tls::endpoint(endpoint, Some(host))?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .connect_lazy();
@@ -134,7 +135,9 @@ impl EncoderPool {
         let mut answered = 0;
         for addr in addrs {
             let endpoint = format!("{scheme}://{addr}");
-            let mut client = self.client(&endpoint).map_err(|e| e.to_string())?;
+            let mut client = self
+                .client(&endpoint, &host)
+                .map_err(|e| format!("{e:#}"))?;
             let mut req = tonic::Request::new(EncoderInfoRequest {});
             req.set_timeout(Duration::from_secs(2));
             match client.info(req).await {

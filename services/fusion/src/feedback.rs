@@ -64,7 +64,7 @@ pub async fn submit(
             .map(|(name, values)| (name.to_string(), FloatVector { values }))
             .collect(),
         text: recent.text.clone(),
-        received_unix_ms: 0,
+        ..FeedbackRecord::default()
     };
     let ack = trainer.submit_feedback(record).await?;
     Ok(FeedbackResponse {

@@ -18,7 +18,9 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use clap::Parser;
+use empathy_common::auth::{AuthLayer, Door, Policy};
 use empathy_common::{Metrics, ServeOptions};
+use empathy_grpc::v1::Role;
 use empathy_grpc::v1::empathy_service_server::EmpathyServiceServer;
 use empathy_model::{FusionModel, Lexicon};
 
@@ -69,6 +71,13 @@ struct Args {
     min_confidence: f32,
     #[command(flatten)]
     limits: validate::Limits,
+    /// Require an API key (checked with the trainer's key store, so --trainer is
+    /// needed) on every call but health.
+    #[arg(long, requires = "trainer")]
+    api_keys: bool,
+    /// Feedback calls each API key may make per minute.
+    #[arg(long, default_value_t = 60)]
+    feedback_per_minute: u32,
     #[command(flatten)]
     serve: ServeOptions,
 }
@@ -77,6 +86,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     empathy_common::telemetry::init();
     let args = Args::parse();
+    args.serve.tls.install_client()?;
     let model_path = args
         .model
         .clone()
@@ -117,6 +127,22 @@ async fn main() -> anyhow::Result<()> {
         .map(|url| trainer_link::TrainerLink::new(url, args.serve.max_message_bytes))
         .transpose()?;
 
+    let auth = match (&trainer, args.api_keys) {
+        (Some(link), true) => {
+            let service = "/empathy.v1.EmpathyService/";
+            let policy = Policy::new()
+                .allow(
+                    "/empathy.v1.EmpathyService/Feedback",
+                    Door::Role(Role::Feedback),
+                )
+                .rate_limit("/empathy.v1.EmpathyService/Feedback")
+                .allow(service, Door::Role(Role::Analyze))
+                .allow("/grpc.reflection.", Door::Role(Role::Analyze));
+            AuthLayer::new(policy, Arc::new(link.clone()), args.feedback_per_minute)
+        }
+        _ => AuthLayer::off(),
+    };
+
     let metrics = Metrics::new("fusion")?;
     let analyzer = Analyzer {
         pool,
@@ -137,6 +163,7 @@ async fn main() -> anyhow::Result<()> {
         tonic::service::Routes::new(server),
         &["empathy.v1.EmpathyService"],
         metrics,
+        auth,
     )
     .await
 }

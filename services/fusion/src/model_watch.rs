@@ -120,7 +120,7 @@ async fn watch(
     models_dir: &std::path::Path,
     url: &str,
 ) -> anyhow::Result<()> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_string())?
+    let channel = empathy_common::tls::endpoint(url, None)?
         .connect_timeout(Duration::from_secs(2))
         .connect()
         .await?;

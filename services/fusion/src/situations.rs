@@ -8,7 +8,7 @@ use empathy_grpc::v1::{
 };
 use futures::StreamExt;
 use tokio::time::{Instant, timeout_at};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 pub struct SituationSource {
     client: Option<SituationServiceClient<Channel>>,
@@ -29,8 +29,8 @@ impl SituationSource {
     pub fn new(url: Option<&str>, max_message_bytes: usize) -> anyhow::Result<Self> {
         let client = url
             .map(|u| -> anyhow::Result<_> {
-                let channel = Endpoint::from_shared(u.to_string())
-                    .map_err(|e| anyhow::anyhow!("--situations {u:?} is not a URL: {e}"))?
+                let channel = empathy_common::tls::endpoint(u, None)
+                    .map_err(|e| anyhow::anyhow!("--situations: {e:#}"))?
                     .tcp_nodelay(true)
                     .connect_lazy();
                 Ok(SituationServiceClient::new(channel)

@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
+use empathy_common::auth::KeyLookup;
+use empathy_grpc::v1::key_service_client::KeyServiceClient;
 use empathy_grpc::v1::trainer_service_client::TrainerServiceClient;
-use empathy_grpc::v1::{FeedbackAck, FeedbackRecord};
+use empathy_grpc::v1::{ApiKey, AuthenticateRequest, FeedbackAck, FeedbackRecord};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -14,17 +16,20 @@ use tonic::{Code, Status};
 pub struct TrainerLink {
     url: String,
     client: TrainerServiceClient<Channel>,
+    /// The key store, for fusion's door (`--api-keys`).
+    keys: KeyServiceClient<Channel>,
 }
 
 impl TrainerLink {
     /// Connects lazily: fusion starts (and serves analyses) with the trainer down.
     pub fn new(url: &str, max_message_bytes: usize) -> anyhow::Result<TrainerLink> {
-        let channel = tonic::transport::Endpoint::from_shared(url.to_string())?
+        let channel = empathy_common::tls::endpoint(url, None)?
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(30))
             .connect_lazy();
         Ok(TrainerLink {
             url: url.to_string(),
+            keys: KeyServiceClient::new(channel.clone()),
             client: TrainerServiceClient::new(channel)
                 .max_decoding_message_size(max_message_bytes)
                 .max_encoding_message_size(max_message_bytes),
@@ -53,5 +58,19 @@ impl TrainerLink {
                 )),
             })
             .map(tonic::Response::into_inner)
+    }
+}
+
+#[tonic::async_trait]
+impl KeyLookup for TrainerLink {
+    async fn lookup(&self, key_sha256: &str) -> Result<Option<ApiKey>, Status> {
+        let request = AuthenticateRequest {
+            key_sha256: key_sha256.to_string(),
+        };
+        match self.keys.clone().authenticate(request).await {
+            Ok(key) => Ok(Some(key.into_inner())),
+            Err(s) if s.code() == Code::NotFound => Ok(None),
+            Err(s) => Err(s),
+        }
     }
 }

@@ -38,24 +38,23 @@ pub fn serving_pointer(models_dir: &Path) -> anyhow::Result<Option<String>> {
     }
 }
 
-/// The directory of the version that serves: the pointer's, if it names a version that
-/// loads; else the newest valid version (a broken pointer is logged, never served).
+/// The directory of the version that serves: the pointer's; the newest valid version
+/// only while there is no pointer yet (a fresh registry). A pointer that names a
+/// version that does not load is an error, never a fallback: the newest version may be
+/// the very one an admin rolled back from.
 pub fn serving_version(models_dir: &Path) -> anyhow::Result<PathBuf> {
-    match serving_pointer(models_dir) {
-        Ok(Some(name)) => {
-            let dir = models_dir.join(&name);
-            match crate::FusionModel::load(&dir) {
-                Ok(_) => return Ok(dir),
-                Err(e) => tracing::warn!(
-                    "the serving pointer names {name}, which does not load ({e:#}); \
-                     serving the newest valid version instead"
-                ),
-            }
-        }
-        Ok(None) => {}
-        Err(e) => tracing::warn!("{e:#}; serving the newest valid version instead"),
-    }
-    latest_version(models_dir)
+    let Some(name) = serving_pointer(models_dir)? else {
+        return latest_version(models_dir);
+    };
+    let dir = models_dir.join(&name);
+    crate::FusionModel::load(&dir).with_context(|| {
+        format!(
+            "the serving pointer in {} names {name}, which does not load; point it at a \
+             version that does (`empathy rollback VERSION`)",
+            models_dir.display()
+        )
+    })?;
+    Ok(dir)
 }
 
 /// Points `serving` at `version` (which must exist and pass its checksum).
@@ -176,6 +175,17 @@ mod tests {
         assert!(set_serving(&dir, "../etc").is_err());
         std::fs::write(dir.join(SERVING_FILE), "../../etc/passwd\n")?;
         assert!(serving_pointer(&dir).is_err());
+        assert!(
+            serving_version(&dir).is_err(),
+            "a broken pointer serves nothing"
+        );
+        // A pointer at a version that is gone (or does not load) fails closed too.
+        std::fs::write(dir.join(SERVING_FILE), "v0003\n")?;
+        let err = serving_version(&dir).err().map(|e| format!("{e:#}"));
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains("names v0003")),
+            "{err:?}"
+        );
         check_writable(&dir, 10_000)?;
         std::fs::remove_dir_all(&dir)?;
         Ok(())

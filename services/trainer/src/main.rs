@@ -3,6 +3,7 @@
 
 mod examples;
 mod jobs;
+mod keys;
 mod service;
 mod store;
 mod versions;
@@ -12,7 +13,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use empathy_common::auth::{AuthLayer, Door, Policy};
 use empathy_common::{Metrics, ServeOptions};
+use empathy_grpc::v1::key_service_server::KeyServiceServer;
 use empathy_grpc::v1::trainer_service_server::TrainerServiceServer;
 use empathy_training::finetune::FinetuneConfig;
 
@@ -81,6 +84,14 @@ struct Args {
     /// Where `empathy train` cached the corpus embeddings (default: the user cache).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Require an API key on every call but health (admin role; fusion and our other
+    /// services get in by their mTLS certificate instead).
+    #[arg(long)]
+    api_keys: bool,
+    /// A file holding the first admin key (`empathy up --secure` writes it): stored if
+    /// it is not yet, so that admin can create the other keys.
+    #[arg(long)]
+    admin_key_file: Option<PathBuf>,
     #[command(flatten)]
     serve: ServeOptions,
 }
@@ -145,6 +156,10 @@ async fn main() -> anyhow::Result<()> {
             ..FinetuneConfig::default()
         },
     };
+    if let Some(path) = &args.admin_key_file {
+        keys::ensure_admin_key(&store, path)?;
+    }
+    let keys = keys::Keys::new(store.clone());
     let trainer = Trainer::new(store, settings);
     trainer.spawn_triggers(args.train_after, args.train_every);
     // Streams that never end by themselves (WatchModels) would hold graceful shutdown.
@@ -157,12 +172,23 @@ async fn main() -> anyhow::Result<()> {
     let metrics = Metrics::new("trainer")?;
     let server = TrainerServiceServer::new(TrainerApi::new(trainer, metrics.clone()))
         .max_decoding_message_size(args.serve.max_message_bytes);
+    let auth = if args.api_keys {
+        // Every other method needs an admin key.
+        let policy = Policy::new()
+            .allow("/empathy.v1.TrainerService/SubmitFeedback", Door::Internal)
+            .allow("/empathy.v1.KeyService/Authenticate", Door::Internal);
+        AuthLayer::new(policy, std::sync::Arc::new(keys.clone()), u32::MAX)
+    } else {
+        AuthLayer::off()
+    };
+    let routes = tonic::service::Routes::new(server).add_service(KeyServiceServer::new(keys));
     empathy_common::serve(
         "trainer",
         &args.serve,
-        tonic::service::Routes::new(server),
-        &["empathy.v1.TrainerService"],
+        routes,
+        &["empathy.v1.TrainerService", "empathy.v1.KeyService"],
         metrics,
+        auth,
     )
     .await
 }

@@ -20,6 +20,7 @@
 //! advisory lock for the whole job, so a second trainer on the same database is
 //! refused (`LockError::Busy`) while the first one trains.
 
+pub mod keys;
 mod postgres;
 mod postgres_tls;
 mod schema;
@@ -194,6 +195,11 @@ trait Backend: Send + Sync {
     /// The most recent jobs, newest first.
     fn jobs(&self, limit: usize) -> anyhow::Result<Vec<JobRow>>;
     fn training_lock(&self) -> Result<TrainingLock, LockError>;
+    /// Inserts a key unless its id or hash is taken; whether it did.
+    fn insert_key(&self, key: &keys::KeyRow) -> anyhow::Result<bool>;
+    fn revoke_key(&self, key_id: &str, now_ms: i64) -> anyhow::Result<()>;
+    /// Keys where `condition` (with one parameter, `$1`) holds, oldest first.
+    fn keys_where(&self, condition: &str, value: &str) -> anyhow::Result<Vec<keys::KeyRow>>;
 }
 
 /// Records stored but not yet trained on (the same SQL in both dialects).

@@ -18,7 +18,8 @@
 //!   connection breaks, so the job asks on it (`TrainingLock::check`) before it records
 //!   or publishes anything.
 //!
-//! TLS: libpq's `sslmode` and `sslrootcert` in the URL, always verified
+//! TLS: libpq's `sslmode` (default `require` for hosts off this machine) and
+//! `sslrootcert` in the URL, always verified
 //! (`postgres_tls`).
 //!
 //! The `postgres` client blocks on a runtime of its own and panics if used on a tokio
@@ -35,11 +36,13 @@ use std::str::FromStr;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use ::postgres::config::{Host, SslMode};
 use ::postgres::error::SqlState;
 use ::postgres::{Client, Config};
 use anyhow::{Context, anyhow, bail};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::keys::{self, KeyRow};
 use super::postgres_tls;
 use super::schema::Dialect;
 use super::{
@@ -97,6 +100,19 @@ fn scrub(message: String, config: &Config) -> String {
     }
 }
 
+/// Whether every host is a Unix socket or loopback: traffic that never leaves here.
+fn on_this_machine(config: &Config) -> bool {
+    config.get_hosts().iter().all(|host| match host {
+        Host::Tcp(name) => {
+            name == "localhost"
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        Host::Unix(_) => true,
+    })
+}
+
 /// Parses the URL as the client will, so a bad one fails at startup; also returns the
 /// `sslrootcert` file, if any.
 fn parse(url: &str) -> anyhow::Result<(Config, Option<PathBuf>)> {
@@ -113,6 +129,11 @@ fn parse(url: &str) -> anyhow::Result<(Config, Option<PathBuf>)> {
             "--database {shown}: give a host, postgres://USER@HOST:PORT/DB (a Unix socket \
              directory as ?host=/run/postgresql)"
         );
+    }
+    if !client_url.contains("sslmode=") && !on_this_machine(&config) {
+        // Feedback holds what people said: never in plaintext across a network unless
+        // the URL says sslmode=prefer or disable.
+        config.ssl_mode(SslMode::Require);
     }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
@@ -477,6 +498,51 @@ impl Backend for Postgres {
             ))),
         }
     }
+
+    fn insert_key(&self, key: &KeyRow) -> anyhow::Result<bool> {
+        let key = key.clone();
+        let n = self.session.call(move |c| {
+            c.execute(
+                keys::INSERT,
+                &[
+                    &key.key_id,
+                    &key.key_sha256,
+                    &key.tenant,
+                    &key.role,
+                    &key.label,
+                    &key.created_unix_ms,
+                    &key.revoked_unix_ms,
+                ],
+            )
+        })?;
+        Ok(n == 1)
+    }
+
+    fn revoke_key(&self, key_id: &str, now_ms: i64) -> anyhow::Result<()> {
+        let key_id = key_id.to_string();
+        self.session
+            .call(move |c| c.execute(keys::REVOKE, &[&key_id, &now_ms]))?;
+        Ok(())
+    }
+
+    fn keys_where(&self, condition: &str, value: &str) -> anyhow::Result<Vec<KeyRow>> {
+        let (sql, value) = (keys::select_where(condition), value.to_string());
+        let rows = self.session.call(move |c| c.query(&sql, &[&value]))?;
+        rows.iter()
+            .map(|r| {
+                Ok(KeyRow {
+                    key_id: get(r, 0)?,
+                    key_sha256: get(r, 1)?,
+                    tenant: get(r, 2)?,
+                    role: get(r, 3)?,
+                    label: get(r, 4)?,
+                    created_unix_ms: get(r, 5)?,
+                    revoked_unix_ms: get(r, 6)?,
+                })
+            })
+            .collect::<Result<_, ::postgres::Error>>()
+            .map_err(anyhow::Error::from)
+    }
 }
 
 /// Whether a session matching `holder` (SQL on `pg_locks`) holds the training lock.
@@ -587,6 +653,20 @@ mod tests {
         // A password with '/' and ':' in it (not URL-escaped) is hidden whole.
         assert_eq!(redact("postgres://u:a/b:c@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact("postgres://u:@h/db"), "postgres://u:***@h/db");
+    }
+
+    #[test]
+    fn tls_is_required_off_this_machine_unless_the_url_says_otherwise() -> anyhow::Result<()> {
+        let mode = |url: &str| parse(url).map(|(c, _)| c.get_ssl_mode());
+        assert_eq!(mode("postgres://u@db.example/x")?, SslMode::Require);
+        assert_eq!(mode("postgres://u@10.0.0.7:5432/x")?, SslMode::Require);
+        assert_eq!(mode("postgres://u@db/x?sslmode=disable")?, SslMode::Disable);
+        assert_eq!(mode("postgres://u@127.0.0.1/x")?, SslMode::Prefer);
+        assert_eq!(
+            mode("postgres://u@localhost/x?host=/run/postgresql")?,
+            SslMode::Prefer
+        );
+        Ok(())
     }
 
     #[test]

@@ -33,7 +33,7 @@ impl Dialect {
         }
     }
 
-    /// Creates the `feedback`, `jobs` and `meta` tables unless they exist.
+    /// Creates the `feedback`, `jobs`, `meta` and `api_keys` tables unless they exist.
     pub(super) fn schema(self) -> String {
         let (seq_key, int64, bytes) = (self.seq_key(), self.int64(), self.bytes());
         format!(
@@ -66,6 +66,15 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value {int64} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id           TEXT PRIMARY KEY,
+    key_sha256       TEXT NOT NULL UNIQUE,
+    tenant           TEXT NOT NULL,
+    role             TEXT NOT NULL,
+    label            TEXT NOT NULL,
+    created_unix_ms  {int64} NOT NULL,
+    revoked_unix_ms  {int64} NOT NULL
 );
 "
         )

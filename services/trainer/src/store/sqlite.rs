@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use rusqlite::{Connection, params};
 
+use super::keys::{self, KeyRow};
 use super::schema::Dialect;
 use super::{
     Backend, Columns, DiskFull, JobRow, LockError, NewRecord, PENDING, Stored, TrainingLock,
@@ -154,6 +155,49 @@ impl Backend for Sqlite {
 
     fn training_lock(&self) -> Result<TrainingLock, LockError> {
         Ok(TrainingLock::local())
+    }
+
+    fn insert_key(&self, key: &KeyRow) -> anyhow::Result<bool> {
+        let conn = self.open()?;
+        let n = conn.execute(
+            &keys::sqlite_spelling(keys::INSERT),
+            params![
+                key.key_id,
+                key.key_sha256,
+                key.tenant,
+                key.role,
+                key.label,
+                key.created_unix_ms,
+                key.revoked_unix_ms
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn revoke_key(&self, key_id: &str, now_ms: i64) -> anyhow::Result<()> {
+        let conn = self.open()?;
+        conn.execute(
+            &keys::sqlite_spelling(keys::REVOKE),
+            params![key_id, now_ms],
+        )?;
+        Ok(())
+    }
+
+    fn keys_where(&self, condition: &str, value: &str) -> anyhow::Result<Vec<KeyRow>> {
+        let conn = self.open()?;
+        let mut stmt = conn.prepare(&keys::sqlite_spelling(&keys::select_where(condition)))?;
+        let rows = stmt.query_map([value], |r| {
+            Ok(KeyRow {
+                key_id: r.get(0)?,
+                key_sha256: r.get(1)?,
+                tenant: r.get(2)?,
+                role: r.get(3)?,
+                label: r.get(4)?,
+                created_unix_ms: r.get(5)?,
+                revoked_unix_ms: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 

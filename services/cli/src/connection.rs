@@ -1,0 +1,107 @@
+//! How the CLI reaches a server: plaintext or TLS (the URL's scheme says which), the
+//! CA that signs the server's certificate, and the API key sent with every call.
+
+use std::{path::PathBuf, sync::OnceLock};
+
+use anyhow::Context;
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
+};
+
+/// Flags every command takes.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct Credentials {
+    /// The API key to call with (`empathy keys create` makes one). Default: the admin
+    /// key `empathy up --secure` wrote under <assets>/secure, if this user can read it.
+    #[arg(long, env = "EMPATHY_API_KEY", hide_env_values = true, global = true)]
+    pub api_key: Option<String>,
+    /// The CA certificate (PEM) that signs the server's. Default: the local CA that
+    /// `empathy up --secure` made, <assets>/secure/ca.pem.
+    #[arg(long, env = "EMPATHY_CA", global = true)]
+    pub ca: Option<PathBuf>,
+}
+
+static CREDENTIALS: OnceLock<Credentials> = OnceLock::new();
+
+/// Sets the credentials for this process's calls (once, from `main`).
+pub fn configure(credentials: Credentials) {
+    let _ = CREDENTIALS.set(credentials);
+}
+
+/// Where `empathy up --secure` keeps the local CA and the first admin key.
+fn secure_dir() -> PathBuf {
+    std::env::var_os("EMPATHY_ASSETS")
+        .map_or_else(|| PathBuf::from("assets"), PathBuf::from)
+        .join("secure")
+}
+
+/// A channel whose calls carry the API key.
+pub type Conn = InterceptedService<Channel, WithKey>;
+
+/// Adds `authorization: Bearer <key>` to each call.
+#[derive(Clone)]
+pub struct WithKey(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for WithKey {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+fn key() -> anyhow::Result<WithKey> {
+    let given = CREDENTIALS.get().and_then(|c| c.api_key.clone());
+    let key = given.or_else(|| {
+        std::fs::read_to_string(secure_dir().join("admin.key"))
+            .ok()
+            .map(|k| k.trim().to_string())
+    });
+    let value = key
+        .filter(|k| !k.is_empty())
+        .map(|k| {
+            MetadataValue::try_from(format!("Bearer {k}"))
+                .context("the API key holds characters a header cannot carry")
+        })
+        .transpose()?;
+    Ok(WithKey(value))
+}
+
+/// Connects to `url` (`what` names the service in errors).
+pub async fn connect(url: &str, what: &str) -> anyhow::Result<Conn> {
+    let mut endpoint = Endpoint::from_shared(url.to_string())
+        .with_context(|| format!("{url:?} is not a URL"))?
+        .connect_timeout(std::time::Duration::from_secs(5));
+    if url.starts_with("https://") {
+        let ca = CREDENTIALS
+            .get()
+            .and_then(|c| c.ca.clone())
+            .unwrap_or_else(|| secure_dir().join("ca.pem"));
+        let pem = std::fs::read(&ca).with_context(|| {
+            format!(
+                "cannot read the CA certificate {} to check {what} at {url}: give --ca or \
+                 EMPATHY_CA",
+                ca.display()
+            )
+        })?;
+        endpoint = endpoint
+            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))?;
+    }
+    let channel = endpoint.connect().await.with_context(|| {
+        let hint = if url.starts_with("http://") {
+            " (a system started with `empathy up --secure` serves https:// URLs)"
+        } else {
+            ""
+        };
+        format!("cannot reach {what} at {url}; is `empathy up` running?{hint}")
+    })?;
+    Ok(InterceptedService::new(channel, key()?))
+}
