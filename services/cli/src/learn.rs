@@ -22,7 +22,7 @@ pub struct TrainerEndpoint {
 }
 
 impl TrainerEndpoint {
-    async fn connect(&self) -> anyhow::Result<TrainerServiceClient<Channel>> {
+    pub(crate) async fn connect(&self) -> anyhow::Result<TrainerServiceClient<Channel>> {
         TrainerServiceClient::connect(self.trainer.clone())
             .await
             .with_context(|| {
@@ -49,6 +49,10 @@ pub struct FeedbackArgs {
     rating: i32,
     #[arg(long, default_value = "")]
     note: String,
+    /// The person the feedback is about (a pseudonym); default: the analysis's
+    /// `--subject`, if it had one.
+    #[arg(long, default_value = "")]
+    subject: String,
     #[arg(
         long,
         env = "EMPATHY_ENDPOINT",
@@ -67,6 +71,7 @@ pub async fn feedback(args: FeedbackArgs) -> anyhow::Result<()> {
             rating: args.rating,
             note: args.note,
             original: None,
+            subject_id: args.subject,
         })
         .await
         .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod analyze;
 pub mod bench;
 pub mod learn;
+pub mod privacy;
 
 use anyhow::Context;
 use empathy_grpc::v1::empathy_service_client::EmpathyServiceClient;
