@@ -391,6 +391,83 @@ mod tests {
         Ok(())
     }
 
+    /// Everything logged on this thread while `f` runs, at every level.
+    async fn logged<F: std::future::Future<Output = ()>>(f: F) -> String {
+        let buffer = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let sink = Arc::clone(&buffer);
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || Sink(Arc::clone(&sink)))
+            .finish();
+        {
+            let _guard = tracing::subscriber::set_default(subscriber);
+            f.await;
+        }
+        let bytes = buffer.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut b) = self.0.lock() {
+                b.extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Stored, refused, purged and forgotten: the logs hold counts, never the words,
+    /// the note or the subject.
+    // Multi-threaded for block_in_place; the test's own future, and so its logs, stay
+    // on this thread (block_on).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_feedback_paths_never_log_what_people_said() -> anyhow::Result<()> {
+        let dir = Scratch::new("logs");
+        dir.registry(1)?;
+        let api = TrainerApi::new(dir.trainer()?, Metrics::new("trainer")?, false);
+        let mut record = resent();
+        record.text = "my-secret-words".into();
+        if let Some(fb) = record.feedback.as_mut() {
+            fb.note = "my-secret-note".into();
+        }
+        let mut refused = record.clone();
+        refused.model_version = "v0999".into();
+        let logs = logged(async {
+            let stored = api.submit_feedback(Request::new(record)).await;
+            assert!(stored.is_ok(), "{stored:?}");
+            assert!(api.submit_feedback(Request::new(refused)).await.is_err());
+            let filter = FeedbackFilter {
+                subject_id: "p-1".into(),
+                ..FeedbackFilter::default()
+            };
+            let purged = api
+                .purge_feedback(Request::new(PurgeFeedbackRequest {
+                    filter: Some(filter),
+                    delete: false,
+                }))
+                .await;
+            assert!(purged.is_ok(), "{purged:?}");
+            let forgot = api
+                .forget(Request::new(ForgetRequest {
+                    subject_id: "p-1".into(),
+                }))
+                .await;
+            assert!(forgot.is_ok(), "{forgot:?}");
+        })
+        .await;
+        assert!(logs.contains("forgot a subject's feedback"), "{logs}");
+        for secret in ["my-secret-words", "my-secret-note", "p-1", "I cannot sleep"] {
+            assert!(!logs.contains(secret), "{secret} logged: {logs}");
+        }
+        Ok(())
+    }
+
     #[tokio::test]
     async fn purge_and_forget_refuse_what_would_match_everything() {
         let dir = Scratch::new("refuse");
