@@ -145,7 +145,7 @@ pub fn feedback_record(
         .into_iter()
         .collect(),
         text: format!("sentence {tag}"),
-        received_unix_ms: 0,
+        ..FeedbackRecord::default()
     }
 }
 
