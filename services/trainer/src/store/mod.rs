@@ -699,15 +699,10 @@ mod tests {
             eprintln!("not run: set EMPATHY_TEST_POSTGRES_URL to a scratch PostgreSQL database");
             return Ok(());
         };
-        let drop_url = url.clone();
-        std::thread::spawn(move || -> anyhow::Result<()> {
-            let mut c = ::postgres::Client::connect(&drop_url, ::postgres::NoTls)?;
-            c.batch_execute("DROP TABLE IF EXISTS feedback, jobs, meta")?;
-            Ok(())
-        })
-        .join()
-        .map_err(|_| anyhow::anyhow!("the cleanup thread panicked"))??;
-        let store = exercise(&Database::parse(&url)?).await?;
+        // A feedback table from before the added columns: opening migrates it.
+        postgres_batch(&url, &format!("{DROP_ALL}; {OLD_FEEDBACK_TABLE}"))?;
+        let database = Database::parse(&url)?;
+        let store = exercise(&database).await?;
         // One job at a time across the database; released when dropped.
         let lock = store.training_lock();
         assert!(lock.is_ok(), "{:?}", lock.err());
@@ -721,7 +716,37 @@ mod tests {
             );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+        drop(store);
+        postgres_batch(&url, DROP_ALL)?;
+        purges(&database).await?;
+        postgres_batch(&url, DROP_ALL)?;
+        forgets(&database).await?;
+        postgres_batch(&url, DROP_ALL)?;
+        pauses(&database)?;
         Ok(())
+    }
+
+    const DROP_ALL: &str = "DROP TABLE IF EXISTS feedback, jobs, meta, training_pause";
+
+    /// The feedback table as databases made before issue 12 have it.
+    const OLD_FEEDBACK_TABLE: &str = "CREATE TABLE feedback (\
+         seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id TEXT NOT NULL UNIQUE, \
+         received_unix_ms BIGINT NOT NULL, analysis_id TEXT NOT NULL, \
+         model_version TEXT NOT NULL, sentiment TEXT NOT NULL, emotion TEXT NOT NULL, \
+         rating INTEGER NOT NULL, note TEXT NOT NULL, text TEXT NOT NULL, \
+         record BYTEA NOT NULL)";
+
+    /// Runs `sql` on the PostgreSQL database at `url` (on a thread of its own: the
+    /// client must not run inside the test's runtime).
+    fn postgres_batch(url: &str, sql: &str) -> anyhow::Result<()> {
+        let (url, sql) = (url.to_string(), sql.to_string());
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls)?;
+            c.batch_execute(&sql)?;
+            Ok(())
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the cleanup thread panicked"))?
     }
 
     #[tokio::test]
@@ -767,10 +792,10 @@ mod tests {
     }
 
     async fn store_with(
-        path: &std::path::Path,
+        database: &Database,
         records: Vec<NewRecord>,
     ) -> anyhow::Result<FeedbackStore> {
-        let store = FeedbackStore::open(path, 64)?;
+        let store = FeedbackStore::open_database(database, 64)?;
         for r in records {
             store.submit(r.id, r.record).await?;
         }
@@ -792,8 +817,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn quarantined_and_purged_feedback_is_never_read_for_training() -> anyhow::Result<()> {
         let dir = crate::test_registry::Scratch::new("purge");
+        purges(&Database::Sqlite(dir.database())).await
+    }
+
+    /// Quarantine and delete by each filter field (PostgreSQL too, see above).
+    async fn purges(database: &Database) -> anyhow::Result<()> {
         let store = store_with(
-            &dir.database(),
+            database,
             vec![
                 owned("a", "clinic", "k1", "p1", "v0001", 1_000),
                 owned("b", "clinic", "k2", "p2", "v0001", 2_000),
@@ -858,8 +888,32 @@ mod tests {
     async fn forget_deletes_a_subjects_records_from_the_file() -> anyhow::Result<()> {
         let dir = crate::test_registry::Scratch::new("forget");
         let path = dir.database();
+        let bytes_before = |store: &FeedbackStore| -> anyhow::Result<()> {
+            anyhow::ensure!(store.count()? == 3);
+            anyhow::ensure!(contains(&file_bytes(&path), "words of s1"));
+            Ok(())
+        };
+        let store = forgets_with(&Database::Sqlite(path.clone()), bytes_before).await?;
+        // Gone from the file's pages and the WAL, not only from the table.
+        let bytes = file_bytes(&path);
+        assert!(!contains(&bytes, "words of s1") && !contains(&bytes, "words of s2"));
+        assert!(contains(&bytes, "words of before"));
+        assert_eq!(store.forget("subject-9")?, Forgotten::default());
+        Ok(())
+    }
+
+    async fn forgets(database: &Database) -> anyhow::Result<FeedbackStore> {
+        forgets_with(database, |_| Ok(())).await
+    }
+
+    /// Two records of a subject (one quarantined) and one of another; `before` looks
+    /// at the store before the forget.
+    async fn forgets_with(
+        database: &Database,
+        before: impl Fn(&FeedbackStore) -> anyhow::Result<()>,
+    ) -> anyhow::Result<FeedbackStore> {
         let store = store_with(
-            &path,
+            database,
             vec![
                 owned("before", "t", "k", "other", "v0001", 1),
                 owned("s1", "t", "k", "subject-9", "v0001", 2),
@@ -891,19 +945,15 @@ mod tests {
             ..filter()
         };
         store.purge(&s2, false)?;
-        assert!(contains(&file_bytes(&path), "words of s1"));
+        before(&store)?;
 
         let done = store.forget("subject-9")?;
         assert_eq!(done.deleted, 2);
         assert_eq!(done.trained_into, ["v0002"]);
         assert_eq!(ids(&store)?, ["before"]);
         assert_eq!(store.count()?, 1);
-        // Gone from the file's pages and the WAL, not only from the table.
-        let bytes = file_bytes(&path);
-        assert!(!contains(&bytes, "words of s1") && !contains(&bytes, "words of s2"));
-        assert!(contains(&bytes, "words of before"));
         assert_eq!(store.forget("subject-9")?, Forgotten::default());
-        Ok(())
+        Ok(store)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -911,7 +961,7 @@ mod tests {
         let dir = crate::test_registry::Scratch::new("age");
         let now = now_ms();
         let store = store_with(
-            &dir.database(),
+            &Database::Sqlite(dir.database()),
             vec![
                 owned("old", "t", "k", "", "v0001", now - 5_000),
                 owned("new", "t", "k", "", "v0001", now),
@@ -927,12 +977,21 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_pause_is_stored() -> anyhow::Result<()> {
         let dir = crate::test_registry::Scratch::new("pause-store");
-        let store = FeedbackStore::open(&dir.database(), 4)?;
+        pauses(&Database::Sqlite(dir.database()))
+    }
+
+    fn pauses(database: &Database) -> anyhow::Result<()> {
+        let store = FeedbackStore::open_database(database, 4)?;
         assert_eq!(store.pause()?, None);
         store.set_pause("rolled back")?;
         drop(store);
-        let store = FeedbackStore::open(&dir.database(), 4)?;
+        let store = FeedbackStore::open_database(database, 4)?;
         assert_eq!(store.pause()?.map(|p| p.reason), Some("rolled back".into()));
+        store.set_pause("rolled back again")?;
+        assert_eq!(
+            store.pause()?.map(|p| p.reason),
+            Some("rolled back again".into())
+        );
         store.resume()?;
         assert_eq!(store.pause()?, None);
         Ok(())
@@ -948,7 +1007,11 @@ mod tests {
                 .ok()
         };
         let path = dir.database();
-        let store = store_with(&path, vec![owned("a", "t", "k", "", "v0001", 1)]).await?;
+        let store = store_with(
+            &Database::Sqlite(path.clone()),
+            vec![owned("a", "t", "k", "", "v0001", 1)],
+        )
+        .await?;
         for suffix in ["", "-wal", "-shm"] {
             let file = PathBuf::from(format!("{}{suffix}", path.display()));
             assert_eq!(mode(&file), Some(0o600), "{}", file.display());
@@ -982,7 +1045,11 @@ mod tests {
                 [record(0).encode_to_vec()],
             )?;
         }
-        let store = store_with(&path, vec![owned("new", "t", "k", "p", "v0001", 2)]).await?;
+        let store = store_with(
+            &Database::Sqlite(path.clone()),
+            vec![owned("new", "t", "k", "p", "v0001", 2)],
+        )
+        .await?;
         assert_eq!(ids(&store)?, ["old", "new"]);
         let p = FeedbackFilter {
             subject_id: "p".into(),
