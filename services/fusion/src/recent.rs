@@ -49,6 +49,8 @@ pub struct Recent {
     pub text: String,
     pub features: Features,
     pub model_version: String,
+    /// `AnalyzeRequest.subject_id`: feedback on this analysis is stored under it.
+    pub subject_id: String,
     at: Instant,
 }
 
@@ -90,8 +92,15 @@ impl RecentAnalyses {
         Duration::from_secs(self.limits.recent_max_age_s)
     }
 
-    /// Keeps an analysis under a new id and returns the id.
-    pub fn remember(&self, text: &str, features: Features, model_version: &str) -> String {
+    /// Keeps an analysis (of `subject_id`'s input, "" if none) under a new id and
+    /// returns the id.
+    pub fn remember(
+        &self,
+        text: &str,
+        features: Features,
+        model_version: &str,
+        subject_id: &str,
+    ) -> String {
         let id = uuid::Uuid::new_v4().to_string();
         if self.limits.recent_max == 0 {
             return id;
@@ -100,6 +109,7 @@ impl RecentAnalyses {
             text: text.to_string(),
             features,
             model_version: model_version.to_string(),
+            subject_id: subject_id.to_string(),
             at: Instant::now(),
         });
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -160,10 +170,10 @@ mod tests {
             recent_max: 2,
             recent_max_age_s: 3600,
         });
-        let a = recent.remember("a", features(1.0), "v0001");
-        let b = recent.remember("b", features(2.0), "v0001");
+        let a = recent.remember("a", features(1.0), "v0001", "");
+        let b = recent.remember("b", features(2.0), "v0001", "");
         assert!(recent.get(&a).is_some());
-        let c = recent.remember("c", features(3.0), "v0002");
+        let c = recent.remember("c", features(3.0), "v0002", "");
         assert!(recent.get(&a).is_none(), "the oldest goes first");
         assert_eq!(recent.get(&b).map(|r| r.text.clone()), Some("b".into()));
         assert_eq!(
@@ -176,7 +186,7 @@ mod tests {
             recent_max: 10,
             recent_max_age_s: 0,
         });
-        let id = expiring.remember("x", features(1.0), "v0001");
+        let id = expiring.remember("x", features(1.0), "v0001", "");
         std::thread::sleep(Duration::from_millis(5));
         assert!(expiring.get(&id).is_none(), "expired");
 
@@ -184,7 +194,7 @@ mod tests {
             recent_max: 0,
             recent_max_age_s: 3600,
         });
-        let id = off.remember("x", features(1.0), "v0001");
+        let id = off.remember("x", features(1.0), "v0001", "");
         assert!(off.get(&id).is_none());
     }
 }

@@ -82,7 +82,8 @@ impl EmpathyService for Empathy {
         request: Request<FeedbackRequest>,
     ) -> Result<Response<FeedbackResponse>, Status> {
         let a = &self.analyzer;
-        let work = crate::feedback::submit(a, a.trainer.as_ref(), request.into_inner());
+        let identity = empathy_common::Identity::of(&request);
+        let work = crate::feedback::submit(a, a.trainer.as_ref(), identity, request.into_inner());
         self.metrics
             .track("Feedback", work)
             .await

@@ -10,6 +10,13 @@
 //! (`empathy_training::finetune`), and publish only if accepted; then point
 //! `serving` at the new version and announce it. Every end state is recorded in the
 //! store with its reason; a failure leaves the serving version as it was.
+//!
+//! Poisoning defences (issue 12): a job publishes only if the serving pointer still
+//! names the version it was tuned from, checked under the pointer lock that rollback
+//! takes too, so a rollback while a job runs holds (the job ends REJECTED). A rollback
+//! also pauses the automatic triggers, durably in the store, until an admin resumes
+//! them: what was rolled back was likely learnt from bad feedback, which should be
+//! purged first. An explicit StartTraining is an admin's act and still runs.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -19,7 +26,7 @@ use std::time::Duration;
 
 use empathy_model::Manifest;
 use empathy_model::registry;
-use empathy_proto::v1::{JobState, ModelVersion, TrainingJob};
+use empathy_proto::v1::{JobState, ModelVersion, TrainingJob, TrainingStatus};
 use empathy_training::finetune::{
     Cancelled, FeedbackExample, FinetuneConfig, Finetuned, finetune, publish,
 };
@@ -178,6 +185,42 @@ impl Trainer {
         async move {
             let _ = rx.wait_for(|s| *s).await;
         }
+    }
+
+    /// Whether automatic training is paused, and why.
+    pub fn status(&self) -> anyhow::Result<TrainingStatus> {
+        Ok(match self.store.pause()? {
+            Some(p) => TrainingStatus {
+                paused: true,
+                reason: p.reason,
+            },
+            None => TrainingStatus {
+                paused: false,
+                reason: String::new(),
+            },
+        })
+    }
+
+    /// Lets the automatic triggers start jobs again.
+    pub fn resume(&self) -> anyhow::Result<TrainingStatus> {
+        self.store.resume()?;
+        tracing::info!("automatic training resumed");
+        self.status()
+    }
+
+    /// Starts a job for an automatic trigger, unless training is paused (after a
+    /// rollback) or a job runs.
+    pub fn start_automatic(self: &Arc<Self>, reason: &str) -> Result<TrainingJob, Status> {
+        let pause = tokio::task::block_in_place(|| self.store.pause()).map_err(|e| {
+            Status::unavailable(format!("cannot read whether training is paused: {e:#}"))
+        })?;
+        if let Some(p) = pause {
+            return Err(Status::failed_precondition(format!(
+                "automatic training is paused: {}",
+                p.reason
+            )));
+        }
+        self.start(reason)
     }
 
     /// Starts a job now, unless one is running.
@@ -457,6 +500,20 @@ impl Trainer {
         }
         job.progress(0.97, "publishing");
         let _pointer = self.pointer.lock().unwrap_or_else(|e| e.into_inner());
+        // A rollback while this job trained must hold: publish only onto the parent.
+        let serving = serving_name(models).unwrap_or_else(|| "no readable version".into());
+        if serving != parent {
+            return Ok(Outcome {
+                state: JobState::Rejected,
+                message: format!(
+                    "the serving version changed to {serving} while training (from {parent}); \
+                     not published"
+                ),
+                published: String::new(),
+                metrics: tuned.metrics,
+                trained_through: None,
+            });
+        }
         let (_, manifest) = match publish(models, &tuned) {
             Ok(p) => p,
             Err(e) => {
@@ -521,12 +578,29 @@ impl Trainer {
             )));
         }
         let _pointer = self.pointer.lock().unwrap_or_else(|e| e.into_inner());
+        // Paused first: a rollback whose pause is not stored does not happen.
+        let from = serving_name(models).unwrap_or_else(|| "none".into());
+        self.store
+            .set_pause(&format!(
+                "rolled back from {from} to {version} at unix ms {}; purge the feedback that \
+                 taught {from} (PurgeFeedback, `empathy purge`), then resume automatic \
+                 training (ResumeTraining, `empathy resume`)",
+                now_ms()
+            ))
+            .map_err(|e| {
+                Status::unavailable(format!(
+                    "cannot pause automatic training ({e:#}); nothing was rolled back, retry"
+                ))
+            })?;
         registry::set_serving(models, version)
             .map_err(|e| Status::failed_precondition(format!("cannot serve {version}: {e:#}")))?;
         let (manifest, _) = empathy_model::checkpoint::read_version(&models.join(version))
             .map_err(|e| Status::internal(format!("{e:#}")))?;
         let announced = model_version(&manifest, true);
-        tracing::info!(version, "rolled back: serving pointer moved");
+        tracing::info!(
+            version,
+            "rolled back: serving pointer moved; automatic training paused"
+        );
         let _ = self.models_tx.send(announced.clone());
         Ok(announced)
     }
@@ -545,8 +619,10 @@ impl Trainer {
                 while pending.changed().await.is_ok() {
                     let n = *pending.borrow_and_update();
                     if n >= after && !this.running() {
-                        let _ = this
-                            .start(&format!("{n} new feedback records (--train-after {after})"));
+                        let reason = format!("{n} new feedback records (--train-after {after})");
+                        if let Err(e) = this.start_automatic(&reason) {
+                            tracing::debug!("not training: {}", e.message());
+                        }
                     }
                 }
             });
@@ -560,11 +636,43 @@ impl Trainer {
                     tick.tick().await;
                     let n = *this.store.pending().borrow();
                     if n > 0 && !this.running() {
-                        let _ = this.start(&format!("timer: {n} new feedback records"));
+                        let reason = format!("timer: {n} new feedback records");
+                        if let Err(e) = this.start_automatic(&reason) {
+                            tracing::info!("not training: {}", e.message());
+                        }
                     }
                 }
             });
         }
+    }
+}
+
+impl Trainer {
+    /// Deletes feedback older than `retain`, now and then every `retain / 4` (between
+    /// a second and an hour), logging how many records went.
+    pub fn spawn_retention(self: &Arc<Self>, retain: Duration) {
+        let this = Arc::clone(self);
+        let period = (retain / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                let store = this.store.clone();
+                let deleted =
+                    tokio::task::spawn_blocking(move || store.delete_older_than(retain)).await;
+                match deleted {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(n)) => {
+                        tracing::info!(
+                            deleted = n,
+                            "retention: deleted feedback older than {retain:?}"
+                        )
+                    }
+                    Ok(Err(e)) => tracing::error!("retention: cannot delete old feedback: {e:#}"),
+                    Err(e) => tracing::error!("retention: the delete task failed: {e}"),
+                }
+            }
+        });
     }
 }
 
@@ -604,5 +712,118 @@ pub fn state_name(state: i32) -> &'static str {
         Ok(JobState::Failed) => "FAILED",
         Ok(JobState::Cancelled) => "CANCELLED",
         _ => "UNSPECIFIED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_registry::Scratch;
+
+    fn job() -> Job {
+        Job {
+            id: "test-job".into(),
+            state: watch::channel(TrainingJob::default()).0,
+            cancel: AtomicBool::new(false),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rollback_while_a_job_runs_holds() -> anyhow::Result<()> {
+        let dir = Scratch::new("rollback-holds");
+        dir.registry(2)?;
+        let trainer = dir.trainer()?;
+        let lock = trainer.store.training_lock().map_err(anyhow::Error::msg)?;
+        // A job tuned v0002; while it trained, an admin rolled back to v0001.
+        let tuned = dir.tuned("v0002")?;
+        trainer.rollback("v0001")?;
+        let outcome = match trainer.publish_tuned(&job(), &lock, tuned, 7) {
+            Ok(o) | Err(o) => o,
+        };
+        assert_eq!(outcome.state, JobState::Rejected, "{}", outcome.message);
+        assert_eq!(
+            outcome.message,
+            "the serving version changed to v0001 while training (from v0002); not published"
+        );
+        assert_eq!(outcome.trained_through, None);
+        assert_eq!(serving_name(&dir.models()).as_deref(), Some("v0001"));
+        assert!(!dir.models().join("v0003").exists(), "published anyway");
+
+        // Tuned from what serves, the same job publishes.
+        let outcome = match trainer.publish_tuned(&job(), &lock, dir.tuned("v0001")?, 7) {
+            Ok(o) | Err(o) => o,
+        };
+        assert_eq!(outcome.state, JobState::Published, "{}", outcome.message);
+        assert_eq!(serving_name(&dir.models()).as_deref(), Some("v0003"));
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rollback_pauses_automatic_training_across_restarts() -> anyhow::Result<()> {
+        let dir = Scratch::new("pause");
+        dir.registry(2)?;
+        let trainer = dir.trainer()?;
+        assert!(!trainer.status()?.paused);
+        trainer.rollback("v0001")?;
+        let status = trainer.status()?;
+        assert!(status.paused);
+        assert!(
+            status.reason.starts_with("rolled back from v0002 to v0001"),
+            "{}",
+            status.reason
+        );
+        let refused = trainer.start_automatic("10 new feedback records").err();
+        assert!(
+            refused
+                .as_ref()
+                .is_some_and(|s| s.code() == tonic::Code::FailedPrecondition
+                    && s.message()
+                        .starts_with("automatic training is paused: rolled back")),
+            "{refused:?}"
+        );
+        drop(trainer);
+
+        // Stored: a restarted trainer is still paused, until resumed.
+        let trainer = dir.trainer()?;
+        assert!(trainer.status()?.paused);
+        assert!(trainer.start_automatic("timer").is_err());
+        // An admin's explicit start is not an automatic trigger: it runs.
+        let job = trainer.start("requested")?;
+        assert!(!job.job_id.is_empty());
+        let status = trainer.resume()?;
+        assert!(!status.paused && status.reason.is_empty());
+        assert!(!dir.trainer()?.status()?.paused);
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retention_deletes_old_feedback_in_the_background() -> anyhow::Result<()> {
+        let dir = Scratch::new("retention");
+        let trainer = dir.trainer()?;
+        let record = |received_unix_ms| empathy_proto::v1::FeedbackRecord {
+            text: "old words".into(),
+            received_unix_ms,
+            ..Default::default()
+        };
+        trainer
+            .store
+            .submit("old".into(), record(now_ms() - 60_000))
+            .await?;
+        trainer.store.submit("new".into(), record(now_ms())).await?;
+        trainer.spawn_retention(Duration::from_secs(30));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while trainer.store.count()? != 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "old feedback not deleted"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left = trainer.store.read_all(i64::MAX)?;
+        assert_eq!(
+            left.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+            ["new"]
+        );
+        Ok(())
     }
 }

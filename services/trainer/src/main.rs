@@ -6,6 +6,8 @@ mod jobs;
 mod keys;
 mod service;
 mod store;
+#[cfg(test)]
+mod test_registry;
 mod versions;
 
 use std::path::PathBuf;
@@ -81,6 +83,20 @@ struct Args {
     min_emotion_agreement: f64,
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Publish only if accuracy on the check set (the lineage's base validation split,
+    /// which no feedback enters) is at most this much below both the serving version's
+    /// and the lineage's anchor (its score when first fine-tuned: small drops cannot
+    /// add up).
+    #[arg(long, default_value_t = 0.02)]
+    check_tolerance: f64,
+    /// Delete stored feedback older than this many days, in the background (0 = keep
+    /// it forever).
+    #[arg(long, default_value_t = 30)]
+    retain_days: u64,
+    /// Store the audio, images and extra inputs that feedback resends. Off: they are
+    /// dropped before storing (the features computed from them stand for them).
+    #[arg(long)]
+    keep_original_media: bool,
     /// Where `empathy train` cached the corpus embeddings (default: the user cache).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
@@ -152,6 +168,7 @@ async fn main() -> anyhow::Result<()> {
             holdout_fraction: args.holdout_fraction,
             feedback_share: args.feedback_share,
             tolerance: args.tolerance,
+            check_tolerance: args.check_tolerance,
             cache_dir: args.cache_dir.clone(),
             ..FinetuneConfig::default()
         },
@@ -162,6 +179,16 @@ async fn main() -> anyhow::Result<()> {
     let keys = keys::Keys::new(store.clone());
     let trainer = Trainer::new(store, settings);
     trainer.spawn_triggers(args.train_after, args.train_every);
+    if args.retain_days > 0 {
+        trainer.spawn_retention(Duration::from_secs(args.retain_days.saturating_mul(86_400)));
+    } else {
+        tracing::warn!("--retain-days 0: stored feedback is kept forever");
+    }
+    match trainer.status() {
+        Ok(s) if s.paused => tracing::warn!("automatic training is paused: {}", s.reason),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot read whether training is paused: {e:#}"),
+    }
     // Streams that never end by themselves (WatchModels) would hold graceful shutdown.
     let stopping = std::sync::Arc::clone(&trainer);
     tokio::spawn(async move {
@@ -170,8 +197,12 @@ async fn main() -> anyhow::Result<()> {
     });
 
     let metrics = Metrics::new("trainer")?;
-    let server = TrainerServiceServer::new(TrainerApi::new(trainer, metrics.clone()))
-        .max_decoding_message_size(args.serve.max_message_bytes);
+    let server = TrainerServiceServer::new(TrainerApi::new(
+        trainer,
+        metrics.clone(),
+        args.keep_original_media,
+    ))
+    .max_decoding_message_size(args.serve.max_message_bytes);
     let auth = if args.api_keys {
         // Every other method needs an admin key.
         let policy = Policy::new()

@@ -3,7 +3,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use empathy_common::Metrics;
+use empathy_common::{Identity, Metrics};
 use empathy_grpc::v1::{
     CancelJobRequest, FeedbackAck, FeedbackRecord, ForgetRequest, ForgetResponse,
     ListModelsRequest, ListModelsResponse, ModelVersion, PurgeFeedbackRequest,
@@ -16,10 +16,12 @@ use tokio_stream::wrappers::BroadcastStream;
 use tonic::{Request, Response, Status};
 
 use crate::jobs::{Trainer, is_terminal};
-use crate::store::{SubmitError, now_ms};
+use crate::store::{SubmitError, filter_is_empty, now_ms};
 
 /// Longest free-text note kept.
 const MAX_NOTE_CHARS: usize = 4096;
+/// Longest subject id: a pseudonym, not a document.
+const MAX_SUBJECT_CHARS: usize = 128;
 /// Most feature values one record may carry (text 384 + lexicon + speech + image, with
 /// room for situations).
 const MAX_FEATURE_VALUES: usize = 16_384;
@@ -27,12 +29,42 @@ const MAX_FEATURE_VALUES: usize = 16_384;
 pub struct TrainerApi {
     trainer: Arc<Trainer>,
     metrics: Metrics,
+    /// `--keep-original-media`: store resent audio, images and extra inputs as sent.
+    keep_original_media: bool,
 }
 
 impl TrainerApi {
-    pub fn new(trainer: Arc<Trainer>, metrics: Metrics) -> TrainerApi {
-        TrainerApi { trainer, metrics }
+    pub fn new(trainer: Arc<Trainer>, metrics: Metrics, keep_original_media: bool) -> TrainerApi {
+        TrainerApi {
+            trainer,
+            metrics,
+            keep_original_media,
+        }
     }
+}
+
+/// Drops the media of the resent original inputs (audio, image, the extra inputs'
+/// bytes): the features stand for them, and a voice or a face identifies a person.
+/// The text, the context turns and the options are kept.
+pub fn drop_original_media(record: &mut FeedbackRecord) {
+    if let Some(original) = record.feedback.as_mut().and_then(|f| f.original.as_mut()) {
+        original.audio.clear();
+        original.audio_pcm.clear();
+        original.image.clear();
+        for extra in &mut original.extra {
+            extra.data.clear();
+        }
+    }
+}
+
+fn check_subject(subject: &str) -> Result<(), Status> {
+    if subject.chars().count() > MAX_SUBJECT_CHARS {
+        return Err(Status::invalid_argument(format!(
+            "subject_id is longer than {MAX_SUBJECT_CHARS} characters: send an opaque \
+             pseudonym, not a name or a document"
+        )));
+    }
+    Ok(())
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -49,6 +81,7 @@ pub fn validate(mut record: FeedbackRecord) -> Result<FeedbackRecord, Status> {
             "note is longer than {MAX_NOTE_CHARS} characters"
         )));
     }
+    check_subject(&record.subject_id)?;
     if fb.analysis_id.trim().is_empty() {
         return Err(Status::invalid_argument(
             "analysis_id is empty: say which analysis is corrected",
@@ -81,8 +114,18 @@ impl TrainerService for TrainerApi {
     ) -> Result<Response<FeedbackAck>, Status> {
         let store = self.trainer.store.clone();
         let trainer = Arc::clone(&self.trainer);
+        let keep_media = self.keep_original_media;
         let work = async move {
-            let record = validate(request.into_inner())?;
+            let identity = Identity::of(&request);
+            let mut record = validate(request.into_inner())?;
+            // Fusion says whose it is; a record sent here directly is the caller's.
+            if record.tenant.is_empty() {
+                record.tenant = identity.tenant;
+                record.key_id = identity.key_id;
+            }
+            if !keep_media {
+                drop_original_media(&mut record);
+            }
             // Reads a manifest the first time a version is seen (versions are immutable).
             tokio::task::block_in_place(|| trainer.versions.check(&record))?;
             let id = uuid::Uuid::new_v4().to_string();
@@ -199,31 +242,269 @@ impl TrainerService for TrainerApi {
             .map(Response::new)
     }
 
-    // Filled in by the poisoning and privacy work (issue 12).
     async fn purge_feedback(
         &self,
-        _: Request<PurgeFeedbackRequest>,
+        request: Request<PurgeFeedbackRequest>,
     ) -> Result<Response<PurgeFeedbackResponse>, Status> {
-        Err(Status::unimplemented("purging feedback is not built yet"))
+        let PurgeFeedbackRequest { filter, delete } = request.into_inner();
+        let filter = filter.unwrap_or_default();
+        if filter_is_empty(&filter) {
+            return Err(Status::invalid_argument(
+                "the filter is empty and would match every record: set at least one of \
+                 tenant, key_id, from_unix_ms, to_unix_ms, model_version, subject_id",
+            ));
+        }
+        if filter.from_unix_ms < 0 || filter.to_unix_ms < 0 {
+            return Err(Status::invalid_argument(
+                "from_unix_ms and to_unix_ms are milliseconds since 1970 (0 = no bound)",
+            ));
+        }
+        if filter.to_unix_ms != 0 && filter.from_unix_ms >= filter.to_unix_ms {
+            return Err(Status::invalid_argument(
+                "from_unix_ms is not before to_unix_ms: the time range is empty",
+            ));
+        }
+        check_subject(&filter.subject_id)?;
+        let store = self.trainer.store.clone();
+        let matched = tokio::task::spawn_blocking(move || store.purge(&filter, delete))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::unavailable(format!("feedback not purged: {e:#}; retry")))?;
+        tracing::info!(
+            matched,
+            action = if delete { "deleted" } else { "quarantined" },
+            "feedback purged"
+        );
+        Ok(Response::new(PurgeFeedbackResponse { matched }))
     }
 
-    async fn forget(&self, _: Request<ForgetRequest>) -> Result<Response<ForgetResponse>, Status> {
-        Err(Status::unimplemented("forget is not built yet"))
+    async fn forget(
+        &self,
+        request: Request<ForgetRequest>,
+    ) -> Result<Response<ForgetResponse>, Status> {
+        let subject = request.into_inner().subject_id;
+        if subject.is_empty() {
+            return Err(Status::invalid_argument(
+                "subject_id is empty: say whose records to delete",
+            ));
+        }
+        check_subject(&subject)?;
+        let store = self.trainer.store.clone();
+        let forgotten = tokio::task::spawn_blocking(move || store.forget(&subject))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::unavailable(format!("nothing was deleted: {e:#}; retry")))?;
+        // The count only: the subject id is a person's pseudonym.
+        tracing::info!(
+            deleted = forgotten.deleted,
+            trained_into = ?forgotten.trained_into,
+            "forgot a subject's feedback"
+        );
+        Ok(Response::new(ForgetResponse {
+            feedback_deleted: forgotten.deleted,
+            trained_into: forgotten.trained_into,
+        }))
     }
 
     async fn resume_training(
         &self,
         _: Request<ResumeTrainingRequest>,
     ) -> Result<Response<TrainingStatus>, Status> {
-        Err(Status::unimplemented("pausing training is not built yet"))
+        let trainer = Arc::clone(&self.trainer);
+        tokio::task::spawn_blocking(move || trainer.resume())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map(Response::new)
+            .map_err(|e| Status::unavailable(format!("training not resumed: {e:#}; retry")))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use empathy_grpc::v1::FeedbackRequest;
+    use empathy_grpc::v1::{
+        AnalyzeRequest, ExtraInput, FeedbackFilter, FeedbackRequest, FloatVector,
+    };
 
     use super::*;
+    use crate::test_registry::Scratch;
+
+    /// A correction of an analysis by v0001 that resends its inputs, media included.
+    fn resent() -> FeedbackRecord {
+        let mut r = with("negative", "", 0);
+        r.model_version = "v0001".into();
+        r.features = [(
+            "text".to_string(),
+            FloatVector {
+                values: vec![0.1; 8],
+            },
+        )]
+        .into();
+        r.subject_id = "p-1".into();
+        if let Some(fb) = r.feedback.as_mut() {
+            fb.original = Some(AnalyzeRequest {
+                text: "I cannot sleep".into(),
+                audio: vec![7; 64],
+                image: vec![8; 64],
+                extra: vec![ExtraInput {
+                    modality: "heart_rate".into(),
+                    data: vec![9; 16],
+                    mime_type: "application/octet-stream".into(),
+                }],
+                ..AnalyzeRequest::default()
+            });
+        }
+        r
+    }
+
+    /// The original inputs as stored after `SubmitFeedback` with `keep_media`.
+    async fn stored_original(keep_media: bool) -> anyhow::Result<AnalyzeRequest> {
+        let dir = Scratch::new("media");
+        dir.registry(1)?;
+        let trainer = dir.trainer()?;
+        let api = TrainerApi::new(Arc::clone(&trainer), Metrics::new("trainer")?, keep_media);
+        api.submit_feedback(Request::new(resent())).await?;
+        let stored = trainer.store.read_all(i64::MAX)?;
+        let record = stored
+            .into_iter()
+            .next()
+            .map(|s| s.record)
+            .unwrap_or_default();
+        // Insecure mode: the local tenant, no key.
+        assert_eq!(
+            (record.tenant.as_str(), record.key_id.as_str()),
+            ("default", "")
+        );
+        assert_eq!(record.subject_id, "p-1");
+        Ok(record.feedback.and_then(|f| f.original).unwrap_or_default())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn original_media_is_not_stored_unless_asked() -> anyhow::Result<()> {
+        let dropped = stored_original(false).await?;
+        assert_eq!(dropped.text, "I cannot sleep");
+        assert!(dropped.audio.is_empty() && dropped.image.is_empty());
+        assert_eq!(dropped.extra.len(), 1);
+        assert!(dropped.extra[0].data.is_empty());
+        let kept = stored_original(true).await?;
+        assert_eq!((kept.audio.len(), kept.image.len()), (64, 64));
+        assert_eq!(kept.extra[0].data.len(), 16);
+        Ok(())
+    }
+
+    /// Everything logged on this thread while `f` runs, at every level.
+    async fn logged<F: std::future::Future<Output = ()>>(f: F) -> String {
+        let buffer = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let sink = Arc::clone(&buffer);
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || Sink(Arc::clone(&sink)))
+            .finish();
+        {
+            let _guard = tracing::subscriber::set_default(subscriber);
+            f.await;
+        }
+        let bytes = buffer.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut b) = self.0.lock() {
+                b.extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Stored, refused, purged and forgotten: the logs hold counts, never the words,
+    /// the note or the subject.
+    // Multi-threaded for block_in_place; the test's own future, and so its logs, stay
+    // on this thread (block_on).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_feedback_paths_never_log_what_people_said() -> anyhow::Result<()> {
+        let dir = Scratch::new("logs");
+        dir.registry(1)?;
+        let api = TrainerApi::new(dir.trainer()?, Metrics::new("trainer")?, false);
+        let mut record = resent();
+        record.text = "my-secret-words".into();
+        if let Some(fb) = record.feedback.as_mut() {
+            fb.note = "my-secret-note".into();
+        }
+        let mut refused = record.clone();
+        refused.model_version = "v0999".into();
+        let logs = logged(async {
+            let stored = api.submit_feedback(Request::new(record)).await;
+            assert!(stored.is_ok(), "{stored:?}");
+            assert!(api.submit_feedback(Request::new(refused)).await.is_err());
+            let filter = FeedbackFilter {
+                subject_id: "p-1".into(),
+                ..FeedbackFilter::default()
+            };
+            let purged = api
+                .purge_feedback(Request::new(PurgeFeedbackRequest {
+                    filter: Some(filter),
+                    delete: false,
+                }))
+                .await;
+            assert!(purged.is_ok(), "{purged:?}");
+            let forgot = api
+                .forget(Request::new(ForgetRequest {
+                    subject_id: "p-1".into(),
+                }))
+                .await;
+            assert!(forgot.is_ok(), "{forgot:?}");
+        })
+        .await;
+        assert!(logs.contains("forgot a subject's feedback"), "{logs}");
+        for secret in ["my-secret-words", "my-secret-note", "p-1", "I cannot sleep"] {
+            assert!(!logs.contains(secret), "{secret} logged: {logs}");
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn purge_and_forget_refuse_what_would_match_everything() {
+        let dir = Scratch::new("refuse");
+        let trainer = dir.trainer().ok();
+        let Some(trainer) = trainer else {
+            panic!("no trainer");
+        };
+        let Ok(metrics) = Metrics::new("trainer") else {
+            panic!("no metrics");
+        };
+        let api = TrainerApi::new(trainer, metrics, false);
+        let purge = |filter: Option<FeedbackFilter>| {
+            api.purge_feedback(Request::new(PurgeFeedbackRequest {
+                filter,
+                delete: true,
+            }))
+        };
+        for filter in [
+            None,
+            Some(FeedbackFilter::default()),
+            Some(FeedbackFilter {
+                from_unix_ms: 5,
+                to_unix_ms: 5,
+                ..FeedbackFilter::default()
+            }),
+        ] {
+            let err = purge(filter).await.err();
+            assert_eq!(err.map(|e| e.code()), Some(tonic::Code::InvalidArgument));
+        }
+        let err = api
+            .forget(Request::new(ForgetRequest {
+                subject_id: String::new(),
+            }))
+            .await
+            .err();
+        assert_eq!(err.map(|e| e.code()), Some(tonic::Code::InvalidArgument));
+    }
 
     fn with(sentiment: &str, emotion: &str, rating: i32) -> FeedbackRecord {
         FeedbackRecord {

@@ -67,6 +67,9 @@ pub struct FinetuneConfig {
     pub feedback_share: f64,
     /// How much lower the base-test macro-F1 may be and still publish.
     pub tolerance: f64,
+    /// How much lower the check-set accuracy may be than the serving version's and
+    /// the lineage's anchor and still publish (see `evaluate`).
+    pub check_tolerance: f64,
     /// When emotions are trained: the least share of base test examples whose top
     /// emotion must stay the serving version's (emotions have no test labels, so
     /// this bounds how far corrections may move everything else).
@@ -89,6 +92,7 @@ impl Default for FinetuneConfig {
             holdout_fraction: 0.25,
             feedback_share: 0.1,
             tolerance: 0.01,
+            check_tolerance: 0.02,
             min_emotion_agreement: 0.9,
             cache_dir: None,
         }

@@ -15,6 +15,13 @@
 //! instead of queueing without bound; nothing that was acknowledged is affected. The
 //! queue and the writer loop live here, once; a backend only commits a group.
 //!
+//! Deletion (issue 12): `purge` quarantines or deletes what a filter matches, `forget`
+//! deletes one subject's records, `delete_older_than` is the retention. Quarantined
+//! records stay in the table but are never read for training nor counted as pending.
+//! SQLite runs `secure_delete` and truncates its WAL after a delete, so deleted text
+//! does not linger in the file's free pages or the WAL; PostgreSQL keeps dead row
+//! versions until its (auto)vacuum reclaims them.
+//!
 //! Training lock: one job at a time per database. SQLite needs no lock beyond the
 //! trainer's own one-job rule (one file, one trainer); PostgreSQL takes a session
 //! advisory lock for the whole job, so a second trainer on the same database is
@@ -31,7 +38,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use empathy_proto::v1::FeedbackRecord;
+use empathy_proto::v1::{FeedbackFilter, FeedbackRecord};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -178,6 +185,46 @@ pub struct JobRow {
     pub through_seq: i64,
 }
 
+/// What `forget` removed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Forgotten {
+    pub deleted: u64,
+    /// Versions published by jobs that read at least one of the deleted records.
+    pub trained_into: Vec<String>,
+}
+
+/// Why automatic training is paused, and since when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pause {
+    pub reason: String,
+    pub since_unix_ms: i64,
+}
+
+/// The WHERE clause of a purge, the same in both dialects: `$1`..`$6` are the filter's
+/// tenant, key_id, from, to, model_version and subject_id; an unset field (empty or
+/// 0) matches every row. (SQLite reads `$N` as a named parameter numbered by first
+/// appearance, which is N here.)
+const FILTER: &str = "(CAST($1 AS TEXT) = '' OR tenant = $1) \
+     AND (CAST($2 AS TEXT) = '' OR key_id = $2) \
+     AND (CAST($3 AS BIGINT) = 0 OR received_unix_ms >= $3) \
+     AND (CAST($4 AS BIGINT) = 0 OR received_unix_ms < $4) \
+     AND (CAST($5 AS TEXT) = '' OR model_version = $5) \
+     AND (CAST($6 AS TEXT) = '' OR subject_id = $6)";
+
+/// Versions that read a record at or above `$1` (the lowest seq being deleted).
+const TRAINED_INTO: &str = "SELECT DISTINCT published FROM jobs WHERE state = 'PUBLISHED' \
+     AND published <> '' AND through_seq >= $1 ORDER BY published";
+
+/// Whether a filter sets at least one field (an empty one would match everything).
+pub fn filter_is_empty(f: &FeedbackFilter) -> bool {
+    f.tenant.is_empty()
+        && f.key_id.is_empty()
+        && f.from_unix_ms == 0
+        && f.to_unix_ms == 0
+        && f.model_version.is_empty()
+        && f.subject_id.is_empty()
+}
+
 /// What a feedback database does. Every method but `open_writer` may be called from
 /// any thread, async ones included (a backend whose client must not block inside a
 /// runtime runs it on its own thread).
@@ -200,10 +247,21 @@ trait Backend: Send + Sync {
     fn revoke_key(&self, key_id: &str, now_ms: i64) -> anyhow::Result<()>;
     /// Keys where `condition` (with one parameter, `$1`) holds, oldest first.
     fn keys_where(&self, condition: &str, value: &str) -> anyhow::Result<Vec<keys::KeyRow>>;
+    /// Quarantines (`delete` false) or deletes the records `filter` matches (not
+    /// empty); returns how many matched.
+    fn purge(&self, filter: &FeedbackFilter, delete: bool) -> anyhow::Result<u64>;
+    /// Deletes every record of `subject` (quarantined ones too).
+    fn forget(&self, subject: &str) -> anyhow::Result<Forgotten>;
+    /// Deletes the records received before `cutoff_unix_ms`.
+    fn delete_older_than(&self, cutoff_unix_ms: i64) -> anyhow::Result<u64>;
+    /// Sets (Some) or clears (None) the durable training pause.
+    fn set_pause(&self, pause: Option<&Pause>) -> anyhow::Result<()>;
+    fn pause(&self) -> anyhow::Result<Option<Pause>>;
 }
 
-/// Records stored but not yet trained on (the same SQL in both dialects).
-const PENDING: &str = "SELECT COUNT(*) FROM feedback WHERE seq > \
+/// Records stored but not yet trained on (the same SQL in both dialects); quarantined
+/// ones never will be.
+const PENDING: &str = "SELECT COUNT(*) FROM feedback WHERE quarantined = 0 AND seq > \
      COALESCE((SELECT value FROM meta WHERE key = 'trained_through'), 0)";
 
 /// The writer thread's connection.
@@ -224,6 +282,9 @@ struct Columns {
     note: String,
     text: String,
     received_unix_ms: i64,
+    tenant: String,
+    key_id: String,
+    subject_id: String,
     /// The whole FeedbackRecord (features included) as protobuf.
     record: Vec<u8>,
 }
@@ -240,6 +301,9 @@ impl Columns {
             note: fb.note,
             text: record.text.clone(),
             received_unix_ms: record.received_unix_ms,
+            tenant: record.tenant.clone(),
+            key_id: record.key_id.clone(),
+            subject_id: record.subject_id.clone(),
             record: record.encode_to_vec(),
         }
     }
@@ -411,8 +475,8 @@ impl FeedbackStore {
         self.pending.clone()
     }
 
-    /// Every stored record with seq <= `through`, in seq order (on a reader
-    /// connection, beside the writer).
+    /// Every stored record with seq <= `through` that may be trained on (not
+    /// quarantined), in seq order (on a reader connection, beside the writer).
     pub fn read_all(&self, through: i64) -> anyhow::Result<Vec<Stored>> {
         self.backend.read_all(through)
     }
@@ -439,6 +503,47 @@ impl FeedbackStore {
     /// Recomputes the pending count (after a job marked feedback as trained).
     pub fn refresh_pending(&self) -> anyhow::Result<u64> {
         self.backend.pending_count()
+    }
+
+    /// Quarantines (`delete` false: kept, never trained on) or deletes the records
+    /// `filter` matches; returns how many matched. An empty filter is an error.
+    pub fn purge(&self, filter: &FeedbackFilter, delete: bool) -> anyhow::Result<u64> {
+        if filter_is_empty(filter) {
+            bail!("an empty filter would match every record; set at least one field");
+        }
+        self.backend.purge(filter, delete)
+    }
+
+    /// Deletes every stored record of `subject`.
+    pub fn forget(&self, subject: &str) -> anyhow::Result<Forgotten> {
+        if subject.is_empty() {
+            bail!("no subject id");
+        }
+        self.backend.forget(subject)
+    }
+
+    /// Deletes the records received more than `age` ago (the retention).
+    pub fn delete_older_than(&self, age: Duration) -> anyhow::Result<u64> {
+        let age_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+        self.backend
+            .delete_older_than(now_ms().saturating_sub(age_ms))
+    }
+
+    /// Pauses automatic training until `resume`, durably.
+    pub fn set_pause(&self, reason: &str) -> anyhow::Result<()> {
+        self.backend.set_pause(Some(&Pause {
+            reason: reason.to_string(),
+            since_unix_ms: now_ms(),
+        }))
+    }
+
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.backend.set_pause(None)
+    }
+
+    /// Why automatic training is paused, or None.
+    pub fn pause(&self) -> anyhow::Result<Option<Pause>> {
+        self.backend.pause()
     }
 
     /// The right to run a training job on this database, held until dropped.
@@ -600,15 +705,10 @@ mod tests {
             eprintln!("not run: set EMPATHY_TEST_POSTGRES_URL to a scratch PostgreSQL database");
             return Ok(());
         };
-        let drop_url = url.clone();
-        std::thread::spawn(move || -> anyhow::Result<()> {
-            let mut c = ::postgres::Client::connect(&drop_url, ::postgres::NoTls)?;
-            c.batch_execute("DROP TABLE IF EXISTS feedback, jobs, meta")?;
-            Ok(())
-        })
-        .join()
-        .map_err(|_| anyhow::anyhow!("the cleanup thread panicked"))??;
-        let store = exercise(&Database::parse(&url)?).await?;
+        // A feedback table from before the added columns: opening migrates it.
+        postgres_batch(&url, &format!("{DROP_ALL}; {OLD_FEEDBACK_TABLE}"))?;
+        let database = Database::parse(&url)?;
+        let store = exercise(&database).await?;
         // One job at a time across the database; released when dropped.
         let lock = store.training_lock();
         assert!(lock.is_ok(), "{:?}", lock.err());
@@ -622,7 +722,37 @@ mod tests {
             );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+        drop(store);
+        postgres_batch(&url, DROP_ALL)?;
+        purges(&database).await?;
+        postgres_batch(&url, DROP_ALL)?;
+        forgets(&database).await?;
+        postgres_batch(&url, DROP_ALL)?;
+        pauses(&database)?;
         Ok(())
+    }
+
+    const DROP_ALL: &str = "DROP TABLE IF EXISTS feedback, jobs, meta, training_pause";
+
+    /// The feedback table as databases made before issue 12 have it.
+    const OLD_FEEDBACK_TABLE: &str = "CREATE TABLE feedback (\
+         seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id TEXT NOT NULL UNIQUE, \
+         received_unix_ms BIGINT NOT NULL, analysis_id TEXT NOT NULL, \
+         model_version TEXT NOT NULL, sentiment TEXT NOT NULL, emotion TEXT NOT NULL, \
+         rating INTEGER NOT NULL, note TEXT NOT NULL, text TEXT NOT NULL, \
+         record BYTEA NOT NULL)";
+
+    /// Runs `sql` on the PostgreSQL database at `url` (on a thread of its own: the
+    /// client must not run inside the test's runtime).
+    fn postgres_batch(url: &str, sql: &str) -> anyhow::Result<()> {
+        let (url, sql) = (url.to_string(), sql.to_string());
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls)?;
+            c.batch_execute(&sql)?;
+            Ok(())
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the cleanup thread panicked"))?
     }
 
     #[tokio::test]
@@ -642,6 +772,297 @@ mod tests {
         assert!(refused > 0, "nothing refused");
         assert_eq!(store.count()? as usize, stored);
         std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    /// A record of `tenant`/`key`/`subject` on `version`, received at `at`.
+    fn owned(
+        tag: &str,
+        tenant: &str,
+        key: &str,
+        subject: &str,
+        version: &str,
+        at: i64,
+    ) -> NewRecord {
+        let mut record = record(0);
+        record.text = format!("words of {tag}");
+        record.tenant = tenant.into();
+        record.key_id = key.into();
+        record.subject_id = subject.into();
+        record.model_version = version.into();
+        record.received_unix_ms = at;
+        NewRecord {
+            id: tag.into(),
+            record,
+        }
+    }
+
+    async fn store_with(
+        database: &Database,
+        records: Vec<NewRecord>,
+    ) -> anyhow::Result<FeedbackStore> {
+        let store = FeedbackStore::open_database(database, 64)?;
+        for r in records {
+            store.submit(r.id, r.record).await?;
+        }
+        Ok(store)
+    }
+
+    fn ids(store: &FeedbackStore) -> anyhow::Result<Vec<String>> {
+        Ok(store
+            .read_all(i64::MAX)?
+            .into_iter()
+            .map(|s| s.id)
+            .collect())
+    }
+
+    fn filter() -> FeedbackFilter {
+        FeedbackFilter::default()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn quarantined_and_purged_feedback_is_never_read_for_training() -> anyhow::Result<()> {
+        let dir = crate::test_registry::Scratch::new("purge");
+        purges(&Database::Sqlite(dir.database())).await
+    }
+
+    /// Quarantine and delete by each filter field (PostgreSQL too, see above).
+    async fn purges(database: &Database) -> anyhow::Result<()> {
+        let store = store_with(
+            database,
+            vec![
+                owned("a", "clinic", "k1", "p1", "v0001", 1_000),
+                owned("b", "clinic", "k2", "p2", "v0001", 2_000),
+                owned("c", "spam", "k3", "", "v0002", 3_000),
+                owned("d", "spam", "k3", "", "v0002", 4_000),
+                owned("e", "clinic", "k1", "", "v0002", 5_000),
+            ],
+        )
+        .await?;
+        assert_eq!(*store.pending().borrow(), 5);
+        // An empty filter would take everything.
+        assert!(store.purge(&filter(), true).is_err());
+        // Quarantined: kept, but neither read for training nor pending.
+        let spam = FeedbackFilter {
+            tenant: "spam".into(),
+            ..filter()
+        };
+        assert_eq!(store.purge(&spam, false)?, 2);
+        assert_eq!(ids(&store)?, ["a", "b", "e"]);
+        assert_eq!(store.count()?, 5);
+        assert_eq!(store.refresh_pending()?, 3);
+        // Fields AND: key k1 received in [1000, 5000) is only "a"; deleted.
+        let k1_early = FeedbackFilter {
+            key_id: "k1".into(),
+            from_unix_ms: 1_000,
+            to_unix_ms: 5_000,
+            ..filter()
+        };
+        assert_eq!(store.purge(&k1_early, true)?, 1);
+        assert_eq!(ids(&store)?, ["b", "e"]);
+        assert_eq!(store.count()?, 4);
+        // By model version and by subject.
+        let v2 = FeedbackFilter {
+            model_version: "v0002".into(),
+            ..filter()
+        };
+        assert_eq!(store.purge(&v2, false)?, 3, "quarantined ones match too");
+        assert_eq!(ids(&store)?, ["b"]);
+        let p2 = FeedbackFilter {
+            subject_id: "p2".into(),
+            ..filter()
+        };
+        assert_eq!(store.purge(&p2, true)?, 1);
+        assert!(ids(&store)?.is_empty());
+        Ok(())
+    }
+
+    /// The bytes of the database file and its WAL.
+    fn file_bytes(path: &std::path::Path) -> Vec<u8> {
+        let mut bytes = std::fs::read(path).unwrap_or_default();
+        bytes.extend(std::fs::read(format!("{}-wal", path.display())).unwrap_or_default());
+        bytes
+    }
+
+    fn contains(haystack: &[u8], needle: &str) -> bool {
+        haystack
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn forget_deletes_a_subjects_records_from_the_file() -> anyhow::Result<()> {
+        let dir = crate::test_registry::Scratch::new("forget");
+        let path = dir.database();
+        let bytes_before = |store: &FeedbackStore| -> anyhow::Result<()> {
+            anyhow::ensure!(store.count()? == 3);
+            anyhow::ensure!(contains(&file_bytes(&path), "words of s1"));
+            Ok(())
+        };
+        let store = forgets_with(&Database::Sqlite(path.clone()), bytes_before).await?;
+        // Gone from the file's pages and the WAL, not only from the table.
+        let bytes = file_bytes(&path);
+        assert!(!contains(&bytes, "words of s1") && !contains(&bytes, "words of s2"));
+        assert!(contains(&bytes, "words of before"));
+        assert_eq!(store.forget("subject-9")?, Forgotten::default());
+        Ok(())
+    }
+
+    async fn forgets(database: &Database) -> anyhow::Result<FeedbackStore> {
+        forgets_with(database, |_| Ok(())).await
+    }
+
+    /// Two records of a subject (one quarantined) and one of another; `before` looks
+    /// at the store before the forget.
+    async fn forgets_with(
+        database: &Database,
+        before: impl Fn(&FeedbackStore) -> anyhow::Result<()>,
+    ) -> anyhow::Result<FeedbackStore> {
+        let store = store_with(
+            database,
+            vec![
+                owned("before", "t", "k", "other", "v0001", 1),
+                owned("s1", "t", "k", "subject-9", "v0001", 2),
+                owned("s2", "t", "k", "subject-9", "v0001", 3),
+            ],
+        )
+        .await?;
+        let all = store.read_all(i64::MAX)?;
+        let seq = |id: &str| all.iter().find(|s| s.id == id).map_or(0, |s| s.seq);
+        // v0002 was trained on everything up to s1; v0001's job read only "before".
+        for (job, published, through) in
+            [("j1", "v0001", seq("before")), ("j2", "v0002", seq("s1"))]
+        {
+            store.record_job(
+                &JobRow {
+                    id: job.into(),
+                    state: "PUBLISHED".into(),
+                    published: published.into(),
+                    through_seq: through,
+                    ..JobRow::default()
+                },
+                Some(through),
+            )?;
+        }
+        // Quarantined records are the subject's too.
+        let s2 = FeedbackFilter {
+            key_id: "k".into(),
+            from_unix_ms: 3,
+            ..filter()
+        };
+        store.purge(&s2, false)?;
+        before(&store)?;
+
+        let done = store.forget("subject-9")?;
+        assert_eq!(done.deleted, 2);
+        assert_eq!(done.trained_into, ["v0002"]);
+        assert_eq!(ids(&store)?, ["before"]);
+        assert_eq!(store.count()?, 1);
+        assert_eq!(store.forget("subject-9")?, Forgotten::default());
+        Ok(store)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retention_deletes_by_age() -> anyhow::Result<()> {
+        let dir = crate::test_registry::Scratch::new("age");
+        let now = now_ms();
+        let store = store_with(
+            &Database::Sqlite(dir.database()),
+            vec![
+                owned("old", "t", "k", "", "v0001", now - 5_000),
+                owned("new", "t", "k", "", "v0001", now),
+            ],
+        )
+        .await?;
+        assert_eq!(store.delete_older_than(Duration::from_secs(60))?, 0);
+        assert_eq!(store.delete_older_than(Duration::from_secs(2))?, 1);
+        assert_eq!(ids(&store)?, ["new"]);
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_pause_is_stored() -> anyhow::Result<()> {
+        let dir = crate::test_registry::Scratch::new("pause-store");
+        pauses(&Database::Sqlite(dir.database()))
+    }
+
+    fn pauses(database: &Database) -> anyhow::Result<()> {
+        let store = FeedbackStore::open_database(database, 4)?;
+        assert_eq!(store.pause()?, None);
+        store.set_pause("rolled back")?;
+        drop(store);
+        let store = FeedbackStore::open_database(database, 4)?;
+        assert_eq!(store.pause()?.map(|p| p.reason), Some("rolled back".into()));
+        store.set_pause("rolled back again")?;
+        assert_eq!(
+            store.pause()?.map(|p| p.reason),
+            Some("rolled back again".into())
+        );
+        store.resume()?;
+        assert_eq!(store.pause()?, None);
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn data_files_are_owner_only() -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = crate::test_registry::Scratch::new("mode");
+        let mode = |p: &std::path::Path| {
+            std::fs::metadata(p)
+                .map(|m| m.permissions().mode() & 0o777)
+                .ok()
+        };
+        let path = dir.database();
+        let store = store_with(
+            &Database::Sqlite(path.clone()),
+            vec![owned("a", "t", "k", "", "v0001", 1)],
+        )
+        .await?;
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            assert_eq!(mode(&file), Some(0o600), "{}", file.display());
+        }
+        drop(store);
+        // A file from before: narrowed when opened.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+        FeedbackStore::open(&path, 4)?;
+        assert_eq!(mode(&path), Some(0o600));
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_from_before_the_new_columns_is_migrated() -> anyhow::Result<()> {
+        let dir = crate::test_registry::Scratch::new("migrate");
+        let path = dir.database();
+        {
+            // The feedback table as it was, with one record in it.
+            let conn = rusqlite::Connection::open(&path)?;
+            conn.execute_batch(
+                "CREATE TABLE feedback (seq INTEGER PRIMARY KEY AUTOINCREMENT, \
+                 id TEXT NOT NULL UNIQUE, received_unix_ms INTEGER NOT NULL, \
+                 analysis_id TEXT NOT NULL, model_version TEXT NOT NULL, \
+                 sentiment TEXT NOT NULL, emotion TEXT NOT NULL, rating INTEGER NOT NULL, \
+                 note TEXT NOT NULL, text TEXT NOT NULL, record BLOB NOT NULL)",
+            )?;
+            conn.execute(
+                "INSERT INTO feedback (id, received_unix_ms, analysis_id, model_version, \
+                 sentiment, emotion, rating, note, text, record) \
+                 VALUES ('old', 1, 'a', 'v0001', 'positive', '', 0, '', 't', ?1)",
+                [record(0).encode_to_vec()],
+            )?;
+        }
+        let store = store_with(
+            &Database::Sqlite(path.clone()),
+            vec![owned("new", "t", "k", "p", "v0001", 2)],
+        )
+        .await?;
+        assert_eq!(ids(&store)?, ["old", "new"]);
+        let p = FeedbackFilter {
+            subject_id: "p".into(),
+            ..filter()
+        };
+        assert_eq!(store.purge(&p, false)?, 1);
+        assert_eq!(ids(&store)?, ["old"]);
         Ok(())
     }
 

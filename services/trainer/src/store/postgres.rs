@@ -42,12 +42,14 @@ use ::postgres::{Client, Config};
 use anyhow::{Context, anyhow, bail};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use empathy_proto::v1::FeedbackFilter;
+
 use super::keys::{self, KeyRow};
 use super::postgres_tls;
-use super::schema::Dialect;
+use super::schema::{ADDED_COLUMNS, Dialect};
 use super::{
-    Backend, Columns, DiskFull, JobRow, LOCK_WAIT, LockCheck, LockError, NewRecord, PENDING,
-    Stored, TrainingLock, Writer, decode,
+    Backend, Columns, DiskFull, FILTER, Forgotten, JobRow, LOCK_WAIT, LockCheck, LockError,
+    NewRecord, PENDING, Pause, Stored, TRAINED_INTO, TrainingLock, Writer, decode,
 };
 
 /// Session advisory lock held by the trainer that runs a job (`b"empathy\x01"`).
@@ -337,6 +339,12 @@ impl Backend for Postgres {
             // Not a NOTICE per table at every start ("already exists, skipping").
             tx.batch_execute("SET LOCAL client_min_messages = warning")?;
             tx.batch_execute(&Dialect::Postgres.schema())?;
+            for (name, definition) in ADDED_COLUMNS {
+                tx.batch_execute(&format!(
+                    "ALTER TABLE feedback ADD COLUMN IF NOT EXISTS {name} {definition}"
+                ))?;
+            }
+            tx.batch_execute(Dialect::Postgres.indexes())?;
             tx.commit()
         })?;
         Ok(Box::new(PgWriter { conn }))
@@ -345,7 +353,8 @@ impl Backend for Postgres {
     fn read_all(&self, through: i64) -> anyhow::Result<Vec<Stored>> {
         let rows = self.session.call(move |c| {
             let rows = c.query(
-                "SELECT seq, id, record FROM feedback WHERE seq <= $1 ORDER BY seq",
+                "SELECT seq, id, record FROM feedback WHERE seq <= $1 AND quarantined = 0 \
+                 ORDER BY seq",
                 &[&through],
             )?;
             rows.iter()
@@ -543,6 +552,104 @@ impl Backend for Postgres {
             .collect::<Result<_, ::postgres::Error>>()
             .map_err(anyhow::Error::from)
     }
+
+    fn purge(&self, filter: &FeedbackFilter, delete: bool) -> anyhow::Result<u64> {
+        self.purge_rows(filter, delete)
+    }
+
+    fn forget(&self, subject: &str) -> anyhow::Result<Forgotten> {
+        self.forget_subject(subject)
+    }
+
+    fn delete_older_than(&self, cutoff_unix_ms: i64) -> anyhow::Result<u64> {
+        self.session.call(move |c| {
+            c.execute(
+                "DELETE FROM feedback WHERE received_unix_ms < $1",
+                &[&cutoff_unix_ms],
+            )
+        })
+    }
+
+    fn set_pause(&self, pause: Option<&Pause>) -> anyhow::Result<()> {
+        let pause = pause.cloned();
+        self.session.call(move |c| {
+            match pause {
+                Some(p) => c.execute(
+                    "INSERT INTO training_pause (id, reason, since_unix_ms) VALUES (1, $1, $2) \
+                     ON CONFLICT (id) DO UPDATE SET reason = EXCLUDED.reason, \
+                     since_unix_ms = EXCLUDED.since_unix_ms",
+                    &[&no_nul(p.reason), &p.since_unix_ms],
+                )?,
+                None => c.execute("DELETE FROM training_pause", &[])?,
+            };
+            Ok(())
+        })
+    }
+
+    fn pause(&self) -> anyhow::Result<Option<Pause>> {
+        self.session.call(|c| {
+            c.query_opt("SELECT reason, since_unix_ms FROM training_pause", &[])?
+                .map(|r| {
+                    Ok(Pause {
+                        reason: get(&r, 0)?,
+                        since_unix_ms: get(&r, 1)?,
+                    })
+                })
+                .transpose()
+        })
+    }
+}
+
+impl Postgres {
+    fn purge_rows(&self, filter: &FeedbackFilter, delete: bool) -> anyhow::Result<u64> {
+        let sql = if delete {
+            format!("DELETE FROM feedback WHERE {FILTER}")
+        } else {
+            format!("UPDATE feedback SET quarantined = 1 WHERE {FILTER}")
+        };
+        let f = filter.clone();
+        self.session.call(move |c| {
+            c.execute(
+                &sql,
+                &[
+                    &no_nul(f.tenant),
+                    &no_nul(f.key_id),
+                    &f.from_unix_ms,
+                    &f.to_unix_ms,
+                    &no_nul(f.model_version),
+                    &no_nul(f.subject_id),
+                ],
+            )
+        })
+    }
+
+    fn forget_subject(&self, subject: &str) -> anyhow::Result<Forgotten> {
+        let subject = no_nul(subject.to_string());
+        self.session.call(move |c| {
+            let mut tx = c.transaction()?;
+            let lowest: Option<i64> = get(
+                &tx.query_one(
+                    "SELECT MIN(seq) FROM feedback WHERE subject_id = $1",
+                    &[&subject],
+                )?,
+                0,
+            )?;
+            let Some(lowest) = lowest else {
+                return Ok(Forgotten::default());
+            };
+            let trained_into = tx
+                .query(TRAINED_INTO, &[&lowest])?
+                .iter()
+                .map(|r| get::<String>(r, 0))
+                .collect::<Result<_, _>>()?;
+            let deleted = tx.execute("DELETE FROM feedback WHERE subject_id = $1", &[&subject])?;
+            tx.commit()?;
+            Ok(Forgotten {
+                deleted,
+                trained_into,
+            })
+        })
+    }
 }
 
 /// Whether a session matching `holder` (SQL on `pg_locks`) holds the training lock.
@@ -587,6 +694,9 @@ impl Writer for PgWriter {
         let mut notes = Vec::with_capacity(n);
         let mut texts = Vec::with_capacity(n);
         let mut records = Vec::with_capacity(n);
+        let mut tenants = Vec::with_capacity(n);
+        let mut key_ids = Vec::with_capacity(n);
+        let mut subjects = Vec::with_capacity(n);
         for r in group {
             let c = Columns::of(&r.record);
             ids.push(no_nul(r.id.clone()));
@@ -599,6 +709,9 @@ impl Writer for PgWriter {
             notes.push(no_nul(c.note));
             texts.push(no_nul(c.text));
             records.push(c.record);
+            tenants.push(no_nul(c.tenant));
+            key_ids.push(no_nul(c.key_id));
+            subjects.push(no_nul(c.subject_id));
         }
         self.conn.run(move |c| {
             let mut tx = c.transaction()?;
@@ -606,9 +719,10 @@ impl Writer for PgWriter {
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
             tx.execute(
                 "INSERT INTO feedback (id, received_unix_ms, analysis_id, model_version, \
-                 sentiment, emotion, rating, note, text, record) \
+                 sentiment, emotion, rating, note, text, record, tenant, key_id, subject_id) \
                  SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], \
-                 $5::text[], $6::text[], $7::int[], $8::text[], $9::text[], $10::bytea[])",
+                 $5::text[], $6::text[], $7::int[], $8::text[], $9::text[], $10::bytea[], \
+                 $11::text[], $12::text[], $13::text[])",
                 &[
                     &ids,
                     &received,
@@ -620,6 +734,9 @@ impl Writer for PgWriter {
                     &notes,
                     &texts,
                     &records,
+                    &tenants,
+                    &key_ids,
+                    &subjects,
                 ],
             )?;
             let pending: i64 = get(&tx.query_one(PENDING, &[])?, 0)?;

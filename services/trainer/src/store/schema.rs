@@ -50,7 +50,12 @@ CREATE TABLE IF NOT EXISTS feedback (
     note             TEXT NOT NULL,
     text             TEXT NOT NULL,
     -- The whole FeedbackRecord (features included) as protobuf.
-    record           {bytes} NOT NULL
+    record           {bytes} NOT NULL,
+    tenant           TEXT NOT NULL DEFAULT '',
+    key_id           TEXT NOT NULL DEFAULT '',
+    subject_id       TEXT NOT NULL DEFAULT '',
+    -- 1: kept for inspection, never trained on (PurgeFeedback without delete).
+    quarantined      INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS jobs (
     id               TEXT PRIMARY KEY,
@@ -76,10 +81,32 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_unix_ms  {int64} NOT NULL,
     revoked_unix_ms  {int64} NOT NULL
 );
+-- One row while automatic training is paused (after a rollback), none otherwise.
+CREATE TABLE IF NOT EXISTS training_pause (
+    id               INTEGER PRIMARY KEY,
+    reason           TEXT NOT NULL,
+    since_unix_ms    {int64} NOT NULL
+);
 "
         )
     }
+
+    /// Run after `schema` (and `ADDED_COLUMNS`): indexes on the added columns.
+    pub(super) fn indexes(self) -> &'static str {
+        "CREATE INDEX IF NOT EXISTS feedback_subject ON feedback (subject_id);
+CREATE INDEX IF NOT EXISTS feedback_received ON feedback (received_unix_ms);"
+    }
 }
+
+/// Columns added to `feedback` after databases were first created (issue 12), with
+/// their definitions: a database made before them gets them on open (`ALTER TABLE`),
+/// old rows read as tenant "" and not quarantined.
+pub(super) const ADDED_COLUMNS: [(&str, &str); 4] = [
+    ("tenant", "TEXT NOT NULL DEFAULT ''"),
+    ("key_id", "TEXT NOT NULL DEFAULT ''"),
+    ("subject_id", "TEXT NOT NULL DEFAULT ''"),
+    ("quarantined", "INTEGER NOT NULL DEFAULT 0"),
+];
 
 #[cfg(test)]
 mod tests {
@@ -104,6 +131,16 @@ mod tests {
             assert!(!schema.contains(['{', '}']), "{schema}");
         }
         assert!(sqlite.contains("seq              INTEGER PRIMARY KEY AUTOINCREMENT,"));
-        assert!(postgres.contains("record           BYTEA NOT NULL"));
+        assert!(postgres.contains("record           BYTEA NOT NULL,"));
+    }
+
+    /// A new database and a migrated one end with the same columns.
+    #[test]
+    fn added_columns_are_in_the_new_schema() {
+        let schema = Dialect::Sqlite.schema();
+        for (name, definition) in super::ADDED_COLUMNS {
+            let padded = format!("{name:<16} {definition}");
+            assert!(schema.contains(&padded), "{padded}");
+        }
     }
 }

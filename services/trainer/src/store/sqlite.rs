@@ -6,6 +6,11 @@
 //! would survive SIGKILL too, since the commit is in the OS page cache, but not a
 //! power cut; FULL's cost is paid once per group commit, not per record.)
 //!
+//! Privacy: the file (and its -wal and -shm, which SQLite creates with the file's
+//! mode) is owner-only (0600), and an existing one is narrowed on open; connections run
+//! `secure_delete`, and every delete ends with a WAL checkpoint that truncates it, so a
+//! deleted record's text is overwritten rather than left in free pages or the WAL.
+//!
 //! Readers open their own connection per call: WAL lets them run beside the writer.
 //! No training lock: one file belongs to one trainer (the trainer's one-job rule is
 //! enough); teams that run several trainers use PostgreSQL.
@@ -15,12 +20,17 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use rusqlite::{Connection, params};
 
+use empathy_proto::v1::FeedbackFilter;
+
 use super::keys::{self, KeyRow};
-use super::schema::Dialect;
+use super::schema::{ADDED_COLUMNS, Dialect};
 use super::{
-    Backend, Columns, DiskFull, JobRow, LockError, NewRecord, PENDING, Stored, TrainingLock,
-    Writer, decode,
+    Backend, Columns, DiskFull, FILTER, Forgotten, JobRow, LockError, NewRecord, PENDING, Pause,
+    Stored, TRAINED_INTO, TrainingLock, Writer, decode,
 };
+
+/// The database file's mode, and so its -wal's and -shm's: owner only.
+const FILE_MODE: u32 = 0o600;
 
 pub(super) struct Sqlite {
     path: PathBuf,
@@ -32,6 +42,7 @@ impl Sqlite {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
+        owner_only(path)?;
         Ok(Sqlite {
             path: path.to_path_buf(),
         })
@@ -48,9 +59,79 @@ impl Sqlite {
             "{} cannot use WAL mode (got {mode})",
             path.display()
         );
-        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+        conn.execute_batch(
+            "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
+        )?;
         Ok(conn)
     }
+
+    /// Runs `f` in one transaction, then checkpoints and truncates the WAL so that what
+    /// `f` deleted is gone from it too (best effort: a reader in the middle of a read
+    /// can hold the checkpoint back; the next delete's checkpoint finishes it).
+    fn deleting<R>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction) -> rusqlite::Result<R>,
+    ) -> anyhow::Result<R> {
+        let mut conn = self.open()?;
+        let tx = conn.transaction()?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+            tracing::warn!("cannot checkpoint the feedback database after a delete: {e}");
+        }
+        Ok(out)
+    }
+}
+
+/// Creates the database file owner-only if it is missing, and narrows an existing one
+/// (and its -wal and -shm) to owner-only: feedback holds people's words.
+fn owner_only(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::metadata(&file) {
+            Ok(m) if m.permissions().mode() & 0o777 != FILE_MODE => {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(FILE_MODE))
+                    .with_context(|| format!("cannot make {} owner-only", file.display()))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Adds the columns a database made before them lacks (`ADDED_COLUMNS`).
+fn migrate(conn: &Connection) -> anyhow::Result<()> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('feedback')")?;
+    let have: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for (name, definition) in ADDED_COLUMNS {
+        if !have.iter().any(|h| h == name) {
+            conn.execute_batch(&format!(
+                "ALTER TABLE feedback ADD COLUMN {name} {definition}"
+            ))?;
+            tracing::info!("feedback database migrated: added the column {name}");
+        }
+    }
+    Ok(())
+}
+
+fn filter_params(f: &FeedbackFilter) -> impl rusqlite::Params + '_ {
+    (
+        &f.tenant,
+        &f.key_id,
+        f.from_unix_ms,
+        f.to_unix_ms,
+        &f.model_version,
+        &f.subject_id,
+    )
 }
 
 fn pending_count(conn: &Connection) -> anyhow::Result<u64> {
@@ -61,13 +142,17 @@ impl Backend for Sqlite {
     fn open_writer(&self) -> anyhow::Result<Box<dyn Writer>> {
         let conn = self.open()?;
         conn.execute_batch(&Dialect::Sqlite.schema())?;
+        migrate(&conn)?;
+        conn.execute_batch(Dialect::Sqlite.indexes())?;
         Ok(Box::new(SqliteWriter { conn }))
     }
 
     fn read_all(&self, through: i64) -> anyhow::Result<Vec<Stored>> {
         let conn = self.open()?;
-        let mut stmt =
-            conn.prepare("SELECT seq, id, record FROM feedback WHERE seq <= ?1 ORDER BY seq")?;
+        let mut stmt = conn.prepare(
+            "SELECT seq, id, record FROM feedback WHERE seq <= ?1 AND quarantined = 0 \
+                 ORDER BY seq",
+        )?;
         let rows = stmt.query_map([through], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
@@ -199,6 +284,77 @@ impl Backend for Sqlite {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+
+    fn purge(&self, filter: &FeedbackFilter, delete: bool) -> anyhow::Result<u64> {
+        let sql = if delete {
+            format!("DELETE FROM feedback WHERE {FILTER}")
+        } else {
+            format!("UPDATE feedback SET quarantined = 1 WHERE {FILTER}")
+        };
+        let n = if delete {
+            self.deleting(|tx| tx.execute(&sql, filter_params(filter)))?
+        } else {
+            self.open()?.execute(&sql, filter_params(filter))?
+        };
+        Ok(n as u64)
+    }
+
+    fn forget(&self, subject: &str) -> anyhow::Result<Forgotten> {
+        self.deleting(|tx| {
+            let lowest: Option<i64> = tx.query_row(
+                "SELECT MIN(seq) FROM feedback WHERE subject_id = ?1",
+                [subject],
+                |r| r.get(0),
+            )?;
+            let Some(lowest) = lowest else {
+                return Ok(Forgotten::default());
+            };
+            let trained_into = tx
+                .prepare(TRAINED_INTO)?
+                .query_map([lowest], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let deleted = tx.execute("DELETE FROM feedback WHERE subject_id = ?1", [subject])?;
+            Ok(Forgotten {
+                deleted: deleted as u64,
+                trained_into,
+            })
+        })
+    }
+
+    fn delete_older_than(&self, cutoff_unix_ms: i64) -> anyhow::Result<u64> {
+        let n = self.deleting(|tx| {
+            tx.execute(
+                "DELETE FROM feedback WHERE received_unix_ms < ?1",
+                [cutoff_unix_ms],
+            )
+        })?;
+        Ok(n as u64)
+    }
+
+    fn set_pause(&self, pause: Option<&Pause>) -> anyhow::Result<()> {
+        let conn = self.open()?;
+        match pause {
+            Some(p) => conn.execute(
+                "INSERT OR REPLACE INTO training_pause (id, reason, since_unix_ms) \
+                 VALUES (1, ?1, ?2)",
+                params![p.reason, p.since_unix_ms],
+            )?,
+            None => conn.execute("DELETE FROM training_pause", [])?,
+        };
+        Ok(())
+    }
+
+    fn pause(&self) -> anyhow::Result<Option<Pause>> {
+        let conn = self.open()?;
+        let mut stmt = conn.prepare("SELECT reason, since_unix_ms FROM training_pause")?;
+        let mut rows = stmt.query_map([], |r| {
+            Ok(Pause {
+                reason: r.get(0)?,
+                since_unix_ms: r.get(1)?,
+            })
+        })?;
+        Ok(rows.next().transpose()?)
+    }
 }
 
 struct SqliteWriter {
@@ -230,8 +386,8 @@ impl SqliteWriter {
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO feedback (id, received_unix_ms, analysis_id, model_version, \
-                 sentiment, emotion, rating, note, text, record) \
-                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+                 sentiment, emotion, rating, note, text, record, tenant, key_id, subject_id) \
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
             )?;
             for r in group {
                 let c = Columns::of(&r.record);
@@ -246,6 +402,9 @@ impl SqliteWriter {
                     c.note,
                     c.text,
                     c.record,
+                    c.tenant,
+                    c.key_id,
+                    c.subject_id,
                 ])?;
             }
         }

@@ -1,5 +1,14 @@
 //! A fine-tune's evaluation: new against serving on the same rows, the metrics, the
 //! new version's sentiment temperature, and the decision.
+//!
+//! The check set (issue 12): the lineage's base validation split, fixed by the
+//! lineage's seed, tweets no feedback can enter. Beside the base-test gate (relative to
+//! the serving version) a candidate must keep its check-set accuracy within
+//! `check_tolerance` of both the serving version's and the lineage's anchor: the
+//! serving version's score when the lineage was first fine-tuned, carried in every
+//! descendant's metrics. So a string of small drops, each within the tolerance of its
+//! parent, cannot add up (a slow poisoning), and the feedback hold-out, which comes
+//! from the same feedback as the training, is never the only judge.
 
 use std::collections::BTreeMap;
 
@@ -11,11 +20,21 @@ use empathy_model::checkpoint::Manifest;
 use empathy_model::network::FusionNetwork;
 use empathy_model::{Calibration, EMOTIONS_CORRECTED};
 
+use super::FinetuneConfig;
+
+/// The metric that carries a lineage's check-set anchor from version to version.
+const CHECK_ANCHOR: &str = "check_set_anchor_accuracy";
+
 /// New (the fine-tuned copy) against serving, on the same rows.
 pub(super) struct Evaluation {
     /// Sentiment on the base test split, the held-out and the trained-on feedback.
     base_new: Confusion,
     base_old: Confusion,
+    /// Sentiment on the check set (the base validation split).
+    check_new: Confusion,
+    check_old: Confusion,
+    /// The lineage's check-set accuracy anchor (see the module comment).
+    check_anchor: f64,
     hold_new: Confusion,
     hold_old: Confusion,
     fit_new: Confusion,
@@ -53,6 +72,13 @@ impl Run<'_> {
         };
         let (test, fb_holdout, fb_train) = (&data.test, &data.fb_holdout, &data.fb_train);
         let (base_new, base_old) = (score(network, test)?, score(old, test)?);
+        let check = &data.validation;
+        let (check_new, check_old) = (score(network, check)?, score(old, check)?);
+        let check_anchor = serving
+            .metrics
+            .get(CHECK_ANCHOR)
+            .copied()
+            .unwrap_or_else(|| check_old.accuracy());
         let (hold_new, hold_old) = (score(network, fb_holdout)?, score(old, fb_holdout)?);
         let (fit_new, fit_old) = (score(network, fb_train)?, score(old, fb_train)?);
         let (emo_new, emo_old) = (
@@ -80,6 +106,9 @@ impl Run<'_> {
         Ok(Evaluation {
             base_new,
             base_old,
+            check_new,
+            check_old,
+            check_anchor,
             hold_new,
             hold_old,
             fit_new,
@@ -103,6 +132,10 @@ impl Run<'_> {
             metrics.insert(format!("test_f1_{label}"), e.base_new.class(c).f1);
         }
         metrics.insert("parent_test_macro_f1".into(), e.base_old.macro_f1());
+        metrics.insert("check_set_accuracy".into(), e.check_new.accuracy());
+        metrics.insert("parent_check_set_accuracy".into(), e.check_old.accuracy());
+        metrics.insert(CHECK_ANCHOR.into(), e.check_anchor);
+        metrics.insert("check_set_size".into(), e.check_new.total() as f64);
         metrics.insert("feedback_holdout_accuracy".into(), e.all_new.rate());
         metrics.insert("parent_feedback_holdout_accuracy".into(), e.all_old.rate());
         if e.hold_new.total() > 0 {
@@ -186,47 +219,67 @@ impl Run<'_> {
         Ok(calibration)
     }
 
-    /// Accepted only when no worse on the base test split (within the tolerance),
-    /// keeping enough of the other texts' emotions, and better on the held-out
-    /// corrections; the reason gives the numbers.
+    /// See [`decide`].
     pub(super) fn decide(&self, e: &Evaluation) -> (bool, String) {
-        let config = self.config;
-        let base_drop = e.base_old.macro_f1() - e.base_new.macro_f1();
-        let mut numbers = format!(
-            "base test macro-F1 {:.4} -> {:.4} (tolerance {:.4}); feedback hold-out accuracy \
-             {:.3} -> {:.3} on {} correction(s)",
-            e.base_old.macro_f1(),
-            e.base_new.macro_f1(),
-            config.tolerance,
-            e.all_old.rate(),
-            e.all_new.rate(),
-            e.all_new.total
+        decide(self.config, self.train_emotions, e)
+    }
+}
+
+/// Accepted only when no worse on the base test split (within the tolerance), no worse
+/// on the check set than the serving version and the lineage's anchor (within the
+/// check tolerance), keeping enough of the other texts' emotions, and better on the
+/// held-out corrections; the reason gives the numbers.
+fn decide(config: &FinetuneConfig, train_emotions: bool, e: &Evaluation) -> (bool, String) {
+    let base_drop = e.base_old.macro_f1() - e.base_new.macro_f1();
+    let mut numbers = format!(
+        "base test macro-F1 {:.4} -> {:.4} (tolerance {:.4}); feedback hold-out accuracy \
+         {:.3} -> {:.3} on {} correction(s)",
+        e.base_old.macro_f1(),
+        e.base_new.macro_f1(),
+        config.tolerance,
+        e.all_old.rate(),
+        e.all_new.rate(),
+        e.all_new.total
+    );
+    let check_floor = e.check_anchor.max(e.check_old.accuracy()) - config.check_tolerance;
+    numbers += &format!(
+        "; check set accuracy {:.4} -> {:.4} on {} tweets (lineage anchor {:.4}, \
+         tolerance {:.4})",
+        e.check_old.accuracy(),
+        e.check_new.accuracy(),
+        e.check_new.total(),
+        e.check_anchor,
+        config.check_tolerance
+    );
+    if train_emotions {
+        numbers += &format!(
+            "; top emotion kept on {:.1}% of the base test split (at least {:.1}% required)",
+            100.0 * e.agreement,
+            100.0 * config.min_emotion_agreement
         );
-        if self.train_emotions {
-            numbers += &format!(
-                "; top emotion kept on {:.1}% of the base test split (at least {:.1}% required)",
-                100.0 * e.agreement,
-                100.0 * config.min_emotion_agreement
-            );
-        }
-        if base_drop > config.tolerance {
-            (
-                false,
-                format!("worse on the base test split beyond the tolerance: {numbers}"),
-            )
-        } else if e.agreement < config.min_emotion_agreement {
-            (
-                false,
-                format!("the corrections moved the emotions of too many other texts: {numbers}"),
-            )
-        } else if e.all_new.hits <= e.all_old.hits {
-            (
-                false,
-                format!("not better on the feedback hold-out: {numbers}"),
-            )
-        } else {
-            (true, format!("better: {numbers}"))
-        }
+    }
+    if base_drop > config.tolerance {
+        (
+            false,
+            format!("worse on the base test split beyond the tolerance: {numbers}"),
+        )
+    } else if e.check_new.accuracy() < check_floor {
+        (
+            false,
+            format!("worse on the check set beyond the tolerance: {numbers}"),
+        )
+    } else if e.agreement < config.min_emotion_agreement {
+        (
+            false,
+            format!("the corrections moved the emotions of too many other texts: {numbers}"),
+        )
+    } else if e.all_new.hits <= e.all_old.hits {
+        (
+            false,
+            format!("not better on the feedback hold-out: {numbers}"),
+        )
+    } else {
+        (true, format!("better: {numbers}"))
     }
 }
 
@@ -310,5 +363,63 @@ impl Hits {
 
     fn rate(self) -> f64 {
         self.hits as f64 / self.total.max(1) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn confusion(right: usize, wrong: usize) -> Confusion {
+        let actual: Vec<usize> = (0..right + wrong).map(|i| i % 3).collect();
+        let predicted: Vec<usize> = actual
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| if i < right { a } else { (a + 1) % 3 })
+            .collect();
+        Confusion::from_labels(3, &actual, &predicted)
+    }
+
+    /// Within every parent-relative tolerance and better on the hold-out, with the
+    /// check set at `check_new` right of 1000 against an anchor of 0.80.
+    fn evaluation(check_old: usize, check_new: usize) -> Evaluation {
+        Evaluation {
+            base_new: confusion(795, 205),
+            base_old: confusion(800, 200),
+            check_new: confusion(check_new, 1000 - check_new),
+            check_old: confusion(check_old, 1000 - check_old),
+            check_anchor: 0.80,
+            hold_new: confusion(3, 1),
+            hold_old: confusion(1, 3),
+            fit_new: confusion(3, 0),
+            fit_old: confusion(1, 2),
+            emo_new: Hits { hits: 0, total: 0 },
+            emo_old: Hits { hits: 0, total: 0 },
+            all_new: Hits { hits: 3, total: 4 },
+            all_old: Hits { hits: 1, total: 4 },
+            agreement: 1.0,
+            new_source: "lexicon".into(),
+        }
+    }
+
+    #[test]
+    fn small_drops_cannot_add_up_below_the_lineage_anchor() {
+        let config = FinetuneConfig::default();
+        // Its parent already drifted to 0.79: 0.775 is within the tolerance of the
+        // parent but not of the anchor (0.80 - 0.02).
+        let (accepted, reason) = decide(&config, false, &evaluation(790, 775));
+        assert!(!accepted, "{reason}");
+        assert!(
+            reason.starts_with("worse on the check set")
+                && reason.contains("0.7900 -> 0.7750 on 1000 tweets (lineage anchor 0.8000"),
+            "{reason}"
+        );
+        // The same candidate, when the check set held.
+        let (accepted, reason) = decide(&config, false, &evaluation(800, 795));
+        assert!(accepted, "{reason}");
+        assert!(
+            reason.contains("check set accuracy 0.8000 -> 0.7950"),
+            "{reason}"
+        );
     }
 }
