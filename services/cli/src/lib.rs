@@ -9,12 +9,16 @@ pub mod bench;
 pub mod connection;
 pub mod keys;
 pub mod learn;
+pub mod load;
 pub mod privacy;
 
 use empathy_grpc::v1::empathy_service_client::EmpathyServiceClient;
 
+/// A client of the public EmpathyService.
+pub type Client = EmpathyServiceClient<connection::Conn>;
+
 /// A client of the public EmpathyService at `endpoint`, taking answers up to 64 MiB.
-pub async fn connect(endpoint: &str) -> anyhow::Result<EmpathyServiceClient<connection::Conn>> {
+pub async fn connect(endpoint: &str) -> anyhow::Result<Client> {
     let conn = connection::connect(endpoint, "the empathy server").await?;
     Ok(EmpathyServiceClient::new(conn)
         .max_decoding_message_size(64 * 1024 * 1024)

