@@ -61,7 +61,7 @@ async fn one(client: &mut crate::Client, i: usize) -> Result<(), tonic::Status> 
         text: t,
         ..AnalyzeRequest::default()
     };
-    let result = match i % KINDS.len() {
+    match i % KINDS.len() {
         0 => client
             .analyze(text("My flight got cancelled again.".into()))
             .await
@@ -89,8 +89,7 @@ async fn one(client: &mut crate::Client, i: usize) -> Result<(), tonic::Status> 
             })
             .await
             .map(|_| ()),
-    };
-    result
+    }
 }
 
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
