@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod compute;
+pub mod deadline;
 pub mod feedback;
 pub mod identity;
 pub mod launch;

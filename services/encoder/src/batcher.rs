@@ -1,8 +1,17 @@
 //! Dynamic batching: concurrent requests for one modality are merged into one plugin
 //! call (the model runs faster on a batch than on many single inputs), with a bounded
-//! queue that answers RESOURCE_EXHAUSTED instead of queueing forever.
+//! queue that answers RESOURCE_EXHAUSTED instead of queueing forever, and at once when
+//! the work already queued would outlast the caller's deadline (an answer that comes
+//! too late is work thrown away, and it makes the queue behind it late too).
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use empathy_common::Metrics;
 use empathy_common::prometheus::{Histogram, HistogramOpts};
@@ -28,14 +37,56 @@ struct Job {
     reply: oneshot::Sender<Reply>,
 }
 
+/// How busy the plugin is: inputs waiting, and what one input has cost lately.
+#[derive(Default)]
+struct Load {
+    queued_inputs: AtomicUsize,
+    /// Seconds of plugin time per input, a moving average (0 until the first batch).
+    secs_per_input: Mutex<f64>,
+}
+
+impl Load {
+    /// The time until `inputs` more would be done, if they joined the queue now.
+    fn wait_for(&self, inputs: usize) -> Duration {
+        let per_input = *self
+            .secs_per_input
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let queued = self.queued_inputs.load(Ordering::Relaxed) + inputs;
+        Duration::from_secs_f64(per_input * queued as f64)
+    }
+
+    fn observe(&self, inputs: usize, took: Duration) {
+        if inputs == 0 {
+            return;
+        }
+        let sample = took.as_secs_f64() / inputs as f64;
+        let mut avg = self
+            .secs_per_input
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *avg = if *avg == 0.0 {
+            sample
+        } else {
+            0.8 * *avg + 0.2 * sample
+        };
+    }
+}
+
 /// The queue in front of one modality's plugin.
 #[derive(Clone)]
 pub struct Batcher {
     tx: mpsc::Sender<Job>,
+    load: Arc<Load>,
 }
 
 pub enum SubmitError {
     QueueFull(usize),
+    /// The queued work would take `wait`, longer than the caller's `deadline`.
+    TooBusy {
+        wait: Duration,
+        deadline: Duration,
+    },
     Stopped,
 }
 
@@ -53,21 +104,49 @@ impl Batcher {
         )?;
         metrics.register(Box::new(batch_sizes.clone()))?;
         let (tx, rx) = mpsc::channel(limits.max_queue.max(1));
-        tokio::spawn(batch_loop(rx, plugin, modality, limits, batch_sizes));
-        Ok(Self { tx })
+        let load = Arc::new(Load::default());
+        let looping = Arc::clone(&load);
+        tokio::spawn(batch_loop(
+            rx,
+            plugin,
+            modality,
+            limits,
+            batch_sizes,
+            looping,
+        ));
+        Ok(Self { tx, load })
     }
 
-    /// Queues a request and waits for its share of a batch's result.
-    pub async fn submit(&self, request: EncodeRequest) -> Result<Reply, SubmitError> {
+    /// Queues a request and waits for its share of a batch's result; refuses it at
+    /// once if the work ahead of it would outlast `deadline`.
+    pub async fn submit(
+        &self,
+        request: EncodeRequest,
+        deadline: Option<Duration>,
+    ) -> Result<Reply, SubmitError> {
+        let inputs = request.inputs.len();
+        if let Some(deadline) = deadline {
+            let wait = self.load.wait_for(inputs);
+            if wait > deadline {
+                return Err(SubmitError::TooBusy { wait, deadline });
+            }
+        }
         let (reply, rx) = oneshot::channel();
         let job = Job {
             inputs: request.inputs,
             language: request.language,
             reply,
         };
-        self.tx.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => SubmitError::QueueFull(self.tx.max_capacity()),
-            mpsc::error::TrySendError::Closed(_) => SubmitError::Stopped,
+        // Counted before it is queued: the batch loop may take it at once.
+        self.load.queued_inputs.fetch_add(inputs, Ordering::Relaxed);
+        self.tx.try_send(job).map_err(|e| {
+            self.load.queued_inputs.fetch_sub(inputs, Ordering::Relaxed);
+            match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    SubmitError::QueueFull(self.tx.max_capacity())
+                }
+                mpsc::error::TrySendError::Closed(_) => SubmitError::Stopped,
+            }
         })?;
         rx.await.map_err(|_| SubmitError::Stopped)
     }
@@ -79,6 +158,7 @@ async fn batch_loop(
     modality: String,
     limits: BatchLimits,
     batch_sizes: Histogram,
+    load: Arc<Load>,
 ) {
     // A job that would overfill a batch opens the next one.
     let mut held: Option<Job> = None;
@@ -109,20 +189,27 @@ async fn batch_loop(
         let plugin = Arc::clone(&plugin);
         let modality = modality.clone();
         let sizes = batch_sizes.clone();
+        let taken: usize = jobs.iter().map(|j| j.inputs.len()).sum();
         // The model call is CPU-bound: run it off the async threads. One batch at a
         // time per modality; the plugin uses every core it was given.
+        let started = Instant::now();
         let done =
             tokio::task::spawn_blocking(move || run_batches(&plugin, &modality, jobs, &sizes));
-        if let Err(err) = done.await {
-            tracing::error!(%err, "batch worker failed");
+        match done.await {
+            Ok(ran) => load.observe(ran, started.elapsed()),
+            Err(err) => tracing::error!(%err, "batch worker failed"),
         }
+        load.queued_inputs.fetch_sub(taken, Ordering::Relaxed);
     }
 }
 
-fn run_batches(plugin: &LoadedPlugin, modality: &str, jobs: Vec<Job>, sizes: &Histogram) {
+/// Runs what is still wanted of `jobs`; returns how many inputs that was.
+fn run_batches(plugin: &LoadedPlugin, modality: &str, jobs: Vec<Job>, sizes: &Histogram) -> usize {
     // Callers that gave up (deadline, cancel) need no answer: skip their work.
     let mut by_language: BTreeMap<String, Vec<Job>> = BTreeMap::new();
+    let mut ran = 0;
     for job in jobs.into_iter().filter(|j| !j.reply.is_closed()) {
+        ran += job.inputs.len();
         by_language
             .entry(job.language.clone())
             .or_default()
@@ -131,6 +218,7 @@ fn run_batches(plugin: &LoadedPlugin, modality: &str, jobs: Vec<Job>, sizes: &Hi
     for (language, group) in by_language {
         run_group(plugin, modality, &language, group, sizes);
     }
+    ran
 }
 
 fn run_group(
@@ -184,5 +272,26 @@ fn run_group(
                 let _ = reply.send(Err(err.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_grows_with_the_queue_and_the_cost_per_input() {
+        let load = Load::default();
+        assert_eq!(
+            load.wait_for(10),
+            Duration::ZERO,
+            "nothing measured yet: admit"
+        );
+        load.observe(10, Duration::from_millis(200)); // 20 ms an input
+        load.queued_inputs.store(90, Ordering::Relaxed);
+        let wait = load.wait_for(10).as_secs_f64();
+        assert!((wait - 2.0).abs() < 1e-6, "{wait}");
+        load.observe(10, Duration::from_millis(700)); // slower lately: 70 ms an input
+        assert!(load.wait_for(10) > Duration::from_secs(2));
     }
 }

@@ -1,7 +1,7 @@
 //! The gRPC face of the encoder: validates requests, routes them to the modality's
 //! batcher and maps plugin errors to gRPC statuses.
 
-use std::{collections::HashMap, pin::Pin, sync::Arc};
+use std::{collections::HashMap, pin::Pin, sync::Arc, time::Duration};
 
 use empathy_common::Metrics;
 use empathy_grpc::v1::{
@@ -42,7 +42,12 @@ impl Encoder {
 }
 
 impl Inner {
-    async fn encode(&self, request: EncodeRequest) -> Result<EncodeResponse, Status> {
+    /// `deadline`: how long the caller will wait (its grpc-timeout), if it said.
+    async fn encode(
+        &self,
+        request: EncodeRequest,
+        deadline: Option<Duration>,
+    ) -> Result<EncodeResponse, Status> {
         let Some(batcher) = self.batchers.get(&request.modality) else {
             let served: Vec<&str> = self.infos.iter().map(|i| i.modality.as_str()).collect();
             return Err(Status::invalid_argument(format!(
@@ -65,12 +70,20 @@ impl Inner {
                 )));
             }
         }
-        match batcher.submit(request).await {
+        match batcher.submit(request, deadline).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(err)) => Err(plugin_status(err)),
             Err(SubmitError::QueueFull(n)) => Err(Status::resource_exhausted(format!(
                 "the encoder is saturated ({n} requests queued); retry with backoff"
             ))),
+            Err(SubmitError::TooBusy { wait, deadline }) => {
+                Err(Status::resource_exhausted(format!(
+                    "the encoder is at capacity: the work queued ahead would take about {:.1} s, \
+                 longer than this request's deadline of {:.1} s; retry with backoff",
+                    wait.as_secs_f64(),
+                    deadline.as_secs_f64()
+                )))
+            }
             Err(SubmitError::Stopped) => Err(Status::unavailable("the encoder is shutting down")),
         }
     }
@@ -104,9 +117,10 @@ impl EncoderService for Encoder {
         request: Request<EncodeRequest>,
     ) -> Result<Response<EncodeResponse>, Status> {
         let inner = &self.inner;
+        let deadline = empathy_common::deadline::grpc_timeout(request.metadata());
         inner
             .metrics
-            .track("Encode", inner.encode(request.into_inner()))
+            .track("Encode", inner.encode(request.into_inner(), deadline))
             .await
             .map(Response::new)
     }
@@ -118,6 +132,8 @@ impl EncoderService for Encoder {
         request: Request<Streaming<EncodeRequest>>,
     ) -> Result<Response<Self::EncodeStreamStream>, Status> {
         let inner = Arc::clone(&self.inner);
+        // The stream's deadline covers it all; each request is judged against it.
+        let deadline = empathy_common::deadline::grpc_timeout(request.metadata());
         // Answers keep the order of the requests on the stream.
         let out = request.into_inner().then(move |item| {
             let inner = Arc::clone(&inner);
@@ -125,7 +141,7 @@ impl EncoderService for Encoder {
                 let request = item?;
                 inner
                     .metrics
-                    .track("EncodeStream", inner.encode(request))
+                    .track("EncodeStream", inner.encode(request, deadline))
                     .await
             }
         });

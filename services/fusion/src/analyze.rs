@@ -54,6 +54,8 @@ struct Encoded {
     used: Vec<String>,
     missing: Vec<MissingModality>,
     timings: Vec<StageTiming>,
+    /// An encoder refused for lack of capacity.
+    busy: bool,
 }
 
 impl Encoded {
@@ -78,14 +80,19 @@ impl Encoded {
             Err(EncodeError::BadInput(m)) => {
                 Err(Status::invalid_argument(format!("{modality}: {m}")))
             }
-            Err(EncodeError::Missing(reason)) => {
-                self.missing.push(MissingModality {
-                    modality: modality.to_string(),
-                    reason,
-                });
-                Ok(None)
-            }
+            Err(EncodeError::Missing(reason)) => Ok(self.miss(modality, reason, false)),
+            Err(EncodeError::Busy(reason)) => Ok(self.miss(modality, reason, true)),
         }
+    }
+
+    /// A modality that is missing, and whether for lack of capacity.
+    fn miss(&mut self, modality: &str, reason: String, busy: bool) -> Option<EncodeOutput> {
+        self.busy |= busy;
+        self.missing.push(MissingModality {
+            modality: modality.to_string(),
+            reason,
+        });
+        None
     }
 }
 
@@ -125,7 +132,9 @@ impl Encoded {
         }
     }
 
-    /// UNAVAILABLE, with every modality's reason, when none could be encoded.
+    /// UNAVAILABLE, with every modality's reason, when none could be encoded;
+    /// RESOURCE_EXHAUSTED instead when an encoder was at capacity: the client should
+    /// back off, not fail over.
     fn require_any(&self) -> Result<(), Status> {
         if !self.used.is_empty() {
             return Ok(());
@@ -135,10 +144,12 @@ impl Encoded {
             .iter()
             .map(|m| format!("{}: {}", m.modality, m.reason))
             .collect();
-        Err(Status::unavailable(format!(
-            "no modality could be encoded ({})",
-            reasons.join("; ")
-        )))
+        let message = format!("no modality could be encoded ({})", reasons.join("; "));
+        Err(if self.busy {
+            Status::resource_exhausted(format!("{message}; retry with backoff"))
+        } else {
+            Status::unavailable(message)
+        })
     }
 }
 
@@ -508,7 +519,7 @@ impl Analyzer {
                 .encode(EncodeRequest::texts(TEXT, texts), left)
                 .await
                 .map_err(|e| match e {
-                    EncodeError::BadInput(m) | EncodeError::Missing(m) => m,
+                    EncodeError::BadInput(m) | EncodeError::Missing(m) | EncodeError::Busy(m) => m,
                 })
                 .and_then(|r| call.check_text_encoder(&r).map(|()| r))
                 .map_err(|m| format!("the situations could not be encoded: {m}"))?;

@@ -60,6 +60,9 @@ pub enum EncodeError {
     BadInput(String),
     /// The encoder is absent, down or slow: becomes `modalities_missing[].reason`.
     Missing(String),
+    /// Every encoder for it is at capacity (RESOURCE_EXHAUSTED): missing too, and if
+    /// nothing else could be encoded the request is answered RESOURCE_EXHAUSTED.
+    Busy(String),
 }
 
 impl EncoderPool {
@@ -230,9 +233,9 @@ impl EncoderPool {
         match call(&route, request.clone(), deadline).await {
             Ok(response) => Ok(response),
             Err(Failure::Final(e)) => Err(e),
-            Err(Failure::Retryable(reason)) => {
+            Err(Failure::Retryable(e)) => {
                 let Some(other) = self.pick(&modality, Some(&route.endpoint)).await else {
-                    return Err(EncodeError::Missing(reason));
+                    return Err(e);
                 };
                 call(&other, request, deadline.saturating_sub(started.elapsed()))
                     .await
@@ -243,17 +246,17 @@ impl EncoderPool {
 }
 
 /// How one attempt failed: worth another address (the encoder answered with an
-/// error or could not be reached), or final (bad input, or the deadline is spent).
+/// error, is at capacity or could not be reached), or final (bad input, or the
+/// deadline is spent).
 enum Failure {
-    Retryable(String),
+    Retryable(EncodeError),
     Final(EncodeError),
 }
 
 impl From<Failure> for EncodeError {
     fn from(f: Failure) -> Self {
         match f {
-            Failure::Retryable(reason) => EncodeError::Missing(reason),
-            Failure::Final(e) => e,
+            Failure::Retryable(e) | Failure::Final(e) => e,
         }
     }
 }
@@ -271,7 +274,13 @@ async fn call(
         Ok(Err(status)) if status.code() == tonic::Code::InvalidArgument => Err(Failure::Final(
             EncodeError::BadInput(status.message().to_string()),
         )),
-        Ok(Err(status)) => Err(Failure::Retryable(describe(&route.endpoint, &status))),
+        Ok(Err(status)) if status.code() == tonic::Code::ResourceExhausted => Err(
+            Failure::Retryable(EncodeError::Busy(describe(&route.endpoint, &status))),
+        ),
+        Ok(Err(status)) => Err(Failure::Retryable(EncodeError::Missing(describe(
+            &route.endpoint,
+            &status,
+        )))),
         Err(_) => Err(Failure::Final(EncodeError::Missing(format!(
             "encoder at {} did not answer within {} ms",
             route.endpoint,
