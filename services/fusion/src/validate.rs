@@ -12,6 +12,10 @@ pub struct Limits {
     /// Largest audio clip, in bytes.
     #[arg(long, default_value_t = 25 * 1024 * 1024)]
     pub max_audio_bytes: usize,
+    /// Largest `audio_pcm` chunk of a live stream, in bytes (1 MiB is 32 s of audio):
+    /// a stream sends audio as it is spoken, in small chunks.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_audio_pcm_bytes: usize,
     /// Largest image, in bytes.
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
     pub max_image_bytes: usize,
@@ -51,6 +55,7 @@ pub fn check(
             limits.max_audio_bytes
         ));
     }
+    check_audio_pcm(req.audio_pcm.len(), limits)?;
     if req.image.len() > limits.max_image_bytes {
         return bad(format!(
             "image is {} bytes; the limit is {} bytes",
@@ -119,6 +124,18 @@ pub fn check(
     Ok(())
 }
 
+/// Refuses an `audio_pcm` chunk over the limit, naming the field and the limit.
+pub fn check_audio_pcm(len: usize, limits: &Limits) -> Result<(), Status> {
+    if len > limits.max_audio_pcm_bytes {
+        return Err(Status::invalid_argument(format!(
+            "audio_pcm is {len} bytes in one chunk; the limit is {} bytes (send the live \
+             audio in chunks as it is spoken, e.g. 100 ms = 3200 bytes)",
+            limits.max_audio_pcm_bytes
+        )));
+    }
+    Ok(())
+}
+
 /// A command-line probability: a number from 0 to 1.
 pub fn probability(s: &str) -> Result<f32, String> {
     match s.trim().parse::<f32>() {
@@ -146,6 +163,7 @@ mod tests {
         Limits {
             max_text_chars: 20,
             max_audio_bytes: 10,
+            max_audio_pcm_bytes: 8,
             max_image_bytes: 10,
             max_context_turns: 2,
             max_situations: 4,
@@ -208,6 +226,15 @@ mod tests {
             ..Default::default()
         });
         assert!(m.contains("limit is 10 bytes"), "{m}");
+        let m = message(&AnalyzeRequest {
+            text: "hi".into(),
+            audio_pcm: vec![0; 9],
+            ..Default::default()
+        });
+        assert!(
+            m.contains("audio_pcm is 9 bytes") && m.contains("limit is 8"),
+            "{m}"
+        );
     }
 
     #[test]
