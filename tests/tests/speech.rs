@@ -55,7 +55,7 @@ async fn analyze_audio(
     audio: Vec<u8>,
 ) -> Result<AnalyzeResponse, tonic::Status> {
     c.analyze(AnalyzeRequest {
-        audio,
+        audio: audio.into(),
         ..Default::default()
     })
     .await
@@ -71,7 +71,7 @@ async fn encode_speech(
         inputs: clips
             .into_iter()
             .map(|b| EncodeInput {
-                payload: Some(Payload::Data(b)),
+                payload: Some(Payload::Data(b.into())),
                 mime_type: "audio/wav".into(),
             })
             .collect(),

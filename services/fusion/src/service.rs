@@ -250,7 +250,7 @@ impl Conversation {
 /// that completed it.
 fn utterance(samples: &[i16], chunk: &AnalyzeRequest) -> AnalyzeRequest {
     AnalyzeRequest {
-        audio: utterances::wav(samples),
+        audio: utterances::wav(samples).into(),
         options: chunk.options.clone(),
         request_id: chunk.request_id.clone(),
         context: chunk.context.clone(),
