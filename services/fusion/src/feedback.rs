@@ -103,10 +103,14 @@ mod tests {
 
     #[test]
     fn records_say_whose_they_are() {
-        let recent = RecentAnalyses::new(RecentLimits {
-            recent_max: 10,
-            recent_max_age_s: 3600,
-        });
+        let recent = RecentAnalyses::new(
+            RecentLimits {
+                recent_max: 10,
+                recent_max_age_s: 3600,
+                recent_cache_bytes: 1 << 20,
+            },
+            true,
+        );
         let features = Features {
             text: Some(vec![0.5; 3]),
             ..Features::default()
