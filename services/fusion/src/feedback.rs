@@ -52,10 +52,9 @@ pub async fn submit(
                 .to_string()
         } else {
             format!(
-                "analysis {:?} is unknown or expired (this server keeps the last {} analyses \
+                "analysis {} is unknown or expired (this server keeps the last {} analyses \
                  for {} s): resend the original inputs in FeedbackRequest.original",
-                // An id is short; a client's long string is not echoed whole.
-                req.analysis_id.chars().take(64).collect::<String>(),
+                empathy_common::status::quote(&req.analysis_id),
                 limits.recent_max,
                 limits.recent_max_age_s
             )

@@ -161,6 +161,9 @@ pub fn wav(samples: &[i16]) -> Vec<u8> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

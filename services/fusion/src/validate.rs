@@ -1,6 +1,7 @@
 //! Checks an AnalyzeRequest before any work is done, so a bad request gets one clear
 //! INVALID_ARGUMENT naming the field and the limit.
 
+use empathy_common::status::quote;
 use empathy_proto::v1::AnalyzeRequest;
 use tonic::Status;
 
@@ -29,6 +30,9 @@ pub struct Limits {
     #[arg(long, default_value_t = 60_000)]
     pub max_deadline_ms: u32,
 }
+
+/// Longest modality name, in characters.
+const MAX_NAME_CHARS: usize = 64;
 
 const SPEAKERS: [&str; 5] = ["", "user", "assistant", "agent", "system"];
 
@@ -83,8 +87,8 @@ pub fn check(
         )?;
         if !SPEAKERS.contains(&turn.speaker.as_str()) {
             return bad(format!(
-                "context[{i}].speaker {:?} is not one of user, assistant, agent, system",
-                turn.speaker
+                "context[{i}].speaker {} is not one of user, assistant, agent, system",
+                quote(&turn.speaker)
             ));
         }
     }
@@ -92,6 +96,12 @@ pub fn check(
         if extra.modality.is_empty() || extra.data.is_empty() {
             return bad(format!("extra[{i}] needs both a modality name and data"));
         }
+        // The name is echoed in modalities_missing.
+        empathy_common::status::check_len(
+            &format!("extra[{i}].modality"),
+            &extra.modality,
+            MAX_NAME_CHARS,
+        )?;
     }
     if let Some(o) = &req.options {
         if o.num_situations > limits.max_situations {
@@ -108,14 +118,15 @@ pub fn check(
         }
         if !o.language.is_empty() && !is_language_tag(&o.language) {
             return bad(format!(
-                "options.language {:?} is not a BCP-47 tag such as \"en\" or \"zh-CN\"",
-                o.language
+                "options.language {} is not a BCP-47 tag such as \"en\" or \"zh-CN\"",
+                quote(&o.language)
             ));
         }
         for (i, m) in o.disable_modalities.iter().enumerate() {
             if !known_modalities.contains(m) {
                 return bad(format!(
-                    "options.disable_modalities[{i}] {m:?} is not a modality; known: {}",
+                    "options.disable_modalities[{i}] {} is not a modality; known: {}",
+                    quote(m),
                     known_modalities.join(", ")
                 ));
             }
@@ -153,6 +164,9 @@ fn is_language_tag(tag: &str) -> bool {
     lang_ok
         && parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
 }
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {
@@ -222,13 +236,13 @@ mod tests {
         });
         assert!(m.contains("limit is 20"), "{m}");
         let m = message(&AnalyzeRequest {
-            audio: vec![0; 11],
+            audio: vec![0; 11].into(),
             ..Default::default()
         });
         assert!(m.contains("limit is 10 bytes"), "{m}");
         let m = message(&AnalyzeRequest {
             text: "hi".into(),
-            audio_pcm: vec![0; 9],
+            audio_pcm: vec![0; 9].into(),
             ..Default::default()
         });
         assert!(
@@ -280,6 +294,12 @@ mod tests {
             ..Default::default()
         }));
         assert!(m.contains("BCP-47"), "{m}");
+        // What the client sent is echoed truncated, whatever its length.
+        let m = message(&with(AnalyzeOptions {
+            disable_modalities: vec!["v".repeat(100_000)],
+            ..Default::default()
+        }));
+        assert!(m.contains("is not a modality") && m.len() < 200, "{m}");
         let m = message(&with(AnalyzeOptions {
             num_situations: 5,
             ..Default::default()
