@@ -107,7 +107,10 @@ pub async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .layer(auth)
         // Inside auth: callers without a key cannot use up the budget.
-        .layer(BudgetLayer::new(opts.max_in_flight, opts.max_in_flight_bytes))
+        .layer(BudgetLayer::new(
+            opts.max_in_flight,
+            opts.max_in_flight_bytes,
+        ))
         .add_routes(routes)
         .add_service(health_service)
         .add_optional_service(reflection_v1)

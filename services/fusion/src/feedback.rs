@@ -127,7 +127,7 @@ mod tests {
             analysis_id: id,
             sentiment: "negative".into(),
             original: Some(AnalyzeRequest {
-                audio: vec![1, 2, 3],
+                audio: vec![1, 2, 3].into(),
                 ..AnalyzeRequest::default()
             }),
             ..FeedbackRequest::default()
