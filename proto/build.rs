@@ -5,6 +5,13 @@ use std::{env, path::PathBuf};
 
 include!("protos.rs");
 
+/// Messages whose bytes fields carry media, generated as `bytes::Bytes` (cheap to share).
+const MEDIA: [&str; 3] = [
+    ".empathy.v1.AnalyzeRequest",
+    ".empathy.v1.ExtraInput",
+    ".empathy.v1.EncodeInput",
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = PROTOS;
     for p in protos {
@@ -17,6 +24,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = prost_build::Config::new();
     // No system protoc needed: the vendored one ships inside a crate.
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    // Media as `bytes::Bytes`: decoding slices tonic's receive buffer, and handing a
+    // clip to an encoder (or keeping it for a retry) shares it instead of copying.
+    config.bytes(MEDIA);
     config
         .file_descriptor_set_path(&descriptors)
         .compile_protos(&protos, &["."])?;

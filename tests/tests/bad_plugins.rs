@@ -7,7 +7,7 @@ use empathy_common::launch::sibling_binary;
 
 fn encoder_with_plugin(plugin: &std::path::Path) -> (bool, String) {
     let out = Command::new(sibling_binary("empathy-encoder").expect("encoder binary"))
-        .args(["--listen", "127.0.0.1:0", "--plugin"])
+        .args(["--listen", "127.0.0.1:0", "--insecure-plugins", "--plugin"])
         .arg(plugin)
         .output()
         .expect("run the encoder");
@@ -20,6 +20,20 @@ fn encoder_with_plugin(plugin: &std::path::Path) -> (bool, String) {
 fn fixture(name: &str) -> std::path::PathBuf {
     let encoder = sibling_binary("empathy-encoder").expect("encoder binary");
     encoder.with_file_name(empathy_plugin_api::host::library_file_name(name))
+}
+
+#[test]
+fn without_an_allow_list_the_encoder_does_not_start_and_says_what_to_pass() {
+    let out = Command::new(sibling_binary("empathy-encoder").expect("encoder binary"))
+        .args(["--listen", "127.0.0.1:0", "--plugin", "text"])
+        .output()
+        .expect("run the encoder");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the encoder must not start");
+    assert!(
+        stderr.contains("--allow-sha256") && stderr.contains("--insecure-plugins"),
+        "{stderr}"
+    );
 }
 
 #[test]

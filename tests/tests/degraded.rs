@@ -20,7 +20,7 @@ async fn down_encoders_are_reported_not_fatal() -> anyhow::Result<()> {
     let r = c
         .analyze(AnalyzeRequest {
             text: "Thank you, this is great".into(),
-            image: vec![0x89, b'P', b'N', b'G'],
+            image: vec![0x89, b'P', b'N', b'G'].into(),
             ..Default::default()
         })
         .await?

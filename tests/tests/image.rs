@@ -31,7 +31,7 @@ async fn analyze(
 ) -> Result<AnalyzeResponse, tonic::Status> {
     c.analyze(AnalyzeRequest {
         text: text.into(),
-        image,
+        image: image.into(),
         ..Default::default()
     })
     .await

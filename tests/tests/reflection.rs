@@ -1,6 +1,7 @@
 //! Server reflection answers in both protocol versions, as stock clients ask: v1
 //! (grpcurl) and v1alpha (grpcio-reflection's client and several GUI tools). Each lists
 //! the services and describes them, so a client can be made without our proto files.
+//! Only when asked for (`--reflection`): it maps the API for anyone who can connect.
 
 mod support;
 
@@ -62,7 +63,7 @@ reflection_client!(reflect_v1alpha, v1alpha);
 
 #[tokio::test]
 async fn reflection_lists_and_describes_the_services_in_v1_and_v1alpha() -> anyhow::Result<()> {
-    let encoder = support::start_encoder(&[]).await?;
+    let encoder = support::start_encoder(&["--reflection"]).await?;
     let channel = Channel::from_shared(encoder.url())?.connect().await?;
     for (version, (services, files)) in [
         (
@@ -84,6 +85,22 @@ async fn reflection_lists_and_describes_the_services_in_v1_and_v1alpha() -> anyh
             files > 0,
             "{version}: no file describes empathy.v1.EncoderService"
         );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn reflection_is_off_unless_asked_for() -> anyhow::Result<()> {
+    let encoder = support::start_encoder(&[]).await?;
+    let channel = Channel::from_shared(encoder.url())?.connect().await?;
+    for result in [
+        reflect_v1(channel.clone(), "empathy.v1.EncoderService").await,
+        reflect_v1alpha(channel, "empathy.v1.EncoderService").await,
+    ] {
+        let code = result
+            .err()
+            .and_then(|e| e.downcast_ref::<tonic::Status>().map(tonic::Status::code));
+        assert_eq!(code, Some(tonic::Code::Unimplemented));
     }
     Ok(())
 }

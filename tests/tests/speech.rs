@@ -55,7 +55,7 @@ async fn analyze_audio(
     audio: Vec<u8>,
 ) -> Result<AnalyzeResponse, tonic::Status> {
     c.analyze(AnalyzeRequest {
-        audio,
+        audio: audio.into(),
         ..Default::default()
     })
     .await
@@ -71,7 +71,7 @@ async fn encode_speech(
         inputs: clips
             .into_iter()
             .map(|b| EncodeInput {
-                payload: Some(Payload::Data(b)),
+                payload: Some(Payload::Data(b.into())),
                 mime_type: "audio/wav".into(),
             })
             .collect(),
@@ -181,7 +181,7 @@ async fn live_audio_on_a_stream_is_answered_per_utterance() -> anyhow::Result<()
     let chunks = |pcm: Vec<u8>, id: &str| -> Vec<AnalyzeRequest> {
         pcm.chunks(3200)
             .map(|c| AnalyzeRequest {
-                audio_pcm: c.to_vec(),
+                audio_pcm: c.to_vec().into(),
                 request_id: id.into(),
                 ..Default::default()
             })
@@ -234,7 +234,7 @@ async fn live_audio_on_a_stream_is_answered_per_utterance() -> anyhow::Result<()
     // A live chunk outside a stream is refused with the reason.
     refused(
         c.analyze(AnalyzeRequest {
-            audio_pcm: vec![0; 3200],
+            audio_pcm: vec![0; 3200].into(),
             ..Default::default()
         })
         .await,

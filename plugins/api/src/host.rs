@@ -12,7 +12,7 @@ use empathy_proto::v1::{EncodeRequest, EncodeResponse, EncoderInfo, ModalityInfo
 use libloading::Library;
 use prost::Message;
 
-pub use allow_list::AllowList;
+pub use allow_list::{AllowList, sha256_hex};
 pub use load_error::LoadError;
 
 use crate::PluginError;
@@ -296,5 +296,7 @@ impl Drop for Reply {
     }
 }
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests;

@@ -119,7 +119,7 @@ fn invalid_input_is_reported_with_the_plugins_message() -> Result<(), LoadError>
     );
 
     let mut bytes = texts(&["x"]);
-    bytes.inputs[0].payload = Some(Payload::Data(vec![1, 2, 3]));
+    bytes.inputs[0].payload = Some(Payload::Data(vec![1, 2, 3].into()));
     let err = plugin.encode(&bytes).expect_err("bytes are not text");
     assert_eq!(
         (err.kind, err.message.as_str()),

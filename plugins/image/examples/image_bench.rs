@@ -42,7 +42,7 @@ fn main() -> Result<()> {
     let request = EncodeRequest {
         modality: "image".into(),
         inputs: vec![EncodeInput {
-            payload: Some(Payload::Data(jpeg)),
+            payload: Some(Payload::Data(jpeg.into())),
             mime_type: "image/jpeg".into(),
         }],
         language: String::new(),

@@ -1,11 +1,19 @@
 //! Image bytes to RGB pixels: PNG, JPEG (EXIF orientation applied), WebP and BMP. The
 //! size is read from the header and checked against the pixel limit before any pixel
 //! is decoded, so a small file that claims to be huge (a decompression bomb) costs
-//! nothing.
+//! nothing. The decoders also get an explicit allocation limit, sized by the pixel
+//! limit, for what the header does not tell: compressed metadata (a PNG's ICC profile
+//! or text) and the pixel buffer itself.
 
 use std::io::Cursor;
 
-use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits, RgbImage};
+
+/// No image is decoded above this many pixels, whatever the settings say: 16 MP is
+/// more than any phone camera's photo a face needs, and bounds what one decode takes.
+pub const MAX_PIXELS: u64 = 16_000_000;
+/// Bytes per pixel of the widest buffer these formats decode to (16-bit RGBA).
+const MAX_BYTES_PER_PIXEL: u64 = 8;
 
 const FORMATS: [ImageFormat; 4] = [
     ImageFormat::Png,
@@ -23,9 +31,12 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, Refused> {
     if bytes.is_empty() {
         return Err(Refused("the image is empty (0 bytes)".into()));
     }
-    let reader = ImageReader::new(Cursor::new(bytes))
+    let max_pixels = max_pixels.min(MAX_PIXELS);
+    let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Refused(format!("cannot read the image: {e}")))?;
+    let mut limits = decoder_limits(max_pixels);
+    reader.limits(limits.clone());
     let format = match reader.format() {
         Some(f) if FORMATS.contains(&f) => f,
         Some(f) => {
@@ -46,7 +57,9 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, Refused> {
             "the jpg image is damaged or truncated: it ends before its end-of-image marker".into(),
         ));
     }
-    let mut decoder = reader.into_decoder().map_err(|e| explain(format, e))?;
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| explain(format, max_pixels, e))?;
     let (w, h) = decoder.dimensions();
     let pixels = u64::from(w) * u64::from(h);
     if pixels > max_pixels {
@@ -54,13 +67,21 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, Refused> {
             "the image is {w}x{h} = {pixels} pixels, over the limit of {max_pixels} pixels"
         )));
     }
+    // The pixel buffer comes out of the same allowance, as `ImageReader::decode` does.
+    limits
+        .reserve(decoder.total_bytes())
+        .and_then(|()| decoder.set_limits(limits))
+        .map_err(|e| explain(format, max_pixels, e))?;
     if w < 2 || h < 2 {
         return Err(Refused(format!(
             "the image is {w}x{h} pixels: too small to hold a face"
         )));
     }
-    let orientation = decoder.orientation().map_err(|e| explain(format, e))?;
-    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| explain(format, e))?;
+    let orientation = decoder
+        .orientation()
+        .map_err(|e| explain(format, max_pixels, e))?;
+    let mut image =
+        DynamicImage::from_decoder(decoder).map_err(|e| explain(format, max_pixels, e))?;
     image.apply_orientation(orientation);
     Ok(image.to_rgb8())
 }
@@ -114,16 +135,34 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
     }
 }
 
-fn explain(format: ImageFormat, e: ImageError) -> Refused {
+/// What a decoder may allocate for an image of up to `max_pixels`: its widest pixel
+/// buffer, and no side longer than the pixel limit allows (the other side is at least 2).
+pub fn decoder_limits(max_pixels: u64) -> Limits {
+    let side = u32::try_from(max_pixels / 2).unwrap_or(u32::MAX);
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(side);
+    limits.max_image_height = Some(side);
+    limits.max_alloc = Some(max_pixels.saturating_mul(MAX_BYTES_PER_PIXEL));
+    limits
+}
+
+fn explain(format: ImageFormat, max_pixels: u64, e: ImageError) -> Refused {
     let name = format.extensions_str().first().copied().unwrap_or("image");
     Refused(match e {
         ImageError::Unsupported(u) => {
             format!("this {name} image uses a feature that is not supported: {u}")
         }
-        ImageError::Limits(l) => format!("the {name} image is too large to decode: {l}"),
+        ImageError::Limits(l) => format!(
+            "the {name} image is too large to decode within the limit for {max_pixels} pixels \
+             ({} bytes of memory): {l}",
+            max_pixels.saturating_mul(MAX_BYTES_PER_PIXEL)
+        ),
         e => format!("the {name} image is damaged or truncated: {e}"),
     })
 }
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {

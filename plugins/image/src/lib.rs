@@ -1,7 +1,7 @@
 //! The image modality plugin: face-api's Tiny Face Detector and FaceExpressionNet,
 //! re-implemented on candle and loaded from the original TF.js weights.
 
-mod decode;
+pub mod decode;
 pub mod detector;
 pub mod expression;
 mod layers;

@@ -15,7 +15,7 @@ use empathy_proto::{
 use image::{RgbImage, imageops};
 
 use crate::{
-    decode::{Refused, decode},
+    decode::{self, Refused, decode},
     detector::{Detection, FaceDetector},
     expression::{self, Expression, ExpressionNet},
 };
@@ -51,7 +51,7 @@ impl Limits {
         let limits = Self {
             max_batch: s.positive("max_batch", 16)?,
             max_input_bytes: s.positive("max_input_bytes", 20 << 20)?,
-            max_pixels: s.positive("max_pixels", 40_000_000)?,
+            max_pixels: s.positive("max_pixels", decode::MAX_PIXELS)?,
             input_size: s.positive("input_size", 416)?,
             min_score: s.positive("min_score", 0.5)?,
             max_faces: s.positive("max_faces", 20)?,
@@ -60,6 +60,13 @@ impl Limits {
             return Err(PluginError::invalid_input(format!(
                 "setting input_size={}: expected a multiple of 32 up to 1024",
                 limits.input_size
+            )));
+        }
+        if limits.max_pixels > decode::MAX_PIXELS {
+            return Err(PluginError::invalid_input(format!(
+                "setting max_pixels={}: the cap is {} pixels (16 MP)",
+                limits.max_pixels,
+                decode::MAX_PIXELS
             )));
         }
         if limits.min_score >= 1.0 {
@@ -86,7 +93,7 @@ impl Limits {
                         self.max_input_bytes
                     )))
                 }
-                Some(Payload::Data(bytes)) => Ok(bytes.as_slice()),
+                Some(Payload::Data(bytes)) => Ok(bytes.as_ref()),
                 Some(Payload::Text(_)) => Err(PluginError::invalid_input(format!(
                     "input {i}: expected image bytes, got text"
                 ))),

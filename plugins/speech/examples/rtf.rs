@@ -43,7 +43,7 @@ fn main() -> Result<(), String> {
     let request = EncodeRequest {
         modality: "speech".into(),
         inputs: vec![EncodeInput {
-            payload: Some(Payload::Data(bytes)),
+            payload: Some(Payload::Data(bytes.into())),
             mime_type: "audio/wav".into(),
         }],
         language: "en".into(),

@@ -204,6 +204,9 @@ fn reason(e: &SymphoniaError) -> String {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use std::process::Command;
 
@@ -213,7 +216,7 @@ mod tests {
 
     /// Sample encodings a WAV file can hold.
     #[derive(Clone, Copy, Debug)]
-    enum Wav {
+    pub(super) enum Wav {
         U8,
         I16,
         I24,
@@ -222,7 +225,7 @@ mod tests {
     }
 
     /// A 0.5-amplitude 440 Hz tone as a WAV file, the same on every channel.
-    fn wav(kind: Wav, rate: u32, channels: u16, seconds: f32) -> Vec<u8> {
+    pub(super) fn wav(kind: Wav, rate: u32, channels: u16, seconds: f32) -> Vec<u8> {
         let frames = (rate as f32 * seconds) as usize;
         let (bits, format): (u16, u16) = match kind {
             Wav::U8 => (8, 1),

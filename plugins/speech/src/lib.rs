@@ -6,6 +6,7 @@
 mod decode;
 mod pitch;
 mod plugin;
+mod pool;
 pub mod prosody;
 mod resample;
 mod transcribe;

@@ -87,7 +87,7 @@ impl Limits {
                     self.max_input_bytes
                 )))
             }
-            Some(Payload::Data(bytes)) => Ok((bytes, &input.mime_type)),
+            Some(Payload::Data(bytes)) => Ok((bytes.as_ref(), &input.mime_type)),
             Some(Payload::Text(_)) => {
                 Err(PluginError::invalid_input("expected audio bytes, got text"))
             }

@@ -2,7 +2,7 @@
 //! shared, and a bounded pool of decoding states so that several clips run at once.
 
 use std::path::Path;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Mutex, PoisonError};
 
 use empathy_plugin_api::PluginError;
 use empathy_proto::v1::Segment;
@@ -10,6 +10,7 @@ use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
 };
 
+use crate::pool::Pool;
 use crate::resample::WHISPER_RATE;
 
 /// A converted model under `<assets>/speech/` (`empathy assets fetch` writes them).
@@ -73,8 +74,7 @@ pub struct Transcriber {
     model: WhisperModel,
     /// Encode whisper.cpp's full 30 s window for every clip instead of [`audio_ctx`].
     full_window: bool,
-    idle: Mutex<Vec<WhisperState>>,
-    returned: Condvar,
+    states: Pool<WhisperState>,
     /// Multilingual models: a state that only detects languages. whisper.cpp detects
     /// with the window of the state's previous transcription, so a pool state would
     /// answer differently for the same clip; this one never transcribes, so it always
@@ -121,8 +121,7 @@ impl Transcriber {
         Ok(Self {
             model,
             full_window,
-            idle: Mutex::new(idle),
-            returned: Condvar::new(),
+            states: Pool::new(idle),
             detector,
         })
     }
@@ -163,28 +162,10 @@ impl Transcriber {
         language: Option<&str>,
         threads: usize,
     ) -> Result<Transcript, PluginError> {
-        let mut state = self.take_state()?;
-        let result = self.run(&mut state, samples, language, threads);
-        self.give_back(state);
-        result
-    }
-
-    fn take_state(&self) -> Result<WhisperState, PluginError> {
-        let poisoned = |_| PluginError::internal("the Whisper state pool is poisoned");
-        let mut idle = self.idle.lock().map_err(poisoned)?;
-        loop {
-            if let Some(state) = idle.pop() {
-                return Ok(state);
-            }
-            idle = self.returned.wait(idle).map_err(poisoned)?;
-        }
-    }
-
-    fn give_back(&self, state: WhisperState) {
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.push(state);
-            self.returned.notify_one();
-        }
+        // Back in the pool when dropped, even if `run` panics (the plugin ABI turns
+        // the panic into an error for this request).
+        let mut state = self.states.take();
+        self.run(&mut state, samples, language, threads)
     }
 
     fn run(
@@ -263,9 +244,9 @@ fn detect(
     samples: &[f32],
     threads: usize,
 ) -> Result<String, PluginError> {
-    let mut state = detector
-        .lock()
-        .map_err(|_| PluginError::internal("the Whisper language detector is poisoned"))?;
+    // A panic while detecting poisons the lock but leaves the state usable (every
+    // detection starts afresh): keep detecting rather than fail every later request.
+    let mut state = detector.lock().unwrap_or_else(PoisonError::into_inner);
     let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
     params.set_n_threads(i32::try_from(threads.max(1)).unwrap_or(1));
     params.set_language(Some("auto"));

@@ -11,7 +11,7 @@ use empathy_proto::v1::{EncodeInput, EncodeRequest, PluginConfig, encode_input::
 
 fn clip(bytes: Vec<u8>, mime: &str) -> EncodeInput {
     EncodeInput {
-        payload: Some(Payload::Data(bytes)),
+        payload: Some(Payload::Data(bytes.into())),
         mime_type: mime.into(),
     }
 }

@@ -194,7 +194,7 @@ mod tests {
     fn names_the_bad_input() {
         let limits = Limits::default();
         let mut binary = text("");
-        binary.payload = Some(Payload::Data(vec![1, 2]));
+        binary.payload = Some(Payload::Data(vec![1, 2].into()));
         let cases = [
             (binary, "input 1: expected text"),
             (text("  \n\t"), "input 1: text is empty"),

@@ -158,22 +158,45 @@ async fn train_if_missing(assets: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The flags every service takes: where it listens, where its metrics are, the assets.
+/// The flags every service takes: where it listens, where its metrics are, the assets;
+/// and reflection (for grpcurl) when it listens on this machine only.
 fn service_args(listen: &str, metrics_listen: &str, assets: &str) -> Vec<String> {
-    vec![
+    let mut args: Vec<String> = vec![
         "--listen".into(),
         listen.into(),
         "--metrics-listen".into(),
         metrics_listen.into(),
         "--assets".into(),
         assets.into(),
-    ]
+    ];
+    if listen
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback())
+    {
+        args.push("--reflection".into());
+    }
+    args
+}
+
+/// The sha256 of a plugin as the encoder will find it: the encoder requires every
+/// plugin pinned, and these are the ones built next to it.
+fn plugin_sha256(name: &str) -> anyhow::Result<String> {
+    let file = if name.contains(std::path::MAIN_SEPARATOR) || name.contains('.') {
+        PathBuf::from(name)
+    } else {
+        sibling_binary("empathy-encoder")?.with_file_name(
+            empathy_plugin_api::host::library_file_name(&format!("empathy_plugin_{name}")),
+        )
+    };
+    empathy_plugin_api::host::sha256_hex(&file)
+        .map_err(|e| anyhow::anyhow!("cannot hash the plugin {}: {e}", file.display()))
 }
 
 fn encoder_args(args: &UpArgs, assets: &str) -> anyhow::Result<Vec<String>> {
     let mut encoder_args = service_args(&args.encoder_listen, &args.encoder_metrics_listen, assets);
     for p in &args.plugins {
         encoder_args.extend(["--plugin".into(), p.clone()]);
+        encoder_args.extend(["--allow-sha256".into(), plugin_sha256(p)?]);
     }
     if let Some(dir) = serving_encoder_dir(&args.assets)? {
         encoder_args.extend([
@@ -271,4 +294,17 @@ fn print_addresses(args: &UpArgs, fusion: &str, encoder: &str, trainer: &str, si
     );
     println!("try: empathy analyze --text \"I absolutely love this, thank you so much!\"");
     println!("Ctrl-C stops everything.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reflection_only_on_loopback() {
+        let local = service_args("127.0.0.1:50051", "127.0.0.1:9451", "assets");
+        assert!(local.contains(&"--reflection".to_string()));
+        let public = service_args("0.0.0.0:50051", "127.0.0.1:9451", "assets");
+        assert!(!public.contains(&"--reflection".to_string()));
+    }
 }

@@ -51,8 +51,8 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
     };
     let mut request = tonic::Request::new(AnalyzeRequest {
         text: args.text.clone(),
-        audio: read(&args.audio)?,
-        image: read(&args.image)?,
+        audio: read(&args.audio)?.into(),
+        image: read(&args.image)?.into(),
         options: Some(AnalyzeOptions {
             num_situations: args.situations,
             seed: args.seed,

@@ -76,7 +76,7 @@ async fn one(client: &mut crate::Client, i: usize) -> Result<(), tonic::Status> 
         3 => client.analyze(text("a".repeat(200_000))).await.map(|_| ()),
         4 => client
             .analyze(AnalyzeRequest {
-                image: vec![0x89, b'P', b'N', b'G', 0, 1, 2, 3, 4, 5, 6, 7, 8],
+                image: vec![0x89, b'P', b'N', b'G', 0, 1, 2, 3, 4, 5, 6, 7, 8].into(),
                 ..AnalyzeRequest::default()
             })
             .await

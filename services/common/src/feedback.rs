@@ -30,7 +30,8 @@ fn label(field: &str, value: &str, labels: &[&str]) -> Result<String, Status> {
         return Ok(v);
     }
     Err(Status::invalid_argument(format!(
-        "{field} {value:?} is not a label: use one of {} (or leave it empty for no correction)",
+        "{field} {} is not a label: use one of {} (or leave it empty for no correction)",
+        crate::status::quote(value),
         labels.join(", ")
     )))
 }

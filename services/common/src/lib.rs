@@ -2,6 +2,7 @@
 //! limits, graceful shutdown), logs, Prometheus metrics and error-to-status mapping.
 
 pub mod auth;
+pub mod budget;
 pub mod compute;
 pub mod deadline;
 pub mod feedback;

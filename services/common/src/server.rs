@@ -6,7 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 use tonic::{service::Routes, transport::server::TcpIncoming};
 use tonic_health::ServingStatus;
 
-use crate::{Metrics, auth::AuthLayer, tls::TlsOptions};
+use crate::{Metrics, auth::AuthLayer, budget::BudgetLayer, tls::TlsOptions};
 
 /// Flags every service takes.
 #[derive(clap::Args, Debug, Clone)]
@@ -25,10 +25,22 @@ pub struct ServeOptions {
     pub concurrency_per_connection: usize,
     #[command(flatten)]
     pub tls: TlsOptions,
+    /// Requests in flight on this service, all connections together, before new ones
+    /// get RESOURCE_EXHAUSTED (health checks are always answered).
+    #[arg(long, default_value_t = 512)]
+    pub max_in_flight: usize,
+    /// Request bytes held by the requests in flight before new ones get
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 256 * 1024 * 1024)]
+    pub max_in_flight_bytes: usize,
+    /// Serve gRPC server reflection (lists and describes every service and message):
+    /// handy with grpcurl, but it maps the API for anyone who can connect.
+    #[arg(long)]
+    pub reflection: bool,
 }
 
-/// Serves `routes` (plus grpc.health.v1 and reflection) until a shutdown signal, every
-/// call passing `auth` first.
+/// Serves `routes` (plus grpc.health.v1, and reflection if asked) until a shutdown
+/// signal, every call passing `auth` first.
 ///
 /// Prints one line to stdout once the port is bound, so a supervisor (`empathy up`,
 /// the end-to-end tests) can learn an ephemeral port:
@@ -62,8 +74,13 @@ pub async fn serve(
             .register_encoded_file_descriptor_set(empathy_proto::v1::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let (reflection_v1, reflection_v1alpha) =
-        (reflection().build_v1()?, reflection().build_v1alpha()?);
+    let (reflection_v1, reflection_v1alpha) = match opts.reflection {
+        true => (
+            Some(reflection().build_v1()?),
+            Some(reflection().build_v1alpha()?),
+        ),
+        false => (None, None),
+    };
 
     let tls_on = if tls.is_some() { "on" } else { "off" };
     println!("{name} listening grpc={addr} metrics={metrics_addr} tls={tls_on}");
@@ -89,10 +106,15 @@ pub async fn serve(
         .concurrency_limit_per_connection(opts.concurrency_per_connection)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .layer(auth)
+        // Inside auth: callers without a key cannot use up the budget.
+        .layer(BudgetLayer::new(
+            opts.max_in_flight,
+            opts.max_in_flight_bytes,
+        ))
         .add_routes(routes)
         .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
+        .add_optional_service(reflection_v1)
+        .add_optional_service(reflection_v1alpha)
         // Without TCP_NODELAY, small gRPC replies wait out delayed ACKs (~40 ms each).
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),

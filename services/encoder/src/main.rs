@@ -35,6 +35,10 @@ struct Args {
     /// A file of allowed sha256 digests, one per line (`#` starts a comment).
     #[arg(long)]
     allow_list: Option<PathBuf>,
+    /// Load plugins without an allow-list. Loading a library runs its code: for local
+    /// development only.
+    #[arg(long)]
+    insecure_plugins: bool,
     /// Models and data (`empathy assets fetch` fills it).
     #[arg(long, env = "EMPATHY_ASSETS", default_value = "assets")]
     assets: PathBuf,
@@ -79,7 +83,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Some(d) => d,
             None => plugins::exe_dir()?,
         },
-        allow: plugins::allow_list(&args.allow_sha256, args.allow_list.as_deref())?,
+        allow: plugins::allow_list(
+            &args.allow_sha256,
+            args.allow_list.as_deref(),
+            args.insecure_plugins,
+        )?,
         assets: args.assets.clone(),
         threads: args.threads,
         device: args.device.clone(),

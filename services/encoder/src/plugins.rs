@@ -38,7 +38,13 @@ pub fn resolve(name: &str, dir: &Path) -> PathBuf {
     }
 }
 
-pub fn allow_list(digests: &[String], file: Option<&Path>) -> anyhow::Result<Option<AllowList>> {
+/// The allow-list from the flags. None (any library loads) only when asked for with
+/// `insecure`: loading a library runs its code.
+pub fn allow_list(
+    digests: &[String],
+    file: Option<&Path>,
+    insecure: bool,
+) -> anyhow::Result<Option<AllowList>> {
     let mut all: Vec<String> = digests.to_vec();
     if let Some(f) = file {
         let text = std::fs::read_to_string(f)
@@ -50,6 +56,15 @@ pub fn allow_list(digests: &[String], file: Option<&Path>) -> anyhow::Result<Opt
         );
     }
     if all.is_empty() && file.is_none() {
+        if !insecure {
+            anyhow::bail!(
+                "no plugin allow-list: pin each plugin with --allow-sha256 <digest> (its \
+                 `sha256sum`) or --allow-list FILE (one digest a line); `empathy up` pins the \
+                 plugins it starts. --insecure-plugins loads any library (local development \
+                 only: loading a library runs its code)"
+            );
+        }
+        tracing::warn!("--insecure-plugins: loading plugins without an allow-list");
         return Ok(None);
     }
     Ok(Some(AllowList::from_hex(&all)?))
@@ -109,6 +124,19 @@ pub fn load_all(names: &[String], spec: &LoadSpec) -> anyhow::Result<Vec<Arc<Loa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_allow_list_is_required_unless_insecure() {
+        let err = allow_list(&[], None, false).expect_err("refused without a list");
+        let message = err.to_string();
+        assert!(
+            message.contains("--allow-sha256") && message.contains("--insecure-plugins"),
+            "{message}"
+        );
+        assert!(matches!(allow_list(&[], None, true), Ok(None)));
+        let digest = "00".repeat(32);
+        assert!(matches!(allow_list(&[digest], None, false), Ok(Some(_))));
+    }
 
     #[test]
     fn short_names_resolve_in_the_plugin_dir_and_paths_stay() {

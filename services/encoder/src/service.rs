@@ -51,8 +51,8 @@ impl Inner {
         let Some(batcher) = self.batchers.get(&request.modality) else {
             let served: Vec<&str> = self.infos.iter().map(|i| i.modality.as_str()).collect();
             return Err(Status::invalid_argument(format!(
-                "modality {:?} is not served here; this encoder serves {served:?}",
-                request.modality
+                "modality {} is not served here; this encoder serves {served:?}",
+                empathy_common::status::quote(&request.modality)
             )));
         };
         if request.inputs.is_empty() {
@@ -94,10 +94,7 @@ fn plugin_status(err: PluginError) -> Status {
         ErrorKind::InvalidInput => Status::invalid_argument(err.message),
         ErrorKind::ResourceExhausted => Status::resource_exhausted(err.message),
         ErrorKind::Unavailable => Status::unavailable(err.message),
-        ErrorKind::Internal => {
-            tracing::error!(message = %err.message, "plugin failed");
-            Status::internal(err.message)
-        }
+        ErrorKind::Internal => empathy_common::status::internal("plugin failed", err.message),
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::{sync::Arc, time::Duration, time::Instant};
 
+use empathy_common::status::quote;
 use empathy_model::{
     Expansion, Expert, FusionModel, Lexicon, LexiconAnalysis, Manifest, ModelInputs, Prediction,
 };
@@ -274,7 +275,8 @@ fn same_text_encoder(
 fn check_model_version(wanted: &str, loaded: &str) -> Result<(), Status> {
     if !wanted.is_empty() && wanted != loaded {
         return Err(Status::failed_precondition(format!(
-            "model version {wanted:?} is not loaded; this server serves {loaded:?}"
+            "model version {} is not loaded; this server serves {loaded:?}",
+            quote(wanted)
         )));
     }
     Ok(())

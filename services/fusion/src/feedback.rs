@@ -52,10 +52,9 @@ pub async fn submit(
                 .to_string()
         } else {
             format!(
-                "analysis {:?} is unknown or expired (this server keeps the last {} analyses \
+                "analysis {} is unknown or expired (this server keeps the last {} analyses \
                  for {} s): resend the original inputs in FeedbackRequest.original",
-                // An id is short; a client's long string is not echoed whole.
-                req.analysis_id.chars().take(64).collect::<String>(),
+                empathy_common::status::quote(&req.analysis_id),
                 limits.recent_max,
                 limits.recent_max_age_s
             )
@@ -103,10 +102,14 @@ mod tests {
 
     #[test]
     fn records_say_whose_they_are() {
-        let recent = RecentAnalyses::new(RecentLimits {
-            recent_max: 10,
-            recent_max_age_s: 3600,
-        });
+        let recent = RecentAnalyses::new(
+            RecentLimits {
+                recent_max: 10,
+                recent_max_age_s: 3600,
+                recent_cache_bytes: 1 << 20,
+            },
+            true,
+        );
         let features = Features {
             text: Some(vec![0.5; 3]),
             ..Features::default()
@@ -124,7 +127,7 @@ mod tests {
             analysis_id: id,
             sentiment: "negative".into(),
             original: Some(AnalyzeRequest {
-                audio: vec![1, 2, 3],
+                audio: vec![1, 2, 3].into(),
                 ..AnalyzeRequest::default()
             }),
             ..FeedbackRequest::default()

@@ -149,7 +149,7 @@ async fn main() -> anyhow::Result<()> {
         situations: SituationSource::new(args.situations.as_deref(), args.serve.max_message_bytes)?,
         lexicon: Arc::new(lexicon),
         model,
-        recent: Arc::new(recent::RecentAnalyses::new(args.recent)),
+        recent: Arc::new(recent::RecentAnalyses::new(args.recent, trainer.is_some())),
         trainer,
         limits: args.limits.clone(),
         default_deadline: Duration::from_millis(args.default_deadline_ms),

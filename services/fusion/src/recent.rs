@@ -1,6 +1,8 @@
 //! Features of recent analyses, so feedback on one can be learnt from without the
-//! client resending its inputs. Bounded by count and by age (both flags); the oldest
-//! entries go first. Memory per entry is about 1.7 KB for text (384 + 24 floats).
+//! client resending its inputs. Bounded by count, by bytes and by age (flags); the
+//! oldest entries go first. Memory per entry is about 1.7 KB for text (384 + 24 floats)
+//! plus the text itself, which a client chooses: hence the bound in bytes. Without a
+//! trainer nothing can use it, and nothing is kept.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -52,6 +54,23 @@ pub struct Recent {
     /// `AnalyzeRequest.subject_id`: feedback on this analysis is stored under it.
     pub subject_id: String,
     at: Instant,
+    /// What this entry takes in memory, roughly: counted against the byte bound.
+    size: usize,
+}
+
+/// Per entry, besides its text and vectors: the id twice (map and queue), the map
+/// slot, the Arc and the strings' headers.
+const ENTRY_OVERHEAD: usize = 256;
+
+impl Features {
+    fn bytes(&self) -> usize {
+        let floats = self.lexicon.len()
+            + [&self.text, &self.speech, &self.image]
+                .iter()
+                .map(|v| v.as_ref().map_or(0, Vec::len))
+                .sum::<usize>();
+        floats * size_of::<f32>()
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::Args)]
@@ -63,6 +82,9 @@ pub struct RecentLimits {
     /// How long an analysis's features are kept for feedback, in seconds.
     #[arg(long, default_value_t = 3_600)]
     pub recent_max_age_s: u64,
+    /// Memory the kept analyses may take, all together, in bytes.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub recent_cache_bytes: usize,
 }
 
 pub struct RecentAnalyses {
@@ -74,10 +96,16 @@ pub struct RecentAnalyses {
 struct Inner {
     by_id: HashMap<String, Arc<Recent>>,
     order: VecDeque<String>,
+    bytes: usize,
 }
 
 impl RecentAnalyses {
-    pub fn new(limits: RecentLimits) -> RecentAnalyses {
+    /// The cache of a fusion with a trainer (`has_trainer`); without one, feedback is
+    /// refused anyway, so nothing is kept.
+    pub fn new(mut limits: RecentLimits, has_trainer: bool) -> RecentAnalyses {
+        if !has_trainer {
+            limits.recent_max = 0;
+        }
         RecentAnalyses {
             limits,
             inner: Mutex::new(Inner::default()),
@@ -105,16 +133,24 @@ impl RecentAnalyses {
         if self.limits.recent_max == 0 {
             return id;
         }
+        let size = ENTRY_OVERHEAD
+            + 2 * id.len()
+            + text.len()
+            + model_version.len()
+            + subject_id.len()
+            + features.bytes();
         let entry = Arc::new(Recent {
             text: text.to_string(),
             features,
             model_version: model_version.to_string(),
             subject_id: subject_id.to_string(),
             at: Instant::now(),
+            size,
         });
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.by_id.insert(id.clone(), entry);
         inner.order.push_back(id.clone());
+        inner.bytes += size;
         self.evict(&mut inner);
         id
     }
@@ -137,7 +173,8 @@ impl RecentAnalyses {
     fn evict(&self, inner: &mut Inner) {
         let max_age = self.max_age();
         while let Some(oldest) = inner.order.front() {
-            let too_many = inner.order.len() > self.limits.recent_max;
+            let too_many = inner.order.len() > self.limits.recent_max
+                || inner.bytes > self.limits.recent_cache_bytes;
             let too_old = inner
                 .by_id
                 .get(oldest)
@@ -145,8 +182,10 @@ impl RecentAnalyses {
             if !(too_many || too_old) {
                 break;
             }
-            if let Some(id) = inner.order.pop_front() {
-                inner.by_id.remove(&id);
+            if let Some(id) = inner.order.pop_front()
+                && let Some(gone) = inner.by_id.remove(&id)
+            {
+                inner.bytes -= gone.size;
             }
         }
     }
@@ -166,10 +205,7 @@ mod tests {
 
     #[test]
     fn bounded_by_count_and_age() {
-        let recent = RecentAnalyses::new(RecentLimits {
-            recent_max: 2,
-            recent_max_age_s: 3600,
-        });
+        let recent = RecentAnalyses::new(limits(2, 3600), true);
         let a = recent.remember("a", features(1.0), "v0001", "");
         let b = recent.remember("b", features(2.0), "v0001", "");
         assert!(recent.get(&a).is_some());
@@ -182,19 +218,49 @@ mod tests {
         );
         assert_eq!(recent.len(), 2);
 
-        let expiring = RecentAnalyses::new(RecentLimits {
-            recent_max: 10,
-            recent_max_age_s: 0,
-        });
+        let expiring = RecentAnalyses::new(limits(10, 0), true);
         let id = expiring.remember("x", features(1.0), "v0001", "");
         std::thread::sleep(Duration::from_millis(5));
         assert!(expiring.get(&id).is_none(), "expired");
 
-        let off = RecentAnalyses::new(RecentLimits {
-            recent_max: 0,
-            recent_max_age_s: 3600,
-        });
+        let off = RecentAnalyses::new(limits(0, 3600), true);
         let id = off.remember("x", features(1.0), "v0001", "");
         assert!(off.get(&id).is_none());
+    }
+
+    fn limits(recent_max: usize, recent_max_age_s: u64) -> RecentLimits {
+        RecentLimits {
+            recent_max,
+            recent_max_age_s,
+            recent_cache_bytes: 1 << 30,
+        }
+    }
+
+    #[test]
+    fn bounded_by_bytes() {
+        let recent = RecentAnalyses::new(
+            RecentLimits {
+                recent_cache_bytes: 100_000,
+                ..limits(1000, 3600)
+            },
+            true,
+        );
+        // 10 KB texts: about nine fit in 100 KB, whatever the count bound says.
+        let ids: Vec<String> = (0..50)
+            .map(|_| recent.remember(&"x".repeat(10_000), features(1.0), "v0001", ""))
+            .collect();
+        assert!((5..10).contains(&recent.len()), "{} kept", recent.len());
+        assert!(recent.get(&ids[0]).is_none(), "the oldest goes first");
+        assert!(recent.get(&ids[49]).is_some(), "the newest stays");
+        let inner = recent.inner.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(inner.bytes <= 100_000, "{} bytes", inner.bytes);
+    }
+
+    #[test]
+    fn off_without_a_trainer() {
+        let recent = RecentAnalyses::new(limits(10, 3600), false);
+        let id = recent.remember("x", features(1.0), "v0001", "");
+        assert!(recent.get(&id).is_none());
+        assert_eq!(recent.len(), 0);
     }
 }

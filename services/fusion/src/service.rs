@@ -16,8 +16,8 @@ use empathy_proto::{EMOTION_LABELS, SENTIMENT_LABELS, modality::SITUATION};
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::analyze::Analyzer;
 use crate::utterances::{self, Utterances};
+use crate::{analyze::Analyzer, validate};
 
 #[derive(Clone)]
 pub struct Empathy {
@@ -200,6 +200,10 @@ impl Conversation {
                 }
                 Some(Err(status)) => return Some((Err(status), self)),
                 Some(Ok(mut req)) if !req.audio_pcm.is_empty() => {
+                    let limits = &self.analyzer.limits;
+                    if let Err(status) = validate::check_audio_pcm(req.audio_pcm.len(), limits) {
+                        return Some((Err(status), self));
+                    }
                     let pcm = std::mem::take(&mut req.audio_pcm);
                     for samples in self.audio.push(&pcm) {
                         self.ready.push_back(utterance(&samples, &req));
@@ -246,7 +250,7 @@ impl Conversation {
 /// that completed it.
 fn utterance(samples: &[i16], chunk: &AnalyzeRequest) -> AnalyzeRequest {
     AnalyzeRequest {
-        audio: utterances::wav(samples),
+        audio: utterances::wav(samples).into(),
         options: chunk.options.clone(),
         request_id: chunk.request_id.clone(),
         context: chunk.context.clone(),

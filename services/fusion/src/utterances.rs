@@ -20,18 +20,27 @@ const MARGIN_FRAMES: usize = 10;
 const MAX_FRAMES: usize = 30 * 50;
 
 /// Buffers one stream's audio and hands out finished utterances.
+///
+/// Samples are dropped by moving `start` forward, and the buffer is compacted once per
+/// chunk: dropping from the front frame by frame moved the whole buffer 50 times per
+/// second of audio, quadratic in the chunk size (8 MiB took seconds of CPU).
 #[derive(Debug, Default)]
 pub struct Utterances {
-    /// Samples of the utterance being gathered (with leading silence while none began).
+    /// Samples received and not yet dropped; the current utterance (with leading
+    /// silence while none began) starts at `start`.
     samples: Vec<i16>,
+    start: usize,
     /// An odd byte a chunk ended with: the sample's other half comes in the next chunk.
     carry: Option<u8>,
-    /// Samples already judged, frame by frame.
+    /// Samples already judged, frame by frame (an index into `samples`).
     judged: usize,
     speech_frames: usize,
-    /// Where the last speech frame ended, in samples.
+    /// Where the last speech frame ended (an index into `samples`).
     speech_end: usize,
     silent_run: usize,
+    /// Samples copied by compaction and cutting: linear in the audio pushed.
+    #[cfg(test)]
+    moved: usize,
 }
 
 impl Utterances {
@@ -61,41 +70,61 @@ impl Utterances {
             }
             if self.speech_frames == 0 {
                 self.keep_leading_silence();
-            } else if self.silent_run >= END_SILENCE_FRAMES || self.judged >= MAX_FRAMES * FRAME {
+            } else if self.silent_run >= END_SILENCE_FRAMES
+                || self.judged - self.start >= MAX_FRAMES * FRAME
+            {
                 done.extend(self.cut());
             }
         }
+        self.compact();
         done
     }
 
     /// The end of the stream: what is left, if it holds speech.
     pub fn finish(&mut self) -> Option<Vec<i16>> {
         self.judged = self.samples.len();
-        self.cut()
+        let last = self.cut();
+        self.compact();
+        last
     }
 
     /// Before any speech, only the last margin of silence is worth keeping.
     fn keep_leading_silence(&mut self) {
-        let keep = MARGIN_FRAMES * FRAME;
-        if self.judged > keep {
-            let drop = self.judged - keep;
-            self.samples.drain(..drop);
-            self.judged -= drop;
-        }
+        self.start = self
+            .start
+            .max(self.judged.saturating_sub(MARGIN_FRAMES * FRAME));
     }
 
     /// Ends the current utterance at its last speech plus a margin; the rest of what was
     /// judged is dropped, what was not yet judged starts the next one.
     fn cut(&mut self) -> Option<Vec<i16>> {
-        let end = (self.speech_end + MARGIN_FRAMES * FRAME).min(self.judged);
-        let utterance: Vec<i16> = self.samples.drain(..end).collect();
-        self.samples.drain(..self.judged - end);
+        let end = (self.speech_end + MARGIN_FRAMES * FRAME).clamp(self.start, self.judged);
         let had_speech = self.speech_frames >= MIN_SPEECH_FRAMES;
-        self.judged = 0;
+        let utterance = had_speech.then(|| self.samples[self.start..end].to_vec());
+        #[cfg(test)]
+        {
+            self.moved += utterance.as_ref().map_or(0, Vec::len);
+        }
+        self.start = self.judged;
+        self.speech_end = self.judged;
         self.speech_frames = 0;
-        self.speech_end = 0;
         self.silent_run = 0;
-        had_speech.then_some(utterance)
+        utterance
+    }
+
+    /// Drops the samples before `start`: one move of what is kept, per chunk.
+    fn compact(&mut self) {
+        if self.start == 0 {
+            return;
+        }
+        #[cfg(test)]
+        {
+            self.moved += self.samples.len() - self.start;
+        }
+        self.samples.drain(..self.start);
+        self.judged -= self.start;
+        self.speech_end = self.speech_end.saturating_sub(self.start);
+        self.start = 0;
     }
 }
 
@@ -130,6 +159,9 @@ pub fn wav(samples: &[i16]) -> Vec<u8> {
     out.extend(samples.iter().flat_map(|s| s.to_le_bytes()));
     out
 }
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {
@@ -207,5 +239,55 @@ mod tests {
             .collect();
         assert_eq!(samples, expected);
         assert_eq!(&wav(&samples)[..4], b"RIFF");
+    }
+
+    /// 8 MiB of audio: in one chunk and in 100 ms chunks, as silence (all dropped) and
+    /// as speech with pauses (cut): the samples moved stay a small multiple of those
+    /// pushed. Dropping from the front per frame moved ~N²/640 samples (27 billion here).
+    #[test]
+    fn work_is_linear_in_the_audio_pushed() {
+        let ms = 8 * 1024 * 1024 / 32;
+        let mut speech = Vec::new();
+        while speech.len() < ms * 32 {
+            speech.extend(tone(2_000));
+            speech.extend(silence(1_000));
+        }
+        for audio in [silence(ms), speech] {
+            let pushed = audio.len() / 2;
+            for (chunk, bound) in [(audio.len(), 2 * pushed), (3_200, 5 * pushed)] {
+                let mut u = Utterances::default();
+                for c in audio.chunks(chunk) {
+                    u.push(c);
+                }
+                u.finish();
+                assert!(
+                    u.moved <= bound,
+                    "{} samples moved for {pushed} pushed in chunks of {chunk} bytes",
+                    u.moved
+                );
+            }
+        }
+    }
+
+    /// A timing report, not a check (time depends on the machine; the work bound is
+    /// checked above): `cargo test -p empathy-fusion --release -- --ignored --nocapture
+    /// utterances::tests::one_8_mib_chunk_timing`.
+    #[test]
+    #[ignore = "timing report"]
+    fn one_8_mib_chunk_timing() {
+        let ms = 8 * 1024 * 1024 / 32;
+        let mut speech_and_pauses = Vec::new();
+        while speech_and_pauses.len() < ms * 32 {
+            speech_and_pauses.extend(tone(2_000));
+            speech_and_pauses.extend(silence(1_000));
+        }
+        speech_and_pauses.truncate(ms * 32);
+        for (name, audio) in [("silence", silence(ms)), ("speech", speech_and_pauses)] {
+            let mut u = Utterances::default();
+            let t = std::time::Instant::now();
+            let n = u.push(&audio).len() + usize::from(u.finish().is_some());
+            let took = t.elapsed();
+            println!("8 MiB of {name} in one chunk: {n} utterances in {took:?}");
+        }
     }
 }

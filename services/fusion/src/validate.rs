@@ -1,6 +1,7 @@
 //! Checks an AnalyzeRequest before any work is done, so a bad request gets one clear
 //! INVALID_ARGUMENT naming the field and the limit.
 
+use empathy_common::status::quote;
 use empathy_proto::v1::AnalyzeRequest;
 use tonic::Status;
 
@@ -12,6 +13,10 @@ pub struct Limits {
     /// Largest audio clip, in bytes.
     #[arg(long, default_value_t = 25 * 1024 * 1024)]
     pub max_audio_bytes: usize,
+    /// Largest `audio_pcm` chunk of a live stream, in bytes (1 MiB is 32 s of audio):
+    /// a stream sends audio as it is spoken, in small chunks.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_audio_pcm_bytes: usize,
     /// Largest image, in bytes.
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
     pub max_image_bytes: usize,
@@ -25,6 +30,9 @@ pub struct Limits {
     #[arg(long, default_value_t = 60_000)]
     pub max_deadline_ms: u32,
 }
+
+/// Longest modality name, in characters.
+const MAX_NAME_CHARS: usize = 64;
 
 const SPEAKERS: [&str; 5] = ["", "user", "assistant", "agent", "system"];
 
@@ -51,6 +59,7 @@ pub fn check(
             limits.max_audio_bytes
         ));
     }
+    check_audio_pcm(req.audio_pcm.len(), limits)?;
     if req.image.len() > limits.max_image_bytes {
         return bad(format!(
             "image is {} bytes; the limit is {} bytes",
@@ -78,8 +87,8 @@ pub fn check(
         )?;
         if !SPEAKERS.contains(&turn.speaker.as_str()) {
             return bad(format!(
-                "context[{i}].speaker {:?} is not one of user, assistant, agent, system",
-                turn.speaker
+                "context[{i}].speaker {} is not one of user, assistant, agent, system",
+                quote(&turn.speaker)
             ));
         }
     }
@@ -87,6 +96,12 @@ pub fn check(
         if extra.modality.is_empty() || extra.data.is_empty() {
             return bad(format!("extra[{i}] needs both a modality name and data"));
         }
+        // The name is echoed in modalities_missing.
+        empathy_common::status::check_len(
+            &format!("extra[{i}].modality"),
+            &extra.modality,
+            MAX_NAME_CHARS,
+        )?;
     }
     if let Some(o) = &req.options {
         if o.num_situations > limits.max_situations {
@@ -103,18 +118,31 @@ pub fn check(
         }
         if !o.language.is_empty() && !is_language_tag(&o.language) {
             return bad(format!(
-                "options.language {:?} is not a BCP-47 tag such as \"en\" or \"zh-CN\"",
-                o.language
+                "options.language {} is not a BCP-47 tag such as \"en\" or \"zh-CN\"",
+                quote(&o.language)
             ));
         }
         for (i, m) in o.disable_modalities.iter().enumerate() {
             if !known_modalities.contains(m) {
                 return bad(format!(
-                    "options.disable_modalities[{i}] {m:?} is not a modality; known: {}",
+                    "options.disable_modalities[{i}] {} is not a modality; known: {}",
+                    quote(m),
                     known_modalities.join(", ")
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// Refuses an `audio_pcm` chunk over the limit, naming the field and the limit.
+pub fn check_audio_pcm(len: usize, limits: &Limits) -> Result<(), Status> {
+    if len > limits.max_audio_pcm_bytes {
+        return Err(Status::invalid_argument(format!(
+            "audio_pcm is {len} bytes in one chunk; the limit is {} bytes (send the live \
+             audio in chunks as it is spoken, e.g. 100 ms = 3200 bytes)",
+            limits.max_audio_pcm_bytes
+        )));
     }
     Ok(())
 }
@@ -138,6 +166,9 @@ fn is_language_tag(tag: &str) -> bool {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use empathy_proto::v1::{AnalyzeOptions, Turn};
@@ -146,6 +177,7 @@ mod tests {
         Limits {
             max_text_chars: 20,
             max_audio_bytes: 10,
+            max_audio_pcm_bytes: 8,
             max_image_bytes: 10,
             max_context_turns: 2,
             max_situations: 4,
@@ -204,10 +236,19 @@ mod tests {
         });
         assert!(m.contains("limit is 20"), "{m}");
         let m = message(&AnalyzeRequest {
-            audio: vec![0; 11],
+            audio: vec![0; 11].into(),
             ..Default::default()
         });
         assert!(m.contains("limit is 10 bytes"), "{m}");
+        let m = message(&AnalyzeRequest {
+            text: "hi".into(),
+            audio_pcm: vec![0; 9].into(),
+            ..Default::default()
+        });
+        assert!(
+            m.contains("audio_pcm is 9 bytes") && m.contains("limit is 8"),
+            "{m}"
+        );
     }
 
     #[test]
@@ -253,6 +294,12 @@ mod tests {
             ..Default::default()
         }));
         assert!(m.contains("BCP-47"), "{m}");
+        // What the client sent is echoed truncated, whatever its length.
+        let m = message(&with(AnalyzeOptions {
+            disable_modalities: vec!["v".repeat(100_000)],
+            ..Default::default()
+        }));
+        assert!(m.contains("is not a modality") && m.len() < 200, "{m}");
         let m = message(&with(AnalyzeOptions {
             num_situations: 5,
             ..Default::default()

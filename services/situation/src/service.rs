@@ -170,14 +170,18 @@ fn positive_up_to(field: &str, value: f32, max: f32, default: f32) -> Result<f32
     }
 }
 
-/// The `grpc-timeout` header (e.g. "500m", "2S"), as the gRPC spec writes it.
+/// The `grpc-timeout` header (e.g. "500m", "2S"), as the gRPC spec writes it: at most
+/// 8 digits and a unit. Anything else is no deadline, never an overflow.
 pub fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> {
     let v = metadata.get("grpc-timeout")?.to_str().ok()?;
     let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let n: u64 = digits.parse().ok()?;
     Some(match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
         "S" => Duration::from_secs(n),
         "m" => Duration::from_millis(n),
         "u" => Duration::from_micros(n),
@@ -246,7 +250,10 @@ fn situation_stream(
             Some(Event::DeadlineExceeded { produced }) => Err(Status::deadline_exceeded(format!(
                 "the deadline passed after {produced} of {k} situations"
             ))),
-            Some(Event::Failed(message)) => Err(Status::internal(message)),
+            Some(Event::Failed(message)) => Err(empathy_common::status::internal(
+                "generating situations",
+                message,
+            )),
         };
         let next = item.is_ok().then_some((rx, permit));
         Some((item, next))
@@ -393,5 +400,15 @@ mod tests {
         assert_eq!(grpc_timeout(&m), Some(Duration::from_millis(1500)));
         m.insert("grpc-timeout", "2S".parse().unwrap());
         assert_eq!(grpc_timeout(&m), Some(Duration::from_secs(2)));
+        m.insert("grpc-timeout", "99999999H".parse().unwrap());
+        assert_eq!(
+            grpc_timeout(&m),
+            Some(Duration::from_secs(99_999_999 * 3600))
+        );
+        // Over 8 digits (u64::MAX hours overflowed), signs, no unit: no deadline.
+        for bad in ["18446744073709551615H", "+5S", "-1m", "S", "12"] {
+            m.insert("grpc-timeout", bad.parse().unwrap());
+            assert_eq!(grpc_timeout(&m), None, "{bad}");
+        }
     }
 }

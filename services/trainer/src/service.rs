@@ -343,11 +343,11 @@ mod tests {
         if let Some(fb) = r.feedback.as_mut() {
             fb.original = Some(AnalyzeRequest {
                 text: "I cannot sleep".into(),
-                audio: vec![7; 64],
-                image: vec![8; 64],
+                audio: vec![7; 64].into(),
+                image: vec![8; 64].into(),
                 extra: vec![ExtraInput {
                     modality: "heart_rate".into(),
-                    data: vec![9; 16],
+                    data: vec![9; 16].into(),
                     mime_type: "application/octet-stream".into(),
                 }],
                 ..AnalyzeRequest::default()

@@ -40,6 +40,15 @@ pub async fn start_encoder(extra: &[&str]) -> anyhow::Result<Service> {
         assets().display().to_string(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
+    // Every plugin named is pinned, as an operator would.
+    let named: Vec<String> = args
+        .windows(2)
+        .filter(|w| w[0] == "--plugin")
+        .map(|w| w[1].clone())
+        .collect();
+    for name in named {
+        args.extend(["--allow-sha256".into(), plugin_sha256(&name)?]);
+    }
     launch::spawn(&sibling_binary("empathy-encoder")?, &args, READY).await
 }
 
@@ -67,6 +76,16 @@ pub async fn analyze_text(
         })
         .await
         .map(|r| r.into_inner())
+}
+
+/// The sha256 of a plugin built next to the encoder, to pin it (the encoder needs an
+/// allow-list).
+pub fn plugin_sha256(name: &str) -> anyhow::Result<String> {
+    let file = sibling_binary("empathy-encoder")?.with_file_name(
+        empathy_plugin_api::host::library_file_name(&format!("empathy_plugin_{name}")),
+    );
+    empathy_plugin_api::host::sha256_hex(&file)
+        .map_err(|e| anyhow::anyhow!("cannot hash {}: {e}", file.display()))
 }
 
 /// An address nothing listens on (bound, then released).

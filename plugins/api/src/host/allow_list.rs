@@ -42,6 +42,12 @@ impl AllowList {
     }
 }
 
+/// A file's sha256 as lowercase hex, as an allow-list takes it (for a launcher that
+/// pins the plugins it starts an encoder with).
+pub fn sha256_hex(path: &Path) -> io::Result<String> {
+    sha256_file(path).map(hex::encode)
+}
+
 /// Hashes a file in a streaming fashion: plugin libraries can be hundreds of MB.
 pub(crate) fn sha256_file(path: &Path) -> io::Result<[u8; 32]> {
     let mut hasher = Sha256::new();

@@ -46,7 +46,7 @@ pub fn encode(plugin: &SpeechPlugin, bytes: Vec<u8>, mime: &str) -> EncodeOutput
     let request = EncodeRequest {
         modality: "speech".into(),
         inputs: vec![EncodeInput {
-            payload: Some(Payload::Data(bytes)),
+            payload: Some(Payload::Data(bytes.into())),
             mime_type: mime.into(),
         }],
         language: String::new(),
