@@ -158,9 +158,9 @@ async fn up_secure_gives_each_door_the_right_status() -> anyhow::Result<()> {
     );
 
     // The admin key that `up` wrote creates a key per role.
-    let create = |role: Role| {
+    let create = |role: Role, tenant: &str| {
         let request = CreateKeyRequest {
-            tenant: "acme".into(),
+            tenant: tenant.into(),
             role: role as i32,
             label: "e2e".into(),
         };
@@ -174,9 +174,10 @@ async fn up_secure_gives_each_door_the_right_status() -> anyhow::Result<()> {
             )
         }
     };
-    let analyst = create(Role::Analyze).await?;
-    let corrector = create(Role::Feedback).await?;
-    let revoked = create(Role::Analyze).await?;
+    let analyst = create(Role::Analyze, "acme").await?;
+    let corrector = create(Role::Feedback, "acme").await?;
+    let revoked = create(Role::Analyze, "acme").await?;
+    let stranger = create(Role::Feedback, "other").await?;
 
     // analyze: Analyze yes, Feedback no.
     let answer = fusion.analyze(analyze(Some(&analyst))).await?.into_inner();
@@ -194,6 +195,12 @@ async fn up_secure_gives_each_door_the_right_status() -> anyhow::Result<()> {
             |s| s.code() == Code::PermissionDenied && s.message().contains("feedback role")
         ),
         "{denied:?}"
+    );
+    // Another tenant cannot correct (or learn of) acme's analysis.
+    let foreign = fusion.feedback(feedback(&stranger)).await.err();
+    assert!(
+        foreign.as_ref().is_some_and(|s| s.code() == Code::NotFound),
+        "{foreign:?}"
     );
     // feedback: Feedback yes, stored by the trainer over mTLS.
     let stored = fusion.feedback(feedback(&corrector)).await?.into_inner();

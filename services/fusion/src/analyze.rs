@@ -24,7 +24,7 @@ use crate::{
         situation_experts, situation_results,
     },
     model_watch::ServingModel,
-    recent::{self, RecentAnalyses},
+    recent::{self, Owner, RecentAnalyses},
     situations::{Ask, SituationSource},
     trainer_link::TrainerLink,
     validate::{self, Limits},
@@ -321,7 +321,12 @@ impl Analyzer {
         known
     }
 
-    pub async fn analyze(&self, req: AnalyzeRequest) -> Result<AnalyzeResponse, Status> {
+    /// Analyses `req` for a caller of `tenant`, who alone may correct it later.
+    pub async fn analyze(
+        &self,
+        req: AnalyzeRequest,
+        tenant: &str,
+    ) -> Result<AnalyzeResponse, Status> {
         let started = Instant::now();
         validate::check(&req, &self.limits, &self.known_modalities().await)?;
         let opts = req.options.clone().unwrap_or_default();
@@ -352,7 +357,10 @@ impl Analyzer {
             &gathered.analysed_text,
             features,
             &manifest.version,
-            &req.subject_id,
+            Owner {
+                tenant,
+                subject_id: &req.subject_id,
+            },
         );
         let attributions = if opts.skip_attributions {
             Vec::new()

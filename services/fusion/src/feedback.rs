@@ -27,12 +27,16 @@ pub async fn submit(
         )
     })?;
     req.analysis_id = req.analysis_id.trim().to_string();
-    let mut found = analyzer.recent.get(&req.analysis_id);
+    // Another tenant's analysis is as unknown as one that never was.
+    let mut found = analyzer
+        .recent
+        .get(&req.analysis_id)
+        .filter(|r| r.tenant == identity.tenant);
     if found.is_none()
         && let Some(original) = req.original.take()
     {
         // Expired (or from another fusion replica): encode the inputs again.
-        let again = analyzer.analyze(original).await?;
+        let again = analyzer.analyze(original, &identity.tenant).await?;
         if req.analysis_id.is_empty() {
             req.analysis_id = again.analysis_id.clone();
         }
@@ -114,7 +118,11 @@ mod tests {
             text: Some(vec![0.5; 3]),
             ..Features::default()
         };
-        let id = recent.remember("so tired", features, "v0002", "patient-7");
+        let owner = crate::recent::Owner {
+            tenant: "clinic-a",
+            subject_id: "patient-7",
+        };
+        let id = recent.remember("so tired", features, "v0002", owner);
         let Some(analysis) = recent.get(&id) else {
             panic!("the analysis was not kept");
         };

@@ -53,9 +53,18 @@ pub struct Recent {
     pub model_version: String,
     /// `AnalyzeRequest.subject_id`: feedback on this analysis is stored under it.
     pub subject_id: String,
+    /// The tenant whose caller asked: only that tenant may send feedback on it.
+    pub tenant: String,
     at: Instant,
     /// What this entry takes in memory, roughly: counted against the byte bound.
     size: usize,
+}
+
+/// Whose an analysis is: the caller's tenant, and the person it is about.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Owner<'a> {
+    pub tenant: &'a str,
+    pub subject_id: &'a str,
 }
 
 /// Per entry, besides its text and vectors: the id twice (map and queue), the map
@@ -127,8 +136,9 @@ impl RecentAnalyses {
         text: &str,
         features: Features,
         model_version: &str,
-        subject_id: &str,
+        owner: Owner<'_>,
     ) -> String {
+        let Owner { tenant, subject_id } = owner;
         let id = uuid::Uuid::new_v4().to_string();
         if self.limits.recent_max == 0 {
             return id;
@@ -138,12 +148,14 @@ impl RecentAnalyses {
             + text.len()
             + model_version.len()
             + subject_id.len()
+            + tenant.len()
             + features.bytes();
         let entry = Arc::new(Recent {
             text: text.to_string(),
             features,
             model_version: model_version.to_string(),
             subject_id: subject_id.to_string(),
+            tenant: tenant.to_string(),
             at: Instant::now(),
             size,
         });
@@ -206,10 +218,10 @@ mod tests {
     #[test]
     fn bounded_by_count_and_age() {
         let recent = RecentAnalyses::new(limits(2, 3600), true);
-        let a = recent.remember("a", features(1.0), "v0001", "");
-        let b = recent.remember("b", features(2.0), "v0001", "");
+        let a = recent.remember("a", features(1.0), "v0001", Owner::default());
+        let b = recent.remember("b", features(2.0), "v0001", Owner::default());
         assert!(recent.get(&a).is_some());
-        let c = recent.remember("c", features(3.0), "v0002", "");
+        let c = recent.remember("c", features(3.0), "v0002", Owner::default());
         assert!(recent.get(&a).is_none(), "the oldest goes first");
         assert_eq!(recent.get(&b).map(|r| r.text.clone()), Some("b".into()));
         assert_eq!(
@@ -219,12 +231,12 @@ mod tests {
         assert_eq!(recent.len(), 2);
 
         let expiring = RecentAnalyses::new(limits(10, 0), true);
-        let id = expiring.remember("x", features(1.0), "v0001", "");
+        let id = expiring.remember("x", features(1.0), "v0001", Owner::default());
         std::thread::sleep(Duration::from_millis(5));
         assert!(expiring.get(&id).is_none(), "expired");
 
         let off = RecentAnalyses::new(limits(0, 3600), true);
-        let id = off.remember("x", features(1.0), "v0001", "");
+        let id = off.remember("x", features(1.0), "v0001", Owner::default());
         assert!(off.get(&id).is_none());
     }
 
@@ -247,7 +259,14 @@ mod tests {
         );
         // 10 KB texts: about nine fit in 100 KB, whatever the count bound says.
         let ids: Vec<String> = (0..50)
-            .map(|_| recent.remember(&"x".repeat(10_000), features(1.0), "v0001", ""))
+            .map(|_| {
+                recent.remember(
+                    &"x".repeat(10_000),
+                    features(1.0),
+                    "v0001",
+                    Owner::default(),
+                )
+            })
             .collect();
         assert!((5..10).contains(&recent.len()), "{} kept", recent.len());
         assert!(recent.get(&ids[0]).is_none(), "the oldest goes first");
@@ -259,7 +278,7 @@ mod tests {
     #[test]
     fn off_without_a_trainer() {
         let recent = RecentAnalyses::new(limits(10, 3600), false);
-        let id = recent.remember("x", features(1.0), "v0001", "");
+        let id = recent.remember("x", features(1.0), "v0001", Owner::default());
         assert!(recent.get(&id).is_none());
         assert_eq!(recent.len(), 0);
     }

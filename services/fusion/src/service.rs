@@ -42,6 +42,7 @@ impl EmpathyService for Empathy {
         &self,
         request: Request<AnalyzeRequest>,
     ) -> Result<Response<AnalyzeResponse>, Status> {
+        let tenant = empathy_common::Identity::of(&request).tenant;
         let request = request.into_inner();
         if !request.audio_pcm.is_empty() {
             return Err(Status::invalid_argument(
@@ -49,7 +50,7 @@ impl EmpathyService for Empathy {
             ));
         }
         self.metrics
-            .track("Analyze", self.analyzer.analyze(request))
+            .track("Analyze", self.analyzer.analyze(request, &tenant))
             .await
             .map(Response::new)
     }
@@ -64,6 +65,7 @@ impl EmpathyService for Empathy {
         request: Request<Streaming<AnalyzeRequest>>,
     ) -> Result<Response<Self::AnalyzeStreamStream>, Status> {
         let conversation = Conversation {
+            tenant: empathy_common::Identity::of(&request).tenant,
             analyzer: Arc::clone(&self.analyzer),
             metrics: self.metrics.clone(),
             incoming: request.into_inner(),
@@ -165,6 +167,8 @@ fn notes(manifest: &Manifest, has_service: bool, min_confidence: f32) -> Vec<Str
 
 /// One AnalyzeStream call: the turns so far, and the live audio not yet answered.
 struct Conversation {
+    /// The caller's tenant (from its key): the analyses are its own.
+    tenant: String,
     analyzer: Arc<Analyzer>,
     metrics: Metrics,
     incoming: Streaming<AnalyzeRequest>,
@@ -222,7 +226,7 @@ impl Conversation {
         let typed = req.text.trim().to_string();
         let result = self
             .metrics
-            .track("AnalyzeStream", self.analyzer.analyze(req))
+            .track("AnalyzeStream", self.analyzer.analyze(req, &self.tenant))
             .await;
         if let Ok(resp) = &result {
             let said = if typed.is_empty() {

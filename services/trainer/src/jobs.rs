@@ -22,7 +22,6 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use empathy_model::Manifest;
 use empathy_model::registry;
@@ -34,6 +33,8 @@ use tokio::sync::{broadcast, watch};
 use tonic::Status;
 
 use crate::examples;
+
+mod triggers;
 use crate::store::{FeedbackStore, JobRow, LockError, TrainingLock, now_ms};
 use crate::versions::Versions;
 
@@ -608,72 +609,6 @@ impl Trainer {
     pub fn subscribe_models(&self) -> broadcast::Receiver<ModelVersion> {
         self.models_tx.subscribe()
     }
-
-    /// Starts jobs when `after` new records are pending (0 = never) and every
-    /// `every` if any are pending (None = never).
-    pub fn spawn_triggers(self: &Arc<Self>, after: u64, every: Option<Duration>) {
-        if after > 0 {
-            let this = Arc::clone(self);
-            let mut pending = self.store.pending();
-            tokio::spawn(async move {
-                while pending.changed().await.is_ok() {
-                    let n = *pending.borrow_and_update();
-                    if n >= after && !this.running() {
-                        let reason = format!("{n} new feedback records (--train-after {after})");
-                        if let Err(e) = this.start_automatic(&reason) {
-                            tracing::debug!("not training: {}", e.message());
-                        }
-                    }
-                }
-            });
-        }
-        if let Some(every) = every {
-            let this = Arc::clone(self);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    let n = *this.store.pending().borrow();
-                    if n > 0 && !this.running() {
-                        let reason = format!("timer: {n} new feedback records");
-                        if let Err(e) = this.start_automatic(&reason) {
-                            tracing::info!("not training: {}", e.message());
-                        }
-                    }
-                }
-            });
-        }
-    }
-}
-
-impl Trainer {
-    /// Deletes feedback older than `retain`, now and then every `retain / 4` (between
-    /// a second and an hour), logging how many records went.
-    pub fn spawn_retention(self: &Arc<Self>, retain: Duration) {
-        let this = Arc::clone(self);
-        let period = (retain / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            loop {
-                tick.tick().await;
-                let store = this.store.clone();
-                let deleted =
-                    tokio::task::spawn_blocking(move || store.delete_older_than(retain)).await;
-                match deleted {
-                    Ok(Ok(0)) => {}
-                    Ok(Ok(n)) => {
-                        tracing::info!(
-                            deleted = n,
-                            "retention: deleted feedback older than {retain:?}"
-                        )
-                    }
-                    Ok(Err(e)) => tracing::error!("retention: cannot delete old feedback: {e:#}"),
-                    Err(e) => tracing::error!("retention: the delete task failed: {e}"),
-                }
-            }
-        });
-    }
 }
 
 fn serving_name(models: &Path) -> Option<String> {
@@ -719,6 +654,7 @@ pub fn state_name(state: i32) -> &'static str {
 mod tests {
     use super::*;
     use crate::test_registry::Scratch;
+    use std::time::Duration;
 
     fn job() -> Job {
         Job {

@@ -30,6 +30,7 @@
 pub mod keys;
 mod postgres;
 mod postgres_tls;
+mod postgres_url;
 mod schema;
 mod sqlite;
 
