@@ -330,22 +330,7 @@ mod tests {
         let start = png.len();
         png.extend(kind);
         png.extend(data);
-        let crc = crc32(&png[start..]);
+        let crc = crc32fast::hash(&png[start..]);
         png.extend(crc.to_be_bytes());
-    }
-
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = 0xffff_ffffu32;
-        for &b in bytes {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 {
-                    (crc >> 1) ^ 0xedb8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
     }
 }
