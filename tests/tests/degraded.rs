@@ -64,3 +64,47 @@ async fn down_encoders_are_reported_not_fatal() -> anyhow::Result<()> {
     encoder.stop(Duration::from_secs(10)).await?;
     Ok(())
 }
+
+/// SIGKILL of the encoder while a batch is in flight: every waiting request ends with
+/// UNAVAILABLE (none hangs, fusion does not fall over), and fusion answers again once
+/// an encoder is back on that address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_encoder_killed_mid_batch_degrades_then_recovers() -> anyhow::Result<()> {
+    let mut encoder = start_encoder(&[]).await?;
+    let fusion = start_fusion(&[encoder.url()], &[]).await?;
+    let c = client(&fusion).await?;
+    let long = "The wait was long, but the nurse was wonderful to me. ".repeat(20);
+    let inflight: Vec<_> = (0..16)
+        .map(|_| {
+            let (mut c, text) = (c.clone(), long.clone());
+            tokio::spawn(async move { analyze_text(&mut c, &text).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    encoder.child.start_kill()?;
+    let addr = encoder.addr.clone();
+    encoder.child.wait().await?;
+    for call in inflight {
+        let answer = tokio::time::timeout(Duration::from_secs(30), call).await??;
+        if let Err(status) = answer {
+            assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        }
+    }
+    let encoder = start_encoder(&["--listen", &addr]).await?;
+    let mut c = c;
+    let mut recovered = false;
+    for _ in 0..50 {
+        if analyze_text(&mut c, "Thank you, this is great")
+            .await
+            .is_ok()
+        {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(recovered, "fusion answers again once the encoder is back");
+    fusion.stop(Duration::from_secs(10)).await?;
+    encoder.stop(Duration::from_secs(10)).await?;
+    Ok(())
+}

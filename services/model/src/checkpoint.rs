@@ -486,4 +486,26 @@ mod tests {
         assert!(format!("{e:#}").contains(VERSION_FILE), "{e:#}");
         Ok(())
     }
+
+    /// What a writer killed mid-publish leaves (its temp directory, weights half
+    /// written) is never served; nor is a numbered version whose weights are cut short.
+    #[test]
+    fn a_publish_cut_short_is_never_served() -> anyhow::Result<()> {
+        let tmp = TempDir::new("ckpt-crash");
+        let (good, _) = save(tmp.path(), None)?;
+        let left = tmp.path().join(".tmp-4242-1");
+        std::fs::create_dir_all(&left)?;
+        std::fs::copy(good.join(MANIFEST_FILE), left.join(MANIFEST_FILE))?;
+        std::fs::write(left.join(WEIGHTS_FILE), b"half")?;
+        assert_eq!(latest_version(tmp.path())?, good);
+        // A torn copy under a version name (say, restored by hand) fails its checksum.
+        let torn = tmp.path().join("v9999");
+        std::fs::create_dir_all(&torn)?;
+        std::fs::copy(good.join(MANIFEST_FILE), torn.join(MANIFEST_FILE))?;
+        let weights = std::fs::read(good.join(WEIGHTS_FILE))?;
+        std::fs::write(torn.join(WEIGHTS_FILE), &weights[..weights.len() / 2])?;
+        assert!(FusionModel::load(&torn).is_err());
+        assert_eq!(latest_version(tmp.path())?, good);
+        Ok(())
+    }
 }
