@@ -246,6 +246,37 @@ async fn up_secure_gives_each_door_the_right_status() -> anyhow::Result<()> {
     let mut plain = EmpathyServiceClient::new(Endpoint::from_shared(plain)?.connect_lazy());
     assert_ne!(code(plain.analyze(analyze(Some(&analyst))).await), Code::Ok);
 
+    // The empathy command finds the local CA and the admin key by itself.
+    let empathy = |key: Option<&str>, args: &[&str]| -> anyhow::Result<std::process::Output> {
+        let mut command = std::process::Command::new(sibling_binary("empathy")?);
+        command
+            .args(args)
+            .env("EMPATHY_ASSETS", &assets)
+            .env("EMPATHY_ENDPOINT", &fusion_url)
+            .env("EMPATHY_TRAINER", &trainer_url)
+            .env_remove("EMPATHY_API_KEY")
+            .env_remove("EMPATHY_CA");
+        if let Some(key) = key {
+            command.env("EMPATHY_API_KEY", key);
+        }
+        Ok(command.output()?)
+    };
+    let made = empathy(
+        None,
+        &["keys", "create", "--tenant", "cli", "--role", "analyze"],
+    )?;
+    assert!(made.status.success(), "{made:?}");
+    let cli_key = String::from_utf8(made.stdout)?.trim().to_string();
+    let analysed = empathy(Some(&cli_key), &["analyze", "--text", "What a relief."])?;
+    assert!(analysed.status.success(), "{analysed:?}");
+    assert!(String::from_utf8_lossy(&analysed.stdout).contains("sentiment"));
+    let retrain = empathy(Some(&cli_key), &["retrain"])?;
+    let said = String::from_utf8_lossy(&retrain.stderr);
+    assert!(
+        !retrain.status.success() && said.contains("admin role"),
+        "{said}"
+    );
+
     // Health stays open for probes.
     let mut health = tonic_health::pb::health_client::HealthClient::new(fusion_channel);
     let check = tonic_health::pb::HealthCheckRequest {
