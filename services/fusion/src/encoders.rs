@@ -129,8 +129,11 @@ impl EncoderPool {
         routes: &mut HashMap<String, Vec<Route>>,
     ) -> Result<usize, String> {
         let (scheme, host, port) = host_port(url).map_err(|e| e.to_string())?;
-        let mut addrs: Vec<_> = tokio::net::lookup_host((host.as_str(), port))
+        // A resolver that hangs must not stall the refresh of every other URL.
+        let lookup = tokio::net::lookup_host((host.as_str(), port));
+        let mut addrs: Vec<_> = tokio::time::timeout(Duration::from_secs(2), lookup)
             .await
+            .map_err(|_| format!("resolving {host} took more than 2 s"))?
             .map_err(|e| format!("cannot resolve {host}: {e}"))?
             .collect();
         addrs.sort();

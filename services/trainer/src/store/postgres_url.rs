@@ -92,6 +92,11 @@ pub(super) fn parse(url: &str) -> anyhow::Result<(Config, Option<PathBuf>)> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
+    if config.get_options().is_none() {
+        // A statement stuck on a lock or a sick server fails instead of holding the
+        // writer (and every acknowledgement behind it) forever.
+        config.options("-c statement_timeout=60000");
+    }
     if config.get_application_name().is_none() {
         config.application_name("empathy-trainer");
     }
@@ -150,6 +155,10 @@ mod tests {
         assert_eq!(
             config.as_ref().and_then(|c| c.get_connect_timeout()),
             Some(&CONNECT_TIMEOUT)
+        );
+        assert_eq!(
+            config.as_ref().and_then(|c| c.get_options()),
+            Some("-c statement_timeout=60000")
         );
         // A Unix socket directory as a parameter.
         let config = parse("postgres://u@localhost/db?host=/run/postgresql")
