@@ -3,7 +3,7 @@
 //! answering each with its proper status. Every answer must be OK or a status that
 //! blames the caller (INVALID_ARGUMENT, NOT_FOUND) or says "too much now"
 //! (RESOURCE_EXHAUSTED); anything else (UNAVAILABLE, INTERNAL, a dropped connection)
-//! fails the run.
+//! fails the run. Callers back off after RESOURCE_EXHAUSTED, as the status asks.
 
 use std::{
     collections::BTreeMap,
@@ -47,6 +47,20 @@ struct Tally {
     /// The first message of each answer that is not acceptable, to say why.
     why: BTreeMap<(&'static str, i32), String>,
     ok_ms: Vec<f64>,
+}
+
+impl Tally {
+    fn count(&mut self, kind: &'static str, result: &Result<(), tonic::Status>, ms: f64) {
+        let code = result.as_ref().map_or_else(|s| s.code(), |()| Code::Ok);
+        *self.codes.entry((kind, code as i32)).or_default() += 1;
+        if let (Err(status), false) = (result, acceptable(code)) {
+            let first = status.message().chars().take(300).collect();
+            self.why.entry((kind, code as i32)).or_insert(first);
+        }
+        if code == Code::Ok {
+            self.ok_ms.push(ms);
+        }
+    }
 }
 
 fn acceptable(code: Code) -> bool {
@@ -101,20 +115,26 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             let (mut client, tally) = (client.clone(), Arc::clone(&tally));
             tokio::spawn(async move {
                 let mut i = w;
+                // What the refusal asks for: back off (doubling, with jitter), as a
+                // well-behaved client does; the load stays at `concurrency` callers.
+                let mut backoff = Duration::ZERO;
                 while Instant::now() < until {
                     let t = Instant::now();
                     let result = one(&mut client, i).await;
                     let ms = t.elapsed().as_secs_f64() * 1000.0;
                     let code = result.as_ref().map_or_else(|s| s.code(), |()| Code::Ok);
-                    let mut tally = tally.lock().unwrap_or_else(|p| p.into_inner());
-                    let kind = KINDS[i % KINDS.len()];
-                    *tally.codes.entry((kind, code as i32)).or_default() += 1;
-                    if let (Err(status), false) = (&result, acceptable(code)) {
-                        let first = status.message().chars().take(300).collect();
-                        tally.why.entry((kind, code as i32)).or_insert(first);
-                    }
-                    if code == Code::Ok {
-                        tally.ok_ms.push(ms);
+                    tally.lock().unwrap_or_else(|p| p.into_inner()).count(
+                        KINDS[i % KINDS.len()],
+                        &result,
+                        ms,
+                    );
+                    if code == Code::ResourceExhausted {
+                        backoff =
+                            (backoff * 2).clamp(Duration::from_millis(50), Duration::from_secs(2));
+                        let jitter = Duration::from_millis((i as u64 * 37) % 50);
+                        tokio::time::sleep(backoff + jitter).await;
+                    } else {
+                        backoff = Duration::ZERO;
                     }
                     i += args.concurrency.max(1);
                 }

@@ -27,6 +27,8 @@ pub struct BatchLimits {
     pub max_wait: Duration,
     /// Requests waiting before new ones are refused.
     pub max_queue: usize,
+    /// The longest estimated wait a new request is admitted to (see `submit`).
+    pub max_queue_wait: Duration,
 }
 
 type Reply = Result<EncodeResponse, PluginError>;
@@ -78,14 +80,15 @@ impl Load {
 pub struct Batcher {
     tx: mpsc::Sender<Job>,
     load: Arc<Load>,
+    max_queue_wait: Duration,
 }
 
 pub enum SubmitError {
     QueueFull(usize),
-    /// The queued work would take `wait`, longer than the caller's `deadline`.
+    /// The queued work would take `wait`, longer than this request may wait: `limit`.
     TooBusy {
         wait: Duration,
-        deadline: Duration,
+        limit: Duration,
     },
     Stopped,
 }
@@ -106,6 +109,7 @@ impl Batcher {
         let (tx, rx) = mpsc::channel(limits.max_queue.max(1));
         let load = Arc::new(Load::default());
         let looping = Arc::clone(&load);
+        let max_queue_wait = limits.max_queue_wait;
         tokio::spawn(batch_loop(
             rx,
             plugin,
@@ -114,22 +118,26 @@ impl Batcher {
             batch_sizes,
             looping,
         ));
-        Ok(Self { tx, load })
+        Ok(Self {
+            tx,
+            load,
+            max_queue_wait,
+        })
     }
 
     /// Queues a request and waits for its share of a batch's result; refuses it at
-    /// once if the work ahead of it would outlast `deadline`.
+    /// once if the work ahead of it would take longer than `max_queue_wait` or 80% of
+    /// the caller's `deadline` (the rest is for the trip and the model after).
     pub async fn submit(
         &self,
         request: EncodeRequest,
         deadline: Option<Duration>,
     ) -> Result<Reply, SubmitError> {
         let inputs = request.inputs.len();
-        if let Some(deadline) = deadline {
-            let wait = self.load.wait_for(inputs);
-            if wait > deadline {
-                return Err(SubmitError::TooBusy { wait, deadline });
-            }
+        let limit = deadline.map_or(self.max_queue_wait, |d| self.max_queue_wait.min(d * 4 / 5));
+        let wait = self.load.wait_for(inputs);
+        if wait > limit {
+            return Err(SubmitError::TooBusy { wait, limit });
         }
         let (reply, rx) = oneshot::channel();
         let job = Job {

@@ -61,6 +61,11 @@ struct Args {
     /// Requests queued per modality before new ones get RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = 512)]
     max_queue: usize,
+    /// Longest a request may wait in the queue (estimated from the work ahead of it)
+    /// before it is refused with RESOURCE_EXHAUSTED; also never longer than 80% of the
+    /// caller's own deadline. Keeps answers prompt under overload instead of late.
+    #[arg(long, default_value_t = 1000)]
+    max_queue_wait_ms: u64,
     #[command(flatten)]
     serve: ServeOptions,
 }
@@ -104,6 +109,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         max_inputs: args.max_batch_inputs,
         max_wait: Duration::from_millis(args.max_batch_wait_ms),
         max_queue: args.max_queue,
+        max_queue_wait: Duration::from_millis(args.max_queue_wait_ms),
     };
     let mut batchers = HashMap::new();
     let mut infos = Vec::new();

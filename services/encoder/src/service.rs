@@ -76,14 +76,12 @@ impl Inner {
             Err(SubmitError::QueueFull(n)) => Err(Status::resource_exhausted(format!(
                 "the encoder is saturated ({n} requests queued); retry with backoff"
             ))),
-            Err(SubmitError::TooBusy { wait, deadline }) => {
-                Err(Status::resource_exhausted(format!(
-                    "the encoder is at capacity: the work queued ahead would take about {:.1} s, \
-                 longer than this request's deadline of {:.1} s; retry with backoff",
-                    wait.as_secs_f64(),
-                    deadline.as_secs_f64()
-                )))
-            }
+            Err(SubmitError::TooBusy { wait, limit }) => Err(Status::resource_exhausted(format!(
+                "the encoder is at capacity: the work queued ahead would take about {:.1} s, \
+                 longer than a request may wait here ({:.1} s); retry with backoff",
+                wait.as_secs_f64(),
+                limit.as_secs_f64()
+            ))),
             Err(SubmitError::Stopped) => Err(Status::unavailable("the encoder is shutting down")),
         }
     }
