@@ -68,3 +68,41 @@ fn a_plugin_of_another_abi_version_is_refused_with_both_versions() {
         "names both versions: {stderr}"
     );
 }
+
+/// A plugin call that never returns: the encoder does not wait forever behind it, it
+/// exits (code 70) with a log line that says why, so that its supervisor starts a
+/// fresh one; the caller gets an error, not a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_call_that_hangs_ends_the_encoder_instead_of_stalling_it() -> anyhow::Result<()> {
+    use empathy_grpc::v1::{
+        EncodeInput, EncodeRequest, encoder_service_client::EncoderServiceClient,
+    };
+    let plugin = fixture("empathy_fixture_panicking");
+    let args: Vec<String> = [
+        "--insecure-plugins",
+        "--setting",
+        "hang_in_encode=1",
+        "--plugin-timeout-ms",
+        "500",
+        "--plugin",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([plugin.display().to_string()])
+    .collect();
+    let binary = sibling_binary("empathy-encoder")?;
+    let mut encoder =
+        empathy_common::launch::spawn(&binary, &args, std::time::Duration::from_secs(60)).await?;
+    let mut client = EncoderServiceClient::connect(encoder.url()).await?;
+    let request = EncodeRequest {
+        modality: "panic".into(),
+        inputs: vec![EncodeInput::default()],
+        ..EncodeRequest::default()
+    };
+    let call = tokio::time::timeout(std::time::Duration::from_secs(20), client.encode(request));
+    assert!(call.await?.is_err(), "the call must fail, not answer");
+    let exit =
+        tokio::time::timeout(std::time::Duration::from_secs(20), encoder.child.wait()).await??;
+    assert_eq!(exit.code(), Some(70), "{exit:?}");
+    Ok(())
+}

@@ -29,6 +29,8 @@ pub struct BatchLimits {
     pub max_queue: usize,
     /// The longest estimated wait a new request is admitted to (see `submit`).
     pub max_queue_wait: Duration,
+    /// The longest one plugin call may take before the encoder gives up on itself.
+    pub max_call: Duration,
 }
 
 type Reply = Result<EncodeResponse, PluginError>;
@@ -195,17 +197,28 @@ async fn batch_loop(
             }
         }
         let plugin = Arc::clone(&plugin);
-        let modality = modality.clone();
+        let name = modality.clone();
         let sizes = batch_sizes.clone();
         let taken: usize = jobs.iter().map(|j| j.inputs.len()).sum();
         // The model call is CPU-bound: run it off the async threads. One batch at a
         // time per modality; the plugin uses every core it was given.
         let started = Instant::now();
-        let done =
-            tokio::task::spawn_blocking(move || run_batches(&plugin, &modality, jobs, &sizes));
-        match done.await {
-            Ok(ran) => load.observe(ran, started.elapsed()),
-            Err(err) => tracing::error!(%err, "batch worker failed"),
+        let done = tokio::task::spawn_blocking(move || run_batches(&plugin, &name, jobs, &sizes));
+        match tokio::time::timeout(limits.max_call, done).await {
+            Ok(Ok(ran)) => load.observe(ran, started.elapsed()),
+            Ok(Err(err)) => tracing::error!(%err, "batch worker failed"),
+            // A call into a plugin cannot be cancelled, and this modality would wait
+            // behind it forever: exit, so that the supervisor starts a fresh encoder
+            // (fusion degrades meanwhile and reconnects when it is back).
+            Err(_) => {
+                tracing::error!(
+                    %modality,
+                    "the plugin did not return within {:?}: exiting so that a fresh encoder \
+                     is started (--plugin-timeout-ms)",
+                    limits.max_call
+                );
+                std::process::exit(70);
+            }
         }
         load.queued_inputs.fetch_sub(taken, Ordering::Relaxed);
     }

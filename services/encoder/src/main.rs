@@ -66,6 +66,10 @@ struct Args {
     /// caller's own deadline. Keeps answers prompt under overload instead of late.
     #[arg(long, default_value_t = 1000)]
     max_queue_wait_ms: u64,
+    /// Longest one plugin call may take; past it the encoder exits (code 70) so that
+    /// its supervisor starts a fresh one, since a stuck call cannot be cancelled.
+    #[arg(long, default_value_t = 60_000)]
+    plugin_timeout_ms: u64,
     #[command(flatten)]
     serve: ServeOptions,
 }
@@ -110,6 +114,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         max_wait: Duration::from_millis(args.max_batch_wait_ms),
         max_queue: args.max_queue,
         max_queue_wait: Duration::from_millis(args.max_queue_wait_ms),
+        max_call: Duration::from_millis(args.plugin_timeout_ms.max(1)),
     };
     let mut batchers = HashMap::new();
     let mut infos = Vec::new();
