@@ -129,16 +129,7 @@ async fn main() -> anyhow::Result<()> {
 
     let auth = match (&trainer, args.api_keys) {
         (Some(link), true) => {
-            let service = "/empathy.v1.EmpathyService/";
-            let policy = Policy::new()
-                .allow(
-                    "/empathy.v1.EmpathyService/Feedback",
-                    Door::Role(Role::Feedback),
-                )
-                .rate_limit("/empathy.v1.EmpathyService/Feedback")
-                .allow(service, Door::Role(Role::Analyze))
-                .allow("/grpc.reflection.", Door::Role(Role::Analyze));
-            AuthLayer::new(policy, Arc::new(link.clone()), args.feedback_per_minute)
+            AuthLayer::new(doors(), Arc::new(link.clone()), args.feedback_per_minute)
         }
         _ => AuthLayer::off(),
     };
@@ -166,4 +157,41 @@ async fn main() -> anyhow::Result<()> {
         auth,
     )
     .await
+}
+
+/// What each of fusion's methods needs with `--api-keys`.
+fn doors() -> Policy {
+    let analyze = Door::Role(Role::Analyze);
+    Policy::new()
+        .allow(
+            "/empathy.v1.EmpathyService/Feedback",
+            Door::Role(Role::Feedback),
+        )
+        .rate_limit("/empathy.v1.EmpathyService/Feedback")
+        .allow("/empathy.v1.EmpathyService/", analyze)
+        .allow("/grpc.reflection.v1.ServerReflection/", analyze)
+        .allow("/grpc.reflection.v1alpha.ServerReflection/", analyze)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_method_needs_the_least_role_that_may_call_it() {
+        let doors = doors();
+        let need = |path: &str| doors.door(path);
+        let analyze = Door::Role(Role::Analyze);
+        assert_eq!(need("/empathy.v1.EmpathyService/Analyze"), analyze);
+        assert_eq!(need("/empathy.v1.EmpathyService/AnalyzeStream"), analyze);
+        assert_eq!(need("/empathy.v1.EmpathyService/Info"), analyze);
+        assert_eq!(
+            need("/empathy.v1.EmpathyService/Feedback"),
+            Door::Role(Role::Feedback)
+        );
+        let reflection = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
+        assert_eq!(need(reflection), analyze);
+        assert_eq!(need("/grpc.health.v1.Health/Check"), Door::Open);
+        assert_eq!(need("/some.Other/Thing"), Door::Role(Role::Admin));
+    }
 }
