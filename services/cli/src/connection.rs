@@ -13,8 +13,9 @@ use tonic::{
 /// Flags every command takes.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct Credentials {
-    /// The API key to call with (`empathy keys create` makes one). Default: the admin
-    /// key `empathy up --secure` wrote under <assets>/secure, if this user can read it.
+    /// The API key to call with (`empathy keys create` makes one). Default, for an
+    /// https server checked against the local CA only: the admin key `empathy up
+    /// --secure` wrote under <assets>/secure, if this user can read it.
     #[arg(long, env = "EMPATHY_API_KEY", hide_env_values = true, global = true)]
     pub api_key: Option<String>,
     /// The CA certificate (PEM) that signs the server's. Default: the local CA that
@@ -58,11 +59,14 @@ impl Interceptor for WithKey {
     }
 }
 
-fn key() -> anyhow::Result<WithKey> {
+/// The key given, else the local admin key, but only for a server whose certificate
+/// the local CA signed: it never leaves for another host, nor in plaintext.
+fn key(local_ca: bool) -> anyhow::Result<WithKey> {
     let given = CREDENTIALS.get().and_then(|c| c.api_key.clone());
     let key = given.or_else(|| {
-        std::fs::read_to_string(secure_dir().join("admin.key"))
-            .ok()
+        local_ca
+            .then(|| std::fs::read_to_string(secure_dir().join("admin.key")).ok())
+            .flatten()
             .map(|k| k.trim().to_string())
     });
     let value = key
@@ -80,10 +84,11 @@ pub async fn connect(url: &str, what: &str) -> anyhow::Result<Conn> {
     let mut endpoint = Endpoint::from_shared(url.to_string())
         .with_context(|| format!("{url:?} is not a URL"))?
         .connect_timeout(std::time::Duration::from_secs(5));
-    if url.starts_with("https://") {
-        let ca = CREDENTIALS
-            .get()
-            .and_then(|c| c.ca.clone())
+    let given_ca = CREDENTIALS.get().and_then(|c| c.ca.clone());
+    let https = url.starts_with("https://");
+    if https {
+        let ca = given_ca
+            .clone()
             .unwrap_or_else(|| secure_dir().join("ca.pem"));
         let pem = std::fs::read(&ca).with_context(|| {
             format!(
@@ -103,5 +108,8 @@ pub async fn connect(url: &str, what: &str) -> anyhow::Result<Conn> {
         };
         format!("cannot reach {what} at {url}; is `empathy up` running?{hint}")
     })?;
-    Ok(InterceptedService::new(channel, key()?))
+    Ok(InterceptedService::new(
+        channel,
+        key(https && given_ca.is_none())?,
+    ))
 }
