@@ -1,8 +1,9 @@
-//! Privacy end to end: `empathy forget` against the real trainer on SQLite removes what
-//! it says it removed, from the table and from the bytes of the database file.
+//! Privacy end to end: `empathy forget` against the real trainer on SQLite and a real
+//! fusion removes what it says it removed: from the table, from the bytes of the
+//! database file, and from fusion's memory of recent analyses.
 //!
-//! Needs the binaries (cargo build -p empathy-trainer -p empathy-cli) and a model under
-//! assets/models (the trainer checks which version made each analysis).
+//! Needs the binaries (cargo build --workspace) and a model under assets/models (the
+//! trainer checks which version made each analysis).
 
 mod support;
 
@@ -10,8 +11,11 @@ use std::path::Path;
 use std::process::Command;
 
 use empathy_common::launch::sibling_binary;
-use empathy_grpc::v1::ForgetRequest;
-use support::{feedback_record, registry_copy, start_trainer_on, temp_dir, trainer_client};
+use empathy_grpc::v1::{AnalyzeRequest, FeedbackRequest, ForgetRequest};
+use support::{
+    client as fusion_client, feedback_record, registry_copy, start_encoder, start_fusion,
+    start_trainer_on, temp_dir, trainer_client,
+};
 
 const SUBJECT: &str = "subject-e2e-7";
 
@@ -53,10 +57,24 @@ async fn forget_removes_a_subjects_feedback_from_the_database_file() -> anyhow::
         .await?;
     assert_eq!(rows(&database, SUBJECT)?, 3);
     assert!(file_holds(&database, "private-1")?);
+    // Two analyses of the subject that fusion keeps in memory for feedback.
+    let encoder = start_encoder(&[]).await?;
+    let fusion = start_fusion(&[encoder.url()], &["--trainer", &trainer.url()]).await?;
+    let mut analyses = fusion_client(&fusion).await?;
+    let mut ids = Vec::new();
+    for text in ["I could not sleep again.", "The pain is worse at night."] {
+        let request = AnalyzeRequest {
+            text: text.into(),
+            subject_id: SUBJECT.into(),
+            ..AnalyzeRequest::default()
+        };
+        ids.push(analyses.analyze(request).await?.into_inner().analysis_id);
+    }
 
     // The command a data-protection officer runs, and what it says it did.
     let out = Command::new(sibling_binary("empathy")?)
         .args(["forget", "--subject", SUBJECT, "--trainer", &trainer.url()])
+        .args(["--fusion", &fusion.url()])
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -70,6 +88,20 @@ async fn forget_removes_a_subjects_feedback_from_the_database_file() -> anyhow::
         )),
         "{stdout}"
     );
+    assert!(
+        stdout.contains(&format!(
+            "dropped 2 recent analysis(es) of subject {SUBJECT}"
+        )),
+        "{stdout}"
+    );
+    // Fusion no longer knows them: feedback on one finds nothing.
+    let late = FeedbackRequest {
+        analysis_id: ids[0].clone(),
+        sentiment: "negative".into(),
+        ..FeedbackRequest::default()
+    };
+    let refused = analyses.feedback(late).await.err().map(|s| s.code());
+    assert_eq!(refused, Some(tonic::Code::NotFound));
 
     // Measured: gone from the table and from the file's bytes, the other record kept.
     assert_eq!(rows(&database, SUBJECT)?, 0);

@@ -7,7 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure};
 use empathy_grpc::v1::{
-    FeedbackFilter, ForgetRequest, PurgeFeedbackRequest, ResumeTrainingRequest,
+    FeedbackFilter, ForgetAnalysesRequest, ForgetRequest, PurgeFeedbackRequest,
+    ResumeTrainingRequest,
 };
 
 use crate::learn::TrainerEndpoint;
@@ -19,6 +20,13 @@ pub struct ForgetArgs {
     subject: String,
     #[command(flatten)]
     endpoint: TrainerEndpoint,
+    /// Fusion, which keeps recent analyses in memory for feedback.
+    #[arg(
+        long = "fusion",
+        env = "EMPATHY_ENDPOINT",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    fusion: String,
 }
 
 pub async fn forget(args: ForgetArgs) -> anyhow::Result<()> {
@@ -46,11 +54,31 @@ pub async fn forget(args: ForgetArgs) -> anyhow::Result<()> {
             done.trained_into.join(", ")
         );
     }
-    println!(
-        "not deleted here: fusion's recent-analyses memory keeps this subject's latest \
-         analyses (features and text) until they expire (fusion's --recent-max-age-s, 1 h \
-         by default) or a restart"
-    );
+    // Fusion's memory of recent analyses holds their features and text too.
+    let request = ForgetAnalysesRequest {
+        subject_id: args.subject.clone(),
+    };
+    match crate::connect(&args.fusion).await {
+        Ok(mut fusion) => match fusion.forget_analyses(request).await {
+            Ok(r) => println!(
+                "dropped {} recent analysis(es) of subject {} from fusion's memory at {}",
+                r.into_inner().dropped,
+                args.subject,
+                args.fusion
+            ),
+            Err(s) => bail!(
+                "fusion at {} did not drop the subject's recent analyses ({}: {}); they \
+                 expire within its --recent-max-age-s (1 h by default)",
+                args.fusion,
+                s.code(),
+                s.message()
+            ),
+        },
+        Err(e) => bail!(
+            "{e:#}: the subject's recent analyses in fusion's memory were not dropped; they \
+             expire within its --recent-max-age-s (1 h by default)"
+        ),
+    }
     Ok(())
 }
 

@@ -168,6 +168,10 @@ fn doors() -> Policy {
             Door::Role(Role::Feedback),
         )
         .rate_limit("/empathy.v1.EmpathyService/Feedback")
+        .allow(
+            "/empathy.v1.EmpathyService/ForgetAnalyses",
+            Door::Role(Role::Admin),
+        )
         .allow("/empathy.v1.EmpathyService/", analyze)
         .allow("/grpc.reflection.v1.ServerReflection/", analyze)
         .allow("/grpc.reflection.v1alpha.ServerReflection/", analyze)
@@ -192,6 +196,8 @@ mod tests {
         let reflection = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
         assert_eq!(need(reflection), analyze);
         assert_eq!(need("/grpc.health.v1.Health/Check"), Door::Open);
+        let forget = "/empathy.v1.EmpathyService/ForgetAnalyses";
+        assert_eq!(need(forget), Door::Role(Role::Admin));
         assert_eq!(need("/some.Other/Thing"), Door::Role(Role::Admin));
     }
 }

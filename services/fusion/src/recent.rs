@@ -173,6 +173,22 @@ impl RecentAnalyses {
         inner.by_id.get(id).cloned()
     }
 
+    /// Drops every analysis of `subject_id` (their ids leave the order as they come
+    /// to its front); returns how many.
+    pub fn forget(&self, subject_id: &str) -> usize {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (before, mut freed) = (inner.by_id.len(), 0);
+        inner.by_id.retain(|_, e| {
+            let keep = e.subject_id != subject_id;
+            if !keep {
+                freed += e.size;
+            }
+            keep
+        });
+        inner.bytes -= freed;
+        before - inner.by_id.len()
+    }
+
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.inner
@@ -281,5 +297,21 @@ mod tests {
         let id = recent.remember("x", features(1.0), "v0001", Owner::default());
         assert!(recent.get(&id).is_none());
         assert_eq!(recent.len(), 0);
+    }
+
+    #[test]
+    fn forgetting_a_subject_drops_its_analyses_only() {
+        let recent = RecentAnalyses::new(limits(10, 3600), true);
+        let of = |subject_id| Owner {
+            tenant: "default",
+            subject_id,
+        };
+        let a = recent.remember("a", features(1.0), "v0001", of("patient-1"));
+        let b = recent.remember("b", features(2.0), "v0001", of("patient-2"));
+        let c = recent.remember("c", features(3.0), "v0001", of("patient-1"));
+        assert_eq!(recent.forget("patient-1"), 2);
+        assert!(recent.get(&a).is_none() && recent.get(&c).is_none());
+        assert!(recent.get(&b).is_some());
+        assert_eq!(recent.forget("patient-1"), 0);
     }
 }

@@ -8,8 +8,9 @@ use std::{
 
 use empathy_common::Metrics;
 use empathy_grpc::v1::{
-    AnalyzeRequest, AnalyzeResponse, FeedbackRequest, FeedbackResponse, InfoRequest, InfoResponse,
-    ModalityStatus, Turn, empathy_service_server::EmpathyService,
+    AnalyzeRequest, AnalyzeResponse, FeedbackRequest, FeedbackResponse, ForgetAnalysesRequest,
+    ForgetAnalysesResponse, InfoRequest, InfoResponse, ModalityStatus, Turn,
+    empathy_service_server::EmpathyService,
 };
 use empathy_model::Manifest;
 use empathy_proto::{EMOTION_LABELS, SENTIMENT_LABELS, modality::SITUATION};
@@ -90,6 +91,21 @@ impl EmpathyService for Empathy {
             .track("Feedback", work)
             .await
             .map(Response::new)
+    }
+
+    async fn forget_analyses(
+        &self,
+        request: Request<ForgetAnalysesRequest>,
+    ) -> Result<Response<ForgetAnalysesResponse>, Status> {
+        let subject = request.into_inner().subject_id;
+        if subject.trim().is_empty() {
+            return Err(Status::invalid_argument(
+                "subject_id is empty: give the id the analyses were sent with",
+            ));
+        }
+        let dropped = self.analyzer.recent.forget(&subject) as u64;
+        tracing::info!(dropped, "forgot a subject's analyses");
+        Ok(Response::new(ForgetAnalysesResponse { dropped }))
     }
 
     async fn info(&self, _: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
