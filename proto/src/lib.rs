@@ -45,3 +45,29 @@ impl v1::EncodeRequest {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::v1::AnalyzeRequest;
+
+    /// Media decoded from a received buffer is a view of that buffer, not a copy: a
+    /// 25 MiB clip costs its bytes once on the request path.
+    #[test]
+    fn media_is_decoded_without_a_copy() -> Result<(), prost::DecodeError> {
+        let request = AnalyzeRequest {
+            image: vec![7u8; 1 << 20].into(),
+            audio: vec![9u8; 1 << 20].into(),
+            ..AnalyzeRequest::default()
+        };
+        let wire = prost::bytes::Bytes::from(request.encode_to_vec());
+        let decoded = AnalyzeRequest::decode(wire.clone())?;
+        let inside = |p: *const u8| wire.as_ptr_range().contains(&p);
+        assert!(inside(decoded.image.as_ptr()), "the image was copied");
+        assert!(inside(decoded.audio.as_ptr()), "the audio was copied");
+        // Handing it on (fusion to the encoder, a retry) shares it too.
+        assert_eq!(decoded.image.clone().as_ptr(), decoded.image.as_ptr());
+        Ok(())
+    }
+}
