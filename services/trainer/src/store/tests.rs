@@ -1,0 +1,220 @@
+//! The store against SQLite (and PostgreSQL when `EMPATHY_TEST_POSTGRES_URL` is set).
+
+use empathy_proto::v1::FeedbackRequest;
+
+use super::*;
+use crate::store::privacy::tests::{forgets, pauses, purges};
+
+pub(super) fn record(i: usize) -> FeedbackRecord {
+    let mut r = FeedbackRecord {
+        feedback: Some(FeedbackRequest {
+            analysis_id: format!("a{i}"),
+            sentiment: "positive".into(),
+            ..FeedbackRequest::default()
+        }),
+        text: format!("text {i}"),
+        ..FeedbackRecord::default()
+    };
+    if i == 3 {
+        r.feedback.get_or_insert_default().note = "a\0b".into();
+    }
+    r
+}
+
+/// The whole API on one backend, from async code (as the trainer calls it): 40
+/// concurrent submissions, reopen, read back, jobs and the trained_through mark.
+async fn exercise(database: &Database) -> anyhow::Result<FeedbackStore> {
+    {
+        let store = FeedbackStore::open_database(database, 64)?;
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store.submit(format!("id{i}"), record(i)).await
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        assert_eq!(store.count()?, 40);
+    }
+    let store = FeedbackStore::open_database(database, 64)?;
+    let all = store.read_all(i64::MAX)?;
+    assert_eq!(all.len(), 40);
+    assert!(
+        all.windows(2).all(|w| w[0].seq < w[1].seq),
+        "not in seq order"
+    );
+    assert_eq!(
+        all[7].record.text,
+        format!("text {}", all[7].id[2..].parse::<usize>()?)
+    );
+    assert_eq!(store.last_seq()?, all[39].seq);
+    // A NUL in a client's text is kept exactly in the record (PostgreSQL's side
+    // columns cannot hold it; the group it came with was stored all the same).
+    let odd = all.iter().find(|s| s.id == "id3").map(|s| s.record.clone());
+    assert_eq!(
+        odd.and_then(|r| r.feedback).map(|f| f.note),
+        Some("a\0b".into())
+    );
+    assert_eq!(*store.pending().borrow(), 40);
+    let through = all[29].seq;
+    store.record_job(
+        &JobRow {
+            id: "j".into(),
+            state: "PUBLISHED".into(),
+            started_unix_ms: 1,
+            ..JobRow::default()
+        },
+        Some(through),
+    )?;
+    assert_eq!(store.refresh_pending()?, 10);
+    // trained_through only grows; a job recorded twice is one row.
+    for state in ["RUNNING", "REJECTED"] {
+        store.record_job(
+            &JobRow {
+                id: "k".into(),
+                state: state.into(),
+                started_unix_ms: 2,
+                ..JobRow::default()
+            },
+            Some(1),
+        )?;
+    }
+    assert_eq!(store.refresh_pending()?, 10);
+    let jobs = store.jobs(5)?;
+    assert_eq!(
+        jobs.iter()
+            .map(|j| (j.id.as_str(), j.state.as_str()))
+            .collect::<Vec<_>>(),
+        [("k", "REJECTED"), ("j", "PUBLISHED")]
+    );
+    Ok(store)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_reopens_and_counts_pending() -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("empathy-store-{}", uuid::Uuid::new_v4()));
+    let store = exercise(&Database::Sqlite(dir.join("feedback.sqlite"))).await?;
+    // SQLite: no database lock, so two at once are both granted (the trainer's own
+    // one-job rule is what refuses the second).
+    let (a, b) = (store.training_lock(), store.training_lock());
+    assert!(a.is_ok() && b.is_ok());
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// The same on PostgreSQL, when `EMPATHY_TEST_POSTGRES_URL` names a database this
+/// test may empty (its feedback, jobs and meta tables are dropped first). The
+/// end-to-end test tests/tests/postgres.rs always runs against a real server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_reopens_and_counts_pending_on_postgres() -> anyhow::Result<()> {
+    let Ok(url) = std::env::var("EMPATHY_TEST_POSTGRES_URL") else {
+        eprintln!("not run: set EMPATHY_TEST_POSTGRES_URL to a scratch PostgreSQL database");
+        return Ok(());
+    };
+    // A feedback table from before the added columns: opening migrates it.
+    postgres_batch(&url, &format!("{DROP_ALL}; {OLD_FEEDBACK_TABLE}"))?;
+    let database = Database::parse(&url)?;
+    let store = exercise(&database).await?;
+    // One job at a time across the database; released when dropped.
+    let lock = store.training_lock();
+    assert!(lock.is_ok(), "{:?}", lock.err());
+    assert!(matches!(store.training_lock(), Err(LockError::Busy)));
+    drop(lock);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while store.training_lock().is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lock was not released"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(store);
+    postgres_batch(&url, DROP_ALL)?;
+    purges(&database).await?;
+    postgres_batch(&url, DROP_ALL)?;
+    forgets(&database).await?;
+    postgres_batch(&url, DROP_ALL)?;
+    pauses(&database)?;
+    Ok(())
+}
+
+const DROP_ALL: &str = "DROP TABLE IF EXISTS feedback, jobs, meta, training_pause";
+
+/// The feedback table as databases made before issue 12 have it.
+const OLD_FEEDBACK_TABLE: &str = "CREATE TABLE feedback (\
+     seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id TEXT NOT NULL UNIQUE, \
+     received_unix_ms BIGINT NOT NULL, analysis_id TEXT NOT NULL, \
+     model_version TEXT NOT NULL, sentiment TEXT NOT NULL, emotion TEXT NOT NULL, \
+     rating INTEGER NOT NULL, note TEXT NOT NULL, text TEXT NOT NULL, \
+     record BYTEA NOT NULL)";
+
+/// Runs `sql` on the PostgreSQL database at `url` (on a thread of its own: the
+/// client must not run inside the test's runtime).
+fn postgres_batch(url: &str, sql: &str) -> anyhow::Result<()> {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || -> anyhow::Result<()> {
+        let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls)?;
+        c.batch_execute(&sql)?;
+        Ok(())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the cleanup thread panicked"))?
+}
+
+#[tokio::test]
+async fn a_full_queue_is_refused_not_grown() -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("empathy-store-{}", uuid::Uuid::new_v4()));
+    let store = FeedbackStore::open(&dir.join("f.sqlite"), 1)?;
+    // Many at once on a queue of one: some are refused, every accepted one is stored.
+    let results =
+        futures::future::join_all((0..200).map(|i| store.submit(format!("id{i}"), record(i))))
+            .await;
+    let stored = results.iter().filter(|r| r.is_ok()).count();
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(SubmitError::QueueFull(_))))
+        .count();
+    assert_eq!(stored + refused, 200);
+    assert!(refused > 0, "nothing refused");
+    assert_eq!(store.count()? as usize, stored);
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+#[test]
+fn databases_from_the_flag() {
+    assert_eq!(
+        Database::parse("f.db").ok(),
+        Some(Database::Sqlite(PathBuf::from("f.db")))
+    );
+    assert_eq!(
+        Database::parse("sqlite:///tmp/f.db").ok(),
+        Some(Database::Sqlite(PathBuf::from("/tmp/f.db")))
+    );
+    assert_eq!(
+        Database::parse("postgres://u@h:5433/db").ok(),
+        Some(Database::Postgres("postgres://u@h:5433/db".into()))
+    );
+    assert_eq!(
+        Database::parse("PostgreSQL://u:pw@h/db").ok(),
+        Some(Database::Postgres("postgresql://u:pw@h/db".into()))
+    );
+    let shown = Database::parse("postgres://u:s3cret@h/db")
+        .map(|d| d.to_string())
+        .ok();
+    assert_eq!(shown.as_deref(), Some("postgres://u:***@h/db"));
+    // Refused, and the refusal does not print the password.
+    for bad in [
+        "mysql://u:s3cret@h/db",
+        "postgres://u:s3cret@h:notaport/db",
+        "postgres://h/db",
+    ] {
+        let err = Database::parse(bad).err().map(|e| format!("{e:#}"));
+        assert!(
+            err.as_ref().is_some_and(|e| !e.contains("s3cret")),
+            "{bad}: {err:?}"
+        );
+    }
+}
