@@ -18,12 +18,8 @@ use crate::train::{embed, load_text_plugin, predict_texts};
 pub struct EvalArgs {
     #[arg(long)]
     data: PathBuf,
-    #[arg(
-        long,
-        env = "EMPATHY_ENDPOINT",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    endpoint: String,
+    #[command(flatten)]
+    fusion: empathy_cli::FusionEndpoint,
     /// Requests in flight at once.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
@@ -50,7 +46,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     let texts: Vec<String> = examples.iter().map(|(e, _)| e.text.clone()).collect();
     let predicted = match &args.model {
         Some(dir) => predict_in_process(&args.assets, dir, &texts)?,
-        None => predict_on_server(&args.endpoint, args.concurrency, texts).await?,
+        None => predict_on_server(&args.fusion.endpoint, args.concurrency, texts).await?,
     };
     let mut confusion = Confusion::new(SENTIMENT_LABELS.len());
     let mut by_kind: BTreeMap<&str, (usize, usize)> = BTreeMap::new();

@@ -31,12 +31,8 @@ pub struct AnalyzeArgs {
     /// deletes it.
     #[arg(long, default_value = "")]
     subject: String,
-    #[arg(
-        long,
-        env = "EMPATHY_ENDPOINT",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    endpoint: String,
+    #[command(flatten)]
+    fusion: crate::FusionEndpoint,
     /// Deadline for the whole call, in milliseconds.
     #[arg(long, default_value_t = 30_000)]
     timeout_ms: u64,
@@ -62,7 +58,7 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
         ..Default::default()
     });
     request.set_timeout(std::time::Duration::from_millis(args.timeout_ms));
-    let mut client = crate::connect(&args.endpoint).await?;
+    let mut client = args.fusion.connect().await?;
     let response = client
         .analyze(request)
         .await

@@ -16,12 +16,8 @@ use futures::StreamExt;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    #[arg(
-        long,
-        env = "EMPATHY_ENDPOINT",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    endpoint: String,
+    #[command(flatten)]
+    fusion: crate::FusionEndpoint,
     /// The encoder behind it, for the baseline.
     #[arg(long, default_value = "http://127.0.0.1:50061")]
     encoder_endpoint: String,
@@ -60,7 +56,7 @@ fn describe(name: &str, mut times: Vec<Duration>) -> f64 {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let mut fusion = crate::connect(&args.endpoint).await?;
+    let mut fusion = args.fusion.connect().await?;
     let mut encoder = EncoderServiceClient::connect(args.encoder_endpoint.clone())
         .await
         .with_context(|| format!("cannot reach the encoder at {}", args.encoder_endpoint))?;

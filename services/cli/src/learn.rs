@@ -48,16 +48,12 @@ pub struct FeedbackArgs {
     /// `--subject`, if it had one.
     #[arg(long, default_value = "")]
     subject: String,
-    #[arg(
-        long,
-        env = "EMPATHY_ENDPOINT",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    endpoint: String,
+    #[command(flatten)]
+    fusion: crate::FusionEndpoint,
 }
 
 pub async fn feedback(args: FeedbackArgs) -> anyhow::Result<()> {
-    let mut client = crate::connect(&args.endpoint).await?;
+    let mut client = args.fusion.connect().await?;
     let response = client
         .feedback(FeedbackRequest {
             analysis_id: args.analysis_id.clone(),

@@ -14,6 +14,24 @@ pub mod privacy;
 
 use empathy_grpc::v1::empathy_service_client::EmpathyServiceClient;
 
+/// The public EmpathyService a command talks to.
+#[derive(clap::Args, Clone, Debug)]
+pub struct FusionEndpoint {
+    /// The empathy server (`empathy up` starts it here).
+    #[arg(
+        long,
+        env = "EMPATHY_ENDPOINT",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub endpoint: String,
+}
+
+impl FusionEndpoint {
+    pub async fn connect(&self) -> anyhow::Result<Client> {
+        connect(&self.endpoint).await
+    }
+}
+
 /// A client of the public EmpathyService.
 pub type Client = EmpathyServiceClient<connection::Conn>;
 

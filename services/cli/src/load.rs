@@ -16,12 +16,8 @@ use tonic::Code;
 
 #[derive(clap::Args)]
 pub struct LoadArgs {
-    #[arg(
-        long,
-        env = "EMPATHY_ENDPOINT",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    endpoint: String,
+    #[command(flatten)]
+    fusion: crate::FusionEndpoint,
     /// Requests in flight.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
@@ -107,7 +103,7 @@ async fn one(client: &mut crate::Client, i: usize) -> Result<(), tonic::Status> 
 }
 
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
-    let client = crate::connect(&args.endpoint).await?;
+    let client = args.fusion.connect().await?;
     let tally = Arc::new(Mutex::new(Tally::default()));
     let until = Instant::now() + Duration::from_secs(args.duration);
     let workers: Vec<_> = (0..args.concurrency.max(1))
