@@ -129,13 +129,8 @@ impl EncoderPool {
         routes: &mut HashMap<String, Vec<Route>>,
     ) -> Result<usize, String> {
         let (scheme, host, port) = host_port(url).map_err(|e| e.to_string())?;
-        // A resolver that hangs must not stall the refresh of every other URL.
         let lookup = tokio::net::lookup_host((host.as_str(), port));
-        let mut addrs: Vec<_> = tokio::time::timeout(Duration::from_secs(2), lookup)
-            .await
-            .map_err(|_| format!("resolving {host} took more than 2 s"))?
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
-            .collect();
+        let mut addrs: Vec<_> = resolve(&host, lookup).await?.collect();
         addrs.sort();
         addrs.dedup();
         let mut answered = 0;
@@ -292,6 +287,22 @@ async fn call(
     }
 }
 
+/// How long a name may take to resolve: a resolver that hangs must not stall the
+/// refresh of every other URL.
+const DNS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The addresses `lookup` finds for `host`, or why not (an error, or no answer in
+/// `DNS_TIMEOUT`).
+async fn resolve<I>(
+    host: &str,
+    lookup: impl std::future::Future<Output = std::io::Result<I>>,
+) -> Result<I, String> {
+    tokio::time::timeout(DNS_TIMEOUT, lookup)
+        .await
+        .map_err(|_| format!("resolving {host} took more than {DNS_TIMEOUT:?}"))?
+        .map_err(|e| format!("cannot resolve {host}: {e}"))
+}
+
 /// ("http", host, port) of an encoder URL; refuses what cannot be an endpoint.
 fn host_port(url: &str) -> anyhow::Result<(String, String, u16)> {
     let uri: http::Uri = url
@@ -325,6 +336,18 @@ fn describe(endpoint: &str, status: &tonic::Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_resolver_that_hangs_fails_the_lookup_in_time() {
+        let hung = std::future::pending::<std::io::Result<std::vec::IntoIter<u8>>>();
+        let answer = tokio::time::timeout(Duration::from_secs(10), resolve("stuck", hung)).await;
+        let err = answer.ok().and_then(Result::err);
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("resolving stuck took more than")),
+            "{err:?}"
+        );
+    }
 
     #[test]
     fn encoder_urls_are_checked_at_start() {
