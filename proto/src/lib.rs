@@ -20,6 +20,19 @@ pub const EMOTION_LABELS: [&str; 7] = [
     "anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral",
 ];
 
+/// A tenant name: 1-64 of a-z, 0-9, '-', '_' (it names a directory of the model
+/// registry and travels in the `x-empathy-tenant` header in local insecure mode).
+pub fn is_tenant_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// The gRPC metadata key that names the tenant when a server checks no API keys.
+pub const TENANT_HEADER: &str = "x-empathy-tenant";
+
 /// Well-known modality names.
 pub mod modality {
     pub const TEXT: &str = "text";

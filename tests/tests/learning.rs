@@ -174,6 +174,7 @@ async fn trainer_refuses_bad_feedback_floods_and_a_second_job() -> anyhow::Resul
     let first = client
         .start_training(StartTrainingRequest {
             reason: "test".into(),
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -384,6 +385,7 @@ async fn corrections_become_a_new_version_served_without_a_failed_request() -> a
     let job = tc
         .start_training(StartTrainingRequest {
             reason: "e2e".into(),
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -605,7 +607,10 @@ async fn a_full_disk_fails_the_job_and_serving_goes_on() -> anyhow::Result<()> {
     )
     .await?;
     let mut client = trainer_client(&trainer).await?;
-    let before = client.list_models(ListModelsRequest {}).await?.into_inner();
+    let before = client
+        .list_models(ListModelsRequest::default())
+        .await?
+        .into_inner();
     for i in 0..4 {
         client
             .submit_feedback(feedback_record(&format!("full-{i}"), "positive", i))
@@ -623,7 +628,10 @@ async fn a_full_disk_fails_the_job_and_serving_goes_on() -> anyhow::Result<()> {
         "{}",
         end.message
     );
-    let after = client.list_models(ListModelsRequest {}).await?.into_inner();
+    let after = client
+        .list_models(ListModelsRequest::default())
+        .await?
+        .into_inner();
     let names = |r: &ListModelsResponse| -> Vec<(String, bool)> {
         r.versions
             .iter()
@@ -723,7 +731,7 @@ async fn a_full_feedback_disk_refuses_records_clearly_and_recovers() -> anyhow::
         refused.message()
     );
     // Still serving, and still refusing while the disk is full.
-    client.list_models(ListModelsRequest {}).await?;
+    client.list_models(ListModelsRequest::default()).await?;
     let again = client
         .submit_feedback(feedback_record("still-full", "neutral", 1))
         .await

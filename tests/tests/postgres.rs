@@ -434,6 +434,7 @@ async fn two_trainers_share_a_database_and_train_one_at_a_time() -> anyhow::Resu
     let job = ca
         .start_training(StartTrainingRequest {
             reason: "postgres e2e".into(),
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -612,6 +613,7 @@ async fn a_job_that_loses_the_training_lock_publishes_nothing() -> anyhow::Resul
     let job = client
         .start_training(StartTrainingRequest {
             reason: "lost lock e2e".into(),
+            ..Default::default()
         })
         .await?
         .into_inner();

@@ -209,6 +209,7 @@ async fn up_secure_gives_each_door_the_right_status() -> anyhow::Result<()> {
     // The trainer's admin doors: no key, a lesser role, the admin.
     let train = || StartTrainingRequest {
         reason: "e2e".into(),
+        ..Default::default()
     };
     assert_eq!(
         code(trainer.start_training(with_key(train(), None)).await),
@@ -216,6 +217,7 @@ async fn up_secure_gives_each_door_the_right_status() -> anyhow::Result<()> {
     );
     let rollback = RollbackRequest {
         version: "v0001".into(),
+        ..Default::default()
     };
     assert_eq!(
         code(trainer.rollback(with_key(rollback, Some(&corrector))).await),

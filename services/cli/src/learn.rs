@@ -93,6 +93,7 @@ pub async fn retrain(args: RetrainArgs) -> anyhow::Result<()> {
     let job = client
         .start_training(StartTrainingRequest {
             reason: "empathy retrain".into(),
+            ..Default::default()
         })
         .await
         .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
@@ -150,7 +151,7 @@ pub struct ModelsArgs {
 pub async fn models(args: ModelsArgs) -> anyhow::Result<()> {
     let mut client = args.endpoint.connect().await?;
     let versions = client
-        .list_models(ListModelsRequest {})
+        .list_models(ListModelsRequest::default())
         .await
         .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
         .into_inner()
@@ -194,6 +195,7 @@ pub async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
     let v = client
         .rollback(RollbackRequest {
             version: args.version,
+            ..Default::default()
         })
         .await
         .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?

@@ -164,7 +164,7 @@ pub struct ResumeArgs {
 pub async fn resume(args: ResumeArgs) -> anyhow::Result<()> {
     let mut client = args.endpoint.connect().await?;
     let status = client
-        .resume_training(ResumeTrainingRequest {})
+        .resume_training(ResumeTrainingRequest::default())
         .await
         .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
         .into_inner();

@@ -169,6 +169,10 @@ fn doors() -> Policy {
         )
         .rate_limit("/empathy.v1.EmpathyService/Feedback")
         .allow(
+            "/empathy.v1.EmpathyService/SuggestLabels",
+            Door::Role(Role::Feedback),
+        )
+        .allow(
             "/empathy.v1.EmpathyService/ForgetAnalyses",
             Door::Role(Role::Admin),
         )
@@ -196,6 +200,10 @@ mod tests {
         let reflection = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
         assert_eq!(need(reflection), analyze);
         assert_eq!(need("/grpc.health.v1.Health/Check"), Door::Open);
+        assert_eq!(
+            need("/empathy.v1.EmpathyService/SuggestLabels"),
+            Door::Role(Role::Feedback)
+        );
         let forget = "/empathy.v1.EmpathyService/ForgetAnalyses";
         assert_eq!(need(forget), Door::Role(Role::Admin));
         assert_eq!(need("/some.Other/Thing"), Door::Role(Role::Admin));

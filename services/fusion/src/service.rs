@@ -9,8 +9,8 @@ use std::{
 use empathy_common::Metrics;
 use empathy_grpc::v1::{
     AnalyzeRequest, AnalyzeResponse, FeedbackRequest, FeedbackResponse, ForgetAnalysesRequest,
-    ForgetAnalysesResponse, InfoRequest, InfoResponse, ModalityStatus, Turn,
-    empathy_service_server::EmpathyService,
+    ForgetAnalysesResponse, InfoRequest, InfoResponse, ModalityStatus, SuggestLabelsRequest,
+    SuggestLabelsResponse, Turn, empathy_service_server::EmpathyService,
 };
 use empathy_model::Manifest;
 use empathy_proto::{EMOTION_LABELS, SENTIMENT_LABELS, modality::SITUATION};
@@ -43,7 +43,7 @@ impl EmpathyService for Empathy {
         &self,
         request: Request<AnalyzeRequest>,
     ) -> Result<Response<AnalyzeResponse>, Status> {
-        let tenant = empathy_common::Identity::of(&request).tenant;
+        let tenant = empathy_common::Identity::of(&request)?.tenant;
         let request = request.into_inner();
         if !request.audio_pcm.is_empty() {
             return Err(Status::invalid_argument(
@@ -66,7 +66,7 @@ impl EmpathyService for Empathy {
         request: Request<Streaming<AnalyzeRequest>>,
     ) -> Result<Response<Self::AnalyzeStreamStream>, Status> {
         let conversation = Conversation {
-            tenant: empathy_common::Identity::of(&request).tenant,
+            tenant: empathy_common::Identity::of(&request)?.tenant,
             analyzer: Arc::clone(&self.analyzer),
             metrics: self.metrics.clone(),
             incoming: request.into_inner(),
@@ -85,7 +85,7 @@ impl EmpathyService for Empathy {
         request: Request<FeedbackRequest>,
     ) -> Result<Response<FeedbackResponse>, Status> {
         let a = &self.analyzer;
-        let identity = empathy_common::Identity::of(&request);
+        let identity = empathy_common::Identity::of(&request)?;
         let work = crate::feedback::submit(a, a.trainer.as_ref(), identity, request.into_inner());
         self.metrics
             .track("Feedback", work)
@@ -106,6 +106,15 @@ impl EmpathyService for Empathy {
         let dropped = self.analyzer.recent.forget(&subject) as u64;
         tracing::info!(dropped, "forgot a subject's analyses");
         Ok(Response::new(ForgetAnalysesResponse { dropped }))
+    }
+
+    async fn suggest_labels(
+        &self,
+        _: Request<SuggestLabelsRequest>,
+    ) -> Result<Response<SuggestLabelsResponse>, Status> {
+        Err(Status::unimplemented(
+            "SuggestLabels: in progress (issue 13)",
+        ))
     }
 
     async fn info(&self, _: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {

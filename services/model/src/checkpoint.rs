@@ -128,6 +128,9 @@ pub struct NewVersion {
     pub metrics: BTreeMap<String, f64>,
     /// None: uncalibrated (temperature 1).
     pub calibration: Option<Calibration>,
+    /// The tenant whose line it joins (its id is then `tenant/vNNNN`, see
+    /// `registry`); None: the base line.
+    pub tenant: Option<String>,
 }
 
 /// Writes a new version `vNNNN` (one above the highest present) under `models_dir`.
@@ -207,15 +210,17 @@ fn write_and_publish(
         lexicon_expansion: expansion.map(|x| x.reference().clone()),
         calibration: new.calibration,
     };
+    let tenant = new.tenant;
     // Another writer may take the same number between our scan and rename: retry.
     for _ in 0..16 {
-        manifest.version = format!("v{:04}", highest_number(models_dir)? + 1);
+        let name = format!("v{:04}", highest_number(models_dir)? + 1);
+        manifest.version = crate::registry::version_id(tenant.as_deref(), &name);
         write_synced(
             &tmp.join(MANIFEST_FILE),
             &serde_json::to_vec_pretty(&manifest)?,
         )?;
         File::open(tmp)?.sync_all()?;
-        let dir = models_dir.join(&manifest.version);
+        let dir = models_dir.join(&name);
         if dir.exists() {
             continue;
         }
@@ -338,8 +343,8 @@ pub fn latest_version(models_dir: &Path) -> anyhow::Result<PathBuf> {
     let mut candidates = Vec::new();
     for entry in entries {
         let entry = entry?;
-        let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        if hidden || !entry.file_type()?.is_dir() {
+        let versioned = crate::registry::is_version_name(&entry.file_name().to_string_lossy());
+        if !versioned || !entry.file_type()?.is_dir() {
             continue;
         }
         let dir = entry.path();
@@ -383,6 +388,7 @@ mod tests {
 
     fn new_version() -> NewVersion {
         NewVersion {
+            tenant: None,
             parent: None,
             dims: dims(),
             trained_tokens: vec!["text".into(), "lexicon".into()],

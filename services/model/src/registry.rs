@@ -4,6 +4,14 @@
 //! file, fsync, rename, fsync the directory), so a reader sees the old or the new
 //! name, never a torn one; rollback is a pointer write. Without a pointer the newest
 //! valid version serves (`latest_version`), as before the registry had one.
+//!
+//! Lines (issue 13): the registry's own versions are the base line, which only an
+//! admin changes (`empathy train`, a base rollback). Each tenant's feedback trains that
+//! tenant's line, `tenants/<tenant>/` (versions and a pointer, the same layout), whose
+//! first version's parent is a base version. A version id names its line: `v0003` is
+//! the base's, `acme/v0002` the tenant acme's. A tenant without a line (or whose
+//! pointer names a base version, after a rollback past its first version) serves the
+//! base's serving version.
 
 use std::fs::File;
 use std::io::Write;
@@ -18,6 +26,140 @@ pub const SERVING_FILE: &str = "serving";
 /// A version name as the registry writes them: `v` and digits.
 pub fn is_version_name(name: &str) -> bool {
     name.len() > 1 && name.starts_with('v') && name[1..].bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The directory under a registry that holds the tenants' lines.
+pub const TENANTS_DIR: &str = "tenants";
+
+pub use empathy_proto::is_tenant_name;
+
+/// The directory of `tenant`'s line (which need not exist yet).
+pub fn line_dir(models_dir: &Path, tenant: &str) -> anyhow::Result<PathBuf> {
+    ensure!(
+        is_tenant_name(tenant),
+        "{tenant:?} is not a tenant name (1-64 of a-z, 0-9, '-' and '_')"
+    );
+    Ok(models_dir.join(TENANTS_DIR).join(tenant))
+}
+
+/// A version id split into its line's tenant (None: the base) and its name there.
+pub fn parse_version_id(id: &str) -> anyhow::Result<(Option<&str>, &str)> {
+    let (tenant, name) = match id.split_once('/') {
+        Some((tenant, name)) => {
+            ensure!(
+                is_tenant_name(tenant),
+                "{id:?} is not a model version id (like v0002 or acme/v0002)"
+            );
+            (Some(tenant), name)
+        }
+        None => (None, id),
+    };
+    ensure!(
+        is_version_name(name),
+        "{id:?} is not a model version id (like v0002 or acme/v0002)"
+    );
+    Ok((tenant, name))
+}
+
+/// A version id as the registry writes them: `name` in the base line, `tenant/name`
+/// in a tenant's.
+pub fn version_id(tenant: Option<&str>, name: &str) -> String {
+    match tenant {
+        Some(t) => format!("{t}/{name}"),
+        None => name.to_string(),
+    }
+}
+
+/// The directory of the version `id` names (which need not exist).
+pub fn version_dir(models_dir: &Path, id: &str) -> anyhow::Result<PathBuf> {
+    Ok(match parse_version_id(id)? {
+        (Some(tenant), name) => line_dir(models_dir, tenant)?.join(name),
+        (None, name) => models_dir.join(name),
+    })
+}
+
+/// The version id `tenant`'s line pointer names (`tenants/<tenant>/serving`): one of
+/// the line's versions, or a base version (after a rollback past the line's first
+/// version); None without a pointer.
+pub fn line_pointer(models_dir: &Path, tenant: &str) -> anyhow::Result<Option<String>> {
+    let path = line_dir(models_dir, tenant)?.join(SERVING_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(s) => {
+            let id = s.trim().to_string();
+            let owner = parse_version_id(&id)
+                .with_context(|| format!("{} holds {id:?}", path.display()))?
+                .0;
+            ensure!(
+                owner.is_none() || owner == Some(tenant),
+                "{} names {id:?}, a version of another tenant's line",
+                path.display()
+            );
+            Ok(Some(id))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// The version that serves `tenant` and its id: what its line pointer names, else the
+/// base line's serving version. A pointer at a version that does not load is an
+/// error (as for the base), never a fallback.
+pub fn serving_for(models_dir: &Path, tenant: &str) -> anyhow::Result<(PathBuf, String)> {
+    let Some(id) = line_pointer(models_dir, tenant)? else {
+        let dir = serving_version(models_dir)?;
+        let name = dir_name(&dir);
+        return Ok((dir, name));
+    };
+    let dir = version_dir(models_dir, &id)?;
+    crate::FusionModel::load(&dir).with_context(|| {
+        format!(
+            "tenant {tenant}'s serving pointer names {id}, which does not load; point it at \
+             a version that does (`empathy rollback --tenant {tenant} VERSION`)"
+        )
+    })?;
+    Ok((dir, id))
+}
+
+/// Points `tenant`'s line at version `id` (of its line, or of the base), which must
+/// exist and pass its checksum.
+pub fn set_line_serving(models_dir: &Path, tenant: &str, id: &str) -> anyhow::Result<()> {
+    let owner = parse_version_id(id)?.0;
+    ensure!(
+        owner.is_none() || owner == Some(tenant),
+        "{id} is a version of another tenant's line"
+    );
+    let dir = version_dir(models_dir, id)?;
+    if !dir.is_dir() {
+        bail!("no model version {id} in {}", models_dir.display());
+    }
+    read_version(&dir).with_context(|| format!("version {id} cannot serve"))?;
+    let line = line_dir(models_dir, tenant)?;
+    std::fs::create_dir_all(&line).with_context(|| format!("cannot create {}", line.display()))?;
+    write_pointer(&line, id)
+}
+
+/// Every tenant with a line directory, sorted.
+pub fn tenants_with_lines(models_dir: &Path) -> anyhow::Result<Vec<String>> {
+    let dir = models_dir.join(TENANTS_DIR);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| is_tenant_name(n))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// A directory's last component (a version's name).
+pub fn dir_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The version the pointer names, if there is a pointer.
@@ -68,15 +210,21 @@ pub fn set_serving(models_dir: &Path, version: &str) -> anyhow::Result<()> {
         bail!("no model version {version} in {}", models_dir.display());
     }
     read_version(&dir).with_context(|| format!("version {version} cannot serve"))?;
-    let tmp = models_dir.join(format!(".{SERVING_FILE}.tmp-{}", std::process::id()));
+    write_pointer(models_dir, version)
+}
+
+/// Replaces `dir`'s pointer file with one naming `id`: temp file, fsync, rename,
+/// fsync the directory.
+fn write_pointer(dir: &Path, id: &str) -> anyhow::Result<()> {
+    let tmp = dir.join(format!(".{SERVING_FILE}.tmp-{}", std::process::id()));
     let result = (|| -> anyhow::Result<()> {
         let mut file =
             File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-        file.write_all(format!("{version}\n").as_bytes())?;
+        file.write_all(format!("{id}\n").as_bytes())?;
         file.sync_all()?;
-        std::fs::rename(&tmp, models_dir.join(SERVING_FILE))
+        std::fs::rename(&tmp, dir.join(SERVING_FILE))
             .with_context(|| format!("cannot replace {SERVING_FILE}"))?;
-        File::open(models_dir)?.sync_all()?;
+        File::open(dir)?.sync_all()?;
         Ok(())
     })();
     if result.is_err() {

@@ -635,6 +635,7 @@ pub fn model_version(m: &Manifest, serving: bool) -> ModelVersion {
             .map(|(k, v)| (k.clone(), *v as f32))
             .collect(),
         serving,
+        tenant: String::new(),
     }
 }
 

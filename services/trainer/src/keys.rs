@@ -62,12 +62,7 @@ fn new_key(tenant: &str, role: Role, label: &str) -> (String, KeyRow) {
 
 /// A tenant name: 1-64 of a-z, 0-9, '-', '_' (it names directories and metrics later).
 fn check_tenant(tenant: &str) -> Result<(), Status> {
-    let ok = !tenant.is_empty()
-        && tenant.len() <= 64
-        && tenant
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if ok {
+    if empathy_proto::is_tenant_name(tenant) {
         Ok(())
     } else {
         Err(Status::invalid_argument(

@@ -207,6 +207,7 @@ async fn main() -> anyhow::Result<()> {
         // Every other method needs an admin key.
         let policy = Policy::new()
             .allow("/empathy.v1.TrainerService/SubmitFeedback", Door::Internal)
+            .allow("/empathy.v1.TrainerService/SubmitTraffic", Door::Internal)
             .allow("/empathy.v1.KeyService/Authenticate", Door::Internal);
         AuthLayer::new(policy, std::sync::Arc::new(keys.clone()), u32::MAX)
     } else {

@@ -8,7 +8,7 @@ use empathy_grpc::v1::{
     CancelJobRequest, FeedbackAck, FeedbackRecord, ForgetRequest, ForgetResponse,
     ListModelsRequest, ListModelsResponse, ModelVersion, PurgeFeedbackRequest,
     PurgeFeedbackResponse, ResumeTrainingRequest, RollbackRequest, StartTrainingRequest,
-    TrainingJob, TrainingStatus, WatchJobRequest, WatchModelsRequest,
+    TrafficAck, TrafficBatch, TrainingJob, TrainingStatus, WatchJobRequest, WatchModelsRequest,
     trainer_service_server::TrainerService,
 };
 use futures::{Stream, StreamExt};
@@ -116,7 +116,7 @@ impl TrainerService for TrainerApi {
         let trainer = Arc::clone(&self.trainer);
         let keep_media = self.keep_original_media;
         let work = async move {
-            let identity = Identity::of(&request);
+            let identity = Identity::of(&request)?;
             let mut record = validate(request.into_inner())?;
             // Fusion says whose it is; a record sent here directly is the caller's.
             if record.tenant.is_empty() {
@@ -316,6 +316,15 @@ impl TrainerService for TrainerApi {
             .map_err(|e| Status::internal(e.to_string()))?
             .map(Response::new)
             .map_err(|e| Status::unavailable(format!("training not resumed: {e:#}; retry")))
+    }
+
+    async fn submit_traffic(
+        &self,
+        _: Request<TrafficBatch>,
+    ) -> Result<Response<TrafficAck>, Status> {
+        Err(Status::unimplemented(
+            "SubmitTraffic: in progress (issue 13)",
+        ))
     }
 }
 

@@ -57,6 +57,7 @@ impl Scratch {
                 &models,
                 &varmap,
                 NewVersion {
+                    tenant: None,
                     parent: parent.clone(),
                     dims: dims(),
                     trained_tokens: vec!["text".into(), "lexicon".into()],

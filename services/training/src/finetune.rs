@@ -276,6 +276,7 @@ pub fn publish(models_dir: &Path, tuned: &Finetuned) -> anyhow::Result<(PathBuf,
         models_dir,
         &tuned.varmap,
         NewVersion {
+            tenant: None,
             parent: Some(tuned.serving.version.clone()),
             dims: tuned.serving.dims,
             trained_tokens: tuned.serving.trained_tokens.clone(),

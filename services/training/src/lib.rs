@@ -201,6 +201,7 @@ pub fn train_sentiment(
         models_dir,
         &varmap,
         NewVersion {
+            tenant: None,
             parent: None,
             dims: config.dims,
             trained_tokens: vec!["text".into(), "lexicon".into()],

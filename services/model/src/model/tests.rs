@@ -44,6 +44,7 @@ fn save_calibrated(
         dir,
         &varmap,
         NewVersion {
+            tenant: None,
             parent: None,
             dims: dims(),
             trained_tokens: tokens,
