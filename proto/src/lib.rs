@@ -30,6 +30,10 @@ pub fn is_tenant_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
+/// The tenant of a single local user, and of every caller in insecure mode without
+/// the tenant header.
+pub const DEFAULT_TENANT: &str = "default";
+
 /// The gRPC metadata key that names the tenant when a server checks no API keys.
 pub const TENANT_HEADER: &str = "x-empathy-tenant";
 

@@ -4,8 +4,7 @@
 
 use empathy_proto::v1::Role;
 
-/// The tenant of a single local user, and of every caller in insecure mode.
-pub const DEFAULT_TENANT: &str = "default";
+pub use empathy_proto::DEFAULT_TENANT;
 
 /// The caller of one request.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use empathy_model::Manifest;
 use empathy_model::registry;
 use empathy_proto::v1::{JobState, ModelVersion, TrainingJob, TrainingStatus};
 use empathy_training::finetune::{
@@ -34,9 +33,11 @@ use tonic::Status;
 
 use crate::examples;
 
+mod lines;
 mod triggers;
 use crate::store::{FeedbackStore, JobRow, LockError, TrainingLock, now_ms};
 use crate::versions::Versions;
+pub use lines::model_version;
 
 /// Finished jobs kept in memory for WatchJob.
 const RECENT_JOBS: usize = 64;
@@ -49,6 +50,8 @@ pub struct Settings {
 
 pub struct Job {
     pub id: String,
+    /// Whose line it trains, on whose feedback.
+    pub tenant: String,
     state: watch::Sender<TrainingJob>,
     cancel: AtomicBool,
 }
@@ -188,9 +191,9 @@ impl Trainer {
         }
     }
 
-    /// Whether automatic training is paused, and why.
-    pub fn status(&self) -> anyhow::Result<TrainingStatus> {
-        Ok(match self.store.pause()? {
+    /// Whether `tenant`'s automatic training is paused, and why.
+    pub fn status(&self, tenant: &str) -> anyhow::Result<TrainingStatus> {
+        Ok(match self.store.pause(tenant)? {
             Some(p) => TrainingStatus {
                 paused: true,
                 reason: p.reason,
@@ -202,30 +205,36 @@ impl Trainer {
         })
     }
 
-    /// Lets the automatic triggers start jobs again.
-    pub fn resume(&self) -> anyhow::Result<TrainingStatus> {
-        self.store.resume()?;
-        tracing::info!("automatic training resumed");
-        self.status()
+    /// Lets the automatic triggers start `tenant`'s jobs again.
+    pub fn resume(&self, tenant: &str) -> anyhow::Result<TrainingStatus> {
+        self.store.resume(tenant)?;
+        tracing::info!(tenant, "automatic training resumed");
+        self.status(tenant)
     }
 
-    /// Starts a job for an automatic trigger, unless training is paused (after a
-    /// rollback) or a job runs.
-    pub fn start_automatic(self: &Arc<Self>, reason: &str) -> Result<TrainingJob, Status> {
-        let pause = tokio::task::block_in_place(|| self.store.pause()).map_err(|e| {
+    /// Starts a job of `tenant`'s for an automatic trigger, unless its training is
+    /// paused (after a rollback) or a job runs.
+    pub fn start_automatic(
+        self: &Arc<Self>,
+        tenant: &str,
+        reason: &str,
+    ) -> Result<TrainingJob, Status> {
+        let pause = tokio::task::block_in_place(|| self.store.pause(tenant)).map_err(|e| {
             Status::unavailable(format!("cannot read whether training is paused: {e:#}"))
         })?;
         if let Some(p) = pause {
             return Err(Status::failed_precondition(format!(
-                "automatic training is paused: {}",
+                "automatic training of tenant {tenant} is paused: {}",
                 p.reason
             )));
         }
-        self.start(reason)
+        self.start(tenant, reason)
     }
 
-    /// Starts a job now, unless one is running.
-    pub fn start(self: &Arc<Self>, reason: &str) -> Result<TrainingJob, Status> {
+    /// Starts a job that trains `tenant`'s line on its feedback now, unless one is
+    /// running (one job at a time, whatever the tenant: a job takes seconds and both
+    /// cores).
+    pub fn start(self: &Arc<Self>, tenant: &str, reason: &str) -> Result<TrainingJob, Status> {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(job) = current.as_ref() {
             let s = job.snapshot();
@@ -251,10 +260,12 @@ impl Trainer {
             state: JobState::Queued as i32,
             progress: 0.0,
             message: format!("queued: {reason}"),
+            tenant: tenant.to_string(),
             ..TrainingJob::default()
         });
         let job = Arc::new(Job {
             id: id.clone(),
+            tenant: tenant.to_string(),
             state,
             cancel: AtomicBool::new(false),
         });
@@ -267,7 +278,7 @@ impl Trainer {
                 recent.pop_front();
             }
         }
-        tracing::info!(job = %id, reason, "training job started");
+        tracing::info!(job = %id, tenant, reason, "training job started");
         let snapshot = job.snapshot();
         let this = Arc::clone(self);
         let started = now_ms();
@@ -320,6 +331,7 @@ impl Trainer {
         let metrics_json = serde_json::to_string(&outcome.metrics).unwrap_or_default();
         tracing::info!(
             job = %job.id,
+            tenant = %job.tenant,
             state = state_name(outcome.state as i32),
             published = %outcome.published,
             "training job ended: {}",
@@ -336,7 +348,10 @@ impl Trainer {
             ended_unix_ms: now_ms(),
             through_seq: outcome.trained_through.unwrap_or(0),
         };
-        if let Err(e) = self.store.record_job(&row, outcome.trained_through) {
+        let trained_through = outcome
+            .trained_through
+            .map(|seq| (job.tenant.as_str(), seq));
+        if let Err(e) = self.store.record_job(&row, trained_through) {
             tracing::error!(job = %job.id, "cannot record the job: {e:#}");
         }
         if let Err(e) = self.store.refresh_pending() {
@@ -366,13 +381,13 @@ impl Trainer {
     /// `run`'s steps; a job that ends early (failed, rejected, cancelled) is the `Err`.
     fn try_run(&self, job: &Job, lock: &TrainingLock) -> Result<Outcome, Outcome> {
         job.progress(0.0, "checking the registry");
-        let serving_dir = self.check_registry()?;
-        let corrections = self.read_corrections(job, &serving_dir)?;
+        let (serving_dir, serving_id) = self.check_registry(&job.tenant)?;
+        let corrections = self.read_corrections(job, &serving_id)?;
         job.progress(
             0.01,
             &format!(
-                "fine-tuning {} on {} corrections ({} feedback records{})",
-                serving_dir.display(),
+                "fine-tuning {serving_id} for tenant {} on {} corrections ({} feedback records{})",
+                job.tenant,
                 corrections.examples.len(),
                 corrections.total,
                 corrections.skipped_suffix()
@@ -382,34 +397,40 @@ impl Trainer {
         self.publish_tuned(job, lock, tuned, corrections.through)
     }
 
-    /// The serving version's directory, once the registry has room for a new version.
-    fn check_registry(&self) -> Result<PathBuf, Outcome> {
+    /// The directory and id of the version serving `tenant`, once its line has room
+    /// for a new version.
+    fn check_registry(&self, tenant: &str) -> Result<(PathBuf, String), Outcome> {
         let models = &self.settings.models;
-        let serving_dir = registry::serving_version(models)
+        let (serving_dir, serving_id) = registry::serving_for(models, tenant)
             .map_err(|e| Outcome::failed(format!("no serving version: {e:#}")))?;
         // The new version will be about the size of the one it is tuned from.
-        let room = registry::version_bytes(&serving_dir)
-            .and_then(|bytes| registry::check_writable(models, bytes));
+        let room = registry::line_dir(models, tenant).and_then(|line| {
+            std::fs::create_dir_all(&line)?;
+            registry::check_writable(&line, registry::version_bytes(&serving_dir)?)
+        });
         if let Err(e) = room {
             return Err(Outcome::failed(format!(
                 "{e:#}: nothing was trained; the serving version is unchanged"
             )));
         }
-        Ok(serving_dir)
+        Ok((serving_dir, serving_id))
     }
 
-    /// The stored feedback that can train the serving version; fewer than two
-    /// examples end the job REJECTED.
-    fn read_corrections(&self, job: &Job, serving_dir: &Path) -> Result<Corrections, Outcome> {
+    /// The job's tenant's stored feedback that can train the version serving it;
+    /// fewer than two examples end the job REJECTED.
+    fn read_corrections(&self, job: &Job, serving_id: &str) -> Result<Corrections, Outcome> {
         let unreadable =
             |e: anyhow::Error| Outcome::failed(format!("cannot read the feedback store: {e:#}"));
         let through = self.store.last_seq().map_err(unreadable)?;
-        let stored = self.store.read_all(through).map_err(unreadable)?;
+        let stored = self
+            .store
+            .read_all(&job.tenant, through)
+            .map_err(unreadable)?;
         let total = stored.len();
         let through = stored.iter().map(|s| s.seq).max().unwrap_or(through);
         let serving = self
             .versions
-            .get(&version_name(serving_dir))
+            .get(serving_id)
             .map_err(|e| Outcome::failed(format!("the serving version does not read: {e:#}")))?;
         let found = examples::examples(stored, &self.versions, &serving);
         let skipped = found.skipped_summary();
@@ -426,10 +447,11 @@ impl Trainer {
             return Err(Outcome {
                 state: JobState::Rejected,
                 message: format!(
-                    "not trained: {} of {total} stored feedback records can train {} (a \
-                     sentiment or emotion correction of an analysis with text); at least 2 \
-                     are needed{}",
+                    "not trained: {} of tenant {}'s {total} stored feedback records can train \
+                     {} (a sentiment or emotion correction of an analysis with text); at least \
+                     2 are needed{}",
                     corrections.examples.len(),
+                    job.tenant,
                     serving.version,
                     corrections.skipped_suffix()
                 ),
@@ -500,9 +522,12 @@ impl Trainer {
             });
         }
         job.progress(0.97, "publishing");
+        let tenant = job.tenant.as_str();
         let _pointer = self.pointer.lock().unwrap_or_else(|e| e.into_inner());
         // A rollback while this job trained must hold: publish only onto the parent.
-        let serving = serving_name(models).unwrap_or_else(|| "no readable version".into());
+        let serving = registry::serving_for(models, tenant)
+            .map(|(_, id)| id)
+            .unwrap_or_else(|_| "no readable version".into());
         if serving != parent {
             return Ok(Outcome {
                 state: JobState::Rejected,
@@ -515,7 +540,9 @@ impl Trainer {
                 trained_through: None,
             });
         }
-        let (_, manifest) = match publish(models, &tuned) {
+        let line = registry::line_dir(models, tenant)
+            .map_err(|e| Outcome::failed_after_training(format!("{e:#}"), tuned.metrics.clone()))?;
+        let (_, manifest) = match publish(&line, &tuned, Some(tenant)) {
             Ok(p) => p,
             Err(e) => {
                 return Err(Outcome::failed_after_training(
@@ -524,7 +551,7 @@ impl Trainer {
                 ));
             }
         };
-        if let Err(e) = registry::set_serving(models, &manifest.version) {
+        if let Err(e) = registry::set_line_serving(models, tenant, &manifest.version) {
             return Err(Outcome::failed_after_training(
                 format!(
                     "wrote {} but could not point serving at it ({e:#}); {parent} keeps serving",
@@ -533,11 +560,11 @@ impl Trainer {
                 tuned.metrics,
             ));
         }
-        let _ = self.models_tx.send(model_version(&manifest, true));
+        let _ = self.models_tx.send(model_version(&manifest, true, tenant));
         Ok(Outcome {
             state: JobState::Published,
             message: format!(
-                "published {} (parent {parent}): {}",
+                "published {} for tenant {tenant} (parent {parent}): {}",
                 manifest.version, tuned.reason
             ),
             published: manifest.version.clone(),
@@ -546,96 +573,8 @@ impl Trainer {
         })
     }
 
-    /// Every readable version, the serving one marked.
-    pub fn list(&self) -> anyhow::Result<Vec<ModelVersion>> {
-        let models = &self.settings.models;
-        let serving = serving_name(models);
-        let (versions, broken) = registry::list_versions(models)?;
-        for (name, why) in broken {
-            tracing::warn!("version {name} is not listed: {why}");
-        }
-        Ok(versions
-            .iter()
-            .map(|m| model_version(m, serving.as_deref() == Some(m.version.as_str())))
-            .collect())
-    }
-
-    pub fn serving(&self) -> anyhow::Result<ModelVersion> {
-        let dir = registry::serving_version(&self.settings.models)?;
-        let (manifest, _) = empathy_model::checkpoint::read_version(&dir)?;
-        Ok(model_version(&manifest, true))
-    }
-
-    pub fn rollback(&self, version: &str) -> Result<ModelVersion, Status> {
-        let models = &self.settings.models;
-        if !registry::is_version_name(version) {
-            return Err(Status::invalid_argument(format!(
-                "{version:?} is not a version name; `empathy models` lists them (e.g. v0001)"
-            )));
-        }
-        if !models.join(version).is_dir() {
-            return Err(Status::not_found(format!(
-                "no model version {version} in the registry; `empathy models` lists them"
-            )));
-        }
-        let _pointer = self.pointer.lock().unwrap_or_else(|e| e.into_inner());
-        // Paused first: a rollback whose pause is not stored does not happen.
-        let from = serving_name(models).unwrap_or_else(|| "none".into());
-        self.store
-            .set_pause(&format!(
-                "rolled back from {from} to {version} at unix ms {}; purge the feedback that \
-                 taught {from} (PurgeFeedback, `empathy purge`), then resume automatic \
-                 training (ResumeTraining, `empathy resume`)",
-                now_ms()
-            ))
-            .map_err(|e| {
-                Status::unavailable(format!(
-                    "cannot pause automatic training ({e:#}); nothing was rolled back, retry"
-                ))
-            })?;
-        registry::set_serving(models, version)
-            .map_err(|e| Status::failed_precondition(format!("cannot serve {version}: {e:#}")))?;
-        let (manifest, _) = empathy_model::checkpoint::read_version(&models.join(version))
-            .map_err(|e| Status::internal(format!("{e:#}")))?;
-        let announced = model_version(&manifest, true);
-        tracing::info!(
-            version,
-            "rolled back: serving pointer moved; automatic training paused"
-        );
-        let _ = self.models_tx.send(announced.clone());
-        Ok(announced)
-    }
-
     pub fn subscribe_models(&self) -> broadcast::Receiver<ModelVersion> {
         self.models_tx.subscribe()
-    }
-}
-
-fn serving_name(models: &Path) -> Option<String> {
-    registry::serving_version(models)
-        .ok()
-        .map(|d| version_name(&d))
-}
-
-/// A version directory's name (`v0003`).
-fn version_name(dir: &Path) -> String {
-    dir.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-pub fn model_version(m: &Manifest, serving: bool) -> ModelVersion {
-    ModelVersion {
-        version: m.version.clone(),
-        parent: m.parent.clone().unwrap_or_default(),
-        created_unix_ms: m.created_unix_ms as i64,
-        metrics: m
-            .metrics
-            .iter()
-            .map(|(k, v)| (k.clone(), *v as f32))
-            .collect(),
-        serving,
-        tenant: String::new(),
     }
 }
 

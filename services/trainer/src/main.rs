@@ -8,6 +8,7 @@ mod service;
 mod store;
 #[cfg(test)]
 mod test_registry;
+mod traffic;
 mod versions;
 
 use std::path::PathBuf;
@@ -143,7 +144,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the feedback store {database}"))?;
     tracing::info!(
         stored = store.count()?,
-        pending = *store.pending().borrow(),
+        pending = store.pending().borrow().values().sum::<u64>(),
         "feedback store open: {}",
         store.describe()
     );
@@ -183,11 +184,6 @@ async fn main() -> anyhow::Result<()> {
         trainer.spawn_retention(Duration::from_secs(args.retain_days.saturating_mul(86_400)));
     } else {
         tracing::warn!("--retain-days 0: stored feedback is kept forever");
-    }
-    match trainer.status() {
-        Ok(s) if s.paused => tracing::warn!("automatic training is paused: {}", s.reason),
-        Ok(_) => {}
-        Err(e) => tracing::warn!("cannot read whether training is paused: {e:#}"),
     }
     // Streams that never end by themselves (WatchModels) would hold graceful shutdown.
     let stopping = std::sync::Arc::clone(&trainer);

@@ -122,6 +122,11 @@ impl TrainerService for TrainerApi {
             if record.tenant.is_empty() {
                 record.tenant = identity.tenant;
                 record.key_id = identity.key_id;
+            } else if !empathy_proto::is_tenant_name(&record.tenant) {
+                return Err(Status::invalid_argument(format!(
+                    "tenant {:?} is not a tenant name: 1-64 characters of a-z, 0-9, '-' and '_'",
+                    record.tenant
+                )));
             }
             if !keep_media {
                 drop_original_media(&mut record);
@@ -150,13 +155,15 @@ impl TrainerService for TrainerApi {
         &self,
         request: Request<StartTrainingRequest>,
     ) -> Result<Response<TrainingJob>, Status> {
-        let reason = request.into_inner().reason;
+        let identity = Identity::of(&request)?;
+        let StartTrainingRequest { reason, tenant } = request.into_inner();
+        let tenant = identity.tenant_for(&tenant)?;
         let reason = if reason.trim().is_empty() {
             "requested".to_string()
         } else {
             reason
         };
-        self.trainer.start(&reason).map(Response::new)
+        self.trainer.start(&tenant, &reason).map(Response::new)
     }
 
     type WatchJobStream = BoxStream<TrainingJob>;
@@ -200,10 +207,12 @@ impl TrainerService for TrainerApi {
 
     async fn list_models(
         &self,
-        _: Request<ListModelsRequest>,
+        request: Request<ListModelsRequest>,
     ) -> Result<Response<ListModelsResponse>, Status> {
+        let identity = Identity::of(&request)?;
+        let tenant = identity.tenant_for(&request.into_inner().tenant)?;
         let trainer = Arc::clone(&self.trainer);
-        let versions = tokio::task::spawn_blocking(move || trainer.list())
+        let versions = tokio::task::spawn_blocking(move || trainer.list(&tenant))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| Status::unavailable(format!("cannot read the registry: {e:#}")))?;
@@ -220,11 +229,11 @@ impl TrainerService for TrainerApi {
         let updates = BroadcastStream::new(self.trainer.subscribe_models())
             .filter_map(|m| async move { m.ok().map(Ok) });
         let trainer = Arc::clone(&self.trainer);
-        let current = tokio::task::spawn_blocking(move || trainer.serving())
+        let current = tokio::task::spawn_blocking(move || trainer.serving_lines())
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| Status::unavailable(format!("no serving version: {e:#}")))?;
-        let stream = futures::stream::once(async move { Ok(current) })
+        let stream = futures::stream::iter(current.into_iter().map(Ok))
             .chain(updates)
             .take_until(self.trainer.stopped());
         Ok(Response::new(Box::pin(stream)))
@@ -234,12 +243,30 @@ impl TrainerService for TrainerApi {
         &self,
         request: Request<RollbackRequest>,
     ) -> Result<Response<ModelVersion>, Status> {
-        let version = request.into_inner().version.trim().to_string();
+        let identity = Identity::of(&request)?;
+        let RollbackRequest {
+            version,
+            tenant,
+            base,
+        } = request.into_inner();
+        let version = version.trim().to_string();
+        let tenant = identity.tenant_for(&tenant)?;
+        if base && identity.role != empathy_proto::v1::Role::Admin {
+            return Err(Status::permission_denied(
+                "moving the base line takes an admin key",
+            ));
+        }
         let trainer = Arc::clone(&self.trainer);
-        tokio::task::spawn_blocking(move || trainer.rollback(&version))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map(Response::new)
+        tokio::task::spawn_blocking(move || {
+            if base {
+                trainer.rollback_base(&version)
+            } else {
+                trainer.rollback(&tenant, &version)
+            }
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map(Response::new)
     }
 
     async fn purge_feedback(
@@ -308,10 +335,12 @@ impl TrainerService for TrainerApi {
 
     async fn resume_training(
         &self,
-        _: Request<ResumeTrainingRequest>,
+        request: Request<ResumeTrainingRequest>,
     ) -> Result<Response<TrainingStatus>, Status> {
+        let identity = Identity::of(&request)?;
+        let tenant = identity.tenant_for(&request.into_inner().tenant)?;
         let trainer = Arc::clone(&self.trainer);
-        tokio::task::spawn_blocking(move || trainer.resume())
+        tokio::task::spawn_blocking(move || trainer.resume(&tenant))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map(Response::new)
@@ -320,11 +349,21 @@ impl TrainerService for TrainerApi {
 
     async fn submit_traffic(
         &self,
-        _: Request<TrafficBatch>,
+        request: Request<TrafficBatch>,
     ) -> Result<Response<TrafficAck>, Status> {
-        Err(Status::unimplemented(
-            "SubmitTraffic: in progress (issue 13)",
-        ))
+        let samples = crate::traffic::check(request.into_inner())?;
+        let store = self.trainer.store.clone();
+        let work = async move {
+            let stored = tokio::task::spawn_blocking(move || store.store_traffic(&samples))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| Status::unavailable(format!("traffic not stored: {e:#}")))?;
+            Ok(TrafficAck { stored })
+        };
+        self.metrics
+            .track("SubmitTraffic", work)
+            .await
+            .map(Response::new)
     }
 }
 
@@ -372,7 +411,7 @@ mod tests {
         let trainer = dir.trainer()?;
         let api = TrainerApi::new(Arc::clone(&trainer), Metrics::new("trainer")?, keep_media);
         api.submit_feedback(Request::new(resent())).await?;
-        let stored = trainer.store.read_all(i64::MAX)?;
+        let stored = trainer.store.read_all("default", i64::MAX)?;
         let record = stored
             .into_iter()
             .next()

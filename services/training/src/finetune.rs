@@ -269,14 +269,19 @@ impl Tokens {
     }
 }
 
-/// Writes an accepted fine-tune as a new version whose parent is the serving one.
-pub fn publish(models_dir: &Path, tuned: &Finetuned) -> anyhow::Result<(PathBuf, Manifest)> {
+/// Writes an accepted fine-tune as a new version of the line in `line_dir` (the
+/// registry itself for the base line, else `tenant`'s), whose parent is the serving one.
+pub fn publish(
+    line_dir: &Path,
+    tuned: &Finetuned,
+    tenant: Option<&str>,
+) -> anyhow::Result<(PathBuf, Manifest)> {
     ensure!(tuned.accepted, "not accepted: {}", tuned.reason);
     save_version_with_expansion(
-        models_dir,
+        line_dir,
         &tuned.varmap,
         NewVersion {
-            tenant: None,
+            tenant: tenant.map(str::to_string),
             parent: Some(tuned.serving.version.clone()),
             dims: tuned.serving.dims,
             trained_tokens: tuned.serving.trained_tokens.clone(),

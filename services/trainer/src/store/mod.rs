@@ -34,12 +34,15 @@ mod postgres_url;
 mod privacy;
 mod schema;
 mod sqlite;
+mod tenants;
 
 use privacy::{FILTER, TRAINED_INTO};
 pub use privacy::{Forgotten, Pause, filter_is_empty};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+pub use tenants::Pending;
+use tenants::{PENDING, TrafficRow};
 
 use anyhow::{Context, bail};
 use empathy_proto::v1::{FeedbackFilter, FeedbackRecord};
@@ -160,7 +163,7 @@ impl TrainingLock {
     }
 }
 
-type Reply = oneshot::Sender<Result<u64, SubmitError>>;
+type Reply = oneshot::Sender<Result<Pending, SubmitError>>;
 
 /// A record on its way into the database.
 pub struct NewRecord {
@@ -195,14 +198,16 @@ pub struct JobRow {
 trait Backend: Send + Sync {
     /// Connects the writer and creates the schema (called on the writer thread).
     fn open_writer(&self) -> anyhow::Result<Box<dyn Writer>>;
-    /// Every stored record with seq <= `through`, in seq order.
-    fn read_all(&self, through: i64) -> anyhow::Result<Vec<Stored>>;
+    /// Every stored record of `tenant` with seq <= `through` that may be trained on,
+    /// in seq order.
+    fn read_all(&self, tenant: &str, through: i64) -> anyhow::Result<Vec<Stored>>;
     fn last_seq(&self) -> anyhow::Result<i64>;
     fn count(&self) -> anyhow::Result<u64>;
-    /// Records not yet trained on (seq above the `trained_through` mark).
-    fn pending_count(&self) -> anyhow::Result<u64>;
-    /// Upserts the job; raises `trained_through` to `trained_through` (never lowers it).
-    fn record_job(&self, job: &JobRow, trained_through: Option<i64>) -> anyhow::Result<()>;
+    /// Records not yet trained on, per tenant (seq above its `trained_through` mark).
+    fn pending_count(&self) -> anyhow::Result<Pending>;
+    /// Upserts the job; raises the tenant's `trained_through` mark to the seq (never
+    /// lowers it).
+    fn record_job(&self, job: &JobRow, trained_through: Option<(&str, i64)>) -> anyhow::Result<()>;
     /// The most recent jobs, newest first.
     fn jobs(&self, limit: usize) -> anyhow::Result<Vec<JobRow>>;
     fn training_lock(&self) -> Result<TrainingLock, LockError>;
@@ -218,22 +223,22 @@ trait Backend: Send + Sync {
     fn forget(&self, subject: &str) -> anyhow::Result<Forgotten>;
     /// Deletes the records received before `cutoff_unix_ms`.
     fn delete_older_than(&self, cutoff_unix_ms: i64) -> anyhow::Result<u64>;
-    /// Sets (Some) or clears (None) the durable training pause.
-    fn set_pause(&self, pause: Option<&Pause>) -> anyhow::Result<()>;
-    fn pause(&self) -> anyhow::Result<Option<Pause>>;
+    /// Sets (Some) or clears (None) a tenant's durable training pause.
+    fn set_pause(&self, tenant: &str, pause: Option<&Pause>) -> anyhow::Result<()>;
+    fn pause(&self, tenant: &str) -> anyhow::Result<Option<Pause>>;
+    /// Inserts the samples (an analysis already stored is kept), then keeps each of
+    /// their tenants' newest `keep`; returns how many were inserted.
+    fn store_traffic(&self, rows: &[TrafficRow], keep: i64) -> anyhow::Result<u64>;
+    /// A tenant's newest samples (analysis id, protobuf), at most `limit`.
+    fn read_traffic(&self, tenant: &str, limit: i64) -> anyhow::Result<Vec<(String, Vec<u8>)>>;
 }
-
-/// Records stored but not yet trained on (the same SQL in both dialects); quarantined
-/// ones never will be.
-const PENDING: &str = "SELECT COUNT(*) FROM feedback WHERE quarantined = 0 AND seq > \
-     COALESCE((SELECT value FROM meta WHERE key = 'trained_through'), 0)";
 
 /// The writer thread's connection.
 trait Writer: Send {
     /// Commits the whole group in one transaction, or nothing; returns the pending
-    /// count as of that transaction, only once it has committed.
-    fn commit_group(&mut self, group: &[NewRecord]) -> anyhow::Result<u64>;
-    fn pending_count(&mut self) -> anyhow::Result<u64>;
+    /// counts as of that transaction, only once it has committed.
+    fn commit_group(&mut self, group: &[NewRecord]) -> anyhow::Result<Pending>;
+    fn pending_count(&mut self) -> anyhow::Result<Pending>;
 }
 
 /// The columns stored beside the protobuf (for people querying the table).
@@ -265,7 +270,12 @@ impl Columns {
             note: fb.note,
             text: record.text.clone(),
             received_unix_ms: record.received_unix_ms,
-            tenant: record.tenant.clone(),
+            // Stored before tenants had lines, or straight into the store: the default's.
+            tenant: if record.tenant.is_empty() {
+                empathy_proto::DEFAULT_TENANT.to_string()
+            } else {
+                record.tenant.clone()
+            },
             key_id: record.key_id.clone(),
             subject_id: record.subject_id.clone(),
             record: record.encode_to_vec(),
@@ -340,8 +350,8 @@ pub struct FeedbackStore {
     describe: Arc<str>,
     queue: mpsc::Sender<(NewRecord, Reply)>,
     capacity: usize,
-    /// Records stored but not yet trained on, after each commit.
-    pending: watch::Receiver<u64>,
+    /// Records stored but not yet trained on, per tenant, after each commit.
+    pending: watch::Receiver<Pending>,
 }
 
 pub fn now_ms() -> i64 {
@@ -414,8 +424,9 @@ impl FeedbackStore {
     }
 
     /// Stores `record` under `id`; returns once it is committed (durable), with the
-    /// number of records not yet trained on.
+    /// number of its tenant's records not yet trained on.
     pub async fn submit(&self, id: String, record: FeedbackRecord) -> Result<u64, SubmitError> {
+        let tenant = record.tenant.clone();
         let (reply, answer) = oneshot::channel();
         self.queue
             .try_send((NewRecord { id, record }, reply))
@@ -426,7 +437,7 @@ impl FeedbackStore {
                 }
             })?;
         match answer.await {
-            Ok(Ok(pending)) => Ok(pending),
+            Ok(Ok(pending)) => Ok(pending.get(&tenant).copied().unwrap_or(0)),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(SubmitError::NotStored(
                 "the store's writer stopped before committing".into(),
@@ -434,15 +445,15 @@ impl FeedbackStore {
         }
     }
 
-    /// Watches the count of records not yet trained on.
-    pub fn pending(&self) -> watch::Receiver<u64> {
+    /// Watches the counts of records not yet trained on, per tenant.
+    pub fn pending(&self) -> watch::Receiver<Pending> {
         self.pending.clone()
     }
 
-    /// Every stored record with seq <= `through` that may be trained on (not
-    /// quarantined), in seq order (on a reader connection, beside the writer).
-    pub fn read_all(&self, through: i64) -> anyhow::Result<Vec<Stored>> {
-        self.backend.read_all(through)
+    /// Every stored record of `tenant` with seq <= `through` that may be trained on
+    /// (not quarantined), in seq order (on a reader connection, beside the writer).
+    pub fn read_all(&self, tenant: &str, through: i64) -> anyhow::Result<Vec<Stored>> {
+        self.backend.read_all(tenant, through)
     }
 
     pub fn last_seq(&self) -> anyhow::Result<i64> {
@@ -453,9 +464,13 @@ impl FeedbackStore {
         self.backend.count()
     }
 
-    /// Records a finished job; `trained_through` (Some) marks feedback up to that seq
-    /// as trained on, so it no longer counts as pending.
-    pub fn record_job(&self, job: &JobRow, trained_through: Option<i64>) -> anyhow::Result<()> {
+    /// Records a finished job; `trained_through` (Some) marks the tenant's feedback up
+    /// to that seq as trained on, so it no longer counts as pending.
+    pub fn record_job(
+        &self,
+        job: &JobRow,
+        trained_through: Option<(&str, i64)>,
+    ) -> anyhow::Result<()> {
         self.backend.record_job(job, trained_through)
     }
 
@@ -464,8 +479,8 @@ impl FeedbackStore {
         self.backend.jobs(limit)
     }
 
-    /// Recomputes the pending count (after a job marked feedback as trained).
-    pub fn refresh_pending(&self) -> anyhow::Result<u64> {
+    /// Recomputes the pending counts (after a job marked feedback as trained).
+    pub fn refresh_pending(&self) -> anyhow::Result<Pending> {
         self.backend.pending_count()
     }
 
@@ -480,7 +495,7 @@ impl FeedbackStore {
 fn writer(
     mut w: Box<dyn Writer>,
     mut rx: mpsc::Receiver<(NewRecord, Reply)>,
-    pending: watch::Sender<u64>,
+    pending: watch::Sender<Pending>,
 ) {
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
@@ -493,9 +508,9 @@ fn writer(
         let (records, replies): (Vec<NewRecord>, Vec<Reply>) = group.into_iter().unzip();
         match w.commit_group(&records) {
             Ok(count) => {
-                pending.send_replace(count);
+                pending.send_replace(count.clone());
                 for reply in replies {
-                    let _ = reply.send(Ok(count));
+                    let _ = reply.send(Ok(count.clone()));
                 }
             }
             Err(e) => {

@@ -45,10 +45,13 @@ use super::postgres_tls;
 pub use super::postgres_url::{check_url, redact};
 use super::postgres_url::{parse, scrub};
 use super::schema::{ADDED_COLUMNS, Dialect};
+use super::tenants::trained_through_key;
 use super::{
     Backend, Columns, DiskFull, FILTER, Forgotten, JobRow, LOCK_WAIT, LockCheck, LockError,
-    NewRecord, PENDING, Pause, Stored, TRAINED_INTO, TrainingLock, Writer, decode,
+    NewRecord, Pause, Pending, Stored, TRAINED_INTO, TrafficRow, TrainingLock, Writer, decode,
 };
+
+mod tenants;
 
 /// Session advisory lock held by the trainer that runs a job (`b"empathy\x01"`).
 pub const TRAINING_LOCK: i64 = 0x656d_7061_7468_7901;
@@ -251,18 +254,20 @@ impl Backend for Postgres {
                     "ALTER TABLE feedback ADD COLUMN IF NOT EXISTS {name} {definition}"
                 ))?;
             }
+            tx.batch_execute(&Dialect::Postgres.migrate_to_tenants())?;
             tx.batch_execute(Dialect::Postgres.indexes())?;
             tx.commit()
         })?;
         Ok(Box::new(PgWriter { conn }))
     }
 
-    fn read_all(&self, through: i64) -> anyhow::Result<Vec<Stored>> {
+    fn read_all(&self, tenant: &str, through: i64) -> anyhow::Result<Vec<Stored>> {
+        let tenant = no_nul(tenant.to_string());
         let rows = self.session.call(move |c| {
             let rows = c.query(
-                "SELECT seq, id, record FROM feedback WHERE seq <= $1 AND quarantined = 0 \
-                 ORDER BY seq",
-                &[&through],
+                "SELECT seq, id, record FROM feedback WHERE seq <= $1 AND tenant = $2 \
+                 AND quarantined = 0 ORDER BY seq",
+                &[&through, &tenant],
             )?;
             rows.iter()
                 .map(|r| {
@@ -298,13 +303,13 @@ impl Backend for Postgres {
         Ok(n as u64)
     }
 
-    fn pending_count(&self) -> anyhow::Result<u64> {
-        let n: i64 = self.session.call(|c| get(&c.query_one(PENDING, &[])?, 0))?;
-        Ok(n as u64)
+    fn pending_count(&self) -> anyhow::Result<Pending> {
+        self.session.call(tenants::pending)
     }
 
-    fn record_job(&self, job: &JobRow, trained_through: Option<i64>) -> anyhow::Result<()> {
+    fn record_job(&self, job: &JobRow, trained_through: Option<(&str, i64)>) -> anyhow::Result<()> {
         let job = job.clone();
+        let trained_through = trained_through.map(|(t, seq)| (trained_through_key(t), seq));
         self.session.call(move |c| {
             let mut tx = c.transaction()?;
             tx.execute(
@@ -328,11 +333,11 @@ impl Backend for Postgres {
                     &job.through_seq,
                 ],
             )?;
-            if let Some(seq) = trained_through {
+            if let Some((key, seq)) = trained_through {
                 tx.execute(
-                    "INSERT INTO meta (key, value) VALUES ('trained_through', $1) \
+                    "INSERT INTO meta (key, value) VALUES ($1, $2) \
                      ON CONFLICT (key) DO UPDATE SET value = GREATEST(meta.value, EXCLUDED.value)",
-                    &[&seq],
+                    &[&no_nul(key), &seq],
                 )?;
             }
             tx.commit()
@@ -471,39 +476,30 @@ impl Backend for Postgres {
     fn delete_older_than(&self, cutoff_unix_ms: i64) -> anyhow::Result<u64> {
         self.session.call(move |c| {
             c.execute(
+                "DELETE FROM traffic WHERE received_unix_ms < $1",
+                &[&cutoff_unix_ms],
+            )?;
+            c.execute(
                 "DELETE FROM feedback WHERE received_unix_ms < $1",
                 &[&cutoff_unix_ms],
             )
         })
     }
 
-    fn set_pause(&self, pause: Option<&Pause>) -> anyhow::Result<()> {
-        let pause = pause.cloned();
-        self.session.call(move |c| {
-            match pause {
-                Some(p) => c.execute(
-                    "INSERT INTO training_pause (id, reason, since_unix_ms) VALUES (1, $1, $2) \
-                     ON CONFLICT (id) DO UPDATE SET reason = EXCLUDED.reason, \
-                     since_unix_ms = EXCLUDED.since_unix_ms",
-                    &[&no_nul(p.reason), &p.since_unix_ms],
-                )?,
-                None => c.execute("DELETE FROM training_pause", &[])?,
-            };
-            Ok(())
-        })
+    fn set_pause(&self, tenant: &str, pause: Option<&Pause>) -> anyhow::Result<()> {
+        self.set_tenant_pause(tenant, pause)
     }
 
-    fn pause(&self) -> anyhow::Result<Option<Pause>> {
-        self.session.call(|c| {
-            c.query_opt("SELECT reason, since_unix_ms FROM training_pause", &[])?
-                .map(|r| {
-                    Ok(Pause {
-                        reason: get(&r, 0)?,
-                        since_unix_ms: get(&r, 1)?,
-                    })
-                })
-                .transpose()
-        })
+    fn pause(&self, tenant: &str) -> anyhow::Result<Option<Pause>> {
+        self.tenant_pause(tenant)
+    }
+
+    fn store_traffic(&self, rows: &[TrafficRow], keep: i64) -> anyhow::Result<u64> {
+        self.insert_traffic(rows, keep)
+    }
+
+    fn read_traffic(&self, tenant: &str, limit: i64) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+        self.traffic_rows(tenant, limit)
     }
 }
 
@@ -534,6 +530,7 @@ impl Postgres {
         let subject = no_nul(subject.to_string());
         self.session.call(move |c| {
             let mut tx = c.transaction()?;
+            tx.execute("DELETE FROM traffic WHERE subject_id = $1", &[&subject])?;
             let lowest: Option<i64> = get(
                 &tx.query_one(
                     "SELECT MIN(seq) FROM feedback WHERE subject_id = $1",
@@ -542,6 +539,7 @@ impl Postgres {
                 0,
             )?;
             let Some(lowest) = lowest else {
+                tx.commit()?;
                 return Ok(Forgotten::default());
             };
             let trained_into = tx
@@ -589,7 +587,7 @@ struct PgWriter {
 }
 
 impl Writer for PgWriter {
-    fn commit_group(&mut self, group: &[NewRecord]) -> anyhow::Result<u64> {
+    fn commit_group(&mut self, group: &[NewRecord]) -> anyhow::Result<Pending> {
         let n = group.len();
         let mut ids = Vec::with_capacity(n);
         let mut received = Vec::with_capacity(n);
@@ -646,15 +644,14 @@ impl Writer for PgWriter {
                     &subjects,
                 ],
             )?;
-            let pending: i64 = get(&tx.query_one(PENDING, &[])?, 0)?;
+            let pending = tenants::pending(&mut tx)?;
             tx.commit()?;
-            Ok(pending as u64)
+            Ok(pending)
         })
     }
 
-    fn pending_count(&mut self) -> anyhow::Result<u64> {
-        let n: i64 = self.conn.run(|c| get(&c.query_one(PENDING, &[])?, 0))?;
-        Ok(n as u64)
+    fn pending_count(&mut self) -> anyhow::Result<Pending> {
+        self.conn.run(tenants::pending)
     }
 }
 

@@ -1,6 +1,6 @@
 //! What the store does for privacy and against poisoning: purging or quarantining
-//! feedback by filter, forgetting a subject, retention by age, and the durable pause
-//! of automatic training after a rollback.
+//! feedback by filter, forgetting a subject, and retention by age (the durable pause
+//! of a tenant's automatic training after a rollback is in `tenants`).
 
 use std::time::Duration;
 
@@ -72,23 +72,6 @@ impl FeedbackStore {
         let age_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
         self.backend
             .delete_older_than(now_ms().saturating_sub(age_ms))
-    }
-
-    /// Pauses automatic training until `resume`, durably.
-    pub fn set_pause(&self, reason: &str) -> anyhow::Result<()> {
-        self.backend.set_pause(Some(&Pause {
-            reason: reason.to_string(),
-            since_unix_ms: now_ms(),
-        }))
-    }
-
-    pub fn resume(&self) -> anyhow::Result<()> {
-        self.backend.set_pause(None)
-    }
-
-    /// Why automatic training is paused, or None.
-    pub fn pause(&self) -> anyhow::Result<Option<Pause>> {
-        self.backend.pause()
     }
 }
 

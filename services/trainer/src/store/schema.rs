@@ -33,7 +33,8 @@ impl Dialect {
         }
     }
 
-    /// Creates the `feedback`, `jobs`, `meta` and `api_keys` tables unless they exist.
+    /// Creates the `feedback`, `jobs`, `meta`, `api_keys`, `tenant_pause` and `traffic`
+    /// tables unless they exist.
     pub(super) fn schema(self) -> String {
         let (seq_key, int64, bytes) = (self.seq_key(), self.int64(), self.bytes());
         format!(
@@ -81,11 +82,20 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_unix_ms  {int64} NOT NULL,
     revoked_unix_ms  {int64} NOT NULL
 );
--- One row while automatic training is paused (after a rollback), none otherwise.
-CREATE TABLE IF NOT EXISTS training_pause (
-    id               INTEGER PRIMARY KEY,
+-- One row per tenant whose automatic training is paused (after a rollback of its line).
+CREATE TABLE IF NOT EXISTS tenant_pause (
+    tenant           TEXT PRIMARY KEY,
     reason           TEXT NOT NULL,
     since_unix_ms    {int64} NOT NULL
+);
+-- Fusion's sample of each tenant's analyses: a TrafficSample (features, no text) each,
+-- the newest few thousand per tenant (`tenants::TRAFFIC_KEEP`).
+CREATE TABLE IF NOT EXISTS traffic (
+    analysis_id      TEXT PRIMARY KEY,
+    tenant           TEXT NOT NULL,
+    subject_id       TEXT NOT NULL,
+    received_unix_ms {int64} NOT NULL,
+    sample           {bytes} NOT NULL
 );
 "
         )
@@ -94,7 +104,38 @@ CREATE TABLE IF NOT EXISTS training_pause (
     /// Run after `schema` (and `ADDED_COLUMNS`): indexes on the added columns.
     pub(super) fn indexes(self) -> &'static str {
         "CREATE INDEX IF NOT EXISTS feedback_subject ON feedback (subject_id);
-CREATE INDEX IF NOT EXISTS feedback_received ON feedback (received_unix_ms);"
+CREATE INDEX IF NOT EXISTS feedback_received ON feedback (received_unix_ms);
+CREATE INDEX IF NOT EXISTS feedback_tenant ON feedback (tenant, seq);
+CREATE INDEX IF NOT EXISTS traffic_tenant ON traffic (tenant, received_unix_ms);
+CREATE INDEX IF NOT EXISTS traffic_subject ON traffic (subject_id);"
+    }
+
+    /// Run after `schema` and `ADDED_COLUMNS` (issue 13): records stored before
+    /// tenants had lines become the "default" tenant's; the one `trained_through` mark
+    /// becomes one per tenant; the one pause (table `training_pause`) becomes the
+    /// default tenant's. Running it again changes nothing.
+    pub(super) fn migrate_to_tenants(self) -> String {
+        let int64 = self.int64();
+        format!(
+            "
+UPDATE feedback SET tenant = 'default' WHERE tenant = '';
+INSERT INTO meta (key, value)
+    SELECT DISTINCT 'trained_through/' || tenant,
+           (SELECT value FROM meta WHERE key = 'trained_through')
+    FROM feedback WHERE EXISTS (SELECT 1 FROM meta WHERE key = 'trained_through')
+    ON CONFLICT (key) DO NOTHING;
+DELETE FROM meta WHERE key = 'trained_through';
+CREATE TABLE IF NOT EXISTS training_pause (
+    id               INTEGER PRIMARY KEY,
+    reason           TEXT NOT NULL,
+    since_unix_ms    {int64} NOT NULL
+);
+INSERT INTO tenant_pause (tenant, reason, since_unix_ms)
+    SELECT 'default', reason, since_unix_ms FROM training_pause WHERE 1 = 1
+    ON CONFLICT (tenant) DO NOTHING;
+DROP TABLE training_pause;
+"
+        )
     }
 }
 

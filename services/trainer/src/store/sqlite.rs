@@ -24,9 +24,13 @@ use empathy_proto::v1::FeedbackFilter;
 
 use super::keys::{self, KeyRow};
 use super::schema::{ADDED_COLUMNS, Dialect};
+use super::tenants::{
+    CLEAR_PAUSE, GET_PAUSE, INSERT_TRAFFIC, READ_TRAFFIC, SET_PAUSE, TRIM_TRAFFIC,
+    trained_through_key,
+};
 use super::{
     Backend, Columns, DiskFull, FILTER, Forgotten, JobRow, LockError, NewRecord, PENDING, Pause,
-    Stored, TRAINED_INTO, TrainingLock, Writer, decode,
+    Pending, Stored, TRAINED_INTO, TrafficRow, TrainingLock, Writer, decode,
 };
 
 /// The database file's mode, and so its -wal's and -shm's: owner only.
@@ -134,8 +138,12 @@ fn filter_params(f: &FeedbackFilter) -> impl rusqlite::Params + '_ {
     )
 }
 
-fn pending_count(conn: &Connection) -> anyhow::Result<u64> {
-    Ok(conn.query_row(PENDING, [], |r| r.get::<_, i64>(0))? as u64)
+fn pending_count(conn: &Connection) -> anyhow::Result<Pending> {
+    let mut stmt = conn.prepare_cached(PENDING)?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 impl Backend for Sqlite {
@@ -143,17 +151,18 @@ impl Backend for Sqlite {
         let conn = self.open()?;
         conn.execute_batch(&Dialect::Sqlite.schema())?;
         migrate(&conn)?;
+        conn.execute_batch(&Dialect::Sqlite.migrate_to_tenants())?;
         conn.execute_batch(Dialect::Sqlite.indexes())?;
         Ok(Box::new(SqliteWriter { conn }))
     }
 
-    fn read_all(&self, through: i64) -> anyhow::Result<Vec<Stored>> {
+    fn read_all(&self, tenant: &str, through: i64) -> anyhow::Result<Vec<Stored>> {
         let conn = self.open()?;
         let mut stmt = conn.prepare(
-            "SELECT seq, id, record FROM feedback WHERE seq <= ?1 AND quarantined = 0 \
-                 ORDER BY seq",
+            "SELECT seq, id, record FROM feedback WHERE seq <= ?1 AND tenant = ?2 \
+                 AND quarantined = 0 ORDER BY seq",
         )?;
-        let rows = stmt.query_map([through], |r| {
+        let rows = stmt.query_map(params![through, tenant], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
@@ -183,11 +192,11 @@ impl Backend for Sqlite {
         Ok(conn.query_row("SELECT COUNT(*) FROM feedback", [], |r| r.get::<_, i64>(0))? as u64)
     }
 
-    fn pending_count(&self) -> anyhow::Result<u64> {
+    fn pending_count(&self) -> anyhow::Result<Pending> {
         pending_count(&self.open()?)
     }
 
-    fn record_job(&self, job: &JobRow, trained_through: Option<i64>) -> anyhow::Result<()> {
+    fn record_job(&self, job: &JobRow, trained_through: Option<(&str, i64)>) -> anyhow::Result<()> {
         let mut conn = self.open()?;
         let tx = conn.transaction()?;
         tx.execute(
@@ -205,11 +214,11 @@ impl Backend for Sqlite {
                 job.through_seq
             ],
         )?;
-        if let Some(seq) = trained_through {
+        if let Some((tenant, seq)) = trained_through {
             tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('trained_through', ?1) \
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) \
                  ON CONFLICT(key) DO UPDATE SET value = MAX(value, excluded.value)",
-                [seq],
+                params![trained_through_key(tenant), seq],
             )?;
         }
         tx.commit()?;
@@ -301,6 +310,7 @@ impl Backend for Sqlite {
 
     fn forget(&self, subject: &str) -> anyhow::Result<Forgotten> {
         self.deleting(|tx| {
+            tx.execute("DELETE FROM traffic WHERE subject_id = ?1", [subject])?;
             let lowest: Option<i64> = tx.query_row(
                 "SELECT MIN(seq) FROM feedback WHERE subject_id = ?1",
                 [subject],
@@ -324,6 +334,10 @@ impl Backend for Sqlite {
     fn delete_older_than(&self, cutoff_unix_ms: i64) -> anyhow::Result<u64> {
         let n = self.deleting(|tx| {
             tx.execute(
+                "DELETE FROM traffic WHERE received_unix_ms < ?1",
+                [cutoff_unix_ms],
+            )?;
+            tx.execute(
                 "DELETE FROM feedback WHERE received_unix_ms < ?1",
                 [cutoff_unix_ms],
             )
@@ -331,29 +345,58 @@ impl Backend for Sqlite {
         Ok(n as u64)
     }
 
-    fn set_pause(&self, pause: Option<&Pause>) -> anyhow::Result<()> {
+    fn set_pause(&self, tenant: &str, pause: Option<&Pause>) -> anyhow::Result<()> {
         let conn = self.open()?;
         match pause {
-            Some(p) => conn.execute(
-                "INSERT OR REPLACE INTO training_pause (id, reason, since_unix_ms) \
-                 VALUES (1, ?1, ?2)",
-                params![p.reason, p.since_unix_ms],
-            )?,
-            None => conn.execute("DELETE FROM training_pause", [])?,
+            Some(p) => conn.execute(SET_PAUSE, params![tenant, p.reason, p.since_unix_ms])?,
+            None => conn.execute(CLEAR_PAUSE, [tenant])?,
         };
         Ok(())
     }
 
-    fn pause(&self) -> anyhow::Result<Option<Pause>> {
+    fn pause(&self, tenant: &str) -> anyhow::Result<Option<Pause>> {
         let conn = self.open()?;
-        let mut stmt = conn.prepare("SELECT reason, since_unix_ms FROM training_pause")?;
-        let mut rows = stmt.query_map([], |r| {
+        let mut stmt = conn.prepare(GET_PAUSE)?;
+        let mut rows = stmt.query_map([tenant], |r| {
             Ok(Pause {
                 reason: r.get(0)?,
                 since_unix_ms: r.get(1)?,
             })
         })?;
         Ok(rows.next().transpose()?)
+    }
+
+    fn store_traffic(&self, rows: &[TrafficRow], keep: i64) -> anyhow::Result<u64> {
+        let mut conn = self.open()?;
+        let tx = conn.transaction()?;
+        let mut inserted = 0;
+        {
+            let mut insert = tx.prepare_cached(INSERT_TRAFFIC)?;
+            for r in rows {
+                inserted += insert.execute(params![
+                    r.analysis_id,
+                    r.tenant,
+                    r.subject_id,
+                    r.received_unix_ms,
+                    r.sample
+                ])? as u64;
+            }
+            let tenants: std::collections::BTreeSet<&str> =
+                rows.iter().map(|r| r.tenant.as_str()).collect();
+            let mut trim = tx.prepare_cached(TRIM_TRAFFIC)?;
+            for tenant in tenants {
+                trim.execute(params![tenant, keep])?;
+            }
+        }
+        tx.commit()?;
+        Ok(inserted)
+    }
+
+    fn read_traffic(&self, tenant: &str, limit: i64) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+        let conn = self.open()?;
+        let mut stmt = conn.prepare(READ_TRAFFIC)?;
+        let rows = stmt.query_map(params![tenant, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 
@@ -362,7 +405,7 @@ struct SqliteWriter {
 }
 
 impl Writer for SqliteWriter {
-    fn commit_group(&mut self, group: &[NewRecord]) -> anyhow::Result<u64> {
+    fn commit_group(&mut self, group: &[NewRecord]) -> anyhow::Result<Pending> {
         self.commit(group).map_err(|e| {
             let code = e
                 .downcast_ref::<rusqlite::Error>()
@@ -375,13 +418,13 @@ impl Writer for SqliteWriter {
         })
     }
 
-    fn pending_count(&mut self) -> anyhow::Result<u64> {
+    fn pending_count(&mut self) -> anyhow::Result<Pending> {
         pending_count(&self.conn)
     }
 }
 
 impl SqliteWriter {
-    fn commit(&mut self, group: &[NewRecord]) -> anyhow::Result<u64> {
+    fn commit(&mut self, group: &[NewRecord]) -> anyhow::Result<Pending> {
         let tx = self.conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(

@@ -39,7 +39,7 @@ async fn exercise(database: &Database) -> anyhow::Result<FeedbackStore> {
         assert_eq!(store.count()?, 40);
     }
     let store = FeedbackStore::open_database(database, 64)?;
-    let all = store.read_all(i64::MAX)?;
+    let all = store.read_all("default", i64::MAX)?;
     assert_eq!(all.len(), 40);
     assert!(
         all.windows(2).all(|w| w[0].seq < w[1].seq),
@@ -57,7 +57,7 @@ async fn exercise(database: &Database) -> anyhow::Result<FeedbackStore> {
         odd.and_then(|r| r.feedback).map(|f| f.note),
         Some("a\0b".into())
     );
-    assert_eq!(*store.pending().borrow(), 40);
+    assert_eq!(store.pending().borrow().get("default"), Some(&40));
     let through = all[29].seq;
     store.record_job(
         &JobRow {
@@ -66,9 +66,9 @@ async fn exercise(database: &Database) -> anyhow::Result<FeedbackStore> {
             started_unix_ms: 1,
             ..JobRow::default()
         },
-        Some(through),
+        Some(("default", through)),
     )?;
-    assert_eq!(store.refresh_pending()?, 10);
+    assert_eq!(store.refresh_pending()?.get("default"), Some(&10));
     // trained_through only grows; a job recorded twice is one row.
     for state in ["RUNNING", "REJECTED"] {
         store.record_job(
@@ -78,10 +78,19 @@ async fn exercise(database: &Database) -> anyhow::Result<FeedbackStore> {
                 started_unix_ms: 2,
                 ..JobRow::default()
             },
-            Some(1),
+            Some(("default", 1)),
         )?;
     }
-    assert_eq!(store.refresh_pending()?, 10);
+    assert_eq!(store.refresh_pending()?.get("default"), Some(&10));
+    // Another tenant's mark moves nothing of the default's.
+    let k = JobRow {
+        id: "k".into(),
+        state: "REJECTED".into(),
+        started_unix_ms: 2,
+        ..JobRow::default()
+    };
+    store.record_job(&k, Some(("acme", i64::MAX)))?;
+    assert_eq!(store.refresh_pending()?.get("default"), Some(&10));
     let jobs = store.jobs(5)?;
     assert_eq!(
         jobs.iter()
@@ -217,4 +226,44 @@ fn databases_from_the_flag() {
             "{bad}: {err:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_is_kept_per_tenant_bounded_and_forgotten() -> anyhow::Result<()> {
+    use empathy_proto::v1::{FloatVector, TrafficSample};
+    let dir = crate::test_registry::Scratch::new("traffic");
+    let store = FeedbackStore::open_database(&Database::Sqlite(dir.database()), 8)?;
+    let sample = |i: i64, tenant: &str| TrafficSample {
+        analysis_id: format!("{tenant}-{i}"),
+        tenant: tenant.into(),
+        subject_id: if i == 0 { "p1".into() } else { String::new() },
+        received_unix_ms: super::now_ms() - 1_000 + i,
+        features: [(
+            "text".to_string(),
+            FloatVector {
+                values: vec![i as f32],
+            },
+        )]
+        .into(),
+        ..TrafficSample::default()
+    };
+    let keep = super::tenants::TRAFFIC_KEEP;
+    let acme: Vec<TrafficSample> = (0..keep + 5).map(|i| sample(i, "acme")).collect();
+    assert_eq!(store.store_traffic(&acme)?, (keep + 5) as u64);
+    // Sent twice (a retry), stored once.
+    assert_eq!(store.store_traffic(&acme[acme.len() - 10..])?, 0);
+    store.store_traffic(&[sample(1, "globex")])?;
+    let kept = store.traffic("acme", usize::MAX)?;
+    assert_eq!(kept.len() as i64, keep, "not bounded");
+    assert_eq!(
+        kept[0].analysis_id,
+        format!("acme-{}", keep + 4),
+        "not newest first"
+    );
+    assert_eq!(store.traffic("globex", 10)?.len(), 1);
+    // Forgetting a subject removes its samples; keeping only the newest dropped acme-0.
+    store.store_traffic(&[sample(0, "globex")])?;
+    store.forget("p1")?;
+    assert_eq!(store.traffic("globex", 10)?.len(), 1);
+    Ok(())
 }

@@ -40,12 +40,14 @@ pub(in crate::store) async fn store_with(
     Ok(store)
 }
 
+/// The ids of every tenant's trainable records, in seq order.
 fn ids(store: &FeedbackStore) -> anyhow::Result<Vec<String>> {
-    Ok(store
-        .read_all(i64::MAX)?
-        .into_iter()
-        .map(|s| s.id)
-        .collect())
+    let mut all = Vec::new();
+    for tenant in ["clinic", "spam", "t", "default"] {
+        all.extend(store.read_all(tenant, i64::MAX)?);
+    }
+    all.sort_by_key(|s| s.seq);
+    Ok(all.into_iter().map(|s| s.id).collect())
 }
 
 fn filter() -> FeedbackFilter {
@@ -71,7 +73,7 @@ pub(in crate::store) async fn purges(database: &Database) -> anyhow::Result<()> 
         ],
     )
     .await?;
-    assert_eq!(*store.pending().borrow(), 5);
+    assert_eq!(store.pending().borrow().values().sum::<u64>(), 5);
     // An empty filter would take everything.
     assert!(store.purge(&filter(), true).is_err());
     // Quarantined: kept, but neither read for training nor pending.
@@ -82,7 +84,7 @@ pub(in crate::store) async fn purges(database: &Database) -> anyhow::Result<()> 
     assert_eq!(store.purge(&spam, false)?, 2);
     assert_eq!(ids(&store)?, ["a", "b", "e"]);
     assert_eq!(store.count()?, 5);
-    assert_eq!(store.refresh_pending()?, 3);
+    assert_eq!(store.refresh_pending()?, [("clinic".to_string(), 3)].into());
     // Fields AND: key k1 received in [1000, 5000) is only "a"; deleted.
     let k1_early = FeedbackFilter {
         key_id: "k1".into(),
@@ -159,7 +161,7 @@ async fn forgets_with(
         ],
     )
     .await?;
-    let all = store.read_all(i64::MAX)?;
+    let all = store.read_all("t", i64::MAX)?;
     let seq = |id: &str| all.iter().find(|s| s.id == id).map_or(0, |s| s.seq);
     // v0002 was trained on everything up to s1; v0001's job read only "before".
     for (job, published, through) in [("j1", "v0001", seq("before")), ("j2", "v0002", seq("s1"))] {
@@ -171,7 +173,7 @@ async fn forgets_with(
                 through_seq: through,
                 ..JobRow::default()
             },
-            Some(through),
+            Some(("t", through)),
         )?;
     }
     // Quarantined records are the subject's too.
@@ -218,18 +220,23 @@ async fn the_pause_is_stored() -> anyhow::Result<()> {
 
 pub(in crate::store) fn pauses(database: &Database) -> anyhow::Result<()> {
     let store = FeedbackStore::open_database(database, 4)?;
-    assert_eq!(store.pause()?, None);
-    store.set_pause("rolled back")?;
+    assert_eq!(store.pause("acme")?, None);
+    store.set_pause("acme", "rolled back")?;
     drop(store);
     let store = FeedbackStore::open_database(database, 4)?;
-    assert_eq!(store.pause()?.map(|p| p.reason), Some("rolled back".into()));
-    store.set_pause("rolled back again")?;
     assert_eq!(
-        store.pause()?.map(|p| p.reason),
+        store.pause("acme")?.map(|p| p.reason),
+        Some("rolled back".into())
+    );
+    // One tenant's pause is its own.
+    assert_eq!(store.pause("globex")?, None);
+    store.set_pause("acme", "rolled back again")?;
+    assert_eq!(
+        store.pause("acme")?.map(|p| p.reason),
         Some("rolled back again".into())
     );
-    store.resume()?;
-    assert_eq!(store.pause()?, None);
+    store.resume("acme")?;
+    assert_eq!(store.pause("acme")?, None);
     Ok(())
 }
 

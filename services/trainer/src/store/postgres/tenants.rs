@@ -1,0 +1,90 @@
+//! The PostgreSQL side of `store::tenants`: per-tenant pending counts, pauses and the
+//! traffic sample, on the reader session (the writer's counts on its own connection).
+
+use ::postgres::GenericClient;
+
+use super::super::tenants::{
+    CLEAR_PAUSE, GET_PAUSE, INSERT_TRAFFIC, PENDING, READ_TRAFFIC, SET_PAUSE, TRIM_TRAFFIC,
+};
+use super::{Pause, Pending, Postgres, TrafficRow, get, no_nul};
+
+/// Pending records per tenant, on any connection or in a transaction.
+pub(super) fn pending(c: &mut impl GenericClient) -> Result<Pending, ::postgres::Error> {
+    c.query(PENDING, &[])?
+        .iter()
+        .map(|r| Ok((get::<String>(r, 0)?, get::<i64>(r, 1)? as u64)))
+        .collect()
+}
+
+impl Postgres {
+    pub(super) fn set_tenant_pause(
+        &self,
+        tenant: &str,
+        pause: Option<&Pause>,
+    ) -> anyhow::Result<()> {
+        let (tenant, pause) = (no_nul(tenant.to_string()), pause.cloned());
+        self.session.call(move |c| {
+            match pause {
+                Some(p) => c.execute(SET_PAUSE, &[&tenant, &no_nul(p.reason), &p.since_unix_ms])?,
+                None => c.execute(CLEAR_PAUSE, &[&tenant])?,
+            };
+            Ok(())
+        })
+    }
+
+    pub(super) fn tenant_pause(&self, tenant: &str) -> anyhow::Result<Option<Pause>> {
+        let tenant = no_nul(tenant.to_string());
+        self.session.call(move |c| {
+            c.query_opt(GET_PAUSE, &[&tenant])?
+                .map(|r| {
+                    Ok(Pause {
+                        reason: get(&r, 0)?,
+                        since_unix_ms: get(&r, 1)?,
+                    })
+                })
+                .transpose()
+        })
+    }
+
+    pub(super) fn insert_traffic(&self, rows: &[TrafficRow], keep: i64) -> anyhow::Result<u64> {
+        let rows: Vec<(String, String, String, i64, Vec<u8>)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    no_nul(r.analysis_id.clone()),
+                    no_nul(r.tenant.clone()),
+                    no_nul(r.subject_id.clone()),
+                    r.received_unix_ms,
+                    r.sample.clone(),
+                )
+            })
+            .collect();
+        self.session.call(move |c| {
+            let mut tx = c.transaction()?;
+            let mut inserted = 0;
+            for (id, tenant, subject, at, sample) in &rows {
+                inserted += tx.execute(INSERT_TRAFFIC, &[id, tenant, subject, at, sample])?;
+            }
+            let tenants: std::collections::BTreeSet<&String> = rows.iter().map(|r| &r.1).collect();
+            for tenant in tenants {
+                tx.execute(TRIM_TRAFFIC, &[tenant, &keep])?;
+            }
+            tx.commit()?;
+            Ok(inserted)
+        })
+    }
+
+    pub(super) fn traffic_rows(
+        &self,
+        tenant: &str,
+        limit: i64,
+    ) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+        let tenant = no_nul(tenant.to_string());
+        self.session.call(move |c| {
+            c.query(READ_TRAFFIC, &[&tenant, &limit])?
+                .iter()
+                .map(|r| Ok((get(r, 0)?, get(r, 1)?)))
+                .collect()
+        })
+    }
+}
