@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use empathy_model::checkpoint::{Manifest, read_version};
-use empathy_model::registry::is_version_name;
+use empathy_model::registry;
 use empathy_proto::v1::FeedbackRecord;
 use tonic::Status;
 
@@ -26,16 +26,14 @@ impl Versions {
         }
     }
 
-    /// The manifest of version `name` of this registry (blocking on the first read).
+    /// The manifest of version `name` of this registry, a base version (`v0002`) or
+    /// one of a tenant's line (`acme/v0002`), blocking on the first read.
     pub fn get(&self, name: &str) -> anyhow::Result<Arc<Manifest>> {
-        anyhow::ensure!(
-            is_version_name(name),
-            "{name:?} is not a model version name"
-        );
+        let dir = registry::version_dir(&self.models, name)?;
         if let Some(m) = self.lock().get(name) {
             return Ok(Arc::clone(m));
         }
-        let (manifest, _) = read_version(&self.models.join(name))?;
+        let (manifest, _) = read_version(&dir)?;
         let manifest = Arc::new(manifest);
         self.lock().insert(name.to_string(), Arc::clone(&manifest));
         Ok(manifest)
@@ -45,14 +43,24 @@ impl Versions {
         self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Refuses a record whose analysis was not made by a version of this registry, or
-    /// whose features do not have that version's widths.
+    /// Refuses a record whose analysis was not made by a version of this registry that
+    /// could have served its tenant (the base, or the tenant's own line), or whose
+    /// features do not have that version's widths.
     pub fn check(&self, record: &FeedbackRecord) -> Result<(), Status> {
         let name = record.model_version.trim();
         if name.is_empty() {
             return Err(Status::invalid_argument(
                 "model_version is empty: say which model version made the analysis",
             ));
+        }
+        if let Some((owner, _)) = name.split_once('/')
+            && owner != record.tenant
+        {
+            return Err(Status::invalid_argument(format!(
+                "model version {name:?} is another tenant's; tenant {:?} was answered by the \
+                 base line or its own",
+                record.tenant
+            )));
         }
         let manifest = self.get(name).map_err(|e| {
             Status::failed_precondition(format!(
@@ -98,5 +106,27 @@ impl Versions {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feedback_on_another_tenants_version_is_refused() {
+        let versions = Versions::new(PathBuf::from("/nonexistent"));
+        let record = FeedbackRecord {
+            model_version: "acme/v0001".into(),
+            tenant: "globex".into(),
+            ..FeedbackRecord::default()
+        };
+        let err = versions.check(&record).err();
+        assert!(
+            err.as_ref()
+                .is_some_and(|e| e.code() == tonic::Code::InvalidArgument
+                    && e.message().contains("another tenant's")),
+            "{err:?}"
+        );
     }
 }
