@@ -214,7 +214,7 @@ fn write_and_publish(
     // Another writer may take the same number between our scan and rename: retry.
     for _ in 0..16 {
         let name = format!("v{:04}", highest_number(models_dir)? + 1);
-        manifest.version = crate::registry::version_id(tenant.as_deref(), &name);
+        manifest.version = crate::version_id::version_id(tenant.as_deref(), &name);
         write_synced(
             &tmp.join(MANIFEST_FILE),
             &serde_json::to_vec_pretty(&manifest)?,
@@ -343,7 +343,7 @@ pub fn latest_version(models_dir: &Path) -> anyhow::Result<PathBuf> {
     let mut candidates = Vec::new();
     for entry in entries {
         let entry = entry?;
-        let versioned = crate::registry::is_version_name(&entry.file_name().to_string_lossy());
+        let versioned = crate::version_id::is_version_name(&entry.file_name().to_string_lossy());
         if !versioned || !entry.file_type()?.is_dir() {
             continue;
         }

@@ -20,13 +20,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail, ensure};
 
 use crate::checkpoint::{Manifest, latest_version, read_version};
+pub use crate::version_id::{is_version_name, parse_version_id, version_id};
 
 pub const SERVING_FILE: &str = "serving";
-
-/// A version name as the registry writes them: `v` and digits.
-pub fn is_version_name(name: &str) -> bool {
-    name.len() > 1 && name.starts_with('v') && name[1..].bytes().all(|b| b.is_ascii_digit())
-}
 
 /// The directory under a registry that holds the tenants' lines.
 pub const TENANTS_DIR: &str = "tenants";
@@ -40,34 +36,6 @@ pub fn line_dir(models_dir: &Path, tenant: &str) -> anyhow::Result<PathBuf> {
         "{tenant:?} is not a tenant name (1-64 of a-z, 0-9, '-' and '_')"
     );
     Ok(models_dir.join(TENANTS_DIR).join(tenant))
-}
-
-/// A version id split into its line's tenant (None: the base) and its name there.
-pub fn parse_version_id(id: &str) -> anyhow::Result<(Option<&str>, &str)> {
-    let (tenant, name) = match id.split_once('/') {
-        Some((tenant, name)) => {
-            ensure!(
-                is_tenant_name(tenant),
-                "{id:?} is not a model version id (like v0002 or acme/v0002)"
-            );
-            (Some(tenant), name)
-        }
-        None => (None, id),
-    };
-    ensure!(
-        is_version_name(name),
-        "{id:?} is not a model version id (like v0002 or acme/v0002)"
-    );
-    Ok((tenant, name))
-}
-
-/// A version id as the registry writes them: `name` in the base line, `tenant/name`
-/// in a tenant's.
-pub fn version_id(tenant: Option<&str>, name: &str) -> String {
-    match tenant {
-        Some(t) => format!("{t}/{name}"),
-        None => name.to_string(),
-    }
 }
 
 /// The directory of the version `id` names (which need not exist).
