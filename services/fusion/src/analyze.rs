@@ -23,7 +23,7 @@ use crate::{
         attributions, emotion_source, emotions, face_expert, low_confidence_note, sentiment,
         situation_experts, situation_results,
     },
-    model_watch::ServingModel,
+    model_lines::ModelLines,
     recent::{self, Owner, RecentAnalyses},
     situations::{Ask, SituationSource},
     trainer_link::TrainerLink,
@@ -34,7 +34,8 @@ pub struct Analyzer {
     pub pool: EncoderPool,
     pub situations: SituationSource,
     pub lexicon: Arc<Lexicon>,
-    pub model: Arc<ServingModel>,
+    /// The base line's version and the tenants' own.
+    pub models: Arc<ModelLines>,
     pub recent: Arc<RecentAnalyses>,
     pub trainer: Option<TrainerLink>,
     pub limits: Limits,
@@ -271,8 +272,18 @@ fn same_text_encoder(
     ))
 }
 
-/// FAILED_PRECONDITION when the client pinned a version other than the loaded one.
-fn check_model_version(wanted: &str, loaded: &str) -> Result<(), Status> {
+/// NOT_FOUND when the client pinned a version of another tenant's line (whose existence
+/// is not the caller's business); FAILED_PRECONDITION when it pinned a version other
+/// than the one serving the caller.
+fn check_model_version(wanted: &str, loaded: &str, tenant: &str) -> Result<(), Status> {
+    if let Ok((Some(owner), _)) = empathy_model::registry::parse_version_id(wanted)
+        && owner != tenant
+    {
+        return Err(Status::not_found(format!(
+            "model version {} is not a version of tenant {tenant}'s line",
+            quote(wanted)
+        )));
+    }
     if !wanted.is_empty() && wanted != loaded {
         return Err(Status::failed_precondition(format!(
             "model version {} is not loaded; this server serves {loaded:?}",
@@ -330,9 +341,9 @@ impl Analyzer {
         let started = Instant::now();
         validate::check(&req, &self.limits, &self.known_modalities().await)?;
         let opts = req.options.clone().unwrap_or_default();
-        let model = self.model.get();
+        let model = self.models.get(tenant).await?;
         let manifest = model.manifest();
-        check_model_version(&opts.model_version, &manifest.version)?;
+        check_model_version(&opts.model_version, &manifest.version, tenant)?;
         let call = Call::new(&req, &opts, manifest, self.default_deadline);
 
         let mut gathered = self.encode_all(&call).await?;

@@ -6,6 +6,7 @@ mod analyze;
 mod encoders;
 mod explain;
 mod feedback;
+mod model_lines;
 mod model_watch;
 mod recent;
 mod service;
@@ -25,7 +26,8 @@ use empathy_grpc::v1::empathy_service_server::EmpathyServiceServer;
 use empathy_model::{FusionModel, Lexicon};
 
 use crate::{
-    analyze::Analyzer, encoders::EncoderPool, service::Empathy, situations::SituationSource,
+    analyze::Analyzer, encoders::EncoderPool, model_lines::ModelLines, service::Empathy,
+    situations::SituationSource,
 };
 
 #[derive(Parser, Debug)]
@@ -55,6 +57,10 @@ struct Args {
     /// up, in seconds.
     #[arg(long, default_value_t = 3)]
     model_poll_s: u64,
+    /// Memory for tenants' own model versions (issue 13), in MiB of their files: the
+    /// least recently used are dropped beyond it and loaded again when asked for.
+    #[arg(long, default_value_t = 512)]
+    tenant_models_mib: u64,
     #[command(flatten)]
     recent: recent::RecentLimits,
     /// How long the encoders get when a request sets no deadline.
@@ -116,11 +122,6 @@ async fn main() -> anyhow::Result<()> {
     pool.refresh().await;
     pool.spawn_refresh(Duration::from_secs(10));
 
-    let model = Arc::new(model_watch::ServingModel::new(model));
-    if let Some(dir) = registry {
-        let poll = Duration::from_secs(args.model_poll_s.max(1));
-        model_watch::spawn(Arc::clone(&model), dir, args.trainer.clone(), poll);
-    }
     let trainer = args
         .trainer
         .as_deref()
@@ -135,11 +136,16 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let metrics = Metrics::new("fusion")?;
+    let budget = args.tenant_models_mib.saturating_mul(1 << 20);
+    let models = Arc::new(ModelLines::new(model, registry, budget, &metrics)?);
+    models.refresh_lines().await;
+    let poll = Duration::from_secs(args.model_poll_s.max(1));
+    model_watch::spawn(Arc::clone(&models), args.trainer.clone(), poll);
     let analyzer = Analyzer {
         pool,
         situations: SituationSource::new(args.situations.as_deref(), args.serve.max_message_bytes)?,
         lexicon: Arc::new(lexicon),
-        model,
+        models,
         recent: Arc::new(recent::RecentAnalyses::new(args.recent, trainer.is_some())),
         trainer,
         limits: args.limits.clone(),

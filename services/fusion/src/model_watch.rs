@@ -1,14 +1,14 @@
-//! Hot reload: the serving model is an `Arc` behind a lock that requests clone in a
-//! few nanoseconds; a new version is loaded and checked off the request path, then
-//! swapped in. A request that started on the old version finishes on it (it holds its
-//! own `Arc`), so nothing is dropped, and every response names the version it used.
+//! Hot reload of the lines `ModelLines` serves: a new version is loaded and checked
+//! off the request path, then swapped in. A request that started on the old version
+//! finishes on it (it holds its own `Arc`), so nothing is dropped, and every response
+//! names the version it used.
 //!
 //! Fusion learns of a new version from the trainer's `WatchModels` stream; while the
 //! trainer is down (or none is configured) it polls the registry's `serving` pointer
 //! every `--model-poll-s` seconds instead.
 
-use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use empathy_grpc::v1::WatchModelsRequest;
@@ -16,44 +16,18 @@ use empathy_grpc::v1::trainer_service_client::TrainerServiceClient;
 use empathy_model::FusionModel;
 use empathy_model::registry;
 
-pub struct ServingModel {
-    current: RwLock<Arc<FusionModel>>,
-}
+use crate::model_lines::ModelLines;
 
-impl ServingModel {
-    pub fn new(model: FusionModel) -> ServingModel {
-        ServingModel {
-            current: RwLock::new(Arc::new(model)),
-        }
-    }
-
-    /// The version serving now; keep the `Arc` for the whole request.
-    pub fn get(&self) -> Arc<FusionModel> {
-        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    fn swap(&self, model: Arc<FusionModel>) -> Arc<FusionModel> {
-        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        std::mem::replace(&mut *current, model)
-    }
-
-    pub fn version(&self) -> String {
-        self.get().manifest().version.clone()
-    }
-}
-
-/// Loads `dir` (off the async threads) and serves it, unless it already serves.
-async fn serve_version(serving: &ServingModel, dir: PathBuf) {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if name == serving.version() {
+/// Loads `dir` (off the async threads) and serves it as the base line's version,
+/// unless it already serves.
+async fn serve_base(lines: &ModelLines, dir: PathBuf) {
+    let name = registry::dir_name(&dir);
+    if name == lines.base_version() {
         return;
     }
     match tokio::task::spawn_blocking(move || FusionModel::load(&dir)).await {
         Ok(Ok(model)) => {
-            let old = serving.swap(Arc::new(model));
+            let old = lines.swap_base(Arc::new(model));
             tracing::info!(
                 from = %old.manifest().version,
                 to = %name,
@@ -65,21 +39,18 @@ async fn serve_version(serving: &ServingModel, dir: PathBuf) {
     }
 }
 
-/// Follows the trainer's announcements, and the registry's pointer every `poll` (which
-/// catches what was announced while the stream was down, or written by another
+/// Follows the trainer's announcements, and the registry's pointers every `poll`
+/// (which catches what was announced while the stream was down, or written by another
 /// trainer).
-pub fn spawn(
-    serving: Arc<ServingModel>,
-    models_dir: PathBuf,
-    trainer: Option<String>,
-    poll: Duration,
-) {
+pub fn spawn(lines: Arc<ModelLines>, trainer: Option<String>, poll: Duration) {
+    let Some(models_dir) = lines.registry().map(Path::to_path_buf) else {
+        return;
+    };
     if let Some(url) = trainer {
-        let serving = Arc::clone(&serving);
-        let models_dir = models_dir.clone();
+        let lines = Arc::clone(&lines);
         tokio::spawn(async move {
             loop {
-                match watch(&serving, &models_dir, &url).await {
+                match watch(&lines, &url).await {
                     Ok(()) => {
                         tracing::info!("the trainer's model stream ended; polling the registry")
                     }
@@ -94,32 +65,32 @@ pub fn spawn(
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(poll).await;
-            check_registry(&serving, &models_dir).await;
+            check_base(&lines, &models_dir).await;
+            lines.refresh_lines().await;
         }
     });
 }
 
-/// Serves what the registry's pointer names (or the newest valid version without one).
-async fn check_registry(serving: &ServingModel, models_dir: &std::path::Path) {
+/// Serves as the base what the registry's pointer names (or the newest valid version
+/// without one).
+async fn check_base(lines: &ModelLines, models_dir: &Path) {
     // The cheap check first: the pointer names the version that already serves.
     if let Ok(Some(name)) = registry::serving_pointer(models_dir)
-        && name == serving.version()
+        && name == lines.base_version()
     {
         return;
     }
     let dir = models_dir.to_path_buf();
     match tokio::task::spawn_blocking(move || registry::serving_version(&dir)).await {
-        Ok(Ok(dir)) => serve_version(serving, dir).await,
+        Ok(Ok(dir)) => serve_base(lines, dir).await,
         Ok(Err(e)) => tracing::warn!("registry: {e:#}"),
         Err(e) => tracing::warn!("registry check failed: {e}"),
     }
 }
 
-async fn watch(
-    serving: &ServingModel,
-    models_dir: &std::path::Path,
-    url: &str,
-) -> anyhow::Result<()> {
+/// Each announcement of a line's new serving version: the base's is loaded from its
+/// directory, a tenant's by reading the lines' pointers again.
+async fn watch(lines: &ModelLines, url: &str) -> anyhow::Result<()> {
     let channel = empathy_common::tls::endpoint(url, None)?
         .connect_timeout(Duration::from_secs(2))
         .connect()
@@ -130,8 +101,16 @@ async fn watch(
         .into_inner();
     tracing::info!(trainer = %url, "following the trainer's model versions");
     while let Some(version) = stream.message().await? {
-        if version.serving && registry::is_version_name(&version.version) {
-            serve_version(serving, models_dir.join(&version.version)).await;
+        if !version.serving {
+            continue;
+        }
+        match lines.registry() {
+            Some(models_dir) if version.tenant.is_empty() => {
+                if registry::is_version_name(&version.version) {
+                    serve_base(lines, models_dir.join(&version.version)).await;
+                }
+            }
+            _ => lines.refresh_lines().await,
         }
     }
     Ok(())

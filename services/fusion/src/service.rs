@@ -117,9 +117,11 @@ impl EmpathyService for Empathy {
         ))
     }
 
-    async fn info(&self, _: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
+    /// About the version that serves the caller's tenant.
+    async fn info(&self, request: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
         let a = &self.analyzer;
-        let model = a.model.get();
+        let tenant = empathy_common::Identity::of(&request)?.tenant;
+        let model = a.models.get(&tenant).await?;
         let manifest = model.manifest();
         let routes = a.pool.routes().await;
         let mut modalities: Vec<ModalityStatus> = routes

@@ -9,7 +9,6 @@ pub fn is_version_name(name: &str) -> bool {
     name.len() > 1 && name.starts_with('v') && name[1..].bytes().all(|b| b.is_ascii_digit())
 }
 
-
 /// A version id split into its line's tenant (None: the base) and its name there.
 pub fn parse_version_id(id: &str) -> anyhow::Result<(Option<&str>, &str)> {
     let (tenant, name) = match id.split_once('/') {
@@ -28,7 +27,6 @@ pub fn parse_version_id(id: &str) -> anyhow::Result<(Option<&str>, &str)> {
     );
     Ok((tenant, name))
 }
-
 
 /// A version id as the registry writes them: `name` in the base line, `tenant/name`
 /// in a tenant's.
