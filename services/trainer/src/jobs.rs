@@ -18,7 +18,7 @@
 //! them: what was rolled back was likely learnt from bad feedback, which should be
 //! purged first. An explicit StartTraining is an admin's act and still runs.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,10 +33,12 @@ use tonic::Status;
 
 use crate::examples;
 
+mod gate_inputs;
 mod lines;
 mod triggers;
 use crate::store::{FeedbackStore, JobRow, LockError, TrainingLock, now_ms};
 use crate::versions::Versions;
+pub use gate_inputs::parse_tenant_tolerance;
 pub use lines::model_version;
 
 /// Finished jobs kept in memory for WatchJob.
@@ -46,6 +48,8 @@ pub struct Settings {
     pub assets: PathBuf,
     pub models: PathBuf,
     pub finetune: FinetuneConfig,
+    /// Tenants with another check tolerance than `finetune`'s.
+    pub tenant_check_tolerance: HashMap<String, f64>,
 }
 
 pub struct Job {
@@ -473,11 +477,13 @@ impl Trainer {
     ) -> Result<Finetuned, Outcome> {
         let mut report = |p: f32, m: &str| job.progress(p, m);
         let cancelled = || job.cancel.load(Ordering::SeqCst);
+        let traffic = self.traffic(&job.tenant);
         let tuned = match finetune(
             &self.settings.assets,
             serving_dir,
             examples,
-            &self.settings.finetune,
+            &traffic,
+            &self.settings.finetune_for(&job.tenant),
             &mut report,
             &cancelled,
         ) {

@@ -84,6 +84,7 @@ impl Scratch {
                 assets: self.0.join("assets"),
                 models: self.models(),
                 finetune: FinetuneConfig::default(),
+                tenant_check_tolerance: Default::default(),
             },
         ))
     }

@@ -33,6 +33,14 @@ use empathy_model::lexicon::{EMOTION_FEATURES, Expansion};
 use empathy_model::network::{FusionNetwork, LEXICON, TEXT};
 use empathy_model::{Calibration, EMOTIONS_CORRECTED, corrected_emotions};
 
+/// One sampled analysis of the tenant's traffic, uncorrected: the features fusion
+/// computed with the serving version (the gate compares parent and candidate on them).
+#[derive(Debug, Clone)]
+pub struct TrafficExample {
+    pub text: Vec<f32>,
+    pub lexicon: Vec<f32>,
+}
+
 /// One corrected analysis: the text embedding fusion computed, the text it analysed,
 /// and the corrections (at least one).
 #[derive(Debug, Clone)]
@@ -65,10 +73,18 @@ pub struct FinetuneConfig {
     pub holdout_fraction: f64,
     /// Share of each epoch's examples that are feedback (by repeating them).
     pub feedback_share: f64,
-    /// How much lower the base-test macro-F1 may be and still publish.
-    pub tolerance: f64,
+    /// Once the gate accepts, train again from the serving weights on every
+    /// correction, the held-out ones too, and publish that (see `Run::refit`).
+    pub refit: bool,
+    /// The largest chance, by a one-sided sign test, that the held-out corrections
+    /// improved by luck (see `evaluate`).
+    pub max_p_value: f64,
+    /// The least share of the tenant's sampled traffic whose sentiment must stay the
+    /// serving version's, judged once at least `min_traffic` samples exist.
+    pub min_traffic_agreement: f64,
+    pub min_traffic: usize,
     /// How much lower the check-set accuracy may be than the serving version's and
-    /// the lineage's anchor and still publish (see `evaluate`).
+    /// the lineage's anchor and still publish (see `evaluate`); per tenant.
     pub check_tolerance: f64,
     /// When emotions are trained: the least share of base test examples whose top
     /// emotion must stay the serving version's (emotions have no test labels, so
@@ -91,8 +107,11 @@ impl Default for FinetuneConfig {
             replay: 16000,
             holdout_fraction: 0.25,
             feedback_share: 0.1,
-            tolerance: 0.01,
-            check_tolerance: 0.02,
+            refit: true,
+            max_p_value: 0.05,
+            min_traffic_agreement: 0.6,
+            min_traffic: 20,
+            check_tolerance: 0.03,
             min_emotion_agreement: 0.9,
             cache_dir: None,
         }
@@ -172,6 +191,7 @@ pub fn finetune(
     assets_dir: &Path,
     serving_dir: &Path,
     feedback: &[FeedbackExample],
+    traffic: &[TrafficExample],
     config: &FinetuneConfig,
     progress: &mut dyn FnMut(f32, &str),
     cancelled: &dyn Fn() -> bool,
@@ -193,7 +213,7 @@ pub fn finetune(
     if cancelled() {
         bail!(Cancelled);
     }
-    let mut data = run.gather(assets_dir, serving_dir, &base, &fb)?;
+    let mut data = run.gather(assets_dir, serving_dir, &base, &fb, traffic)?;
     progress(
         0.1,
         &format!(
@@ -207,9 +227,20 @@ pub fn finetune(
     let mut epochs = run.epoch_rows(&data);
     run.train(&networks, &data, &mut epochs, progress, cancelled)?;
     let evaluation = run.evaluate(&networks, &data)?;
+    let (mut accepted, mut reason) = run.decide(&evaluation);
+    let (networks, evaluation) = if accepted && config.refit {
+        let refit = run.refit(&weights, &mut data, evaluation, progress, cancelled)?;
+        (accepted, reason) = run.decide(&refit.1);
+        refit
+    } else {
+        (networks, evaluation)
+    };
     let mut metrics = run.metrics(&evaluation, &data);
+    metrics.insert(
+        "refit_on_all_corrections".into(),
+        f64::from(u8::from(accepted && config.refit)),
+    );
     let calibration = run.calibrate(&networks, &data, &mut metrics)?;
-    let (accepted, reason) = run.decide(&evaluation);
     progress(0.95, &reason);
     let Run {
         serving, config, ..

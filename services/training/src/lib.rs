@@ -602,6 +602,7 @@ mod tests {
             &assets_dir(),
             &report.version_dir,
             &feedback,
+            &[],
             &finetune_config,
             &mut |_, _| {},
             &|| false,

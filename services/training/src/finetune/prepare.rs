@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 
-use super::{FeedbackExample, FinetuneConfig, Rows, Run, Tokens, served_emotions};
+use super::{FeedbackExample, FinetuneConfig, Rows, Run, Tokens, TrafficExample, served_emotions};
 use crate::embedding_cache;
 use empathy_corpus::topics::{TopicTagger, log_priors};
 use empathy_corpus::{Corpus, Split, corpus_path, load_corpus, stratified_split};
@@ -44,6 +44,8 @@ pub(super) struct Data {
     pub validation: Vec<usize>,
     pub fb_train: Vec<usize>,
     pub fb_holdout: Vec<usize>,
+    /// The tenant's sampled traffic (no labels) that fits this version's widths.
+    pub traffic: Vec<usize>,
     /// The serving version's lexicon expansion (every row's lexicon features use it).
     pub expansion: Option<Expansion>,
 }
@@ -162,14 +164,16 @@ impl<'a> Run<'a> {
     }
 
     /// The rows: the replay sample (with the topic priors), the base test and
-    /// validation splits, the feedback to train on and the held-out feedback, each with the serving
-    /// version's lexicon features, expansion included.
+    /// validation splits, the feedback to train on and the held-out feedback, each with
+    /// the serving version's lexicon features, expansion included; and the tenant's
+    /// traffic, with the features fusion computed.
     pub(super) fn gather(
         &mut self,
         assets_dir: &Path,
         serving_dir: &Path,
         base: &Base,
         fb: &FeedbackSplit,
+        traffic: &[TrafficExample],
     ) -> anyhow::Result<Data> {
         let (serving, dims) = (&self.serving, self.serving.dims);
         let Base {
@@ -232,6 +236,13 @@ impl<'a> Run<'a> {
             .iter()
             .map(|f| add_feedback(&mut rows, f))
             .collect();
+        // Traffic sampled under another version may have other widths: left out.
+        let lexicon_width = rows.lexicon.first().map_or(0, Vec::len);
+        let traffic: Vec<usize> = traffic
+            .iter()
+            .filter(|t| t.text.len() == dims.text && t.lexicon.len() == lexicon_width)
+            .map(|t| rows.push(t.text.clone(), t.lexicon.clone(), (None, None), [0.0; 3]))
+            .collect();
         Ok(Data {
             rows,
             replay,
@@ -239,6 +250,7 @@ impl<'a> Run<'a> {
             validation,
             fb_train,
             fb_holdout,
+            traffic,
             expansion,
         })
     }

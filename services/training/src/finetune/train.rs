@@ -7,6 +7,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use super::super::fit::dropout_mask;
+use super::evaluate::Evaluation;
 use super::prepare::{Data, Networks};
 use super::{Cancelled, FinetuneConfig, Rows, Run, Tokens};
 use empathy_model::batch::BatchBuilder;
@@ -36,6 +37,32 @@ impl Run<'_> {
             rows.extend(fb_train);
         }
         Epochs { rows, copies }
+    }
+
+    /// The accepted candidate learnt from all corrections but the held-out ones, so
+    /// it may still answer those wrong. Trains a second copy of the serving version,
+    /// the same way, on every correction. The hold-out cannot judge it any more: it
+    /// keeps the candidate's hold-out numbers (which the gate accepted) and is judged
+    /// again on everything else (the check set, the traffic, the emotions); a refit
+    /// that fails there is not published.
+    pub(super) fn refit(
+        &mut self,
+        weights: &[u8],
+        data: &mut Data,
+        candidate: Evaluation,
+        progress: &mut dyn FnMut(f32, &str),
+        cancelled: &dyn Fn() -> bool,
+    ) -> anyhow::Result<(Networks, Evaluation)> {
+        progress(
+            0.9,
+            "accepted; training again on every correction, the held-out too",
+        );
+        data.fb_train.extend(data.fb_holdout.iter().copied());
+        let networks = self.networks(weights)?;
+        let mut epochs = self.epoch_rows(data);
+        self.train(&networks, data, &mut epochs, &mut |_, _| {}, cancelled)?;
+        let refit = self.evaluate(&networks, data)?;
+        Ok((networks, refit.with_hold_out_from(candidate)))
     }
 
     /// Trains the copy: per epoch a seeded shuffle, then mini-batches.
