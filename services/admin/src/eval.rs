@@ -34,8 +34,8 @@ pub struct EvalArgs {
 }
 
 #[derive(serde::Deserialize)]
-struct Example {
-    text: String,
+pub struct Example {
+    pub text: String,
     label: String,
     #[serde(default)]
     kind: String,
@@ -73,7 +73,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_examples(path: &Path) -> anyhow::Result<Vec<(Example, usize)>> {
+pub fn read_examples(path: &Path) -> anyhow::Result<Vec<(Example, usize)>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut examples = Vec::new();

@@ -3,6 +3,7 @@
 //! so users see one tool; the client commands live in `empathy` (services/cli), which
 //! links none of this.
 
+mod adapt_bench;
 mod assets;
 mod eval;
 mod generality;
@@ -48,6 +49,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Leave-one-domain-out: train without each topic of the corpus, test on it.
     Generality(generality::GeneralityArgs),
+    /// Tenant adaptation: each domain file's wrong answers corrected, a line tuned.
+    AdaptBench(adapt_bench::AdaptBenchArgs),
     /// Experiments with imagined situations.
     Situations {
         #[command(subcommand)]
@@ -94,6 +97,7 @@ fn main() -> std::process::ExitCode {
         Command::Lexicon(args) => lexicon::run(&args),
         Command::Eval(args) => runtime().and_then(|rt| rt.block_on(eval::run(args))),
         Command::Generality(args) => generality::run(&args),
+        Command::AdaptBench(args) => adapt_bench::run(&args),
         Command::Situations {
             action: SituationsAction::Compare(args),
         } => runtime().and_then(|rt| rt.block_on(situations::compare(args))),
