@@ -483,8 +483,8 @@ async fn corrections_become_a_new_version_served_without_a_failed_request() -> a
         similar_after.joy
     );
     assert!(
-        m("test_macro_f1") >= m("parent_test_macro_f1") - 0.01,
-        "the base test split got worse beyond the tolerance"
+        m("check_set_accuracy") >= m("parent_check_set_accuracy") - 0.03,
+        "the check set got worse beyond the default tolerance"
     );
     assert!(m("test_emotion_agreement_with_parent") >= 0.9);
 
@@ -509,12 +509,11 @@ async fn corrections_become_a_new_version_served_without_a_failed_request() -> a
     let ro_dir = temp_dir("readonly");
     let ro_models = ro_dir.join("models");
     std::fs::create_dir_all(&ro_models)?;
-    for v in [old_version.as_str(), announced.version.as_str()] {
-        std::fs::create_dir_all(ro_models.join(v))?;
-        for f in std::fs::read_dir(models.join(v))? {
-            let f = f?;
-            std::fs::copy(f.path(), ro_models.join(v).join(f.file_name()))?;
-        }
+    // The base version only: the job must create the tenant's line, and cannot.
+    std::fs::create_dir_all(ro_models.join(&old_version))?;
+    for f in std::fs::read_dir(models.join(&old_version))? {
+        let f = f?;
+        std::fs::copy(f.path(), ro_models.join(&old_version).join(f.file_name()))?;
     }
     let ro_trainer = start_read_only_trainer(&ro_dir, &ro_models).await?;
     let mut ro = trainer_client(&ro_trainer).await?;

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use anyhow::Context;
 use empathy_model::registry;
 use empathy_proto::v1::{JobState, ModelVersion, TrainingJob, TrainingStatus};
 use empathy_training::finetune::{
@@ -409,7 +410,8 @@ impl Trainer {
             .map_err(|e| Outcome::failed(format!("no serving version: {e:#}")))?;
         // The new version will be about the size of the one it is tuned from.
         let room = registry::line_dir(models, tenant).and_then(|line| {
-            std::fs::create_dir_all(&line)?;
+            std::fs::create_dir_all(&line)
+                .with_context(|| format!("the registry {} is not writable", line.display()))?;
             registry::check_writable(&line, registry::version_bytes(&serving_dir)?)
         });
         if let Err(e) = room {
