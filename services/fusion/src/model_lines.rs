@@ -56,19 +56,19 @@ impl Stats {
     fn new() -> anyhow::Result<Stats> {
         Ok(Stats {
             loaded: prometheus::IntGauge::new(
-                "empathy_tenant_models_loaded",
+                "tenant_models_loaded",
                 "Tenant model versions loaded in this fusion process",
             )?,
             bytes: prometheus::IntGauge::new(
-                "empathy_tenant_models_bytes",
+                "tenant_models_bytes",
                 "Bytes of the loaded tenant model versions (their files' size)",
             )?,
             loads: prometheus::IntCounter::new(
-                "empathy_tenant_model_loads_total",
+                "tenant_model_loads_total",
                 "Tenant model versions loaded on a request or a refresh",
             )?,
             evictions: prometheus::IntCounter::new(
-                "empathy_tenant_model_evictions_total",
+                "tenant_model_evictions_total",
                 "Tenant model versions dropped to stay within --tenant-models-mib",
             )?,
         })
