@@ -61,40 +61,41 @@ struct Args {
     /// Publish only if the held-out corrections improve with at most this chance of
     /// luck (a one-sided sign test over the corrections the versions answer
     /// differently).
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = FinetuneConfig::default().max_p_value)]
     max_p_value: f64,
     /// Publish only if at least this share of the tenant's sampled traffic keeps the
     /// serving version's sentiment (judged from 20 samples on).
-    #[arg(long, default_value_t = 0.6)]
+    #[arg(long, default_value_t = FinetuneConfig::default().min_traffic_agreement)]
     min_traffic_agreement: f64,
     /// Epochs over the replay sample and the feedback.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = FinetuneConfig::default().epochs)]
     epochs: usize,
     /// Base training examples replayed beside the feedback.
-    #[arg(long, default_value_t = 16000)]
+    #[arg(long, default_value_t = FinetuneConfig::default().replay)]
     replay: usize,
-    /// Share of the feedback held out to decide whether the new version is better.
-    #[arg(long, default_value_t = 0.25)]
-    holdout_fraction: f64,
+    /// Folds of the corrections, each held out once to judge whether training on the
+    /// others carries over to it (cross-validation; at least 2).
+    #[arg(long, default_value_t = FinetuneConfig::default().folds)]
+    folds: usize,
     /// Share of each epoch's examples that are feedback (feedback is repeated).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = FinetuneConfig::default().feedback_share)]
     feedback_share: f64,
-    #[arg(long, default_value_t = 2e-4)]
+    #[arg(long, default_value_t = FinetuneConfig::default().learning_rate)]
     learning_rate: f64,
     /// The emotion head's learning rate (trained once emotions are corrected).
-    #[arg(long, default_value_t = 1e-2)]
+    #[arg(long, default_value_t = FinetuneConfig::default().emotion_learning_rate)]
     emotion_learning_rate: f64,
     /// With emotion corrections: publish only if at least this share of the base test
     /// split keeps the serving version's top emotion.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = FinetuneConfig::default().min_emotion_agreement)]
     min_emotion_agreement: f64,
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = FinetuneConfig::default().seed)]
     seed: u64,
     /// Publish only if accuracy on the check set (the lineage's base validation split,
     /// which no feedback enters) is at most this much below both the serving version's
     /// and the lineage's anchor (its score when first fine-tuned: small drops cannot
     /// add up). Measured in the README's adaptation benchmark.
-    #[arg(long, default_value_t = 0.03)]
+    #[arg(long, default_value_t = FinetuneConfig::default().check_tolerance)]
     check_tolerance: f64,
     /// Another check tolerance for one tenant, as TENANT=VALUE; repeat for several.
     #[arg(long = "tenant-check-tolerance", value_parser = jobs::parse_tenant_tolerance)]
@@ -175,7 +176,7 @@ async fn main() -> anyhow::Result<()> {
             emotion_learning_rate: args.emotion_learning_rate,
             min_emotion_agreement: args.min_emotion_agreement,
             replay: args.replay,
-            holdout_fraction: args.holdout_fraction,
+            folds: args.folds,
             feedback_share: args.feedback_share,
             max_p_value: args.max_p_value,
             min_traffic_agreement: args.min_traffic_agreement,

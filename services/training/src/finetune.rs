@@ -1,9 +1,10 @@
 //! Fine-tuning a serving version on user feedback: start from its weights, train the
 //! heads and the fusion layers on the corrected examples mixed with a replay sample of
 //! the base training split (so old skills are kept, and with the same per-topic priors
-//! the base model was trained against), hold part of the feedback out, and compare new
-//! against serving on that hold-out and on the base test split. The caller publishes
-//! only an accepted result (`publish`).
+//! the base model was trained against), judge by cross-validation how well that
+//! carries over to corrections it did not see, and compare the version trained on every
+//! correction against serving on the check set, the tenant's traffic and the base test
+//! split (`evaluate`). The caller publishes only an accepted result (`publish`).
 //!
 //! Emotions: no labelled emotion corpus exists, so a version's emotions start as the
 //! lexicon's. Once feedback corrects an emotion, the emotion head learns to correct the
@@ -69,13 +70,11 @@ pub struct FinetuneConfig {
     pub dropout: f64,
     /// Base training examples replayed beside the feedback.
     pub replay: usize,
-    /// Share of the feedback held out for validation (at least one example).
-    pub holdout_fraction: f64,
+    /// Folds of the corrections, each held out once to judge a candidate trained on
+    /// the others (at least 2, at most one per correction).
+    pub folds: usize,
     /// Share of each epoch's examples that are feedback (by repeating them).
     pub feedback_share: f64,
-    /// Once the gate accepts, train again from the serving weights on every
-    /// correction, the held-out ones too, and publish that (see `Run::refit`).
-    pub refit: bool,
     /// The largest chance, by a one-sided sign test, that the held-out corrections
     /// improved by luck (see `evaluate`).
     pub max_p_value: f64,
@@ -104,12 +103,11 @@ impl Default for FinetuneConfig {
             emotion_learning_rate: 1e-2,
             weight_decay: 1e-2,
             dropout: 0.1,
-            replay: 16000,
-            holdout_fraction: 0.25,
+            replay: 4000,
+            folds: 3,
             feedback_share: 0.1,
-            refit: true,
             max_p_value: 0.05,
-            min_traffic_agreement: 0.6,
+            min_traffic_agreement: 0.5,
             min_traffic: 20,
             check_tolerance: 0.03,
             min_emotion_agreement: 0.9,
@@ -200,13 +198,13 @@ pub fn finetune(
     ensure!(config.batch_size > 0, "batch size must be positive");
     let (serving, weights) = read_version(serving_dir)?;
     let mut run = Run::start(serving, feedback, config)?;
-    let fb = run.split_feedback(feedback)?;
+    let fb = run.fold_feedback(feedback)?;
     progress(
         0.02,
         &format!(
-            "feedback: {} to train on, {} held out",
-            fb.train.len(),
-            fb.holdout.len()
+            "{} corrections in {} folds, each held out once",
+            fb.order.len(),
+            fb.folds
         ),
     );
     let base = run.load_base(assets_dir)?;
@@ -224,22 +222,20 @@ pub fn finetune(
     );
     let networks = run.networks(&weights)?;
     run.set_emotion_targets(&networks.old, &mut data.rows)?;
+    let held_out = run.cross_validate(&weights, &mut data, progress, cancelled)?;
     let mut epochs = run.epoch_rows(&data);
-    run.train(&networks, &data, &mut epochs, progress, cancelled)?;
-    let evaluation = run.evaluate(&networks, &data)?;
-    let (mut accepted, mut reason) = run.decide(&evaluation);
-    let (networks, evaluation) = if accepted && config.refit {
-        let refit = run.refit(&weights, &mut data, evaluation, progress, cancelled)?;
-        (accepted, reason) = run.decide(&refit.1);
-        refit
-    } else {
-        (networks, evaluation)
-    };
+    progress(0.7, "training on every correction");
+    run.train(
+        &networks,
+        &data,
+        &mut epochs,
+        (0.7, 0.9),
+        progress,
+        cancelled,
+    )?;
+    let evaluation = run.evaluate(&networks, &data, held_out)?;
+    let (accepted, reason) = run.decide(&evaluation);
     let mut metrics = run.metrics(&evaluation, &data);
-    metrics.insert(
-        "refit_on_all_corrections".into(),
-        f64::from(u8::from(accepted && config.refit)),
-    );
     let calibration = run.calibrate(&networks, &data, &mut metrics)?;
     progress(0.95, &reason);
     let Run {
@@ -254,7 +250,7 @@ pub fn finetune(
         dropout: config.dropout,
         text_dropout: 0.0,
         train_size: epochs.rows.len(),
-        validation_size: data.fb_holdout.len(),
+        validation_size: data.feedback.len(),
         seconds: started.elapsed().as_secs_f64(),
         // Data, encoder, seed and split sizes stay the lineage's: the base split.
         ..serving.training.clone()

@@ -4,11 +4,12 @@
 //! The gate judges what the tenant cares about (issue 13), and every decision prints
 //! all its numbers:
 //!
-//! - **Its held-out corrections improve, with confidence**: over the held-out
-//!   corrections (a sentiment and an emotion correction count apart) that the two
-//!   versions answer differently, the new one must win more than it loses, and a
-//!   one-sided sign test must put the chance of winning that often by luck at most
-//!   `max_p_value`. Nine corrections right and none lost pass; two of two do not.
+//! - **Its held-out corrections improve, with confidence**: every correction is held
+//!   out once (`Run::cross_validate`). Over those (a sentiment and an emotion
+//!   correction count apart) that the candidate and the serving version answer
+//!   differently, the candidate must win more than it loses, and a one-sided sign
+//!   test must put the chance of winning that often by luck at most `max_p_value`.
+//!   Five fixed and none broken pass; two of two do not.
 //! - **Its own traffic does not flip wholesale**: on a sample of the tenant's recent
 //!   analyses (features only, uncorrected) the new version must keep the parent's
 //!   sentiment on at least `min_traffic_agreement` of them. Fewer than `min_traffic`
@@ -42,7 +43,7 @@ const CHECK_ANCHOR: &str = "check_set_anchor_accuracy";
 
 /// New (the fine-tuned copy) against serving, on the same rows.
 pub(super) struct Evaluation {
-    /// Sentiment on the base test split, the held-out and the trained-on feedback.
+    /// Sentiment on the base test split and the trained-on feedback.
     base_new: Confusion,
     base_old: Confusion,
     /// Sentiment on the check set (the base validation split).
@@ -50,16 +51,11 @@ pub(super) struct Evaluation {
     check_old: Confusion,
     /// The lineage's check-set accuracy anchor (see the module comment).
     check_anchor: f64,
-    hold_new: Confusion,
-    hold_old: Confusion,
     fit_new: Confusion,
     fit_old: Confusion,
-    /// Top emotions right on the held-out emotion corrections.
-    emo_new: Hits,
-    emo_old: Hits,
-    /// Every held-out correction once, sentiment or emotion: right or not.
-    all_new: Vec<bool>,
-    all_old: Vec<bool>,
+    /// Every correction once (a sentiment and an emotion correction apart), judged
+    /// by a candidate that did not learn it (`Run::cross_validate`).
+    held_out: Vec<Judged>,
     /// Traffic samples whose sentiment the new version keeps, of how many.
     traffic: Hits,
     /// Share of the base test split whose top emotion the new version keeps (1
@@ -69,40 +65,59 @@ pub(super) struct Evaluation {
     pub new_source: String,
 }
 
-impl Evaluation {
-    /// This one's numbers, but `judged`'s on the feedback hold-out.
-    pub(super) fn with_hold_out_from(self, judged: Evaluation) -> Evaluation {
-        Evaluation {
-            hold_new: judged.hold_new,
-            hold_old: judged.hold_old,
-            emo_new: judged.emo_new,
-            emo_old: judged.emo_old,
-            all_new: judged.all_new,
-            all_old: judged.all_old,
-            ..self
-        }
-    }
+/// One held-out correction: whether it corrects an emotion (else a sentiment), and
+/// whether the candidate and the serving version get it right.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Judged {
+    pub emotion: bool,
+    pub new: bool,
+    pub old: bool,
 }
 
 impl Run<'_> {
-    pub(super) fn evaluate(&self, networks: &Networks, data: &Data) -> anyhow::Result<Evaluation> {
+    /// The serving version's manifest as the candidate serves its emotions.
+    fn new_serving(&self) -> Manifest {
+        Manifest {
+            emotion_source: if self.train_emotions {
+                EMOTIONS_CORRECTED.to_string()
+            } else {
+                self.serving.emotion_source.clone()
+            },
+            ..self.serving.clone()
+        }
+    }
+
+    /// The corrections at `ix` as `networks`' candidate and the serving version answer
+    /// them.
+    pub(super) fn judge(
+        &self,
+        networks: &Networks,
+        data: &Data,
+        ix: &[usize],
+    ) -> anyhow::Result<Vec<Judged>> {
+        let (rows, tokens) = (&data.rows, self.tokens);
+        let new = correction_hits(&networks.network, &self.new_serving(), rows, ix, tokens)?;
+        let old = correction_hits(&networks.old, &self.serving, rows, ix, tokens)?;
+        Ok(new
+            .iter()
+            .zip(&old)
+            .map(|(&(emotion, new), &(_, old))| Judged { emotion, new, old })
+            .collect())
+    }
+
+    /// The final candidate against serving, with the cross-validated `held_out`.
+    pub(super) fn evaluate(
+        &self,
+        networks: &Networks,
+        data: &Data,
+        held_out: Vec<Judged>,
+    ) -> anyhow::Result<Evaluation> {
         let (network, old) = (&networks.network, &networks.old);
         let (rows, tokens, serving) = (&data.rows, self.tokens, &self.serving);
-        // Top emotions as each version serves them.
-        let new_source = if self.train_emotions {
-            EMOTIONS_CORRECTED.to_string()
-        } else {
-            serving.emotion_source.clone()
-        };
-        let new_serving = Manifest {
-            emotion_source: new_source.clone(),
-            ..serving.clone()
-        };
+        let new_serving = self.new_serving();
+        let new_source = new_serving.emotion_source.clone();
         let score = |net: &FusionNetwork, ix: &[usize]| score(net, rows, ix, tokens);
-        let emotion_hits = |net: &FusionNetwork, m: &Manifest, ix: &[usize]| {
-            emotion_hits(net, m, rows, ix, tokens)
-        };
-        let (test, fb_holdout, fb_train) = (&data.test, &data.fb_holdout, &data.fb_train);
+        let (test, fb_train) = (&data.test, &data.fb_train);
         let (base_new, base_old) = (score(network, test)?, score(old, test)?);
         let check = &data.validation;
         let (check_new, check_old) = (score(network, check)?, score(old, check)?);
@@ -111,16 +126,7 @@ impl Run<'_> {
             .get(CHECK_ANCHOR)
             .copied()
             .unwrap_or_else(|| check_old.accuracy());
-        let (hold_new, hold_old) = (score(network, fb_holdout)?, score(old, fb_holdout)?);
         let (fit_new, fit_old) = (score(network, fb_train)?, score(old, fb_train)?);
-        let (emo_new, emo_old) = (
-            emotion_hits(network, &new_serving, fb_holdout)?,
-            emotion_hits(old, serving, fb_holdout)?,
-        );
-        let (all_new, all_old) = (
-            correction_hits(network, &new_serving, rows, fb_holdout, tokens)?,
-            correction_hits(old, serving, rows, fb_holdout, tokens)?,
-        );
         let traffic = {
             let (a, b) = (
                 predict(network, rows, &data.traffic, tokens)?,
@@ -146,14 +152,9 @@ impl Run<'_> {
             check_new,
             check_old,
             check_anchor,
-            hold_new,
-            hold_old,
             fit_new,
             fit_old,
-            emo_new,
-            emo_old,
-            all_new,
-            all_old,
+            held_out,
             traffic,
             agreement,
             new_source,
@@ -174,32 +175,32 @@ impl Run<'_> {
         metrics.insert("parent_check_set_accuracy".into(), e.check_old.accuracy());
         metrics.insert(CHECK_ANCHOR.into(), e.check_anchor);
         metrics.insert("check_set_size".into(), e.check_new.total() as f64);
-        let (wins, losses) = wins_losses(e);
-        metrics.insert("feedback_holdout_accuracy".into(), rate(&e.all_new));
-        metrics.insert("parent_feedback_holdout_accuracy".into(), rate(&e.all_old));
+        let (wins, losses) = wins_losses(&e.held_out);
+        let accuracy = |which: fn(&Judged) -> bool, new: bool| {
+            let held: Vec<&Judged> = e.held_out.iter().filter(|j| which(j)).collect();
+            let right = held
+                .iter()
+                .filter(|j| if new { j.new } else { j.old })
+                .count();
+            (!held.is_empty()).then(|| right as f64 / held.len() as f64)
+        };
+        let kinds: [(&str, fn(&Judged) -> bool); 3] = [
+            ("", |_| true),
+            ("_sentiment", |j| !j.emotion),
+            ("_emotion", |j| j.emotion),
+        ];
+        for (kind, which) in kinds {
+            if let (Some(new), Some(old)) = (accuracy(which, true), accuracy(which, false)) {
+                metrics.insert(format!("feedback_holdout{kind}_accuracy"), new);
+                metrics.insert(format!("parent_feedback_holdout{kind}_accuracy"), old);
+            }
+        }
         metrics.insert("feedback_holdout_wins".into(), wins as f64);
         metrics.insert("feedback_holdout_losses".into(), losses as f64);
         metrics.insert("feedback_holdout_p_value".into(), sign_test(wins, losses));
         metrics.insert("traffic_size".into(), e.traffic.total as f64);
         if e.traffic.total > 0 {
             metrics.insert("traffic_agreement_with_parent".into(), e.traffic.rate());
-        }
-        if e.hold_new.total() > 0 {
-            metrics.insert(
-                "feedback_holdout_sentiment_accuracy".into(),
-                e.hold_new.accuracy(),
-            );
-            metrics.insert(
-                "parent_feedback_holdout_sentiment_accuracy".into(),
-                e.hold_old.accuracy(),
-            );
-        }
-        if e.emo_new.total > 0 {
-            metrics.insert("feedback_holdout_emotion_accuracy".into(), e.emo_new.rate());
-            metrics.insert(
-                "parent_feedback_holdout_emotion_accuracy".into(),
-                e.emo_old.rate(),
-            );
         }
         if self.train_emotions {
             metrics.insert("test_emotion_agreement_with_parent".into(), e.agreement);
@@ -210,7 +211,7 @@ impl Run<'_> {
             e.fit_old.accuracy(),
         );
         metrics.insert("feedback_train_size".into(), data.fb_train.len() as f64);
-        metrics.insert("feedback_holdout_size".into(), data.fb_holdout.len() as f64);
+        metrics.insert("feedback_holdout_size".into(), e.held_out.len() as f64);
         metrics.insert("replay_size".into(), data.replay.len() as f64);
         metrics.insert("test_size".into(), data.test.len() as f64);
         for key in ["vader_test_macro_f1", "vader_test_accuracy"] {
@@ -276,14 +277,22 @@ impl Run<'_> {
 /// lineage's anchor (within the tenant's check tolerance), and keeping enough of the
 /// other texts' emotions; the reason gives every number (see the module comment).
 fn decide(config: &FinetuneConfig, train_emotions: bool, e: &Evaluation) -> (bool, String) {
-    let (wins, losses) = wins_losses(e);
+    let (wins, losses) = wins_losses(&e.held_out);
     let p = sign_test(wins, losses);
+    let right = |new: bool| {
+        let n = e
+            .held_out
+            .iter()
+            .filter(|j| if new { j.new } else { j.old })
+            .count();
+        n as f64 / e.held_out.len().max(1) as f64
+    };
     let mut numbers = format!(
-        "feedback hold-out accuracy {:.3} -> {:.3} on {} correction(s) ({wins} fixed, \
-         {losses} broken, sign test p = {p:.3}, at most {:.3} required)",
-        rate(&e.all_old),
-        rate(&e.all_new),
-        e.all_new.len(),
+        "held-out corrections right {:.3} -> {:.3} of {} ({wins} fixed, {losses} broken, \
+         sign test p = {p:.3}, at most {:.3} required)",
+        right(false),
+        right(true),
+        e.held_out.len(),
         config.max_p_value
     );
     let judge_traffic = e.traffic.total >= config.min_traffic;
@@ -344,11 +353,10 @@ fn decide(config: &FinetuneConfig, train_emotions: bool, e: &Evaluation) -> (boo
 
 /// Held-out corrections the new version fixed, and those it broke (right before,
 /// wrong now).
-fn wins_losses(e: &Evaluation) -> (usize, usize) {
-    let pairs = || e.all_new.iter().zip(&e.all_old);
+fn wins_losses(held_out: &[Judged]) -> (usize, usize) {
     (
-        pairs().filter(|(new, old)| **new && !**old).count(),
-        pairs().filter(|(new, old)| !**new && **old).count(),
+        held_out.iter().filter(|j| j.new && !j.old).count(),
+        held_out.iter().filter(|j| !j.new && j.old).count(),
     )
 }
 
@@ -368,19 +376,15 @@ fn sign_test(wins: usize, losses: usize) -> f64 {
     tail.min(1.0)
 }
 
-fn rate(hits: &[bool]) -> f64 {
-    hits.iter().filter(|h| **h).count() as f64 / hits.len().max(1) as f64
-}
-
-/// Each held-out correction (the sentiment ones, then the emotion ones), right or
-/// not as version `m` serves it.
+/// Each correction at `ix` (the sentiment ones, then the emotion ones): whether it
+/// corrects an emotion, and whether version `m` gets it right.
 fn correction_hits(
     net: &FusionNetwork,
     m: &Manifest,
     rows: &Rows,
     ix: &[usize],
     tokens: Tokens,
-) -> anyhow::Result<Vec<bool>> {
+) -> anyhow::Result<Vec<(bool, bool)>> {
     let with_sentiment = rows_where(ix, |i| rows.sentiment[i].is_some());
     let sentiments = predict(net, rows, &with_sentiment, tokens)?;
     let with_emotion = rows_where(ix, |i| rows.emotion[i].is_some());
@@ -388,12 +392,12 @@ fn correction_hits(
     Ok(with_sentiment
         .iter()
         .zip(&sentiments)
-        .map(|(&i, &p)| rows.sentiment[i] == Some(p))
+        .map(|(&i, &p)| (false, rows.sentiment[i] == Some(p)))
         .chain(
             with_emotion
                 .iter()
                 .zip(&emotions)
-                .map(|(&i, &p)| rows.emotion[i] == Some(p)),
+                .map(|(&i, &p)| (true, rows.emotion[i] == Some(p))),
         )
         .collect())
 }
@@ -409,28 +413,6 @@ fn score(
     let predicted = predict(net, rows, &ix, tokens)?;
     let actual: Vec<usize> = ix.iter().filter_map(|&i| rows.sentiment[i]).collect();
     Ok(Confusion::from_labels(3, &actual, &predicted))
-}
-
-/// How many of the rows at `ix` that correct an emotion get it as their top emotion,
-/// as version `m` serves them.
-fn emotion_hits(
-    net: &FusionNetwork,
-    m: &Manifest,
-    rows: &Rows,
-    ix: &[usize],
-    tokens: Tokens,
-) -> anyhow::Result<Hits> {
-    let ix = rows_where(ix, |i| rows.emotion[i].is_some());
-    let predicted = tops(net, m, rows, &ix, tokens)?;
-    let hits = ix
-        .iter()
-        .zip(&predicted)
-        .filter(|(i, p)| rows.emotion[**i] == Some(**p))
-        .count();
-    Ok(Hits {
-        hits,
-        total: ix.len(),
-    })
 }
 
 /// The rows at `ix` for which `keep` holds, in order.
@@ -488,29 +470,36 @@ mod tests {
         Confusion::from_labels(3, &actual, &predicted)
     }
 
-    /// Ten held-out corrections, all wrong before; `fixed` of them right now.
-    fn holdout(fixed: usize) -> (Vec<bool>, Vec<bool>) {
-        ((0..10).map(|i| i < fixed).collect(), vec![false; 10])
+    /// Held-out sentiment corrections: (right now, right before) each.
+    fn judged(pairs: &[(bool, bool)]) -> Vec<Judged> {
+        pairs
+            .iter()
+            .map(|&(new, old)| Judged {
+                emotion: false,
+                new,
+                old,
+            })
+            .collect()
     }
 
     /// Better on the hold-out (8 of 10 fixed), traffic kept on 90 of 100, the check
     /// set at `check_new` right of 1000 against an anchor of 0.80.
     fn evaluation(check_old: usize, check_new: usize) -> Evaluation {
-        let (all_new, all_old) = holdout(8);
         Evaluation {
             base_new: confusion(700, 300),
             base_old: confusion(800, 200),
             check_new: confusion(check_new, 1000 - check_new),
             check_old: confusion(check_old, 1000 - check_old),
             check_anchor: 0.80,
-            hold_new: confusion(8, 2),
-            hold_old: confusion(0, 10),
             fit_new: confusion(3, 0),
             fit_old: confusion(1, 2),
-            emo_new: Hits { hits: 0, total: 0 },
-            emo_old: Hits { hits: 0, total: 0 },
-            all_new,
-            all_old,
+            // Ten held-out corrections, all wrong before; eight right now.
+            held_out: judged(
+                &[(true, false); 8]
+                    .into_iter()
+                    .chain([(false, false); 2])
+                    .collect::<Vec<_>>(),
+            ),
             traffic: Hits {
                 hits: 90,
                 total: 100,
@@ -556,7 +545,7 @@ mod tests {
     fn a_gain_on_few_corrections_is_not_enough() {
         let config = FinetuneConfig::default();
         let mut e = evaluation(800, 800);
-        (e.all_new, e.all_old) = (vec![true, true, false], vec![false, false, false]);
+        e.held_out = judged(&[(true, false), (true, false), (false, false)]);
         let (accepted, reason) = decide(&config, false, &e);
         assert!(!accepted, "{reason}");
         assert!(
@@ -565,7 +554,7 @@ mod tests {
             "{reason}"
         );
         // As many broken as fixed is no gain at all.
-        (e.all_new, e.all_old) = (vec![true, false], vec![false, true]);
+        e.held_out = judged(&[(true, false), (false, true)]);
         let (accepted, reason) = decide(&config, false, &e);
         assert!(!accepted && reason.starts_with("not better"), "{reason}");
     }

@@ -19,10 +19,11 @@ use empathy_model::checkpoint::Manifest;
 use empathy_model::lexicon::{Expansion, Lexicon};
 use empathy_model::network::{FusionNetwork, init_network};
 
-/// The feedback, split: held out for validation, and to train on.
-pub(super) struct FeedbackSplit<'f> {
-    pub holdout: Vec<&'f FeedbackExample>,
-    pub train: Vec<&'f FeedbackExample>,
+/// The corrections in a seeded order, each in one of `folds` folds (see
+/// `Run::cross_validate`).
+pub(super) struct Folds<'f> {
+    pub order: Vec<&'f FeedbackExample>,
+    pub folds: usize,
 }
 
 /// The base corpus as the serving version's lineage split it, with its cached text
@@ -42,8 +43,12 @@ pub(super) struct Data {
     pub test: Vec<usize>,
     /// The base validation split: what the new version's temperature is fitted on.
     pub validation: Vec<usize>,
+    /// Every correction's row, and the fold that holds it out.
+    pub feedback: Vec<usize>,
+    pub fold: Vec<usize>,
+    /// The corrections the network being trained learns from (one fold's complement
+    /// while cross-validating, then all of them).
     pub fb_train: Vec<usize>,
-    pub fb_holdout: Vec<usize>,
     /// The tenant's sampled traffic (no labels) that fits this version's widths.
     pub traffic: Vec<usize>,
     /// The serving version's lexicon expansion (every row's lexicon features use it).
@@ -88,29 +93,25 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// Feedback: a seeded shuffle, then the hold-out off the front. Sorted by text
-    /// first, so the same corrections give the same hold-out whatever ids they got.
-    pub(super) fn split_feedback<'f>(
+    /// The corrections: a seeded shuffle, then dealt into folds in turn (as many as
+    /// `config.folds`, at most one per correction). Sorted by text first, so the same
+    /// corrections give the same folds whatever ids they got.
+    pub(super) fn fold_feedback<'f>(
         &mut self,
         feedback: &'f [FeedbackExample],
-    ) -> anyhow::Result<FeedbackSplit<'f>> {
-        let mut order: Vec<&FeedbackExample> = feedback.iter().collect();
-        order.sort_by(|a, b| a.utterance.cmp(&b.utterance).then(a.id.cmp(&b.id)));
-        order.shuffle(&mut self.rng);
-        let holdout_n =
-            ((order.len() as f64 * self.config.holdout_fraction).ceil() as usize).max(1);
-        if order.len() < 2 {
+    ) -> anyhow::Result<Folds<'f>> {
+        if feedback.len() < 2 {
             bail!(
                 "{} correction(s) stored: fine-tuning needs at least 2 (one to train on, one \
                  to hold out)",
-                order.len()
+                feedback.len()
             );
         }
-        let (holdout, train) = order.split_at(holdout_n.min(order.len() - 1));
-        Ok(FeedbackSplit {
-            holdout: holdout.to_vec(),
-            train: train.to_vec(),
-        })
+        let mut order: Vec<&FeedbackExample> = feedback.iter().collect();
+        order.sort_by(|a, b| a.utterance.cmp(&b.utterance).then(a.id.cmp(&b.id)));
+        order.shuffle(&mut self.rng);
+        let folds = self.config.folds.clamp(2, order.len());
+        Ok(Folds { order, folds })
     }
 
     /// The base corpus as the serving version's lineage split it, and its embeddings
@@ -164,7 +165,7 @@ impl<'a> Run<'a> {
     }
 
     /// The rows: the replay sample (with the topic priors), the base test and
-    /// validation splits, the feedback to train on and the held-out feedback, each with
+    /// validation splits, the corrections (with their folds), each with
     /// the serving version's lexicon features, expansion included; and the tenant's
     /// traffic, with the features fusion computed.
     pub(super) fn gather(
@@ -172,7 +173,7 @@ impl<'a> Run<'a> {
         assets_dir: &Path,
         serving_dir: &Path,
         base: &Base,
-        fb: &FeedbackSplit,
+        fb: &Folds,
         traffic: &[TrafficExample],
     ) -> anyhow::Result<Data> {
         let (serving, dims) = (&self.serving, self.serving.dims);
@@ -226,16 +227,12 @@ impl<'a> Run<'a> {
                 [0.0; 3],
             )
         };
-        let fb_train: Vec<usize> = fb
-            .train
+        let feedback: Vec<usize> = fb
+            .order
             .iter()
             .map(|f| add_feedback(&mut rows, f))
             .collect();
-        let fb_holdout: Vec<usize> = fb
-            .holdout
-            .iter()
-            .map(|f| add_feedback(&mut rows, f))
-            .collect();
+        let fold = (0..feedback.len()).map(|i| i % fb.folds).collect();
         // Traffic sampled under another version may have other widths: left out.
         let lexicon_width = rows.lexicon.first().map_or(0, Vec::len);
         let traffic: Vec<usize> = traffic
@@ -248,8 +245,9 @@ impl<'a> Run<'a> {
             replay,
             test,
             validation,
-            fb_train,
-            fb_holdout,
+            fb_train: feedback.clone(),
+            feedback,
+            fold,
             traffic,
             expansion,
         })

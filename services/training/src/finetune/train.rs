@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use super::super::fit::dropout_mask;
-use super::evaluate::Evaluation;
+use super::evaluate::Judged;
 use super::prepare::{Data, Networks};
 use super::{Cancelled, FinetuneConfig, Rows, Run, Tokens};
 use empathy_model::batch::BatchBuilder;
@@ -39,30 +39,57 @@ impl Run<'_> {
         Epochs { rows, copies }
     }
 
-    /// The accepted candidate learnt from all corrections but the held-out ones, so
-    /// it may still answer those wrong. Trains a second copy of the serving version,
-    /// the same way, on every correction. The hold-out cannot judge it any more: it
-    /// keeps the candidate's hold-out numbers (which the gate accepted) and is judged
-    /// again on everything else (the check set, the traffic, the emotions); a refit
-    /// that fails there is not published.
-    pub(super) fn refit(
+    /// Each fold in turn is held out: a copy of the serving version is trained, as the
+    /// final one will be, on the other folds' corrections and judged on this fold's.
+    /// So every correction is judged once by a candidate that never saw it, which
+    /// gives the gate as many judgements as there are corrections (a single hold-out
+    /// of a quarter gave it too few to be sure of anything).
+    pub(super) fn cross_validate(
         &mut self,
         weights: &[u8],
         data: &mut Data,
-        candidate: Evaluation,
         progress: &mut dyn FnMut(f32, &str),
         cancelled: &dyn Fn() -> bool,
-    ) -> anyhow::Result<(Networks, Evaluation)> {
-        progress(
-            0.9,
-            "accepted; training again on every correction, the held-out too",
-        );
-        data.fb_train.extend(data.fb_holdout.iter().copied());
-        let networks = self.networks(weights)?;
-        let mut epochs = self.epoch_rows(data);
-        self.train(&networks, data, &mut epochs, &mut |_, _| {}, cancelled)?;
-        let refit = self.evaluate(&networks, data)?;
-        Ok((networks, refit.with_hold_out_from(candidate)))
+    ) -> anyhow::Result<Vec<Judged>> {
+        let folds = data.fold.iter().max().map_or(0, |f| f + 1);
+        let mut judged = Vec::with_capacity(data.feedback.len());
+        for f in 0..folds {
+            let (held, train): (Vec<(usize, usize)>, Vec<(usize, usize)>) = data
+                .feedback
+                .iter()
+                .copied()
+                .zip(data.fold.iter().copied())
+                .partition(|&(_, fold)| fold == f);
+            data.fb_train = train.into_iter().map(|(row, _)| row).collect();
+            let held: Vec<usize> = held.into_iter().map(|(row, _)| row).collect();
+            let networks = self.networks(weights)?;
+            let mut epochs = self.epoch_rows(data);
+            let span = |f: usize| 0.1 + 0.6 * f as f32 / folds as f32;
+            let quiet = &mut |_: f32, _: &str| {};
+            self.train(
+                &networks,
+                data,
+                &mut epochs,
+                (span(f), span(f + 1)),
+                quiet,
+                cancelled,
+            )?;
+            let fold = self.judge(&networks, data, &held)?;
+            progress(
+                span(f + 1),
+                &format!(
+                    "fold {}/{folds}: {} of {} held-out corrections right (the serving \
+                     version: {})",
+                    f + 1,
+                    fold.iter().filter(|j| j.new).count(),
+                    fold.len(),
+                    fold.iter().filter(|j| j.old).count()
+                ),
+            );
+            judged.extend(fold);
+        }
+        data.fb_train = data.feedback.clone();
+        Ok(judged)
     }
 
     /// Trains the copy: per epoch a seeded shuffle, then mini-batches.
@@ -71,6 +98,7 @@ impl Run<'_> {
         networks: &Networks,
         data: &Data,
         epochs: &mut Epochs,
+        (from, to): (f32, f32),
         progress: &mut dyn FnMut(f32, &str),
         cancelled: &dyn Fn() -> bool,
     ) -> anyhow::Result<()> {
@@ -99,7 +127,7 @@ impl Run<'_> {
                 }
                 loss_sum += f64::from(loss.to_scalar::<f32>()?) * batch.len() as f64;
             }
-            let fraction = 0.1 + 0.8 * epoch as f32 / config.epochs.max(1) as f32;
+            let fraction = from + (to - from) * epoch as f32 / config.epochs.max(1) as f32;
             progress(
                 fraction,
                 &format!(
