@@ -6,16 +6,10 @@ mod support;
 use std::time::Duration;
 
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Successful Encode calls an encoder has served, from its Prometheus endpoint.
 async fn encodes_served(metrics_addr: &str) -> anyhow::Result<u64> {
-    let mut stream = tokio::net::TcpStream::connect(metrics_addr).await?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .await?;
-    let mut page = String::new();
-    stream.read_to_string(&mut page).await?;
+    let page = metrics_page(metrics_addr).await?;
     Ok(page
         .lines()
         .find(|l| {

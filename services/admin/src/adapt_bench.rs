@@ -2,8 +2,8 @@
 //! few corrections (issue 13), in this process, with the trainer's own fine-tune and
 //! gate. For each domain file the base version answers every sentence; `--corrections`
 //! of its wrong answers, drawn with the seed, are corrected as a tenant would correct
-//! them; the rest of the domain is the tenant's traffic (features only, no labels)
-//! and what the correction must carry over to. Prints before and after on the
+//! them; of the rest of the domain, half is the tenant's traffic (features only, no
+//! labels) and half what the correction must carry over to. Prints before and after on the
 //! corrected sentences, on the rest of the domain and on the check set, the gate's
 //! decision and the time the fine-tune took.
 
@@ -51,6 +51,11 @@ pub struct AdaptBenchArgs {
     replay: Option<usize>,
     #[arg(long)]
     check_tolerance: Option<f64>,
+    #[arg(long)]
+    traffic_anchor: Option<usize>,
+    /// Print every uncorrected sentence whose answer the line changed.
+    #[arg(long)]
+    show_changes: bool,
 }
 
 /// One domain's sentences as the base version reads them.
@@ -127,6 +132,7 @@ impl AdaptBenchArgs {
             learning_rate: self.learning_rate.unwrap_or(d.learning_rate),
             replay: self.replay.unwrap_or(d.replay),
             check_tolerance: self.check_tolerance.unwrap_or(d.check_tolerance),
+            traffic_anchor: self.traffic_anchor.unwrap_or(d.traffic_anchor),
             ..d
         }
     }
@@ -146,7 +152,10 @@ fn adapt(
         .collect();
     wrong.shuffle(&mut rand::rngs::StdRng::seed_from_u64(args.seed));
     wrong.truncate(args.corrections);
-    let rest: Vec<usize> = (0..d.texts.len()).filter(|i| !wrong.contains(i)).collect();
+    // The uncorrected sentences, dealt in turn into the tenant's traffic sample and the
+    // sentences the line is judged on, so none it is judged on reaches it in any form.
+    let uncorrected: Vec<usize> = (0..d.texts.len()).filter(|i| !wrong.contains(i)).collect();
+    let (sampled, rest): (Vec<usize>, Vec<usize>) = uncorrected.iter().partition(|&&i| i % 2 == 0);
     let feedback: Vec<FeedbackExample> = wrong
         .iter()
         .map(|&i| FeedbackExample {
@@ -157,7 +166,7 @@ fn adapt(
             emotion: None,
         })
         .collect();
-    let traffic: Vec<TrafficExample> = rest
+    let traffic: Vec<TrafficExample> = sampled
         .iter()
         .map(|&i| TrafficExample {
             text: d.embeddings[i].clone(),
@@ -195,6 +204,20 @@ fn adapt(
         Confusion::from_labels(SENTIMENT_LABELS.len(), &actual, &predicted)
     };
     let (rest_before, rest_after) = (confusion(&before), confusion(&after));
+    if args.show_changes {
+        for &i in rest.iter().filter(|&&i| before[i] != after[i]) {
+            let mark = |p: usize| if p == d.labels[i] { "right" } else { "wrong" };
+            println!(
+                "  {} {} -> {} {} (truth {}): {}",
+                SENTIMENT_LABELS[before[i]],
+                mark(before[i]),
+                SENTIMENT_LABELS[after[i]],
+                mark(after[i]),
+                SENTIMENT_LABELS[d.labels[i]],
+                d.texts[i]
+            );
+        }
+    }
     let metric = |k: &str| tuned.metrics.get(k).copied().unwrap_or(f64::NAN);
     Ok(format!(
         "| {} | {}/{} -> {}/{} | {:.3} -> {:.3} ({} sentences) | {:.3} -> {:.3} | {:.4} -> \

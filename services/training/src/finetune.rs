@@ -75,6 +75,12 @@ pub struct FinetuneConfig {
     pub folds: usize,
     /// Share of each epoch's examples that are feedback (by repeating them).
     pub feedback_share: f64,
+    /// Times each epoch shows the tenant's traffic labelled as the serving version
+    /// labels it (0: not at all). It keeps the line's answers on the tenant's own kind
+    /// of sentences where no correction pulls them: without it, thirty corrections that
+    /// mostly said "positive" turned the clinic's factual sentences positive too
+    /// (`empathy adapt-bench`, see the trainer's README).
+    pub traffic_anchor: usize,
     /// The largest chance, by a one-sided sign test, that the held-out corrections
     /// improved by luck (see `evaluate`).
     pub max_p_value: f64,
@@ -106,6 +112,7 @@ impl Default for FinetuneConfig {
             replay: 4000,
             folds: 3,
             feedback_share: 0.1,
+            traffic_anchor: 1,
             max_p_value: 0.05,
             min_traffic_agreement: 0.5,
             min_traffic: 20,
@@ -222,6 +229,7 @@ pub fn finetune(
     );
     let networks = run.networks(&weights)?;
     run.set_emotion_targets(&networks.old, &mut data.rows)?;
+    run.anchor_traffic(&networks.old, &mut data)?;
     let held_out = run.cross_validate(&weights, &mut data, progress, cancelled)?;
     let mut epochs = run.epoch_rows(&data);
     progress(0.7, "training on every correction");

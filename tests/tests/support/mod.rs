@@ -88,6 +88,18 @@ pub fn plugin_sha256(name: &str) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("cannot hash {}: {e}", file.display()))
 }
 
+/// The Prometheus page a service serves on `metrics_addr`.
+pub async fn metrics_page(metrics_addr: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(metrics_addr).await?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await?;
+    let mut page = String::new();
+    stream.read_to_string(&mut page).await?;
+    Ok(page)
+}
+
 /// An address nothing listens on (bound, then released).
 pub fn dead_endpoint() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");

@@ -287,6 +287,24 @@ impl<'a> Run<'a> {
         })
     }
 
+    /// The tenant's traffic, labelled with the serving version's sentiment.
+    pub(super) fn anchor_traffic(
+        &self,
+        old: &FusionNetwork,
+        data: &mut Data,
+    ) -> anyhow::Result<()> {
+        let labels = crate::fit::predict_rows(
+            old,
+            &data.traffic,
+            |i| data.rows.example(i),
+            |slot| self.tokens.shows(slot),
+        )?;
+        for (&i, label) in data.traffic.iter().zip(labels) {
+            data.rows.sentiment[i] = Some(label);
+        }
+        Ok(())
+    }
+
     /// The emotion head's targets: the corrected emotion where there is one, else the
     /// emotions the serving version serves (distillation).
     pub(super) fn set_emotion_targets(

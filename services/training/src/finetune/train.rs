@@ -36,6 +36,9 @@ impl Run<'_> {
         for _ in 0..copies {
             rows.extend(fb_train);
         }
+        for _ in 0..self.config.traffic_anchor {
+            rows.extend(&data.traffic);
+        }
         Epochs { rows, copies }
     }
 
