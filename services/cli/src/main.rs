@@ -93,3 +93,13 @@ fn main() -> std::process::ExitCode {
     };
     exit_code(result)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_commands_and_their_flags_are_consistent() {
+        // clap's own checks: no flag named twice in a command (e.g. --tenant beside
+        // a command's own), every default valid.
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}
