@@ -11,6 +11,7 @@ mod model_watch;
 mod recent;
 mod service;
 mod situations;
+mod suggest;
 mod trainer_link;
 mod utterances;
 mod validate;

@@ -1,14 +1,16 @@
 //! Features of recent analyses, so feedback on one can be learnt from without the
-//! client resending its inputs. Bounded by count, by bytes and by age (flags); the
-//! oldest entries go first. Memory per entry is about 1.7 KB for text (384 + 24 floats)
-//! plus the text itself, which a client chooses: hence the bound in bytes. Without a
-//! trainer nothing can use it, and nothing is kept.
+//! client resending its inputs, and what the model and the lexicon answered, so that
+//! `SuggestLabels` can say which are worth labelling. Bounded by count, by bytes and by
+//! age (flags); the oldest entries go first. Memory per entry is about 1.7 KB for text
+//! (384 + 24 floats) plus the text itself, which a client chooses: hence the bound in
+//! bytes. Without a trainer nothing can use it, and nothing is kept.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use empathy_model::ModelInputs;
+use empathy_model::{LexiconAnalysis, ModelInputs, Prediction};
 
 /// The inputs the model saw, as the trainer stores them.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +47,24 @@ impl Features {
     }
 }
 
+/// What an analysis answered, for `SuggestLabels` to judge how unsure it was.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Verdict {
+    /// The model's calibrated sentiment scores, SENTIMENT_LABELS order.
+    pub sentiment: [f32; 3],
+    /// The lexicon's own reading: VADER's compound score in [-1, 1].
+    pub lexicon_compound: f32,
+}
+
+impl Verdict {
+    pub fn of(prediction: &Prediction, lexicon: &LexiconAnalysis) -> Verdict {
+        Verdict {
+            sentiment: prediction.sentiment,
+            lexicon_compound: lexicon.vader_compound,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Recent {
     /// The text analysed (typed, or the transcript).
@@ -55,9 +75,23 @@ pub struct Recent {
     pub subject_id: String,
     /// The tenant whose caller asked: only that tenant may send feedback on it.
     pub tenant: String,
+    pub verdict: Verdict,
+    pub analyzed_unix_ms: i64,
+    /// Feedback on it was stored: it is no longer suggested for labelling.
+    corrected: AtomicBool,
     at: Instant,
     /// What this entry takes in memory, roughly: counted against the byte bound.
     size: usize,
+}
+
+impl Recent {
+    pub fn mark_corrected(&self) {
+        self.corrected.store(true, Ordering::Relaxed);
+    }
+
+    pub fn corrected(&self) -> bool {
+        self.corrected.load(Ordering::Relaxed)
+    }
 }
 
 /// Whose an analysis is: the caller's tenant, and the person it is about.
@@ -70,6 +104,8 @@ pub struct Owner<'a> {
 /// Per entry, besides its text and vectors: the id twice (map and queue), the map
 /// slot, the Arc and the strings' headers.
 const ENTRY_OVERHEAD: usize = 256;
+/// The verdict, the time and the corrected mark.
+const VERDICT_BYTES: usize = size_of::<Verdict>() + size_of::<i64>() + size_of::<AtomicBool>();
 
 impl Features {
     fn bytes(&self) -> usize {
@@ -137,13 +173,18 @@ impl RecentAnalyses {
         features: Features,
         model_version: &str,
         owner: Owner<'_>,
+        verdict: Verdict,
     ) -> String {
         let Owner { tenant, subject_id } = owner;
         let id = uuid::Uuid::new_v4().to_string();
+        let analyzed_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         if self.limits.recent_max == 0 {
             return id;
         }
         let size = ENTRY_OVERHEAD
+            + VERDICT_BYTES
             + 2 * id.len()
             + text.len()
             + model_version.len()
@@ -156,6 +197,9 @@ impl RecentAnalyses {
             model_version: model_version.to_string(),
             subject_id: subject_id.to_string(),
             tenant: tenant.to_string(),
+            verdict,
+            analyzed_unix_ms,
+            corrected: AtomicBool::new(false),
             at: Instant::now(),
             size,
         });
@@ -171,6 +215,18 @@ impl RecentAnalyses {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         self.evict(&mut inner);
         inner.by_id.get(id).cloned()
+    }
+
+    /// `tenant`'s analyses not corrected yet, with their ids.
+    pub fn uncorrected(&self, tenant: &str) -> Vec<(String, Arc<Recent>)> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        self.evict(&mut inner);
+        inner
+            .by_id
+            .iter()
+            .filter(|(_, e)| e.tenant == tenant && !e.corrected())
+            .map(|(id, e)| (id.clone(), Arc::clone(e)))
+            .collect()
     }
 
     /// Drops every analysis of `subject_id` (their ids leave the order as they come
@@ -234,10 +290,28 @@ mod tests {
     #[test]
     fn bounded_by_count_and_age() {
         let recent = RecentAnalyses::new(limits(2, 3600), true);
-        let a = recent.remember("a", features(1.0), "v0001", Owner::default());
-        let b = recent.remember("b", features(2.0), "v0001", Owner::default());
+        let a = recent.remember(
+            "a",
+            features(1.0),
+            "v0001",
+            Owner::default(),
+            Verdict::default(),
+        );
+        let b = recent.remember(
+            "b",
+            features(2.0),
+            "v0001",
+            Owner::default(),
+            Verdict::default(),
+        );
         assert!(recent.get(&a).is_some());
-        let c = recent.remember("c", features(3.0), "v0002", Owner::default());
+        let c = recent.remember(
+            "c",
+            features(3.0),
+            "v0002",
+            Owner::default(),
+            Verdict::default(),
+        );
         assert!(recent.get(&a).is_none(), "the oldest goes first");
         assert_eq!(recent.get(&b).map(|r| r.text.clone()), Some("b".into()));
         assert_eq!(
@@ -247,12 +321,24 @@ mod tests {
         assert_eq!(recent.len(), 2);
 
         let expiring = RecentAnalyses::new(limits(10, 0), true);
-        let id = expiring.remember("x", features(1.0), "v0001", Owner::default());
+        let id = expiring.remember(
+            "x",
+            features(1.0),
+            "v0001",
+            Owner::default(),
+            Verdict::default(),
+        );
         std::thread::sleep(Duration::from_millis(5));
         assert!(expiring.get(&id).is_none(), "expired");
 
         let off = RecentAnalyses::new(limits(0, 3600), true);
-        let id = off.remember("x", features(1.0), "v0001", Owner::default());
+        let id = off.remember(
+            "x",
+            features(1.0),
+            "v0001",
+            Owner::default(),
+            Verdict::default(),
+        );
         assert!(off.get(&id).is_none());
     }
 
@@ -281,6 +367,7 @@ mod tests {
                     features(1.0),
                     "v0001",
                     Owner::default(),
+                    Verdict::default(),
                 )
             })
             .collect();
@@ -294,7 +381,13 @@ mod tests {
     #[test]
     fn off_without_a_trainer() {
         let recent = RecentAnalyses::new(limits(10, 3600), false);
-        let id = recent.remember("x", features(1.0), "v0001", Owner::default());
+        let id = recent.remember(
+            "x",
+            features(1.0),
+            "v0001",
+            Owner::default(),
+            Verdict::default(),
+        );
         assert!(recent.get(&id).is_none());
         assert_eq!(recent.len(), 0);
     }
@@ -306,9 +399,27 @@ mod tests {
             tenant: "default",
             subject_id,
         };
-        let a = recent.remember("a", features(1.0), "v0001", of("patient-1"));
-        let b = recent.remember("b", features(2.0), "v0001", of("patient-2"));
-        let c = recent.remember("c", features(3.0), "v0001", of("patient-1"));
+        let a = recent.remember(
+            "a",
+            features(1.0),
+            "v0001",
+            of("patient-1"),
+            Verdict::default(),
+        );
+        let b = recent.remember(
+            "b",
+            features(2.0),
+            "v0001",
+            of("patient-2"),
+            Verdict::default(),
+        );
+        let c = recent.remember(
+            "c",
+            features(3.0),
+            "v0001",
+            of("patient-1"),
+            Verdict::default(),
+        );
         assert_eq!(recent.forget("patient-1"), 2);
         assert!(recent.get(&a).is_none() && recent.get(&c).is_none());
         assert!(recent.get(&b).is_some());
