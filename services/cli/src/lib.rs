@@ -11,6 +11,7 @@ pub mod keys;
 pub mod learn;
 pub mod load;
 pub mod privacy;
+pub mod suggest;
 
 use empathy_grpc::v1::empathy_service_client::EmpathyServiceClient;
 
