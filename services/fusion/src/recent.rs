@@ -3,7 +3,9 @@
 //! `SuggestLabels` can say which are worth labelling. Bounded by count, by bytes and by
 //! age (flags); the oldest entries go first. Memory per entry is about 1.7 KB for text
 //! (384 + 24 floats) plus the text itself, which a client chooses: hence the bound in
-//! bytes. Without a trainer nothing can use it, and nothing is kept.
+//! bytes. Without a trainer nothing can use it, and nothing is kept. Every analysis
+//! passes through here, so a sample of them is offered to the trainer from here too
+//! (`traffic`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use empathy_model::{LexiconAnalysis, ModelInputs, Prediction};
+use empathy_proto::v1::{FloatVector, TrafficSample};
+
+use crate::traffic::Traffic;
 
 /// The inputs the model saw, as the trainer stores them.
 #[derive(Debug, Clone, Default)]
@@ -135,6 +140,8 @@ pub struct RecentLimits {
 pub struct RecentAnalyses {
     limits: RecentLimits,
     inner: Mutex<Inner>,
+    /// The sample of analyses sent to the trainer, if one is configured.
+    traffic: Option<Arc<Traffic>>,
 }
 
 #[derive(Default)]
@@ -154,7 +161,14 @@ impl RecentAnalyses {
         RecentAnalyses {
             limits,
             inner: Mutex::new(Inner::default()),
+            traffic: None,
         }
+    }
+
+    /// Offers each analysis remembered from now on to `traffic`'s sample.
+    pub fn with_traffic(mut self, traffic: Option<Arc<Traffic>>) -> RecentAnalyses {
+        self.traffic = traffic;
+        self
     }
 
     pub fn limits(&self) -> RecentLimits {
@@ -166,7 +180,7 @@ impl RecentAnalyses {
     }
 
     /// Keeps an analysis (of `subject_id`'s input, "" if none) under a new id and
-    /// returns the id.
+    /// returns the id; offers it to the traffic sample.
     pub fn remember(
         &self,
         text: &str,
@@ -180,6 +194,20 @@ impl RecentAnalyses {
         let analyzed_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
+        if let Some(traffic) = &self.traffic {
+            traffic.offer(|| TrafficSample {
+                analysis_id: id.clone(),
+                tenant: tenant.to_string(),
+                model_version: model_version.to_string(),
+                features: features
+                    .named()
+                    .into_iter()
+                    .map(|(name, values)| (name.to_string(), FloatVector { values }))
+                    .collect(),
+                subject_id: subject_id.to_string(),
+                received_unix_ms: analyzed_unix_ms,
+            });
+        }
         if self.limits.recent_max == 0 {
             return id;
         }
@@ -230,8 +258,11 @@ impl RecentAnalyses {
     }
 
     /// Drops every analysis of `subject_id` (their ids leave the order as they come
-    /// to its front); returns how many.
+    /// to its front), also from the traffic not yet sent; returns how many analyses.
     pub fn forget(&self, subject_id: &str) -> usize {
+        if let Some(traffic) = &self.traffic {
+            traffic.forget(subject_id);
+        }
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let (before, mut freed) = (inner.by_id.len(), 0);
         inner.by_id.retain(|_, e| {
@@ -390,6 +421,36 @@ mod tests {
         );
         assert!(recent.get(&id).is_none());
         assert_eq!(recent.len(), 0);
+    }
+
+    #[test]
+    fn each_analysis_is_offered_to_the_traffic_sample_even_when_none_is_kept() {
+        let traffic = Traffic::new(1.0);
+        let recent = RecentAnalyses::new(limits(0, 3600), true).with_traffic(traffic.clone());
+        let owner = Owner {
+            tenant: "acme",
+            subject_id: "p1",
+        };
+        let id = recent.remember("x", features(0.5), "acme/v0002", owner, Verdict::default());
+        let queued = traffic.as_ref().map(|t| t.queued()).unwrap_or_default();
+        let [s] = queued.as_slice() else {
+            panic!("{queued:?}");
+        };
+        assert_eq!(
+            (
+                s.analysis_id.as_str(),
+                s.tenant.as_str(),
+                s.model_version.as_str()
+            ),
+            (id.as_str(), "acme", "acme/v0002")
+        );
+        assert_eq!(s.subject_id, "p1");
+        assert!(s.received_unix_ms > 0);
+        let text = s.features.get("text").map(|v| v.values.clone());
+        assert_eq!(text, Some(vec![0.5; 3]));
+        assert!(s.features.contains_key("lexicon"));
+        recent.forget("p1");
+        assert!(traffic.is_some_and(|t| t.queued().is_empty()), "forgotten");
     }
 
     #[test]
