@@ -46,7 +46,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     let texts: Vec<String> = examples.iter().map(|(e, _)| e.text.clone()).collect();
     let predicted = match &args.model {
         Some(dir) => predict_in_process(&args.assets, dir, &texts)?,
-        None => predict_on_server(&args.fusion.endpoint, args.concurrency, texts).await?,
+        None => predict_on_server(&args.fusion, args.concurrency, texts).await?,
     };
     let mut confusion = Confusion::new(SENTIMENT_LABELS.len());
     let mut by_kind: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
@@ -106,11 +106,11 @@ pub fn read_examples(path: &Path) -> anyhow::Result<Vec<(Example, usize)>> {
 }
 
 async fn predict_on_server(
-    endpoint: &str,
+    fusion: &empathy_cli::FusionEndpoint,
     concurrency: usize,
     texts: Vec<String>,
 ) -> anyhow::Result<Vec<usize>> {
-    let client = empathy_cli::connect(endpoint).await?;
+    let client = fusion.connect().await?;
     futures::stream::iter(texts)
         .map(|text| {
             let mut client = client.clone();

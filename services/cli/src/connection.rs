@@ -38,22 +38,30 @@ fn secure_dir() -> PathBuf {
         .join("secure")
 }
 
-/// A channel whose calls carry the API key.
-pub type Conn = InterceptedService<Channel, WithKey>;
+/// A channel whose calls carry the API key (and, to fusion, the tenant).
+pub type Conn = InterceptedService<Channel, CallMetadata>;
 
-/// Adds `authorization: Bearer <key>` to each call.
+/// Adds `authorization: Bearer <key>` and the tenant header to each call.
 #[derive(Clone)]
-pub struct WithKey(Option<MetadataValue<Ascii>>);
+pub struct CallMetadata {
+    key: Option<MetadataValue<Ascii>>,
+    tenant: Option<MetadataValue<Ascii>>,
+}
 
-impl Interceptor for WithKey {
+impl Interceptor for CallMetadata {
     fn call(
         &mut self,
         mut request: tonic::Request<()>,
     ) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(value) = &self.0 {
+        if let Some(value) = &self.key {
             request
                 .metadata_mut()
                 .insert("authorization", value.clone());
+        }
+        if let Some(value) = &self.tenant {
+            request
+                .metadata_mut()
+                .insert(empathy_proto::TENANT_HEADER, value.clone());
         }
         Ok(request)
     }
@@ -61,7 +69,7 @@ impl Interceptor for WithKey {
 
 /// The key given, else the local admin key, but only for a server whose certificate
 /// the local CA signed: it never leaves for another host, nor in plaintext.
-fn key(local_ca: bool) -> anyhow::Result<WithKey> {
+fn key(local_ca: bool) -> anyhow::Result<Option<MetadataValue<Ascii>>> {
     let given = CREDENTIALS.get().and_then(|c| c.api_key.clone());
     let key = given.or_else(|| {
         local_ca
@@ -69,18 +77,57 @@ fn key(local_ca: bool) -> anyhow::Result<WithKey> {
             .flatten()
             .map(|k| k.trim().to_string())
     });
-    let value = key
-        .filter(|k| !k.is_empty())
+    key.filter(|k| !k.is_empty())
         .map(|k| {
             MetadataValue::try_from(format!("Bearer {k}"))
                 .context("the API key holds characters a header cannot carry")
         })
-        .transpose()?;
-    Ok(WithKey(value))
+        .transpose()
+}
+
+/// Which tenant a command acts for.
+#[derive(clap::Args, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tenant {
+    /// The tenant to act for: its own model line, feedback and suggestions. Without
+    /// API keys any caller may name one; with a key, the key's tenant decides at
+    /// fusion, and naming another tenant at the trainer takes an admin key. Default:
+    /// the key's tenant, else "default".
+    #[arg(long = "tenant", env = "EMPATHY_TENANT", value_parser = tenant_name)]
+    name: Option<String>,
+}
+
+impl Tenant {
+    /// The tenant named, if any.
+    pub fn given(&self) -> Option<&str> {
+        self.name.as_deref().filter(|t| !t.is_empty())
+    }
+
+    /// The name for a request's `tenant` field ("" = the caller's own).
+    pub fn field(&self) -> String {
+        self.given().unwrap_or_default().to_string()
+    }
+}
+
+/// A valid tenant name, else a message that says what one looks like; "" (an empty
+/// EMPATHY_TENANT) names none.
+fn tenant_name(name: &str) -> Result<String, String> {
+    if name.is_empty() || empathy_proto::is_tenant_name(name) {
+        Ok(name.to_string())
+    } else {
+        Err(format!(
+            "{name:?} is not a tenant name: 1-64 characters of a-z, 0-9, '-' and '_'"
+        ))
+    }
 }
 
 /// Connects to `url` (`what` names the service in errors).
 pub async fn connect(url: &str, what: &str) -> anyhow::Result<Conn> {
+    connect_as(url, what, &Tenant::default()).await
+}
+
+/// Connects to `url`, each call naming `tenant` in the tenant header (fusion reads it
+/// when it checks no API keys).
+pub async fn connect_as(url: &str, what: &str, tenant: &Tenant) -> anyhow::Result<Conn> {
     let mut endpoint = Endpoint::from_shared(url.to_string())
         .with_context(|| format!("{url:?} is not a URL"))?
         .connect_timeout(std::time::Duration::from_secs(5));
@@ -108,8 +155,10 @@ pub async fn connect(url: &str, what: &str) -> anyhow::Result<Conn> {
         };
         format!("cannot reach {what} at {url}; is `empathy up` running?{hint}")
     })?;
-    Ok(InterceptedService::new(
-        channel,
-        key(https && given_ca.is_none())?,
-    ))
+    let metadata = CallMetadata {
+        key: key(https && given_ca.is_none())?,
+        // A valid tenant name is always a valid header value.
+        tenant: tenant.given().and_then(|t| MetadataValue::try_from(t).ok()),
+    };
+    Ok(InterceptedService::new(channel, metadata))
 }

@@ -5,11 +5,11 @@ use std::io::Write;
 
 use anyhow::bail;
 use empathy_grpc::v1::{
-    FeedbackRequest, JobState, ListModelsRequest, RollbackRequest, StartTrainingRequest,
-    WatchJobRequest, trainer_service_client::TrainerServiceClient,
+    FeedbackRequest, JobState, ListModelsRequest, ModelVersion, RollbackRequest,
+    StartTrainingRequest, WatchJobRequest, trainer_service_client::TrainerServiceClient,
 };
 
-use crate::connection::Conn;
+use crate::connection::{Conn, Tenant};
 
 #[derive(clap::Args)]
 pub struct TrainerEndpoint {
@@ -79,6 +79,9 @@ pub struct RetrainArgs {
     /// Wait for the job and print the published version or why there is none.
     #[arg(long)]
     wait: bool,
+    // Whose line to train, on that tenant's feedback only.
+    #[command(flatten)]
+    tenant: Tenant,
     #[command(flatten)]
     endpoint: TrainerEndpoint,
 }
@@ -93,12 +96,12 @@ pub async fn retrain(args: RetrainArgs) -> anyhow::Result<()> {
     let job = client
         .start_training(StartTrainingRequest {
             reason: "empathy retrain".into(),
-            ..Default::default()
+            tenant: args.tenant.field(),
         })
         .await
         .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
         .into_inner();
-    println!("training job {}", job.job_id);
+    println!("training job {} (tenant {})", job.job_id, job.tenant);
     if !args.wait {
         return Ok(());
     }
@@ -144,6 +147,9 @@ pub async fn retrain(args: RetrainArgs) -> anyhow::Result<()> {
 
 #[derive(clap::Args)]
 pub struct ModelsArgs {
+    // Whose line to list beside the base line's versions.
+    #[command(flatten)]
+    tenant: Tenant,
     #[command(flatten)]
     endpoint: TrainerEndpoint,
 }
@@ -151,14 +157,41 @@ pub struct ModelsArgs {
 pub async fn models(args: ModelsArgs) -> anyhow::Result<()> {
     let mut client = args.endpoint.connect().await?;
     let versions = client
-        .list_models(ListModelsRequest::default())
+        .list_models(ListModelsRequest {
+            tenant: args.tenant.field(),
+        })
         .await
         .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
         .into_inner()
         .versions;
-    println!(
-        "{:<2} {:<8} {:<8} {:>9} {:>9} {:>10} {:>10}",
-        "", "version", "parent", "test_F1", "test_acc", "fb_holdout", "created"
+    print!("{}", models_table(&versions));
+    Ok(())
+}
+
+/// The versions as a table: which line each is in, its parent and metrics.
+fn models_table(versions: &[ModelVersion]) -> String {
+    use std::fmt::Write;
+    let line = |v: &ModelVersion| {
+        if v.tenant.is_empty() {
+            "base".to_string()
+        } else {
+            v.tenant.clone()
+        }
+    };
+    // Tenant versions ("acme/v0003") and names are longer than base ones.
+    let width = |f: &dyn Fn(&ModelVersion) -> usize, min: usize| {
+        versions.iter().map(f).max().unwrap_or(0).max(min)
+    };
+    let (wv, wp, wl) = (
+        width(&|v| v.version.len(), 8),
+        width(&|v| v.parent.len(), 8),
+        width(&|v| line(v).len(), 6),
+    );
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<2} {:<wv$} {:<wp$} {:<wl$} {:>9} {:>9} {:>10} {:>10}",
+        "", "version", "parent", "line", "test_F1", "test_acc", "fb_holdout", "created"
     );
     for v in versions {
         let metric = |k: &str| {
@@ -166,43 +199,144 @@ pub async fn models(args: ModelsArgs) -> anyhow::Result<()> {
                 .get(k)
                 .map_or_else(|| "-".to_string(), |x| format!("{x:.4}"))
         };
-        let created = v.created_unix_ms / 1000;
-        println!(
-            "{:<2} {:<8} {:<8} {:>9} {:>9} {:>10} {:>10}",
+        let _ = writeln!(
+            s,
+            "{:<2} {:<wv$} {:<wp$} {:<wl$} {:>9} {:>9} {:>10} {:>10}",
             if v.serving { "*" } else { "" },
             v.version,
             if v.parent.is_empty() { "-" } else { &v.parent },
+            line(v),
             metric("test_macro_f1"),
             metric("test_accuracy"),
             metric("feedback_holdout_accuracy"),
-            created
+            v.created_unix_ms / 1000
         );
     }
-    println!("(* = serving; test = the base test split; created in unix seconds)");
-    Ok(())
+    let _ = writeln!(
+        s,
+        "(* = serving the tenant asked about; line = the tenant whose feedback made it, \
+         base = the shared line; test = the base test split; created in unix seconds)"
+    );
+    s
 }
 
 #[derive(clap::Args)]
 pub struct RollbackArgs {
-    /// The version to serve again, e.g. v0001.
+    /// The version to serve again: one of the tenant's line (acme/v0002), or a base
+    /// version (v0001), which the tenant then serves without what its feedback taught.
     version: String,
+    /// [admin] Move the base line itself (what every tenant without a line of its own
+    /// serves, and what new lines start from); --tenant is then ignored.
+    #[arg(long)]
+    base: bool,
+    // Whose line to roll back.
+    #[command(flatten)]
+    tenant: Tenant,
     #[command(flatten)]
     endpoint: TrainerEndpoint,
+}
+
+impl RollbackArgs {
+    fn request(&self) -> RollbackRequest {
+        RollbackRequest {
+            version: self.version.clone(),
+            tenant: self.tenant.field(),
+            base: self.base,
+        }
+    }
 }
 
 pub async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
     let mut client = args.endpoint.connect().await?;
     let v = client
-        .rollback(RollbackRequest {
-            version: args.version,
-            ..Default::default()
-        })
+        .rollback(args.request())
         .await
         .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
         .into_inner();
-    println!(
-        "serving {} now (fusion swaps it in within seconds)",
-        v.version
-    );
+    if args.base || v.tenant.is_empty() {
+        println!(
+            "the base line serves {} now (fusion swaps it in within seconds)",
+            v.version
+        );
+    } else {
+        println!(
+            "tenant {} serves {} now (fusion swaps it in within seconds); its automatic \
+             training is paused until `empathy resume --tenant {}`",
+            v.tenant, v.version, v.tenant
+        );
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Rollback {
+        #[command(flatten)]
+        args: RollbackArgs,
+    }
+
+    fn rollback(args: &[&str]) -> Result<RollbackRequest, clap::Error> {
+        Rollback::try_parse_from(std::iter::once("rollback").chain(args.iter().copied()))
+            .map(|r| r.args.request())
+    }
+
+    #[test]
+    fn rollback_names_the_tenant_or_the_base_line() {
+        let r = rollback(&["acme/v0002", "--tenant", "acme"]).ok();
+        assert_eq!(
+            r,
+            Some(RollbackRequest {
+                version: "acme/v0002".into(),
+                tenant: "acme".into(),
+                base: false,
+            })
+        );
+        let r = rollback(&["--base", "v0001"]).ok();
+        assert_eq!(
+            r,
+            Some(RollbackRequest {
+                version: "v0001".into(),
+                tenant: String::new(),
+                base: true,
+            })
+        );
+    }
+
+    #[test]
+    fn a_bad_tenant_name_is_refused_before_any_call() {
+        let err = rollback(&["v0001", "--tenant", "Acme Corp"])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("\"Acme Corp\" is not a tenant name"), "{err}");
+        assert!(err.contains("a-z, 0-9, '-' and '_'"), "{err}");
+    }
+
+    #[test]
+    fn the_models_table_says_which_line_each_version_is_in() {
+        let version = |version: &str, parent: &str, tenant: &str, serving: bool| ModelVersion {
+            version: version.into(),
+            parent: parent.into(),
+            tenant: tenant.into(),
+            serving,
+            ..ModelVersion::default()
+        };
+        let table = models_table(&[
+            version("v0001", "", "", false),
+            version("clinic-north/v0001", "v0001", "clinic-north", true),
+        ]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].contains(" line "), "{table}");
+        assert!(lines[1].contains(" base "), "{table}");
+        assert!(
+            lines[2].starts_with("*  clinic-north/v0001 v0001"),
+            "{table}"
+        );
+        assert!(lines[2].contains(" clinic-north "), "{table}");
+    }
 }

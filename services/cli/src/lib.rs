@@ -11,6 +11,7 @@ pub mod keys;
 pub mod learn;
 pub mod load;
 pub mod privacy;
+pub mod suggest;
 
 use empathy_grpc::v1::empathy_service_client::EmpathyServiceClient;
 
@@ -24,11 +25,16 @@ pub struct FusionEndpoint {
         default_value = "http://127.0.0.1:50051"
     )]
     pub endpoint: String,
+    #[command(flatten)]
+    pub tenant: connection::Tenant,
 }
 
 impl FusionEndpoint {
+    /// A client whose calls name `--tenant` (if given) in the tenant header.
     pub async fn connect(&self) -> anyhow::Result<Client> {
-        connect(&self.endpoint).await
+        let conn =
+            connection::connect_as(&self.endpoint, "the empathy server", &self.tenant).await?;
+        Ok(client(conn))
     }
 }
 
@@ -38,9 +44,13 @@ pub type Client = EmpathyServiceClient<connection::Conn>;
 /// A client of the public EmpathyService at `endpoint`, taking answers up to 64 MiB.
 pub async fn connect(endpoint: &str) -> anyhow::Result<Client> {
     let conn = connection::connect(endpoint, "the empathy server").await?;
-    Ok(EmpathyServiceClient::new(conn)
+    Ok(client(conn))
+}
+
+fn client(conn: connection::Conn) -> Client {
+    EmpathyServiceClient::new(conn)
         .max_decoding_message_size(64 * 1024 * 1024)
-        .max_encoding_message_size(64 * 1024 * 1024))
+        .max_encoding_message_size(64 * 1024 * 1024)
 }
 
 /// A multi-threaded tokio runtime for one command.
@@ -57,6 +67,35 @@ pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
         Err(err) => {
             eprintln!("error: {err:#}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        fusion: FusionEndpoint,
+    }
+
+    #[test]
+    fn fusion_commands_take_a_tenant_and_refuse_a_bad_one() {
+        let parse = |args: &[&str]| {
+            Command::try_parse_from(std::iter::once("analyze").chain(args.iter().copied()))
+                .map(|c| c.fusion.tenant.given().map(str::to_string))
+        };
+        assert_eq!(
+            parse(&["--tenant", "clinic_7"]).ok(),
+            Some(Some("clinic_7".into()))
+        );
+        assert_eq!(parse(&["--tenant", ""]).ok(), Some(None));
+        for bad in ["Acme", "a/b", &"x".repeat(65)] {
+            assert!(parse(&["--tenant", bad]).is_err(), "{bad:?}");
         }
     }
 }

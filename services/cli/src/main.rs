@@ -3,7 +3,9 @@
 
 use clap::{Parser, Subcommand};
 use empathy_cli::admin::{self, AdminArgs};
-use empathy_cli::{analyze, bench, connection, exit_code, keys, learn, load, privacy, runtime};
+use empathy_cli::{
+    analyze, bench, connection, exit_code, keys, learn, load, privacy, runtime, suggest,
+};
 
 #[derive(Parser)]
 #[command(
@@ -24,6 +26,9 @@ enum Command {
     Analyze(analyze::AnalyzeArgs),
     /// Correct an analysis: `empathy feedback ANALYSIS_ID --sentiment positive`.
     Feedback(learn::FeedbackArgs),
+    /// Which recent analyses to label next: where the model was unsure, or the lexicon
+    /// read otherwise.
+    Suggest(suggest::SuggestArgs),
     /// Ask the trainer to fine-tune on the stored feedback now.
     Retrain(learn::RetrainArgs),
     /// Model versions, their metrics, and which one serves.
@@ -70,6 +75,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Analyze(args) => runtime().and_then(|rt| rt.block_on(analyze::run(args))),
         Command::Feedback(args) => runtime().and_then(|rt| rt.block_on(learn::feedback(args))),
+        Command::Suggest(args) => runtime().and_then(|rt| rt.block_on(suggest::run(args))),
         Command::Retrain(args) => runtime().and_then(|rt| rt.block_on(learn::retrain(args))),
         Command::Models(args) => runtime().and_then(|rt| rt.block_on(learn::models(args))),
         Command::Rollback(args) => runtime().and_then(|rt| rt.block_on(learn::rollback(args))),
@@ -92,4 +98,14 @@ fn main() -> std::process::ExitCode {
         Command::Ssl(args) => admin::run("ssl", args),
     };
     exit_code(result)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_commands_and_their_flags_are_consistent() {
+        // clap's own checks: no flag named twice in a command (e.g. --tenant beside
+        // a command's own), every default valid.
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

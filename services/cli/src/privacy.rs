@@ -157,6 +157,9 @@ pub async fn purge(args: FilterArgs, delete: bool) -> anyhow::Result<()> {
 
 #[derive(clap::Args)]
 pub struct ResumeArgs {
+    // Whose line's automatic training to resume.
+    #[command(flatten)]
+    tenant: crate::connection::Tenant,
     #[command(flatten)]
     endpoint: TrainerEndpoint,
 }
@@ -164,7 +167,9 @@ pub struct ResumeArgs {
 pub async fn resume(args: ResumeArgs) -> anyhow::Result<()> {
     let mut client = args.endpoint.connect().await?;
     let status = client
-        .resume_training(ResumeTrainingRequest::default())
+        .resume_training(ResumeTrainingRequest {
+            tenant: args.tenant.field(),
+        })
         .await
         .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
         .into_inner();

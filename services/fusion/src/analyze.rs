@@ -24,7 +24,7 @@ use crate::{
         situation_experts, situation_results,
     },
     model_lines::ModelLines,
-    recent::{self, Owner, RecentAnalyses},
+    recent::{self, Owner, RecentAnalyses, Verdict},
     situations::{Ask, SituationSource},
     trainer_link::TrainerLink,
     validate::{self, Limits},
@@ -372,6 +372,7 @@ impl Analyzer {
                 tenant,
                 subject_id: &req.subject_id,
             },
+            Verdict::of(&prediction, &lexicon),
         );
         let attributions = if opts.skip_attributions {
             Vec::new()

@@ -67,6 +67,8 @@ pub async fn submit(
     let ack = trainer
         .submit_feedback(record(req, &recent, identity))
         .await?;
+    // Stored: no longer worth suggesting for labelling.
+    recent.mark_corrected();
     Ok(FeedbackResponse {
         feedback_id: ack.feedback_id,
         stored: true,
@@ -102,7 +104,7 @@ mod tests {
     use empathy_proto::v1::{AnalyzeRequest, Role};
 
     use super::*;
-    use crate::recent::{Features, RecentAnalyses, RecentLimits};
+    use crate::recent::{Features, RecentAnalyses, RecentLimits, Verdict};
 
     #[test]
     fn records_say_whose_they_are() {
@@ -122,7 +124,7 @@ mod tests {
             tenant: "clinic-a",
             subject_id: "patient-7",
         };
-        let id = recent.remember("so tired", features, "v0002", owner);
+        let id = recent.remember("so tired", features, "v0002", owner, Verdict::default());
         let Some(analysis) = recent.get(&id) else {
             panic!("the analysis was not kept");
         };

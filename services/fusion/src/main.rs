@@ -11,6 +11,8 @@ mod model_watch;
 mod recent;
 mod service;
 mod situations;
+mod suggest;
+mod traffic;
 mod trainer_link;
 mod utterances;
 mod validate;
@@ -63,6 +65,11 @@ struct Args {
     tenant_models_mib: u64,
     #[command(flatten)]
     recent: recent::RecentLimits,
+    /// The share of analyses, from 0 to 1, whose features (no text) go to the
+    /// trainer's per-tenant traffic sample, which a tenant line's candidate is checked
+    /// against (0 = none).
+    #[arg(long, default_value_t = 0.2, value_parser = validate::probability)]
+    traffic_sample: f32,
     /// How long the encoders get when a request sets no deadline.
     #[arg(long, default_value_t = 5_000)]
     default_deadline_ms: u64,
@@ -146,7 +153,13 @@ async fn main() -> anyhow::Result<()> {
         situations: SituationSource::new(args.situations.as_deref(), args.serve.max_message_bytes)?,
         lexicon: Arc::new(lexicon),
         models,
-        recent: Arc::new(recent::RecentAnalyses::new(args.recent, trainer.is_some())),
+        recent: Arc::new(
+            recent::RecentAnalyses::new(args.recent, trainer.is_some()).with_traffic(
+                trainer
+                    .clone()
+                    .and_then(|link| traffic::spawn(link, args.traffic_sample)),
+            ),
+        ),
         trainer,
         limits: args.limits.clone(),
         default_deadline: Duration::from_millis(args.default_deadline_ms),

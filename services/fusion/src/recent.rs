@@ -1,14 +1,21 @@
 //! Features of recent analyses, so feedback on one can be learnt from without the
-//! client resending its inputs. Bounded by count, by bytes and by age (flags); the
-//! oldest entries go first. Memory per entry is about 1.7 KB for text (384 + 24 floats)
-//! plus the text itself, which a client chooses: hence the bound in bytes. Without a
-//! trainer nothing can use it, and nothing is kept.
+//! client resending its inputs, and what the model and the lexicon answered, so that
+//! `SuggestLabels` can say which are worth labelling. Bounded by count, by bytes and by
+//! age (flags); the oldest entries go first. Memory per entry is about 1.7 KB for text
+//! (384 + 24 floats) plus the text itself, which a client chooses: hence the bound in
+//! bytes. Without a trainer nothing can use it, and nothing is kept. Every analysis
+//! passes through here, so a sample of them is offered to the trainer from here too
+//! (`traffic`).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use empathy_model::ModelInputs;
+use empathy_model::{LexiconAnalysis, ModelInputs, Prediction};
+use empathy_proto::v1::{FloatVector, TrafficSample};
+
+use crate::traffic::Traffic;
 
 /// The inputs the model saw, as the trainer stores them.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +52,24 @@ impl Features {
     }
 }
 
+/// What an analysis answered, for `SuggestLabels` to judge how unsure it was.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Verdict {
+    /// The model's calibrated sentiment scores, SENTIMENT_LABELS order.
+    pub sentiment: [f32; 3],
+    /// The lexicon's own reading: VADER's compound score in [-1, 1].
+    pub lexicon_compound: f32,
+}
+
+impl Verdict {
+    pub fn of(prediction: &Prediction, lexicon: &LexiconAnalysis) -> Verdict {
+        Verdict {
+            sentiment: prediction.sentiment,
+            lexicon_compound: lexicon.vader_compound,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Recent {
     /// The text analysed (typed, or the transcript).
@@ -55,9 +80,23 @@ pub struct Recent {
     pub subject_id: String,
     /// The tenant whose caller asked: only that tenant may send feedback on it.
     pub tenant: String,
+    pub verdict: Verdict,
+    pub analyzed_unix_ms: i64,
+    /// Feedback on it was stored: it is no longer suggested for labelling.
+    corrected: AtomicBool,
     at: Instant,
     /// What this entry takes in memory, roughly: counted against the byte bound.
     size: usize,
+}
+
+impl Recent {
+    pub fn mark_corrected(&self) {
+        self.corrected.store(true, Ordering::Relaxed);
+    }
+
+    pub fn corrected(&self) -> bool {
+        self.corrected.load(Ordering::Relaxed)
+    }
 }
 
 /// Whose an analysis is: the caller's tenant, and the person it is about.
@@ -70,6 +109,8 @@ pub struct Owner<'a> {
 /// Per entry, besides its text and vectors: the id twice (map and queue), the map
 /// slot, the Arc and the strings' headers.
 const ENTRY_OVERHEAD: usize = 256;
+/// The verdict, the time and the corrected mark.
+const VERDICT_BYTES: usize = size_of::<Verdict>() + size_of::<i64>() + size_of::<AtomicBool>();
 
 impl Features {
     fn bytes(&self) -> usize {
@@ -99,6 +140,8 @@ pub struct RecentLimits {
 pub struct RecentAnalyses {
     limits: RecentLimits,
     inner: Mutex<Inner>,
+    /// The sample of analyses sent to the trainer, if one is configured.
+    traffic: Option<Arc<Traffic>>,
 }
 
 #[derive(Default)]
@@ -118,7 +161,14 @@ impl RecentAnalyses {
         RecentAnalyses {
             limits,
             inner: Mutex::new(Inner::default()),
+            traffic: None,
         }
+    }
+
+    /// Offers each analysis remembered from now on to `traffic`'s sample.
+    pub fn with_traffic(mut self, traffic: Option<Arc<Traffic>>) -> RecentAnalyses {
+        self.traffic = traffic;
+        self
     }
 
     pub fn limits(&self) -> RecentLimits {
@@ -130,20 +180,39 @@ impl RecentAnalyses {
     }
 
     /// Keeps an analysis (of `subject_id`'s input, "" if none) under a new id and
-    /// returns the id.
+    /// returns the id; offers it to the traffic sample.
     pub fn remember(
         &self,
         text: &str,
         features: Features,
         model_version: &str,
         owner: Owner<'_>,
+        verdict: Verdict,
     ) -> String {
         let Owner { tenant, subject_id } = owner;
         let id = uuid::Uuid::new_v4().to_string();
+        let analyzed_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        if let Some(traffic) = &self.traffic {
+            traffic.offer(|| TrafficSample {
+                analysis_id: id.clone(),
+                tenant: tenant.to_string(),
+                model_version: model_version.to_string(),
+                features: features
+                    .named()
+                    .into_iter()
+                    .map(|(name, values)| (name.to_string(), FloatVector { values }))
+                    .collect(),
+                subject_id: subject_id.to_string(),
+                received_unix_ms: analyzed_unix_ms,
+            });
+        }
         if self.limits.recent_max == 0 {
             return id;
         }
         let size = ENTRY_OVERHEAD
+            + VERDICT_BYTES
             + 2 * id.len()
             + text.len()
             + model_version.len()
@@ -156,6 +225,9 @@ impl RecentAnalyses {
             model_version: model_version.to_string(),
             subject_id: subject_id.to_string(),
             tenant: tenant.to_string(),
+            verdict,
+            analyzed_unix_ms,
+            corrected: AtomicBool::new(false),
             at: Instant::now(),
             size,
         });
@@ -173,9 +245,24 @@ impl RecentAnalyses {
         inner.by_id.get(id).cloned()
     }
 
+    /// `tenant`'s analyses not corrected yet, with their ids.
+    pub fn uncorrected(&self, tenant: &str) -> Vec<(String, Arc<Recent>)> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        self.evict(&mut inner);
+        inner
+            .by_id
+            .iter()
+            .filter(|(_, e)| e.tenant == tenant && !e.corrected())
+            .map(|(id, e)| (id.clone(), Arc::clone(e)))
+            .collect()
+    }
+
     /// Drops every analysis of `subject_id` (their ids leave the order as they come
-    /// to its front); returns how many.
+    /// to its front), also from the traffic not yet sent; returns how many analyses.
     pub fn forget(&self, subject_id: &str) -> usize {
+        if let Some(traffic) = &self.traffic {
+            traffic.forget(subject_id);
+        }
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let (before, mut freed) = (inner.by_id.len(), 0);
         inner.by_id.retain(|_, e| {
@@ -234,10 +321,28 @@ mod tests {
     #[test]
     fn bounded_by_count_and_age() {
         let recent = RecentAnalyses::new(limits(2, 3600), true);
-        let a = recent.remember("a", features(1.0), "v0001", Owner::default());
-        let b = recent.remember("b", features(2.0), "v0001", Owner::default());
+        let a = recent.remember(
+            "a",
+            features(1.0),
+            "v0001",
+            Owner::default(),
+            Verdict::default(),
+        );
+        let b = recent.remember(
+            "b",
+            features(2.0),
+            "v0001",
+            Owner::default(),
+            Verdict::default(),
+        );
         assert!(recent.get(&a).is_some());
-        let c = recent.remember("c", features(3.0), "v0002", Owner::default());
+        let c = recent.remember(
+            "c",
+            features(3.0),
+            "v0002",
+            Owner::default(),
+            Verdict::default(),
+        );
         assert!(recent.get(&a).is_none(), "the oldest goes first");
         assert_eq!(recent.get(&b).map(|r| r.text.clone()), Some("b".into()));
         assert_eq!(
@@ -247,12 +352,24 @@ mod tests {
         assert_eq!(recent.len(), 2);
 
         let expiring = RecentAnalyses::new(limits(10, 0), true);
-        let id = expiring.remember("x", features(1.0), "v0001", Owner::default());
+        let id = expiring.remember(
+            "x",
+            features(1.0),
+            "v0001",
+            Owner::default(),
+            Verdict::default(),
+        );
         std::thread::sleep(Duration::from_millis(5));
         assert!(expiring.get(&id).is_none(), "expired");
 
         let off = RecentAnalyses::new(limits(0, 3600), true);
-        let id = off.remember("x", features(1.0), "v0001", Owner::default());
+        let id = off.remember(
+            "x",
+            features(1.0),
+            "v0001",
+            Owner::default(),
+            Verdict::default(),
+        );
         assert!(off.get(&id).is_none());
     }
 
@@ -281,6 +398,7 @@ mod tests {
                     features(1.0),
                     "v0001",
                     Owner::default(),
+                    Verdict::default(),
                 )
             })
             .collect();
@@ -294,9 +412,45 @@ mod tests {
     #[test]
     fn off_without_a_trainer() {
         let recent = RecentAnalyses::new(limits(10, 3600), false);
-        let id = recent.remember("x", features(1.0), "v0001", Owner::default());
+        let id = recent.remember(
+            "x",
+            features(1.0),
+            "v0001",
+            Owner::default(),
+            Verdict::default(),
+        );
         assert!(recent.get(&id).is_none());
         assert_eq!(recent.len(), 0);
+    }
+
+    #[test]
+    fn each_analysis_is_offered_to_the_traffic_sample_even_when_none_is_kept() {
+        let traffic = Traffic::new(1.0);
+        let recent = RecentAnalyses::new(limits(0, 3600), true).with_traffic(traffic.clone());
+        let owner = Owner {
+            tenant: "acme",
+            subject_id: "p1",
+        };
+        let id = recent.remember("x", features(0.5), "acme/v0002", owner, Verdict::default());
+        let queued = traffic.as_ref().map(|t| t.queued()).unwrap_or_default();
+        let [s] = queued.as_slice() else {
+            panic!("{queued:?}");
+        };
+        assert_eq!(
+            (
+                s.analysis_id.as_str(),
+                s.tenant.as_str(),
+                s.model_version.as_str()
+            ),
+            (id.as_str(), "acme", "acme/v0002")
+        );
+        assert_eq!(s.subject_id, "p1");
+        assert!(s.received_unix_ms > 0);
+        let text = s.features.get("text").map(|v| v.values.clone());
+        assert_eq!(text, Some(vec![0.5; 3]));
+        assert!(s.features.contains_key("lexicon"));
+        recent.forget("p1");
+        assert!(traffic.is_some_and(|t| t.queued().is_empty()), "forgotten");
     }
 
     #[test]
@@ -306,9 +460,27 @@ mod tests {
             tenant: "default",
             subject_id,
         };
-        let a = recent.remember("a", features(1.0), "v0001", of("patient-1"));
-        let b = recent.remember("b", features(2.0), "v0001", of("patient-2"));
-        let c = recent.remember("c", features(3.0), "v0001", of("patient-1"));
+        let a = recent.remember(
+            "a",
+            features(1.0),
+            "v0001",
+            of("patient-1"),
+            Verdict::default(),
+        );
+        let b = recent.remember(
+            "b",
+            features(2.0),
+            "v0001",
+            of("patient-2"),
+            Verdict::default(),
+        );
+        let c = recent.remember(
+            "c",
+            features(3.0),
+            "v0001",
+            of("patient-1"),
+            Verdict::default(),
+        );
         assert_eq!(recent.forget("patient-1"), 2);
         assert!(recent.get(&a).is_none() && recent.get(&c).is_none());
         assert!(recent.get(&b).is_some());

@@ -108,13 +108,14 @@ impl EmpathyService for Empathy {
         Ok(Response::new(ForgetAnalysesResponse { dropped }))
     }
 
+    /// The caller's tenant's recent analyses most worth labelling.
     async fn suggest_labels(
         &self,
-        _: Request<SuggestLabelsRequest>,
+        request: Request<SuggestLabelsRequest>,
     ) -> Result<Response<SuggestLabelsResponse>, Status> {
-        Err(Status::unimplemented(
-            "SuggestLabels: in progress (issue 13)",
-        ))
+        let tenant = empathy_common::Identity::of(&request)?.tenant;
+        let limit = request.into_inner().limit;
+        crate::suggest::suggest(&self.analyzer.recent, &tenant, limit).map(Response::new)
     }
 
     /// About the version that serves the caller's tenant.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use empathy_common::auth::KeyLookup;
 use empathy_grpc::v1::key_service_client::KeyServiceClient;
 use empathy_grpc::v1::trainer_service_client::TrainerServiceClient;
-use empathy_grpc::v1::{ApiKey, AuthenticateRequest, FeedbackAck, FeedbackRecord};
+use empathy_grpc::v1::{ApiKey, AuthenticateRequest, FeedbackAck, FeedbackRecord, TrafficBatch};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -58,6 +58,12 @@ impl TrainerLink {
                 )),
             })
             .map(tonic::Response::into_inner)
+    }
+
+    /// Hands a batch of fusion's traffic sample to the trainer; how many were new.
+    pub async fn submit_traffic(&self, batch: TrafficBatch) -> Result<u64, Status> {
+        let ack = self.client.clone().submit_traffic(batch).await?;
+        Ok(ack.into_inner().stored)
     }
 }
 
