@@ -63,6 +63,8 @@ enum Command {
     Eval(AdminArgs),
     /// [admin] Leave-one-domain-out: train without each topic of the corpus, test on it.
     Generality(AdminArgs),
+    /// [admin] Tenant adaptation: each domain file's wrong answers corrected, a line tuned.
+    AdaptBench(AdminArgs),
     /// [admin] Experiments with imagined situations.
     Situations(AdminArgs),
     /// [admin] Self-supervised learning experiments.
@@ -94,6 +96,7 @@ fn main() -> std::process::ExitCode {
         Command::Lexicon(args) => admin::run("lexicon", args),
         Command::Eval(args) => admin::run("eval", args),
         Command::Generality(args) => admin::run("generality", args),
+        Command::AdaptBench(args) => admin::run("adapt-bench", args),
         Command::Situations(args) => admin::run("situations", args),
         Command::Ssl(args) => admin::run("ssl", args),
     };
