@@ -57,6 +57,10 @@ async fn system(name: &str, trainer_args: &[&str]) -> anyhow::Result<System> {
             &trainer.url(),
             "--model-poll-s",
             "1",
+            // Every analysis in the traffic sample, so that runs agree (the default
+            // samples a fifth at random).
+            "--traffic-sample",
+            "1",
         ],
     )
     .await?;
