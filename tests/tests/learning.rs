@@ -20,7 +20,7 @@ use empathy_grpc::v1::{
     ListModelsResponse, StartTrainingRequest, WatchModelsRequest,
 };
 use support::{
-    analyze_text, assets, client, feedback_record, registry_copy, start_encoder, start_fusion,
+    analyze_text, assets, client, feedback_record, registry_copy, start_learning_system,
     start_trainer_on, stream_feedback_then_kill, temp_dir, trainer_client, wait_job,
 };
 use tonic::Code;
@@ -272,26 +272,11 @@ async fn read_all(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn corrections_become_a_new_version_served_without_a_failed_request() -> anyhow::Result<()> {
     let dir = temp_dir("loop");
-    let models = registry_copy(&dir)?;
-    let database = dir.join("feedback.sqlite");
-    let encoder = start_encoder(&[]).await?;
-    let trainer = start_trainer(&models, &database, &[]).await?;
-    let models_arg = models.display().to_string();
-    let trainer_url = trainer.url();
-    let fusion = start_fusion(
-        &[encoder.url()],
-        &[
-            "--model",
-            &models_arg,
-            "--trainer",
-            &trainer_url,
-            "--model-poll-s",
-            "1",
-        ],
-    )
-    .await?;
-    let mut api = client(&fusion).await?;
-    let mut tc = trainer_client(&trainer).await?;
+    let system = start_learning_system(&dir, &[], &["--model-poll-s", "1"]).await?;
+    let (fusion, trainer) = (&system.fusion, &system.trainer);
+    let (models, database) = (&system.models, &system.database);
+    let mut api = client(fusion).await?;
+    let mut tc = trainer_client(trainer).await?;
 
     // Bad feedback at the front door.
     let err = api
@@ -500,7 +485,7 @@ async fn corrections_become_a_new_version_served_without_a_failed_request() -> a
         .into_inner();
     assert!(r.stored);
     assert_eq!(
-        stored_version(&database, &r.feedback_id)?,
+        stored_version(database, &r.feedback_id)?,
         old_version,
         "the record should name the version that made the analysis"
     );
@@ -529,7 +514,7 @@ async fn corrections_become_a_new_version_served_without_a_failed_request() -> a
     assert_eq!(r.model_version, announced.version);
     drop(ro_trainer);
     let _ = std::fs::remove_dir_all(&ro_dir);
-    drop((fusion, trainer, encoder));
+    drop(system);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -21,8 +21,8 @@ use empathy_grpc::v1::{
 };
 use empathy_proto::TENANT_HEADER;
 use support::{
-    client, registry_copy, start_encoder, start_fusion, start_trainer_on, temp_dir, trainer_client,
-    wait_job,
+    LearningSystem, client, registry_copy, start_fusion, start_learning_system, temp_dir,
+    trainer_client, wait_job,
 };
 use tonic::transport::Channel;
 
@@ -31,46 +31,24 @@ type Fusion = EmpathyServiceClient<Channel>;
 /// Corrections a tenant sends: the thirty.
 const CORRECTIONS: usize = 30;
 
-/// The whole system on a private copy of the registry.
+/// The whole system on a private copy of the registry, and clients of it.
 struct System {
-    _encoder: Service,
-    _trainer: Service,
-    _fusion: Service,
     fusion: Fusion,
     trainer: TrainerServiceClient<Channel>,
     models: std::path::PathBuf,
+    _services: LearningSystem,
 }
 
 async fn system(name: &str, trainer_args: &[&str]) -> anyhow::Result<System> {
-    let dir = temp_dir(name);
-    let models = registry_copy(&dir)?;
-    let database = dir.join("feedback.sqlite").display().to_string();
-    let encoder = start_encoder(&[]).await?;
-    let trainer = start_trainer_on(&models, &database, trainer_args).await?;
-    let models_arg = models.display().to_string();
-    let fusion = start_fusion(
-        &[encoder.url()],
-        &[
-            "--model",
-            &models_arg,
-            "--trainer",
-            &trainer.url(),
-            "--model-poll-s",
-            "1",
-            // Every analysis in the traffic sample, so that runs agree (the default
-            // samples a fifth at random).
-            "--traffic-sample",
-            "1",
-        ],
-    )
-    .await?;
+    // Every analysis in the traffic sample, so that runs agree (the default samples a
+    // fifth at random).
+    let fusion_args = ["--model-poll-s", "1", "--traffic-sample", "1"];
+    let services = start_learning_system(&temp_dir(name), trainer_args, &fusion_args).await?;
     Ok(System {
-        fusion: client(&fusion).await?,
-        trainer: trainer_client(&trainer).await?,
-        _encoder: encoder,
-        _trainer: trainer,
-        _fusion: fusion,
-        models,
+        fusion: client(&services.fusion).await?,
+        trainer: trainer_client(&services.trainer).await?,
+        models: services.models.clone(),
+        _services: services,
     })
 }
 

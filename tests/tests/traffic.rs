@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use empathy_common::launch::sibling_binary;
 use empathy_grpc::v1::{AnalyzeRequest, FeedbackRequest};
 use empathy_proto::TENANT_HEADER;
-use support::{client, registry_copy, start_encoder, start_fusion, start_trainer_on, temp_dir};
+use support::{client, start_learning_system, temp_dir};
 
 const TEXTS: [&str; 5] = [
     "The waiting room was packed again and nobody told us anything.",
@@ -69,24 +69,9 @@ fn empathy(url: &str, args: &[&str]) -> anyhow::Result<String> {
 async fn a_tenants_traffic_reaches_the_trainer_and_its_suggestions_are_its_own()
 -> anyhow::Result<()> {
     let dir = temp_dir("traffic");
-    let models = registry_copy(&dir)?;
-    let database = dir.join("feedback.sqlite");
-    let encoder = start_encoder(&[]).await?;
-    let trainer = start_trainer_on(&models, &database.display().to_string(), &[]).await?;
-    let (models_arg, trainer_url) = (models.display().to_string(), trainer.url());
-    let fusion = start_fusion(
-        &[encoder.url()],
-        &[
-            "--model",
-            &models_arg,
-            "--trainer",
-            &trainer_url,
-            "--traffic-sample",
-            "1",
-        ],
-    )
-    .await?;
-    let mut api = client(&fusion).await?;
+    let system = start_learning_system(&dir, &[], &["--traffic-sample", "1"]).await?;
+    let (fusion, database) = (&system.fusion, &system.database);
+    let mut api = client(fusion).await?;
 
     let mut ids: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (tenant, texts) in [("clinic-a", &TEXTS[..]), ("default", &TEXTS[..2])] {
@@ -117,10 +102,10 @@ async fn a_tenants_traffic_reaches_the_trainer_and_its_suggestions_are_its_own()
         .map(|(t, v)| (t.to_string(), v.clone()))
         .collect();
     want.values_mut().for_each(|v| v.sort());
-    let mut got = stored(&database)?;
+    let mut got = stored(database)?;
     while got != want && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        got = stored(&database)?;
+        got = stored(database)?;
     }
     assert_eq!(got, want, "the trainer's traffic table, per tenant");
 
@@ -169,7 +154,7 @@ async fn a_tenants_traffic_reaches_the_trainer_and_its_suggestions_are_its_own()
     let err = refused.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("is not a tenant name"), "{err}");
 
-    drop((fusion, trainer, encoder));
+    drop(system);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -149,6 +149,39 @@ pub async fn start_trainer_on(
     launch::spawn(&sibling_binary("empathy-trainer")?, &args, READY).await
 }
 
+/// The learning loop's services on a private copy of the registry under `dir`: an
+/// encoder, a trainer on `dir/feedback.sqlite` (with `trainer_args`), and fusion
+/// forwarding feedback to it and serving its versions (with `fusion_args`).
+pub struct LearningSystem {
+    pub encoder: Service,
+    pub trainer: Service,
+    pub fusion: Service,
+    pub models: PathBuf,
+    pub database: PathBuf,
+}
+
+pub async fn start_learning_system(
+    dir: &std::path::Path,
+    trainer_args: &[&str],
+    fusion_args: &[&str],
+) -> anyhow::Result<LearningSystem> {
+    let models = registry_copy(dir)?;
+    let database = dir.join("feedback.sqlite");
+    let encoder = start_encoder(&[]).await?;
+    let trainer = start_trainer_on(&models, &database.display().to_string(), trainer_args).await?;
+    let (models_arg, trainer_url) = (models.display().to_string(), trainer.url());
+    let mut args = vec!["--model", &models_arg, "--trainer", &trainer_url];
+    args.extend(fusion_args);
+    let fusion = start_fusion(&[encoder.url()], &args).await?;
+    Ok(LearningSystem {
+        encoder,
+        trainer,
+        fusion,
+        models,
+        database,
+    })
+}
+
 /// A sentiment correction with made-up text and lexicon features (the store does not
 /// care what they mean; a training job can read them).
 pub fn feedback_record(

@@ -184,7 +184,8 @@ impl Run<'_> {
                 .count();
             (!held.is_empty()).then(|| right as f64 / held.len() as f64)
         };
-        let kinds: [(&str, fn(&Judged) -> bool); 3] = [
+        type Which = fn(&Judged) -> bool;
+        let kinds: [(&str, Which); 3] = [
             ("", |_| true),
             ("_sentiment", |j| !j.emotion),
             ("_emotion", |j| j.emotion),

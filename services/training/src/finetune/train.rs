@@ -57,14 +57,14 @@ impl Run<'_> {
         let folds = data.fold.iter().max().map_or(0, |f| f + 1);
         let mut judged = Vec::with_capacity(data.feedback.len());
         for f in 0..folds {
-            let (held, train): (Vec<(usize, usize)>, Vec<(usize, usize)>) = data
-                .feedback
-                .iter()
-                .copied()
-                .zip(data.fold.iter().copied())
-                .partition(|&(_, fold)| fold == f);
-            data.fb_train = train.into_iter().map(|(row, _)| row).collect();
-            let held: Vec<usize> = held.into_iter().map(|(row, _)| row).collect();
+            let in_fold = |held: bool| -> Vec<usize> {
+                let rows = data.feedback.iter().zip(&data.fold);
+                rows.filter(|(_, fold)| (**fold == f) == held)
+                    .map(|(row, _)| *row)
+                    .collect()
+            };
+            let held = in_fold(true);
+            data.fb_train = in_fold(false);
             let networks = self.networks(weights)?;
             let mut epochs = self.epoch_rows(data);
             let span = |f: usize| 0.1 + 0.6 * f as f32 / folds as f32;
