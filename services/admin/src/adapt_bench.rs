@@ -52,7 +52,7 @@ pub struct AdaptBenchArgs {
     #[arg(long)]
     check_tolerance: Option<f64>,
     #[arg(long)]
-    traffic_anchor: Option<usize>,
+    traffic_weight: Option<f64>,
     /// Print every uncorrected sentence whose answer the line changed.
     #[arg(long)]
     show_changes: bool,
@@ -132,7 +132,7 @@ impl AdaptBenchArgs {
             learning_rate: self.learning_rate.unwrap_or(d.learning_rate),
             replay: self.replay.unwrap_or(d.replay),
             check_tolerance: self.check_tolerance.unwrap_or(d.check_tolerance),
-            traffic_anchor: self.traffic_anchor.unwrap_or(d.traffic_anchor),
+            traffic_weight: self.traffic_weight.unwrap_or(d.traffic_weight),
             ..d
         }
     }

@@ -75,12 +75,13 @@ pub struct FinetuneConfig {
     pub folds: usize,
     /// Share of each epoch's examples that are feedback (by repeating them).
     pub feedback_share: f64,
-    /// Times each epoch shows the tenant's traffic labelled as the serving version
-    /// labels it (0: not at all). It keeps the line's answers on the tenant's own kind
-    /// of sentences where no correction pulls them: without it, thirty corrections that
-    /// mostly said "positive" turned the clinic's factual sentences positive too
-    /// (`empathy adapt-bench`, see the trainer's README).
-    pub traffic_anchor: usize,
+    /// How much the tenant's traffic, labelled as the serving version labels it,
+    /// weighs in each epoch against the corrections (1: as much; 0: not shown). It
+    /// keeps the line's answers on the tenant's own kind of sentences where no
+    /// correction pulls them: thirty corrections that mostly said "positive" otherwise
+    /// turn the tenant's factual and negative sentences positive too (`empathy
+    /// adapt-bench`, see the trainer's README).
+    pub traffic_weight: f64,
     /// The largest chance, by a one-sided sign test, that the held-out corrections
     /// improved by luck (see `evaluate`).
     pub max_p_value: f64,
@@ -112,7 +113,7 @@ impl Default for FinetuneConfig {
             replay: 4000,
             folds: 3,
             feedback_share: 0.1,
-            traffic_anchor: 1,
+            traffic_weight: 1.0,
             max_p_value: 0.05,
             min_traffic_agreement: 0.5,
             min_traffic: 20,

@@ -21,7 +21,8 @@ pub(super) struct Epochs {
 }
 
 impl Run<'_> {
-    /// Each epoch: the replay sample plus the feedback repeated to its share.
+    /// Each epoch: the replay sample, the feedback repeated to its share, and the
+    /// tenant's traffic repeated to weigh as much as the feedback.
     pub(super) fn epoch_rows(&self, data: &Data) -> Epochs {
         let (replay, fb_train) = (&data.replay, &data.fb_train);
         let share = self.config.feedback_share.clamp(0.0, 0.9);
@@ -36,7 +37,14 @@ impl Run<'_> {
         for _ in 0..copies {
             rows.extend(fb_train);
         }
-        for _ in 0..self.config.traffic_anchor {
+        // The traffic as often as the corrections, in all (see `traffic_weight`).
+        let traffic_copies = if data.traffic.is_empty() {
+            0
+        } else {
+            let shown = self.config.traffic_weight * (copies * fb_train.len()) as f64;
+            (shown / data.traffic.len() as f64).round() as usize
+        };
+        for _ in 0..traffic_copies {
             rows.extend(&data.traffic);
         }
         Epochs { rows, copies }
