@@ -38,6 +38,10 @@ pub struct UpArgs {
     /// Extra trainer flags, e.g. --trainer-arg=--train-after=50; repeat for several.
     #[arg(long = "trainer-arg", allow_hyphen_values = true)]
     trainer_args: Vec<String>,
+    /// Extra fusion flags, e.g. --fusion-arg=--tenant-models-mib=1024 or
+    /// --fusion-arg=--traffic-sample=0.5; repeat for several.
+    #[arg(long = "fusion-arg", allow_hyphen_values = true)]
+    fusion_args: Vec<String>,
     /// Fusion marks an answer low_confidence when its top sentiment score is below
     /// this, from 0 to 1 [default: fusion's own, 0.5, or EMPATHY_MIN_CONFIDENCE].
     #[arg(long)]
@@ -121,6 +125,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Some(m) = &args.min_confidence {
         fusion_args.extend(["--min-confidence".into(), m.clone()]);
     }
+    fusion_args.extend(args.fusion_args.iter().cloned());
     let fusion = running
         .start("empathy-fusion", &fusion_args, "fusion did not start")
         .await?;
