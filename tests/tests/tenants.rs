@@ -19,10 +19,9 @@ use empathy_grpc::v1::{
     AnalyzeRequest, AnalyzeResponse, FeedbackRequest, JobState, ListModelsRequest, ModelVersion,
     RollbackRequest, StartTrainingRequest,
 };
-use empathy_proto::TENANT_HEADER;
 use support::{
-    LearningSystem, client, registry_copy, start_fusion, start_learning_system, temp_dir,
-    trainer_client, wait_job,
+    LearningSystem, as_tenant, client, registry_copy, start_fusion, start_learning_system,
+    temp_dir, trainer_client, wait_job,
 };
 use tonic::transport::Channel;
 
@@ -69,21 +68,13 @@ fn domain(name: &str) -> anyhow::Result<Vec<(String, String)>> {
         .collect()
 }
 
-fn as_tenant<T>(tenant: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Ok(value) = tenant.parse() {
-        request.metadata_mut().insert(TENANT_HEADER, value);
-    }
-    request
-}
-
 async fn analyze(fusion: &mut Fusion, tenant: &str, text: &str) -> anyhow::Result<AnalyzeResponse> {
     let request = AnalyzeRequest {
         text: text.into(),
         ..Default::default()
     };
     Ok(fusion
-        .analyze(as_tenant(tenant, request))
+        .analyze(as_tenant(tenant, request)?)
         .await?
         .into_inner())
 }
@@ -129,7 +120,7 @@ async fn correct(
             ..Default::default()
         };
         let r = fusion
-            .feedback(as_tenant(tenant, request))
+            .feedback(as_tenant(tenant, request)?)
             .await?
             .into_inner();
         stored += usize::from(r.stored);
@@ -268,11 +259,11 @@ async fn corrections_teach_one_tenant_its_domain_and_no_one_else() -> anyhow::Re
     };
     let err = s
         .fusion
-        .analyze(pinned("globex"))
+        .analyze(pinned("globex")?)
         .await
         .expect_err("another tenant's version");
     assert_eq!(err.code(), tonic::Code::NotFound, "{}", err.message());
-    s.fusion.analyze(pinned("clinic")).await?;
+    s.fusion.analyze(pinned("clinic")?).await?;
     Ok(())
 }
 
@@ -443,7 +434,7 @@ fn rss_bytes(service: &Service) -> anyhow::Result<u64> {
 async fn info_as_each(fusion: &mut Fusion, tenants: usize) -> anyhow::Result<Vec<String>> {
     let mut versions = Vec::new();
     for i in 0..tenants {
-        let request = as_tenant(&format!("t{i}"), empathy_grpc::v1::InfoRequest {});
+        let request = as_tenant(&format!("t{i}"), empathy_grpc::v1::InfoRequest {})?;
         versions.push(fusion.info(request).await?.into_inner().model_version);
     }
     Ok(versions)
@@ -473,7 +464,7 @@ async fn many_tenant_lines_share_one_fusion_within_its_memory_budget() -> anyhow
     // Room for all: every line stays loaded; what each costs in resident memory.
     let roomy = start("1024").await?;
     let mut api = client(&roomy).await?;
-    api.info(as_tenant("nobody", empathy_grpc::v1::InfoRequest {}))
+    api.info(as_tenant("nobody", empathy_grpc::v1::InfoRequest {})?)
         .await?;
     let before = rss_bytes(&roomy)?;
     assert_eq!(info_as_each(&mut api, TENANTS).await?, expected);
@@ -505,7 +496,7 @@ async fn many_tenant_lines_share_one_fusion_within_its_memory_budget() -> anyhow
     assert!(metric(&tight, "empathy_tenant_model_evictions_total").await? > 0.0);
     // A tenant without a line is served the base.
     let base = api
-        .info(as_tenant("nobody", empathy_grpc::v1::InfoRequest {}))
+        .info(as_tenant("nobody", empathy_grpc::v1::InfoRequest {})?)
         .await?;
     assert!(!base.into_inner().model_version.contains('/'));
     Ok(())

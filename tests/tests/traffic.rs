@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 
 use empathy_common::launch::sibling_binary;
 use empathy_grpc::v1::{AnalyzeRequest, FeedbackRequest};
-use empathy_proto::TENANT_HEADER;
-use support::{client, start_learning_system, temp_dir};
+use support::{as_tenant, client, start_learning_system, temp_dir};
 
 const TEXTS: [&str; 5] = [
     "The waiting room was packed again and nobody told us anything.",
@@ -26,14 +25,6 @@ const TEXTS: [&str; 5] = [
     "Not bad at all, though the parking is a nightmare.",
     "I'm not sure whether to laugh or cry about this bill.",
 ];
-
-fn as_tenant<T>(message: T, tenant: &str) -> anyhow::Result<tonic::Request<T>> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert(TENANT_HEADER, tenant.parse()?);
-    Ok(request)
-}
 
 /// The stored traffic samples' analysis ids, per tenant.
 fn stored(database: &Path) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
@@ -80,7 +71,7 @@ async fn a_tenants_traffic_reaches_the_trainer_and_its_suggestions_are_its_own()
                 text: (*text).into(),
                 ..AnalyzeRequest::default()
             };
-            let answer = api.analyze(as_tenant(request, tenant)?).await?.into_inner();
+            let answer = api.analyze(as_tenant(tenant, request)?).await?.into_inner();
             ids.entry(tenant).or_default().push(answer.analysis_id);
         }
     }
@@ -141,7 +132,7 @@ async fn a_tenants_traffic_reaches_the_trainer_and_its_suggestions_are_its_own()
         sentiment: "negative".into(),
         ..FeedbackRequest::default()
     };
-    api.feedback(as_tenant(feedback, "clinic-a")?).await?;
+    api.feedback(as_tenant("clinic-a", feedback)?).await?;
     let left = suggest("clinic-a")?;
     assert!(!left.contains(&cli_id), "a corrected analysis is suggested");
     assert_eq!(left.len(), want["clinic-a"].len() - 1);

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use empathy_model::{FusionModel, Lexicon, ModelInputs, Prediction};
+use empathy_model::{FusionModel, Lexicon, Prediction};
 use empathy_proto::SENTIMENT_LABELS;
 use empathy_training::finetune::{
     FeedbackExample, FinetuneConfig, TrafficExample, finetune, publish,
@@ -21,7 +21,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
 use crate::eval::read_examples;
-use crate::train::{embed, load_text_plugin};
+use crate::train::{embed, load_text_plugin, predict_texts};
 
 #[derive(clap::Args)]
 pub struct AdaptBenchArgs {
@@ -115,7 +115,7 @@ pub fn run(args: &AdaptBenchArgs) -> anyhow::Result<()> {
             texts,
         };
         let scratch = scratch.join(&domain.name);
-        table.push(adapt(args, &config, (&base, &lexicon), &domain, &scratch)?);
+        table.push(adapt(args, &config, &base, &domain, &scratch)?);
     }
     println!("\n{}", table.join("\n"));
     let _ = std::fs::remove_dir_all(&scratch);
@@ -142,11 +142,11 @@ impl AdaptBenchArgs {
 fn adapt(
     args: &AdaptBenchArgs,
     config: &FinetuneConfig,
-    (base, lexicon): (&FusionModel, &Lexicon),
+    base: &FusionModel,
     d: &Domain,
     scratch: &Path,
 ) -> anyhow::Result<String> {
-    let before = sentiments(base, lexicon, d)?;
+    let before = sentiments(&args.assets, base, d)?;
     let mut wrong: Vec<usize> = (0..d.texts.len())
         .filter(|&i| before[i] != d.labels[i])
         .collect();
@@ -196,7 +196,7 @@ fn adapt(
     tuned.accepted = true;
     std::fs::create_dir_all(scratch)?;
     let (dir, _) = publish(scratch, &tuned, Some(&d.name))?;
-    let after = sentiments(&FusionModel::load(&dir)?, lexicon, d)?;
+    let after = sentiments(&args.assets, &FusionModel::load(&dir)?, d)?;
     let right = |p: &[usize], ix: &[usize]| ix.iter().filter(|&&i| p[i] == d.labels[i]).count();
     let confusion = |p: &[usize]| {
         let actual: Vec<usize> = rest.iter().map(|&i| d.labels[i]).collect();
@@ -243,23 +243,11 @@ fn adapt(
     ))
 }
 
-/// The top sentiment `model` gives each of the domain's sentences.
-fn sentiments(model: &FusionModel, lexicon: &Lexicon, d: &Domain) -> anyhow::Result<Vec<usize>> {
-    let inputs: Vec<ModelInputs> = d
-        .embeddings
-        .iter()
-        .zip(&d.texts)
-        .map(|(e, t)| ModelInputs {
-            text: Some(e.clone()),
-            lexicon: lexicon.analyze_with(t, model.lexicon_expansion()),
-            speech: None,
-            image: None,
-            situations: Vec::new(),
-            experts: Vec::new(),
-        })
-        .collect();
-    Ok(model
-        .predict(&inputs)?
+/// The top sentiment `model` gives each of the domain's sentences (their embeddings
+/// computed once, in `run`).
+fn sentiments(assets: &Path, model: &FusionModel, d: &Domain) -> anyhow::Result<Vec<usize>> {
+    let mut embedded = |_: &[String]| Ok(d.embeddings.clone());
+    Ok(predict_texts(assets, model, &mut embedded, &d.texts)?
         .iter()
         .map(Prediction::top_sentiment)
         .collect())

@@ -127,13 +127,15 @@ impl Run<'_> {
             .copied()
             .unwrap_or_else(|| check_old.accuracy());
         let (fit_new, fit_old) = (score(network, fb_train)?, score(old, fb_train)?);
+        // The traffic rows carry the serving version's answers as labels
+        // (`anchor_traffic`): agreeing with the parent is being right on them.
         let traffic = {
-            let (a, b) = (
-                predict(network, rows, &data.traffic, tokens)?,
-                predict(old, rows, &data.traffic, tokens)?,
-            );
+            let new = predict(network, rows, &data.traffic, tokens)?;
+            let kept = data.traffic.iter().zip(&new);
             Hits {
-                hits: a.iter().zip(&b).filter(|(x, y)| x == y).count(),
+                hits: kept
+                    .filter(|(i, p)| rows.sentiment[**i] == Some(**p))
+                    .count(),
                 total: data.traffic.len(),
             }
         };
@@ -176,14 +178,6 @@ impl Run<'_> {
         metrics.insert(CHECK_ANCHOR.into(), e.check_anchor);
         metrics.insert("check_set_size".into(), e.check_new.total() as f64);
         let (wins, losses) = wins_losses(&e.held_out);
-        let accuracy = |which: fn(&Judged) -> bool, new: bool| {
-            let held: Vec<&Judged> = e.held_out.iter().filter(|j| which(j)).collect();
-            let right = held
-                .iter()
-                .filter(|j| if new { j.new } else { j.old })
-                .count();
-            (!held.is_empty()).then(|| right as f64 / held.len() as f64)
-        };
         type Which = fn(&Judged) -> bool;
         let kinds: [(&str, Which); 3] = [
             ("", |_| true),
@@ -191,7 +185,9 @@ impl Run<'_> {
             ("_emotion", |j| j.emotion),
         ];
         for (kind, which) in kinds {
-            if let (Some(new), Some(old)) = (accuracy(which, true), accuracy(which, false)) {
+            let held = || e.held_out.iter().filter(|j| which(j));
+            if let (Some(new), Some(old)) = (right_share(held(), true), right_share(held(), false))
+            {
                 metrics.insert(format!("feedback_holdout{kind}_accuracy"), new);
                 metrics.insert(format!("parent_feedback_holdout{kind}_accuracy"), old);
             }
@@ -280,14 +276,7 @@ impl Run<'_> {
 fn decide(config: &FinetuneConfig, train_emotions: bool, e: &Evaluation) -> (bool, String) {
     let (wins, losses) = wins_losses(&e.held_out);
     let p = sign_test(wins, losses);
-    let right = |new: bool| {
-        let n = e
-            .held_out
-            .iter()
-            .filter(|j| if new { j.new } else { j.old })
-            .count();
-        n as f64 / e.held_out.len().max(1) as f64
-    };
+    let right = |new: bool| right_share(e.held_out.iter(), new).unwrap_or(0.0);
     let mut numbers = format!(
         "held-out corrections right {:.3} -> {:.3} of {} ({wins} fixed, {losses} broken, \
          sign test p = {p:.3}, at most {:.3} required)",
@@ -350,6 +339,17 @@ fn decide(config: &FinetuneConfig, train_emotions: bool, e: &Evaluation) -> (boo
         Some(why) => (false, format!("{why}: {numbers}")),
         None => (true, format!("better: {numbers}")),
     }
+}
+
+/// The share of `held` the candidate (`new`) or the serving version gets right; None
+/// of none.
+fn right_share<'a>(held: impl Iterator<Item = &'a Judged>, new: bool) -> Option<f64> {
+    let (mut right, mut n) = (0usize, 0usize);
+    for j in held {
+        n += 1;
+        right += usize::from(if new { j.new } else { j.old });
+    }
+    (n > 0).then(|| right as f64 / n as f64)
 }
 
 /// Held-out corrections the new version fixed, and those it broke (right before,
