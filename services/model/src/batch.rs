@@ -13,7 +13,25 @@ pub struct BatchBuilder {
     speech: Vec<f32>,
     image: Vec<f32>,
     situations: Vec<f32>,
+    context: Vec<f32>,
+    context_speaker: Vec<f32>,
     mask: Vec<f32>,
+}
+
+/// Who said a previous turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speaker {
+    /// The person analysed.
+    User,
+    /// The other side: an agent, an assistant, a friend.
+    Other,
+}
+
+/// A previous turn as the network reads it: its text embedding and its speaker.
+#[derive(Debug, Clone, Copy)]
+pub struct ContextTurn<'a> {
+    pub embedding: &'a [f32],
+    pub speaker: Speaker,
 }
 
 /// One example's inputs; widths must match `Dims` (the caller checks).
@@ -23,6 +41,8 @@ pub struct Example<'a> {
     pub speech: Option<&'a [f32]>,
     pub image: Option<&'a [f32]>,
     pub situations: &'a [Vec<f32>],
+    /// Previous turns, oldest first; the network reads the most recent `max_context`.
+    pub context: Vec<ContextTurn<'a>>,
 }
 
 impl BatchBuilder {
@@ -35,6 +55,8 @@ impl BatchBuilder {
             speech: Vec::new(),
             image: Vec::new(),
             situations: Vec::new(),
+            context: Vec::new(),
+            context_speaker: Vec::new(),
             mask: Vec::new(),
         }
     }
@@ -71,6 +93,22 @@ impl BatchBuilder {
                 MODALITIES.len() + i,
             ));
         }
+        for back in 0..dims.max_context {
+            let turn = example.context.iter().rev().nth(back);
+            let used = turn.filter(|_| use_token(dims.context_slot(back)));
+            let speaker = match used.map(|t| t.speaker) {
+                Some(Speaker::User) => [1.0, 0.0],
+                Some(Speaker::Other) => [0.0, 1.0],
+                None => [0.0, 0.0],
+            };
+            self.context_speaker.extend(speaker);
+            mask.push(slot(
+                &mut self.context,
+                used.map(|t| t.embedding),
+                dims.text,
+                dims.context_slot(back),
+            ));
+        }
         self.mask.extend(mask);
         self.rows += 1;
     }
@@ -87,6 +125,12 @@ impl BatchBuilder {
             situations: Tensor::from_vec(
                 self.situations,
                 (b, d.max_situations, d.situation),
+                &Device::Cpu,
+            )?,
+            context: Tensor::from_vec(self.context, (b, d.max_context, d.text), &Device::Cpu)?,
+            context_speaker: Tensor::from_vec(
+                self.context_speaker,
+                (b, d.max_context, 2),
                 &Device::Cpu,
             )?,
             mask: tensor(self.mask, d.tokens())?,

@@ -382,8 +382,24 @@ mod tests {
             image: 2,
             situation: 8,
             max_situations: 2,
+            // A version from before conversations: no context tokens.
+            max_context: 0,
             d_model: 16,
         }
+    }
+
+    #[test]
+    fn dims_recorded_before_conversations_read_as_no_context() -> anyhow::Result<()> {
+        let mut json = serde_json::to_value(Dims {
+            max_context: 3,
+            ..dims()
+        })?;
+        if let Some(fields) = json.as_object_mut() {
+            fields.remove("max_context");
+        }
+        let read: Dims = serde_json::from_value(json)?;
+        assert_eq!(read, dims());
+        Ok(())
     }
 
     fn new_version() -> NewVersion {

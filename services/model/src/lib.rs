@@ -16,8 +16,12 @@ mod version_id;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 
+pub use batch::Speaker;
 pub use checkpoint::{Calibration, Manifest, latest_version};
 pub use experts::{EXPERT_SHARE_WITH_TEXT, Expert, NEUTRAL};
 pub use lexicon::{Expansion, LEXICON_FEATURES, Lexicon, LexiconAnalysis, WordSignal};
-pub use model::{EMOTIONS_CORRECTED, FusionModel, ModelInputs, corrected_emotions, prior_logit};
+pub use model::{
+    CONTEXT, EMOTIONS_CORRECTED, FusionModel, ModelInputs, PreviousTurn, corrected_emotions,
+    prior_logit,
+};
 pub use prediction::{Prediction, top_index};

@@ -7,7 +7,7 @@ use anyhow::{Context, ensure};
 use candle_core::{D, DType, Device};
 use candle_nn::VarBuilder;
 
-use crate::batch::{BatchBuilder, Example};
+use crate::batch::{BatchBuilder, ContextTurn, Example, Speaker};
 use crate::checkpoint::{Manifest, read_version};
 use crate::experts::{Expert, NEUTRAL, blend};
 use crate::lexicon::{Expansion, LexiconAnalysis};
@@ -16,6 +16,16 @@ use crate::prediction::Prediction;
 
 /// Name of situation slot tokens; the attention entry is "situation:<index>".
 pub const SITUATION: &str = "situation";
+/// Name of previous-turn tokens; the attention entry is "context:<index>", the index
+/// into the request's turns (oldest first).
+pub const CONTEXT: &str = "context";
+
+/// A previous turn of the conversation, encoded.
+#[derive(Debug, Clone)]
+pub struct PreviousTurn {
+    pub embedding: Vec<f32>,
+    pub speaker: Speaker,
+}
 
 /// One example: whatever modalities arrived. The lexicon analysis is always present.
 #[derive(Debug, Clone)]
@@ -26,6 +36,8 @@ pub struct ModelInputs {
     pub image: Option<Vec<f32>>,
     /// Used in order up to the model's `max_situations`; extra ones are ignored.
     pub situations: Vec<Vec<f32>>,
+    /// Previous turns, oldest first; the version reads the most recent `max_context`.
+    pub context: Vec<PreviousTurn>,
     /// Opinions of modalities whose token this version was not trained on.
     pub experts: Vec<Expert>,
 }
@@ -85,6 +97,7 @@ impl FusionModel {
             .iter()
             .map(|m| self.trains(m))
             .chain((0..dims.max_situations).map(|_| self.trains(SITUATION)))
+            .chain((0..dims.max_context).map(|_| self.trains(CONTEXT)))
             .collect();
         let mut builder = BatchBuilder::new(dims);
         for (i, inputs) in batch.iter().enumerate() {
@@ -95,6 +108,14 @@ impl FusionModel {
                 speech: inputs.speech.as_deref(),
                 image: inputs.image.as_deref(),
                 situations: &inputs.situations,
+                context: inputs
+                    .context
+                    .iter()
+                    .map(|t| ContextTurn {
+                        embedding: &t.embedding,
+                        speaker: t.speaker,
+                    })
+                    .collect(),
             };
             builder.push(&example, |slot| used[slot]);
         }
@@ -127,7 +148,7 @@ impl FusionModel {
                 emotions,
                 valence: 0.5 * (sentiment[2] - sentiment[0]) + 0.5 * lexicon.valence,
                 arousal: lexicon.arousal,
-                attention: token_weights(&attention[i], &mask[i]),
+                attention: token_weights(&attention[i], &mask[i], &dims, inputs.context.len()),
             };
             // The text's emotions speak as far as they are not neutral.
             let text_evidence = 1.0 - prediction.emotions[NEUTRAL];
@@ -170,6 +191,9 @@ impl FusionModel {
         for s in &inputs.situations {
             width(SITUATION, Some(s.len()), dims.situation)?;
         }
+        for t in &inputs.context {
+            width(CONTEXT, Some(t.embedding.len()), dims.text)?;
+        }
         let used = [
             ("text", inputs.text.as_deref()),
             ("lexicon", Some(&inputs.lexicon.features[..])),
@@ -177,7 +201,13 @@ impl FusionModel {
             ("image", inputs.image.as_deref()),
         ]
         .into_iter()
-        .chain(inputs.situations.iter().map(|s| (SITUATION, Some(&s[..]))));
+        .chain(inputs.situations.iter().map(|s| (SITUATION, Some(&s[..]))))
+        .chain(
+            inputs
+                .context
+                .iter()
+                .map(|t| (CONTEXT, Some(&t.embedding[..]))),
+        );
         for (name, values) in used {
             if let Some(values) = values.filter(|_| self.trains(name)) {
                 ensure!(
@@ -217,8 +247,14 @@ fn to_array<const N: usize>(row: &[f32]) -> anyhow::Result<[f32; N]> {
         .map_err(|_| anyhow::anyhow!("expected {N} scores, got {}", row.len()))
 }
 
-/// The attention of each used token, named.
-fn token_weights(attention: &[f32], mask: &[f32]) -> Vec<(String, f32)> {
+/// The attention of each used token, named; `turns` previous turns were given.
+fn token_weights(
+    attention: &[f32],
+    mask: &[f32],
+    dims: &crate::network::Dims,
+    turns: usize,
+) -> Vec<(String, f32)> {
+    let first_context = dims.context_slot(0);
     attention
         .iter()
         .zip(mask)
@@ -227,6 +263,10 @@ fn token_weights(attention: &[f32], mask: &[f32]) -> Vec<(String, f32)> {
         .map(|(slot, (w, _))| {
             let name = match MODALITIES.get(slot) {
                 Some(m) => m.to_string(),
+                None if slot >= first_context => {
+                    let back = slot - first_context;
+                    format!("{CONTEXT}:{}", turns.saturating_sub(back + 1))
+                }
                 None => format!("{SITUATION}:{}", slot - MODALITIES.len()),
             };
             (name, *w)

@@ -2,6 +2,10 @@
 //! and tagged with a learned modality-type embedding; one learned query attends over
 //! the present tokens only; the pooled vector feeds the sentiment, emotion and
 //! valence/arousal heads. The attention weights are the modality attributions.
+//!
+//! Previous turns of a conversation are tokens too: each turn's text embedding,
+//! projected, tagged with who said it (the person analysed or the other side) and how
+//! many turns back it was, so the same words after different turns can mean otherwise.
 
 use candle_core::{D, DType, Device, Module, Shape, Tensor, Var};
 use candle_nn::{Linear, VarBuilder, VarMap, linear};
@@ -27,6 +31,10 @@ pub struct Dims {
     /// Situations are encoded by the text encoder.
     pub situation: usize,
     pub max_situations: usize,
+    /// Previous turns read as tokens (text embeddings of width `text`), the most
+    /// recent ones; 0 for versions trained before conversations.
+    #[serde(default)]
+    pub max_context: usize,
     pub d_model: usize,
 }
 
@@ -39,15 +47,23 @@ impl Default for Dims {
             image: 32,
             situation: 384,
             max_situations: 4,
+            max_context: 4,
             d_model: 96,
         }
     }
 }
 
 impl Dims {
-    /// Tokens per example: the four modalities, then the situation slots.
+    /// Tokens per example: the four modalities, the situation slots, then the
+    /// context slots (the most recent turn first).
     pub fn tokens(&self) -> usize {
-        MODALITIES.len() + self.max_situations
+        MODALITIES.len() + self.max_situations + self.max_context
+    }
+
+    /// The token slot of the context turn `back` turns before the analysed one (0 =
+    /// the turn just before).
+    pub fn context_slot(&self, back: usize) -> usize {
+        MODALITIES.len() + self.max_situations + back
     }
 }
 
@@ -59,6 +75,11 @@ pub struct TokenBatch {
     pub image: Tensor,
     /// [batch, max_situations, situation]
     pub situations: Tensor,
+    /// [batch, max_context, text], the turn just before first.
+    pub context: Tensor,
+    /// [batch, max_context, 2]: one-hot speaker of each context turn (the person
+    /// analysed, the other side); zeros where absent.
+    pub context_speaker: Tensor,
     /// [batch, tokens], 1.0 where the token is present. Every row needs one.
     pub mask: Tensor,
 }
@@ -76,6 +97,7 @@ pub struct FusionNetwork {
     dims: Dims,
     projections: [Linear; 5],
     types: Tensor,
+    context: Option<ContextTokens>,
     norm_weight: Tensor,
     norm_bias: Tensor,
     query: Tensor,
@@ -85,6 +107,37 @@ pub struct FusionNetwork {
     sentiment: Linear,
     emotion: Linear,
     affect: Linear,
+}
+
+/// What turns a previous turn into a token: its projection, a type per speaker and
+/// an embedding per distance back.
+struct ContextTokens {
+    projection: Linear,
+    speakers: Tensor,
+    recency: Tensor,
+}
+
+impl ContextTokens {
+    fn new(dims: &Dims, vb: VarBuilder) -> candle_core::Result<ContextTokens> {
+        let init = candle_nn::Init::Const(0.0);
+        Ok(ContextTokens {
+            projection: linear(dims.text, dims.d_model, vb.pp("proj"))?,
+            speakers: vb.get_with_hints((2, dims.d_model), "speakers", init)?,
+            recency: vb.get_with_hints((dims.max_context, dims.d_model), "recency", init)?,
+        })
+    }
+
+    /// [batch, max_context, d_model]
+    fn forward(&self, batch: &TokenBatch, dims: &Dims) -> candle_core::Result<Tensor> {
+        let (b, n) = (batch.context.dim(0)?, dims.max_context);
+        let flat = batch.context.reshape((b * n, dims.text))?;
+        let projected = self
+            .projection
+            .forward(&flat)?
+            .reshape((b, n, dims.d_model))?;
+        let speaker = batch.context_speaker.broadcast_matmul(&self.speakers)?;
+        (projected + speaker)?.broadcast_add(&self.recency)
+    }
 }
 
 impl FusionNetwork {
@@ -105,6 +158,9 @@ impl FusionNetwork {
             dims,
             projections,
             types: vb.get_with_hints((SITUATION_TYPE + 1, d), "types", init)?,
+            context: (dims.max_context > 0)
+                .then(|| ContextTokens::new(&dims, vb.pp("context")))
+                .transpose()?,
             norm_weight: vb.get_with_hints(d, "norm.weight", candle_nn::Init::Const(1.0))?,
             norm_bias: vb.get_with_hints(d, "norm.bias", init)?,
             query: vb.get_with_hints((d, 1), "query", init)?,
@@ -148,13 +204,15 @@ impl FusionNetwork {
             1,
         )?;
         let n = self.dims.max_situations;
-        let tokens = if n > 0 {
+        let mut parts = vec![modalities];
+        if n > 0 {
             let flat = batch.situations.reshape((b * n, self.dims.situation))?;
-            let situations = token(SITUATION_TYPE, &flat)?.reshape((b, n, d))?;
-            Tensor::cat(&[modalities, situations], 1)?
-        } else {
-            modalities
-        };
+            parts.push(token(SITUATION_TYPE, &flat)?.reshape((b, n, d))?);
+        }
+        if let Some(context) = &self.context {
+            parts.push(context.forward(batch, &self.dims)?);
+        }
+        let tokens = Tensor::cat(&parts, 1)?;
         let tokens = layer_norm(&tokens, &self.norm_weight, &self.norm_bias)?;
         let scores = self
             .key
@@ -222,7 +280,7 @@ pub fn init_network(
             ([_, fan_in], n) if n.ends_with(".weight") => {
                 uniform(rng, &shape, 1.0 / (*fan_in as f32).sqrt())?
             }
-            (_, "types") => uniform(rng, &shape, 0.1)?,
+            (_, "types" | "context.speakers" | "context.recency") => uniform(rng, &shape, 0.1)?,
             (_, "query") => uniform(rng, &shape, 1.0 / (dims.d_model as f32).sqrt())?,
             (_, "norm.weight") => Tensor::ones(&shape, DType::F32, &Device::Cpu)?,
             _ => Tensor::zeros(&shape, DType::F32, &Device::Cpu)?,
@@ -260,6 +318,8 @@ mod tests {
                 (b, dims.max_situations, dims.situation),
                 &Device::Cpu,
             )?,
+            context: Tensor::full(0.7f32, (b, dims.max_context, dims.text), &Device::Cpu)?,
+            context_speaker: Tensor::full(0.5f32, (b, dims.max_context, 2), &Device::Cpu)?,
             mask: Tensor::from_vec(mask.to_vec(), (b, dims.tokens()), &Device::Cpu)?,
         })
     }
@@ -273,10 +333,14 @@ mod tests {
             image: 3,
             situation: 6,
             max_situations: 2,
+            max_context: 1,
             d_model: 8,
         };
         let (_, network) = init_network(dims, &mut StdRng::seed_from_u64(3))?;
-        let mask = [1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0];
+        let mask = [
+            1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, // a previous turn
+            0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+        ];
         let a = network.forward(&batch(&dims, &mask, 0.0)?)?;
         let b = network.forward(&batch(&dims, &mask, 1e3)?)?;
         let attention = a.attention.to_vec2::<f32>()?;

@@ -19,12 +19,13 @@ fn dims() -> Dims {
         image: 2,
         situation: 8,
         max_situations: 2,
+        max_context: 2,
         d_model: 16,
     }
 }
 
 fn all_tokens() -> Vec<String> {
-    ["text", "lexicon", "speech", "image", "situation"]
+    ["text", "lexicon", "speech", "image", "situation", "context"]
         .map(String::from)
         .to_vec()
 }
@@ -66,6 +67,16 @@ fn inputs() -> Vec<ModelInputs> {
             speech: Some(v(3, -0.3)),
             image: None,
             situations: vec![v(8, 0.5), v(8, -0.5), v(8, 0.9)],
+            context: [
+                (0.3, Speaker::Other),
+                (-0.2, Speaker::User),
+                (0.4, Speaker::Other),
+            ]
+            .map(|(x, speaker)| PreviousTurn {
+                embedding: v(8, x),
+                speaker,
+            })
+            .to_vec(),
             experts: Vec::new(),
         },
         ModelInputs {
@@ -74,6 +85,7 @@ fn inputs() -> Vec<ModelInputs> {
             speech: None,
             image: Some(v(2, 0.7)),
             situations: Vec::new(),
+            context: Vec::new(),
             experts: Vec::new(),
         },
     ]
@@ -100,10 +112,19 @@ fn attention_covers_the_present_trained_tokens() -> anyhow::Result<()> {
     let dir = TempDir::new("attention");
     let (_, model) = save(dir.path(), 2, all_tokens())?;
     let p = model.predict(&inputs())?;
-    // The third situation is beyond max_situations.
+    // The third situation is beyond max_situations; of three previous turns the two
+    // most recent are read, named by their index in the request.
     assert_eq!(
         names(&p[0]),
-        ["text", "lexicon", "speech", "situation:0", "situation:1"]
+        [
+            "text",
+            "lexicon",
+            "speech",
+            "situation:0",
+            "situation:1",
+            "context:2",
+            "context:1"
+        ]
     );
     assert_eq!(names(&p[1]), ["lexicon", "image"]);
     for pred in &p {
