@@ -2,13 +2,19 @@
 //! `{"text": ..., "label": "negative|neutral|positive", "kind": optional group}`, either
 //! of a running server over its public API or of a model version in this process (with
 //! the text encoder it was trained with); accuracy per kind where the file has kinds.
+//! Lines may carry the turns before (`"context": [{"speaker", "text"}]`, oldest first,
+//! and `"sentiment"` for the label, as in `eval/dialogues-*.jsonl`): the server reads
+//! them, or not with `--without-context`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use empathy_model::{FusionModel, Prediction};
-use empathy_proto::{SENTIMENT_LABELS, v1::AnalyzeRequest};
+use empathy_proto::{
+    SENTIMENT_LABELS,
+    v1::{AnalyzeRequest, Turn},
+};
 use empathy_training::metrics::Confusion;
 use futures::{StreamExt, TryStreamExt};
 
@@ -31,22 +37,49 @@ pub struct EvalArgs {
     /// Print every example the model gets wrong.
     #[arg(long)]
     show_errors: bool,
+    /// Send each line's text alone, leaving out its `context` turns.
+    #[arg(long)]
+    without_context: bool,
 }
 
 #[derive(serde::Deserialize)]
 pub struct Example {
     pub text: String,
+    #[serde(alias = "sentiment")]
     label: String,
     #[serde(default)]
     kind: String,
+    #[serde(default)]
+    context: Vec<ContextTurn>,
+}
+
+#[derive(serde::Deserialize, Clone)]
+struct ContextTurn {
+    #[serde(default)]
+    speaker: String,
+    text: String,
 }
 
 pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     let examples = read_examples(&args.data)?;
-    let texts: Vec<String> = examples.iter().map(|(e, _)| e.text.clone()).collect();
+    let with_context = !args.without_context && examples.iter().any(|(e, _)| !e.context.is_empty());
     let predicted = match &args.model {
-        Some(dir) => predict_in_process(&args.assets, dir, &texts)?,
-        None => predict_on_server(&args.fusion, args.concurrency, texts).await?,
+        Some(_) if with_context => bail!(
+            "{} has turns of context, which only a server reads: leave out --model, or \
+             pass --without-context",
+            args.data.display()
+        ),
+        Some(dir) => {
+            let texts: Vec<String> = examples.iter().map(|(e, _)| e.text.clone()).collect();
+            predict_in_process(&args.assets, dir, &texts)?
+        }
+        None => {
+            let requests = examples
+                .iter()
+                .map(|(e, _)| request(e, with_context))
+                .collect();
+            predict_on_server(&args.fusion, args.concurrency, requests).await?
+        }
     };
     let mut confusion = Confusion::new(SENTIMENT_LABELS.len());
     let mut by_kind: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
@@ -105,21 +138,32 @@ pub fn read_examples(path: &Path) -> anyhow::Result<Vec<(Example, usize)>> {
     Ok(examples)
 }
 
+fn request(example: &Example, with_context: bool) -> AnalyzeRequest {
+    let context = example.context.iter().filter(|_| with_context);
+    AnalyzeRequest {
+        text: example.text.clone(),
+        context: context
+            .map(|t| Turn {
+                speaker: t.speaker.clone(),
+                text: t.text.clone(),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
 async fn predict_on_server(
     fusion: &empathy_cli::FusionEndpoint,
     concurrency: usize,
-    texts: Vec<String>,
+    requests: Vec<AnalyzeRequest>,
 ) -> anyhow::Result<Vec<usize>> {
     let client = fusion.connect().await?;
-    futures::stream::iter(texts)
-        .map(|text| {
+    futures::stream::iter(requests)
+        .map(|request| {
             let mut client = client.clone();
             async move {
                 let r = client
-                    .analyze(AnalyzeRequest {
-                        text,
-                        ..Default::default()
-                    })
+                    .analyze(request)
                     .await
                     .map_err(|s| {
                         anyhow::anyhow!("Analyze failed ({:?}): {}", s.code(), s.message())

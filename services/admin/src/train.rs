@@ -50,6 +50,11 @@ pub struct TrainArgs {
     /// negation of a positive statement the patterns find; 0 = none.
     #[arg(long, default_value_t = TrainConfig::default().augment)]
     pub augment: usize,
+    /// Conversations to make from the training split so the model learns to read the
+    /// turns before the one analysed (a scene of one feeling, then a last turn); 0 =
+    /// none, and the version ignores context.
+    #[arg(long, default_value_t = TrainConfig::default().dialogues)]
+    pub dialogues: usize,
     #[command(flatten)]
     pub tuning: TuningArgs,
 }
@@ -130,6 +135,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         seed: args.seed,
         epochs: args.epochs,
         augment: args.augment,
+        dialogues: args.dialogues,
         lexicon_expansion,
         ..TrainConfig::default()
     };
@@ -323,6 +329,7 @@ pub fn predict_texts(
             speech: None,
             image: None,
             situations: Vec::new(),
+            context: Vec::new(),
             experts: Vec::new(),
         })
         .collect();

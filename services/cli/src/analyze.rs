@@ -23,6 +23,16 @@ pub struct AnalyzeArgs {
     /// Seed for the situations: the same seed gives the same situations.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// A turn said before this one, oldest first, with an optional `Speaker:` prefix
+    /// (User, Agent, Assistant, System; none = User): `--context "Agent: It ships on
+    /// Monday"`. Repeat for more turns.
+    #[arg(long = "context", value_name = "TURN")]
+    context: Vec<String>,
+    /// A whole conversation, one JSON turn per line (`{"speaker": "agent", "text":
+    /// "..."}`): each of the person's turns is analysed with the turns before it, and
+    /// the trajectory printed.
+    #[arg(long, value_name = "FILE.jsonl", conflicts_with_all = ["text", "audio", "image", "context"])]
+    conversation: Option<PathBuf>,
     /// Print the AnalyzeResponse as JSON.
     #[arg(long)]
     json: bool,
@@ -39,6 +49,15 @@ pub struct AnalyzeArgs {
 }
 
 pub async fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.conversation {
+        let options = AnalyzeOptions {
+            num_situations: args.situations,
+            seed: args.seed,
+            ..Default::default()
+        };
+        let client = args.fusion.connect().await?;
+        return crate::conversation::run(client, path, options, &args.subject, args.json).await;
+    }
     let read = |p: &Option<PathBuf>| -> anyhow::Result<Vec<u8>> {
         match p {
             Some(p) => std::fs::read(p).with_context(|| format!("cannot read {}", p.display())),
@@ -55,6 +74,11 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
             ..Default::default()
         }),
         subject_id: args.subject.clone(),
+        context: args
+            .context
+            .iter()
+            .map(|t| crate::conversation::turn(t))
+            .collect(),
         ..Default::default()
     });
     request.set_timeout(std::time::Duration::from_millis(args.timeout_ms));
@@ -137,10 +161,18 @@ pub fn summary(r: &AnalyzeResponse) -> String {
         .attributions
         .iter()
         .filter(|a| a.kind != "lexicon")
-        .map(|a| format!("{} {:.0}%", a.name, a.weight * 100.0))
+        .map(|a| match a.kind.as_str() {
+            "modality" => format!("{} {:.0}%", a.name, a.weight * 100.0),
+            "context" => format!("turn {} ({}) {:.0}%", a.name, a.signal, a.weight * 100.0),
+            kind => format!("{kind} {} {:.0}%", a.name, a.weight * 100.0),
+        })
         .collect();
     if !attention.is_empty() {
         let _ = writeln!(s, "attention   {}", attention.join(", "));
+    }
+    if let Some(t) = &r.trajectory {
+        let flag = if t.escalating { "  ESCALATING" } else { "" };
+        let _ = writeln!(s, "trajectory  {}{flag}", t.summary);
     }
     for (i, sit) in r.situations.iter().enumerate() {
         let _ = writeln!(

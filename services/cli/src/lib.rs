@@ -7,6 +7,7 @@ pub mod admin;
 pub mod analyze;
 pub mod bench;
 pub mod connection;
+pub mod conversation;
 pub mod keys;
 pub mod learn;
 pub mod load;

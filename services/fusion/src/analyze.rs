@@ -6,6 +6,7 @@ use std::{sync::Arc, time::Duration, time::Instant};
 use empathy_common::status::quote;
 use empathy_model::{
     Expansion, Expert, FusionModel, Lexicon, LexiconAnalysis, Manifest, ModelInputs, Prediction,
+    PreviousTurn,
 };
 use empathy_proto::{
     modality::{IMAGE, SITUATION, SPEECH, TEXT},
@@ -18,6 +19,7 @@ use empathy_proto::{
 use tonic::Status;
 
 use crate::{
+    context::{self, ReadContext},
     encoders::{EncodeError, EncoderPool},
     explain::{
         attributions, emotion_source, emotions, face_expert, low_confidence_note, sentiment,
@@ -99,6 +101,25 @@ impl Encoded {
 }
 
 impl Encoded {
+    /// Records the previous turns' outcome: without them the analysis goes on from
+    /// the last turn alone, and why is reported as a missing input.
+    fn take_context(&mut self, read: Option<(ReadContext, f32)>) -> Vec<PreviousTurn> {
+        let Some((result, ms)) = read else {
+            return Vec::new();
+        };
+        self.timings.push(StageTiming {
+            stage: "encode_context".into(),
+            ms,
+        });
+        result.unwrap_or_else(|reason| {
+            self.missing.push(MissingModality {
+                modality: empathy_model::CONTEXT.to_string(),
+                reason,
+            });
+            Vec::new()
+        })
+    }
+
     /// Records the situations' outcome: without them the analysis goes on, and why is
     /// reported as a missing modality.
     fn take_situations(
@@ -165,6 +186,8 @@ struct Call<'a> {
     /// The serving version and the text encoder ("id@version") it was trained with.
     model_version: &'a str,
     text_encoder: &'a str,
+    /// How many of the most recent previous turns the version reads.
+    context_read: usize,
 }
 
 impl<'a> Call<'a> {
@@ -185,6 +208,7 @@ impl<'a> Call<'a> {
             text: req.text.trim().to_string(),
             model_version: &manifest.version,
             text_encoder: &manifest.training.encoder,
+            context_read: context::turns_read(manifest, req.context.len()),
         }
     }
 
@@ -227,6 +251,7 @@ struct Gathered {
     analysed_text: String,
     situations: Vec<Situation>,
     situation_vectors: Vec<Vec<f32>>,
+    context: Vec<PreviousTurn>,
 }
 
 impl Gathered {
@@ -355,6 +380,7 @@ impl Analyzer {
         let lexicon = self.lexicon_features(expansion, &gathered.analysed_text, &mut gathered.enc);
         let faces = gathered.faces();
         let mut notes = gathered.notes(&faces);
+        notes.extend(context::unread_note(manifest, req.context.len()));
         let inputs = self.model_inputs(expansion, &mut gathered, &faces, &lexicon);
         let (prediction, features) = predict(&model, inputs, &mut gathered.enc).await?;
         let low_confidence = low_confidence_note(&prediction, self.min_confidence);
@@ -377,7 +403,9 @@ impl Analyzer {
         let attributions = if opts.skip_attributions {
             Vec::new()
         } else {
-            attributions(&prediction, &lexicon)
+            let mut found = attributions(&prediction, &lexicon);
+            context::name_turns(&mut found, &req.context, call.context_read);
+            found
         };
         Ok(AnalyzeResponse {
             analysis_id,
@@ -404,6 +432,7 @@ impl Analyzer {
                 .unwrap_or_default(),
             notes,
             low_confidence: low_confidence.is_some(),
+            trajectory: None,
         })
     }
 
@@ -413,13 +442,15 @@ impl Analyzer {
         let req = call.req;
         // Every modality present is encoded at once, and situations are imagined for
         // typed text meanwhile; each one's wait is bounded.
-        let (speech, image, typed, imagined) = tokio::join!(
+        let (speech, image, typed, imagined, previous) = tokio::join!(
             self.encode_wanted(call, SPEECH, Payload::Data(req.audio.clone())),
             self.encode_wanted(call, IMAGE, Payload::Data(req.image.clone())),
             self.encode_wanted(call, TEXT, Payload::Text(call.text.clone())),
             self.imagine(call, call.situations_for(&call.text), call.ask(&call.text)),
+            self.read_context(call),
         );
         let mut enc = Encoded::default();
+        let context = enc.take_context(previous);
         enc.speech = enc.take(SPEECH, speech)?;
         enc.image = enc.take(IMAGE, image)?;
 
@@ -461,7 +492,18 @@ impl Analyzer {
             analysed_text,
             situations,
             situation_vectors,
+            context,
         })
+    }
+
+    /// The previous turns the version reads, encoded; None when it reads none.
+    async fn read_context(&self, call: &Call<'_>) -> Option<(ReadContext, f32)> {
+        if call.context_read == 0 || !call.wanted(TEXT) {
+            return None;
+        }
+        let turns = &call.req.context[call.req.context.len() - call.context_read..];
+        let check = |r: &EncodeResponse| call.check_text_encoder(r);
+        Some(context::encode(&self.pool, turns, call.deadline, check).await)
     }
 
     /// The lexicon's features of `text`, timed.
@@ -512,6 +554,7 @@ impl Analyzer {
                 .map(|i| i.embedding.clone())
                 .filter(|e| !e.is_empty()),
             situations: std::mem::take(&mut gathered.situation_vectors),
+            context: std::mem::take(&mut gathered.context),
             experts,
         }
     }

@@ -3,6 +3,7 @@
 //! model, and answers.
 
 mod analyze;
+mod context;
 mod encoders;
 mod explain;
 mod feedback;
@@ -14,6 +15,7 @@ mod situations;
 mod suggest;
 mod traffic;
 mod trainer_link;
+mod trajectory;
 mod utterances;
 mod validate;
 

@@ -18,7 +18,7 @@ use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::utterances::{self, Utterances};
-use crate::{analyze::Analyzer, validate};
+use crate::{analyze::Analyzer, trajectory::Curve, validate};
 
 #[derive(Clone)]
 pub struct Empathy {
@@ -58,9 +58,10 @@ impl EmpathyService for Empathy {
 
     type AnalyzeStreamStream = AnalyzeStream;
 
-    /// One conversation: a turn without its own context is analysed with the turns
-    /// before it on this stream. Audio may also come as a live PCM stream
-    /// (`audio_pcm`), answered once per utterance.
+    /// One conversation: each turn is analysed with the turns before it on this stream
+    /// (the person's, and those a request adds in `context`), and answered with the
+    /// trajectory so far. Audio may also come as a live PCM stream (`audio_pcm`),
+    /// answered once per utterance.
     async fn analyze_stream(
         &self,
         request: Request<Streaming<AnalyzeRequest>>,
@@ -71,6 +72,7 @@ impl EmpathyService for Empathy {
             metrics: self.metrics.clone(),
             incoming: request.into_inner(),
             history: Vec::new(),
+            curve: Curve::default(),
             audio: Utterances::default(),
             last_chunk: None,
             ready: VecDeque::new(),
@@ -183,7 +185,7 @@ fn notes(manifest: &Manifest, has_service: bool, min_confidence: f32) -> Vec<Str
     vec![
         sentiment,
         emotions.into(),
-        "context: validated and kept per stream; the model does not condition on it yet".into(),
+        context_note(manifest),
         match (has_service, trained_on_situations) {
             (false, _) => "situations: not generated (fusion runs without --situations)",
             (true, false) => "situations: imagined and scored by the situation service and returned; this model version was not trained with them, so they do not change the answer",
@@ -191,6 +193,22 @@ fn notes(manifest: &Manifest, has_service: bool, min_confidence: f32) -> Vec<Str
         }
         .into(),
     ]
+}
+
+fn context_note(manifest: &Manifest) -> String {
+    if crate::context::turns_read(manifest, usize::MAX) == 0 {
+        return format!(
+            "context: validated and kept per stream; model version {} was trained without \
+             conversations and answers from the last turn alone",
+            manifest.version
+        );
+    }
+    format!(
+        "context: the model reads the {} most recent previous turns (each with its speaker) \
+         as tokens, trained on conversations made from the tweet corpus; attributions of \
+         kind \"context\" say how much each weighed",
+        manifest.dims.max_context
+    )
 }
 
 /// One AnalyzeStream call: the turns so far, and the live audio not yet answered.
@@ -201,6 +219,8 @@ struct Conversation {
     metrics: Metrics,
     incoming: Streaming<AnalyzeRequest>,
     history: Vec<Turn>,
+    /// The person's feeling turn by turn.
+    curve: Curve,
     audio: Utterances,
     /// The latest `audio_pcm` chunk's other fields, for an utterance the end flushes.
     last_chunk: Option<AnalyzeRequest>,
@@ -247,35 +267,43 @@ impl Conversation {
         }
     }
 
+    /// Analyses a turn with the conversation so far plus what was said since the last
+    /// one (`req.context`, e.g. the agent's reply); a refused turn leaves the
+    /// conversation as it was.
     async fn answer(&mut self, mut req: AnalyzeRequest) -> Result<AnalyzeResponse, Status> {
-        if req.context.is_empty() {
-            req.context = self.history.clone();
-        }
+        let limit = self.analyzer.limits.max_context_turns;
+        let mut turns = self.history.clone();
+        turns.append(&mut req.context);
+        keep_last(&mut turns, limit);
+        req.context = turns.clone();
         let typed = req.text.trim().to_string();
-        let result = self
+        let mut result = self
             .metrics
             .track("AnalyzeStream", self.analyzer.analyze(req, &self.tenant))
             .await;
-        if let Ok(resp) = &result {
+        if let Ok(resp) = &mut result {
             let said = if typed.is_empty() {
                 resp.transcript.clone()
             } else {
                 typed
             };
             if !said.is_empty() {
-                self.history.push(Turn {
+                turns.push(Turn {
                     speaker: "user".into(),
                     text: said,
                 });
-                let excess = self
-                    .history
-                    .len()
-                    .saturating_sub(self.analyzer.limits.max_context_turns);
-                self.history.drain(..excess);
             }
+            keep_last(&mut turns, limit);
+            self.history = turns;
+            resp.trajectory = Some(self.curve.add(resp));
         }
         result
     }
+}
+
+fn keep_last(turns: &mut Vec<Turn>, limit: usize) {
+    let excess = turns.len().saturating_sub(limit);
+    turns.drain(..excess);
 }
 
 /// An utterance as a whole-clip request, with the options, id and context of the chunk

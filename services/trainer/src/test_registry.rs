@@ -23,6 +23,7 @@ pub fn dims() -> Dims {
         image: 2,
         situation: 8,
         max_situations: 2,
+        max_context: 0,
         d_model: 16,
     }
 }

@@ -189,6 +189,7 @@ impl Rows {
             speech: None,
             image: None,
             situations: &[],
+            context: Vec::new(),
         }
     }
 }

@@ -11,7 +11,7 @@ use rand::seq::SliceRandom;
 use super::TrainConfig;
 use crate::metrics::Confusion;
 use empathy_corpus::Split;
-use empathy_model::batch::{BatchBuilder, Example};
+use empathy_model::batch::{BatchBuilder, ContextTurn, Example, Speaker};
 use empathy_model::network::{Dims, FusionNetwork, LEXICON, MODALITIES, NetworkOutput, TEXT};
 
 /// Features of every example, row-major.
@@ -21,6 +21,9 @@ pub(super) struct Features {
     pub vader: Vec<f32>,
     /// Per example, embeddings of imagined situations (empty where there are none).
     pub situations: Vec<Vec<Vec<f32>>>,
+    /// Per example, its previous turns as rows of `text`, oldest first (empty where
+    /// there are none; see `dialogues`).
+    pub context: Vec<Vec<(usize, Speaker)>>,
     pub dims: Dims,
 }
 
@@ -33,6 +36,15 @@ impl Features {
             speech: None,
             image: None,
             situations: self.situations.get(i).map_or(&[], Vec::as_slice),
+            context: self.context.get(i).map_or(Vec::new(), |turns| {
+                turns
+                    .iter()
+                    .map(|&(row, speaker)| ContextTurn {
+                        embedding: &self.text[row * t..(row + 1) * t],
+                        speaker,
+                    })
+                    .collect()
+            }),
         }
     }
 }
@@ -45,9 +57,11 @@ pub(super) struct Shown {
 }
 
 impl Shown {
-    fn slot(self, slot: usize) -> bool {
+    /// Previous turns are always shown where an example has them.
+    fn slot(self, slot: usize, dims: &Dims) -> bool {
         slot == LEXICON
             || (self.text && slot == TEXT)
+            || slot >= dims.context_slot(0)
             || (self.situations && slot >= MODALITIES.len())
     }
 }
@@ -63,7 +77,7 @@ pub(super) fn predict(
         network,
         indices,
         |i| features.example(i),
-        |slot| shown.slot(slot),
+        |slot| shown.slot(slot, &features.dims),
     )
 }
 
@@ -91,7 +105,7 @@ pub(super) fn logits(
         network,
         indices,
         |i| features.example(i),
-        |slot| shown.slot(slot),
+        |slot| shown.slot(slot, &features.dims),
     )
 }
 
@@ -238,7 +252,9 @@ impl Session<'_> {
         let mut builder = BatchBuilder::new(config.dims);
         for &i in batch {
             let shown = self.shown(rng.random::<f64>() >= config.text_dropout);
-            builder.push(&self.features.example(i), |slot| shown.slot(slot));
+            builder.push(&self.features.example(i), |slot| {
+                shown.slot(slot, &config.dims)
+            });
         }
         let mask = dropout_mask(rng, batch.len(), config.dims.d_model, config.dropout)?;
         let out = self
@@ -302,6 +318,7 @@ mod tests {
             image: 2,
             situation: 12,
             max_situations: 1,
+            max_context: 0,
             d_model: 16,
         };
         let mut rng = StdRng::seed_from_u64(seed);
@@ -322,6 +339,7 @@ mod tests {
                 lexicon,
                 vader,
                 situations: Vec::new(),
+                context: Vec::new(),
                 dims,
             },
             labels,

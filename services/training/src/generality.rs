@@ -56,11 +56,18 @@ pub fn leave_one_domain_out(
     mut tuning: Option<FoldTuning>,
     progress: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Vec<DomainFold>> {
+    // Single sentences only: made conversations mix topics in their turns, which would
+    // leak the held-out topic into training.
+    let config = &TrainConfig {
+        dialogues: 0,
+        ..config.clone()
+    };
     let crate::prepared::Prepared {
         corpus,
         split,
         text,
         original,
+        ..
     } = crate::prepared::prepare(assets_dir, config, encoder, progress)?;
     let expansion = super::load_expansion(config, progress)?;
     let features = |text: Vec<f32>| {

@@ -14,6 +14,7 @@
 
 mod augment;
 mod calibration;
+mod dialogues;
 mod embed;
 pub mod embedding_cache;
 pub mod encoder_tuning;
@@ -87,6 +88,9 @@ pub struct TrainConfig {
     /// Contrast examples ("A, but B") made from the training split, plus every
     /// negation of a positive statement the patterns find (see `augment`); 0 = none.
     pub augment: usize,
+    /// Conversations made from the training split (see `dialogues`), so the model
+    /// learns to read previous turns; 0 = none, and the version reads no context.
+    pub dialogues: usize,
     /// The tuned text encoder's directory relative to the assets, recorded in the
     /// version so that serving loads the same one; None: the base encoder.
     pub encoder_dir: Option<String>,
@@ -115,6 +119,7 @@ impl Default for TrainConfig {
             cache_dir: None,
             use_situations: false,
             augment: 0,
+            dialogues: 6000,
             encoder_dir: None,
             lexicon_expansion: None,
         }
@@ -159,10 +164,13 @@ pub fn train_sentiment(
         corpus,
         split,
         text,
+        context,
         ..
     } = prepare(assets_dir, config, encoder, progress)?;
     let expansion = load_expansion(config, progress)?;
-    let features = features_with(assets_dir, &corpus, text, config.dims, expansion.as_ref())?;
+    let mut features = features_with(assets_dir, &corpus, text, config.dims, expansion.as_ref())?;
+    let reads_context = config.dims.max_context > 0 && context.iter().any(|c| !c.is_empty());
+    features.context = context;
 
     let class_weights = class_weights(&corpus.labels, &split.train, config.class_weighting);
     let bias = topic_bias(&corpus, &split, config.topic_prior_weight as f32)?;
@@ -204,7 +212,11 @@ pub fn train_sentiment(
             tenant: None,
             parent: None,
             dims: config.dims,
-            trained_tokens: vec!["text".into(), "lexicon".into()],
+            trained_tokens: ["text", "lexicon"]
+                .into_iter()
+                .chain(reads_context.then_some(empathy_model::CONTEXT))
+                .map(String::from)
+                .collect(),
             emotion_source: "lexicon".into(),
             training,
             metrics: metrics.clone(),
@@ -434,6 +446,7 @@ fn features_with(
         lexicon: lexicon_rows,
         vader,
         situations: Vec::new(),
+        context: Vec::new(),
         dims,
     })
 }

@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use super::{TextEncoder, TrainConfig, augment, encoder_tuning, split_corpus, topic_bias};
+use super::{
+    TextEncoder, TrainConfig, augment, dialogues, encoder_tuning, split_corpus, topic_bias,
+};
 use crate::embed::embed_texts;
 use empathy_corpus::{Corpus, Split, corpus_path, load_corpus};
 
@@ -39,12 +41,16 @@ pub fn tune_text_encoder(
 }
 
 /// The corpus, its split and its text embeddings, the training split grown by
-/// `config.augment` made examples (appended after the `original` rows).
+/// `config.augment` made examples and `config.dialogues` made conversations (appended
+/// after the `original` rows).
 pub(crate) struct Prepared {
     pub corpus: Corpus,
     pub split: Split,
     pub text: Vec<f32>,
     pub original: usize,
+    /// Per row, its previous turns (rows of `text`), oldest first; empty for all but
+    /// the made conversations.
+    pub context: Vec<Vec<(usize, empathy_model::Speaker)>>,
 }
 
 pub(crate) fn prepare(
@@ -92,10 +98,46 @@ pub(crate) fn prepare(
         corpus.labels.extend(made.labels);
         corpus.topics.extend(made.topics);
     }
+    let mut context = vec![Vec::new(); corpus.texts.len()];
+    if config.dialogues > 0 {
+        // Scenes and last turns are tweets of the training split, never made examples.
+        let tweets: Vec<usize> = split
+            .train
+            .iter()
+            .copied()
+            .filter(|&i| i < original)
+            .collect();
+        let made = dialogues::compose(
+            &corpus.texts,
+            &corpus.labels,
+            &corpus.topics,
+            &tweets,
+            config.dialogues,
+            config.seed,
+        );
+        progress(&format!(
+            "made {} conversations from the training split",
+            made.texts.len()
+        ));
+        text.extend(embed_texts(
+            &made.texts,
+            &sha,
+            config,
+            &mut encoder,
+            progress,
+        )?);
+        let first = corpus.texts.len();
+        split.train.extend(first..first + made.texts.len());
+        corpus.texts.extend(made.texts);
+        corpus.labels.extend(made.labels);
+        corpus.topics.extend(made.topics);
+        context.extend(made.context);
+    }
     Ok(Prepared {
         corpus,
         split,
         text,
         original,
+        context,
     })
 }

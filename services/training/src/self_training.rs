@@ -384,6 +384,7 @@ fn probabilities(
                 speech: None,
                 image: None,
                 situations: &[],
+                context: Vec::new(),
             };
             builder.push(&example, |slot| slot == TEXT || slot == LEXICON);
         }

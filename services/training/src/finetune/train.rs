@@ -154,7 +154,7 @@ impl Run<'_> {
     }
 }
 
-/// The body's optimizer and the emotion head's. The emotion head is a logistic
+/// The body's optimizer and the emotion head's (the context tokens stay frozen). The emotion head is a logistic
 /// regression on a representation it does not shape (see `network`), so it takes its
 /// own, larger steps.
 fn optimizers(varmap: &VarMap, config: &FinetuneConfig) -> anyhow::Result<(AdamW, AdamW)> {
@@ -163,6 +163,9 @@ fn optimizers(varmap: &VarMap, config: &FinetuneConfig) -> anyhow::Result<(AdamW
         .lock()
         .map_err(|_| anyhow::anyhow!("model variables lock poisoned"))?
         .iter()
+        // Corrections come without their previous turns: how the parent reads context
+        // is kept as it is, not decayed by steps that never show it a turn.
+        .filter(|(name, _)| !name.starts_with("context."))
         .map(|(name, var)| (name.starts_with("head.emotion."), var.clone()))
         .partition(|(is_head, _)| *is_head);
     let adamw = |vars: Vec<(bool, candle_core::Var)>, lr: f64| {

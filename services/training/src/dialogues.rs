@@ -1,0 +1,193 @@
+//! Conversations made from the training split, so that the model learns to read the
+//! turns before the one it analyses. Each one sets a scene of one feeling (one to three
+//! training tweets of the same label, each said by the person or by the other side) and
+//! ends with a last turn labelled by these rules:
+//!
+//! - a tweet that is itself negative or positive keeps its own label, whatever the
+//!   scene (what a person says outright wins over what came before);
+//! - a neutral tweet takes the scene's label (a matter-of-fact turn carries the feeling
+//!   of the conversation it is in: "so I call back on Monday" after a refusal);
+//! - a short reaction from `REACTIONS` takes the scene's label ("Great." after good
+//!   news is glad, after bad news sarcastic).
+//!
+//! Only training tweets are used; the labels follow from the construction alone.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use empathy_model::Speaker;
+
+const NEGATIVE: usize = 0;
+const NEUTRAL: usize = 1;
+const POSITIVE: usize = 2;
+
+/// Short reactions whose feeling only the conversation gives. Written for training,
+/// before and apart from the held-out dialogues in `eval/`.
+pub const REACTIONS: [&str; 48] = [
+    "Okay.",
+    "OK then.",
+    "Fine.",
+    "Sure.",
+    "Alright.",
+    "Great.",
+    "Perfect.",
+    "Wonderful.",
+    "Lovely.",
+    "Fantastic.",
+    "Brilliant.",
+    "Amazing.",
+    "Nice.",
+    "Cool.",
+    "Good to know.",
+    "Noted.",
+    "Thanks.",
+    "Thank you.",
+    "Wow.",
+    "Oh.",
+    "Oh wow.",
+    "Really?",
+    "Seriously?",
+    "Is that so.",
+    "Got it.",
+    "Understood.",
+    "Makes sense.",
+    "Of course.",
+    "Sure thing.",
+    "If you say so.",
+    "Well then.",
+    "Well, okay.",
+    "Hmm.",
+    "Huh.",
+    "So that's that.",
+    "Right then.",
+    "Fair enough.",
+    "Just like that.",
+    "Yeah.",
+    "Yep.",
+    "Exactly what I needed.",
+    "What a day.",
+    "Thanks a lot.",
+    "Classic.",
+    "Sounds about right.",
+    "Can't wait.",
+    "How nice.",
+    "Look at that.",
+];
+
+/// Made conversations: the last turns (new rows), and per row its previous turns as
+/// indices of training tweets, oldest first.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Dialogues {
+    pub texts: Vec<String>,
+    pub labels: Vec<usize>,
+    /// The scene's topic (for the topic priors).
+    pub topics: Vec<usize>,
+    pub context: Vec<Vec<(usize, Speaker)>>,
+}
+
+/// `n` conversations from the `train` rows of the corpus (`texts`, `labels`, `topics`),
+/// drawn from `seed`.
+pub fn compose(
+    texts: &[String],
+    labels: &[usize],
+    topics: &[usize],
+    train: &[usize],
+    n: usize,
+    seed: u64,
+) -> Dialogues {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xd1a1_09e5);
+    let by_label: [Vec<usize>; 3] =
+        std::array::from_fn(|l| train.iter().copied().filter(|&i| labels[i] == l).collect());
+    let mut made = Dialogues::default();
+    if by_label.iter().any(Vec::is_empty) {
+        return made;
+    }
+    for _ in 0..n {
+        let scene = match rng.random_range(0..20) {
+            0..9 => NEGATIVE,
+            9..18 => POSITIVE,
+            _ => NEUTRAL,
+        };
+        let turns = rng.random_range(1..=3);
+        let context: Vec<(usize, Speaker)> = (0..turns)
+            .map(|_| {
+                let i = by_label[scene][rng.random_range(0..by_label[scene].len())];
+                let speaker = if rng.random_bool(0.5) {
+                    Speaker::User
+                } else {
+                    Speaker::Other
+                };
+                (i, speaker)
+            })
+            .collect();
+        let (text, label) = match rng.random_range(0..20) {
+            0..8 => {
+                let own = if rng.random_bool(0.5) {
+                    NEGATIVE
+                } else {
+                    POSITIVE
+                };
+                let i = by_label[own][rng.random_range(0..by_label[own].len())];
+                (texts[i].clone(), own)
+            }
+            8..13 => {
+                let i = by_label[NEUTRAL][rng.random_range(0..by_label[NEUTRAL].len())];
+                (texts[i].clone(), scene)
+            }
+            _ => (
+                REACTIONS[rng.random_range(0..REACTIONS.len())].to_string(),
+                scene,
+            ),
+        };
+        made.topics.push(topics[context[0].0]);
+        made.texts.push(text);
+        made.labels.push(label);
+        made.context.push(context);
+    }
+    made
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corpus() -> (Vec<String>, Vec<usize>, Vec<usize>) {
+        let labels: Vec<usize> = (0..60).map(|i| i % 3).collect();
+        let texts = labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| format!("tweet {i} of {l}"));
+        (texts.collect(), labels, vec![0; 60])
+    }
+
+    #[test]
+    fn labels_follow_the_rules_and_only_training_rows_are_used() {
+        let (texts, labels, topics) = corpus();
+        let train: Vec<usize> = (0..45).collect();
+        let made = compose(&texts, &labels, &topics, &train, 500, 7);
+        assert_eq!(made.texts.len(), 500);
+        let mut reactions = 0;
+        for ((text, &label), context) in made.texts.iter().zip(&made.labels).zip(&made.context) {
+            assert!((1..=3).contains(&context.len()));
+            assert!(
+                context.iter().all(|&(i, _)| i < 45),
+                "a held-out row in context"
+            );
+            let scene = labels[context[0].0];
+            assert!(
+                context.iter().all(|&(i, _)| labels[i] == scene),
+                "a mixed scene"
+            );
+            match texts.iter().position(|t| t == text) {
+                Some(i) if labels[i] != NEUTRAL => assert_eq!(label, labels[i]),
+                Some(i) => assert!(i < 45 && label == scene),
+                None => {
+                    assert!(REACTIONS.contains(&text.as_str()) && label == scene);
+                    reactions += 1;
+                }
+            }
+        }
+        assert!(reactions > 100, "{reactions} reactions of 500");
+        assert_eq!(made, compose(&texts, &labels, &topics, &train, 500, 7));
+    }
+}
