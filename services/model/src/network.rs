@@ -109,9 +109,10 @@ pub struct FusionNetwork {
     affect: Linear,
 }
 
-/// What turns a previous turn into a token: the text token's own projection (a turn
-/// before is read as a turn is), a type per speaker and an embedding per distance back.
+/// What turns a previous turn into a token: its projection, a type per speaker and
+/// an embedding per distance back.
 struct ContextTokens {
+    projection: Linear,
     speakers: Tensor,
     recency: Tensor,
 }
@@ -120,21 +121,20 @@ impl ContextTokens {
     fn new(dims: &Dims, vb: VarBuilder) -> candle_core::Result<ContextTokens> {
         let init = candle_nn::Init::Const(0.0);
         Ok(ContextTokens {
+            projection: linear(dims.text, dims.d_model, vb.pp("proj"))?,
             speakers: vb.get_with_hints((2, dims.d_model), "speakers", init)?,
             recency: vb.get_with_hints((dims.max_context, dims.d_model), "recency", init)?,
         })
     }
 
     /// [batch, max_context, d_model]
-    fn forward(
-        &self,
-        batch: &TokenBatch,
-        dims: &Dims,
-        text: &Linear,
-    ) -> candle_core::Result<Tensor> {
+    fn forward(&self, batch: &TokenBatch, dims: &Dims) -> candle_core::Result<Tensor> {
         let (b, n) = (batch.context.dim(0)?, dims.max_context);
         let flat = batch.context.reshape((b * n, dims.text))?;
-        let projected = text.forward(&flat)?.reshape((b, n, dims.d_model))?;
+        let projected = self
+            .projection
+            .forward(&flat)?
+            .reshape((b, n, dims.d_model))?;
         let speaker = batch.context_speaker.broadcast_matmul(&self.speakers)?;
         (projected + speaker)?.broadcast_add(&self.recency)
     }
@@ -210,7 +210,7 @@ impl FusionNetwork {
             parts.push(token(SITUATION_TYPE, &flat)?.reshape((b, n, d))?);
         }
         if let Some(context) = &self.context {
-            parts.push(context.forward(batch, &self.dims, &self.projections[TEXT])?);
+            parts.push(context.forward(batch, &self.dims)?);
         }
         let tokens = Tensor::cat(&parts, 1)?;
         let tokens = layer_norm(&tokens, &self.norm_weight, &self.norm_bias)?;

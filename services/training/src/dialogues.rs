@@ -1,6 +1,8 @@
 //! Conversations made from the training split, so that the model learns to read the
-//! turns before the one it analyses. Each one sets a scene of one feeling (one to three
-//! training tweets of the same label, each said by the person or by the other side) and
+//! turns before the one it analyses. Each one sets a scene (one to three training
+//! tweets, each said by the person or by the other side) whose feeling is that of its
+//! latest turn: in three scenes of five all turns share it, in the others the earlier
+//! turns have another feeling (a problem, then its fix; good news, then a catch). It
 //! ends with a last turn labelled by these rules:
 //!
 //! - a tweet that is itself negative or positive keeps its own label, whatever the
@@ -22,8 +24,9 @@ const NEUTRAL: usize = 1;
 const POSITIVE: usize = 2;
 
 /// Short reactions whose feeling only the conversation gives. Written for training,
-/// before and apart from the held-out dialogues in `eval/`.
-pub const REACTIONS: [&str; 48] = [
+/// before and apart from the held-out dialogues in `eval/`; the nine that turned out to
+/// be last turns there too were then taken out, so that no held-out turn is trained on.
+pub const REACTIONS: [&str; 39] = [
     "Okay.",
     "OK then.",
     "Fine.",
@@ -32,14 +35,9 @@ pub const REACTIONS: [&str; 48] = [
     "Great.",
     "Perfect.",
     "Wonderful.",
-    "Lovely.",
-    "Fantastic.",
     "Brilliant.",
     "Amazing.",
     "Nice.",
-    "Cool.",
-    "Good to know.",
-    "Noted.",
     "Thanks.",
     "Thank you.",
     "Wow.",
@@ -66,12 +64,8 @@ pub const REACTIONS: [&str; 48] = [
     "Yep.",
     "Exactly what I needed.",
     "What a day.",
-    "Thanks a lot.",
     "Classic.",
-    "Sounds about right.",
-    "Can't wait.",
     "How nice.",
-    "Look at that.",
 ];
 
 /// Made conversations: the last turns (new rows), and per row its previous turns as
@@ -109,9 +103,15 @@ pub fn compose(
             _ => NEUTRAL,
         };
         let turns = rng.random_range(1..=3);
+        let earlier = if rng.random_bool(0.6) {
+            scene
+        } else {
+            (scene + rng.random_range(1..3)) % 3
+        };
         let context: Vec<(usize, Speaker)> = (0..turns)
-            .map(|_| {
-                let i = by_label[scene][rng.random_range(0..by_label[scene].len())];
+            .map(|k| {
+                let label = if k + 1 == turns { scene } else { earlier };
+                let i = by_label[label][rng.random_range(0..by_label[label].len())];
                 let speaker = if rng.random_bool(0.5) {
                     Speaker::User
                 } else {
@@ -139,7 +139,7 @@ pub fn compose(
                 scene,
             ),
         };
-        made.topics.push(topics[context[0].0]);
+        made.topics.push(topics[context[turns - 1].0]);
         made.texts.push(text);
         made.labels.push(label);
         made.context.push(context);
@@ -173,10 +173,11 @@ mod tests {
                 context.iter().all(|&(i, _)| i < 45),
                 "a held-out row in context"
             );
-            let scene = labels[context[0].0];
+            let scene = labels[context[context.len() - 1].0];
+            let earlier = &context[..context.len() - 1];
             assert!(
-                context.iter().all(|&(i, _)| labels[i] == scene),
-                "a mixed scene"
+                earlier.windows(2).all(|w| labels[w[0].0] == labels[w[1].0]),
+                "earlier turns of mixed feelings"
             );
             match texts.iter().position(|t| t == text) {
                 Some(i) if labels[i] != NEUTRAL => assert_eq!(label, labels[i]),

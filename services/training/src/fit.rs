@@ -81,6 +81,27 @@ pub(super) fn predict(
     )
 }
 
+/// Predicted labels for `indices` with the text token shown, and the turns before
+/// only if `read_context`.
+pub(super) fn predict_with_context(
+    network: &FusionNetwork,
+    features: &Features,
+    indices: &[usize],
+    read_context: bool,
+) -> anyhow::Result<Vec<usize>> {
+    let shown = Shown {
+        text: true,
+        situations: false,
+    };
+    let first_context = features.dims.context_slot(0);
+    predict_rows(
+        network,
+        indices,
+        |i| features.example(i),
+        |slot| shown.slot(slot, &features.dims) && (read_context || slot < first_context),
+    )
+}
+
 /// Predicted sentiment labels of the examples at `indices`, in chunks; `use_token`
 /// says which token slots the network sees.
 pub(super) fn predict_rows<'e>(

@@ -165,6 +165,7 @@ pub fn train_sentiment(
         split,
         text,
         context,
+        test_dialogues,
         ..
     } = prepare(assets_dir, config, encoder, progress)?;
     let expansion = load_expansion(config, progress)?;
@@ -184,6 +185,22 @@ pub fn train_sentiment(
         progress,
     )?;
     let (mut metrics, model) = test_metrics(&network, &features, &corpus.labels, &split, &fit)?;
+    if !test_dialogues.is_empty() {
+        let truth: Vec<usize> = test_dialogues.iter().map(|&i| corpus.labels[i]).collect();
+        let accuracy = |read_context: bool| -> anyhow::Result<f64> {
+            let predicted =
+                fit::predict_with_context(&network, &features, &test_dialogues, read_context)?;
+            Ok(Confusion::from_labels(3, &truth, &predicted).accuracy())
+        };
+        let (with, without) = (accuracy(true)?, accuracy(false)?);
+        progress(&format!(
+            "conversations made from the test split ({}): accuracy {with:.4} reading the \
+             turns before, {without:.4} from the last turn alone",
+            test_dialogues.len()
+        ));
+        metrics.insert("test_dialogues_accuracy".into(), with);
+        metrics.insert("test_dialogues_accuracy_last_turn_only".into(), without);
+    }
     let calibration = calibrate(&network, &features, &corpus.labels, &split, &mut metrics)?;
     let metric = |key: &str| metrics.get(key).copied().unwrap_or(f64::NAN);
     progress(&format!(

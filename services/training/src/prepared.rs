@@ -51,6 +51,9 @@ pub(crate) struct Prepared {
     /// Per row, its previous turns (rows of `text`), oldest first; empty for all but
     /// the made conversations.
     pub context: Vec<Vec<(usize, empathy_model::Speaker)>>,
+    /// Conversations made from the test split (in no split): a held-out check that the
+    /// model learned to read the turns before.
+    pub test_dialogues: Vec<usize>,
 }
 
 pub(crate) fn prepare(
@@ -99,39 +102,27 @@ pub(crate) fn prepare(
         corpus.topics.extend(made.topics);
     }
     let mut context = vec![Vec::new(); corpus.texts.len()];
+    let mut test_dialogues = Vec::new();
     if config.dialogues > 0 {
-        // Scenes and last turns are tweets of the training split, never made examples.
-        let tweets: Vec<usize> = split
-            .train
-            .iter()
-            .copied()
-            .filter(|&i| i < original)
+        let mut rows = Rows {
+            corpus: &mut corpus,
+            text: &mut text,
+            context: &mut context,
+            original,
+        };
+        let mut embed = |texts: &[String]| embed_texts(texts, &sha, config, &mut encoder, progress);
+        let trained =
+            rows.add_dialogues(&split.train, config.dialogues, config.seed, &mut embed)?;
+        split.train.extend(trained);
+        // Made the same way from the test split: how well the rules were learned.
+        let n = (config.dialogues / 5).max(1);
+        test_dialogues = rows
+            .add_dialogues(&split.test, n, config.seed + 1, &mut embed)?
             .collect();
-        let made = dialogues::compose(
-            &corpus.texts,
-            &corpus.labels,
-            &corpus.topics,
-            &tweets,
-            config.dialogues,
-            config.seed,
-        );
         progress(&format!(
-            "made {} conversations from the training split",
-            made.texts.len()
+            "made {} conversations from the training split, {n} from the test split",
+            config.dialogues
         ));
-        text.extend(embed_texts(
-            &made.texts,
-            &sha,
-            config,
-            &mut encoder,
-            progress,
-        )?);
-        let first = corpus.texts.len();
-        split.train.extend(first..first + made.texts.len());
-        corpus.texts.extend(made.texts);
-        corpus.labels.extend(made.labels);
-        corpus.topics.extend(made.topics);
-        context.extend(made.context);
     }
     Ok(Prepared {
         corpus,
@@ -139,5 +130,48 @@ pub(crate) fn prepare(
         text,
         original,
         context,
+        test_dialogues,
     })
+}
+
+/// The rows of the corpus being prepared, for made conversations to be added to.
+struct Rows<'a> {
+    corpus: &'a mut Corpus,
+    text: &'a mut Vec<f32>,
+    context: &'a mut Vec<Vec<(usize, empathy_model::Speaker)>>,
+    original: usize,
+}
+
+impl Rows<'_> {
+    /// Appends `n` conversations made from the tweets among `rows` (never made
+    /// examples), embedded with `embed`; returns their rows.
+    fn add_dialogues(
+        &mut self,
+        rows: &[usize],
+        n: usize,
+        seed: u64,
+        embed: &mut dyn FnMut(&[String]) -> anyhow::Result<Vec<f32>>,
+    ) -> anyhow::Result<std::ops::Range<usize>> {
+        let tweets: Vec<usize> = rows
+            .iter()
+            .copied()
+            .filter(|&i| i < self.original)
+            .collect();
+        let corpus = &mut *self.corpus;
+        let made = dialogues::compose(
+            &corpus.texts,
+            &corpus.labels,
+            &corpus.topics,
+            &tweets,
+            n,
+            seed,
+        );
+        self.text.extend(embed(&made.texts)?);
+        let first = corpus.texts.len();
+        corpus.texts.extend(made.texts);
+        corpus.labels.extend(made.labels);
+        corpus.topics.extend(made.topics);
+        self.context.extend(made.context);
+        Ok(first..corpus.texts.len())
+    }
 }
