@@ -111,7 +111,7 @@ pub async fn run(
         } else {
             let said = texts.get(n).map_or("", String::as_str);
             println!("turn {}  {said}", n + 1);
-            print!("{}", crate::analyze::summary(&answer));
+            print!("{}", crate::summary::summary(&answer));
             println!();
         }
         n += 1;

@@ -13,6 +13,7 @@ pub mod learn;
 pub mod load;
 pub mod privacy;
 pub mod suggest;
+pub mod summary;
 
 use empathy_grpc::v1::empathy_service_client::EmpathyServiceClient;
 
