@@ -196,19 +196,22 @@ async fn the_cli_takes_turns_and_whole_conversations() -> anyhow::Result<()> {
     let fusion = start_fusion(&[encoder.url()], &[]).await?;
     let empathy = sibling_binary("empathy")?;
     let endpoint = fusion.url();
-    let out = Command::new(&empathy)
-        .args(["analyze", "--endpoint", &endpoint, "--text", "Perfect."])
-        .args([
-            "--context",
-            "Agent: The technician cannot come until next month.",
-        ])
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let analyze = |args: &[&std::ffi::OsStr]| -> anyhow::Result<String> {
+        let out = Command::new(&empathy)
+            .args(["analyze", "--endpoint", &endpoint])
+            .args(args)
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let err = String::from_utf8_lossy(&out.stderr);
+        anyhow::ensure!(out.status.success(), "{text}{err}");
+        Ok(text)
+    };
+    let text = analyze(&[
+        "--text".as_ref(),
+        "Perfect.".as_ref(),
+        "--context".as_ref(),
+        "Agent: The technician cannot come until next month.".as_ref(),
+    ])?;
     assert!(text.contains("turn 0 (agent)"), "{text}");
 
     let dir = temp_dir("conversation");
@@ -223,27 +226,15 @@ async fn the_cli_takes_turns_and_whole_conversations() -> anyhow::Result<()> {
         ]
         .join("\n"),
     )?;
-    let out = Command::new(&empathy)
-        .args(["analyze", "--endpoint", &endpoint, "--conversation"])
-        .arg(&file)
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = analyze(&["--conversation".as_ref(), file.as_os_str()])?;
     assert!(text.contains("turn 1  My parcel never arrived."), "{text}");
     assert!(text.contains("turn 2  Great, just great."), "{text}");
     assert!(text.contains("over 2 turns"), "{text}");
 
     std::fs::write(&file, r#"{"speaker": "robot", "text": "beep"}"#)?;
-    let out = Command::new(&empathy)
-        .args(["analyze", "--endpoint", &endpoint, "--conversation"])
-        .arg(&file)
-        .output()?;
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = analyze(&["--conversation".as_ref(), file.as_os_str()])
+        .expect_err("an unknown speaker is refused")
+        .to_string();
     assert!(
         err.contains("line 1: speaker \"robot\" is not one of"),
         "{err}"
