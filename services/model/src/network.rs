@@ -6,6 +6,9 @@
 //! Previous turns of a conversation are tokens too: each turn's text embedding,
 //! projected, tagged with who said it (the person analysed or the other side) and how
 //! many turns back it was, so the same words after different turns can mean otherwise.
+//! How much the turns before may weigh is read off the analysed turn itself (its text
+//! and lexicon tokens): "Great." leans on them, "I am furious" does not. A single
+//! learned query could not learn that: it scores every token on its own.
 
 use candle_core::{D, DType, Device, Module, Shape, Tensor, Var};
 use candle_nn::{Linear, VarBuilder, VarMap, linear};
@@ -110,11 +113,13 @@ pub struct FusionNetwork {
 }
 
 /// What turns a previous turn into a token: its projection, a type per speaker and
-/// an embedding per distance back.
+/// an embedding per distance back; and the gate, which shifts the attention scores of
+/// all previous turns by how much the analysed turn needs them.
 struct ContextTokens {
     projection: Linear,
     speakers: Tensor,
     recency: Tensor,
+    gate: Linear,
 }
 
 impl ContextTokens {
@@ -124,7 +129,28 @@ impl ContextTokens {
             projection: linear(dims.text, dims.d_model, vb.pp("proj"))?,
             speakers: vb.get_with_hints((2, dims.d_model), "speakers", init)?,
             recency: vb.get_with_hints((dims.max_context, dims.d_model), "recency", init)?,
+            gate: linear(2 * dims.d_model, 1, vb.pp("gate"))?,
         })
+    }
+
+    /// [batch, tokens]: zero on every token but the previous turns, which all get the
+    /// gate read off the analysed turn's normed text and lexicon tokens.
+    fn score_shift(&self, tokens: &Tensor, dims: &Dims) -> candle_core::Result<Tensor> {
+        let b = tokens.dim(0)?;
+        let analysed = tokens.narrow(1, TEXT, 2)?.reshape((b, 2 * dims.d_model))?;
+        let gate = self.gate.forward(&analysed)?;
+        let others = Tensor::zeros(
+            (b, dims.tokens() - dims.max_context),
+            DType::F32,
+            tokens.device(),
+        )?;
+        Tensor::cat(
+            &[
+                others,
+                gate.broadcast_as((b, dims.max_context))?.contiguous()?,
+            ],
+            1,
+        )
     }
 
     /// [batch, max_context, d_model]
@@ -219,7 +245,10 @@ impl FusionNetwork {
             .forward(&tokens)?
             .broadcast_matmul(&self.query)?
             .squeeze(2)?;
-        let scores = (scores / (d as f64).sqrt())?;
+        let mut scores = (scores / (d as f64).sqrt())?;
+        if let Some(context) = &self.context {
+            scores = (scores + context.score_shift(&tokens, &self.dims)?)?;
+        }
         // Absent tokens get -1e9 before the softmax, hence exactly zero weight.
         let scores = (scores + ((&batch.mask - 1.0)? * 1e9)?)?;
         let attention = candle_nn::ops::softmax(&scores, D::Minus1)?;
@@ -357,6 +386,35 @@ mod tests {
             b.sentiment_logits.to_vec2::<f32>()?,
             "absent inputs changed the output"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn the_gate_moves_weight_between_the_turns_before_and_the_rest() -> candle_core::Result<()> {
+        let dims = Dims {
+            max_context: 2,
+            ..Dims::default()
+        };
+        let (varmap, network) = init_network(dims, &mut StdRng::seed_from_u64(5))?;
+        let mask = vec![1.0; dims.tokens()];
+        let attention = |bias: f32| -> candle_core::Result<Vec<f32>> {
+            let data = varmap
+                .data()
+                .lock()
+                .map_err(|_| candle_core::Error::Msg("poisoned".into()))?;
+            data["context.gate.bias"].set(&Tensor::new(&[bias], &Device::Cpu)?)?;
+            drop(data);
+            let out = network.forward(&batch(&dims, &mask, 0.0)?)?;
+            Ok(out.attention.to_vec2::<f32>()?.remove(0))
+        };
+        let context = |a: &[f32]| a[dims.context_slot(0)..].iter().sum::<f32>();
+        let (closed, open) = (attention(-30.0)?, attention(30.0)?);
+        assert!(context(&closed) < 1e-6, "{closed:?}");
+        assert!(context(&open) > 1.0 - 1e-6, "{open:?}");
+        // The other tokens keep their proportions to each other.
+        let middle = attention(0.0)?;
+        let ratio = |a: &[f32]| a[TEXT] / a[LEXICON];
+        assert!((ratio(&closed) - ratio(&middle)).abs() < 1e-4);
         Ok(())
     }
 

@@ -147,6 +147,22 @@ pub fn compose(
     made
 }
 
+/// The `rows` whose last turn is positive or negative and whose scene (`context`, the
+/// latest turn before) has the opposite feeling: by the rules, tweets that keep their
+/// own label against the conversation.
+pub fn outright(rows: &[usize], context: &[Vec<(usize, Speaker)>], labels: &[usize]) -> Vec<usize> {
+    rows.iter()
+        .copied()
+        .filter(|&i| {
+            let scene = context[i].last().map(|&(j, _)| labels[j]);
+            matches!(
+                (labels[i], scene),
+                (NEGATIVE, Some(POSITIVE)) | (POSITIVE, Some(NEGATIVE))
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +205,22 @@ mod tests {
             }
         }
         assert!(reactions > 100, "{reactions} reactions of 500");
+
+        // As rows after the corpus: the outright ones are tweets against their scene.
+        let all: Vec<usize> = labels.iter().chain(&made.labels).copied().collect();
+        let mut context = vec![Vec::new(); 60];
+        context.extend(made.context.clone());
+        let rows: Vec<usize> = (60..560).collect();
+        let picked = outright(&rows, &context, &all);
+        assert!(picked.len() > 40, "{} outright of 500", picked.len());
+        for i in rows {
+            let scene = all[context[i].last().map_or(0, |c| c.0)];
+            let opposite = all[i] != NEUTRAL && scene != NEUTRAL && all[i] != scene;
+            assert_eq!(picked.contains(&i), opposite);
+            if opposite {
+                assert!(!REACTIONS.contains(&made.texts[i - 60].as_str()));
+            }
+        }
         assert_eq!(made, compose(&texts, &labels, &topics, &train, 500, 7));
     }
 }

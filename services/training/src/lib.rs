@@ -186,20 +186,34 @@ pub fn train_sentiment(
     )?;
     let (mut metrics, model) = test_metrics(&network, &features, &corpus.labels, &split, &fit)?;
     if !test_dialogues.is_empty() {
-        let truth: Vec<usize> = test_dialogues.iter().map(|&i| corpus.labels[i]).collect();
-        let accuracy = |read_context: bool| -> anyhow::Result<f64> {
-            let predicted =
-                fit::predict_with_context(&network, &features, &test_dialogues, read_context)?;
+        let accuracy = |rows: &[usize], read_context: bool| -> anyhow::Result<f64> {
+            let truth: Vec<usize> = rows.iter().map(|&i| corpus.labels[i]).collect();
+            let predicted = fit::predict_with_context(&network, &features, rows, read_context)?;
             Ok(Confusion::from_labels(3, &truth, &predicted).accuracy())
         };
-        let (with, without) = (accuracy(true)?, accuracy(false)?);
+        let (with, without) = (
+            accuracy(&test_dialogues, true)?,
+            accuracy(&test_dialogues, false)?,
+        );
+        // A turn that says its feeling outright after a scene of the opposite one: the
+        // turns before must not overrule it.
+        let outright = dialogues::outright(&test_dialogues, &features.context, &corpus.labels);
+        let (outright_with, outright_without) =
+            (accuracy(&outright, true)?, accuracy(&outright, false)?);
         progress(&format!(
             "conversations made from the test split ({}): accuracy {with:.4} reading the \
-             turns before, {without:.4} from the last turn alone",
-            test_dialogues.len()
+             turns before, {without:.4} from the last turn alone; of them, turns saying the \
+             opposite of the scene outright ({}): {outright_with:.4} and {outright_without:.4}",
+            test_dialogues.len(),
+            outright.len()
         ));
         metrics.insert("test_dialogues_accuracy".into(), with);
         metrics.insert("test_dialogues_accuracy_last_turn_only".into(), without);
+        metrics.insert("test_dialogues_outright_accuracy".into(), outright_with);
+        metrics.insert(
+            "test_dialogues_outright_accuracy_last_turn_only".into(),
+            outright_without,
+        );
     }
     let calibration = calibrate(&network, &features, &corpus.labels, &split, &mut metrics)?;
     let metric = |key: &str| metrics.get(key).copied().unwrap_or(f64::NAN);
