@@ -5,14 +5,18 @@
 //! turns have another feeling (a problem, then its fix; good news, then a catch). It
 //! ends with a last turn labelled by these rules:
 //!
-//! - a tweet that is itself negative or positive keeps its own label, whatever the
-//!   scene (what a person says outright wins over what came before);
-//! - a neutral tweet takes the scene's label (a matter-of-fact turn carries the feeling
-//!   of the conversation it is in: "so I call back on Monday" after a refusal);
+//! - a tweet that says its feeling outright (negative or positive, and the lexicon
+//!   reads it so) keeps its own label, whatever the scene (what a person says outright
+//!   wins over what came before);
+//! - a matter-of-fact tweet (neutral, no sentiment word) takes the scene's label (it
+//!   carries the feeling of the conversation it is in: "so I call back on Monday" after
+//!   a refusal);
 //! - a short reaction from `REACTIONS` takes the scene's label ("Great." after good
 //!   news is glad, after bad news sarcastic).
 //!
-//! Only training tweets are used; the labels follow from the construction alone.
+//! Last turns whose label and words disagree (a positive tweet the lexicon reads as
+//! neutral) are left out: which of the two rules they follow is unknown. Only training
+//! tweets are used; the labels follow from the construction alone.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -79,12 +83,13 @@ pub struct Dialogues {
     pub context: Vec<Vec<(usize, Speaker)>>,
 }
 
-/// `n` conversations from the `train` rows of the corpus (`texts`, `labels`, `topics`),
-/// drawn from `seed`.
+/// `n` conversations from the `train` rows of the corpus (`texts`, `labels`, `topics`,
+/// and `worded`, the label its lexicon reads off each row), drawn from `seed`.
 pub fn compose(
     texts: &[String],
     labels: &[usize],
     topics: &[usize],
+    worded: &[usize],
     train: &[usize],
     n: usize,
     seed: u64,
@@ -92,8 +97,16 @@ pub fn compose(
     let mut rng = StdRng::seed_from_u64(seed ^ 0xd1a1_09e5);
     let by_label: [Vec<usize>; 3] =
         std::array::from_fn(|l| train.iter().copied().filter(|&i| labels[i] == l).collect());
+    // Last turns: tweets whose words say what their label says.
+    let outright: [Vec<usize>; 3] = std::array::from_fn(|l| {
+        by_label[l]
+            .iter()
+            .copied()
+            .filter(|&i| worded[i] == l)
+            .collect()
+    });
     let mut made = Dialogues::default();
-    if by_label.iter().any(Vec::is_empty) {
+    if by_label.iter().chain(&outright).any(Vec::is_empty) {
         return made;
     }
     for _ in 0..n {
@@ -127,11 +140,11 @@ pub fn compose(
                 } else {
                     POSITIVE
                 };
-                let i = by_label[own][rng.random_range(0..by_label[own].len())];
+                let i = outright[own][rng.random_range(0..outright[own].len())];
                 (texts[i].clone(), own)
             }
             8..13 => {
-                let i = by_label[NEUTRAL][rng.random_range(0..by_label[NEUTRAL].len())];
+                let i = outright[NEUTRAL][rng.random_range(0..outright[NEUTRAL].len())];
                 (texts[i].clone(), scene)
             }
             _ => (
@@ -167,20 +180,24 @@ pub fn outright(rows: &[usize], context: &[Vec<(usize, Speaker)>], labels: &[usi
 mod tests {
     use super::*;
 
-    fn corpus() -> (Vec<String>, Vec<usize>, Vec<usize>) {
+    /// Texts, labels, topics, and the lexicon's reading: wrong on every seventh row.
+    fn corpus() -> (Vec<String>, Vec<usize>, Vec<usize>, Vec<usize>) {
         let labels: Vec<usize> = (0..60).map(|i| i % 3).collect();
+        let worded = (0..60)
+            .map(|i| if i % 7 == 0 { (i + 1) % 3 } else { i % 3 })
+            .collect();
         let texts = labels
             .iter()
             .enumerate()
             .map(|(i, l)| format!("tweet {i} of {l}"));
-        (texts.collect(), labels, vec![0; 60])
+        (texts.collect(), labels, vec![0; 60], worded)
     }
 
     #[test]
     fn labels_follow_the_rules_and_only_training_rows_are_used() {
-        let (texts, labels, topics) = corpus();
+        let (texts, labels, topics, worded) = corpus();
         let train: Vec<usize> = (0..45).collect();
-        let made = compose(&texts, &labels, &topics, &train, 500, 7);
+        let made = compose(&texts, &labels, &topics, &worded, &train, 500, 7);
         assert_eq!(made.texts.len(), 500);
         let mut reactions = 0;
         for ((text, &label), context) in made.texts.iter().zip(&made.labels).zip(&made.context) {
@@ -196,8 +213,11 @@ mod tests {
                 "earlier turns of mixed feelings"
             );
             match texts.iter().position(|t| t == text) {
-                Some(i) if labels[i] != NEUTRAL => assert_eq!(label, labels[i]),
-                Some(i) => assert!(i < 45 && label == scene),
+                Some(i) if labels[i] != NEUTRAL => {
+                    assert_eq!(label, labels[i]);
+                    assert_eq!(worded[i], labels[i], "a last turn its words contradict");
+                }
+                Some(i) => assert!(i < 45 && label == scene && worded[i] == NEUTRAL),
                 None => {
                     assert!(REACTIONS.contains(&text.as_str()) && label == scene);
                     reactions += 1;
@@ -221,6 +241,9 @@ mod tests {
                 assert!(!REACTIONS.contains(&made.texts[i - 60].as_str()));
             }
         }
-        assert_eq!(made, compose(&texts, &labels, &topics, &train, 500, 7));
+        assert_eq!(
+            made,
+            compose(&texts, &labels, &topics, &worded, &train, 500, 7)
+        );
     }
 }

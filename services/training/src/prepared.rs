@@ -8,7 +8,9 @@ use super::{
     TextEncoder, TrainConfig, augment, dialogues, encoder_tuning, split_corpus, topic_bias,
 };
 use crate::embed::embed_texts;
+use crate::metrics::vader_label;
 use empathy_corpus::{Corpus, Split, corpus_path, load_corpus};
+use empathy_model::lexicon::Lexicon;
 
 /// Tunes the text encoder in `base_dir` on the training split (see `encoder_tuning`),
 /// `base` giving the frozen embeddings it is distilled towards; publishes it under
@@ -104,11 +106,17 @@ pub(crate) fn prepare(
     let mut context = vec![Vec::new(); corpus.texts.len()];
     let mut test_dialogues = Vec::new();
     if config.dialogues > 0 {
+        let lexicon = Lexicon::load(assets_dir)?;
+        let worded = corpus.texts[..original]
+            .iter()
+            .map(|t| vader_label(lexicon.analyze_with(t, None).vader_compound))
+            .collect();
         let mut rows = Rows {
             corpus: &mut corpus,
             text: &mut text,
             context: &mut context,
             original,
+            worded,
         };
         let mut embed = |texts: &[String]| embed_texts(texts, &sha, config, &mut encoder, progress);
         let trained =
@@ -140,6 +148,8 @@ struct Rows<'a> {
     text: &'a mut Vec<f32>,
     context: &'a mut Vec<Vec<(usize, empathy_model::Speaker)>>,
     original: usize,
+    /// Per original row, the sentiment its lexicon reads (VADER's thresholds).
+    worded: Vec<usize>,
 }
 
 impl Rows<'_> {
@@ -162,6 +172,7 @@ impl Rows<'_> {
             &corpus.texts,
             &corpus.labels,
             &corpus.topics,
+            &self.worded,
             &tweets,
             n,
             seed,
