@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod analyze;
+pub mod batch;
 pub mod bench;
 pub mod connection;
 pub mod conversation;
