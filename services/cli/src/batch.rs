@@ -61,6 +61,22 @@ pub fn complete_prefix_len(written: &[u8]) -> usize {
         .map_or(0, |last| last + 1)
 }
 
+/// The ids in the complete lines of an output file (see [`complete_prefix_len`]), each as
+/// its JSON text without quotes for strings, so that input ids and line numbers compare.
+pub fn written_ids(complete: &str) -> Result<std::collections::HashSet<String>, String> {
+    let mut ids = std::collections::HashSet::new();
+    for (i, line) in complete.lines().enumerate() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| format!("output line {}: {e}", i + 1))?;
+        match value.get("id") {
+            Some(serde_json::Value::String(id)) => ids.insert(id.clone()),
+            Some(id) => ids.insert(id.to_string()),
+            None => return Err(format!("output line {}: no id", i + 1)),
+        };
+    }
+    Ok(ids)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +112,13 @@ mod tests {
         assert_eq!(complete_prefix_len(b"{\"id\":1"), 0);
         assert_eq!(complete_prefix_len(b"{\"id\":1}\n"), 9);
         assert_eq!(complete_prefix_len(b"{\"id\":1}\n{\"id\":2,\"ana"), 9);
+    }
+
+    #[test]
+    fn written_ids_read_numbers_and_strings() {
+        let ids =
+            written_ids("{\"id\":3,\"analysis\":{}}\n{\"id\":\"a-1\",\"error\":{}}\n").unwrap();
+        assert!(ids.contains("3") && ids.contains("a-1") && ids.len() == 2);
+        assert!(written_ids("{\"x\":1}\n").is_err());
     }
 }
