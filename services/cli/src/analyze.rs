@@ -33,6 +33,24 @@ pub struct AnalyzeArgs {
     /// the trajectory printed.
     #[arg(long, value_name = "FILE.jsonl", conflicts_with_all = ["text", "audio", "image", "context"])]
     conversation: Option<PathBuf>,
+    /// Analyse every line of a file: JSONL (`{"text", "id"?}` per line) or, named
+    /// `.csv`, CSV with a header naming a `text` and optionally an `id` column. One
+    /// JSON line per input goes to --output, in input order; rerunning the same command
+    /// resumes after an interruption.
+    #[arg(long, value_name = "FILE.jsonl|FILE.csv", requires = "output",
+          conflicts_with_all = ["text", "audio", "image", "context", "conversation", "json"])]
+    input: Option<PathBuf>,
+    /// Where --input's answers go: `{"id", "analysis"}` or `{"id", "error"}` per line,
+    /// and a summary beside it (`OUT.jsonl.summary.json`).
+    #[arg(long, value_name = "OUT.jsonl", requires = "input")]
+    output: Option<PathBuf>,
+    /// Requests in flight for --input.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    concurrency: u16,
+    /// With --input, only lines whose 1-based number n has n % N == I (one shard of a
+    /// job spread over N processes).
+    #[arg(long, value_name = "I/N", default_value_t = crate::batch::Shard::ALL)]
+    shard: crate::batch::Shard,
     /// Print the AnalyzeResponse as JSON.
     #[arg(long)]
     json: bool,
@@ -48,15 +66,30 @@ pub struct AnalyzeArgs {
     timeout_ms: u64,
 }
 
+fn options(args: &AnalyzeArgs) -> AnalyzeOptions {
+    AnalyzeOptions {
+        num_situations: args.situations,
+        seed: args.seed,
+        ..Default::default()
+    }
+}
+
 pub async fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.conversation {
-        let options = AnalyzeOptions {
-            num_situations: args.situations,
-            seed: args.seed,
-            ..Default::default()
-        };
+        let options = options(&args);
         let client = args.fusion.connect().await?;
         return crate::conversation::run(client, path, options, &args.subject, args.json).await;
+    }
+    if let (Some(input), Some(output)) = (&args.input, &args.output) {
+        let batch = crate::batch::Batch {
+            input,
+            output,
+            concurrency: args.concurrency.into(),
+            shard: args.shard,
+            options: options(&args),
+            timeout: std::time::Duration::from_millis(args.timeout_ms),
+        };
+        return crate::batch::run(args.fusion.connect().await?, batch).await;
     }
     let read = |p: &Option<PathBuf>| -> anyhow::Result<Vec<u8>> {
         match p {
@@ -68,11 +101,7 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
         text: args.text.clone(),
         audio: read(&args.audio)?.into(),
         image: read(&args.image)?.into(),
-        options: Some(AnalyzeOptions {
-            num_situations: args.situations,
-            seed: args.seed,
-            ..Default::default()
-        }),
+        options: Some(options(&args)),
         subject_id: args.subject.clone(),
         context: args
             .context

@@ -1,10 +1,20 @@
-//! Batch analysis (issue 20, "Batch analysis"): the pieces that decide which input lines a
-//! run processes. `--shard I/N` keeps the lines whose 1-based number `n` has
-//! `n % N == I`; resuming reads the output already written and cuts off a last line that
-//! a crash left half-written. The streaming run itself is not here yet.
+//! `empathy analyze --input FILE --output OUT.jsonl`: every line of a file through
+//! Analyze, `--concurrency` requests in flight, answers written in input order, one JSON
+//! line each. `--shard I/N` keeps the lines whose 1-based number `n` has `n % N == I`.
+//! Rerunning the same command resumes: the ids already in the output are skipped, and a
+//! last line that a crash left half-written is cut off first.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::io::{BufRead, Seek, Write};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use empathy_grpc::v1::{AnalyzeOptions, AnalyzeRequest};
+use futures::StreamExt;
+use serde_json::{Value, json};
 
 /// `--shard I/N`: this process handles the lines with `line_number % N == I` (0-based I).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,18 +73,226 @@ pub fn complete_prefix_len(written: &[u8]) -> usize {
 
 /// The ids in the complete lines of an output file (see [`complete_prefix_len`]), each as
 /// its JSON text without quotes for strings, so that input ids and line numbers compare.
-pub fn written_ids(complete: &str) -> Result<std::collections::HashSet<String>, String> {
-    let mut ids = std::collections::HashSet::new();
+pub fn written_ids(complete: &str) -> Result<HashSet<String>, String> {
+    let mut ids = HashSet::new();
     for (i, line) in complete.lines().enumerate() {
         let value: serde_json::Value =
             serde_json::from_str(line).map_err(|e| format!("output line {}: {e}", i + 1))?;
-        match value.get("id") {
-            Some(serde_json::Value::String(id)) => ids.insert(id.clone()),
-            Some(id) => ids.insert(id.to_string()),
-            None => return Err(format!("output line {}: no id", i + 1)),
-        };
+        let id = value
+            .get("id")
+            .ok_or_else(|| format!("output line {}: no id", i + 1))?;
+        ids.insert(id_key(id));
     }
     Ok(ids)
+}
+
+/// What `empathy analyze` needs for a batch run.
+pub struct Batch<'a> {
+    pub input: &'a Path,
+    pub output: &'a Path,
+    pub concurrency: usize,
+    pub shard: Shard,
+    pub options: AnalyzeOptions,
+    pub timeout: Duration,
+}
+
+/// The input's items, each with its line number, or why that line cannot be read.
+type Items = Box<dyn Iterator<Item = (u64, Result<Item, String>)>>;
+
+/// One input line: its id (the input's `id`, else its line number) and its text.
+struct Item {
+    id: Value,
+    text: String,
+}
+
+/// The id as resuming compares it: strings without quotes, numbers as written.
+fn id_key(id: &Value) -> String {
+    match id {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Runs the batch; prints progress on stderr and the summary's path at the end.
+pub async fn run(client: crate::Client, batch: Batch<'_>) -> anyhow::Result<()> {
+    let done = resume(batch.output)?;
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(batch.output)
+        .with_context(|| format!("cannot write {}", batch.output.display()))?;
+    let skipped_bad = std::cell::Cell::new(0u64);
+    let items = read_items(batch.input)?.filter_map(|(line, item)| match item {
+        Ok(item) if batch.shard.takes(line) && !done.contains(&id_key(&item.id)) => Some(item),
+        Ok(_) => None,
+        Err(why) => {
+            eprintln!("line {line} skipped: {why}");
+            skipped_bad.set(skipped_bad.get() + 1);
+            None
+        }
+    });
+    let answers = futures::stream::iter(items)
+        .map(|item| analyze(client.clone(), item, &batch))
+        .buffered(batch.concurrency);
+    futures::pin_mut!(answers);
+    let (start, mut last_report, mut written) = (Instant::now(), Instant::now(), 0u64);
+    while let Some(line) = answers.next().await {
+        writeln!(out, "{line}")?;
+        out.flush()?;
+        written += 1;
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            last_report = Instant::now();
+            let rate = written as f64 / start.elapsed().as_secs_f64();
+            eprintln!("{written} analysed ({rate:.1}/s)");
+        }
+    }
+    let (seconds, skipped_bad) = (start.elapsed().as_secs_f64(), skipped_bad.get());
+    let path = summarise(batch.output, written, skipped_bad, seconds)?;
+    eprintln!(
+        "{written} analysed in {seconds:.1} s ({:.1}/s), {} already there, {skipped_bad} bad \
+         lines skipped; summary in {}",
+        written as f64 / seconds.max(1e-9),
+        done.len(),
+        path.display()
+    );
+    Ok(())
+}
+
+/// The ids an earlier run of the same command wrote to `output`, after cutting off a
+/// half-written last line.
+fn resume(output: &Path) -> anyhow::Result<HashSet<String>> {
+    let Ok(written) = std::fs::read(output) else {
+        return Ok(HashSet::new());
+    };
+    let complete = complete_prefix_len(&written);
+    if complete < written.len() {
+        let mut file = std::fs::OpenOptions::new().write(true).open(output)?;
+        file.set_len(complete as u64)?;
+        file.seek(std::io::SeekFrom::End(0))?;
+    }
+    let text = std::str::from_utf8(&written[..complete])
+        .with_context(|| format!("{} is not UTF-8", output.display()))?;
+    written_ids(text)
+        .map_err(|why| anyhow::anyhow!("cannot resume from {}: {why}", output.display()))
+}
+
+/// The items of a JSONL file (`{"text", "id"?}` per line) or, for a `.csv` name, of a
+/// CSV file with a header naming a `text` column and optionally an `id` column; each
+/// with its 1-based line (or record) number, read as the stream asks for them.
+fn read_items(input: &Path) -> anyhow::Result<Items> {
+    let file =
+        std::fs::File::open(input).with_context(|| format!("cannot read {}", input.display()))?;
+    let is_csv = input
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    if !is_csv {
+        let lines = std::io::BufReader::new(file).lines().zip(1u64..);
+        return Ok(Box::new(lines.map(|(line, n)| {
+            let item = line
+                .map_err(|e| e.to_string())
+                .and_then(|l| json_item(&l, n));
+            (n, item)
+        })));
+    }
+    let mut reader = csv::Reader::from_reader(file);
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{} has no CSV header", input.display()))?
+        .clone();
+    let column = |name: &str| headers.iter().position(|h| h.trim() == name);
+    let text =
+        column("text").with_context(|| format!("{} has no `text` column", input.display()))?;
+    let id = column("id");
+    let records = reader.into_records().zip(1u64..);
+    Ok(Box::new(records.map(move |(record, n)| {
+        let item = record.map_err(|e| e.to_string()).and_then(|r| {
+            let text = r.get(text).ok_or("no text field")?.to_string();
+            let id = id
+                .and_then(|i| r.get(i))
+                .filter(|s| !s.is_empty())
+                .map_or(json!(n), |s| json!(s));
+            Ok(Item { id, text })
+        });
+        (n, item)
+    })))
+}
+
+fn json_item(line: &str, n: u64) -> Result<Item, String> {
+    let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let text = value["text"]
+        .as_str()
+        .ok_or("no `text` string")?
+        .to_string();
+    let id = match &value["id"] {
+        Value::Null => json!(n),
+        id @ (Value::String(_) | Value::Number(_)) => id.clone(),
+        _ => return Err("`id` must be a string or a number".into()),
+    };
+    Ok(Item { id, text })
+}
+
+/// One output line: the id and the analysis, or the id and why it failed.
+async fn analyze(mut client: crate::Client, item: Item, batch: &Batch<'_>) -> String {
+    let mut request = tonic::Request::new(AnalyzeRequest {
+        text: item.text,
+        options: Some(batch.options.clone()),
+        ..Default::default()
+    });
+    request.set_timeout(batch.timeout);
+    let line = match client.analyze(request).await {
+        Ok(r) => json!({"id": item.id, "analysis": r.into_inner()}),
+        Err(s) => json!({
+            "id": item.id,
+            "error": {"code": format!("{:?}", s.code()), "message": s.message()}
+        }),
+    };
+    line.to_string()
+}
+
+/// Writes `<output>.summary.json` over the whole output (earlier runs included):
+/// counts, sentiment and top-emotion shares, failures, and this run's throughput.
+fn summarise(output: &Path, written: u64, bad: u64, seconds: f64) -> anyhow::Result<PathBuf> {
+    let mut sentiment = std::collections::BTreeMap::<String, u64>::new();
+    let mut emotion = std::collections::BTreeMap::<String, u64>::new();
+    let (mut analysed, mut failed) = (0u64, 0u64);
+    for line in std::io::BufReader::new(std::fs::File::open(output)?).lines() {
+        let v: Value = serde_json::from_str(&line?)?;
+        let Some(a) = v.get("analysis") else {
+            failed += 1;
+            continue;
+        };
+        analysed += 1;
+        let label = |v: &Value| v.as_str().unwrap_or("none").to_string();
+        *sentiment
+            .entry(label(&a["sentiment"]["label"]))
+            .or_default() += 1;
+        *emotion.entry(label(&a["emotions"]["top"])).or_default() += 1;
+    }
+    let shares = |counts: std::collections::BTreeMap<String, u64>| -> Value {
+        let total = counts.values().sum::<u64>().max(1) as f64;
+        counts
+            .into_iter()
+            .map(|(k, c)| (k, json!(c as f64 / total)))
+            .collect()
+    };
+    let summary = json!({
+        "analysed": analysed,
+        "failed": failed,
+        "sentiment_shares": shares(sentiment),
+        "top_emotion_shares": shares(emotion),
+        "this_run": {
+            "written": written,
+            "bad_lines_skipped": bad,
+            "seconds": seconds,
+            "per_second": written as f64 / seconds.max(1e-9),
+        },
+    });
+    let mut path = output.as_os_str().to_owned();
+    path.push(".summary.json");
+    let path = PathBuf::from(path);
+    std::fs::write(&path, serde_json::to_string_pretty(&summary)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
 }
 
 #[cfg(test)]

@@ -1,0 +1,178 @@
+//! Batch analysis end to end: the real `empathy` binary reads a file through the real
+//! encoder and fusion, writes one answer per line in input order, skips what it cannot
+//! read, resumes after being killed mid-write, and splits a job into shards.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use empathy_common::launch::sibling_binary;
+use serde_json::Value;
+use support::*;
+
+fn batch(endpoint: &str, args: &[&str]) -> anyhow::Result<Output> {
+    let empathy = sibling_binary("empathy")?;
+    let out = Command::new(empathy)
+        .args(["analyze", "--endpoint", endpoint])
+        .args(args)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(out)
+}
+
+fn lines(path: &Path) -> anyhow::Result<Vec<Value>> {
+    std::fs::read_to_string(path)?
+        .lines()
+        .map(|l| Ok(serde_json::from_str(l)?))
+        .collect()
+}
+
+fn ids(answers: &[Value]) -> Vec<String> {
+    answers.iter().map(|a| a["id"].to_string()).collect()
+}
+
+fn sentiment(answer: &Value) -> &str {
+    answer["analysis"]["sentiment"]["label"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+/// `n` varied sentences as JSONL lines with ids `s0`, `s1`, ...
+fn sentences(n: usize) -> String {
+    let subjects = ["The delivery", "My new phone", "The hotel room", "Support"];
+    let endings = [
+        "was late again and nobody called.",
+        "works perfectly, I love it.",
+        "is booked for Tuesday.",
+        "ignored my emails for a week, I am furious.",
+        "made my day, thank you so much!",
+    ];
+    (0..n)
+        .map(|i| {
+            let text = format!("{} {}", subjects[i % 4], endings[i % 5]);
+            format!(
+                "{}\n",
+                serde_json::json!({"id": format!("s{i}"), "text": text})
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_file_is_analysed_in_order_and_bad_lines_are_skipped() -> anyhow::Result<()> {
+    let encoder = start_encoder(&[]).await?;
+    let fusion = start_fusion(&[encoder.url()], &[]).await?;
+    let dir = temp_dir("batch");
+    let input = dir.join("in.jsonl");
+    let mut text = sentences(40);
+    text.push_str("not json\n{\"id\": 7}\n{\"text\": \"I hate waiting on hold for hours.\"}\n");
+    std::fs::write(&input, text)?;
+    let output = dir.join("out.jsonl");
+    let out = batch(
+        &fusion.url(),
+        &["--input", input.to_str().unwrap_or_default()]
+            .into_iter()
+            .chain(["--output", output.to_str().unwrap_or_default()])
+            .collect::<Vec<_>>(),
+    )?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 41 skipped"), "{stderr}");
+    assert!(stderr.contains("2 bad lines skipped"), "{stderr}");
+
+    let answers = lines(&output)?;
+    let mut expected: Vec<String> = (0..40).map(|i| format!("\"s{i}\"")).collect();
+    expected.push("43".into()); // no id: its line number
+    assert_eq!(ids(&answers), expected);
+    assert_eq!(sentiment(&answers[1]), "positive", "{}", answers[1]);
+    assert_eq!(sentiment(&answers[3]), "negative", "{}", answers[3]);
+    assert_eq!(sentiment(&answers[40]), "negative", "{}", answers[40]);
+
+    let mut summary = output.as_os_str().to_owned();
+    summary.push(".summary.json");
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(summary)?)?;
+    assert_eq!(summary["analysed"], 41);
+    assert_eq!(summary["this_run"]["bad_lines_skipped"], 2);
+    let shares: f64 = summary["sentiment_shares"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(_, v)| v.as_f64())
+        .sum();
+    assert!((shares - 1.0).abs() < 1e-9, "{summary}");
+
+    // CSV with a header, and one of two shards.
+    let csv = dir.join("in.csv");
+    std::fs::write(
+        &csv,
+        "id,text\na,I love it\nb,It broke again\nc,Fine\nd,Thanks!\n",
+    )?;
+    let shard = dir.join("shard.jsonl");
+    let args = [
+        "--input",
+        csv.to_str().unwrap_or_default(),
+        "--shard",
+        "1/2",
+    ];
+    let out_args = ["--output", shard.to_str().unwrap_or_default()];
+    batch(&fusion.url(), &[&args[..], &out_args[..]].concat())?;
+    assert_eq!(ids(&lines(&shard)?), ["\"a\"", "\"c\""]);
+    std::fs::remove_dir_all(dir)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_killed_run_resumes_without_loss_or_duplicates() -> anyhow::Result<()> {
+    let encoder = start_encoder(&[]).await?;
+    let fusion = start_fusion(&[encoder.url()], &[]).await?;
+    let dir = temp_dir("batch-resume");
+    let input = dir.join("in.jsonl");
+    std::fs::write(&input, sentences(300))?;
+    let output = dir.join("out.jsonl");
+    let args = [
+        "analyze",
+        "--endpoint",
+        &fusion.url(),
+        "--input",
+        input.to_str().unwrap_or_default(),
+        "--output",
+        output.to_str().unwrap_or_default(),
+        "--concurrency",
+        "2",
+    ];
+    let mut child = Command::new(sibling_binary("empathy")?)
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let start = Instant::now();
+    while std::fs::read_to_string(&output).map_or(0, |s| s.lines().count()) < 20 {
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(120), "no output");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill()?;
+    child.wait()?;
+    // A crash in the middle of a write leaves half a line.
+    let mut written = std::fs::read(&output)?;
+    let first = written
+        .split(|&b| b == b'\n')
+        .next()
+        .unwrap_or_default()
+        .to_vec();
+    let before = written.iter().filter(|&&b| b == b'\n').count();
+    assert!(before < 300, "the run was not interrupted");
+    written.extend_from_slice(&first[..first.len() / 2]);
+    std::fs::write(&output, written)?;
+
+    batch(&fusion.url(), &args[3..])?;
+    let expected: Vec<String> = (0..300).map(|i| format!("\"s{i}\"")).collect();
+    let answers = lines(&output)?;
+    assert_eq!(ids(&answers), expected);
+    assert!(answers.iter().all(|a| !sentiment(a).is_empty()));
+    std::fs::remove_dir_all(dir)?;
+    Ok(())
+}
