@@ -176,3 +176,49 @@ async fn a_killed_run_resumes_without_loss_or_duplicates() -> anyhow::Result<()>
     std::fs::remove_dir_all(dir)?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_server_lost_mid_run_stops_it_and_a_rerun_completes() -> anyhow::Result<()> {
+    let encoder = start_encoder(&[]).await?;
+    let fusion = start_fusion(&[encoder.url()], &[]).await?;
+    let dir = temp_dir("batch-lost");
+    let input = dir.join("in.jsonl");
+    std::fs::write(&input, sentences(600))?;
+    let output = dir.join("out.jsonl");
+    let files = [
+        "--input",
+        input.to_str().unwrap_or_default(),
+        "--output",
+        output.to_str().unwrap_or_default(),
+    ];
+    let child = Command::new(sibling_binary("empathy")?)
+        .args(["analyze", "--endpoint", &fusion.url()])
+        .args(files)
+        .args(["--concurrency", "1"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let start = Instant::now();
+    while std::fs::read_to_string(&output).map_or(0, |s| s.lines().count()) < 20 {
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(120), "no output");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(fusion); // killed
+    let out = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("rerun the same command to resume"),
+        "{stderr}"
+    );
+    let answers = lines(&output)?;
+    assert!(answers.len() < 600, "the run was not interrupted");
+    // Nothing the server did not answer is marked done.
+    assert!(answers.iter().all(|a| a.get("analysis").is_some()));
+
+    let fusion = start_fusion(&[encoder.url()], &[]).await?;
+    batch(&fusion.url(), &files)?;
+    let expected: Vec<String> = (0..600).map(|i| format!("\"s{i}\"")).collect();
+    assert_eq!(ids(&lines(&output)?), expected);
+    std::fs::remove_dir_all(dir)?;
+    Ok(())
+}

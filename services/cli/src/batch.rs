@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::io::{BufRead, Seek, Write};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use anyhow::Context;
 use empathy_grpc::v1::{AnalyzeOptions, AnalyzeRequest};
 use futures::StreamExt;
 use serde_json::{Value, json};
+use tonic::Code;
 
 /// `--shard I/N`: this process handles the lines with `line_number % N == I` (0-based I).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,7 +138,7 @@ pub async fn run(client: crate::Client, batch: Batch<'_>) -> anyhow::Result<()> 
     futures::pin_mut!(answers);
     let (start, mut last_report, mut written) = (Instant::now(), Instant::now(), 0u64);
     while let Some(line) = answers.next().await {
-        writeln!(out, "{line}")?;
+        writeln!(out, "{}", line?)?;
         out.flush()?;
         written += 1;
         if last_report.elapsed() >= Duration::from_secs(1) {
@@ -166,9 +167,8 @@ fn resume(output: &Path) -> anyhow::Result<HashSet<String>> {
     };
     let complete = complete_prefix_len(&written);
     if complete < written.len() {
-        let mut file = std::fs::OpenOptions::new().write(true).open(output)?;
+        let file = std::fs::OpenOptions::new().write(true).open(output)?;
         file.set_len(complete as u64)?;
-        file.seek(std::io::SeekFrom::End(0))?;
     }
     let text = std::str::from_utf8(&written[..complete])
         .with_context(|| format!("{} is not UTF-8", output.display()))?;
@@ -231,22 +231,46 @@ fn json_item(line: &str, n: u64) -> Result<Item, String> {
     Ok(Item { id, text })
 }
 
-/// One output line: the id and the analysis, or the id and why it failed.
-async fn analyze(mut client: crate::Client, item: Item, batch: &Batch<'_>) -> String {
-    let mut request = tonic::Request::new(AnalyzeRequest {
-        text: item.text,
-        options: Some(batch.options.clone()),
-        ..Default::default()
-    });
-    request.set_timeout(batch.timeout);
-    let line = match client.analyze(request).await {
-        Ok(r) => json!({"id": item.id, "analysis": r.into_inner()}),
-        Err(s) => json!({
-            "id": item.id,
-            "error": {"code": format!("{:?}", s.code()), "message": s.message()}
-        }),
-    };
-    line.to_string()
+/// One output line: the id and the analysis, or the id and why the service refused
+/// this input. A server that is down, overloaded or too slow is tried three more times
+/// (0.5, 1, 2 s apart), then the run stops: an error line would mark the input done and
+/// a rerun would not try it again.
+async fn analyze(client: crate::Client, item: Item, batch: &Batch<'_>) -> anyhow::Result<String> {
+    let (mut wait, mut attempts) = (Duration::from_millis(500), 0);
+    loop {
+        let mut request = tonic::Request::new(AnalyzeRequest {
+            text: item.text.clone(),
+            options: Some(batch.options.clone()),
+            ..Default::default()
+        });
+        request.set_timeout(batch.timeout);
+        let status = match client.clone().analyze(request).await {
+            Ok(r) => return Ok(json!({"id": item.id, "analysis": r.into_inner()}).to_string()),
+            Err(status) => status,
+        };
+        // Unknown: the connection broke in the middle of the call.
+        let transient = matches!(
+            status.code(),
+            Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded | Code::Unknown
+        );
+        if !transient {
+            let error =
+                json!({"code": format!("{:?}", status.code()), "message": status.message()});
+            return Ok(json!({"id": item.id, "error": error}).to_string());
+        }
+        attempts += 1;
+        if attempts > 3 {
+            anyhow::bail!(
+                "id {}: the server did not answer ({:?}: {}); the run stopped here, rerun \
+                 the same command to resume",
+                item.id,
+                status.code(),
+                status.message()
+            );
+        }
+        tokio::time::sleep(wait).await;
+        wait *= 2;
+    }
 }
 
 /// Writes `<output>.summary.json` over the whole output (earlier runs included):
