@@ -71,7 +71,7 @@ async fn a_file_is_analysed_in_order_and_bad_lines_are_skipped() -> anyhow::Resu
     let dir = temp_dir("batch");
     let input = dir.join("in.jsonl");
     let mut text = sentences(40);
-    text.push_str("not json\n{\"id\": 7}\n{\"text\": \"I hate waiting on hold for hours.\"}\n");
+    text.push_str("not json\n{\"id\": 7}\n\n{\"text\": \"I hate waiting on hold for hours.\"}\n");
     std::fs::write(&input, text)?;
     let output = dir.join("out.jsonl");
     let out = batch(
@@ -87,7 +87,7 @@ async fn a_file_is_analysed_in_order_and_bad_lines_are_skipped() -> anyhow::Resu
 
     let answers = lines(&output)?;
     let mut expected: Vec<String> = (0..40).map(|i| format!("\"s{i}\"")).collect();
-    expected.push("43".into()); // no id: its line number
+    expected.push("44".into()); // no id: its line number (a blank line before it)
     assert_eq!(ids(&answers), expected);
     assert_eq!(sentiment(&answers[1]), "positive", "{}", answers[1]);
     assert_eq!(sentiment(&answers[3]), "negative", "{}", answers[3]);

@@ -187,11 +187,11 @@ fn read_items(input: &Path) -> anyhow::Result<Items> {
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
     if !is_csv {
         let lines = std::io::BufReader::new(file).lines().zip(1u64..);
-        return Ok(Box::new(lines.map(|(line, n)| {
-            let item = line
-                .map_err(|e| e.to_string())
-                .and_then(|l| json_item(&l, n));
-            (n, item)
+        // Blank lines (a trailing one, say) are no input, not bad input.
+        return Ok(Box::new(lines.filter_map(|(line, n)| match line {
+            Ok(l) if l.trim().is_empty() => None,
+            Ok(l) => Some((n, json_item(&l, n))),
+            Err(e) => Some((n, Err(e.to_string()))),
         })));
     }
     let mut reader = csv::Reader::from_reader(file);
