@@ -5,7 +5,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use empathy_common::launch::sibling_binary;
@@ -24,6 +24,22 @@ fn batch(endpoint: &str, args: &[&str]) -> anyhow::Result<Output> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(out)
+}
+
+/// `empathy analyze --endpoint <endpoint> <args>` started in the background, returned
+/// once `output` holds `lines` answers: a run to interrupt.
+fn started(endpoint: &str, args: &[&str], output: &Path, lines: usize) -> anyhow::Result<Child> {
+    let child = Command::new(sibling_binary("empathy")?)
+        .args(["analyze", "--endpoint", endpoint])
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let start = Instant::now();
+    while std::fs::read_to_string(output).map_or(0, |s| s.lines().count()) < lines {
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(120), "no output");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child)
 }
 
 fn lines(path: &Path) -> anyhow::Result<Vec<Value>> {
@@ -135,9 +151,6 @@ async fn a_killed_run_resumes_without_loss_or_duplicates() -> anyhow::Result<()>
     std::fs::write(&input, sentences(300))?;
     let output = dir.join("out.jsonl");
     let args = [
-        "analyze",
-        "--endpoint",
-        &fusion.url(),
         "--input",
         input.to_str().unwrap_or_default(),
         "--output",
@@ -145,15 +158,7 @@ async fn a_killed_run_resumes_without_loss_or_duplicates() -> anyhow::Result<()>
         "--concurrency",
         "2",
     ];
-    let mut child = Command::new(sibling_binary("empathy")?)
-        .args(args)
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    let start = Instant::now();
-    while std::fs::read_to_string(&output).map_or(0, |s| s.lines().count()) < 20 {
-        anyhow::ensure!(start.elapsed() < Duration::from_secs(120), "no output");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = started(&fusion.url(), &args, &output, 20)?;
     child.kill()?;
     child.wait()?;
     // A crash in the middle of a write leaves half a line.
@@ -168,7 +173,7 @@ async fn a_killed_run_resumes_without_loss_or_duplicates() -> anyhow::Result<()>
     written.extend_from_slice(&first[..first.len() / 2]);
     std::fs::write(&output, written)?;
 
-    batch(&fusion.url(), &args[3..])?;
+    batch(&fusion.url(), &args)?;
     let expected: Vec<String> = (0..300).map(|i| format!("\"s{i}\"")).collect();
     let answers = lines(&output)?;
     assert_eq!(ids(&answers), expected);
@@ -191,17 +196,8 @@ async fn a_server_lost_mid_run_stops_it_and_a_rerun_completes() -> anyhow::Resul
         "--output",
         output.to_str().unwrap_or_default(),
     ];
-    let child = Command::new(sibling_binary("empathy")?)
-        .args(["analyze", "--endpoint", &fusion.url()])
-        .args(files)
-        .args(["--concurrency", "1"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    let start = Instant::now();
-    while std::fs::read_to_string(&output).map_or(0, |s| s.lines().count()) < 20 {
-        anyhow::ensure!(start.elapsed() < Duration::from_secs(120), "no output");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let one_at_a_time = [&files[..], &["--concurrency", "1"]].concat();
+    let child = started(&fusion.url(), &one_at_a_time, &output, 20)?;
     drop(fusion); // killed
     let out = child.wait_with_output()?;
     let stderr = String::from_utf8_lossy(&out.stderr);
