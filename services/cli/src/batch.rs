@@ -62,29 +62,29 @@ impl fmt::Display for Shard {
     }
 }
 
-/// The length of the complete lines at the start of `written` (an output file read back):
-/// everything after the last newline is a line cut short by a crash, to be truncated away
-/// before appending.
-pub fn complete_prefix_len(written: &[u8]) -> usize {
-    written
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |last| last + 1)
-}
-
-/// The ids in the complete lines of an output file (see [`complete_prefix_len`]), each as
-/// its JSON text without quotes for strings, so that input ids and line numbers compare.
-pub fn written_ids(complete: &str) -> Result<HashSet<String>, String> {
-    let mut ids = HashSet::new();
-    for (i, line) in complete.lines().enumerate() {
-        let value: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| format!("output line {}: {e}", i + 1))?;
+/// The ids in the complete lines of an output file read back, each as its JSON text
+/// without quotes for strings (so that input ids and line numbers compare), and the
+/// length of those lines: what follows the last newline is a line cut short by a crash,
+/// to be truncated away before appending. Reads a line at a time (outputs get large).
+pub fn written_ids(mut output: impl BufRead) -> Result<(HashSet<String>, u64), String> {
+    let (mut ids, mut complete, mut line) = (HashSet::new(), 0u64, Vec::new());
+    for i in 1.. {
+        line.clear();
+        let n = output
+            .read_until(b'\n', &mut line)
+            .map_err(|e| e.to_string())?;
+        if line.last() != Some(&b'\n') {
+            break; // the end, or a half-written line
+        }
+        let value: Value =
+            serde_json::from_slice(&line).map_err(|e| format!("output line {i}: {e}"))?;
         let id = value
             .get("id")
-            .ok_or_else(|| format!("output line {}: no id", i + 1))?;
+            .ok_or_else(|| format!("output line {i}: no id"))?;
         ids.insert(id_key(id));
+        complete += n as u64;
     }
-    Ok(ids)
+    Ok((ids, complete))
 }
 
 /// What `empathy analyze` needs for a batch run.
@@ -162,18 +162,17 @@ pub async fn run(client: crate::Client, batch: Batch<'_>) -> anyhow::Result<()> 
 /// The ids an earlier run of the same command wrote to `output`, after cutting off a
 /// half-written last line.
 fn resume(output: &Path) -> anyhow::Result<HashSet<String>> {
-    let Ok(written) = std::fs::read(output) else {
+    let Ok(file) = std::fs::File::open(output) else {
         return Ok(HashSet::new());
     };
-    let complete = complete_prefix_len(&written);
-    if complete < written.len() {
+    let size = file.metadata()?.len();
+    let (ids, complete) = written_ids(std::io::BufReader::new(file))
+        .map_err(|why| anyhow::anyhow!("cannot resume from {}: {why}", output.display()))?;
+    if complete < size {
         let file = std::fs::OpenOptions::new().write(true).open(output)?;
-        file.set_len(complete as u64)?;
+        file.set_len(complete)?;
     }
-    let text = std::str::from_utf8(&written[..complete])
-        .with_context(|| format!("{} is not UTF-8", output.display()))?;
-    written_ids(text)
-        .map_err(|why| anyhow::anyhow!("cannot resume from {}: {why}", output.display()))
+    Ok(ids)
 }
 
 /// The items of a JSONL file (`{"text", "id"?}` per line) or, for a `.csv` name, of a
@@ -350,17 +349,18 @@ mod tests {
 
     #[test]
     fn a_half_written_last_line_is_cut_off() {
-        assert_eq!(complete_prefix_len(b""), 0);
-        assert_eq!(complete_prefix_len(b"{\"id\":1"), 0);
-        assert_eq!(complete_prefix_len(b"{\"id\":1}\n"), 9);
-        assert_eq!(complete_prefix_len(b"{\"id\":1}\n{\"id\":2,\"ana"), 9);
+        let complete = |written: &[u8]| written_ids(written).map(|(_, len)| len);
+        assert_eq!(complete(b""), Ok(0));
+        assert_eq!(complete(b"{\"id\":1"), Ok(0));
+        assert_eq!(complete(b"{\"id\":1}\n"), Ok(9));
+        assert_eq!(complete(b"{\"id\":1}\n{\"id\":2,\"ana"), Ok(9));
     }
 
     #[test]
     fn written_ids_read_numbers_and_strings() {
-        let ids =
-            written_ids("{\"id\":3,\"analysis\":{}}\n{\"id\":\"a-1\",\"error\":{}}\n").unwrap();
+        let written = b"{\"id\":3,\"analysis\":{}}\n{\"id\":\"a-1\",\"error\":{}}\n";
+        let (ids, _) = written_ids(&written[..]).unwrap();
         assert!(ids.contains("3") && ids.contains("a-1") && ids.len() == 2);
-        assert!(written_ids("{\"x\":1}\n").is_err());
+        assert!(written_ids(&b"{\"x\":1}\n"[..]).is_err());
     }
 }
