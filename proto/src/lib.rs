@@ -30,6 +30,10 @@ pub fn is_tenant_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
+/// Most reply templates in one tenant's bank or one SuggestReplies request: each is
+/// embedded once and scored on every call.
+pub const MAX_REPLY_TEMPLATES: usize = 500;
+
 /// The tenant of a single local user, and of every caller in insecure mode without
 /// the tenant header.
 pub const DEFAULT_TENANT: &str = "default";

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod learn;
 pub mod load;
 pub mod privacy;
+pub mod replies;
 pub mod suggest;
 pub mod summary;
 

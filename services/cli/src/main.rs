@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 use empathy_cli::admin::{self, AdminArgs};
 use empathy_cli::{
-    analyze, bench, connection, exit_code, keys, learn, load, privacy, runtime, suggest,
+    analyze, bench, connection, exit_code, keys, learn, load, privacy, replies, runtime, suggest,
 };
 
 #[derive(Parser)]
@@ -29,6 +29,8 @@ enum Command {
     /// Which recent analyses to label next: where the model was unsure, or the lexicon
     /// read otherwise.
     Suggest(suggest::SuggestArgs),
+    /// Reply templates: `set` the tenant's bank, `suggest` the best for a turn, `eval`.
+    Replies(replies::RepliesArgs),
     /// Ask the trainer to fine-tune on the stored feedback now.
     Retrain(learn::RetrainArgs),
     /// Model versions, their metrics, and which one serves.
@@ -78,6 +80,7 @@ fn main() -> std::process::ExitCode {
         Command::Analyze(args) => runtime().and_then(|rt| rt.block_on(analyze::run(args))),
         Command::Feedback(args) => runtime().and_then(|rt| rt.block_on(learn::feedback(args))),
         Command::Suggest(args) => runtime().and_then(|rt| rt.block_on(suggest::run(args))),
+        Command::Replies(args) => runtime().and_then(|rt| rt.block_on(replies::run(args))),
         Command::Retrain(args) => runtime().and_then(|rt| rt.block_on(learn::retrain(args))),
         Command::Models(args) => runtime().and_then(|rt| rt.block_on(learn::models(args))),
         Command::Rollback(args) => runtime().and_then(|rt| rt.block_on(learn::rollback(args))),

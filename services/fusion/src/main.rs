@@ -10,6 +10,7 @@ mod feedback;
 mod model_lines;
 mod model_watch;
 mod recent;
+mod replies;
 mod service;
 mod situations;
 mod suggest;
@@ -192,6 +193,10 @@ fn doors() -> Policy {
         .allow(
             "/empathy.v1.EmpathyService/SuggestLabels",
             Door::Role(Role::Feedback),
+        )
+        .allow(
+            "/empathy.v1.EmpathyService/SetReplies",
+            Door::Role(Role::Admin),
         )
         .allow(
             "/empathy.v1.EmpathyService/ForgetAnalyses",

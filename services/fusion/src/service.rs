@@ -9,14 +9,16 @@ use std::{
 use empathy_common::Metrics;
 use empathy_grpc::v1::{
     AnalyzeRequest, AnalyzeResponse, FeedbackRequest, FeedbackResponse, ForgetAnalysesRequest,
-    ForgetAnalysesResponse, InfoRequest, InfoResponse, ModalityStatus, SuggestLabelsRequest,
-    SuggestLabelsResponse, Turn, empathy_service_server::EmpathyService,
+    ForgetAnalysesResponse, InfoRequest, InfoResponse, ModalityStatus, SetRepliesRequest,
+    SetRepliesResponse, SuggestLabelsRequest, SuggestLabelsResponse, SuggestRepliesRequest,
+    SuggestRepliesResponse, Turn, empathy_service_server::EmpathyService,
 };
 use empathy_model::Manifest;
 use empathy_proto::{EMOTION_LABELS, SENTIMENT_LABELS, modality::SITUATION};
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::replies;
 use crate::utterances::{self, Utterances};
 use crate::{analyze::Analyzer, trajectory::Curve, validate};
 
@@ -24,6 +26,8 @@ use crate::{analyze::Analyzer, trajectory::Curve, validate};
 pub struct Empathy {
     analyzer: Arc<Analyzer>,
     metrics: Metrics,
+    /// Reply templates' embeddings, shared by all calls.
+    replies: Arc<replies::Embeddings>,
 }
 
 impl Empathy {
@@ -31,6 +35,7 @@ impl Empathy {
         Self {
             analyzer: Arc::new(analyzer),
             metrics,
+            replies: Arc::default(),
         }
     }
 }
@@ -118,6 +123,30 @@ impl EmpathyService for Empathy {
         let tenant = empathy_common::Identity::of(&request)?.tenant;
         let limit = request.into_inner().limit;
         crate::suggest::suggest(&self.analyzer.recent, &tenant, limit).map(Response::new)
+    }
+
+    async fn suggest_replies(
+        &self,
+        request: Request<SuggestRepliesRequest>,
+    ) -> Result<Response<SuggestRepliesResponse>, Status> {
+        let tenant = empathy_common::Identity::of(&request)?.tenant;
+        let work = replies::suggest(&self.analyzer, &self.replies, &tenant, request.into_inner());
+        self.metrics
+            .track("SuggestReplies", work)
+            .await
+            .map(Response::new)
+    }
+
+    async fn set_replies(
+        &self,
+        request: Request<SetRepliesRequest>,
+    ) -> Result<Response<SetRepliesResponse>, Status> {
+        let tenant = empathy_common::Identity::of(&request)?.tenant;
+        let work = replies::set(&self.analyzer, &tenant, request.into_inner());
+        self.metrics
+            .track("SetReplies", work)
+            .await
+            .map(Response::new)
     }
 
     /// About the version that serves the caller's tenant.

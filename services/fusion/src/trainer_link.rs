@@ -1,4 +1,5 @@
-//! The connection to the trainer that fusion forwards feedback to. Its own module so
+//! The connection to the trainer that fusion forwards feedback to (and keeps tenants'
+//! reply templates in). Its own module so
 //! `analyze` (which holds one) and `feedback` (which uses the analyzer) do not import
 //! each other.
 
@@ -7,7 +8,10 @@ use std::time::Duration;
 use empathy_common::auth::KeyLookup;
 use empathy_grpc::v1::key_service_client::KeyServiceClient;
 use empathy_grpc::v1::trainer_service_client::TrainerServiceClient;
-use empathy_grpc::v1::{ApiKey, AuthenticateRequest, FeedbackAck, FeedbackRecord, TrafficBatch};
+use empathy_grpc::v1::{
+    ApiKey, AuthenticateRequest, FeedbackAck, FeedbackRecord, GetRepliesRequest, TenantReplies,
+    TrafficBatch,
+};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -64,6 +68,38 @@ impl TrainerLink {
     pub async fn submit_traffic(&self, batch: TrafficBatch) -> Result<u64, Status> {
         let ack = self.client.clone().submit_traffic(batch).await?;
         Ok(ack.into_inner().stored)
+    }
+
+    /// Stores `bank` as its tenant's reply templates.
+    pub async fn put_replies(&self, bank: TenantReplies) -> Result<TenantReplies, Status> {
+        self.client
+            .clone()
+            .put_replies(bank)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.unreachable("reply templates not stored", s))
+    }
+
+    /// `tenant`'s reply templates (none: an empty bank).
+    pub async fn replies(&self, tenant: &str) -> Result<TenantReplies, Status> {
+        let request = GetRepliesRequest {
+            tenant: tenant.to_string(),
+        };
+        self.client
+            .clone()
+            .get_replies(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.unreachable("reply templates not read", s))
+    }
+
+    fn unreachable(&self, what: &str, s: Status) -> Status {
+        Status::unavailable(format!(
+            "{what}: the trainer at {} answered {}: {}; retry",
+            self.url(),
+            s.code(),
+            s.message()
+        ))
     }
 }
 

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use empathy_common::{Identity, Metrics};
 use empathy_grpc::v1::{
     CancelJobRequest, FeedbackAck, FeedbackRecord, ForgetRequest, ForgetResponse,
-    ListModelsRequest, ListModelsResponse, ModelVersion, PurgeFeedbackRequest,
+    GetRepliesRequest, ListModelsRequest, ListModelsResponse, ModelVersion, PurgeFeedbackRequest,
     PurgeFeedbackResponse, ResumeTrainingRequest, RollbackRequest, StartTrainingRequest,
-    TrafficAck, TrafficBatch, TrainingJob, TrainingStatus, WatchJobRequest, WatchModelsRequest,
-    trainer_service_server::TrainerService,
+    TenantReplies, TrafficAck, TrafficBatch, TrainingJob, TrainingStatus, WatchJobRequest,
+    WatchModelsRequest, trainer_service_server::TrainerService,
 };
 use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
@@ -365,6 +365,61 @@ impl TrainerService for TrainerApi {
             .await
             .map(Response::new)
     }
+
+    async fn put_replies(
+        &self,
+        request: Request<TenantReplies>,
+    ) -> Result<Response<TenantReplies>, Status> {
+        let mut bank = request.into_inner();
+        check_replies(&bank.tenant, bank.templates.len())?;
+        bank.updated_unix_ms = now_ms();
+        let store = self.trainer.store.clone();
+        let work = async move {
+            tokio::task::spawn_blocking(move || store.put_replies(&bank).map(|()| bank))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| Status::unavailable(format!("reply templates not stored: {e:#}")))
+        };
+        self.metrics
+            .track("PutReplies", work)
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_replies(
+        &self,
+        request: Request<GetRepliesRequest>,
+    ) -> Result<Response<TenantReplies>, Status> {
+        let tenant = request.into_inner().tenant;
+        check_replies(&tenant, 0)?;
+        let store = self.trainer.store.clone();
+        let work = async move {
+            tokio::task::spawn_blocking(move || store.replies(&tenant))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| Status::unavailable(format!("reply templates not read: {e:#}")))
+        };
+        self.metrics
+            .track("GetReplies", work)
+            .await
+            .map(Response::new)
+    }
+}
+
+/// Fusion checks each template; the store only refuses a bank it could not keep.
+fn check_replies(tenant: &str, templates: usize) -> Result<(), Status> {
+    if !empathy_proto::is_tenant_name(tenant) {
+        return Err(Status::invalid_argument(
+            "tenant must be 1-64 characters of a-z, 0-9, '-' and '_'",
+        ));
+    }
+    if templates > empathy_proto::MAX_REPLY_TEMPLATES {
+        return Err(Status::invalid_argument(format!(
+            "{templates} reply templates; a bank holds at most {}",
+            empathy_proto::MAX_REPLY_TEMPLATES
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ mod postgres;
 mod postgres_tls;
 mod postgres_url;
 mod privacy;
+mod replies;
 mod schema;
 mod sqlite;
 mod tenants;
@@ -231,6 +232,9 @@ trait Backend: Send + Sync {
     fn store_traffic(&self, rows: &[TrafficRow], keep: i64) -> anyhow::Result<u64>;
     /// A tenant's newest samples (analysis id, protobuf), at most `limit`.
     fn read_traffic(&self, tenant: &str, limit: i64) -> anyhow::Result<Vec<(String, Vec<u8>)>>;
+    /// Sets (Some: protobuf and when) or removes (None) a tenant's reply bank.
+    fn set_replies(&self, tenant: &str, bank: Option<(&[u8], i64)>) -> anyhow::Result<()>;
+    fn replies(&self, tenant: &str) -> anyhow::Result<Option<Vec<u8>>>;
 }
 
 /// The writer thread's connection.

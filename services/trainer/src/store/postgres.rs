@@ -498,6 +498,14 @@ impl Backend for Postgres {
         self.insert_traffic(rows, keep)
     }
 
+    fn set_replies(&self, tenant: &str, bank: Option<(&[u8], i64)>) -> anyhow::Result<()> {
+        self.set_tenant_replies(tenant, bank)
+    }
+
+    fn replies(&self, tenant: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        self.tenant_replies(tenant)
+    }
+
     fn read_traffic(&self, tenant: &str, limit: i64) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
         self.traffic_rows(tenant, limit)
     }

@@ -33,8 +33,8 @@ impl Dialect {
         }
     }
 
-    /// Creates the `feedback`, `jobs`, `meta`, `api_keys`, `tenant_pause` and `traffic`
-    /// tables unless they exist.
+    /// Creates the `feedback`, `jobs`, `meta`, `api_keys`, `tenant_pause`, `traffic` and
+    /// `reply_banks` tables unless they exist.
     pub(super) fn schema(self) -> String {
         let (seq_key, int64, bytes) = (self.seq_key(), self.int64(), self.bytes());
         format!(
@@ -96,6 +96,12 @@ CREATE TABLE IF NOT EXISTS traffic (
     subject_id       TEXT NOT NULL,
     received_unix_ms {int64} NOT NULL,
     sample           {bytes} NOT NULL
+);
+-- Each tenant's reply templates: a TenantReplies (protobuf), replaced whole.
+CREATE TABLE IF NOT EXISTS reply_banks (
+    tenant           TEXT PRIMARY KEY,
+    bank             {bytes} NOT NULL,
+    updated_unix_ms  {int64} NOT NULL
 );
 "
         )

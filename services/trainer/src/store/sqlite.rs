@@ -23,6 +23,7 @@ use rusqlite::{Connection, params};
 use empathy_proto::v1::FeedbackFilter;
 
 use super::keys::{self, KeyRow};
+use super::replies::{CLEAR_REPLIES, GET_REPLIES, SET_REPLIES};
 use super::schema::{ADDED_COLUMNS, Dialect};
 use super::tenants::{
     CLEAR_PAUSE, GET_PAUSE, INSERT_TRAFFIC, READ_TRAFFIC, SET_PAUSE, TRIM_TRAFFIC,
@@ -363,6 +364,22 @@ impl Backend for Sqlite {
                 since_unix_ms: r.get(1)?,
             })
         })?;
+        Ok(rows.next().transpose()?)
+    }
+
+    fn set_replies(&self, tenant: &str, bank: Option<(&[u8], i64)>) -> anyhow::Result<()> {
+        let conn = self.open()?;
+        match bank {
+            Some((bytes, at)) => conn.execute(SET_REPLIES, params![tenant, bytes, at])?,
+            None => conn.execute(CLEAR_REPLIES, [tenant])?,
+        };
+        Ok(())
+    }
+
+    fn replies(&self, tenant: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let conn = self.open()?;
+        let mut stmt = conn.prepare(GET_REPLIES)?;
+        let mut rows = stmt.query_map([tenant], |r| r.get(0))?;
         Ok(rows.next().transpose()?)
     }
 

@@ -146,10 +146,11 @@ async fn stores_reopens_and_counts_pending_on_postgres() -> anyhow::Result<()> {
     forgets(&database).await?;
     postgres_batch(&url, DROP_ALL)?;
     pauses(&database)?;
+    reply_banks(&database)?;
     Ok(())
 }
 
-const DROP_ALL: &str = "DROP TABLE IF EXISTS feedback, jobs, meta, training_pause";
+const DROP_ALL: &str = "DROP TABLE IF EXISTS feedback, jobs, meta, training_pause, reply_banks";
 
 /// The feedback table as databases made before issue 12 have it.
 const OLD_FEEDBACK_TABLE: &str = "CREATE TABLE feedback (\
@@ -266,4 +267,38 @@ async fn traffic_is_kept_per_tenant_bounded_and_forgotten() -> anyhow::Result<()
     store.forget("p1")?;
     assert_eq!(store.traffic("globex", 10)?.len(), 1);
     Ok(())
+}
+
+/// A tenant's bank is replaced whole, kept apart from other tenants', and removed by
+/// an empty one.
+fn reply_banks(database: &Database) -> anyhow::Result<()> {
+    use empathy_proto::v1::{ReplyTemplate, TenantReplies};
+    let store = FeedbackStore::open_database(database, 8)?;
+    let bank = |tenant: &str, ids: &[&str]| TenantReplies {
+        tenant: tenant.into(),
+        templates: ids
+            .iter()
+            .map(|id| ReplyTemplate {
+                id: id.to_string(),
+                text: format!("Reply {id}"),
+                ..Default::default()
+            })
+            .collect(),
+        updated_unix_ms: 7,
+    };
+    store.put_replies(&bank("acme", &["sorry", "thanks"]))?;
+    store.put_replies(&bank("globex", &["hello"]))?;
+    store.put_replies(&bank("acme", &["welcome"]))?;
+    assert_eq!(store.replies("acme")?, bank("acme", &["welcome"]));
+    assert_eq!(store.replies("globex")?.templates.len(), 1);
+    store.put_replies(&bank("globex", &[]))?;
+    assert!(store.replies("globex")?.templates.is_empty());
+    assert!(store.replies("initech")?.templates.is_empty());
+    Ok(())
+}
+
+#[test]
+fn reply_banks_on_sqlite() -> anyhow::Result<()> {
+    let dir = crate::test_registry::Scratch::new("replies");
+    reply_banks(&Database::Sqlite(dir.database()))
 }

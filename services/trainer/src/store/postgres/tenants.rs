@@ -1,8 +1,9 @@
-//! The PostgreSQL side of `store::tenants`: per-tenant pending counts, pauses and the
-//! traffic sample, on the reader session (the writer's counts on its own connection).
+//! The PostgreSQL side of `store::tenants` and `store::replies`: per-tenant pending
+//! counts, pauses, the traffic sample and reply banks, on the reader session (the writer's counts on its own connection).
 
 use ::postgres::GenericClient;
 
+use super::super::replies::{CLEAR_REPLIES, GET_REPLIES, SET_REPLIES};
 use super::super::tenants::{
     CLEAR_PAUSE, GET_PAUSE, INSERT_TRAFFIC, PENDING, READ_TRAFFIC, SET_PAUSE, TRIM_TRAFFIC,
 };
@@ -42,6 +43,31 @@ impl Postgres {
                         since_unix_ms: get(&r, 1)?,
                     })
                 })
+                .transpose()
+        })
+    }
+
+    pub(super) fn set_tenant_replies(
+        &self,
+        tenant: &str,
+        bank: Option<(&[u8], i64)>,
+    ) -> anyhow::Result<()> {
+        let tenant = no_nul(tenant.to_string());
+        let bank = bank.map(|(bytes, at)| (bytes.to_vec(), at));
+        self.session.call(move |c| {
+            match &bank {
+                Some((bytes, at)) => c.execute(SET_REPLIES, &[&tenant, bytes, at])?,
+                None => c.execute(CLEAR_REPLIES, &[&tenant])?,
+            };
+            Ok(())
+        })
+    }
+
+    pub(super) fn tenant_replies(&self, tenant: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let tenant = no_nul(tenant.to_string());
+        self.session.call(move |c| {
+            c.query_opt(GET_REPLIES, &[&tenant])?
+                .map(|r| get(&r, 0))
                 .transpose()
         })
     }
