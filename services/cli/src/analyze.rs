@@ -59,6 +59,10 @@ pub struct AnalyzeArgs {
     /// deletes it.
     #[arg(long, default_value = "")]
     subject: String,
+    /// Keep this analysis's affect in the subject's trajectory (`empathy trajectory`):
+    /// only for a person who opted in.
+    #[arg(long, requires = "subject")]
+    record_affect: bool,
     #[command(flatten)]
     fusion: crate::FusionEndpoint,
     /// Deadline for the whole call, in milliseconds.
@@ -70,6 +74,7 @@ fn options(args: &AnalyzeArgs) -> AnalyzeOptions {
     AnalyzeOptions {
         num_situations: args.situations,
         seed: args.seed,
+        record_affect: args.record_affect,
         ..Default::default()
     }
 }

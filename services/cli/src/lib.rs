@@ -16,6 +16,7 @@ pub mod privacy;
 pub mod replies;
 pub mod suggest;
 pub mod summary;
+pub mod trajectory;
 
 use empathy_grpc::v1::empathy_service_client::EmpathyServiceClient;
 

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use empathy_cli::admin::{self, AdminArgs};
 use empathy_cli::{
     analyze, bench, connection, exit_code, keys, learn, load, privacy, replies, runtime, suggest,
+    trajectory,
 };
 
 #[derive(Parser)]
@@ -31,6 +32,8 @@ enum Command {
     Suggest(suggest::SuggestArgs),
     /// Reply templates: `set` the tenant's bank, `suggest` the best for a turn, `eval`.
     Replies(replies::RepliesArgs),
+    /// One opted-in subject's affect per day and the sustained-negative alert.
+    Trajectory(trajectory::TrajectoryArgs),
     /// Ask the trainer to fine-tune on the stored feedback now.
     Retrain(learn::RetrainArgs),
     /// Model versions, their metrics, and which one serves.
@@ -81,6 +84,7 @@ fn main() -> std::process::ExitCode {
         Command::Feedback(args) => runtime().and_then(|rt| rt.block_on(learn::feedback(args))),
         Command::Suggest(args) => runtime().and_then(|rt| rt.block_on(suggest::run(args))),
         Command::Replies(args) => runtime().and_then(|rt| rt.block_on(replies::run(args))),
+        Command::Trajectory(args) => runtime().and_then(|rt| rt.block_on(trajectory::run(args))),
         Command::Retrain(args) => runtime().and_then(|rt| rt.block_on(learn::retrain(args))),
         Command::Models(args) => runtime().and_then(|rt| rt.block_on(learn::models(args))),
         Command::Rollback(args) => runtime().and_then(|rt| rt.block_on(learn::rollback(args))),

@@ -44,8 +44,8 @@ pub async fn forget(args: ForgetArgs) -> anyhow::Result<()> {
         .into_inner();
     println!(
         "deleted {} stored feedback record(s) of subject {} (text, note, features and \
-         any kept inputs)",
-        done.feedback_deleted, args.subject
+         any kept inputs) and {} point(s) of its affect trajectory",
+        done.feedback_deleted, args.subject, done.affect_points_deleted
     );
     if !done.trained_into.is_empty() {
         println!(

@@ -407,7 +407,7 @@ impl Analyzer {
             context::name_turns(&mut found, &req.context, call.context_read);
             found
         };
-        Ok(AnalyzeResponse {
+        let mut response = AnalyzeResponse {
             analysis_id,
             sentiment: Some(sentiment(&prediction)),
             emotions: Some(emotions(
@@ -433,7 +433,13 @@ impl Analyzer {
             notes,
             low_confidence: low_confidence.is_some(),
             trajectory: None,
-        })
+        };
+        if opts.record_affect {
+            let trainer = self.trainer.as_ref();
+            let note = crate::care::record(trainer, tenant, &req.subject_id, &response).await;
+            response.notes.extend(note);
+        }
+        Ok(response)
     }
 
     /// Encodes every modality present and imagines situations, each within the

@@ -3,6 +3,7 @@
 //! model, and answers.
 
 mod analyze;
+mod care;
 mod context;
 mod encoders;
 mod explain;
@@ -192,6 +193,10 @@ fn doors() -> Policy {
         .rate_limit("/empathy.v1.EmpathyService/Feedback")
         .allow(
             "/empathy.v1.EmpathyService/SuggestLabels",
+            Door::Role(Role::Feedback),
+        )
+        .allow(
+            "/empathy.v1.EmpathyService/SubjectTrajectory",
             Door::Role(Role::Feedback),
         )
         .allow(

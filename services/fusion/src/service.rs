@@ -10,8 +10,9 @@ use empathy_common::Metrics;
 use empathy_grpc::v1::{
     AnalyzeRequest, AnalyzeResponse, FeedbackRequest, FeedbackResponse, ForgetAnalysesRequest,
     ForgetAnalysesResponse, InfoRequest, InfoResponse, ModalityStatus, SetRepliesRequest,
-    SetRepliesResponse, SuggestLabelsRequest, SuggestLabelsResponse, SuggestRepliesRequest,
-    SuggestRepliesResponse, Turn, empathy_service_server::EmpathyService,
+    SetRepliesResponse, SubjectTrajectoryRequest, SubjectTrajectoryResponse, SuggestLabelsRequest,
+    SuggestLabelsResponse, SuggestRepliesRequest, SuggestRepliesResponse, Turn,
+    empathy_service_server::EmpathyService,
 };
 use empathy_model::Manifest;
 use empathy_proto::{EMOTION_LABELS, SENTIMENT_LABELS, modality::SITUATION};
@@ -133,6 +134,19 @@ impl EmpathyService for Empathy {
         let work = replies::suggest(&self.analyzer, &self.replies, &tenant, request.into_inner());
         self.metrics
             .track("SuggestReplies", work)
+            .await
+            .map(Response::new)
+    }
+
+    async fn subject_trajectory(
+        &self,
+        request: Request<SubjectTrajectoryRequest>,
+    ) -> Result<Response<SubjectTrajectoryResponse>, Status> {
+        let tenant = empathy_common::Identity::of(&request)?.tenant;
+        let trainer = self.analyzer.trainer.as_ref();
+        let work = crate::care::trajectory(trainer, &tenant, request.into_inner());
+        self.metrics
+            .track("SubjectTrajectory", work)
             .await
             .map(Response::new)
     }

@@ -9,8 +9,8 @@ use empathy_common::auth::KeyLookup;
 use empathy_grpc::v1::key_service_client::KeyServiceClient;
 use empathy_grpc::v1::trainer_service_client::TrainerServiceClient;
 use empathy_grpc::v1::{
-    ApiKey, AuthenticateRequest, FeedbackAck, FeedbackRecord, GetRepliesRequest, TenantReplies,
-    TrafficBatch,
+    AffectPoint, ApiKey, AuthenticateRequest, FeedbackAck, FeedbackRecord, GetRepliesRequest,
+    ReadAffectRequest, SubjectAffect, TenantReplies, TrafficBatch,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -91,6 +91,29 @@ impl TrainerLink {
             .await
             .map(tonic::Response::into_inner)
             .map_err(|s| self.unreachable("reply templates not read", s))
+    }
+
+    /// Keeps a subject's affect points.
+    pub async fn record_affect(&self, affect: SubjectAffect) -> Result<(), Status> {
+        self.client
+            .clone()
+            .record_affect(affect)
+            .await
+            .map(|_| ())
+            .map_err(|s| self.unreachable("affect not stored", s))
+    }
+
+    /// A subject's affect points since a time, oldest first.
+    pub async fn read_affect(
+        &self,
+        request: ReadAffectRequest,
+    ) -> Result<Vec<AffectPoint>, Status> {
+        self.client
+            .clone()
+            .read_affect(request)
+            .await
+            .map(|r| r.into_inner().points)
+            .map_err(|s| self.unreachable("the trajectory could not be read", s))
     }
 
     fn unreachable(&self, what: &str, s: Status) -> Status {

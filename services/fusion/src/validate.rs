@@ -67,6 +67,13 @@ pub fn check(
             limits.max_image_bytes
         ));
     }
+    let record_affect = req.options.as_ref().is_some_and(|o| o.record_affect);
+    if record_affect && req.subject_id.is_empty() {
+        return bad(
+            "options.record_affect needs subject_id: the pseudonym of the person who opted in"
+                .into(),
+        );
+    }
     if req.context.len() > limits.max_context_turns {
         return bad(format!(
             "context has {} turns; the limit is {} (send the most recent ones)",

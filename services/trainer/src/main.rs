@@ -218,6 +218,8 @@ async fn main() -> anyhow::Result<()> {
             .allow("/empathy.v1.TrainerService/SubmitTraffic", Door::Internal)
             .allow("/empathy.v1.TrainerService/PutReplies", Door::Internal)
             .allow("/empathy.v1.TrainerService/GetReplies", Door::Internal)
+            .allow("/empathy.v1.TrainerService/RecordAffect", Door::Internal)
+            .allow("/empathy.v1.TrainerService/ReadAffect", Door::Internal)
             .allow("/empathy.v1.KeyService/Authenticate", Door::Internal);
         AuthLayer::new(policy, std::sync::Arc::new(keys.clone()), u32::MAX)
     } else {

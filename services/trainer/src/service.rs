@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use empathy_common::{Identity, Metrics};
 use empathy_grpc::v1::{
-    CancelJobRequest, FeedbackAck, FeedbackRecord, ForgetRequest, ForgetResponse,
+    AffectAck, CancelJobRequest, FeedbackAck, FeedbackRecord, ForgetRequest, ForgetResponse,
     GetRepliesRequest, ListModelsRequest, ListModelsResponse, ModelVersion, PurgeFeedbackRequest,
-    PurgeFeedbackResponse, ResumeTrainingRequest, RollbackRequest, StartTrainingRequest,
-    TenantReplies, TrafficAck, TrafficBatch, TrainingJob, TrainingStatus, WatchJobRequest,
-    WatchModelsRequest, trainer_service_server::TrainerService,
+    PurgeFeedbackResponse, ReadAffectRequest, ResumeTrainingRequest, RollbackRequest,
+    StartTrainingRequest, SubjectAffect, TenantReplies, TrafficAck, TrafficBatch, TrainingJob,
+    TrainingStatus, WatchJobRequest, WatchModelsRequest, trainer_service_server::TrainerService,
 };
 use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
@@ -324,12 +324,14 @@ impl TrainerService for TrainerApi {
         // The count only: the subject id is a person's pseudonym.
         tracing::info!(
             deleted = forgotten.deleted,
+            affect_points = forgotten.affect,
             trained_into = ?forgotten.trained_into,
             "forgot a subject's feedback"
         );
         Ok(Response::new(ForgetResponse {
             feedback_deleted: forgotten.deleted,
             trained_into: forgotten.trained_into,
+            affect_points_deleted: forgotten.affect,
         }))
     }
 
@@ -386,6 +388,58 @@ impl TrainerService for TrainerApi {
             .map(Response::new)
     }
 
+    async fn record_affect(
+        &self,
+        request: Request<SubjectAffect>,
+    ) -> Result<Response<AffectAck>, Status> {
+        let affect = request.into_inner();
+        check_affect_owner(&affect.tenant, &affect.subject_id)?;
+        if affect.points.iter().any(|p| p.analysis_id.is_empty()) {
+            return Err(Status::invalid_argument(
+                "an affect point has no analysis_id",
+            ));
+        }
+        let store = self.trainer.store.clone();
+        let work = async move {
+            tokio::task::spawn_blocking(move || store.record_affect(&affect))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map(|stored| AffectAck { stored })
+                .map_err(|e| Status::unavailable(format!("affect not stored: {e:#}")))
+        };
+        self.metrics
+            .track("RecordAffect", work)
+            .await
+            .map(Response::new)
+    }
+
+    async fn read_affect(
+        &self,
+        request: Request<ReadAffectRequest>,
+    ) -> Result<Response<SubjectAffect>, Status> {
+        let r = request.into_inner();
+        check_affect_owner(&r.tenant, &r.subject_id)?;
+        let store = self.trainer.store.clone();
+        let work = async move {
+            let (tenant, subject_id) = (r.tenant.clone(), r.subject_id.clone());
+            let points = tokio::task::spawn_blocking(move || {
+                store.read_affect(&r.tenant, &r.subject_id, r.since_unix_ms)
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::unavailable(format!("affect not read: {e:#}")))?;
+            Ok(SubjectAffect {
+                tenant,
+                subject_id,
+                points,
+            })
+        };
+        self.metrics
+            .track("ReadAffect", work)
+            .await
+            .map(Response::new)
+    }
+
     async fn get_replies(
         &self,
         request: Request<GetRepliesRequest>,
@@ -404,6 +458,15 @@ impl TrainerService for TrainerApi {
             .await
             .map(Response::new)
     }
+}
+
+/// Fusion checks the points it records; the store needs a tenant and a subject.
+fn check_affect_owner(tenant: &str, subject_id: &str) -> Result<(), Status> {
+    check_replies(tenant, 0)?;
+    if subject_id.is_empty() {
+        return Err(Status::invalid_argument("subject_id is empty"));
+    }
+    check_subject(subject_id)
 }
 
 /// Fusion checks each template; the store only refuses a bank it could not keep.

@@ -27,6 +27,7 @@
 //! advisory lock for the whole job, so a second trainer on the same database is
 //! refused (`LockError::Busy`) while the first one trains.
 
+pub mod affect;
 pub mod keys;
 mod postgres;
 mod postgres_tls;
@@ -235,6 +236,17 @@ trait Backend: Send + Sync {
     /// Sets (Some: protobuf and when) or removes (None) a tenant's reply bank.
     fn set_replies(&self, tenant: &str, bank: Option<(&[u8], i64)>) -> anyhow::Result<()>;
     fn replies(&self, tenant: &str) -> anyhow::Result<Option<Vec<u8>>>;
+    /// Inserts the points (an analysis already stored is kept); how many were new.
+    fn insert_affect(&self, rows: &[affect::AffectRow]) -> anyhow::Result<u64>;
+    /// A subject's points since a time (analysis id, protobuf), newest first, at most
+    /// `limit`.
+    fn read_affect(
+        &self,
+        tenant: &str,
+        subject_id: &str,
+        since_unix_ms: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<(String, Vec<u8>)>>;
 }
 
 /// The writer thread's connection.

@@ -40,6 +40,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use empathy_proto::v1::FeedbackFilter;
 
+use super::affect::AffectRow;
 use super::keys::{self, KeyRow};
 use super::postgres_tls;
 pub use super::postgres_url::{check_url, redact};
@@ -480,6 +481,10 @@ impl Backend for Postgres {
                 &[&cutoff_unix_ms],
             )?;
             c.execute(
+                "DELETE FROM affect WHERE analyzed_unix_ms < $1",
+                &[&cutoff_unix_ms],
+            )?;
+            c.execute(
                 "DELETE FROM feedback WHERE received_unix_ms < $1",
                 &[&cutoff_unix_ms],
             )
@@ -496,6 +501,20 @@ impl Backend for Postgres {
 
     fn store_traffic(&self, rows: &[TrafficRow], keep: i64) -> anyhow::Result<u64> {
         self.insert_traffic(rows, keep)
+    }
+
+    fn insert_affect(&self, rows: &[AffectRow]) -> anyhow::Result<u64> {
+        self.insert_affect_rows(rows)
+    }
+
+    fn read_affect(
+        &self,
+        tenant: &str,
+        subject_id: &str,
+        since_unix_ms: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+        self.affect_rows(tenant, subject_id, since_unix_ms, limit)
     }
 
     fn set_replies(&self, tenant: &str, bank: Option<(&[u8], i64)>) -> anyhow::Result<()> {
@@ -539,6 +558,7 @@ impl Postgres {
         self.session.call(move |c| {
             let mut tx = c.transaction()?;
             tx.execute("DELETE FROM traffic WHERE subject_id = $1", &[&subject])?;
+            let affect = tx.execute("DELETE FROM affect WHERE subject_id = $1", &[&subject])?;
             let lowest: Option<i64> = get(
                 &tx.query_one(
                     "SELECT MIN(seq) FROM feedback WHERE subject_id = $1",
@@ -548,7 +568,10 @@ impl Postgres {
             )?;
             let Some(lowest) = lowest else {
                 tx.commit()?;
-                return Ok(Forgotten::default());
+                return Ok(Forgotten {
+                    affect,
+                    ..Forgotten::default()
+                });
             };
             let trained_into = tx
                 .query(TRAINED_INTO, &[&lowest])?
@@ -560,6 +583,7 @@ impl Postgres {
             Ok(Forgotten {
                 deleted,
                 trained_into,
+                affect,
             })
         })
     }

@@ -15,6 +15,8 @@ pub struct Forgotten {
     pub deleted: u64,
     /// Versions published by jobs that read at least one of the deleted records.
     pub trained_into: Vec<String>,
+    /// Points of the subject's affect trajectory.
+    pub affect: u64,
 }
 
 /// Why automatic training is paused, and since when.

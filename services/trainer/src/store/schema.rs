@@ -33,8 +33,8 @@ impl Dialect {
         }
     }
 
-    /// Creates the `feedback`, `jobs`, `meta`, `api_keys`, `tenant_pause`, `traffic` and
-    /// `reply_banks` tables unless they exist.
+    /// Creates the `feedback`, `jobs`, `meta`, `api_keys`, `tenant_pause`, `traffic`,
+    /// `affect` and `reply_banks` tables unless they exist.
     pub(super) fn schema(self) -> String {
         let (seq_key, int64, bytes) = (self.seq_key(), self.int64(), self.bytes());
         format!(
@@ -97,6 +97,14 @@ CREATE TABLE IF NOT EXISTS traffic (
     received_unix_ms {int64} NOT NULL,
     sample           {bytes} NOT NULL
 );
+-- Opted-in subjects' affect over time: an AffectPoint (protobuf) per analysis.
+CREATE TABLE IF NOT EXISTS affect (
+    analysis_id      TEXT PRIMARY KEY,
+    tenant           TEXT NOT NULL,
+    subject_id       TEXT NOT NULL,
+    analyzed_unix_ms {int64} NOT NULL,
+    point            {bytes} NOT NULL
+);
 -- Each tenant's reply templates: a TenantReplies (protobuf), replaced whole.
 CREATE TABLE IF NOT EXISTS reply_banks (
     tenant           TEXT PRIMARY KEY,
@@ -113,7 +121,9 @@ CREATE TABLE IF NOT EXISTS reply_banks (
 CREATE INDEX IF NOT EXISTS feedback_received ON feedback (received_unix_ms);
 CREATE INDEX IF NOT EXISTS feedback_tenant ON feedback (tenant, seq);
 CREATE INDEX IF NOT EXISTS traffic_tenant ON traffic (tenant, received_unix_ms);
-CREATE INDEX IF NOT EXISTS traffic_subject ON traffic (subject_id);"
+CREATE INDEX IF NOT EXISTS traffic_subject ON traffic (subject_id);
+CREATE INDEX IF NOT EXISTS affect_subject ON affect (tenant, subject_id, analyzed_unix_ms);
+CREATE INDEX IF NOT EXISTS affect_analyzed ON affect (analyzed_unix_ms);"
     }
 
     /// Run after `schema` and `ADDED_COLUMNS` (issue 13): records stored before

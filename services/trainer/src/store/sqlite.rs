@@ -22,6 +22,7 @@ use rusqlite::{Connection, params};
 
 use empathy_proto::v1::FeedbackFilter;
 
+use super::affect::{AffectRow, INSERT_AFFECT, READ_AFFECT};
 use super::keys::{self, KeyRow};
 use super::replies::{CLEAR_REPLIES, GET_REPLIES, SET_REPLIES};
 use super::schema::{ADDED_COLUMNS, Dialect};
@@ -312,13 +313,17 @@ impl Backend for Sqlite {
     fn forget(&self, subject: &str) -> anyhow::Result<Forgotten> {
         self.deleting(|tx| {
             tx.execute("DELETE FROM traffic WHERE subject_id = ?1", [subject])?;
+            let affect = tx.execute("DELETE FROM affect WHERE subject_id = ?1", [subject])? as u64;
             let lowest: Option<i64> = tx.query_row(
                 "SELECT MIN(seq) FROM feedback WHERE subject_id = ?1",
                 [subject],
                 |r| r.get(0),
             )?;
             let Some(lowest) = lowest else {
-                return Ok(Forgotten::default());
+                return Ok(Forgotten {
+                    affect,
+                    ..Forgotten::default()
+                });
             };
             let trained_into = tx
                 .prepare(TRAINED_INTO)?
@@ -328,6 +333,7 @@ impl Backend for Sqlite {
             Ok(Forgotten {
                 deleted: deleted as u64,
                 trained_into,
+                affect,
             })
         })
     }
@@ -336,6 +342,10 @@ impl Backend for Sqlite {
         let n = self.deleting(|tx| {
             tx.execute(
                 "DELETE FROM traffic WHERE received_unix_ms < ?1",
+                [cutoff_unix_ms],
+            )?;
+            tx.execute(
+                "DELETE FROM affect WHERE analyzed_unix_ms < ?1",
                 [cutoff_unix_ms],
             )?;
             tx.execute(
@@ -381,6 +391,41 @@ impl Backend for Sqlite {
         let mut stmt = conn.prepare(GET_REPLIES)?;
         let mut rows = stmt.query_map([tenant], |r| r.get(0))?;
         Ok(rows.next().transpose()?)
+    }
+
+    fn insert_affect(&self, rows: &[AffectRow]) -> anyhow::Result<u64> {
+        let mut conn = self.open()?;
+        let tx = conn.transaction()?;
+        let mut inserted = 0;
+        {
+            let mut insert = tx.prepare_cached(INSERT_AFFECT)?;
+            for r in rows {
+                inserted += insert.execute(params![
+                    r.analysis_id,
+                    r.tenant,
+                    r.subject_id,
+                    r.analyzed_unix_ms,
+                    r.point
+                ])? as u64;
+            }
+        }
+        tx.commit()?;
+        Ok(inserted)
+    }
+
+    fn read_affect(
+        &self,
+        tenant: &str,
+        subject_id: &str,
+        since_unix_ms: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+        let conn = self.open()?;
+        let mut stmt = conn.prepare(READ_AFFECT)?;
+        let rows = stmt.query_map(params![tenant, subject_id, since_unix_ms, limit], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn store_traffic(&self, rows: &[TrafficRow], keep: i64) -> anyhow::Result<u64> {

@@ -147,10 +147,12 @@ async fn stores_reopens_and_counts_pending_on_postgres() -> anyhow::Result<()> {
     postgres_batch(&url, DROP_ALL)?;
     pauses(&database)?;
     reply_banks(&database)?;
+    affect_trajectories(&database)?;
     Ok(())
 }
 
-const DROP_ALL: &str = "DROP TABLE IF EXISTS feedback, jobs, meta, training_pause, reply_banks";
+const DROP_ALL: &str =
+    "DROP TABLE IF EXISTS feedback, jobs, meta, training_pause, reply_banks, affect";
 
 /// The feedback table as databases made before issue 12 have it.
 const OLD_FEEDBACK_TABLE: &str = "CREATE TABLE feedback (\
@@ -301,4 +303,52 @@ fn reply_banks(database: &Database) -> anyhow::Result<()> {
 fn reply_banks_on_sqlite() -> anyhow::Result<()> {
     let dir = crate::test_registry::Scratch::new("replies");
     reply_banks(&Database::Sqlite(dir.database()))
+}
+
+/// A subject's points come back oldest first, per tenant, once each; forgetting the
+/// subject and the retention delete them.
+fn affect_trajectories(database: &Database) -> anyhow::Result<()> {
+    use empathy_proto::v1::{AffectPoint, SubjectAffect};
+    let store = FeedbackStore::open_database(database, 8)?;
+    let now = super::now_ms();
+    let day = 86_400_000;
+    let points = |tenant: &str, subject: &str, ages_days: &[i64]| SubjectAffect {
+        tenant: tenant.into(),
+        subject_id: subject.into(),
+        points: ages_days
+            .iter()
+            .map(|age| AffectPoint {
+                analysis_id: format!("{tenant}-{subject}-{age}"),
+                analyzed_unix_ms: now - age * day,
+                valence: -0.5,
+                arousal: 0.1,
+                sentiment: "negative".into(),
+            })
+            .collect(),
+    };
+    assert_eq!(
+        store.record_affect(&points("care", "p1", &[1, 3, 2, 40]))?,
+        4
+    );
+    // A retry stores nothing twice.
+    assert_eq!(store.record_affect(&points("care", "p1", &[1]))?, 0);
+    store.record_affect(&points("care", "p2", &[1]))?;
+    store.record_affect(&points("other", "p1", &[1]))?;
+    let read = store.read_affect("care", "p1", now - 30 * day)?;
+    let ids: Vec<&str> = read.iter().map(|p| p.analysis_id.as_str()).collect();
+    assert_eq!(ids, ["care-p1-3", "care-p1-2", "care-p1-1"]);
+    assert_eq!(read[0].sentiment, "negative");
+    // The retention takes the 40-day-old point.
+    store.delete_older_than(std::time::Duration::from_secs(30 * 86_400))?;
+    assert_eq!(store.read_affect("care", "p1", 0)?.len(), 3);
+    assert_eq!(store.forget("p1")?.affect, 4, "both tenants' points of p1");
+    assert!(store.read_affect("care", "p1", 0)?.is_empty());
+    assert_eq!(store.read_affect("care", "p2", 0)?.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn affect_trajectories_on_sqlite() -> anyhow::Result<()> {
+    let dir = crate::test_registry::Scratch::new("affect");
+    affect_trajectories(&Database::Sqlite(dir.database()))
 }

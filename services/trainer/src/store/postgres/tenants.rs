@@ -1,8 +1,9 @@
 //! The PostgreSQL side of `store::tenants` and `store::replies`: per-tenant pending
-//! counts, pauses, the traffic sample and reply banks, on the reader session (the writer's counts on its own connection).
+//! counts, pauses, the traffic sample, affect trajectories and reply banks, on the reader session (the writer's counts on its own connection).
 
 use ::postgres::GenericClient;
 
+use super::super::affect::{AffectRow, INSERT_AFFECT, READ_AFFECT};
 use super::super::replies::{CLEAR_REPLIES, GET_REPLIES, SET_REPLIES};
 use super::super::tenants::{
     CLEAR_PAUSE, GET_PAUSE, INSERT_TRAFFIC, PENDING, READ_TRAFFIC, SET_PAUSE, TRIM_TRAFFIC,
@@ -69,6 +70,46 @@ impl Postgres {
             c.query_opt(GET_REPLIES, &[&tenant])?
                 .map(|r| get(&r, 0))
                 .transpose()
+        })
+    }
+
+    pub(super) fn insert_affect_rows(&self, rows: &[AffectRow]) -> anyhow::Result<u64> {
+        let rows: Vec<(String, String, String, i64, Vec<u8>)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    no_nul(r.analysis_id.clone()),
+                    no_nul(r.tenant.clone()),
+                    no_nul(r.subject_id.clone()),
+                    r.analyzed_unix_ms,
+                    r.point.clone(),
+                )
+            })
+            .collect();
+        self.session.call(move |c| {
+            let mut tx = c.transaction()?;
+            let mut inserted = 0;
+            for (id, tenant, subject, at, point) in &rows {
+                inserted += tx.execute(INSERT_AFFECT, &[id, tenant, subject, at, point])?;
+            }
+            tx.commit()?;
+            Ok(inserted)
+        })
+    }
+
+    pub(super) fn affect_rows(
+        &self,
+        tenant: &str,
+        subject_id: &str,
+        since_unix_ms: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+        let (tenant, subject) = (no_nul(tenant.to_string()), no_nul(subject_id.to_string()));
+        self.session.call(move |c| {
+            c.query(READ_AFFECT, &[&tenant, &subject, &since_unix_ms, &limit])?
+                .iter()
+                .map(|r| Ok((get(r, 0)?, get(r, 1)?)))
+                .collect()
         })
     }
 
