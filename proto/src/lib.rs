@@ -34,6 +34,22 @@ pub fn is_tenant_name(name: &str) -> bool {
 /// embedded once and scored on every call.
 pub const MAX_REPLY_TEMPLATES: usize = 500;
 
+/// The UTC calendar day of a time in milliseconds since 1970, as the API spells days
+/// (`DailyAffect.day`, batch reports): YYYY-MM-DD.
+pub fn utc_day(unix_ms: i64) -> String {
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = unix_ms.div_euclid(86_400_000) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 /// The tenant of a single local user, and of every caller in insecure mode without
 /// the tenant header.
 pub const DEFAULT_TENANT: &str = "default";

@@ -122,11 +122,12 @@ async fn a_file_is_analysed_in_order_and_bad_lines_are_skipped() -> anyhow::Resu
         .sum();
     assert!((shares - 1.0).abs() < 1e-9, "{summary}");
 
-    // CSV with a header, and one of two shards.
+    // CSV with a header and a time column, and one of two shards.
     let csv = dir.join("in.csv");
     std::fs::write(
         &csv,
-        "id,text\na,I love it\nb,It broke again\nc,Fine\nd,Thanks!\n",
+        "id,date,text\na,2026-11-30,I love it\nb,2026-11-30,It broke again\n\
+         c,2026-12-01T09:00:00Z,I love this so much\nd,2026-12-01,Thanks!\n",
     )?;
     let shard = dir.join("shard.jsonl");
     let args = [
@@ -138,6 +139,26 @@ async fn a_file_is_analysed_in_order_and_bad_lines_are_skipped() -> anyhow::Resu
     let out_args = ["--output", shard.to_str().unwrap_or_default()];
     batch(&fusion.url(), &[&args[..], &out_args[..]].concat())?;
     assert_eq!(ids(&lines(&shard)?), ["\"a\"", "\"c\""]);
+    // The report per day: each line keeps its time, the summary and the page have both
+    // days, and the words that drove the positive answers.
+    let kept = lines(&shard)?;
+    assert_eq!(kept[1]["time"], "2026-12-01T09:00:00Z", "{}", kept[1]);
+    let mut path = shard.as_os_str().to_owned();
+    path.push(".summary.json");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    let days: Vec<&String> = report["days"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(d, _)| d)
+        .collect();
+    assert_eq!(days, ["2026-11-30", "2026-12-01"], "{report}");
+    let positive_words = report["top_words"]["positive"].to_string();
+    assert!(positive_words.contains("love"), "{report}");
+    let mut page = shard.as_os_str().to_owned();
+    page.push(".report.html");
+    let page = std::fs::read_to_string(page)?;
+    assert!(page.contains("2026-11-30") && page.contains("2026-12-01") && page.contains("<svg"));
     std::fs::remove_dir_all(dir)?;
     Ok(())
 }

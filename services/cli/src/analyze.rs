@@ -44,6 +44,11 @@ pub struct AnalyzeArgs {
     /// and a summary beside it (`OUT.jsonl.summary.json`).
     #[arg(long, value_name = "OUT.jsonl", requires = "input")]
     output: Option<PathBuf>,
+    /// The --input field or column holding each input's time (a date, RFC 3339, or
+    /// seconds since 1970), for the report's view per day; default: the first of
+    /// timestamp, time, date, created_at present.
+    #[arg(long, value_name = "NAME", requires = "input")]
+    time_field: Option<String>,
     /// Requests in flight for --input.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     concurrency: u16,
@@ -93,6 +98,7 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
             shard: args.shard,
             options: options(&args),
             timeout: std::time::Duration::from_millis(args.timeout_ms),
+            time_field: args.time_field.clone(),
         };
         return crate::batch::run(args.fusion.connect().await?, batch).await;
     }

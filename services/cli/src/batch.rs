@@ -4,10 +4,12 @@
 //! Rerunning the same command resumes: the ids already in the output are skipped, and a
 //! last line that a crash left half-written is cut off first.
 
+mod report;
+
 use std::collections::HashSet;
 use std::fmt;
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -95,7 +97,13 @@ pub struct Batch<'a> {
     pub shard: Shard,
     pub options: AnalyzeOptions,
     pub timeout: Duration,
+    /// The field (JSONL) or column (CSV) holding each input's time; None: the first of
+    /// `TIME_FIELDS` present.
+    pub time_field: Option<String>,
 }
+
+/// Where an input's time is looked for when no --time-field is given.
+const TIME_FIELDS: [&str; 4] = ["timestamp", "time", "date", "created_at"];
 
 /// The input's items, each with its line number, or why that line cannot be read.
 type Items = Box<dyn Iterator<Item = (u64, Result<Item, String>)>>;
@@ -104,6 +112,8 @@ type Items = Box<dyn Iterator<Item = (u64, Result<Item, String>)>>;
 struct Item {
     id: Value,
     text: String,
+    /// When it was written, as the input gave it (copied to the output line).
+    time: Option<Value>,
 }
 
 /// The id as resuming compares it: strings without quotes, numbers as written.
@@ -123,15 +133,20 @@ pub async fn run(client: crate::Client, batch: Batch<'_>) -> anyhow::Result<()> 
         .open(batch.output)
         .with_context(|| format!("cannot write {}", batch.output.display()))?;
     let skipped_bad = std::cell::Cell::new(0u64);
-    let items = read_items(batch.input)?.filter_map(|(line, item)| match item {
-        Ok(item) if batch.shard.takes(line) && !done.contains(&id_key(&item.id)) => Some(item),
-        Ok(_) => None,
-        Err(why) => {
-            eprintln!("line {line} skipped: {why}");
-            skipped_bad.set(skipped_bad.get() + 1);
-            None
-        }
-    });
+    let items =
+        read_items(batch.input, batch.time_field.as_deref())?.filter_map(
+            |(line, item)| match item {
+                Ok(item) if batch.shard.takes(line) && !done.contains(&id_key(&item.id)) => {
+                    Some(item)
+                }
+                Ok(_) => None,
+                Err(why) => {
+                    eprintln!("line {line} skipped: {why}");
+                    skipped_bad.set(skipped_bad.get() + 1);
+                    None
+                }
+            },
+        );
     let answers = futures::stream::iter(items)
         .map(|item| analyze(client.clone(), item, &batch))
         .buffered(batch.concurrency);
@@ -148,13 +163,19 @@ pub async fn run(client: crate::Client, batch: Batch<'_>) -> anyhow::Result<()> 
         }
     }
     let (seconds, skipped_bad) = (start.elapsed().as_secs_f64(), skipped_bad.get());
-    let path = summarise(batch.output, written, skipped_bad, seconds)?;
+    let run = report::Run {
+        written,
+        bad_lines: skipped_bad,
+        seconds,
+    };
+    let (summary, page) = report::write(batch.output, &run)?;
     eprintln!(
         "{written} analysed in {seconds:.1} s ({:.1}/s), {} already there, {skipped_bad} bad \
-         lines skipped; summary in {}",
+         lines skipped; summary in {}, report in {}",
         written as f64 / seconds.max(1e-9),
         done.len(),
-        path.display()
+        summary.display(),
+        page.display()
     );
     Ok(())
 }
@@ -175,21 +196,26 @@ fn resume(output: &Path) -> anyhow::Result<HashSet<String>> {
     Ok(ids)
 }
 
-/// The items of a JSONL file (`{"text", "id"?}` per line) or, for a `.csv` name, of a
-/// CSV file with a header naming a `text` column and optionally an `id` column; each
-/// with its 1-based line (or record) number, read as the stream asks for them.
-fn read_items(input: &Path) -> anyhow::Result<Items> {
+/// The items of a JSONL file (`{"text", "id"?, <time>?}` per line) or, for a `.csv`
+/// name, of a CSV file with a header naming a `text` column and optionally `id` and
+/// time columns; each with its 1-based line (or record) number, read as the stream asks
+/// for them.
+fn read_items(input: &Path, time_field: Option<&str>) -> anyhow::Result<Items> {
     let file =
         std::fs::File::open(input).with_context(|| format!("cannot read {}", input.display()))?;
     let is_csv = input
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let time_fields: Vec<String> = match time_field {
+        Some(f) => vec![f.to_string()],
+        None => TIME_FIELDS.iter().map(|f| f.to_string()).collect(),
+    };
     if !is_csv {
         let lines = std::io::BufReader::new(file).lines().zip(1u64..);
         // Blank lines (a trailing one, say) are no input, not bad input.
-        return Ok(Box::new(lines.filter_map(|(line, n)| match line {
+        return Ok(Box::new(lines.filter_map(move |(line, n)| match line {
             Ok(l) if l.trim().is_empty() => None,
-            Ok(l) => Some((n, json_item(&l, n))),
+            Ok(l) => Some((n, json_item(&l, n, &time_fields))),
             Err(e) => Some((n, Err(e.to_string()))),
         })));
     }
@@ -202,21 +228,24 @@ fn read_items(input: &Path) -> anyhow::Result<Items> {
     let text =
         column("text").with_context(|| format!("{} has no `text` column", input.display()))?;
     let id = column("id");
+    let time = time_fields.iter().find_map(|f| column(f));
+    if let (Some(f), None) = (time_field, time) {
+        anyhow::bail!("{} has no `{f}` column (--time-field)", input.display());
+    }
     let records = reader.into_records().zip(1u64..);
     Ok(Box::new(records.map(move |(record, n)| {
         let item = record.map_err(|e| e.to_string()).and_then(|r| {
             let text = r.get(text).ok_or("no text field")?.to_string();
-            let id = id
-                .and_then(|i| r.get(i))
-                .filter(|s| !s.is_empty())
-                .map_or(json!(n), |s| json!(s));
-            Ok(Item { id, text })
+            let field = |i: Option<usize>| i.and_then(|i| r.get(i)).filter(|s| !s.is_empty());
+            let id = field(id).map_or(json!(n), |s| json!(s));
+            let time = field(time).map(|s| json!(s));
+            Ok(Item { id, text, time })
         });
         (n, item)
     })))
 }
 
-fn json_item(line: &str, n: u64) -> Result<Item, String> {
+fn json_item(line: &str, n: u64, time_fields: &[String]) -> Result<Item, String> {
     let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     let text = value["text"]
         .as_str()
@@ -227,7 +256,10 @@ fn json_item(line: &str, n: u64) -> Result<Item, String> {
         id @ (Value::String(_) | Value::Number(_)) => id.clone(),
         _ => return Err("`id` must be a string or a number".into()),
     };
-    Ok(Item { id, text })
+    let time = time_fields
+        .iter()
+        .find_map(|f| value.get(f.as_str()).filter(|v| !v.is_null()).cloned());
+    Ok(Item { id, text, time })
 }
 
 /// One output line: the id and the analysis, or the id and why the service refused
@@ -244,7 +276,13 @@ async fn analyze(client: crate::Client, item: Item, batch: &Batch<'_>) -> anyhow
         });
         request.set_timeout(batch.timeout);
         let status = match client.clone().analyze(request).await {
-            Ok(r) => return Ok(json!({"id": item.id, "analysis": r.into_inner()}).to_string()),
+            Ok(r) => {
+                let mut line = json!({"id": item.id, "analysis": r.into_inner()});
+                if let Some(time) = &item.time {
+                    line["time"] = time.clone();
+                }
+                return Ok(line.to_string());
+            }
             Err(status) => status,
         };
         // Unknown: the connection broke in the middle of the call.
@@ -270,52 +308,6 @@ async fn analyze(client: crate::Client, item: Item, batch: &Batch<'_>) -> anyhow
         tokio::time::sleep(wait).await;
         wait *= 2;
     }
-}
-
-/// Writes `<output>.summary.json` over the whole output (earlier runs included):
-/// counts, sentiment and top-emotion shares, failures, and this run's throughput.
-fn summarise(output: &Path, written: u64, bad: u64, seconds: f64) -> anyhow::Result<PathBuf> {
-    let mut sentiment = std::collections::BTreeMap::<String, u64>::new();
-    let mut emotion = std::collections::BTreeMap::<String, u64>::new();
-    let (mut analysed, mut failed) = (0u64, 0u64);
-    for line in std::io::BufReader::new(std::fs::File::open(output)?).lines() {
-        let v: Value = serde_json::from_str(&line?)?;
-        let Some(a) = v.get("analysis") else {
-            failed += 1;
-            continue;
-        };
-        analysed += 1;
-        let label = |v: &Value| v.as_str().unwrap_or("none").to_string();
-        *sentiment
-            .entry(label(&a["sentiment"]["label"]))
-            .or_default() += 1;
-        *emotion.entry(label(&a["emotions"]["top"])).or_default() += 1;
-    }
-    let shares = |counts: std::collections::BTreeMap<String, u64>| -> Value {
-        let total = counts.values().sum::<u64>().max(1) as f64;
-        counts
-            .into_iter()
-            .map(|(k, c)| (k, json!(c as f64 / total)))
-            .collect()
-    };
-    let summary = json!({
-        "analysed": analysed,
-        "failed": failed,
-        "sentiment_shares": shares(sentiment),
-        "top_emotion_shares": shares(emotion),
-        "this_run": {
-            "written": written,
-            "bad_lines_skipped": bad,
-            "seconds": seconds,
-            "per_second": written as f64 / seconds.max(1e-9),
-        },
-    });
-    let mut path = output.as_os_str().to_owned();
-    path.push(".summary.json");
-    let path = PathBuf::from(path);
-    std::fs::write(&path, serde_json::to_string_pretty(&summary)?)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(path)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use empathy_proto::utc_day as day_of;
 use empathy_proto::v1::{AffectPoint, AlertRule, DailyAffect};
 
 const DAY_MS: i64 = 86_400_000;
@@ -45,21 +46,6 @@ pub fn with_defaults(rule: Option<AlertRule>) -> Result<AlertRule, String> {
         return Err("rule.min_negative_share must be in (0, 1]".into());
     }
     Ok(rule)
-}
-
-/// The UTC day of a time, as YYYY-MM-DD.
-fn day_of(unix_ms: i64) -> String {
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = unix_ms.div_euclid(DAY_MS) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// Per UTC day, oldest first: analyses, mean valence, share of negative answers.
