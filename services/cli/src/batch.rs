@@ -196,6 +196,14 @@ fn resume(output: &Path) -> anyhow::Result<HashSet<String>> {
     Ok(ids)
 }
 
+/// The texts of the readable lines of an input file, as --input reads it (for the
+/// encoder baseline of `empathy bench --encoder-batch-file`).
+pub fn texts(input: &Path) -> anyhow::Result<Vec<String>> {
+    Ok(read_items(input, None)?
+        .filter_map(|(_, item)| item.ok().map(|i| i.text))
+        .collect())
+}
+
 /// The items of a JSONL file (`{"text", "id"?, <time>?}` per line) or, for a `.csv`
 /// name, of a CSV file with a header naming a `text` column and optionally `id` and
 /// time columns; each with its 1-based line (or record) number, read as the stream asks

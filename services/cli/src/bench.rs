@@ -4,7 +4,9 @@
 //!
 //! - latency: Analyze (fusion → encoder → lexicon → model) against Encode on the
 //!   encoder alone for the same sentence, requests interleaved one by one;
-//! - throughput: Analyze with N requests in flight against one at a time.
+//! - throughput: Analyze with N requests in flight against one at a time;
+//! - with --encoder-batch-file: only the encoder's raw batch throughput, the baseline
+//!   `scripts/batch-bench` sets `empathy analyze --input` against.
 
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,13 @@ pub struct BenchArgs {
     /// Requests in flight for the throughput measurement.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Instead: the encoder's raw batch throughput on this file's texts (JSONL or CSV,
+    /// as `analyze --input` reads it), the baseline of batch analysis. Encode requests of
+    /// --encoder-batch-size texts, --concurrency in flight.
+    #[arg(long, value_name = "FILE")]
+    encoder_batch_file: Option<std::path::PathBuf>,
+    #[arg(long, default_value_t = 32)]
+    encoder_batch_size: usize,
 }
 
 const SENTENCES: [&str; 8] = [
@@ -56,10 +65,13 @@ fn describe(name: &str, mut times: Vec<Duration>) -> f64 {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let mut fusion = args.fusion.connect().await?;
     let mut encoder = EncoderServiceClient::connect(args.encoder_endpoint.clone())
         .await
         .with_context(|| format!("cannot reach the encoder at {}", args.encoder_endpoint))?;
+    if let Some(file) = &args.encoder_batch_file {
+        return encoder_batch(encoder, file, args.encoder_batch_size, args.concurrency).await;
+    }
+    let mut fusion = args.fusion.connect().await?;
     let analyze = |text: &str| AnalyzeRequest {
         text: text.into(),
         ..Default::default()
@@ -118,6 +130,47 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "  ratio: {:.2}   failed requests: {}",
         many / one.max(f64::EPSILON),
         f1 + fm
+    );
+    Ok(())
+}
+
+/// Encodes every text of `file` in requests of `size`, `concurrency` in flight; prints
+/// texts per second.
+async fn encoder_batch(
+    encoder: EncoderServiceClient<tonic::transport::Channel>,
+    file: &std::path::Path,
+    size: usize,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let texts = crate::batch::texts(file)?;
+    anyhow::ensure!(
+        !texts.is_empty() && size > 0,
+        "no texts in {}",
+        file.display()
+    );
+    let t = Instant::now();
+    let results: Vec<_> = futures::stream::iter(texts.chunks(size))
+        .map(|chunk| {
+            let mut c = encoder.clone();
+            let request = EncodeRequest::texts("text", chunk.iter().cloned());
+            async move { c.encode(request).await }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let seconds = t.elapsed().as_secs_f64();
+    if let Some(Err(s)) = results.iter().find(|r| r.is_err()) {
+        anyhow::bail!(
+            "the encoder refused a batch ({:?}): {}",
+            s.code(),
+            s.message()
+        );
+    }
+    println!(
+        "encoder raw batch throughput: {} texts in {seconds:.1} s, {:.1} texts/s \
+         (batches of {size}, {concurrency} in flight)",
+        texts.len(),
+        texts.len() as f64 / seconds
     );
     Ok(())
 }
