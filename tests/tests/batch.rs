@@ -239,3 +239,60 @@ async fn a_server_lost_mid_run_stops_it_and_a_rerun_completes() -> anyhow::Resul
     std::fs::remove_dir_all(dir)?;
     Ok(())
 }
+
+/// The value after `key:` on its own line of the manifest.
+fn manifest_number(manifest: &str, key: &str) -> Option<u32> {
+    manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(key)?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn the_kubernetes_job_runs_this_cli_one_shard_per_index() -> anyhow::Result<()> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/k8s/batch/batch-job.yaml");
+    let manifest = std::fs::read_to_string(path)?;
+    let shards = manifest_number(&manifest, "completions:");
+    assert!(shards.is_some() && shards == manifest_number(&manifest, "parallelism:"));
+    // The container's folded command: the lines after `- >-` up to `resources:`.
+    let command: Vec<&str> = manifest
+        .lines()
+        .skip_while(|l| l.trim() != "- >-")
+        .skip(1)
+        .take_while(|l| l.trim() != "resources:")
+        .flat_map(str::split_whitespace)
+        .collect();
+    let shards = shards.unwrap_or_default();
+    assert!(command.contains(&format!("${{JOB_COMPLETION_INDEX}}/{shards}").as_str()));
+
+    let encoder = start_encoder(&[]).await?;
+    let fusion = start_fusion(&[encoder.url()], &[]).await?;
+    let dir = temp_dir("batch-k8s");
+    std::fs::write(dir.join("input.jsonl"), sentences(12))?;
+    // Pod of index 1, with the volume at `dir` and the Service at the test's fusion.
+    let data = format!("{}/", dir.display());
+    let args: Vec<String> = command
+        .iter()
+        .skip_while(|w| **w != "empathy")
+        .skip(1)
+        .map(|w| {
+            w.replace("${JOB_COMPLETION_INDEX}", "1")
+                .replace("/data/", &data)
+                .replace("http://empathy-fusion:50051", &fusion.url())
+        })
+        .collect();
+    let out = Command::new(sibling_binary("empathy")?)
+        .args(&args)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want: Vec<String> = (1..=12u32)
+        .filter(|n| n % shards == 1)
+        .map(|n| format!("\"s{}\"", n - 1))
+        .collect();
+    assert_eq!(ids(&lines(&dir.join("out-1.jsonl"))?), want);
+    std::fs::remove_dir_all(dir)?;
+    Ok(())
+}
