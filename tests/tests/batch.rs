@@ -13,17 +13,7 @@ use serde_json::Value;
 use support::*;
 
 fn batch(endpoint: &str, args: &[&str]) -> anyhow::Result<Output> {
-    let empathy = sibling_binary("empathy")?;
-    let out = Command::new(empathy)
-        .args(["analyze", "--endpoint", endpoint])
-        .args(args)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(out)
+    empathy(&[&["analyze", "--endpoint", endpoint][..], args].concat())
 }
 
 /// `empathy analyze --endpoint <endpoint> <args>` started in the background, returned
@@ -280,14 +270,8 @@ async fn the_kubernetes_job_runs_this_cli_one_shard_per_index() -> anyhow::Resul
                 .replace("http://empathy-fusion:50051", &fusion.url())
         })
         .collect();
-    let out = Command::new(sibling_binary("empathy")?)
-        .args(&args)
-        .output()?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    empathy(&args)?;
     let want: Vec<String> = (1..=12u32)
         .filter(|n| n % shards == 1)
         .map(|n| format!("\"s{}\"", n - 1))

@@ -4,9 +4,6 @@
 
 mod support;
 
-use std::process::Command;
-
-use empathy_common::launch::sibling_binary;
 use empathy_grpc::v1::empathy_service_client::EmpathyServiceClient;
 use empathy_proto::v1::{
     AlertRule, AnalyzeOptions, AnalyzeRequest, ForgetRequest, SubjectTrajectoryRequest,
@@ -121,12 +118,18 @@ async fn an_opted_in_subjects_affect_is_kept_judged_and_forgotten() -> anyhow::R
     assert_eq!(refused.code(), Code::InvalidArgument);
 
     // The CLI's view.
-    let out = Command::new(sibling_binary("empathy")?)
-        .args(["trajectory", "--subject", "p-low", "--min-days", "1"])
-        .args(["--endpoint", &system.fusion.url()])
-        .output()?;
-    let shown = String::from_utf8(out.stdout)?;
-    assert!(out.status.success() && shown.contains("ALERT: "), "{shown}");
+    let fusion = system.fusion.url();
+    let args = [
+        "trajectory",
+        "--subject",
+        "p-low",
+        "--min-days",
+        "1",
+        "--endpoint",
+        &fusion,
+    ];
+    let shown = String::from_utf8(empathy(&args)?.stdout)?;
+    assert!(shown.contains("ALERT: "), "{shown}");
 
     // Forgetting the subject deletes its trajectory.
     let forgot = trainer_client(&system.trainer)

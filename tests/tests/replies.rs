@@ -4,9 +4,6 @@
 
 mod support;
 
-use std::process::Command;
-
-use empathy_common::launch::sibling_binary;
 use empathy_proto::v1::{
     AnalyzeRequest, ReplyTemplate, SetRepliesRequest, SuggestRepliesRequest, Turn,
 };
@@ -15,15 +12,7 @@ use tonic::Code;
 
 /// `empathy replies --endpoint <endpoint> <args>`'s standard output.
 fn replies(endpoint: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(sibling_binary("empathy")?)
-        .args(["replies", "--endpoint", endpoint])
-        .args(args)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = empathy(&[&["replies", "--endpoint", endpoint][..], args].concat())?;
     Ok(String::from_utf8(out.stdout)?)
 }
 

@@ -134,10 +134,5 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
             )
         })?
         .into_inner();
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&response)?);
-    } else {
-        print!("{}", crate::summary::summary(&response));
-    }
-    Ok(())
+    crate::print(&response, args.json, crate::summary::summary)
 }

@@ -20,6 +20,21 @@ pub mod trajectory;
 
 use empathy_grpc::v1::empathy_service_client::EmpathyServiceClient;
 
+/// Prints a response in protobuf's JSON mapping (`--json`) or as `table` renders it
+/// for a person.
+pub fn print<T: serde::Serialize>(
+    response: &T,
+    json: bool,
+    table: impl FnOnce(&T) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(response)?);
+    } else {
+        print!("{}", table(response));
+    }
+    Ok(())
+}
+
 /// The public EmpathyService a command talks to.
 #[derive(clap::Args, Clone, Debug)]
 pub struct FusionEndpoint {

@@ -89,11 +89,7 @@ pub async fn run(args: RepliesArgs) -> anyhow::Result<()> {
                 .transpose()?
                 .unwrap_or_default();
             let answer = suggest(&mut client, text, context, templates, k).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&answer)?);
-            } else {
-                print!("{}", table(&answer));
-            }
+            crate::print(&answer, json, table)?;
         }
         RepliesCommand::Eval {
             data,

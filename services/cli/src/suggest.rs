@@ -22,12 +22,7 @@ pub async fn run(args: SuggestArgs) -> anyhow::Result<()> {
         .await
         .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
         .into_inner();
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&response)?);
-    } else {
-        print!("{}", table(&response));
-    }
-    Ok(())
+    crate::print(&response, args.json, table)
 }
 
 /// Characters of each text shown.

@@ -5,7 +5,7 @@
 mod rank;
 mod templates;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use empathy_proto::v1::{
     EncodeRequest, ReplySuggestion, ReplyTemplate, SetRepliesRequest, SetRepliesResponse,
@@ -27,7 +27,7 @@ const CONTEXT_TURNS: usize = 3;
 const MIN_DEADLINE: Duration = Duration::from_secs(5);
 /// Template texts per request to the text encoder: a whole bank in one request would
 /// be refused as more work than a request may queue for.
-const ENCODE_CHUNK: usize = 16;
+const ENCODE_CHUNK: usize = 8;
 
 pub async fn set(
     analyzer: &Analyzer,
@@ -243,19 +243,27 @@ async fn embed(
 
 /// One vector per text from the text encoder, and the model that made them.
 async fn encode(analyzer: &Analyzer, texts: &[&str]) -> Result<(Vec<Vec<f32>>, String), Status> {
-    let response = analyzer
-        .pool
-        .encode(
-            EncodeRequest::texts(empathy_proto::modality::TEXT, texts.iter().copied()),
-            analyzer.default_deadline.max(MIN_DEADLINE),
-        )
-        .await
-        .map_err(|e| match e {
-            EncodeError::BadInput(m) => Status::invalid_argument(m),
-            EncodeError::Missing(m) | EncodeError::Busy(m) => {
-                Status::unavailable(format!("the reply templates could not be encoded: {m}"))
+    let request = EncodeRequest::texts(empathy_proto::modality::TEXT, texts.iter().copied());
+    let deadline = analyzer.default_deadline.max(MIN_DEADLINE);
+    let (started, mut wait) = (Instant::now(), Duration::from_millis(50));
+    // A busy encoder refuses work it could not start soon: wait and ask again, within
+    // the deadline, rather than fail a whole bank for one chunk.
+    let response = loop {
+        let left = deadline.saturating_sub(started.elapsed());
+        match analyzer.pool.encode(request.clone(), left).await {
+            Err(EncodeError::Busy(_)) if started.elapsed() + wait < deadline => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(1));
             }
-        })?;
+            result => break result,
+        }
+    }
+    .map_err(|e| match e {
+        EncodeError::BadInput(m) => Status::invalid_argument(m),
+        EncodeError::Missing(m) | EncodeError::Busy(m) => {
+            Status::unavailable(format!("the reply templates could not be encoded: {m}"))
+        }
+    })?;
     if response.outputs.len() != texts.len() {
         return Err(Status::internal(format!(
             "the text encoder returned {} vectors for {} texts",

@@ -80,6 +80,20 @@ pub async fn analyze_text(
 
 /// The sha256 of a plugin built next to the encoder, to pin it (the encoder needs an
 /// allow-list).
+/// `empathy <args>` run to its end; its output, or its standard error as the error.
+pub fn empathy(args: &[&str]) -> anyhow::Result<std::process::Output> {
+    let out = std::process::Command::new(sibling_binary("empathy")?)
+        .args(args)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "empathy {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(out)
+}
+
 pub fn plugin_sha256(name: &str) -> anyhow::Result<String> {
     let file = sibling_binary("empathy-encoder")?.with_file_name(
         empathy_plugin_api::host::library_file_name(&format!("empathy_plugin_{name}")),

@@ -10,6 +10,29 @@ use super::super::tenants::{
 };
 use super::{Pause, Pending, Postgres, TrafficRow, get, no_nul};
 
+/// A row of a table keyed by analysis (traffic, affect): id, tenant, subject, time and
+/// protobuf, owned and without NUL for the session's thread.
+type Keyed = (String, String, String, i64, Vec<u8>);
+
+fn keyed(id: &str, tenant: &str, subject: &str, at: i64, bytes: &[u8]) -> Keyed {
+    let text = |s: &str| no_nul(s.to_string());
+    (text(id), text(tenant), text(subject), at, bytes.to_vec())
+}
+
+/// Runs `sql` (an INSERT of the five columns that skips rows already there) for each
+/// row; how many were new.
+fn insert_all(
+    tx: &mut ::postgres::Transaction<'_>,
+    sql: &str,
+    rows: &[Keyed],
+) -> Result<u64, ::postgres::Error> {
+    let mut inserted = 0;
+    for (id, tenant, subject, at, bytes) in rows {
+        inserted += tx.execute(sql, &[id, tenant, subject, at, bytes])?;
+    }
+    Ok(inserted)
+}
+
 /// Pending records per tenant, on any connection or in a transaction.
 pub(super) fn pending(c: &mut impl GenericClient) -> Result<Pending, ::postgres::Error> {
     c.query(PENDING, &[])?
@@ -74,24 +97,21 @@ impl Postgres {
     }
 
     pub(super) fn insert_affect_rows(&self, rows: &[AffectRow]) -> anyhow::Result<u64> {
-        let rows: Vec<(String, String, String, i64, Vec<u8>)> = rows
+        let rows: Vec<Keyed> = rows
             .iter()
             .map(|r| {
-                (
-                    no_nul(r.analysis_id.clone()),
-                    no_nul(r.tenant.clone()),
-                    no_nul(r.subject_id.clone()),
+                keyed(
+                    &r.analysis_id,
+                    &r.tenant,
+                    &r.subject_id,
                     r.analyzed_unix_ms,
-                    r.point.clone(),
+                    &r.point,
                 )
             })
             .collect();
         self.session.call(move |c| {
             let mut tx = c.transaction()?;
-            let mut inserted = 0;
-            for (id, tenant, subject, at, point) in &rows {
-                inserted += tx.execute(INSERT_AFFECT, &[id, tenant, subject, at, point])?;
-            }
+            let inserted = insert_all(&mut tx, INSERT_AFFECT, &rows)?;
             tx.commit()?;
             Ok(inserted)
         })
@@ -114,24 +134,21 @@ impl Postgres {
     }
 
     pub(super) fn insert_traffic(&self, rows: &[TrafficRow], keep: i64) -> anyhow::Result<u64> {
-        let rows: Vec<(String, String, String, i64, Vec<u8>)> = rows
+        let rows: Vec<Keyed> = rows
             .iter()
             .map(|r| {
-                (
-                    no_nul(r.analysis_id.clone()),
-                    no_nul(r.tenant.clone()),
-                    no_nul(r.subject_id.clone()),
+                keyed(
+                    &r.analysis_id,
+                    &r.tenant,
+                    &r.subject_id,
                     r.received_unix_ms,
-                    r.sample.clone(),
+                    &r.sample,
                 )
             })
             .collect();
         self.session.call(move |c| {
             let mut tx = c.transaction()?;
-            let mut inserted = 0;
-            for (id, tenant, subject, at, sample) in &rows {
-                inserted += tx.execute(INSERT_TRAFFIC, &[id, tenant, subject, at, sample])?;
-            }
+            let inserted = insert_all(&mut tx, INSERT_TRAFFIC, &rows)?;
             let tenants: std::collections::BTreeSet<&String> = rows.iter().map(|r| &r.1).collect();
             for tenant in tenants {
                 tx.execute(TRIM_TRAFFIC, &[tenant, &keep])?;
