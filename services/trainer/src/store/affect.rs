@@ -8,6 +8,7 @@ use empathy_proto::v1::{AffectPoint, SubjectAffect};
 use prost::Message;
 
 use super::FeedbackStore;
+use super::tenants::AnalysisRow;
 
 /// Most points one read returns: the newest, about ten a day for three years.
 pub const MAX_READ: i64 = 10_000;
@@ -18,27 +19,18 @@ pub(super) const INSERT_AFFECT: &str = "INSERT INTO affect (analysis_id, tenant,
 pub(super) const READ_AFFECT: &str = "SELECT analysis_id, point FROM affect WHERE tenant = $1 \
      AND subject_id = $2 AND analyzed_unix_ms >= $3 ORDER BY analyzed_unix_ms DESC LIMIT $4";
 
-/// One row to insert.
-pub(super) struct AffectRow {
-    pub analysis_id: String,
-    pub tenant: String,
-    pub subject_id: String,
-    pub analyzed_unix_ms: i64,
-    pub point: Vec<u8>,
-}
-
 impl FeedbackStore {
     /// Stores the points (an analysis already stored is kept); how many were new.
     pub fn record_affect(&self, affect: &SubjectAffect) -> anyhow::Result<u64> {
-        let rows: Vec<AffectRow> = affect
+        let rows: Vec<AnalysisRow> = affect
             .points
             .iter()
-            .map(|p| AffectRow {
+            .map(|p| AnalysisRow {
                 analysis_id: p.analysis_id.clone(),
                 tenant: affect.tenant.clone(),
                 subject_id: affect.subject_id.clone(),
-                analyzed_unix_ms: p.analyzed_unix_ms,
-                point: p.encode_to_vec(),
+                unix_ms: p.analyzed_unix_ms,
+                bytes: p.encode_to_vec(),
             })
             .collect();
         self.backend.insert_affect(&rows)

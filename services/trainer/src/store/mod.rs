@@ -44,7 +44,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use tenants::Pending;
-use tenants::{PENDING, TrafficRow};
+use tenants::{AnalysisRow, PENDING};
 
 use anyhow::{Context, bail};
 use empathy_proto::v1::{FeedbackFilter, FeedbackRecord};
@@ -230,14 +230,14 @@ trait Backend: Send + Sync {
     fn pause(&self, tenant: &str) -> anyhow::Result<Option<Pause>>;
     /// Inserts the samples (an analysis already stored is kept), then keeps each of
     /// their tenants' newest `keep`; returns how many were inserted.
-    fn store_traffic(&self, rows: &[TrafficRow], keep: i64) -> anyhow::Result<u64>;
+    fn store_traffic(&self, rows: &[AnalysisRow], keep: i64) -> anyhow::Result<u64>;
     /// A tenant's newest samples (analysis id, protobuf), at most `limit`.
     fn read_traffic(&self, tenant: &str, limit: i64) -> anyhow::Result<Vec<(String, Vec<u8>)>>;
     /// Sets (Some: protobuf and when) or removes (None) a tenant's reply bank.
     fn set_replies(&self, tenant: &str, bank: Option<(&[u8], i64)>) -> anyhow::Result<()>;
     fn replies(&self, tenant: &str) -> anyhow::Result<Option<Vec<u8>>>;
     /// Inserts the points (an analysis already stored is kept); how many were new.
-    fn insert_affect(&self, rows: &[affect::AffectRow]) -> anyhow::Result<u64>;
+    fn insert_affect(&self, rows: &[AnalysisRow]) -> anyhow::Result<u64>;
     /// A subject's points since a time (analysis id, protobuf), newest first, at most
     /// `limit`.
     fn read_affect(

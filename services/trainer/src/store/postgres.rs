@@ -40,7 +40,6 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use empathy_proto::v1::FeedbackFilter;
 
-use super::affect::AffectRow;
 use super::keys::{self, KeyRow};
 use super::postgres_tls;
 pub use super::postgres_url::{check_url, redact};
@@ -48,8 +47,8 @@ use super::postgres_url::{parse, scrub};
 use super::schema::{ADDED_COLUMNS, Dialect};
 use super::tenants::trained_through_key;
 use super::{
-    Backend, Columns, DiskFull, FILTER, Forgotten, JobRow, LOCK_WAIT, LockCheck, LockError,
-    NewRecord, Pause, Pending, Stored, TRAINED_INTO, TrafficRow, TrainingLock, Writer, decode,
+    AnalysisRow, Backend, Columns, DiskFull, FILTER, Forgotten, JobRow, LOCK_WAIT, LockCheck,
+    LockError, NewRecord, Pause, Pending, Stored, TRAINED_INTO, TrainingLock, Writer, decode,
 };
 
 mod tenants;
@@ -499,11 +498,11 @@ impl Backend for Postgres {
         self.tenant_pause(tenant)
     }
 
-    fn store_traffic(&self, rows: &[TrafficRow], keep: i64) -> anyhow::Result<u64> {
+    fn store_traffic(&self, rows: &[AnalysisRow], keep: i64) -> anyhow::Result<u64> {
         self.insert_traffic(rows, keep)
     }
 
-    fn insert_affect(&self, rows: &[AffectRow]) -> anyhow::Result<u64> {
+    fn insert_affect(&self, rows: &[AnalysisRow]) -> anyhow::Result<u64> {
         self.insert_affect_rows(rows)
     }
 

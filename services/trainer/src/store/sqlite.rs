@@ -22,7 +22,7 @@ use rusqlite::{Connection, params};
 
 use empathy_proto::v1::FeedbackFilter;
 
-use super::affect::{AffectRow, INSERT_AFFECT, READ_AFFECT};
+use super::affect::{INSERT_AFFECT, READ_AFFECT};
 use super::keys::{self, KeyRow};
 use super::replies::{CLEAR_REPLIES, GET_REPLIES, SET_REPLIES};
 use super::schema::{ADDED_COLUMNS, Dialect};
@@ -31,8 +31,8 @@ use super::tenants::{
     trained_through_key,
 };
 use super::{
-    Backend, Columns, DiskFull, FILTER, Forgotten, JobRow, LockError, NewRecord, PENDING, Pause,
-    Pending, Stored, TRAINED_INTO, TrafficRow, TrainingLock, Writer, decode,
+    AnalysisRow, Backend, Columns, DiskFull, FILTER, Forgotten, JobRow, LockError, NewRecord,
+    PENDING, Pause, Pending, Stored, TRAINED_INTO, TrainingLock, Writer, decode,
 };
 
 /// The database file's mode, and so its -wal's and -shm's: owner only.
@@ -393,22 +393,10 @@ impl Backend for Sqlite {
         Ok(rows.next().transpose()?)
     }
 
-    fn insert_affect(&self, rows: &[AffectRow]) -> anyhow::Result<u64> {
+    fn insert_affect(&self, rows: &[AnalysisRow]) -> anyhow::Result<u64> {
         let mut conn = self.open()?;
         let tx = conn.transaction()?;
-        let mut inserted = 0;
-        {
-            let mut insert = tx.prepare_cached(INSERT_AFFECT)?;
-            for r in rows {
-                inserted += insert.execute(params![
-                    r.analysis_id,
-                    r.tenant,
-                    r.subject_id,
-                    r.analyzed_unix_ms,
-                    r.point
-                ])? as u64;
-            }
-        }
+        let inserted = insert_all(&tx, INSERT_AFFECT, rows)?;
         tx.commit()?;
         Ok(inserted)
     }
@@ -428,21 +416,11 @@ impl Backend for Sqlite {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn store_traffic(&self, rows: &[TrafficRow], keep: i64) -> anyhow::Result<u64> {
+    fn store_traffic(&self, rows: &[AnalysisRow], keep: i64) -> anyhow::Result<u64> {
         let mut conn = self.open()?;
         let tx = conn.transaction()?;
-        let mut inserted = 0;
+        let inserted = insert_all(&tx, INSERT_TRAFFIC, rows)?;
         {
-            let mut insert = tx.prepare_cached(INSERT_TRAFFIC)?;
-            for r in rows {
-                inserted += insert.execute(params![
-                    r.analysis_id,
-                    r.tenant,
-                    r.subject_id,
-                    r.received_unix_ms,
-                    r.sample
-                ])? as u64;
-            }
             let tenants: std::collections::BTreeSet<&str> =
                 rows.iter().map(|r| r.tenant.as_str()).collect();
             let mut trim = tx.prepare_cached(TRIM_TRAFFIC)?;
@@ -460,6 +438,22 @@ impl Backend for Sqlite {
         let rows = stmt.query_map(params![tenant, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// Runs `sql` (an INSERT of a row keyed by analysis that skips rows already there)
+/// for each row; how many were new.
+fn insert_all(
+    tx: &rusqlite::Transaction,
+    sql: &str,
+    rows: &[AnalysisRow],
+) -> rusqlite::Result<u64> {
+    let mut insert = tx.prepare_cached(sql)?;
+    let mut inserted = 0;
+    for r in rows {
+        let values = params![r.analysis_id, r.tenant, r.subject_id, r.unix_ms, r.bytes];
+        inserted += insert.execute(values)? as u64;
+    }
+    Ok(inserted)
 }
 
 struct SqliteWriter {

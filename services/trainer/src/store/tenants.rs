@@ -44,27 +44,29 @@ pub(super) const TRIM_TRAFFIC: &str = "DELETE FROM traffic WHERE tenant = $1 AND
 pub(super) const READ_TRAFFIC: &str = "SELECT analysis_id, sample FROM traffic WHERE tenant = $1 \
      ORDER BY received_unix_ms DESC, analysis_id DESC LIMIT $2";
 
-/// A sample as stored: its columns and the protobuf.
-pub(super) struct TrafficRow {
+/// A row of a table keyed by analysis (`traffic`, `affect`): its columns and the
+/// protobuf (a TrafficSample or an AffectPoint).
+pub(super) struct AnalysisRow {
     pub analysis_id: String,
     pub tenant: String,
     pub subject_id: String,
-    pub received_unix_ms: i64,
-    pub sample: Vec<u8>,
+    /// When it was received (traffic) or analysed (affect).
+    pub unix_ms: i64,
+    pub bytes: Vec<u8>,
 }
 
-impl TrafficRow {
-    fn of(sample: &TrafficSample) -> TrafficRow {
-        TrafficRow {
+impl AnalysisRow {
+    fn of(sample: &TrafficSample) -> AnalysisRow {
+        AnalysisRow {
             analysis_id: sample.analysis_id.clone(),
             tenant: sample.tenant.clone(),
             subject_id: sample.subject_id.clone(),
-            received_unix_ms: if sample.received_unix_ms > 0 {
+            unix_ms: if sample.received_unix_ms > 0 {
                 sample.received_unix_ms
             } else {
                 now_ms()
             },
-            sample: sample.encode_to_vec(),
+            bytes: sample.encode_to_vec(),
         }
     }
 }
@@ -73,7 +75,7 @@ impl FeedbackStore {
     /// Stores `samples` (checked by the caller), keeping each tenant's newest
     /// `TRAFFIC_KEEP`; returns how many were new.
     pub fn store_traffic(&self, samples: &[TrafficSample]) -> anyhow::Result<u64> {
-        let rows: Vec<TrafficRow> = samples.iter().map(TrafficRow::of).collect();
+        let rows: Vec<AnalysisRow> = samples.iter().map(AnalysisRow::of).collect();
         self.backend.store_traffic(&rows, TRAFFIC_KEEP)
     }
 

@@ -3,20 +3,26 @@
 
 use ::postgres::GenericClient;
 
-use super::super::affect::{AffectRow, INSERT_AFFECT, READ_AFFECT};
+use super::super::affect::{INSERT_AFFECT, READ_AFFECT};
 use super::super::replies::{CLEAR_REPLIES, GET_REPLIES, SET_REPLIES};
 use super::super::tenants::{
     CLEAR_PAUSE, GET_PAUSE, INSERT_TRAFFIC, PENDING, READ_TRAFFIC, SET_PAUSE, TRIM_TRAFFIC,
 };
-use super::{Pause, Pending, Postgres, TrafficRow, get, no_nul};
+use super::{AnalysisRow, Pause, Pending, Postgres, get, no_nul};
 
 /// A row of a table keyed by analysis (traffic, affect): id, tenant, subject, time and
 /// protobuf, owned and without NUL for the session's thread.
 type Keyed = (String, String, String, i64, Vec<u8>);
 
-fn keyed(id: &str, tenant: &str, subject: &str, at: i64, bytes: &[u8]) -> Keyed {
+fn keyed(r: &AnalysisRow) -> Keyed {
     let text = |s: &str| no_nul(s.to_string());
-    (text(id), text(tenant), text(subject), at, bytes.to_vec())
+    (
+        text(&r.analysis_id),
+        text(&r.tenant),
+        text(&r.subject_id),
+        r.unix_ms,
+        r.bytes.clone(),
+    )
 }
 
 /// Runs `sql` (an INSERT of the five columns that skips rows already there) for each
@@ -96,19 +102,8 @@ impl Postgres {
         })
     }
 
-    pub(super) fn insert_affect_rows(&self, rows: &[AffectRow]) -> anyhow::Result<u64> {
-        let rows: Vec<Keyed> = rows
-            .iter()
-            .map(|r| {
-                keyed(
-                    &r.analysis_id,
-                    &r.tenant,
-                    &r.subject_id,
-                    r.analyzed_unix_ms,
-                    &r.point,
-                )
-            })
-            .collect();
+    pub(super) fn insert_affect_rows(&self, rows: &[AnalysisRow]) -> anyhow::Result<u64> {
+        let rows: Vec<Keyed> = rows.iter().map(keyed).collect();
         self.session.call(move |c| {
             let mut tx = c.transaction()?;
             let inserted = insert_all(&mut tx, INSERT_AFFECT, &rows)?;
@@ -133,19 +128,8 @@ impl Postgres {
         })
     }
 
-    pub(super) fn insert_traffic(&self, rows: &[TrafficRow], keep: i64) -> anyhow::Result<u64> {
-        let rows: Vec<Keyed> = rows
-            .iter()
-            .map(|r| {
-                keyed(
-                    &r.analysis_id,
-                    &r.tenant,
-                    &r.subject_id,
-                    r.received_unix_ms,
-                    &r.sample,
-                )
-            })
-            .collect();
+    pub(super) fn insert_traffic(&self, rows: &[AnalysisRow], keep: i64) -> anyhow::Result<u64> {
+        let rows: Vec<Keyed> = rows.iter().map(keyed).collect();
         self.session.call(move |c| {
             let mut tx = c.transaction()?;
             let inserted = insert_all(&mut tx, INSERT_TRAFFIC, &rows)?;
