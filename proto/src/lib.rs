@@ -34,6 +34,14 @@ pub fn is_tenant_name(name: &str) -> bool {
 /// embedded once and scored on every call.
 pub const MAX_REPLY_TEMPLATES: usize = 500;
 
+/// Now, in milliseconds since 1970 (0 if the clock is before 1970), as the API's
+/// `*_unix_ms` fields count time.
+pub fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// The UTC calendar day of a time in milliseconds since 1970, as the API spells days
 /// (`DailyAffect.day`, batch reports): YYYY-MM-DD.
 pub fn utc_day(unix_ms: i64) -> String {

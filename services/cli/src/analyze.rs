@@ -126,13 +126,7 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
     let response = client
         .analyze(request)
         .await
-        .map_err(|s| {
-            anyhow::anyhow!(
-                "the server refused the request ({:?}): {}",
-                s.code(),
-                s.message()
-            )
-        })?
+        .map_err(crate::refused)?
         .into_inner();
     crate::print(&response, args.json, crate::summary::summary)
 }

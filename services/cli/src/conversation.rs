@@ -101,11 +101,11 @@ pub async fn run(
     let mut answers = client
         .analyze_stream(futures::stream::iter(requests))
         .await
-        .map_err(refused)?
+        .map_err(crate::refused)?
         .into_inner();
     let mut n = 0;
     while let Some(answer) = answers.next().await {
-        let answer: AnalyzeResponse = answer.map_err(refused)?;
+        let answer: AnalyzeResponse = answer.map_err(crate::refused)?;
         if json {
             println!("{}", serde_json::to_string(&answer)?);
         } else {
@@ -117,14 +117,6 @@ pub async fn run(
         n += 1;
     }
     Ok(())
-}
-
-fn refused(s: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!(
-        "the server refused the request ({:?}): {}",
-        s.code(),
-        s.message()
-    )
 }
 
 #[cfg(test)]

@@ -20,6 +20,15 @@ pub mod trajectory;
 
 use empathy_grpc::v1::empathy_service_client::EmpathyServiceClient;
 
+/// A refused call as the commands report it: the status code and the server's words.
+pub fn refused(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the server refused the request ({:?}): {}",
+        s.code(),
+        s.message()
+    )
+}
+
 /// Prints a response in protobuf's JSON mapping (`--json`) or as `table` renders it
 /// for a person.
 pub fn print<T: serde::Serialize>(

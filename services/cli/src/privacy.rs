@@ -3,8 +3,6 @@
 //! model version or subject), and `empathy resume` (automatic training after a
 //! rollback). Admin calls to the trainer.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use anyhow::{bail, ensure};
 use empathy_grpc::v1::{
     FeedbackFilter, ForgetAnalysesRequest, ForgetRequest, PurgeFeedbackRequest,
@@ -134,7 +132,7 @@ impl FilterArgs {
 
 /// `empathy purge` (delete) or `empathy quarantine` (keep, never train on).
 pub async fn purge(args: FilterArgs, delete: bool) -> anyhow::Result<()> {
-    let filter = args.filter(now_ms())?;
+    let filter = args.filter(empathy_proto::now_unix_ms())?;
     let mut client = args.endpoint.connect().await?;
     let done = client
         .purge_feedback(PurgeFeedbackRequest {
@@ -179,12 +177,6 @@ pub async fn resume(args: ResumeArgs) -> anyhow::Result<()> {
         println!("automatic training resumed");
     }
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Unix milliseconds from an age (`90m`, `12h`, `7d`: that long before `now_ms`), a UTC

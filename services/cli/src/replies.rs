@@ -68,7 +68,7 @@ pub async fn run(args: RepliesArgs) -> anyhow::Result<()> {
             let set = client
                 .set_replies(SetRepliesRequest { templates })
                 .await
-                .map_err(refused)?
+                .map_err(crate::refused)?
                 .into_inner();
             println!("{} reply templates set", set.templates);
         }
@@ -129,16 +129,8 @@ async fn suggest(
     Ok(client
         .suggest_replies(request)
         .await
-        .map_err(refused)?
+        .map_err(crate::refused)?
         .into_inner())
-}
-
-fn refused(s: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!(
-        "the server refused the request ({:?}): {}",
-        s.code(),
-        s.message()
-    )
 }
 
 fn table(answer: &SuggestRepliesResponse) -> String {

@@ -7,6 +7,7 @@ mod rule;
 
 use std::time::Duration;
 
+use empathy_proto::now_unix_ms as now_ms;
 use empathy_proto::v1::{
     AffectPoint, AnalyzeResponse, ReadAffectRequest, SubjectAffect, SubjectTrajectoryRequest,
     SubjectTrajectoryResponse,
@@ -104,11 +105,4 @@ pub async fn trajectory(
         rule: Some(rule),
         summary,
     })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }

@@ -10,7 +10,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use empathy_model::{LexiconAnalysis, ModelInputs, Prediction};
 use empathy_proto::v1::{FloatVector, TrafficSample};
@@ -191,9 +191,7 @@ impl RecentAnalyses {
     ) -> String {
         let Owner { tenant, subject_id } = owner;
         let id = uuid::Uuid::new_v4().to_string();
-        let analyzed_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let analyzed_unix_ms = empathy_proto::now_unix_ms();
         if let Some(traffic) = &self.traffic {
             traffic.offer(|| TrafficSample {
                 analysis_id: id.clone(),

@@ -445,7 +445,7 @@ impl TrainerService for TrainerApi {
         request: Request<GetRepliesRequest>,
     ) -> Result<Response<TenantReplies>, Status> {
         let tenant = request.into_inner().tenant;
-        check_replies(&tenant, 0)?;
+        check_tenant(&tenant)?;
         let store = self.trainer.store.clone();
         let work = async move {
             tokio::task::spawn_blocking(move || store.replies(&tenant))
@@ -460,9 +460,19 @@ impl TrainerService for TrainerApi {
     }
 }
 
+fn check_tenant(tenant: &str) -> Result<(), Status> {
+    if empathy_proto::is_tenant_name(tenant) {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(
+            "tenant must be 1-64 characters of a-z, 0-9, '-' and '_'",
+        ))
+    }
+}
+
 /// Fusion checks the points it records; the store needs a tenant and a subject.
 fn check_affect_owner(tenant: &str, subject_id: &str) -> Result<(), Status> {
-    check_replies(tenant, 0)?;
+    check_tenant(tenant)?;
     if subject_id.is_empty() {
         return Err(Status::invalid_argument("subject_id is empty"));
     }
@@ -471,11 +481,7 @@ fn check_affect_owner(tenant: &str, subject_id: &str) -> Result<(), Status> {
 
 /// Fusion checks each template; the store only refuses a bank it could not keep.
 fn check_replies(tenant: &str, templates: usize) -> Result<(), Status> {
-    if !empathy_proto::is_tenant_name(tenant) {
-        return Err(Status::invalid_argument(
-            "tenant must be 1-64 characters of a-z, 0-9, '-' and '_'",
-        ));
-    }
+    check_tenant(tenant)?;
     if templates > empathy_proto::MAX_REPLY_TEMPLATES {
         return Err(Status::invalid_argument(format!(
             "{templates} reply templates; a bank holds at most {}",

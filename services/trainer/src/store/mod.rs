@@ -42,7 +42,7 @@ use privacy::{FILTER, TRAINED_INTO};
 pub use privacy::{Forgotten, Pause, filter_is_empty};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 pub use tenants::Pending;
 use tenants::{AnalysisRow, PENDING};
 
@@ -370,11 +370,7 @@ pub struct FeedbackStore {
     pending: watch::Receiver<Pending>,
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use empathy_proto::now_unix_ms as now_ms;
 
 impl FeedbackStore {
     /// Opens (creating if needed) a SQLite database file and starts the writer thread.
