@@ -14,6 +14,9 @@ pub struct UpArgs {
     /// Address of the public EmpathyService.
     #[arg(long, default_value = "127.0.0.1:50051")]
     listen: String,
+    /// Fusion's HTTP/JSON API and its page (`off` = none).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http_listen: String,
     /// Address of the encoder service.
     #[arg(long, default_value = "127.0.0.1:50061")]
     encoder_listen: String,
@@ -126,10 +129,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         fusion_args.extend(["--min-confidence".into(), m.clone()]);
     }
     fusion_args.extend(args.fusion_args.iter().cloned());
+    if args.http_listen != "off" {
+        fusion_args.extend(["--http-listen".into(), args.http_listen.clone()]);
+    }
     let fusion = running
         .start("empathy-fusion", &fusion_args, "fusion did not start")
         .await?;
-    print_addresses(&args, &fusion, &encoder, &trainer, &situation);
+    let http = running.0.last().and_then(|s| s.http_addr.clone());
+    print_addresses(&args, &fusion, http, &encoder, &trainer, &situation);
     if let Some(secure) = &secure {
         println!(
             "secure: TLS with the local CA {ca}, API keys required; the admin key is in \
@@ -278,7 +285,14 @@ impl Running {
     }
 }
 
-fn print_addresses(args: &UpArgs, fusion: &str, encoder: &str, trainer: &str, situation: &str) {
+fn print_addresses(
+    args: &UpArgs,
+    fusion: &str,
+    http: Option<String>,
+    encoder: &str,
+    trainer: &str,
+    situation: &str,
+) {
     println!();
     println!("empathy is up:");
     println!(
@@ -297,6 +311,11 @@ fn print_addresses(args: &UpArgs, fusion: &str, encoder: &str, trainer: &str, si
         "  SituationService {}  (metrics http://{}/metrics)",
         situation, args.situation_metrics_listen
     );
+    if let Some(http) = http {
+        println!(
+            "  HTTP/JSON        http://{http}  (the page at /, the API under /v1, /openapi.json)"
+        );
+    }
     println!("try: empathy analyze --text \"I absolutely love this, thank you so much!\"");
     println!("Ctrl-C stops everything.");
 }

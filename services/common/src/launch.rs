@@ -20,6 +20,8 @@ pub struct Service {
     pub metrics_addr: Option<String>,
     /// Whether it serves TLS (its URL is then https).
     pub tls: bool,
+    /// Its HTTP door (fusion's JSON API and page), if it serves one.
+    pub http_addr: Option<String>,
 }
 
 impl Service {
@@ -49,8 +51,8 @@ impl Service {
 }
 
 /// Starts `program` with `args` and waits (up to `ready_within`) for the line
-/// `<name> listening grpc=<addr> metrics=<addr|-> tls=<on|off>` that `server::serve`
-/// prints.
+/// `<name> listening grpc=<addr> metrics=<addr|-> tls=<on|off> http=<addr|->` that
+/// `server::serve` prints.
 /// The child's stderr (its logs) is passed through.
 pub async fn spawn(
     program: &Path,
@@ -113,6 +115,7 @@ pub async fn spawn(
         addr,
         metrics_addr: field("metrics="),
         tls: field("tls=").as_deref() == Some("on"),
+        http_addr: field("http="),
     })
 }
 

@@ -1,5 +1,5 @@
 //! What every empathy service shares: the server bootstrap (health, reflection,
-//! limits, graceful shutdown), logs, Prometheus metrics and error-to-status mapping.
+//! limits, an HTTP door, graceful shutdown), logs, Prometheus metrics and error-to-status mapping.
 
 pub mod auth;
 pub mod budget;
@@ -7,6 +7,7 @@ pub mod compute;
 pub mod deadline;
 pub mod feedback;
 pub mod identity;
+pub mod in_process;
 pub mod launch;
 pub mod metrics;
 pub mod server;
@@ -18,4 +19,4 @@ pub use compute::set_compute_threads;
 pub use identity::Identity;
 pub use metrics::Metrics;
 pub use prometheus;
-pub use server::{ServeOptions, serve};
+pub use server::{HttpDoor, ServeOptions, serve, serve_with_http};

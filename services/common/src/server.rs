@@ -1,12 +1,18 @@
 //! Server bootstrap shared by every service: bind, health, reflection, metrics,
-//! limits, and a graceful shutdown on Ctrl-C or SIGTERM.
+//! limits, an optional HTTP door, and a graceful shutdown on Ctrl-C or SIGTERM.
 
 use std::{net::SocketAddr, time::Duration};
 
 use tonic::{service::Routes, transport::server::TcpIncoming};
 use tonic_health::ServingStatus;
 
-use crate::{Metrics, auth::AuthLayer, budget::BudgetLayer, tls::TlsOptions};
+use crate::{
+    Metrics,
+    auth::AuthLayer,
+    budget::BudgetLayer,
+    in_process::{self, InProcess},
+    tls::TlsOptions,
+};
 
 /// Flags every service takes.
 #[derive(clap::Args, Debug, Clone)]
@@ -39,12 +45,19 @@ pub struct ServeOptions {
     pub reflection: bool,
 }
 
+/// An HTTP listener beside gRPC. `app` gets a channel into the server's own gRPC
+/// stack, so an HTTP call passes the same key check, budget and handlers.
+pub struct HttpDoor {
+    pub listen: SocketAddr,
+    pub app: Box<dyn FnOnce(InProcess) -> anyhow::Result<axum::Router> + Send>,
+}
+
 /// Serves `routes` (plus grpc.health.v1, and reflection if asked) until a shutdown
 /// signal, every call passing `auth` first.
 ///
 /// Prints one line to stdout once the port is bound, so a supervisor (`empathy up`,
 /// the end-to-end tests) can learn an ephemeral port:
-/// `<name> listening grpc=<addr> metrics=<addr|-> tls=<on|off>`.
+/// `<name> listening grpc=<addr> metrics=<addr|-> tls=<on|off> http=<addr|->`.
 pub async fn serve(
     name: &str,
     opts: &ServeOptions,
@@ -52,6 +65,19 @@ pub async fn serve(
     service_names: &[&str],
     metrics: Metrics,
     auth: AuthLayer,
+) -> anyhow::Result<()> {
+    serve_with_http(name, opts, routes, service_names, metrics, auth, None).await
+}
+
+/// [`serve`], plus `http` if given.
+pub async fn serve_with_http(
+    name: &str,
+    opts: &ServeOptions,
+    mut routes: Routes,
+    service_names: &[&str],
+    metrics: Metrics,
+    auth: AuthLayer,
+    http: Option<HttpDoor>,
 ) -> anyhow::Result<()> {
     let tls = opts.tls.server(opts.listen)?;
     let listener = tokio::net::TcpListener::bind(opts.listen)
@@ -74,17 +100,26 @@ pub async fn serve(
             .register_encoded_file_descriptor_set(empathy_proto::v1::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let (reflection_v1, reflection_v1alpha) = match opts.reflection {
-        true => (
-            Some(reflection().build_v1()?),
-            Some(reflection().build_v1alpha()?),
-        ),
-        false => (None, None),
-    };
+    routes = routes.add_service(health_service);
+    if opts.reflection {
+        routes = routes
+            .add_service(reflection().build_v1()?)
+            .add_service(reflection().build_v1alpha()?);
+    }
+    let budget = BudgetLayer::new(opts.max_in_flight, opts.max_in_flight_bytes);
 
+    let http_addr = match http {
+        Some(door) => {
+            let channel = in_process::channel(routes.clone(), auth.clone(), budget.clone());
+            serve_http(name, door, tls.is_some(), channel)
+                .await?
+                .to_string()
+        }
+        None => "-".into(),
+    };
     let tls_on = if tls.is_some() { "on" } else { "off" };
-    println!("{name} listening grpc={addr} metrics={metrics_addr} tls={tls_on}");
-    tracing::info!(%addr, metrics = %metrics_addr, tls = tls_on, "{name} serving");
+    println!("{name} listening grpc={addr} metrics={metrics_addr} tls={tls_on} http={http_addr}");
+    tracing::info!(%addr, metrics = %metrics_addr, tls = tls_on, http = %http_addr, "{name} serving");
 
     let names: Vec<String> = service_names.iter().map(|s| s.to_string()).collect();
     let shutdown = async move {
@@ -107,14 +142,8 @@ pub async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .layer(auth)
         // Inside auth: callers without a key cannot use up the budget.
-        .layer(BudgetLayer::new(
-            opts.max_in_flight,
-            opts.max_in_flight_bytes,
-        ))
+        .layer(budget)
         .add_routes(routes)
-        .add_service(health_service)
-        .add_optional_service(reflection_v1)
-        .add_optional_service(reflection_v1alpha)
         // Without TCP_NODELAY, small gRPC replies wait out delayed ACKs (~40 ms each).
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -123,6 +152,36 @@ pub async fn serve(
         .await?;
     tracing::info!("{name} stopped");
     Ok(())
+}
+
+/// Binds `door` and serves it in the background until a shutdown signal. Without TLS
+/// on it, an HTTP door is for this machine only when the gRPC side has TLS: keys must
+/// not cross a network in plaintext through the back door.
+async fn serve_http(
+    name: &str,
+    door: HttpDoor,
+    grpc_tls: bool,
+    channel: InProcess,
+) -> anyhow::Result<SocketAddr> {
+    if grpc_tls && !door.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "{name}: the HTTP door has no TLS of its own, so with TLS on it listens on \
+             loopback only (got {}); put a TLS-terminating proxy in front of it",
+            door.listen
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(door.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("{name}: cannot listen for HTTP on {}: {e}", door.listen))?;
+    let addr = listener.local_addr()?;
+    let app = (door.app)(channel)?;
+    tokio::spawn(async move {
+        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
+        if let Err(err) = server.await {
+            tracing::error!(%err, "the HTTP door stopped");
+        }
+    });
+    Ok(addr)
 }
 
 /// Resolves on Ctrl-C or, on Unix, SIGTERM (Ctrl-C only if SIGTERM cannot be

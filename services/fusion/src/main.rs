@@ -8,6 +8,7 @@ mod context;
 mod encoders;
 mod explain;
 mod feedback;
+mod http;
 mod model_lines;
 mod model_watch;
 mod recent;
@@ -95,6 +96,10 @@ struct Args {
     /// Feedback calls each API key may make per minute.
     #[arg(long, default_value_t = 60)]
     feedback_per_minute: u32,
+    /// HTTP/JSON door beside gRPC (`POST /v1/analyze`, `GET /v1/info`, `GET /health`,
+    /// `GET /openapi.json`, and a page at `/`), e.g. 127.0.0.1:8080; unset = none.
+    #[arg(long)]
+    http_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     serve: ServeOptions,
 }
@@ -171,13 +176,19 @@ async fn main() -> anyhow::Result<()> {
     };
     let server = EmpathyServiceServer::new(Empathy::new(analyzer, metrics.clone()))
         .max_decoding_message_size(args.serve.max_message_bytes);
-    empathy_common::serve(
+    let max_message_bytes = args.serve.max_message_bytes;
+    let http = args.http_listen.map(|listen| empathy_common::HttpDoor {
+        listen,
+        app: Box::new(move |channel| http::router(channel, max_message_bytes)),
+    });
+    empathy_common::serve_with_http(
         "fusion",
         &args.serve,
         tonic::service::Routes::new(server),
         &["empathy.v1.EmpathyService"],
         metrics,
         auth,
+        http,
     )
     .await
 }
