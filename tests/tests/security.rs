@@ -42,7 +42,7 @@ fn private_assets(dir: &Path) -> anyhow::Result<PathBuf> {
 async fn up_secure(
     assets: &Path,
     database: &Path,
-) -> anyhow::Result<(tokio::process::Child, [String; 3])> {
+) -> anyhow::Result<(tokio::process::Child, [String; 4])> {
     let mut args = vec![
         "up".to_string(),
         "--secure".into(),
@@ -62,6 +62,7 @@ async fn up_secure(
         "trainer-metrics-listen",
         "situation-listen",
         "situation-metrics-listen",
+        "http-listen",
     ] {
         args.extend([format!("--{flag}"), "127.0.0.1:0".into()]);
     }
@@ -71,7 +72,7 @@ async fn up_secure(
         .kill_on_drop(true)
         .spawn()?;
     let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    let mut urls = [String::new(), String::new(), String::new()];
+    let mut urls = [String::new(), String::new(), String::new(), String::new()];
     let read = async {
         while let Some(line) = lines.next_line().await? {
             let url = || {
@@ -84,6 +85,7 @@ async fn up_secure(
                 Some("EmpathyService") => urls[0] = url(),
                 Some("EncoderService") => urls[1] = url(),
                 Some("TrainerService") => urls[2] = url(),
+                Some("HTTP/JSON") => urls[3] = url(),
                 Some("secure:") => return Ok(()),
                 _ => {}
             }
@@ -128,7 +130,7 @@ fn analyze(key: Option<&str>) -> Request<AnalyzeRequest> {
 async fn up_secure_gives_each_door_the_right_status() -> anyhow::Result<()> {
     let dir = support::temp_dir("secure-up");
     let assets = private_assets(&dir)?;
-    let (_up, [fusion_url, encoder_url, trainer_url]) =
+    let (_up, [fusion_url, encoder_url, trainer_url, http_url]) =
         up_secure(&assets, &dir.join("feedback.sqlite")).await?;
     for url in [&fusion_url, &encoder_url, &trainer_url] {
         assert!(url.starts_with("https://127.0.0.1:"), "{url}");
@@ -202,6 +204,25 @@ async fn up_secure_gives_each_door_the_right_status() -> anyhow::Result<()> {
         foreign.as_ref().is_some_and(|s| s.code() == Code::NotFound),
         "{foreign:?}"
     );
+    // The HTTP door (loopback only beside TLS) asks the same keys the same way.
+    let http = http_url.trim_start_matches("http://");
+    let body = r#"{"text":"What a day."}"#;
+    let (status, none) = support::http_post(http, "/v1/analyze", body, None)?;
+    assert_eq!(
+        (status, &none["error"]["status"]),
+        (401, &"UNAUTHENTICATED".into())
+    );
+    let (status, _) = support::http_post(http, "/v1/analyze", body, Some(&analyst))?;
+    assert_eq!(status, 200);
+    let correction = serde_json::json!({"analysisId": answer.analysis_id, "sentiment": "positive"});
+    let (status, denied) = support::http_post(
+        http,
+        "/v1/feedback",
+        &correction.to_string(),
+        Some(&analyst),
+    )?;
+    assert_eq!(status, 403, "{denied}");
+
     // feedback: Feedback yes, stored by the trainer over mTLS.
     let stored = fusion.feedback(feedback(&corrector)).await?.into_inner();
     assert!(stored.stored, "{stored:?}");

@@ -303,3 +303,29 @@ pub async fn stream_feedback_then_kill(
     let acked = acked.lock().expect("lock").clone();
     Ok(acked)
 }
+
+/// POSTs a JSON `body` to fusion's HTTP door at `addr` (`host:port`), with `key` as
+/// `Authorization: Bearer`; the HTTP status and the JSON answer (errors included).
+pub fn http_post(
+    addr: &str,
+    path: &str,
+    body: &str,
+    key: Option<&str>,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = agent
+        .post(format!("http://{addr}{path}"))
+        .header("Content-Type", "application/json");
+    if let Some(key) = key {
+        request = request.header("Authorization", format!("Bearer {key}"));
+    }
+    let mut answer = request.send(body)?;
+    let status = answer.status().as_u16();
+    Ok((
+        status,
+        serde_json::from_str(&answer.body_mut().read_to_string()?)?,
+    ))
+}
