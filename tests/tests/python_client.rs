@@ -1,0 +1,103 @@
+//! The Python client as a Python team meets it: `pip install ./clients/python` into a
+//! fresh virtual environment (its stubs generated from our proto at build time), the
+//! README's three lines, then its own tests against a real encoder, trainer and fusion.
+
+mod support;
+
+use std::{path::Path, process::Command};
+
+/// Runs `program args` in the workspace root; its stdout and stderr, or both as the
+/// error.
+fn run(program: &Path, args: &[&str], env: &[(&str, String)]) -> anyhow::Result<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(&root)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", program.display()))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{} {}:\n{}\n{}",
+        program.display(),
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((
+        String::from_utf8(out.stdout)?,
+        String::from_utf8(out.stderr)?,
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pip_install_then_the_client_and_its_tests_work_against_a_live_system() -> anyhow::Result<()>
+{
+    let dir = support::temp_dir("python-client");
+    let venv = dir.join("venv");
+    run(
+        Path::new("python3"),
+        &["-m", "venv", &venv.display().to_string()],
+        &[],
+    )?;
+    let python = venv.join("bin/python");
+    run(
+        &python,
+        &[
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "./clients/python",
+        ],
+        &[],
+    )?;
+
+    let system = support::start_learning_system(&dir, &[], &[]).await?;
+    let endpoint = system.fusion.addr.clone();
+    // The README's three lines.
+    let readme = format!(
+        "from empathy_client import Client\n\
+         client = Client(\"{endpoint}\")\n\
+         print(client.analyze(text=\"I love this\").sentiment.label)\n"
+    );
+    let (printed, _) = run(&python, &["-c", &readme], &[])?;
+    assert_eq!(printed.trim(), "positive");
+
+    // A fusion whose encoder also reads photos, for the face test.
+    let images = support::start_encoder(&["--plugin", "image"]).await?;
+    let with_images = support::start_fusion(
+        &[images.url()],
+        &[
+            "--trainer",
+            &system.trainer.url(),
+            "--model",
+            &system.models.display().to_string(),
+        ],
+    )
+    .await?;
+    let photo = support::assets().join("photos/astronaut.png");
+    let out = run(
+        &python,
+        &[
+            "-m",
+            "unittest",
+            "discover",
+            "-v",
+            "-s",
+            "clients/python/tests",
+        ],
+        &[
+            ("EMPATHY_ENDPOINT", with_images.addr.clone()),
+            ("EMPATHY_TEST_PHOTO", photo.display().to_string()),
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    // unittest reports on stderr: every test ran, none skipped.
+    let (_, report) = out?;
+    println!("{report}");
+    assert!(report.contains("Ran 8 tests"), "{report}");
+    assert!(report.trim_end().ends_with("OK"), "{report}");
+    Ok(())
+}
