@@ -11,6 +11,9 @@ mod plugin;
 mod request;
 mod settings;
 
+/// The contract's messages, so that a plugin depends on this crate alone.
+pub use empathy_proto as proto;
+
 pub use abi::ABI_VERSION;
 pub use error::{ErrorKind, PluginError};
 pub use plugin::Plugin;

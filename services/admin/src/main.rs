@@ -9,6 +9,7 @@ mod eval;
 mod generality;
 mod lexicon;
 mod plots;
+mod plugin_new;
 mod secure;
 mod situations;
 mod ssl;
@@ -61,6 +62,18 @@ enum Command {
         #[command(subcommand)]
         action: SslAction,
     },
+    /// Modality plugins: `plugin new NAME` makes a plugin crate of its own.
+    Plugin {
+        #[command(subcommand)]
+        action: PluginAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginAction {
+    /// A new plugin crate from the template, outside this workspace, that depends on
+    /// the plugin API crate alone.
+    New(plugin_new::NewArgs),
 }
 
 #[derive(Subcommand)]
@@ -104,6 +117,9 @@ fn main() -> std::process::ExitCode {
         Command::Ssl {
             action: SslAction::Compare(args),
         } => ssl::compare(&args),
+        Command::Plugin {
+            action: PluginAction::New(args),
+        } => plugin_new::new(&args),
     };
     exit_code(result)
 }

@@ -74,6 +74,8 @@ enum Command {
     Situations(AdminArgs),
     /// [admin] Self-supervised learning experiments.
     Ssl(AdminArgs),
+    /// [admin] Modality plugins: `empathy plugin new heart-rate` makes a plugin crate.
+    Plugin(AdminArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -106,6 +108,7 @@ fn main() -> std::process::ExitCode {
         Command::AdaptBench(args) => admin::run("adapt-bench", args),
         Command::Situations(args) => admin::run("situations", args),
         Command::Ssl(args) => admin::run("ssl", args),
+        Command::Plugin(args) => admin::run("plugin", args),
     };
     exit_code(result)
 }

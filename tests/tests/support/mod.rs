@@ -78,8 +78,6 @@ pub async fn analyze_text(
         .map(|r| r.into_inner())
 }
 
-/// The sha256 of a plugin built next to the encoder, to pin it (the encoder needs an
-/// allow-list).
 /// `empathy <args>` run to its end; its output, or its standard error as the error.
 pub fn empathy(args: &[&str]) -> anyhow::Result<std::process::Output> {
     let out = std::process::Command::new(sibling_binary("empathy")?)
@@ -94,10 +92,15 @@ pub fn empathy(args: &[&str]) -> anyhow::Result<std::process::Output> {
     Ok(out)
 }
 
+/// The sha256 of a plugin built next to the encoder (or at a path), to pin it (the
+/// encoder needs an allow-list).
 pub fn plugin_sha256(name: &str) -> anyhow::Result<String> {
-    let file = sibling_binary("empathy-encoder")?.with_file_name(
-        empathy_plugin_api::host::library_file_name(&format!("empathy_plugin_{name}")),
-    );
+    let file = match name.contains('/') {
+        true => PathBuf::from(name),
+        false => sibling_binary("empathy-encoder")?.with_file_name(
+            empathy_plugin_api::host::library_file_name(&format!("empathy_plugin_{name}")),
+        ),
+    };
     empathy_plugin_api::host::sha256_hex(&file)
         .map_err(|e| anyhow::anyhow!("cannot hash {}: {e}", file.display()))
 }
