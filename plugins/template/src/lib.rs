@@ -10,8 +10,8 @@
 #![forbid(unsafe_code)]
 
 use empathy_plugin_api::proto::v1::{
-    EncodeInput, EncodeOutput, EncodeRequest, EncodeResponse, ModalityInfo, ModelRef,
-    PluginConfig, encode_input::Payload,
+    EncodeInput, EncodeOutput, EncodeRequest, EncodeResponse, ModalityInfo, ModelRef, PluginConfig,
+    encode_input::Payload,
 };
 use empathy_plugin_api::{Plugin, PluginError, Settings, check_request};
 
@@ -155,6 +155,9 @@ mod tests {
             mime_type: String::new(),
         };
         assert!(err(&text).is_some_and(|m| m.contains("expected bytes")));
-        assert_eq!(samples(0, &data(&1.5f32.to_le_bytes()), 2).ok(), Some(vec![1.5]));
+        assert_eq!(
+            samples(0, &data(&1.5f32.to_le_bytes()), 2).ok(),
+            Some(vec![1.5])
+        );
     }
 }

@@ -31,11 +31,14 @@ fn series(samples: &[f32]) -> EncodeInput {
 
 #[test]
 fn the_encoder_loader_loads_it_and_it_encodes() {
-    let plugin = LoadedPlugin::load(&library(), &PluginConfig::default(), None)
-        .expect("the plugin loads");
+    let plugin =
+        LoadedPlugin::load(&library(), &PluginConfig::default(), None).expect("the plugin loads");
     let info = &plugin.info()[0];
     assert_eq!(info.modality, empathy_plugin_signal::MODALITY);
-    assert_eq!(info.embedding_dim as usize, empathy_plugin_signal::EMBEDDING_DIM);
+    assert_eq!(
+        info.embedding_dim as usize,
+        empathy_plugin_signal::EMBEDDING_DIM
+    );
 
     let request = EncodeRequest {
         modality: info.modality.clone(),
