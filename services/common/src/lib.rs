@@ -14,6 +14,7 @@ pub mod server;
 pub mod status;
 pub mod telemetry;
 pub mod tls;
+pub mod trace_context;
 
 pub use compute::set_compute_threads;
 pub use identity::Identity;

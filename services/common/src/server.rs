@@ -12,6 +12,7 @@ use crate::{
     budget::BudgetLayer,
     in_process::{self, InProcess},
     tls::TlsOptions,
+    trace_context::TraceLayer,
 };
 
 /// Flags every service takes.
@@ -39,6 +40,11 @@ pub struct ServeOptions {
     /// RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = 256 * 1024 * 1024)]
     pub max_in_flight_bytes: usize,
+    /// OTLP/gRPC collector the service's trace spans go to, e.g.
+    /// http://127.0.0.1:4317; unset = none leave the process (trace ids are still made,
+    /// passed on to the services called, and logged).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// Serve gRPC server reflection (lists and describes every service and message):
     /// handy with grpcurl, but it maps the API for anyone who can connect.
     #[arg(long)]
@@ -140,6 +146,7 @@ pub async fn serve_with_http(
     builder
         .concurrency_limit_per_connection(opts.concurrency_per_connection)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .layer(TraceLayer)
         .layer(auth)
         // Inside auth: callers without a key cannot use up the budget.
         .layer(budget)
@@ -174,7 +181,7 @@ async fn serve_http(
         .await
         .map_err(|e| anyhow::anyhow!("{name}: cannot listen for HTTP on {}: {e}", door.listen))?;
     let addr = listener.local_addr()?;
-    let app = (door.app)(channel)?;
+    let app = (door.app)(channel)?.layer(TraceLayer);
     tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal());
         if let Err(err) = server.await {

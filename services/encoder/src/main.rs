@@ -85,7 +85,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    empathy_common::telemetry::init();
+    let _telemetry =
+        empathy_common::telemetry::init("encoder", args.serve.otlp_endpoint.as_deref())?;
     let settings = parse_settings(&args.settings)?;
     let specs = plugins::LoadSpec {
         plugin_dir: match args.plugin_dir.clone() {

@@ -11,6 +11,7 @@ use empathy_grpc::v1::{
 use empathy_plugin_api::{ErrorKind, PluginError};
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use crate::batcher::{Batcher, SubmitError};
 
@@ -70,7 +71,13 @@ impl Inner {
                 )));
             }
         }
-        match batcher.submit(request, deadline).await {
+        // In the call's trace: the wait in the batch queue and the plugin's work.
+        let span = tracing::info_span!(
+            "plugin",
+            otel.name = %format!("plugin {}", request.modality),
+            inputs = request.inputs.len(),
+        );
+        match batcher.submit(request, deadline).instrument(span).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(err)) => Err(plugin_status(err)),
             Err(SubmitError::QueueFull(n)) => Err(Status::resource_exhausted(format!(

@@ -15,13 +15,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use empathy_common::trace_context::{TracedChannel, propagate};
 use empathy_grpc::v1::{
     EncodeRequest, EncodeResponse, EncoderInfoRequest, encoder_service_client::EncoderServiceClient,
 };
 use tokio::sync::RwLock;
-use tonic::transport::Channel;
 
-type Client = EncoderServiceClient<Channel>;
+type Client = EncoderServiceClient<TracedChannel>;
 
 #[derive(Clone)]
 struct Route {
@@ -94,7 +94,7 @@ impl EncoderPool {
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .connect_lazy();
-        let client = EncoderServiceClient::new(channel)
+        let client = EncoderServiceClient::new(propagate(channel))
             .max_decoding_message_size(self.max_message_bytes)
             .max_encoding_message_size(self.max_message_bytes);
         clients.insert(endpoint.to_string(), client.clone());

@@ -106,8 +106,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    empathy_common::telemetry::init();
     let args = Args::parse();
+    let _telemetry =
+        empathy_common::telemetry::init("fusion", args.serve.otlp_endpoint.as_deref())?;
     args.serve.tls.install_client()?;
     let model_path = args
         .model

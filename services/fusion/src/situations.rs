@@ -3,15 +3,15 @@
 
 use std::time::Duration;
 
+use empathy_common::trace_context::{TracedChannel, propagate};
 use empathy_grpc::v1::{
     GenerateRequest, Situation, Turn, situation_service_client::SituationServiceClient,
 };
 use futures::StreamExt;
 use tokio::time::{Instant, timeout_at};
-use tonic::transport::Channel;
 
 pub struct SituationSource {
-    client: Option<SituationServiceClient<Channel>>,
+    client: Option<SituationServiceClient<TracedChannel>>,
 }
 
 /// What one request asks for.
@@ -33,7 +33,7 @@ impl SituationSource {
                     .map_err(|e| anyhow::anyhow!("--situations: {e:#}"))?
                     .tcp_nodelay(true)
                     .connect_lazy();
-                Ok(SituationServiceClient::new(channel)
+                Ok(SituationServiceClient::new(propagate(channel))
                     .max_decoding_message_size(max_message_bytes))
             })
             .transpose()?;

@@ -6,31 +6,33 @@
 use std::time::Duration;
 
 use empathy_common::auth::KeyLookup;
+use empathy_common::trace_context::{TracedChannel, propagate};
 use empathy_grpc::v1::key_service_client::KeyServiceClient;
 use empathy_grpc::v1::trainer_service_client::TrainerServiceClient;
 use empathy_grpc::v1::{
     AffectPoint, ApiKey, AuthenticateRequest, FeedbackAck, FeedbackRecord, GetRepliesRequest,
     ReadAffectRequest, SubjectAffect, TenantReplies, TrafficBatch,
 };
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 /// The trainer fusion forwards feedback to.
 #[derive(Clone)]
 pub struct TrainerLink {
     url: String,
-    client: TrainerServiceClient<Channel>,
+    client: TrainerServiceClient<TracedChannel>,
     /// The key store, for fusion's door (`--api-keys`).
-    keys: KeyServiceClient<Channel>,
+    keys: KeyServiceClient<TracedChannel>,
 }
 
 impl TrainerLink {
     /// Connects lazily: fusion starts (and serves analyses) with the trainer down.
     pub fn new(url: &str, max_message_bytes: usize) -> anyhow::Result<TrainerLink> {
-        let channel = empathy_common::tls::endpoint(url, None)?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(30))
-            .connect_lazy();
+        let channel = propagate(
+            empathy_common::tls::endpoint(url, None)?
+                .connect_timeout(Duration::from_secs(2))
+                .timeout(Duration::from_secs(30))
+                .connect_lazy(),
+        );
         Ok(TrainerLink {
             url: url.to_string(),
             keys: KeyServiceClient::new(channel.clone()),

@@ -89,7 +89,8 @@ fn main() -> anyhow::Result<()> {
     // SAFETY: no other thread exists yet (the runtime is built below).
     unsafe { empathy_common::set_compute_threads(args.threads) };
     if let Some(Command::TrainCritic(opts)) = &args.command {
-        empathy_common::telemetry::init();
+        // Training exports no traces (and runs outside the async runtime).
+        let _telemetry = empathy_common::telemetry::init("situation", None)?;
         let device = empathy_plugin_text::parse_device(&args.device)?;
         return train::train_critic(&args.assets, &device, args.weights, opts);
     }
@@ -100,7 +101,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    empathy_common::telemetry::init();
+    let _telemetry =
+        empathy_common::telemetry::init("situation", args.serve.otlp_endpoint.as_deref())?;
     let device = empathy_plugin_text::parse_device(&args.device)?;
     let e = args.engine.clone();
     anyhow::ensure!(e.max_batch > 0, "--max-batch must be at least 1");

@@ -143,8 +143,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    empathy_common::telemetry::init();
     let args = Args::parse();
+    let _telemetry =
+        empathy_common::telemetry::init("trainer", args.serve.otlp_endpoint.as_deref())?;
     let models = args
         .models
         .clone()
