@@ -4,6 +4,8 @@
 //!
 //! - latency: Analyze (fusion → encoder → lexicon → model) against Encode on the
 //!   encoder alone for the same sentence, requests interleaved one by one;
+//! - with --http ADDR: Analyze over fusion's HTTP/JSON door, interleaved with the same
+//!   call over gRPC, its baseline;
 //! - throughput: Analyze with N requests in flight against one at a time;
 //! - with --encoder-batch-file: only the encoder's raw batch throughput, the baseline
 //!   `scripts/batch-bench` sets `empathy analyze --input` against.
@@ -36,6 +38,10 @@ pub struct BenchArgs {
     encoder_batch_file: Option<std::path::PathBuf>,
     #[arg(long, default_value_t = 32)]
     encoder_batch_size: usize,
+    /// Fusion's HTTP/JSON door (host:port, e.g. 127.0.0.1:8080): also time Analyze
+    /// over it.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
 }
 
 const SENTENCES: [&str; 8] = [
@@ -81,7 +87,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         fusion.analyze(analyze(s)).await?;
     }
 
-    let (mut t_analyze, mut t_encode) = (Vec::new(), Vec::new());
+    let http = args.http.as_ref().map(|addr| format!("http://{addr}/v1/analyze"));
+    let (mut t_analyze, mut t_encode, mut t_http) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..args.requests {
         let text = SENTENCES[i % SENTENCES.len()];
         let t = Instant::now();
@@ -90,6 +97,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let t = Instant::now();
         encoder.encode(EncodeRequest::texts("text", [text])).await?;
         t_encode.push(t.elapsed());
+        if let Some(url) = &http {
+            t_http.push(analyze_over_http(url, text).await?);
+        }
     }
     println!(
         "latency over loopback, one request at a time ({} requests each):",
@@ -101,6 +111,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "  Analyze / Encode p50 ratio: {:.2}",
         a / e.max(f64::EPSILON)
     );
+    if !t_http.is_empty() {
+        let h = describe("Analyze over HTTP/JSON (the same fusion)", t_http);
+        println!(
+            "  HTTP/JSON / gRPC Analyze p50 ratio: {:.2}",
+            h / a.max(f64::EPSILON)
+        );
+    }
 
     let run_at = |concurrency: usize| {
         let fusion = fusion.clone();
@@ -132,6 +149,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         f1 + fm
     );
     Ok(())
+}
+
+/// One Analyze of `text` POSTed as JSON to `url`; how long it took.
+async fn analyze_over_http(url: &str, text: &str) -> anyhow::Result<Duration> {
+    let (url, body) = (url.to_string(), serde_json::json!({ "text": text }).to_string());
+    tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        let mut answer = ureq::post(&url)
+            .header("Content-Type", "application/json")
+            .send(&body)
+            .with_context(|| format!("POST {url}"))?;
+        answer.body_mut().read_to_string()?;
+        Ok(t.elapsed())
+    })
+    .await?
 }
 
 /// Encodes every text of `file` in requests of `size`, `concurrency` in flight; prints
