@@ -161,57 +161,84 @@ async fn http_json_answers_as_grpc_does_and_errors_come_back_as_json() -> anyhow
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_page_shows_an_analysis_in_headless_chromium() -> anyhow::Result<()> {
-    let encoder = support::start_encoder(&[]).await?;
+    let encoder = support::start_encoder(&["--plugin", "image"]).await?;
     let fusion = support::start_fusion(&[encoder.url()], &["--http-listen", "127.0.0.1:0"]).await?;
     let addr = fusion
         .http_addr
         .clone()
         .expect("fusion prints its HTTP address");
-    let url = format!("http://{addr}/?text=I%20love%20this%2C%20thank%20you");
     let dir = support::temp_dir("page");
-    let chromium = |extra: &[&str]| -> anyhow::Result<std::process::Output> {
-        let out = Command::new("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--hide-scrollbars",
-            ])
-            .arg(format!("--user-data-dir={}", dir.join("profile").display()))
-            // Virtual time runs the page's script and its fetches to the end first.
-            .args(["--virtual-time-budget=30000", "--window-size=1000,1400"])
-            .args(extra)
-            .arg(&url)
-            .output()
-            .map_err(|e| anyhow::anyhow!("cannot run chromium ({e}): scripts/setup installs it"))?;
-        anyhow::ensure!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(out)
-    };
-    let dom = String::from_utf8(chromium(&["--dump-dom"])?.stdout)?;
-    assert!(
-        dom.contains(r#"<span id="label">positive, joy</span>"#),
-        "{dom}"
-    );
-    assert!(
-        dom.contains(r#"<div id="error"></div>"#),
-        "the page shows an error: {dom}"
-    );
-    // Bars for the three sentiment labels and the seven emotions, and the word that drove it.
-    assert_eq!(dom.matches(r#"class="bar"#).count(), 3 + 7 + 2, "{dom}");
-    assert!(dom.contains("<li>love "), "{dom}");
+    // The DevTools protocol client for the script (websocket-client, from PyPI).
+    let venv = dir.join("venv");
+    run("python3", &["-m", "venv", &venv.display().to_string()])?;
+    let python = venv.join("bin/python").display().to_string();
+    run(
+        &python,
+        &[
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "websocket-client",
+        ],
+    )?;
 
-    let png = dir.join("page.png");
-    chromium(&[&format!("--screenshot={}", png.display())])?;
-    let bytes = std::fs::read(&png)?;
-    assert!(
-        bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
-        "{}",
-        bytes.len()
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/page/drive_page.py");
+    // Chromium reads a file input's file by its canonical path only.
+    let photo = std::fs::canonicalize(support::assets().join("photos/astronaut.png"))?;
+    let out = run(
+        &python,
+        &[
+            script,
+            &format!("http://{addr}/"),
+            &photo.display().to_string(),
+            &dir.display().to_string(),
+        ],
+    )?;
+    let page: Value = serde_json::from_str(&out)?;
+
+    // Typed: the answer as bars, words and attention per modality.
+    let text = &page["text"];
+    assert_eq!(text["label"], "positive, joy", "{page}");
+    assert_eq!(text["error"], "", "{page}");
+    assert_eq!(
+        text["bars"],
+        3 + 7 + 2,
+        "sentiment, emotions, text and lexicon: {page}"
     );
-    println!("screenshot: {}", png.display());
+    let words = text["words"].to_string();
+    assert!(words.contains("love") && words.contains("thank"), "{page}");
+    assert_eq!(text["photoShown"], false, "{page}");
+    // With a photo: the image is drawn with its face box, and the image weighed.
+    let photo = &page["photo"];
+    assert_eq!(photo["error"], "", "{page}");
+    assert_eq!(photo["photoShown"], true, "{page}");
+    assert_eq!(photo["canvas"], json!([512, 512]), "{page}");
+    assert!(photo["modalities"].to_string().contains("image"), "{page}");
+    for shot in ["page-text.png", "page-photo.png"] {
+        let bytes = std::fs::read(dir.join(shot))?;
+        assert!(
+            bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
+            "{shot}"
+        );
+    }
+    println!("screenshots in {}", dir.display());
     Ok(())
+}
+
+/// `program args`; its stdout, or its output as the error.
+fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run {program} ({e}): scripts/setup installs it"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{program} {}:\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
 }

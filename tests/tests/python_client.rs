@@ -54,7 +54,7 @@ async fn pip_install_then_the_client_and_its_tests_work_against_a_live_system() 
         &[],
     )?;
 
-    let system = support::start_learning_system(&dir, &[], &[]).await?;
+    let system = support::start_learning_system(&dir, &[], &["--reflection"]).await?;
     let endpoint = system.fusion.addr.clone();
     // The README's three lines.
     let readme = format!(
@@ -64,6 +64,31 @@ async fn pip_install_then_the_client_and_its_tests_work_against_a_live_system() 
     );
     let (printed, _) = run(&python, &["-c", &readme], &[])?;
     assert_eq!(printed.trim(), "positive");
+
+    // Python's grpcio-reflection client (it asks v1alpha) lists the services.
+    run(
+        &python,
+        &[
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "grpcio-reflection",
+        ],
+        &[],
+    )?;
+    let list = format!(
+        "import grpc\n\
+         from grpc_reflection.v1alpha.proto_reflection_descriptor_database import \
+         ProtoReflectionDescriptorDatabase\n\
+         db = ProtoReflectionDescriptorDatabase(grpc.insecure_channel(\"{endpoint}\"))\n\
+         print(sorted(db.get_services()))\n\
+         print(db.FindFileContainingSymbol(\"empathy.v1.EmpathyService\").name)\n"
+    );
+    let (listed, _) = run(&python, &["-c", &list], &[])?;
+    assert!(listed.contains("'empathy.v1.EmpathyService'"), "{listed}");
+    assert!(listed.contains("empathy/v1/empathy.proto"), "{listed}");
 
     // A fusion whose encoder also reads photos, for the face test.
     let images = support::start_encoder(&["--plugin", "image"]).await?;

@@ -87,7 +87,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         fusion.analyze(analyze(s)).await?;
     }
 
-    let http = args.http.as_ref().map(|addr| format!("http://{addr}/v1/analyze"));
+    let http = args
+        .http
+        .as_ref()
+        .map(|addr| format!("http://{addr}/v1/analyze"));
     let (mut t_analyze, mut t_encode, mut t_http) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..args.requests {
         let text = SENTENCES[i % SENTENCES.len()];
@@ -153,7 +156,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 /// One Analyze of `text` POSTed as JSON to `url`; how long it took.
 async fn analyze_over_http(url: &str, text: &str) -> anyhow::Result<Duration> {
-    let (url, body) = (url.to_string(), serde_json::json!({ "text": text }).to_string());
+    let (url, body) = (
+        url.to_string(),
+        serde_json::json!({ "text": text }).to_string(),
+    );
     tokio::task::spawn_blocking(move || {
         let t = Instant::now();
         let mut answer = ureq::post(&url)
