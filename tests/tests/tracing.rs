@@ -140,6 +140,7 @@ async fn one_analyze_is_one_trace_across_every_service() -> anyhow::Result<()> {
         ("empathy-encoder", "plugin text"),
         ("empathy-encoder", "plugin image"),
         ("empathy-situation", "/empathy.v1.SituationService/Generate"),
+        ("empathy-situation", "generate situations"),
         ("empathy-trainer", "/empathy.v1.TrainerService/RecordAffect"),
     ];
     let start = Instant::now();

@@ -204,20 +204,24 @@ impl Inner {
         self.engine
             .submit(job, tx, None)
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        Ok(Box::pin(situation_stream(rx, permit, v.k)))
+        // Open until the stream ends, so the trace shows the whole generation (the
+        // request's own span ends when the stream starts).
+        let span = tracing::info_span!("situations", otel.name = "generate situations", k = v.k);
+        Ok(Box::pin(situation_stream(rx, permit, v.k, span)))
     }
 }
 
-/// Engine events as gRPC stream items. Holds the request's slot: when the caller
-/// cancels, tonic drops the stream, the slot frees and the engine sees the closed
+/// Engine events as gRPC stream items. Holds the request's slot (and `span`): when the
+/// caller cancels, tonic drops the stream, the slot frees and the engine sees the closed
 /// channel and stops decoding at its next step.
 fn situation_stream(
     rx: mpsc::UnboundedReceiver<Event>,
     permit: OwnedSemaphorePermit,
     k: usize,
+    span: tracing::Span,
 ) -> impl Stream<Item = Result<Situation, Status>> + Send {
-    futures::stream::unfold(Some((rx, permit)), move |state| async move {
-        let (mut rx, permit) = state?;
+    futures::stream::unfold(Some((rx, permit, span)), move |state| async move {
+        let (mut rx, permit, span) = state?;
         let item = match rx.recv().await {
             Some(Event::Situation(g)) => Ok(Situation {
                 index: g.index,
@@ -235,7 +239,7 @@ fn situation_stream(
                 message,
             )),
         };
-        let next = item.is_ok().then_some((rx, permit));
+        let next = item.is_ok().then_some((rx, permit, span));
         Some((item, next))
     })
 }
