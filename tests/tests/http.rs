@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use serde_json::{Value, json};
 
 /// An agent that hands back 4xx/5xx answers instead of failing on them.
@@ -169,25 +167,11 @@ async fn the_page_shows_an_analysis_in_headless_chromium() -> anyhow::Result<()>
         .expect("fusion prints its HTTP address");
     let dir = support::temp_dir("page");
     // The DevTools protocol client for the script (websocket-client, from PyPI).
-    let venv = dir.join("venv");
-    run("python3", &["-m", "venv", &venv.display().to_string()])?;
-    let python = venv.join("bin/python").display().to_string();
-    run(
-        &python,
-        &[
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--disable-pip-version-check",
-            "websocket-client",
-        ],
-    )?;
-
+    let python = support::python_venv(&dir, &["websocket-client"])?;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/page/drive_page.py");
     // Chromium reads a file input's file by its canonical path only.
     let photo = std::fs::canonicalize(support::assets().join("photos/astronaut.png"))?;
-    let out = run(
+    let (out, _) = support::run(
         &python,
         &[
             script,
@@ -195,6 +179,8 @@ async fn the_page_shows_an_analysis_in_headless_chromium() -> anyhow::Result<()>
             &photo.display().to_string(),
             &dir.display().to_string(),
         ],
+        &dir,
+        &[],
     )?;
     let page: Value = serde_json::from_str(&out)?;
 
@@ -225,20 +211,4 @@ async fn the_page_shows_an_analysis_in_headless_chromium() -> anyhow::Result<()>
     }
     println!("screenshots in {}", dir.display());
     Ok(())
-}
-
-/// `program args`; its stdout, or its output as the error.
-fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| anyhow::anyhow!("cannot run {program} ({e}): scripts/setup installs it"))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{program} {}:\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
 }

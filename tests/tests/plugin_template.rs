@@ -12,22 +12,11 @@ use empathy_grpc::v1::{
     encoder_service_client::EncoderServiceClient,
 };
 
-/// `cargo args` in `dir` with its own target directory; fails with cargo's output.
+/// `cargo args` in `dir` with its own target directory.
 fn cargo(dir: &Path, target: &Path, args: &[&str]) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args(args)
-        .current_dir(dir)
-        .env("CARGO_TARGET_DIR", target)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "cargo {}:\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
+    let target = ("CARGO_TARGET_DIR", target.display().to_string());
+    support::run(cargo, args, dir, &[target]).map(drop)
 }
 
 fn series(samples: &[f32]) -> EncodeInput {

@@ -4,55 +4,18 @@
 
 mod support;
 
-use std::{path::Path, process::Command};
+use std::path::Path;
 
-/// Runs `program args` in the workspace root; its stdout and stderr, or both as the
-/// error.
+/// `program args` in the workspace root.
 fn run(program: &Path, args: &[&str], env: &[(&str, String)]) -> anyhow::Result<(String, String)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(&root)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", program.display()))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{} {}:\n{}\n{}",
-        program.display(),
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok((
-        String::from_utf8(out.stdout)?,
-        String::from_utf8(out.stderr)?,
-    ))
+    support::run(program, args, &support::workspace_root(), env)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pip_install_then_the_client_and_its_tests_work_against_a_live_system() -> anyhow::Result<()>
 {
     let dir = support::temp_dir("python-client");
-    let venv = dir.join("venv");
-    run(
-        Path::new("python3"),
-        &["-m", "venv", &venv.display().to_string()],
-        &[],
-    )?;
-    let python = venv.join("bin/python");
-    run(
-        &python,
-        &[
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--disable-pip-version-check",
-            "./clients/python",
-        ],
-        &[],
-    )?;
+    let python = support::python_venv(&dir, &["./clients/python"])?;
 
     let system = support::start_learning_system(&dir, &[], &["--reflection"]).await?;
     let endpoint = system.fusion.addr.clone();

@@ -24,6 +24,7 @@ use axum::{
 use empathy_common::in_process::InProcess;
 use empathy_grpc::v1::empathy_service_client::EmpathyServiceClient;
 use empathy_proto::v1 as pb;
+use futures::StreamExt;
 use serde::{Serialize, de::DeserializeOwned};
 use tonic::Status;
 
@@ -125,12 +126,9 @@ impl Door {
     {
         // Media travel as base64 in JSON: a third larger than the gRPC message limit.
         let limit = self.max_message_bytes.saturating_mul(4) / 3 + 64 * 1024;
-        let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
-            return error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "RESOURCE_EXHAUSTED",
-                &format!("the request body is over {limit} bytes (the gRPC limit, in base64)"),
-            );
+        let bytes = match read_body(body, limit).await {
+            Ok(bytes) => bytes,
+            Err(response) => return response,
         };
         let message = if bytes.iter().all(u8::is_ascii_whitespace) {
             Req::default()
@@ -162,6 +160,38 @@ impl Door {
             Err(status) => status_response(&status),
         }
     }
+}
+
+/// The body, if it is at most `limit` bytes. A larger one is still read to its end
+/// (up to four times the limit) before the 413, so that a client that sends all of its
+/// body before reading gets the answer rather than a reset connection.
+async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, Response> {
+    let mut frames = body.into_data_stream();
+    let mut kept = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = frames.next().await {
+        let Ok(frame) = frame else {
+            return Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "INVALID_ARGUMENT",
+                "the request body could not be read to its end",
+            ));
+        };
+        total = total.saturating_add(frame.len());
+        if total <= limit {
+            kept.extend_from_slice(&frame);
+        } else if total > limit.saturating_mul(4) {
+            break;
+        }
+    }
+    if total > limit {
+        return Err(error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RESOURCE_EXHAUSTED",
+            &format!("the request body is over {limit} bytes (the gRPC limit, in base64)"),
+        ));
+    }
+    Ok(kept.into())
 }
 
 fn json(status: StatusCode, body: &impl Serialize) -> Response {

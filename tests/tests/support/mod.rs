@@ -332,3 +332,53 @@ pub fn http_post(
         serde_json::from_str(&answer.body_mut().read_to_string()?)?,
     ))
 }
+
+/// `program args` in `dir` with `env` added; its stdout and stderr, or both (and the
+/// command) as the error.
+pub fn run(
+    program: impl AsRef<std::ffi::OsStr>,
+    args: &[&str],
+    dir: &std::path::Path,
+    env: &[(&str, String)],
+) -> anyhow::Result<(String, String)> {
+    let program = program.as_ref();
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run {program:?} ({e}): scripts/setup installs it"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{program:?} {}:\n{}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((
+        String::from_utf8(out.stdout)?,
+        String::from_utf8(out.stderr)?,
+    ))
+}
+
+/// The workspace root (where `clients/` and `proto/` are).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A fresh Python virtual environment in `dir/venv` with `packages` installed by pip
+/// (names, or paths relative to the workspace root); its python.
+pub fn python_venv(dir: &std::path::Path, packages: &[&str]) -> anyhow::Result<PathBuf> {
+    let venv = dir.join("venv");
+    run(
+        "python3",
+        &["-m", "venv", &venv.display().to_string()],
+        dir,
+        &[],
+    )?;
+    let python = venv.join("bin/python");
+    let mut args = vec!["-m", "pip", "install", "-q", "--disable-pip-version-check"];
+    args.extend(packages);
+    run(&python, &args, &workspace_root(), &[])?;
+    Ok(python)
+}
