@@ -34,17 +34,12 @@ async fn ask(
 
 #[tokio::test]
 async fn imagined_situations_explain_a_loss() -> anyhow::Result<()> {
-    let mut args = vec![
+    let args = vec![
         "--assets".to_string(),
         assets().display().to_string(),
         "--metrics-listen".into(),
         "127.0.0.1:0".into(),
     ];
-    let critic = assets().join("situation/critic");
-    if !critic.is_dir() {
-        eprintln!("no critic trained (empathy-situation train-critic): scores will be 0.5");
-        args.push("--no-critic".into());
-    }
     let situation = launch::spawn(
         &sibling_binary("empathy-situation")?,
         &args,

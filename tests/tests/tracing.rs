@@ -77,9 +77,6 @@ async fn one_analyze_is_one_trace_across_every_service() -> anyhow::Result<()> {
     let export = ["--otlp-endpoint", otlp.as_str()];
     let encoder = support::start_encoder(&[&["--plugin", "image"][..], &export].concat()).await?;
     let mut situation_args: Vec<String> = vec!["--assets".into(), assets.clone()];
-    if !support::assets().join("situation/critic").is_dir() {
-        situation_args.push("--no-critic".into());
-    }
     situation_args.extend(export.map(String::from));
     let situation = launch::spawn(
         &sibling_binary("empathy-situation")?,

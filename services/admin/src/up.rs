@@ -234,16 +234,12 @@ fn trainer_args(args: &UpArgs, assets: &str) -> Vec<String> {
 }
 
 fn situation_args(args: &UpArgs, assets: &str) -> Vec<String> {
-    let mut situation_args = service_args(
+    // Without a trained critic the service scores situations by the generator's PMI.
+    service_args(
         &args.situation_listen,
         &args.situation_metrics_listen,
         assets,
-    );
-    // Situations are scored only once `empathy-situation train-critic` has run.
-    if !args.assets.join("situation/critic").is_dir() {
-        situation_args.push("--no-critic".into());
-    }
-    situation_args
+    )
 }
 
 /// The services started so far, in the order they started.

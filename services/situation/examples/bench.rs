@@ -26,6 +26,7 @@ use candle_transformers::{
 };
 use empathy_situation::{
     engine::{EngineMetrics, Event, Job, SamplingParams},
+    judge::Judge,
     loader, situation_text,
 };
 
@@ -99,7 +100,7 @@ fn main() -> Result<()> {
     );
 
     let metrics = EngineMetrics::new()?;
-    let (engine, _) = generator.start_engine(None, 16, 1, 0.0, Some(metrics.clone()))?;
+    let (engine, _) = generator.start_engine(Judge::None, 16, 1, 0.0, Some(metrics.clone()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

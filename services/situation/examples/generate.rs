@@ -11,6 +11,7 @@ use anyhow::Result;
 use candle_core::Device;
 use empathy_situation::{
     engine::{Event, Job, SamplingParams},
+    judge::Judge,
     loader, situation_text,
 };
 
@@ -18,7 +19,7 @@ use common::{assets_dir, weights_arg};
 
 fn main() -> Result<()> {
     let generator = loader::load_generator(&assets_dir(), &Device::Cpu, weights_arg())?;
-    let (engine, tok) = generator.start_engine(None, 16, 3, 0.0, None)?;
+    let (engine, tok) = generator.start_engine(Judge::None, 16, 3, 0.0, None)?;
     for (i, utterance) in std::env::args().skip(1).enumerate() {
         let prompt = situation_text::prompt_ids(&tok, &utterance, &[])?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

@@ -16,7 +16,7 @@ use candle_transformers::generation::{LogitsProcessor, Sampling};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
-    critic::Scorer,
+    judge::{Judge, judge},
     llama::{Model, SeqCache},
     situation_text,
     tokenizer::GgufTokenizer,
@@ -152,7 +152,7 @@ impl Engine {
     pub fn start(
         model: Model,
         tokenizer: Arc<GgufTokenizer>,
-        scorer: Option<Arc<Scorer>>,
+        judge: Judge,
         options: EngineOptions,
         metrics: Option<EngineMetrics>,
     ) -> Result<Self> {
@@ -169,7 +169,7 @@ impl Engine {
             shared,
             model,
             tokenizer,
-            scorer,
+            judge,
             options,
             metrics,
             stops,
@@ -284,7 +284,7 @@ struct Worker {
     shared: Option<(Vec<u32>, SeqCache)>,
     model: Model,
     tokenizer: Arc<GgufTokenizer>,
-    scorer: Option<Arc<Scorer>>,
+    judge: Judge,
     options: EngineOptions,
     metrics: Option<EngineMetrics>,
     stops: StopTokens,
@@ -430,7 +430,7 @@ impl Worker {
             };
             let logits = self.model.prefill(rest, &mut cache)?;
             job.prefix = Some((cache, logits));
-            if let Some(scorer) = &self.scorer {
+            if let Judge::Trained(scorer) = &self.judge {
                 job.utterance_embedding = Some(scorer.embed(&job.job.utterance)?);
             }
         }
@@ -545,16 +545,20 @@ impl Worker {
         let raw = self.tokenizer.decode(&seq.tokens).unwrap_or_default();
         let verdict = match situation_text::clean(&raw, &job.job.utterance, finished) {
             Err(r) => Err(r.as_str()),
-            Ok(text) => match (&self.scorer, &job.utterance_embedding) {
-                (Some(scorer), Some(u)) => match scorer.score(u, &text) {
-                    Ok(score) if score >= self.options.critic_threshold => Ok((text, score)),
-                    Ok(_) => Err("critic"),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "critic failed; keeping the situation unscored");
-                        Ok((text, 0.5))
-                    }
-                },
-                _ => Ok((text, 0.5)),
+            Ok(text) => match judge(
+                &self.judge,
+                &self.model,
+                &self.tokenizer,
+                &job.job.utterance,
+                job.utterance_embedding.as_deref(),
+                &text,
+            ) {
+                Ok(score) if score >= self.options.critic_threshold => Ok((text, score)),
+                Ok(_) => Err("critic"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "critic failed; keeping the situation unscored");
+                    Ok((text, 0.5))
+                }
             },
         };
         match verdict {

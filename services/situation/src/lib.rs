@@ -7,8 +7,10 @@
 
 pub mod critic;
 pub mod engine;
+pub mod judge;
 pub mod llama;
 pub mod loader;
+pub mod pmi;
 pub mod service;
 pub mod situation_text;
 pub mod tokenizer;

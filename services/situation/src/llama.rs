@@ -219,6 +219,35 @@ impl Model {
     /// Runs `tokens` of one sequence (a prompt) through the model, appending to its
     /// cache; returns the logits after the last token, shape (vocab,).
     pub fn prefill(&self, tokens: &[u32], cache: &mut SeqCache) -> Result<Tensor> {
+        let t = tokens.len();
+        let x = self.layers_forward(tokens, cache)?;
+        let x = candle_nn::ops::rms_norm(&x.i((.., t - 1..t, ..))?, &self.norm, self.eps)?;
+        Ok(linear(&self.output, &x)?.flatten_all()?)
+    }
+
+    /// The model's log-probability of `target` right after `prefix`: the sum over
+    /// `target`'s tokens of log p(token | everything before it). One forward pass.
+    pub fn log_likelihood(&self, prefix: &[u32], target: &[u32]) -> Result<f32> {
+        ensure!(
+            !prefix.is_empty() && !target.is_empty(),
+            "a likelihood needs a prefix and a target"
+        );
+        let tokens = [prefix, target].concat();
+        let mut cache = self.new_cache(tokens.len());
+        let x = self.layers_forward(&tokens, &mut cache)?;
+        // The positions whose next token is a target token.
+        let from = prefix.len() - 1;
+        let x = x.i((.., from..from + target.len(), ..))?;
+        let x = candle_nn::ops::rms_norm(&x, &self.norm, self.eps)?;
+        let logits = linear(&self.output, &x)?.squeeze(0)?;
+        let log_p = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let ids = Tensor::new(target, &self.device)?.unsqueeze(1)?;
+        Ok(log_p.gather(&ids, 1)?.sum_all()?.to_scalar::<f32>()?)
+    }
+
+    /// `tokens` of one sequence through every layer, appended to its cache; the hidden
+    /// states before the final norm, shape (1, t, dim).
+    fn layers_forward(&self, tokens: &[u32], cache: &mut SeqCache) -> Result<Tensor> {
         ensure!(!tokens.is_empty(), "nothing to prefill");
         let pos = cache.len();
         let t = tokens.len();
@@ -252,8 +281,7 @@ impl Model {
             x = (linear(&layer.wo, &y)? + x)?;
             x = (self.mlp(layer, &x)? + x)?;
         }
-        let x = candle_nn::ops::rms_norm(&x.i((.., t - 1..t, ..))?, &self.norm, self.eps)?;
-        Ok(linear(&self.output, &x)?.flatten_all()?)
+        Ok(x)
     }
 
     /// One decoding step for a batch: sequence i takes `tokens[i]` at its own position
@@ -559,5 +587,35 @@ mod pieces {
                 );
             }
         }
+    }
+
+    /// The likelihood of a continuation in one pass equals the product of the
+    /// next-token probabilities decoding it one token at a time.
+    #[test]
+    fn log_likelihood_matches_step_by_step_decoding() {
+        let path = crate::tokenizer::tests::gguf_path();
+        let mut f = std::fs::File::open(&path).expect("run `empathy assets fetch`");
+        let ct = gguf_file::Content::read(&mut f).unwrap();
+        let tok = crate::tokenizer::GgufTokenizer::from_gguf(&ct).unwrap();
+        let model = Model::from_gguf(&ct, &mut f, &Device::Cpu, WeightFormat::F32).unwrap();
+        let prefix = tok.encode("My dog died yesterday. I feel").unwrap();
+        let target = tok.encode(" so sad and alone").unwrap();
+        let mut cache = model.new_cache(prefix.len() + target.len());
+        let mut logits = model.prefill(&prefix, &mut cache).unwrap();
+        let mut expected = 0f32;
+        for &t in &target {
+            let log_p = candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap();
+            expected += log_p.get(t as usize).unwrap().to_scalar::<f32>().unwrap();
+            logits = model
+                .step(&[t], &mut [&mut cache])
+                .unwrap()
+                .squeeze(0)
+                .unwrap();
+        }
+        let got = model.log_likelihood(&prefix, &target).unwrap();
+        assert!((got - expected).abs() < 1e-2, "{got} vs {expected}");
+        // A fitting continuation is likelier than an unrelated one of the same kind.
+        let odd = tok.encode(" so purple and square").unwrap();
+        assert!(got > model.log_likelihood(&prefix, &odd).unwrap());
     }
 }

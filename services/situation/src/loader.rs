@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     critic::{self, Critic, Scorer},
     engine::{Engine, EngineMetrics, EngineOptions},
+    judge::Judge,
     llama::{Model, WeightFormat},
     situation_text,
     tokenizer::GgufTokenizer,
@@ -34,7 +35,7 @@ impl Generator {
     /// prefix prefilled; returns it with the tokenizer, which the engine shares.
     pub fn start_engine(
         self,
-        scorer: Option<Arc<Scorer>>,
+        judge: Judge,
         max_batch: usize,
         max_attempts: u32,
         critic_threshold: f32,
@@ -44,7 +45,7 @@ impl Generator {
         let engine = Engine::start(
             self.model,
             Arc::clone(&tokenizer),
-            scorer,
+            judge,
             EngineOptions {
                 max_batch,
                 max_attempts,

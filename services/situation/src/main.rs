@@ -8,7 +8,9 @@ use clap::{Parser, Subcommand};
 use empathy_common::{Metrics, ServeOptions};
 use empathy_grpc::v1::{ModelRef, situation_service_server::SituationServiceServer};
 use empathy_situation::{
+    critic,
     engine::EngineMetrics,
+    judge::Judge,
     llama::WeightFormat,
     loader,
     service::{Info, Limits, Situations},
@@ -72,7 +74,8 @@ struct EngineArgs {
     /// Regenerate situations the critic scores below this (default: the critic's own).
     #[arg(long)]
     critic_threshold: Option<f32>,
-    /// Serve without a critic (every score is 0.5); for bootstrapping only.
+    /// Serve without a critic: every score is 0.5. Default: the trained critic if one
+    /// is under assets/situation/critic, else the generator's own PMI.
     #[arg(long)]
     no_critic: bool,
 }
@@ -82,17 +85,28 @@ enum Command {
     /// Generate situations for corpus tweets (cached), embed them and train the critic;
     /// writes assets/situation/critic/vNNNN/.
     TrainCritic(train::TrainOptions),
+    /// How well each critic (the generator's PMI both ways, the trained one) tells an
+    /// utterance's own situation from another's, on the same generated pairs; takes
+    /// train-critic's options (e.g. --utterances 120 --per-utterance 1).
+    CompareCritics(train::TrainOptions),
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // SAFETY: no other thread exists yet (the runtime is built below).
     unsafe { empathy_common::set_compute_threads(args.threads) };
-    if let Some(Command::TrainCritic(opts)) = &args.command {
-        // Training exports no traces (and runs outside the async runtime).
+    if let Some(command) = &args.command {
+        // Offline work: no traces exported (and outside the async runtime).
         let _telemetry = empathy_common::telemetry::init("situation", None)?;
         let device = empathy_plugin_text::parse_device(&args.device)?;
-        return train::train_critic(&args.assets, &device, args.weights, opts);
+        return match command {
+            Command::TrainCritic(opts) => {
+                train::train_critic(&args.assets, &device, args.weights, opts)
+            }
+            Command::CompareCritics(opts) => {
+                train::compare_critics(&args.assets, &device, args.weights, opts)
+            }
+        };
     }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -112,14 +126,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let dev = device.clone();
     let no_critic = e.no_critic;
     let weights = args.weights;
-    let (generator, scorer) = tokio::task::spawn_blocking(move || {
+    // The trained critic when there is one, else the generator's own PMI.
+    let trained = critic::latest_version_dir(&args.assets.join(loader::CRITIC_DIR)).is_some();
+    let (generator, judge) = tokio::task::spawn_blocking(move || {
         let generator = loader::load_generator(&assets, &dev, weights)?;
-        let scorer = if no_critic {
-            None
-        } else {
-            Some(Arc::new(loader::load_scorer(&assets, &dev)?))
+        let judge = match (no_critic, trained) {
+            (true, _) => Judge::None,
+            (false, true) => Judge::Trained(Arc::new(loader::load_scorer(&assets, &dev)?)),
+            (false, false) => Judge::Pmi,
         };
-        anyhow::Ok((generator, scorer))
+        anyhow::Ok((generator, judge))
     })
     .await
     .context("model loading thread failed")??;
@@ -129,16 +145,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for c in engine_metrics.collectors() {
         metrics.register(c)?;
     }
-    let critic_ref = scorer.as_ref().map(|s| ModelRef {
-        id: "empathy/situation-critic (MLP over all-MiniLM-L6-v2 pairs)".into(),
-        version: s.critic.manifest.version.clone(),
+    let critic_ref = match &judge {
+        Judge::None => None,
+        Judge::Trained(s) => Some(ModelRef {
+            id: "empathy/situation-critic (MLP over all-MiniLM-L6-v2 pairs)".into(),
+            version: s.critic.manifest.version.clone(),
+        }),
+        Judge::Pmi => Some(ModelRef {
+            id: "empathy/situation-critic (PMI of the situation given the utterance, under the generator)".into(),
+            version: generator.version.clone(),
+        }),
+    };
+    // PMI regenerates nothing by default: its scores are not calibrated as a threshold.
+    let threshold = e.critic_threshold.unwrap_or(match &judge {
+        Judge::Trained(s) => s.critic.manifest.threshold,
+        _ => 0.0,
     });
-    let threshold = e
-        .critic_threshold
-        .unwrap_or_else(|| scorer.as_ref().map_or(0.0, |s| s.critic.manifest.threshold));
     tracing::info!(
         generator = %generator.version,
-        critic = critic_ref.as_ref().map_or("none", |c| c.version.as_str()),
+        critic = critic_ref.as_ref().map_or("none", |c| c.id.as_str()),
         threshold,
         device = %args.device,
         "models loaded"
@@ -152,7 +177,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         device: args.device.clone(),
     };
     let (engine, tokenizer) = generator.start_engine(
-        scorer,
+        judge,
         e.max_batch,
         e.max_attempts,
         threshold,

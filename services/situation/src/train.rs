@@ -8,7 +8,10 @@
 //! Utterances are split 80/20 (seeded) before pairs are made, so held-out accuracy is
 //! on utterances the critic never saw.
 
+mod compare;
 mod generations;
+
+pub use compare::compare_critics;
 
 use std::{
     collections::{HashMap, HashSet},

@@ -19,8 +19,8 @@ fn assets() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets"))
 }
 
-/// Starts the service; without a trained critic it runs with --no-critic (scores 0.5)
-/// and says so, so the generator's tests still run on a fresh checkout.
+/// Starts the service (its critic: the trained one if there is one, else the
+/// generator's PMI).
 async fn start(extra: &[&str]) -> anyhow::Result<Service> {
     let mut args: Vec<String> = [
         "--assets",
@@ -31,10 +31,6 @@ async fn start(extra: &[&str]) -> anyhow::Result<Service> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    if empathy_situation::critic::latest_version_dir(&assets().join("situation/critic")).is_none() {
-        eprintln!("no critic trained (empathy-situation train-critic): testing with --no-critic");
-        args.push("--no-critic".into());
-    }
     args.extend(extra.iter().map(|s| s.to_string()));
     spawn(
         std::path::Path::new(env!("CARGO_BIN_EXE_empathy-situation")),
@@ -95,6 +91,7 @@ async fn situations_for_an_utterance_are_sentences_with_scores_and_reproducible(
     let info = c.info(SituationInfoRequest {}).await?.into_inner();
     assert_eq!(info.max_k, 8);
     assert!(info.generator.is_some_and(|g| g.id.contains("SmolLM2")));
+    assert!(info.critic.is_some(), "every install has a critic");
 
     let first = collect(&mut c, request("My dog died yesterday", 3, 7)).await?;
     assert!(!first.is_empty(), "no situations at all");
@@ -111,6 +108,9 @@ async fn situations_for_an_utterance_are_sentences_with_scores_and_reproducible(
         assert!((0.0..=1.0).contains(&s.critic_score), "{}", s.critic_score);
         assert!(s.tokens > 0 && s.generation_ms > 0.0);
     }
+    // Real scores: a critic that says something, not a constant.
+    let scores: Vec<f32> = first.iter().map(|s| s.critic_score).collect();
+    assert!(scores.iter().any(|s| *s != scores[0]), "{scores:?}");
     let mut indices: Vec<u32> = first.iter().map(|s| s.index).collect();
     indices.dedup();
     assert_eq!(indices.len(), first.len(), "each index once");

@@ -17,6 +17,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::TrainOptions;
 use crate::{
     engine::{Discarded, Engine, Event, Job, SamplingParams},
+    judge::Judge,
     llama::WeightFormat,
     loader, situation_text,
     tokenizer::GgufTokenizer,
@@ -106,7 +107,7 @@ fn generate_into(
     file: &mut std::fs::File,
     done: &mut HashMap<String, Generations>,
 ) -> Result<()> {
-    let (engine, tokenizer) = generator.start_engine(None, opts.max_batch, 3, 0.0, None)?;
+    let (engine, tokenizer) = generator.start_engine(Judge::None, opts.max_batch, 3, 0.0, None)?;
     let started = Instant::now();
     let mut pending = Vec::new();
     for (i, u) in todo.iter().enumerate() {
