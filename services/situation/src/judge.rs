@@ -1,6 +1,6 @@
-//! How the engine scores a situation for its utterance, in [0, 1]: the trained critic
-//! when there is one, else the generator's own pointwise mutual information (no
-//! training needed: every install has it), or a constant 0.5 when told to skip it.
+//! How the engine scores a situation for its utterance, in [0, 1]: the generator's own
+//! pointwise mutual information (no training needed: every install has it; the
+//! default), the trained critic, or a constant 0.5.
 
 use std::sync::Arc;
 
@@ -18,7 +18,7 @@ use crate::{
 const PMI_SCALE: f32 = 4.0;
 
 pub enum Judge {
-    /// Every situation 0.5 (`--no-critic`).
+    /// Every situation 0.5 (`--critic none`).
     None,
     /// The trained critic: an MLP over sentence embeddings of the pair.
     Trained(Arc<Scorer>),

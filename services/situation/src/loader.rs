@@ -96,7 +96,7 @@ pub fn load_scorer(assets: &Path, device: &Device) -> Result<Scorer> {
     let root = assets.join(CRITIC_DIR);
     let dir = critic::latest_version_dir(&root).with_context(|| {
         format!(
-            "no critic under {}: train one with `empathy-situation train-critic` (or start with --no-critic)",
+            "no critic under {}: train one with `empathy-situation train-critic` (or start with --critic pmi)",
             root.display()
         )
     })?;

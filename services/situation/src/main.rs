@@ -8,7 +8,6 @@ use clap::{Parser, Subcommand};
 use empathy_common::{Metrics, ServeOptions};
 use empathy_grpc::v1::{ModelRef, situation_service_server::SituationServiceServer};
 use empathy_situation::{
-    critic,
     engine::EngineMetrics,
     judge::Judge,
     llama::WeightFormat,
@@ -74,10 +73,18 @@ struct EngineArgs {
     /// Regenerate situations the critic scores below this (default: the critic's own).
     #[arg(long)]
     critic_threshold: Option<f32>,
-    /// Serve without a critic: every score is 0.5. Default: the trained critic if one
-    /// is under assets/situation/critic, else the generator's own PMI.
-    #[arg(long)]
-    no_critic: bool,
+    /// Which critic scores situations: the generator's own PMI (every install has it,
+    /// and it tells own from other situations best: `compare-critics`), the trained one
+    /// (`train-critic`), or none (every score 0.5).
+    #[arg(long, value_enum, default_value = "pmi")]
+    critic: CriticChoice,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum CriticChoice {
+    Pmi,
+    Trained,
+    None,
 }
 
 #[derive(Subcommand, Debug)]
@@ -124,16 +131,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(e.max_attempts > 0, "--max-attempts must be at least 1");
     let assets = args.assets.clone();
     let dev = device.clone();
-    let no_critic = e.no_critic;
+    let choice = e.critic;
     let weights = args.weights;
-    // The trained critic when there is one, else the generator's own PMI.
-    let trained = critic::latest_version_dir(&args.assets.join(loader::CRITIC_DIR)).is_some();
     let (generator, judge) = tokio::task::spawn_blocking(move || {
         let generator = loader::load_generator(&assets, &dev, weights)?;
-        let judge = match (no_critic, trained) {
-            (true, _) => Judge::None,
-            (false, true) => Judge::Trained(Arc::new(loader::load_scorer(&assets, &dev)?)),
-            (false, false) => Judge::Pmi,
+        let judge = match choice {
+            CriticChoice::None => Judge::None,
+            CriticChoice::Trained => Judge::Trained(Arc::new(loader::load_scorer(&assets, &dev)?)),
+            CriticChoice::Pmi => Judge::Pmi,
         };
         anyhow::Ok((generator, judge))
     })
