@@ -136,6 +136,34 @@ async fn http_json_answers_as_grpc_does_and_errors_come_back_as_json() -> anyhow
     assert_eq!(status, 404);
     assert!(body.contains("/openapi.json"), "{body}");
 
+    // Bodies in flight count against --max-in-flight-bytes before they become gRPC
+    // messages: beyond it, 429 and a message that says which limit.
+    let tight_fusion = support::start_fusion(
+        &[encoder.url()],
+        &[
+            "--http-listen",
+            "127.0.0.1:0",
+            "--max-in-flight-bytes",
+            "100000",
+        ],
+    )
+    .await?;
+    let tight = tight_fusion
+        .http_addr
+        .clone()
+        .expect("fusion prints its HTTP address");
+    let over = json!({"text": "x".repeat(150_000)}).to_string();
+    let (status, body) = post(&tight, "/v1/analyze", &over)?;
+    let (code, message) = error(&body);
+    assert_eq!(
+        (status, code.as_str()),
+        (429, "RESOURCE_EXHAUSTED"),
+        "{body}"
+    );
+    assert!(message.contains("--max-in-flight-bytes"), "{message}");
+    let (status, _) = post(&tight, "/v1/analyze", r#"{"text":"and now?"}"#)?;
+    assert_eq!(status, 200);
+
     // Still serving; health, info and the API description.
     let (status, _) = post(&addr, "/v1/analyze", r#"{"text":"still here?"}"#)?;
     assert_eq!(status, 200);

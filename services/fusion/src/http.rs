@@ -26,6 +26,7 @@ use empathy_grpc::v1::empathy_service_client::EmpathyServiceClient;
 use empathy_proto::v1 as pb;
 use futures::StreamExt;
 use serde::{Serialize, de::DeserializeOwned};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
 
 use errors::{error_response, status_response};
@@ -40,11 +41,18 @@ const FORWARDED: [&str; 3] = ["authorization", "x-api-key", empathy_proto::TENAN
 struct Door {
     channel: InProcess,
     max_message_bytes: usize,
+    /// Bytes of request bodies being held, all HTTP requests together (the gRPC
+    /// side's --max-in-flight-bytes counts only the messages made from them).
+    body_bytes: Arc<Semaphore>,
     openapi: Arc<String>,
 }
 
 /// The router, for `empathy_common::serve_with_http`.
-pub fn router(channel: InProcess, max_message_bytes: usize) -> anyhow::Result<Router> {
+pub fn router(
+    channel: InProcess,
+    max_message_bytes: usize,
+    max_in_flight_bytes: usize,
+) -> anyhow::Result<Router> {
     let service = openapi::service()?;
     let document = openapi::document(&service)?;
     let mut router = Router::new()
@@ -75,6 +83,9 @@ pub fn router(channel: InProcess, max_message_bytes: usize) -> anyhow::Result<Ro
     Ok(router.with_state(Door {
         channel,
         max_message_bytes,
+        body_bytes: Arc::new(Semaphore::new(
+            max_in_flight_bytes.min(Semaphore::MAX_PERMITS),
+        )),
         openapi: Arc::new(serde_json::to_string_pretty(&document)?),
     }))
 }
@@ -126,8 +137,8 @@ impl Door {
     {
         // Media travel as base64 in JSON: a third larger than the gRPC message limit.
         let limit = self.max_message_bytes.saturating_mul(4) / 3 + 64 * 1024;
-        let bytes = match read_body(body, limit).await {
-            Ok(bytes) => bytes,
+        let (bytes, _held) = match read_body(body, limit, &self.body_bytes).await {
+            Ok(read) => read,
             Err(response) => return response,
         };
         let message = if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -162,12 +173,18 @@ impl Door {
     }
 }
 
-/// The body, if it is at most `limit` bytes. A larger one is still read to its end
-/// (up to four times the limit) before the 413, so that a client that sends all of its
-/// body before reading gets the answer rather than a reset connection.
-async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, Response> {
+/// The body, if it is at most `limit` bytes, with the permits for its bytes from
+/// `budget` (refused with 429 when the bodies in flight hold it all). A larger body is
+/// still read to its end (up to four times the limit) before the 413, so that a client
+/// that sends all of its body before reading gets the answer rather than a reset.
+async fn read_body(
+    body: Body,
+    limit: usize,
+    budget: &Arc<Semaphore>,
+) -> Result<(bytes::Bytes, Vec<OwnedSemaphorePermit>), Response> {
     let mut frames = body.into_data_stream();
     let mut kept = Vec::new();
+    let mut held = Vec::new();
     let mut total = 0usize;
     while let Some(frame) = frames.next().await {
         let Ok(frame) = frame else {
@@ -179,6 +196,16 @@ async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, Response> {
         };
         total = total.saturating_add(frame.len());
         if total <= limit {
+            let n = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+            let Ok(permit) = Arc::clone(budget).try_acquire_many_owned(n) else {
+                return Err(error_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "RESOURCE_EXHAUSTED",
+                    "the server is at its limit of request bytes in flight \
+                     (--max-in-flight-bytes); retry with backoff",
+                ));
+            };
+            held.push(permit);
             kept.extend_from_slice(&frame);
         } else if total > limit.saturating_mul(4) {
             break;
@@ -191,7 +218,7 @@ async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, Response> {
             &format!("the request body is over {limit} bytes (the gRPC limit, in base64)"),
         ));
     }
-    Ok(kept.into())
+    Ok((kept.into(), held))
 }
 
 fn json(status: StatusCode, body: &impl Serialize) -> Response {

@@ -177,10 +177,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let server = EmpathyServiceServer::new(Empathy::new(analyzer, metrics.clone()))
         .max_decoding_message_size(args.serve.max_message_bytes);
-    let max_message_bytes = args.serve.max_message_bytes;
+    let (max_message_bytes, max_in_flight_bytes) =
+        (args.serve.max_message_bytes, args.serve.max_in_flight_bytes);
     let http = args.http_listen.map(|listen| empathy_common::HttpDoor {
         listen,
-        app: Box::new(move |channel| http::router(channel, max_message_bytes)),
+        app: Box::new(move |channel| http::router(channel, max_message_bytes, max_in_flight_bytes)),
     });
     empathy_common::serve_with_http(
         "fusion",
