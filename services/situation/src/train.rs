@@ -66,6 +66,18 @@ pub struct TrainOptions {
     pub cache_dir: Option<PathBuf>,
 }
 
+/// Situations for `opts.utterances` corpus utterances (`pick_utterances` with
+/// `opts.seed`), generated or read from the cache, and the generator's version.
+pub fn corpus_generations(
+    assets: &Path,
+    device: &Device,
+    weights: WeightFormat,
+    opts: &TrainOptions,
+) -> Result<(Vec<Generations>, String)> {
+    let utterances = pick_utterances(assets, opts.utterances, opts.seed)?;
+    generate_cached(assets, device, weights, &utterances, opts)
+}
+
 /// Corpus utterances of 4 to 40 words, seeded shuffle, first `n`.
 pub fn pick_utterances(assets: &Path, n: usize, seed: u64) -> Result<Vec<String>> {
     let corpus = empathy_corpus::load_corpus(&empathy_corpus::corpus_path(assets))?;
@@ -287,8 +299,7 @@ pub fn train_critic(
     weights: WeightFormat,
     opts: &TrainOptions,
 ) -> Result<()> {
-    let utterances = pick_utterances(assets, opts.utterances, opts.seed)?;
-    let (gens, generator_version) = generate_cached(assets, device, weights, &utterances, opts)?;
+    let (gens, generator_version) = corpus_generations(assets, device, weights, opts)?;
     // One generator draws the split and then every set's pairs, in this order.
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let split = split_utterances(&gens, &mut rng)?;

@@ -61,7 +61,7 @@ fn new_key(tenant: &str, role: Role, label: &str) -> (String, KeyRow) {
 }
 
 /// A tenant name: 1-64 of a-z, 0-9, '-', '_' (it names directories and metrics later).
-fn check_tenant(tenant: &str) -> Result<(), Status> {
+pub(crate) fn check_tenant(tenant: &str) -> Result<(), Status> {
     if empathy_proto::is_tenant_name(tenant) {
         Ok(())
     } else {

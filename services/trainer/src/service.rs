@@ -16,6 +16,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tonic::{Request, Response, Status};
 
 use crate::jobs::{Trainer, is_terminal};
+use crate::keys::check_tenant;
 use crate::store::{SubmitError, filter_is_empty, now_ms};
 
 /// Longest free-text note kept.
@@ -457,16 +458,6 @@ impl TrainerService for TrainerApi {
             .track("GetReplies", work)
             .await
             .map(Response::new)
-    }
-}
-
-fn check_tenant(tenant: &str) -> Result<(), Status> {
-    if empathy_proto::is_tenant_name(tenant) {
-        Ok(())
-    } else {
-        Err(Status::invalid_argument(
-            "tenant must be 1-64 characters of a-z, 0-9, '-' and '_'",
-        ))
     }
 }
 

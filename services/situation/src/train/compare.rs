@@ -8,7 +8,7 @@ use anyhow::Result;
 use candle_core::Device;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-use super::{TrainOptions, generations::generate_cached, pick_utterances};
+use super::{TrainOptions, corpus_generations};
 use crate::{
     llama::WeightFormat,
     loader,
@@ -24,8 +24,7 @@ pub fn compare_critics(
     weights: WeightFormat,
     opts: &TrainOptions,
 ) -> Result<()> {
-    let utterances = pick_utterances(assets, opts.utterances, opts.seed)?;
-    let (gens, _) = generate_cached(assets, device, weights, &utterances, opts)?;
+    let (gens, _) = corpus_generations(assets, device, weights, opts)?;
     let gens: Vec<_> = gens
         .into_iter()
         .filter(|g| !g.situations.is_empty())
