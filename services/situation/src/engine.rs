@@ -16,6 +16,7 @@ use candle_transformers::generation::{LogitsProcessor, Sampling};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
+    feeling::FeelingReader,
     judge::{Judge, judge},
     llama::{Model, SeqCache},
     situation_text,
@@ -53,6 +54,9 @@ pub struct Generated {
     pub critic_score: f32,
     pub tokens: u32,
     pub generation_ms: f32,
+    /// The emotion the generator reads off the situation (EMOTION_LABELS order);
+    /// None if reading failed.
+    pub emotions: Option<[f32; 7]>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -158,6 +162,7 @@ impl Engine {
     ) -> Result<Self> {
         let (tx, rx) = mpsc::channel();
         let stops = StopTokens::new(&tokenizer)?;
+        let feelings = FeelingReader::new(&model, &tokenizer)?;
         let shared = if options.shared_prefix.is_empty() {
             None
         } else {
@@ -170,6 +175,7 @@ impl Engine {
             model,
             tokenizer,
             judge,
+            feelings,
             options,
             metrics,
             stops,
@@ -198,6 +204,40 @@ impl Engine {
                 discarded,
             })
             .map_err(|_| anyhow::anyhow!("the generation engine has stopped"))
+    }
+}
+
+impl Engine {
+    /// Generates one short situation for `prompt` and waits for it: the first
+    /// request after a start otherwise pays for cold caches and first allocations
+    /// (enough to miss a caller's deadline).
+    pub async fn warm_up(&self, utterance: &str, prompt: Vec<u32>) -> Result<()> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        self.submit(
+            Job {
+                utterance: utterance.to_string(),
+                prompt,
+                k: 1,
+                seed: 1,
+                sampling: SamplingParams {
+                    temperature: 0.8,
+                    top_p: 0.95,
+                    max_tokens: 12,
+                    repeat_penalty: 1.1,
+                },
+                deadline: Instant::now() + Duration::from_secs(120),
+            },
+            tx,
+            None,
+        )?;
+        while let Some(event) = rx.recv().await {
+            match event {
+                Event::Situation(_) => {}
+                Event::Finished { .. } | Event::DeadlineExceeded { .. } => return Ok(()),
+                Event::Failed(m) => anyhow::bail!("the warm-up generation failed: {m}"),
+            }
+        }
+        anyhow::bail!("the generation engine stopped during the warm-up")
     }
 }
 
@@ -285,6 +325,7 @@ struct Worker {
     model: Model,
     tokenizer: Arc<GgufTokenizer>,
     judge: Judge,
+    feelings: FeelingReader,
     options: EngineOptions,
     metrics: Option<EngineMetrics>,
     stops: StopTokens,
@@ -563,6 +604,13 @@ impl Worker {
         };
         match verdict {
             Ok((text, critic_score)) => {
+                let emotions = self
+                    .feelings
+                    .read(&self.model, &self.tokenizer, &job.job.utterance, &text)
+                    .inspect_err(
+                        |e| tracing::warn!(error = %e, "reading the situation's emotion failed"),
+                    )
+                    .ok();
                 job.produced += 1;
                 let _ = job.out.send(Event::Situation(Generated {
                     index: seq.slot as u32,
@@ -570,6 +618,7 @@ impl Worker {
                     critic_score,
                     tokens: seq.tokens.len() as u32,
                     generation_ms: seq.started.elapsed().as_secs_f32() * 1000.,
+                    emotions,
                 }));
             }
             Err(reason) => {

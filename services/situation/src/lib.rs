@@ -7,6 +7,7 @@
 
 pub mod critic;
 pub mod engine;
+pub mod feeling;
 pub mod judge;
 pub mod llama;
 pub mod loader;

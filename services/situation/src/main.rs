@@ -13,7 +13,7 @@ use empathy_situation::{
     llama::WeightFormat,
     loader,
     service::{Info, Limits, Situations},
-    train,
+    situation_text, train,
 };
 
 #[derive(Parser, Debug)]
@@ -96,6 +96,15 @@ enum Command {
     /// utterance's own situation from another's, on the same generated pairs; takes
     /// train-critic's options (e.g. --utterances 120 --per-utterance 1).
     CompareCritics(train::TrainOptions),
+    /// How often the emotion the generator reads off its situations is the one a
+    /// reader would infer, on a JSONL file of {"text", "emotion"}; --per-utterance
+    /// situations each.
+    ReadFeelings {
+        #[arg(long)]
+        data: PathBuf,
+        #[command(flatten)]
+        opts: train::TrainOptions,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -112,6 +121,9 @@ fn main() -> anyhow::Result<()> {
             }
             Command::CompareCritics(opts) => {
                 train::compare_critics(&args.assets, &device, args.weights, opts)
+            }
+            Command::ReadFeelings { data, opts } => {
+                train::read_feelings(&args.assets, &device, args.weights, data, opts)
             }
         };
     }
@@ -188,6 +200,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         threshold,
         Some(engine_metrics),
     )?;
+    let warm = std::time::Instant::now();
+    let utterance = "I finally finished the project.";
+    engine
+        .warm_up(
+            utterance,
+            situation_text::prompt_ids(&tokenizer, utterance, &[])?,
+        )
+        .await?;
+    tracing::info!(ms = warm.elapsed().as_millis() as u64, "engine warmed up");
     let limits = Limits {
         max_k: e.max_k,
         max_utterance_chars: e.max_utterance_chars,

@@ -6,9 +6,10 @@ use std::{pin::Pin, sync::Arc, time::Duration};
 
 use empathy_common::{Metrics, status::check_len};
 use empathy_grpc::v1::{
-    GenerateRequest, ModelRef, Situation, SituationInfo, SituationInfoRequest,
+    GenerateRequest, LabelScore, ModelRef, Situation, SituationInfo, SituationInfoRequest,
     situation_service_server::SituationService,
 };
+use empathy_proto::EMOTION_LABELS;
 use futures::Stream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tonic::{Request, Response, Status};
@@ -122,6 +123,13 @@ pub fn validate(r: &GenerateRequest, limits: &Limits) -> Result<Validated, Statu
     for turn in &r.context {
         check_len("a context turn", turn, limits.max_utterance_chars)?;
     }
+    if !writes_in(&r.language) {
+        return Err(Status::failed_precondition(format!(
+            "the generator (SmolLM2-135M-Instruct) reads and writes English only, and the \
+             utterance is in {:?}: no situations for it",
+            r.language.trim()
+        )));
+    }
     if r.k == 0 || r.k > limits.max_k {
         return Err(Status::invalid_argument(format!(
             "k is {}; ask for 1 to {} situations",
@@ -156,6 +164,13 @@ pub fn validate(r: &GenerateRequest, limits: &Limits) -> Result<Validated, Statu
             repeat_penalty: limits.repeat_penalty,
         },
     })
+}
+
+/// Whether the generator can imagine situations for an utterance in `language` (a
+/// BCP-47 tag; empty = not known, taken as English).
+fn writes_in(language: &str) -> bool {
+    let primary = language.trim().split(['-', '_']).next().unwrap_or("");
+    primary.is_empty() || primary.eq_ignore_ascii_case("en")
 }
 
 /// A sampling parameter in (0, `max`], with 0 standing for `default`; a refusal names
@@ -229,6 +244,16 @@ fn situation_stream(
                 critic_score: g.critic_score,
                 tokens: g.tokens,
                 generation_ms: g.generation_ms,
+                emotions: g.emotions.map_or_else(Vec::new, |p| {
+                    EMOTION_LABELS
+                        .iter()
+                        .zip(p)
+                        .map(|(l, score)| LabelScore {
+                            label: l.to_string(),
+                            score,
+                        })
+                        .collect()
+                }),
             }),
             Some(Event::Finished { .. }) | None => return None,
             Some(Event::DeadlineExceeded { produced }) => Err(Status::deadline_exceeded(format!(
@@ -297,6 +322,17 @@ mod tests {
     }
 
     #[test]
+    fn english_or_an_unknown_language_is_accepted() {
+        for language in ["", "en", "en-GB", "EN_us"] {
+            let r = GenerateRequest {
+                language: language.into(),
+                ..req()
+            };
+            assert!(validate(&r, &Limits::default()).is_ok(), "{language}");
+        }
+    }
+
+    #[test]
     fn refuses_bad_input_with_a_reason() {
         let l = Limits::default();
         let cases: Vec<(GenerateRequest, &str)> = vec![
@@ -315,6 +351,13 @@ mod tests {
                 "limit is 1000",
             ),
             (GenerateRequest { k: 0, ..req() }, "k is 0"),
+            (
+                GenerateRequest {
+                    language: "zh".into(),
+                    ..req()
+                },
+                "English only",
+            ),
             (GenerateRequest { k: 9, ..req() }, "1 to 8"),
             (
                 GenerateRequest {

@@ -9,9 +9,11 @@
 //! on utterances the critic never saw.
 
 mod compare;
+mod feelings;
 mod generations;
 
 pub use compare::compare_critics;
+pub use feelings::read_feelings;
 
 use std::{
     collections::{HashMap, HashSet},
