@@ -12,6 +12,7 @@ mod plots;
 mod plugin_new;
 mod secure;
 mod situations;
+mod situations_eval;
 mod ssl;
 mod train;
 mod up;
@@ -88,6 +89,10 @@ enum SituationsAction {
     /// Train with and without situation tokens on the same tweets and seed, and
     /// compare on the test split (needs a running situation service).
     Compare(situations::CompareArgs),
+    /// Sentiment macro-F1 and top-emotion accuracy of a running server without and
+    /// with situations, same seed, with 95% bootstrap intervals, on a JSONL file (e.g.
+    /// eval/implicit-test.jsonl) or on --lexicon-silent N test-split tweets.
+    Evaluate(situations_eval::EvaluateArgs),
 }
 
 #[derive(Subcommand)]
@@ -114,6 +119,9 @@ fn main() -> std::process::ExitCode {
         Command::Situations {
             action: SituationsAction::Compare(args),
         } => runtime().and_then(|rt| rt.block_on(situations::compare(args))),
+        Command::Situations {
+            action: SituationsAction::Evaluate(args),
+        } => runtime().and_then(|rt| rt.block_on(situations_eval::evaluate(args))),
         Command::Ssl {
             action: SslAction::Compare(args),
         } => ssl::compare(&args),

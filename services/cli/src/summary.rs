@@ -78,9 +78,14 @@ pub fn summary(r: &AnalyzeResponse) -> String {
     for (i, sit) in r.situations.iter().enumerate() {
         let _ = writeln!(
             s,
-            "situation {} {} (critic {:.2}, attention {:.0}%)",
+            "situation {} {} (feels {}, critic {:.2}, attention {:.0}%)",
             i + 1,
             sit.text,
+            if sit.emotion.is_empty() {
+                "?"
+            } else {
+                &sit.emotion
+            },
             sit.critic_score,
             sit.attention * 100.0
         );

@@ -25,6 +25,7 @@ use crate::{
         attributions, emotion_source, emotions, face_expert, low_confidence_note, sentiment,
         situation_experts, situation_results,
     },
+    language,
     model_lines::ModelLines,
     recent::{self, Owner, RecentAnalyses, Verdict},
     situations::{Ask, SituationSource},
@@ -42,6 +43,8 @@ pub struct Analyzer {
     pub trainer: Option<TrainerLink>,
     pub limits: Limits,
     pub default_deadline: Duration,
+    /// How long situations get when a request sets no deadline.
+    pub situations_deadline: Duration,
     /// Answers whose top sentiment score is below this are marked low_confidence.
     pub min_confidence: f32,
 }
@@ -181,6 +184,8 @@ struct Call<'a> {
     req: &'a AnalyzeRequest,
     opts: &'a AnalyzeOptions,
     deadline: Duration,
+    /// How long the situations get (generating them takes seconds).
+    situations_deadline: Duration,
     /// The typed text, trimmed.
     text: String,
     /// The serving version and the text encoder ("id@version") it was trained with.
@@ -195,16 +200,20 @@ impl<'a> Call<'a> {
         req: &'a AnalyzeRequest,
         opts: &'a AnalyzeOptions,
         manifest: &'a Manifest,
-        default: Duration,
+        defaults: (Duration, Duration),
     ) -> Call<'a> {
-        let deadline = match opts.deadline_ms {
-            0 => default,
-            ms => Duration::from_millis(ms.into()),
+        let (deadline, situations_deadline) = match opts.deadline_ms {
+            0 => defaults,
+            ms => (
+                Duration::from_millis(ms.into()),
+                Duration::from_millis(ms.into()),
+            ),
         };
         Call {
             req,
             opts,
             deadline,
+            situations_deadline,
             text: req.text.trim().to_string(),
             model_version: &manifest.version,
             text_encoder: &manifest.training.encoder,
@@ -230,14 +239,14 @@ impl<'a> Call<'a> {
         self.opts.num_situations > 0 && !utterance.is_empty()
     }
 
-    fn ask<'b>(&'b self, utterance: &'b str) -> Ask<'b> {
+    fn ask<'b>(&'b self, utterance: &'b str, language: &'b str) -> Ask<'b> {
         Ask {
             utterance,
             context: &self.req.context,
             k: self.opts.num_situations,
             seed: self.opts.seed,
-            language: &self.opts.language,
-            deadline: self.deadline,
+            language,
+            deadline: self.situations_deadline,
         }
     }
 }
@@ -249,6 +258,8 @@ struct Gathered {
     transcript: String,
     /// The typed text, else the transcript.
     analysed_text: String,
+    /// Its language (see language::resolve); empty when unknown.
+    language: String,
     situations: Vec<Situation>,
     situation_vectors: Vec<Vec<f32>>,
     context: Vec<PreviousTurn>,
@@ -369,7 +380,12 @@ impl Analyzer {
         let model = self.models.get(tenant).await?;
         let manifest = model.manifest();
         check_model_version(&opts.model_version, &manifest.version, tenant)?;
-        let call = Call::new(&req, &opts, manifest, self.default_deadline);
+        let call = Call::new(
+            &req,
+            &opts,
+            manifest,
+            (self.default_deadline, self.situations_deadline),
+        );
 
         let mut gathered = self.encode_all(&call).await?;
         gathered.enc.note_extras(&req.extra, &manifest.version);
@@ -400,10 +416,11 @@ impl Analyzer {
             },
             Verdict::of(&prediction, &lexicon),
         );
+        let situations = situation_results(gathered.situations, &prediction);
         let attributions = if opts.skip_attributions {
             Vec::new()
         } else {
-            let mut found = attributions(&prediction, &lexicon);
+            let mut found = attributions(&prediction, &lexicon, &situations);
             context::name_turns(&mut found, &req.context, call.context_read);
             found
         };
@@ -417,7 +434,7 @@ impl Analyzer {
             valence: prediction.valence,
             arousal: prediction.arousal,
             transcript: gathered.transcript,
-            situations: situation_results(gathered.situations, &prediction),
+            situations,
             attributions,
             model_version: manifest.version.clone(),
             modalities_used: gathered.enc.used,
@@ -425,11 +442,7 @@ impl Analyzer {
             timings: gathered.enc.timings,
             faces,
             request_id: req.request_id,
-            detected_language: gathered
-                .enc
-                .speech
-                .map(|s| s.detected_language)
-                .unwrap_or_default(),
+            detected_language: gathered.language,
             notes,
             low_confidence: low_confidence.is_some(),
             trajectory: None,
@@ -446,13 +459,18 @@ impl Analyzer {
     /// deadline; fails only if an input was refused.
     async fn encode_all(&self, call: &Call<'_>) -> Result<Gathered, Status> {
         let req = call.req;
+        let typed_language = language::resolve(&call.opts.language, None, &call.text);
         // Every modality present is encoded at once, and situations are imagined for
         // typed text meanwhile; each one's wait is bounded.
         let (speech, image, typed, imagined, previous) = tokio::join!(
             self.encode_wanted(call, SPEECH, Payload::Data(req.audio.clone())),
             self.encode_wanted(call, IMAGE, Payload::Data(req.image.clone())),
             self.encode_wanted(call, TEXT, Payload::Text(call.text.clone())),
-            self.imagine(call, call.situations_for(&call.text), call.ask(&call.text)),
+            self.imagine(
+                call,
+                call.situations_for(&call.text),
+                call.ask(&call.text, &typed_language)
+            ),
             self.read_context(call),
         );
         let mut enc = Encoded::default();
@@ -466,10 +484,12 @@ impl Analyzer {
             .as_ref()
             .map(|s| s.transcript.trim().to_string())
             .unwrap_or_default();
-        let analysed_text = if call.text.is_empty() {
-            transcript.clone()
+        let (analysed_text, language) = if call.text.is_empty() {
+            let heard = enc.speech.as_ref().map(|s| s.detected_language.as_str());
+            let language = language::resolve(&call.opts.language, heard, &transcript);
+            (transcript.clone(), language)
         } else {
-            call.text.clone()
+            (call.text.clone(), typed_language)
         };
         let text_out = match typed {
             Some(r) => Some(r),
@@ -486,7 +506,7 @@ impl Analyzer {
                 self.imagine(
                     call,
                     call.situations_for(&analysed_text),
-                    call.ask(&analysed_text),
+                    call.ask(&analysed_text, &language),
                 )
                 .await
             }
@@ -496,6 +516,7 @@ impl Analyzer {
             enc,
             transcript,
             analysed_text,
+            language,
             situations,
             situation_vectors,
             context,

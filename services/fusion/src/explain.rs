@@ -24,10 +24,20 @@ pub(crate) fn situation_results(
                 .iter()
                 .find(|(name, _)| *name == format!("{SITUATION}:{i}"))
                 .map_or(0.0, |(_, w)| *w),
+            emotion: top_label(&s.emotions),
             text: s.text,
             critic_score: s.critic_score,
+            emotions: s.emotions,
         })
         .collect()
+}
+
+/// The highest-scoring label; empty when there are none.
+fn top_label(scores: &[LabelScore]) -> String {
+    scores
+        .iter()
+        .max_by(|a, b| a.score.total_cmp(&b.score))
+        .map_or_else(String::new, |s| s.label.clone())
 }
 
 fn scores(labels: &[&str], values: &[f32]) -> Vec<LabelScore> {
@@ -88,9 +98,11 @@ pub(crate) fn face_expert(face: &Face) -> Expert {
     }
 }
 
-/// Each situation's emotion words as an expert opinion on emotions, weighted by the
-/// critic's score and by how much emotion its words carry; together they weigh as
-/// much as one face.
+/// Each situation as an expert opinion on emotions: the emotion the generator read off
+/// it (on eval/implicit-dev.jsonl that reading alone was right more often than the
+/// situation's emotion words: `empathy situations evaluate`), else its emotion words.
+/// Weighted by the critic's score and by how much emotion it carries; together they
+/// weigh as much as one face.
 pub(crate) fn situation_experts(
     lexicon: &Lexicon,
     expansion: Option<&Expansion>,
@@ -101,15 +113,29 @@ pub(crate) fn situation_experts(
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let emotions = lexicon.analyze_with(&s.text, expansion).emotions;
+            let emotions = read_by_generator(&s.emotions)
+                .unwrap_or_else(|| lexicon.analyze_with(&s.text, expansion).emotions);
             Expert {
                 name: format!("{SITUATION}:{i}"),
                 weight: s.critic_score.clamp(0.0, 1.0) * (1.0 - emotions[NEUTRAL]) / n,
                 emotions,
-                sentiment: false,
+                sentiment: true,
             }
         })
         .collect()
+}
+
+/// The generator's reading in EMOTION_LABELS order; None when it sent none.
+fn read_by_generator(scores: &[LabelScore]) -> Option<[f32; 7]> {
+    let mut emotions = [0.0; 7];
+    for (slot, label) in emotions.iter_mut().zip(EMOTION_LABELS) {
+        *slot = scores
+            .iter()
+            .find(|s| s.label == label)?
+            .score
+            .clamp(0.0, 1.0);
+    }
+    Some(emotions)
 }
 
 /// "lexicon", or e.g. "lexicon+image+situations" when experts were blended in.
@@ -137,18 +163,27 @@ pub(crate) fn emotions(p: &Prediction, source: &str) -> Emotions {
     }
 }
 
-/// Which token the model attended to, and which words the lexicon counted.
-pub(crate) fn attributions(p: &Prediction, lexicon: &LexiconAnalysis) -> Vec<Attribution> {
+/// Which token the model attended to (a situation's with the emotion the generator
+/// read off it), and which words the lexicon counted.
+pub(crate) fn attributions(
+    p: &Prediction,
+    lexicon: &LexiconAnalysis,
+    situations: &[SituationResult],
+) -> Vec<Attribution> {
     let tokens = p.attention.iter().map(|(name, w)| {
         let (kind, name) = match name.split_once(':') {
             Some((kind, index)) => (kind.to_string(), index.to_string()),
             None => ("modality".to_string(), name.clone()),
         };
+        let signal = match (kind.as_str(), name.parse::<usize>()) {
+            (SITUATION, Ok(i)) => situations.get(i).map(|s| s.emotion.clone()),
+            _ => None,
+        };
         Attribution {
             kind,
             name,
             weight: *w,
-            signal: String::new(),
+            signal: signal.unwrap_or_default(),
         }
     });
     let words = lexicon.words.iter().map(|w| Attribution {

@@ -9,6 +9,7 @@ mod encoders;
 mod explain;
 mod feedback;
 mod http;
+mod language;
 mod model_lines;
 mod model_watch;
 mod recent;
@@ -78,6 +79,10 @@ struct Args {
     /// How long the encoders get when a request sets no deadline.
     #[arg(long, default_value_t = 5_000)]
     default_deadline_ms: u64,
+    /// How long imagined situations get when a request sets no deadline: generating
+    /// them takes seconds on a CPU, longer than encoding.
+    #[arg(long, default_value_t = 15_000)]
+    situations_deadline_ms: u64,
     /// Answers whose top sentiment score (calibrated by the model version's
     /// temperature) is below this, from 0 to 1, are marked low_confidence with a note.
     #[arg(
@@ -173,6 +178,7 @@ async fn main() -> anyhow::Result<()> {
         trainer,
         limits: args.limits.clone(),
         default_deadline: Duration::from_millis(args.default_deadline_ms),
+        situations_deadline: Duration::from_millis(args.situations_deadline_ms),
         min_confidence: args.min_confidence,
     };
     let server = EmpathyServiceServer::new(Empathy::new(analyzer, metrics.clone()))
