@@ -70,6 +70,9 @@ struct Line {
     emotion: Option<String>,
 }
 
+/// Which label of an answer a row of the report counts.
+type Pick = fn(&Answers) -> usize;
+
 /// One sentence's two answers, as label indices.
 struct Answers {
     without: (usize, usize),
@@ -274,15 +277,15 @@ fn report(args: &EvaluateArgs, items: &[Item], answers: &[Answers]) {
         args.seed,
         answers.iter().map(|a| a.situations).sum::<usize>() as f64 / n.max(1) as f64
     );
-    let f1 = |ix: &[usize], pick: fn(&Answers) -> usize| {
+    let f1 = |ix: &[usize], pick: Pick| {
         let mut c = Confusion::new(SENTIMENT_LABELS.len());
         for &i in ix {
             c.add(items[i].sentiment, pick(&answers[i]));
         }
         c.macro_f1()
     };
-    let without_s: fn(&Answers) -> usize = |a| a.without.0;
-    let with_s: fn(&Answers) -> usize = |a| a.with.0;
+    let without_s: Pick = |a| a.without.0;
+    let with_s: Pick = |a| a.with.0;
     let all: Vec<usize> = (0..n).collect();
     println!("sentiment macro-F1 (95% bootstrap CI):");
     for (name, pick) in [
@@ -304,14 +307,14 @@ fn report(args: &EvaluateArgs, items: &[Item], answers: &[Answers]) {
         println!("top-emotion accuracy: the sentences carry no emotion labels");
         return;
     }
-    let accuracy = |ix: &[usize], pick: fn(&Answers) -> usize| {
+    let accuracy = |ix: &[usize], pick: Pick| {
         let right = ix
             .iter()
             .filter(|&&j| items[labelled[j]].emotion == Some(pick(&answers[labelled[j]])))
             .count();
         right as f64 / ix.len().max(1) as f64
     };
-    let rows: [(&str, fn(&Answers) -> usize); 4] = [
+    let rows: [(&str, Pick); 4] = [
         ("without situations", |a| a.without.1),
         ("with situations (the answer)", |a| a.with.1),
         ("situations alone, the generator's reading", |a| a.generator),

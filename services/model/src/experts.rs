@@ -24,8 +24,8 @@ pub struct Expert {
     pub emotions: [f32; 7],
     /// Weight relative to the other experts (e.g. a critic's score); 0 = ignore.
     pub weight: f32,
-    /// Whether the emotions speak for sentiment too. A face's expression does; the
-    /// words of an imagined situation are the generator's, not the person's.
+    /// Whether the emotions speak for sentiment too (a face's expression and an
+    /// imagined situation's reading do; an expert may opt out).
     pub sentiment: bool,
 }
 

@@ -137,12 +137,7 @@ fn main() -> Result<()> {
                                 prompt,
                                 k: 1,
                                 seed: (c * 1000 + r + 1) as u64,
-                                sampling: SamplingParams {
-                                    temperature: 0.8,
-                                    top_p: 0.95,
-                                    max_tokens,
-                                    repeat_penalty: 1.1,
-                                },
+                                sampling: SamplingParams::defaults(max_tokens),
                                 deadline: Instant::now() + Duration::from_secs(600),
                             },
                             tx,

@@ -31,12 +31,7 @@ fn main() -> Result<()> {
                 prompt,
                 k: 4,
                 seed: i as u64 + 1,
-                sampling: SamplingParams {
-                    temperature: 0.8,
-                    top_p: 0.95,
-                    max_tokens: 48,
-                    repeat_penalty: 1.1,
-                },
+                sampling: SamplingParams::defaults(48),
                 deadline: Instant::now() + Duration::from_secs(120),
             },
             tx,

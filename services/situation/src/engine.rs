@@ -34,6 +34,19 @@ pub struct SamplingParams {
     pub repeat_penalty: f32,
 }
 
+impl SamplingParams {
+    /// The service's defaults (temperature 0.8, top-p 0.95, repeat penalty 1.1) with
+    /// at most `max_tokens` per situation.
+    pub fn defaults(max_tokens: usize) -> Self {
+        Self {
+            temperature: 0.8,
+            top_p: 0.95,
+            max_tokens,
+            repeat_penalty: 1.1,
+        }
+    }
+}
+
 /// One request: k situations for one prompt.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -219,12 +232,7 @@ impl Engine {
                 prompt,
                 k: 1,
                 seed: 1,
-                sampling: SamplingParams {
-                    temperature: 0.8,
-                    top_p: 0.95,
-                    max_tokens: 12,
-                    repeat_penalty: 1.1,
-                },
+                sampling: SamplingParams::defaults(12),
                 deadline: Instant::now() + Duration::from_secs(120),
             },
             tx,

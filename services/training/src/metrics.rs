@@ -219,9 +219,9 @@ mod tests {
 
     #[test]
     fn the_bootstrap_interval_brackets_the_mean_and_narrows_with_n() {
-        let mean = |xs: &[f64]| {
-            move |ix: &[usize]| ix.iter().map(|&i| xs[i]).sum::<f64>() / ix.len() as f64
-        };
+        fn mean(xs: &[f64]) -> impl Fn(&[usize]) -> f64 + '_ {
+            move |ix| ix.iter().map(|&i| xs[i]).sum::<f64>() / ix.len() as f64
+        }
         let small: Vec<f64> = (0..20).map(|i| f64::from(i % 2)).collect();
         let large: Vec<f64> = (0..2000).map(|i| f64::from(i % 2)).collect();
         let (lo, hi) = bootstrap_ci(small.len(), 1, mean(&small));

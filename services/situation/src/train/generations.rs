@@ -166,12 +166,7 @@ impl Pending {
                 prompt,
                 k: opts.per_utterance,
                 seed: opts.seed.wrapping_mul(1_000_003).wrapping_add(i as u64 + 1),
-                sampling: SamplingParams {
-                    temperature: 0.8,
-                    top_p: 0.95,
-                    max_tokens: 48,
-                    repeat_penalty: 1.1,
-                },
+                sampling: SamplingParams::defaults(48),
                 deadline: Instant::now() + Duration::from_secs(86_400),
             },
             tx,
