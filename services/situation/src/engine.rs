@@ -218,9 +218,7 @@ impl Engine {
             })
             .map_err(|_| anyhow::anyhow!("the generation engine has stopped"))
     }
-}
 
-impl Engine {
     /// Generates one short situation for `prompt` and waits for it: the first
     /// request after a start otherwise pays for cold caches and first allocations
     /// (enough to miss a caller's deadline).
