@@ -48,7 +48,8 @@ impl FeelingReader {
             words,
             baseline: [0.0; 7],
         };
-        reader.baseline = reader.log_probs(model, tok, CONTENT_FREE.0, CONTENT_FREE.1)?;
+        reader.baseline =
+            reader.log_probs(model, &context(tok, CONTENT_FREE.0, CONTENT_FREE.1)?)?;
         Ok(reader)
     }
 
@@ -61,7 +62,7 @@ impl FeelingReader {
         utterance: &str,
         situation: &str,
     ) -> Result<[f32; 7]> {
-        let raw = self.log_probs(model, tok, utterance, situation)?;
+        let raw = self.log_probs(model, &context(tok, utterance, situation)?)?;
         let mut calibrated = [0.0; 7];
         for ((c, r), b) in calibrated.iter_mut().zip(raw).zip(self.baseline) {
             *c = r - b;
@@ -69,19 +70,10 @@ impl FeelingReader {
         Ok(softmax(calibrated))
     }
 
-    /// log p(word | utterance, situation, "So they felt") per label.
-    fn log_probs(
-        &self,
-        model: &Model,
-        tok: &GgufTokenizer,
-        utterance: &str,
-        situation: &str,
-    ) -> Result<[f32; 7]> {
-        let context = tok.encode(&format!(
-            "Someone said: \"{utterance}\" What had happened: {situation} So they felt"
-        ))?;
+    /// log p(word | `context`) per label.
+    fn log_probs(&self, model: &Model, context: &[u32]) -> Result<[f32; 7]> {
         let mut cache = model.new_cache(context.len());
-        let logits = model.prefill(&context, &mut cache)?;
+        let logits = model.prefill(context, &mut cache)?;
         let next: Vec<f32> = candle_nn::ops::log_softmax(&logits, D::Minus1)?.to_vec1()?;
         let mut out = [0.0; 7];
         for (slot, word) in out.iter_mut().zip(&self.words) {
@@ -90,11 +82,19 @@ impl FeelingReader {
                     .get(*one as usize)
                     .copied()
                     .unwrap_or(f32::NEG_INFINITY),
-                _ => model.log_likelihood(&context, word)?,
+                _ => model.log_likelihood(context, word)?,
             };
         }
         Ok(out)
     }
+}
+
+/// The ids of the story the generator continues: the utterance, the situation, then
+/// "So they felt".
+fn context(tok: &GgufTokenizer, utterance: &str, situation: &str) -> Result<Vec<u32>> {
+    tok.encode(&format!(
+        "Someone said: \"{utterance}\" What had happened: {situation} So they felt"
+    ))
 }
 
 fn softmax(x: [f32; 7]) -> [f32; 7] {
