@@ -217,7 +217,8 @@ async fn answer(
 ) -> anyhow::Result<Answers> {
     let without = analyze(&mut client, request(&item.text, 0, args)).await?;
     let with = analyze(&mut client, request(&item.text, args.k, args)).await?;
-    let fallback = labels_of(&without)?.1;
+    let (without_labels, with_labels) = (labels_of(&without)?, labels_of(&with)?);
+    let fallback = without_labels.1;
     let mut generator = [0.0f32; 7];
     let mut words = [0.0f32; 7];
     for s in &with.situations {
@@ -238,7 +239,7 @@ async fn answer(
         if *v > 0.0 { i } else { fallback }
     };
     if args.show {
-        let (s, e) = (labels_of(&without)?, labels_of(&with)?);
+        let (s, e) = (without_labels, with_labels);
         println!(
             "{:9} {:9} | without {:8} {:9} | with {:8} {:9} | {}",
             SENTIMENT_LABELS[item.sentiment],
@@ -254,8 +255,8 @@ async fn answer(
         }
     }
     Ok(Answers {
-        without: labels_of(&without)?,
-        with: labels_of(&with)?,
+        without: without_labels,
+        with: with_labels,
         generator: top(&generator),
         words: top(&words),
         situations: with.situations.len(),
