@@ -43,7 +43,7 @@ struct Args {
     #[arg(long, env = "EMPATHY_ASSETS", default_value = "assets")]
     assets: PathBuf,
     /// Compute threads for the models (0 = all cores; sets RAYON_NUM_THREADS).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, env = "EMPATHY_THREADS", default_value_t = 0)]
     threads: u32,
     /// Compute device passed to plugins, e.g. "cpu" or "cuda:0".
     #[arg(long, default_value = "cpu")]

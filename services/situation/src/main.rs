@@ -29,7 +29,7 @@ struct Args {
     #[arg(long, env = "EMPATHY_ASSETS", default_value = "assets", global = true)]
     assets: PathBuf,
     /// Compute threads (0 = all cores; sets RAYON_NUM_THREADS).
-    #[arg(long, default_value_t = 0, global = true)]
+    #[arg(long, env = "EMPATHY_THREADS", default_value_t = 0, global = true)]
     threads: u32,
     /// Compute device: "cpu" or "cuda:N" (needs the `cuda` build feature).
     #[arg(long, default_value = "cpu", global = true)]

@@ -9,8 +9,13 @@ use sha2::{Digest, Sha256};
 
 const MAGIC: &[u8; 8] = b"EMPEMB01";
 
-/// `$XDG_CACHE_HOME/empathy/embeddings`, else `~/.cache/empathy/embeddings`.
+/// `$EMPATHY_EMBEDDING_CACHE` (where a deployment shares one between `empathy train`
+/// and the trainer), else `$XDG_CACHE_HOME/empathy/embeddings`, else
+/// `~/.cache/empathy/embeddings`.
 pub fn default_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("EMPATHY_EMBEDDING_CACHE").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
