@@ -50,13 +50,15 @@ struct Load {
 }
 
 impl Load {
-    /// The time until `inputs` more would be done, if they joined the queue now.
-    fn wait_for(&self, inputs: usize) -> Duration {
+    /// The time until the work queued now is done: what a request joining now waits
+    /// before its own inputs run. Its own work is not counted, so an idle encoder
+    /// admits any request, however slow its inputs.
+    fn wait_ahead(&self) -> Duration {
         let per_input = *self
             .secs_per_input
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let queued = self.queued_inputs.load(Ordering::Relaxed) + inputs;
+        let queued = self.queued_inputs.load(Ordering::Relaxed);
         Duration::from_secs_f64(per_input * queued as f64)
     }
 
@@ -137,7 +139,7 @@ impl Batcher {
     ) -> Result<Reply, SubmitError> {
         let inputs = request.inputs.len();
         let limit = deadline.map_or(self.max_queue_wait, |d| self.max_queue_wait.min(d * 4 / 5));
-        let wait = self.load.wait_for(inputs);
+        let wait = self.load.wait_ahead();
         if wait > limit {
             return Err(SubmitError::TooBusy { wait, limit });
         }
@@ -304,15 +306,20 @@ mod tests {
     fn the_wait_grows_with_the_queue_and_the_cost_per_input() {
         let load = Load::default();
         assert_eq!(
-            load.wait_for(10),
+            load.wait_ahead(),
             Duration::ZERO,
             "nothing measured yet: admit"
         );
         load.observe(10, Duration::from_millis(200)); // 20 ms an input
-        load.queued_inputs.store(90, Ordering::Relaxed);
-        let wait = load.wait_for(10).as_secs_f64();
+        assert_eq!(
+            load.wait_ahead(),
+            Duration::ZERO,
+            "nothing queued: admit, however slow the request's own inputs"
+        );
+        load.queued_inputs.store(100, Ordering::Relaxed);
+        let wait = load.wait_ahead().as_secs_f64();
         assert!((wait - 2.0).abs() < 1e-6, "{wait}");
         load.observe(10, Duration::from_millis(700)); // slower lately: 70 ms an input
-        assert!(load.wait_for(10) > Duration::from_secs(2));
+        assert!(load.wait_ahead() > Duration::from_secs(2));
     }
 }
