@@ -239,15 +239,14 @@ async fn answer(
         if *v > 0.0 { i } else { fallback }
     };
     if args.show {
-        let (s, e) = (without_labels, with_labels);
         println!(
             "{:9} {:9} | without {:8} {:9} | with {:8} {:9} | {}",
             SENTIMENT_LABELS[item.sentiment],
             item.emotion.map_or("-", |e| EMOTION_LABELS[e]),
-            SENTIMENT_LABELS[s.0],
-            EMOTION_LABELS[s.1],
-            SENTIMENT_LABELS[e.0],
-            EMOTION_LABELS[e.1],
+            SENTIMENT_LABELS[without_labels.0],
+            EMOTION_LABELS[without_labels.1],
+            SENTIMENT_LABELS[with_labels.0],
+            EMOTION_LABELS[with_labels.1],
             item.text
         );
         for s in &with.situations {
