@@ -6,10 +6,7 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -18,6 +15,8 @@ use empathy_common::prometheus::{Histogram, HistogramOpts};
 use empathy_plugin_api::{ErrorKind, PluginError, host::LoadedPlugin};
 use empathy_proto::v1::{EncodeInput, EncodeRequest, EncodeResponse};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::load::Load;
 
 #[derive(Clone, Debug)]
 pub struct BatchLimits {
@@ -39,44 +38,6 @@ struct Job {
     inputs: Vec<EncodeInput>,
     language: String,
     reply: oneshot::Sender<Reply>,
-}
-
-/// How busy the plugin is: inputs waiting, and what one input has cost lately.
-#[derive(Default)]
-struct Load {
-    queued_inputs: AtomicUsize,
-    /// Seconds of plugin time per input, a moving average (0 until the first batch).
-    secs_per_input: Mutex<f64>,
-}
-
-impl Load {
-    /// The time until the work queued now is done: what a request joining now waits
-    /// before its own inputs run. Its own work is not counted, so an idle encoder
-    /// admits any request, however slow its inputs.
-    fn wait_ahead(&self) -> Duration {
-        let per_input = *self
-            .secs_per_input
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let queued = self.queued_inputs.load(Ordering::Relaxed);
-        Duration::from_secs_f64(per_input * queued as f64)
-    }
-
-    fn observe(&self, inputs: usize, took: Duration) {
-        if inputs == 0 {
-            return;
-        }
-        let sample = took.as_secs_f64() / inputs as f64;
-        let mut avg = self
-            .secs_per_input
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        *avg = if *avg == 0.0 {
-            sample
-        } else {
-            0.8 * *avg + 0.2 * sample
-        };
-    }
 }
 
 /// The queue in front of one modality's plugin.
@@ -111,7 +72,7 @@ impl Batcher {
         )?;
         metrics.register(Box::new(batch_sizes.clone()))?;
         let (tx, rx) = mpsc::channel(limits.max_queue.max(1));
-        let load = Arc::new(Load::default());
+        let load = Arc::new(Load::new(limits.max_inputs));
         let looping = Arc::clone(&load);
         let max_queue_wait = limits.max_queue_wait;
         tokio::spawn(batch_loop(
@@ -150,9 +111,9 @@ impl Batcher {
             reply,
         };
         // Counted before it is queued: the batch loop may take it at once.
-        self.load.queued_inputs.fetch_add(inputs, Ordering::Relaxed);
+        self.load.accepted(inputs);
         self.tx.try_send(job).map_err(|e| {
-            self.load.queued_inputs.fetch_sub(inputs, Ordering::Relaxed);
+            self.load.withdrawn(inputs);
             match e {
                 mpsc::error::TrySendError::Full(_) => {
                     SubmitError::QueueFull(self.tx.max_capacity())
@@ -204,11 +165,15 @@ async fn batch_loop(
         let taken: usize = jobs.iter().map(|j| j.inputs.len()).sum();
         // The model call is CPU-bound: run it off the async threads. One batch at a
         // time per modality; the plugin uses every core it was given.
+        load.started(taken);
         let started = Instant::now();
         let done = tokio::task::spawn_blocking(move || run_batches(&plugin, &name, jobs, &sizes));
         match tokio::time::timeout(limits.max_call, done).await {
-            Ok(Ok(ran)) => load.observe(ran, started.elapsed()),
-            Ok(Err(err)) => tracing::error!(%err, "batch worker failed"),
+            Ok(Ok(ran)) => load.finished(ran, started.elapsed()),
+            Ok(Err(err)) => {
+                load.finished(0, started.elapsed());
+                tracing::error!(%err, "batch worker failed")
+            }
             // A call into a plugin cannot be cancelled, and this modality would wait
             // behind it forever: exit, so that the supervisor starts a fresh encoder
             // (fusion degrades meanwhile and reconnects when it is back).
@@ -222,7 +187,6 @@ async fn batch_loop(
                 std::process::exit(70);
             }
         }
-        load.queued_inputs.fetch_sub(taken, Ordering::Relaxed);
     }
 }
 
@@ -295,31 +259,5 @@ fn run_group(
                 let _ = reply.send(Err(err.clone()));
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_wait_grows_with_the_queue_and_the_cost_per_input() {
-        let load = Load::default();
-        assert_eq!(
-            load.wait_ahead(),
-            Duration::ZERO,
-            "nothing measured yet: admit"
-        );
-        load.observe(10, Duration::from_millis(200)); // 20 ms an input
-        assert_eq!(
-            load.wait_ahead(),
-            Duration::ZERO,
-            "nothing queued: admit, however slow the request's own inputs"
-        );
-        load.queued_inputs.store(100, Ordering::Relaxed);
-        let wait = load.wait_ahead().as_secs_f64();
-        assert!((wait - 2.0).abs() < 1e-6, "{wait}");
-        load.observe(10, Duration::from_millis(700)); // slower lately: 70 ms an input
-        assert!(load.wait_ahead() > Duration::from_secs(2));
     }
 }

@@ -1,6 +1,7 @@
 //! `empathy-encoder`: hosts modality plugins and serves `empathy.v1.EncoderService`.
 
 mod batcher;
+mod load;
 mod plugins;
 mod service;
 
