@@ -30,7 +30,7 @@ use empathy_situation::{
     loader, situation_text,
 };
 
-use common::{assets_dir, weights_arg};
+use common::{assets_dir, cpu_model, weights_arg};
 
 const UTTERANCES: &[&str] = &[
     "My dog died yesterday",
@@ -57,6 +57,7 @@ fn main() -> Result<()> {
     // SAFETY: no other thread exists yet.
     unsafe { empathy_common::set_compute_threads(threads) };
     let max_tokens = arg("--tokens", 48);
+    println!("CPU: {}", cpu_model());
     let assets = assets_dir();
     let device = Device::Cpu;
     let generator = loader::load_generator(&assets, &device, weights_arg())?;

@@ -17,8 +17,10 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
     feeling::FeelingReader,
-    judge::{Judge, judge},
+    judge::{Judge, UtteranceCache, judge},
     llama::{Model, SeqCache},
+    pmi::{NEUTRAL_CONTEXT, situation_context},
+    prefix::CachedPrefix,
     situation_text,
     tokenizer::GgufTokenizer,
 };
@@ -176,6 +178,7 @@ impl Engine {
         let (tx, rx) = mpsc::channel();
         let stops = StopTokens::new(&tokenizer)?;
         let feelings = FeelingReader::new(&model, &tokenizer)?;
+        let neutral = CachedPrefix::new(&model, tokenizer.encode(NEUTRAL_CONTEXT)?)?;
         let shared = if options.shared_prefix.is_empty() {
             None
         } else {
@@ -185,6 +188,7 @@ impl Engine {
         };
         let worker = Worker {
             shared,
+            neutral,
             model,
             tokenizer,
             judge,
@@ -276,6 +280,9 @@ struct ActiveJob {
     discarded: Option<UnboundedSender<Discarded>>,
     /// The prefilled prompt and the logits after it.
     prefix: Option<(SeqCache, Tensor)>,
+    /// `situation_context(utterance)` prefilled: every situation is scored and read
+    /// after it.
+    context: Option<CachedPrefix>,
     utterance_embedding: Option<Vec<f32>>,
     /// Slots (situation indices) waiting for a sequence, with their attempt number.
     waiting: VecDeque<(usize, u32)>,
@@ -328,6 +335,8 @@ impl Sequence {
 struct Worker {
     /// The shared prompt prefix and its cache.
     shared: Option<(Vec<u32>, SeqCache)>,
+    /// `NEUTRAL_CONTEXT` prefilled, for PMI.
+    neutral: CachedPrefix,
     model: Model,
     tokenizer: Arc<GgufTokenizer>,
     judge: Judge,
@@ -387,6 +396,7 @@ impl Worker {
                 out: s.out,
                 discarded: s.discarded,
                 prefix: None,
+                context: None,
                 utterance_embedding: None,
                 waiting,
                 running: 0,
@@ -477,6 +487,10 @@ impl Worker {
             };
             let logits = self.model.prefill(rest, &mut cache)?;
             job.prefix = Some((cache, logits));
+            let context = self
+                .tokenizer
+                .encode(&situation_context(&job.job.utterance))?;
+            job.context = Some(CachedPrefix::new(&self.model, context)?);
             if let Judge::Trained(scorer) = &self.judge {
                 job.utterance_embedding = Some(scorer.embed(&job.job.utterance)?);
             }
@@ -590,6 +604,14 @@ impl Worker {
         job.running -= 1;
         let finished = seq.done.unwrap_or(false);
         let raw = self.tokenizer.decode(&seq.tokens).unwrap_or_default();
+        let none;
+        let context = match &job.context {
+            Some(c) => c,
+            None => {
+                none = CachedPrefix::none(&self.model);
+                &none
+            }
+        };
         let verdict = match situation_text::clean(&raw, &job.job.utterance, finished) {
             Err(r) => Err(r.as_str()),
             Ok(text) => match judge(
@@ -597,7 +619,11 @@ impl Worker {
                 &self.model,
                 &self.tokenizer,
                 &job.job.utterance,
-                job.utterance_embedding.as_deref(),
+                UtteranceCache {
+                    embedding: job.utterance_embedding.as_deref(),
+                    with: context,
+                    without: &self.neutral,
+                },
                 &text,
             ) {
                 Ok(score) if score >= self.options.critic_threshold => Ok((text, score)),
@@ -612,7 +638,13 @@ impl Worker {
             Ok((text, critic_score)) => {
                 let emotions = self
                     .feelings
-                    .read(&self.model, &self.tokenizer, &job.job.utterance, &text)
+                    .read(
+                        &self.model,
+                        &self.tokenizer,
+                        context,
+                        &job.job.utterance,
+                        &text,
+                    )
                     .inspect_err(
                         |e| tracing::warn!(error = %e, "reading the situation's emotion failed"),
                     )

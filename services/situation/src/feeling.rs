@@ -9,7 +9,7 @@ use anyhow::{Result, ensure};
 use candle_core::D;
 use empathy_proto::EMOTION_LABELS;
 
-use crate::{llama::Model, tokenizer::GgufTokenizer};
+use crate::{llama::Model, pmi::situation_context, prefix::CachedPrefix, tokenizer::GgufTokenizer};
 
 /// The word that stands for each label, in EMOTION_LABELS order (anger, disgust, fear,
 /// joy, sadness, surprise, neutral), as the generator would continue "So they felt".
@@ -48,21 +48,24 @@ impl FeelingReader {
             words,
             baseline: [0.0; 7],
         };
+        let none = CachedPrefix::none(model);
         reader.baseline =
-            reader.log_probs(model, &context(tok, CONTENT_FREE.0, CONTENT_FREE.1)?)?;
+            reader.log_probs(model, &none, &context(tok, CONTENT_FREE.0, CONTENT_FREE.1)?)?;
         Ok(reader)
     }
 
     /// The seven labels' probabilities (EMOTION_LABELS order, summing to 1) for
-    /// `situation` as the reason `utterance` was said.
+    /// `situation` as the reason `utterance` was said; `prefix` holds the start of the
+    /// story (`situation_context(utterance)`), or none.
     pub fn read(
         &self,
         model: &Model,
         tok: &GgufTokenizer,
+        prefix: &CachedPrefix,
         utterance: &str,
         situation: &str,
     ) -> Result<[f32; 7]> {
-        let raw = self.log_probs(model, &context(tok, utterance, situation)?)?;
+        let raw = self.log_probs(model, prefix, &context(tok, utterance, situation)?)?;
         let mut calibrated = [0.0; 7];
         for ((c, r), b) in calibrated.iter_mut().zip(raw).zip(self.baseline) {
             *c = r - b;
@@ -71,9 +74,8 @@ impl FeelingReader {
     }
 
     /// log p(word | `context`) per label.
-    fn log_probs(&self, model: &Model, context: &[u32]) -> Result<[f32; 7]> {
-        let mut cache = model.new_cache(context.len());
-        let logits = model.prefill(context, &mut cache)?;
+    fn log_probs(&self, model: &Model, prefix: &CachedPrefix, context: &[u32]) -> Result<[f32; 7]> {
+        let logits = prefix.next_logits(model, context)?;
         let next: Vec<f32> = candle_nn::ops::log_softmax(&logits, D::Minus1)?.to_vec1()?;
         let mut out = [0.0; 7];
         for (slot, word) in out.iter_mut().zip(&self.words) {
@@ -82,7 +84,7 @@ impl FeelingReader {
                     .get(*one as usize)
                     .copied()
                     .unwrap_or(f32::NEG_INFINITY),
-                _ => model.log_likelihood(context, word)?,
+                _ => prefix.log_likelihood(model, context, word)?,
             };
         }
         Ok(out)
@@ -93,7 +95,8 @@ impl FeelingReader {
 /// "So they felt".
 fn context(tok: &GgufTokenizer, utterance: &str, situation: &str) -> Result<Vec<u32>> {
     tok.encode(&format!(
-        "Someone said: \"{utterance}\" What had happened: {situation} So they felt"
+        "{}{situation} So they felt",
+        situation_context(utterance)
     ))
 }
 
@@ -153,7 +156,15 @@ mod tests {
             ),
         ];
         for (utterance, situation, want) in cases {
-            let p = reader.read(&model, &tok, utterance, situation).unwrap();
+            let p = reader
+                .read(
+                    &model,
+                    &tok,
+                    &CachedPrefix::none(&model),
+                    utterance,
+                    situation,
+                )
+                .unwrap();
             assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4, "{p:?}");
             let want = EMOTION_LABELS.iter().position(|l| *l == want).unwrap();
             let above = p.iter().filter(|&&q| q > p[want]).count();

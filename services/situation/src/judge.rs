@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 use crate::{
     critic::Scorer,
     llama::Model,
-    pmi::{Direction, pmi},
+    pmi::{Direction, pmi_after},
+    prefix::CachedPrefix,
     tokenizer::GgufTokenizer,
 };
 
@@ -27,26 +28,35 @@ pub enum Judge {
     Pmi,
 }
 
-/// The score of `situation` for `utterance`; `embedding` is the utterance's sentence
-/// embedding, which the trained critic needs.
+/// What a judge may reuse for one utterance: the sentence embedding the trained critic
+/// needs, and the prefilled contexts PMI compares (`pmi::situation_context` of the
+/// utterance, `pmi::NEUTRAL_CONTEXT`).
+pub struct UtteranceCache<'a> {
+    pub embedding: Option<&'a [f32]>,
+    pub with: &'a CachedPrefix,
+    pub without: &'a CachedPrefix,
+}
+
+/// The score of `situation` for `utterance`.
 pub fn judge(
     judge: &Judge,
     model: &Model,
     tokenizer: &GgufTokenizer,
     utterance: &str,
-    embedding: Option<&[f32]>,
+    cache: UtteranceCache,
     situation: &str,
 ) -> Result<f32> {
     match judge {
         Judge::None => Ok(0.5),
         Judge::Trained(scorer) => {
-            let u = embedding.context("the utterance was not embedded")?;
+            let u = cache.embedding.context("the utterance was not embedded")?;
             scorer.score(u, situation)
         }
         Judge::Pmi => {
-            let nats = pmi(
+            let nats = pmi_after(
                 model,
                 tokenizer,
+                [cache.with, cache.without],
                 utterance,
                 situation,
                 Direction::SituationGivenUtterance,

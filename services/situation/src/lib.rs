@@ -12,6 +12,8 @@ pub mod judge;
 pub mod llama;
 pub mod loader;
 pub mod pmi;
+pub mod prefix;
+pub mod quant_matrix;
 pub mod service;
 pub mod situation_text;
 pub mod tokenizer;

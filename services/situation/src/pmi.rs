@@ -8,7 +8,7 @@
 
 use anyhow::Result;
 
-use crate::{llama::Model, tokenizer::GgufTokenizer};
+use crate::{llama::Model, prefix::CachedPrefix, tokenizer::GgufTokenizer};
 
 /// Which text is scored given the other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +39,20 @@ pub fn pmi(
     situation: &str,
     direction: Direction,
 ) -> Result<f32> {
+    let none = CachedPrefix::none(model);
+    pmi_after(model, tok, [&none, &none], utterance, situation, direction)
+}
+
+/// As `pmi`, reusing what `prefixes` (with, without) hold of the two contexts (see
+/// `situation_context` and `neutral_context`).
+pub fn pmi_after(
+    model: &Model,
+    tok: &GgufTokenizer,
+    prefixes: [&CachedPrefix; 2],
+    utterance: &str,
+    situation: &str,
+    direction: Direction,
+) -> Result<f32> {
     let (with, without, target) = match direction {
         Direction::UtteranceGivenSituation => (
             format!("{situation} They said: \""),
@@ -46,13 +60,23 @@ pub fn pmi(
             format!("{utterance}\""),
         ),
         Direction::SituationGivenUtterance => (
-            format!("Someone said: \"{utterance}\" What had happened: "),
-            "Someone said something. What had happened: ".to_string(),
+            situation_context(utterance),
+            NEUTRAL_CONTEXT.to_string(),
             situation.to_string(),
         ),
     };
     let target = tok.encode(&target)?;
-    let with = model.log_likelihood(&tok.encode(&with)?, &target)?;
-    let without = model.log_likelihood(&tok.encode(&without)?, &target)?;
+    let [with_prefix, without_prefix] = prefixes;
+    let with = with_prefix.log_likelihood(model, &tok.encode(&with)?, &target)?;
+    let without = without_prefix.log_likelihood(model, &tok.encode(&without)?, &target)?;
     Ok((with - without) / target.len().max(1) as f32)
 }
+
+/// What precedes a situation scored given its utterance (and read for its emotion:
+/// the feeling reader's story starts the same).
+pub fn situation_context(utterance: &str) -> String {
+    format!("Someone said: \"{utterance}\" What had happened: ")
+}
+
+/// What precedes a situation scored without its utterance.
+pub const NEUTRAL_CONTEXT: &str = "Someone said something. What had happened: ";

@@ -15,6 +15,8 @@ use crate::{
     feeling::{FeelingReader, top},
     llama::WeightFormat,
     loader,
+    pmi::situation_context,
+    prefix::CachedPrefix,
 };
 
 #[derive(serde::Deserialize)]
@@ -48,10 +50,14 @@ pub fn read_feelings(
             "unknown emotion {:?}",
             line.emotion
         );
-        let base = reader.read(model, tok, &line.text, "Something happened.")?;
+        let context = CachedPrefix::new(model, tok.encode(&situation_context(&line.text))?)?;
+        let base = reader.read(model, tok, &context, &line.text, "Something happened.")?;
         let mut mean = [0.0; 7];
         for s in &g.situations {
-            for (m, p) in mean.iter_mut().zip(reader.read(model, tok, &line.text, s)?) {
+            for (m, p) in mean
+                .iter_mut()
+                .zip(reader.read(model, tok, &context, &line.text, s)?)
+            {
                 *m += p / g.situations.len() as f32;
             }
         }
