@@ -30,7 +30,7 @@ use empathy_situation::{
     loader, situation_text,
 };
 
-use common::{assets_dir, cpu_model, weights_arg};
+use common::{arg, assets_dir, cpu_model, weights_arg};
 
 const UTTERANCES: &[&str] = &[
     "My dog died yesterday",
@@ -42,15 +42,6 @@ const UTTERANCES: &[&str] = &[
     "My landlord raised the rent again.",
     "I haven't slept in two days.",
 ];
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() -> Result<()> {
     let threads = u32::try_from(arg("--threads", 0)).unwrap_or(u32::MAX);

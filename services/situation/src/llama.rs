@@ -417,7 +417,7 @@ pub fn argmax(logits: &Tensor) -> Result<u32> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::tokenizer::GgufTokenizer;
     use candle_transformers::models::quantized_llama::ModelWeights;
@@ -467,7 +467,7 @@ mod tests {
         (ours, theirs, tok)
     }
 
-    pub(super) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
             .unwrap()
             .abs()

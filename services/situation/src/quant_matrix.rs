@@ -300,14 +300,7 @@ mod tests {
             let x = Tensor::randn(0f32, 1.0, (n, 96), &Device::Cpu).unwrap();
             let want = x.matmul(&dense.t().unwrap()).unwrap();
             let got = matrix.forward(&x).unwrap();
-            let diff = (got - &want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = crate::llama::tests::max_abs_diff(&got, &want);
             assert!(diff < 1e-3, "{dtype:?} n={n}: {diff}");
             let xs: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
             let mut portable = vec![0f32; n.min(ROW_GROUP)];

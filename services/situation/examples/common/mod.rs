@@ -1,4 +1,7 @@
-//! What the examples read from the environment.
+//! What the examples read from the environment and the command line.
+
+// Each example uses a part of this module.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 
@@ -21,7 +24,6 @@ pub fn weights_arg() -> WeightFormat {
 /// The CPU's model and the SIMD flags that decide matmul speed, from /proc/cpuinfo
 /// (benchmarks print it beside their numbers: the same machine kind comes with
 /// different CPUs).
-#[allow(dead_code)] // not every example prints it
 pub fn cpu_model() -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let field = |name: &str| {
@@ -52,4 +54,14 @@ pub fn cpu_model() -> String {
         field("model name"),
         simd.join(" ")
     )
+}
+
+/// The number after `name` on the command line, or `default`.
+pub fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
