@@ -10,16 +10,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use candle_core::{IndexOp, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
     feeling::FeelingReader,
-    judge::{Judge, UtteranceCache, judge},
+    judge::{Judge, judge},
     llama::{Model, SeqCache},
-    pmi::{NEUTRAL_CONTEXT, situation_context},
+    pmi::{neutral_context, situation_pass, utterance_context},
     prefix::CachedPrefix,
     situation_text,
     tokenizer::GgufTokenizer,
@@ -178,7 +178,7 @@ impl Engine {
         let (tx, rx) = mpsc::channel();
         let stops = StopTokens::new(&tokenizer)?;
         let feelings = FeelingReader::new(&model, &tokenizer)?;
-        let neutral = CachedPrefix::new(&model, tokenizer.encode(NEUTRAL_CONTEXT)?)?;
+        let neutral = neutral_context(&model, &tokenizer)?;
         let shared = if options.shared_prefix.is_empty() {
             None
         } else {
@@ -280,8 +280,7 @@ struct ActiveJob {
     discarded: Option<UnboundedSender<Discarded>>,
     /// The prefilled prompt and the logits after it.
     prefix: Option<(SeqCache, Tensor)>,
-    /// `situation_context(utterance)` prefilled: every situation is scored and read
-    /// after it.
+    /// `utterance_context` prefilled: every situation is scored and read after it.
     context: Option<CachedPrefix>,
     utterance_embedding: Option<Vec<f32>>,
     /// Slots (situation indices) waiting for a sequence, with their attempt number.
@@ -335,7 +334,7 @@ impl Sequence {
 struct Worker {
     /// The shared prompt prefix and its cache.
     shared: Option<(Vec<u32>, SeqCache)>,
-    /// `NEUTRAL_CONTEXT` prefilled, for PMI.
+    /// `neutral_context` prefilled, for PMI.
     neutral: CachedPrefix,
     model: Model,
     tokenizer: Arc<GgufTokenizer>,
@@ -487,10 +486,11 @@ impl Worker {
             };
             let logits = self.model.prefill(rest, &mut cache)?;
             job.prefix = Some((cache, logits));
-            let context = self
-                .tokenizer
-                .encode(&situation_context(&job.job.utterance))?;
-            job.context = Some(CachedPrefix::new(&self.model, context)?);
+            job.context = Some(utterance_context(
+                &self.model,
+                &self.tokenizer,
+                &job.job.utterance,
+            )?);
             if let Judge::Trained(scorer) = &self.judge {
                 job.utterance_embedding = Some(scorer.embed(&job.job.utterance)?);
             }
@@ -604,51 +604,50 @@ impl Worker {
         job.running -= 1;
         let finished = seq.done.unwrap_or(false);
         let raw = self.tokenizer.decode(&seq.tokens).unwrap_or_default();
-        let none;
-        let context = match &job.context {
-            Some(c) => c,
-            None => {
-                none = CachedPrefix::none(&self.model);
-                &none
-            }
-        };
         let verdict = match situation_text::clean(&raw, &job.job.utterance, finished) {
             Err(r) => Err(r.as_str()),
-            Ok(text) => match judge(
-                &self.judge,
-                &self.model,
-                &self.tokenizer,
-                &job.job.utterance,
-                UtteranceCache {
-                    embedding: job.utterance_embedding.as_deref(),
-                    with: context,
-                    without: &self.neutral,
-                },
-                &text,
-            ) {
-                Ok(score) if score >= self.options.critic_threshold => Ok((text, score)),
-                Ok(_) => Err("critic"),
-                Err(e) => {
-                    tracing::warn!(error = %e, "critic failed; keeping the situation unscored");
-                    Ok((text, 0.5))
+            Ok(text) => {
+                // One pass over the situation gives its PMI and its emotion reading.
+                let neutral = self.judge.needs_pmi().then_some(&self.neutral);
+                let pass = job
+                    .context
+                    .as_ref()
+                    .context("the utterance's context was not prefilled")
+                    .and_then(|context| {
+                        situation_pass(
+                            &self.model,
+                            &self.tokenizer,
+                            context,
+                            neutral,
+                            &text,
+                            self.feelings.tail(),
+                        )
+                    })
+                    .inspect_err(|e| tracing::warn!(error = %e, "scoring the situation failed"))
+                    .ok();
+                let emotions = pass.as_ref().and_then(|pass| {
+                    self.feelings
+                        .read_pass(&self.model, pass)
+                        .inspect_err(
+                            |e| tracing::warn!(error = %e, "reading the situation's emotion failed"),
+                        )
+                        .ok()
+                });
+                let pmi = pass.and_then(|p| p.pmi);
+                match judge(&self.judge, job.utterance_embedding.as_deref(), pmi, &text) {
+                    Ok(score) if score >= self.options.critic_threshold => {
+                        Ok((text, score, emotions))
+                    }
+                    Ok(_) => Err("critic"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "critic failed; keeping the situation unscored");
+                        Ok((text, 0.5, emotions))
+                    }
                 }
-            },
+            }
         };
         match verdict {
-            Ok((text, critic_score)) => {
-                let emotions = self
-                    .feelings
-                    .read(
-                        &self.model,
-                        &self.tokenizer,
-                        context,
-                        &job.job.utterance,
-                        &text,
-                    )
-                    .inspect_err(
-                        |e| tracing::warn!(error = %e, "reading the situation's emotion failed"),
-                    )
-                    .ok();
+            Ok((text, critic_score, emotions)) => {
                 job.produced += 1;
                 let _ = job.out.send(Event::Situation(Generated {
                     index: seq.slot as u32,

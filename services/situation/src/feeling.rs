@@ -9,7 +9,12 @@ use anyhow::{Result, ensure};
 use candle_core::D;
 use empathy_proto::EMOTION_LABELS;
 
-use crate::{llama::Model, pmi::situation_context, prefix::CachedPrefix, tokenizer::GgufTokenizer};
+use crate::{
+    llama::Model,
+    pmi::{SituationPass, situation_pass, utterance_context},
+    prefix::CachedPrefix,
+    tokenizer::GgufTokenizer,
+};
 
 /// The word that stands for each label, in EMOTION_LABELS order (anger, disgust, fear,
 /// joy, sadness, surprise, neutral), as the generator would continue "So they felt".
@@ -30,6 +35,8 @@ const CONTENT_FREE: (&str, &str) = ("", "Something happened.");
 
 pub struct FeelingReader {
     words: Vec<Vec<u32>>,
+    /// " So they felt": what follows the situation in the story.
+    tail: Vec<u32>,
     /// log p(word | content-free story) per label.
     baseline: [f32; 7],
 }
@@ -46,26 +53,38 @@ impl FeelingReader {
         );
         let mut reader = Self {
             words,
+            tail: tok.encode(" So they felt")?,
             baseline: [0.0; 7],
         };
-        let none = CachedPrefix::none(model);
-        reader.baseline =
-            reader.log_probs(model, &none, &context(tok, CONTENT_FREE.0, CONTENT_FREE.1)?)?;
+        let (utterance, situation) = CONTENT_FREE;
+        let context = utterance_context(model, tok, utterance)?;
+        let pass = situation_pass(model, tok, &context, None, situation, &reader.tail)?;
+        reader.baseline = reader.log_probs(model, &pass)?;
         Ok(reader)
     }
 
+    /// What `situation_pass` runs after the situation for this reader.
+    pub fn tail(&self) -> &[u32] {
+        &self.tail
+    }
+
     /// The seven labels' probabilities (EMOTION_LABELS order, summing to 1) for
-    /// `situation` as the reason `utterance` was said; `prefix` holds the start of the
-    /// story (`situation_context(utterance)`), or none.
+    /// `situation` as the reason the utterance of `context` (`utterance_context`) was
+    /// said.
     pub fn read(
         &self,
         model: &Model,
         tok: &GgufTokenizer,
-        prefix: &CachedPrefix,
-        utterance: &str,
+        context: &CachedPrefix,
         situation: &str,
     ) -> Result<[f32; 7]> {
-        let raw = self.log_probs(model, prefix, &context(tok, utterance, situation)?)?;
+        let pass = situation_pass(model, tok, context, None, situation, &self.tail)?;
+        self.read_pass(model, &pass)
+    }
+
+    /// As `read`, from a pass already run with this reader's `tail`.
+    pub fn read_pass(&self, model: &Model, pass: &SituationPass) -> Result<[f32; 7]> {
+        let raw = self.log_probs(model, pass)?;
         let mut calibrated = [0.0; 7];
         for ((c, r), b) in calibrated.iter_mut().zip(raw).zip(self.baseline) {
             *c = r - b;
@@ -73,10 +92,9 @@ impl FeelingReader {
         Ok(softmax(calibrated))
     }
 
-    /// log p(word | `context`) per label.
-    fn log_probs(&self, model: &Model, prefix: &CachedPrefix, context: &[u32]) -> Result<[f32; 7]> {
-        let logits = prefix.next_logits(model, context)?;
-        let next: Vec<f32> = candle_nn::ops::log_softmax(&logits, D::Minus1)?.to_vec1()?;
+    /// log p(word | the story of `pass`) per label.
+    fn log_probs(&self, model: &Model, pass: &SituationPass) -> Result<[f32; 7]> {
+        let next: Vec<f32> = candle_nn::ops::log_softmax(&pass.next, D::Minus1)?.to_vec1()?;
         let mut out = [0.0; 7];
         for (slot, word) in out.iter_mut().zip(&self.words) {
             *slot = match word.as_slice() {
@@ -84,20 +102,16 @@ impl FeelingReader {
                     .get(*one as usize)
                     .copied()
                     .unwrap_or(f32::NEG_INFINITY),
-                _ => prefix.log_likelihood(model, context, word)?,
+                // A word of several tokens: rerun the story's last token, then the word.
+                _ => {
+                    let kept = pass.story.len() - 1;
+                    let cache = model.fork_cache_first(&pass.story, kept, kept + 1 + word.len())?;
+                    model.log_likelihood_in(cache, &[pass.last], word)?
+                }
             };
         }
         Ok(out)
     }
-}
-
-/// The ids of the story the generator continues: the utterance, the situation, then
-/// "So they felt".
-fn context(tok: &GgufTokenizer, utterance: &str, situation: &str) -> Result<Vec<u32>> {
-    tok.encode(&format!(
-        "{}{situation} So they felt",
-        situation_context(utterance)
-    ))
 }
 
 fn softmax(x: [f32; 7]) -> [f32; 7] {
@@ -156,15 +170,8 @@ mod tests {
             ),
         ];
         for (utterance, situation, want) in cases {
-            let p = reader
-                .read(
-                    &model,
-                    &tok,
-                    &CachedPrefix::none(&model),
-                    utterance,
-                    situation,
-                )
-                .unwrap();
+            let context = utterance_context(&model, &tok, utterance).unwrap();
+            let p = reader.read(&model, &tok, &context, situation).unwrap();
             assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4, "{p:?}");
             let want = EMOTION_LABELS.iter().position(|l| *l == want).unwrap();
             let above = p.iter().filter(|&&q| q > p[want]).count();

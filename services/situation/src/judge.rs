@@ -6,13 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use crate::{
-    critic::Scorer,
-    llama::Model,
-    pmi::{Direction, pmi_after},
-    prefix::CachedPrefix,
-    tokenizer::GgufTokenizer,
-};
+use crate::critic::Scorer;
 
 /// PMI (nats per token) to a score: sigmoid(PMI_SCALE x pmi), so 0 (the situation
 /// says nothing about the utterance) is 0.5.
@@ -28,39 +22,30 @@ pub enum Judge {
     Pmi,
 }
 
-/// What a judge may reuse for one utterance: the sentence embedding the trained critic
-/// needs, and the prefilled contexts PMI compares (`pmi::situation_context` of the
-/// utterance, `pmi::NEUTRAL_CONTEXT`).
-pub struct UtteranceCache<'a> {
-    pub embedding: Option<&'a [f32]>,
-    pub with: &'a CachedPrefix,
-    pub without: &'a CachedPrefix,
+impl Judge {
+    /// Whether `judge` needs the situation's PMI.
+    pub fn needs_pmi(&self) -> bool {
+        matches!(self, Judge::Pmi)
+    }
 }
 
-/// The score of `situation` for `utterance`.
+/// The score of `situation` for an utterance: `embedding` is the utterance's sentence
+/// embedding (the trained critic needs it), `pmi` the situation's PMI given it (from
+/// `pmi::situation_pass`).
 pub fn judge(
     judge: &Judge,
-    model: &Model,
-    tokenizer: &GgufTokenizer,
-    utterance: &str,
-    cache: UtteranceCache,
+    embedding: Option<&[f32]>,
+    pmi: Option<f32>,
     situation: &str,
 ) -> Result<f32> {
     match judge {
         Judge::None => Ok(0.5),
         Judge::Trained(scorer) => {
-            let u = cache.embedding.context("the utterance was not embedded")?;
+            let u = embedding.context("the utterance was not embedded")?;
             scorer.score(u, situation)
         }
         Judge::Pmi => {
-            let nats = pmi_after(
-                model,
-                tokenizer,
-                [cache.with, cache.without],
-                utterance,
-                situation,
-                Direction::SituationGivenUtterance,
-            )?;
+            let nats = pmi.context("the situation's PMI was not computed")?;
             Ok(1.0 / (1.0 + (-PMI_SCALE * nats).exp()))
         }
     }

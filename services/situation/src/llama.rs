@@ -279,20 +279,42 @@ impl Model {
         rest: &[u32],
         target: &[u32],
     ) -> Result<f32> {
+        Ok(self.likelihood_then(&mut cache, rest, target, &[])?.0)
+    }
+
+    /// One pass over `rest`, `target` and `tail` after what `cache` holds (appended to
+    /// it): log p(target | everything before it), and the logits after the last token,
+    /// shape (vocab,). `rest` must not be empty (its last output predicts `target`).
+    pub fn likelihood_then(
+        &self,
+        cache: &mut SeqCache,
+        rest: &[u32],
+        target: &[u32],
+        tail: &[u32],
+    ) -> Result<(f32, Tensor)> {
         ensure!(
             !rest.is_empty() && !target.is_empty(),
             "a likelihood needs a prefix and a target"
         );
-        let tokens = [rest, target].concat();
-        let x = self.layers_forward(&tokens, &mut cache)?;
-        // The positions whose next token is a target token.
+        let tokens = [rest, target, tail].concat();
+        let x = self.layers_forward(&tokens, cache)?;
+        // The positions whose next token is a target token, then the last one.
         let from = rest.len() - 1;
-        let x = x.i((.., from..from + target.len(), ..))?;
+        let last = tokens.len() - 1;
+        let x = Tensor::cat(
+            &[
+                &x.i((.., from..from + target.len(), ..))?,
+                &x.i((.., last..last + 1, ..))?,
+            ],
+            1,
+        )?;
         let x = candle_nn::ops::rms_norm(&x, &self.norm, self.eps)?;
         let logits = linear(&self.output, &x)?.squeeze(0)?;
-        let log_p = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let next = logits.i(target.len())?;
+        let log_p = candle_nn::ops::log_softmax(&logits.narrow(0, 0, target.len())?, D::Minus1)?;
         let ids = Tensor::new(target, &self.device)?.unsqueeze(1)?;
-        Ok(log_p.gather(&ids, 1)?.sum_all()?.to_scalar::<f32>()?)
+        let sum = log_p.gather(&ids, 1)?.sum_all()?.to_scalar::<f32>()?;
+        Ok((sum, next))
     }
 
     /// `tokens` of one sequence through every layer, appended to its cache; the hidden

@@ -4,7 +4,6 @@
 //! time an answer took.
 
 use anyhow::Result;
-use candle_core::Tensor;
 
 use crate::llama::{Model, SeqCache};
 
@@ -14,6 +13,11 @@ pub struct CachedPrefix {
 }
 
 impl CachedPrefix {
+    /// The ids it holds.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+
     /// `ids` run through `model` once.
     pub fn new(model: &Model, ids: Vec<u32>) -> Result<Self> {
         let mut cache = model.new_cache(ids.len());
@@ -23,18 +27,10 @@ impl CachedPrefix {
         Ok(Self { ids, cache })
     }
 
-    /// No prefix: every text runs whole.
-    pub fn none(model: &Model) -> Self {
-        Self {
-            ids: Vec::new(),
-            cache: model.new_cache(0),
-        }
-    }
-
     /// A cache holding the longest start that `ids` shares with this prefix (never all
     /// of `ids`: its last token must run to predict what follows), with room for
     /// `more` tokens after `ids`; and the ids still to run.
-    fn fork<'a>(
+    pub fn fork<'a>(
         &self,
         model: &Model,
         ids: &'a [u32],
@@ -56,12 +52,6 @@ impl CachedPrefix {
         let (cache, rest) = self.fork(model, ids, target.len())?;
         model.log_likelihood_in(cache, rest, target)
     }
-
-    /// The logits after `ids`, shape (vocab,), running only what this prefix lacks.
-    pub fn next_logits(&self, model: &Model, ids: &[u32]) -> Result<Tensor> {
-        let (mut cache, rest) = self.fork(model, ids, 0)?;
-        model.prefill(rest, &mut cache)
-    }
 }
 
 #[cfg(test)]
@@ -70,40 +60,56 @@ mod tests {
     use crate::{
         feeling::FeelingReader,
         llama::WeightFormat,
-        pmi::{Direction, NEUTRAL_CONTEXT, pmi, pmi_after, situation_context},
+        pmi::{neutral_context, situation_pass, utterance_context},
         tokenizer::GgufTokenizer,
     };
 
-    /// The engine's prefilled contexts give the scores and readings of running every
-    /// text whole.
+    /// The engine's one pass after prefilled contexts gives what running each text
+    /// whole gives: the situation's likelihood after its utterance and after the
+    /// neutral context, and the logits after "... So they felt".
     #[test]
-    fn prefilled_contexts_change_no_score() {
+    fn one_pass_after_prefilled_contexts_changes_no_score() {
         let path = crate::tokenizer::tests::gguf_path();
         let mut f = std::fs::File::open(path).expect("run `empathy assets fetch`");
         let ct = candle_core::quantized::gguf_file::Content::read(&mut f).unwrap();
         let tok = GgufTokenizer::from_gguf(&ct).unwrap();
         let model =
             Model::from_gguf(&ct, &mut f, &candle_core::Device::Cpu, WeightFormat::Q4).unwrap();
-        let utterance = "The package arrived broken.";
-        let situation = "A woman waited two weeks for a lamp and found it smashed in its box.";
-        let with =
-            CachedPrefix::new(&model, tok.encode(&situation_context(utterance)).unwrap()).unwrap();
-        let without = CachedPrefix::new(&model, tok.encode(NEUTRAL_CONTEXT).unwrap()).unwrap();
-        let dir = Direction::SituationGivenUtterance;
-        let whole = pmi(&model, &tok, utterance, situation, dir).unwrap();
-        let cached = pmi_after(&model, &tok, [&with, &without], utterance, situation, dir).unwrap();
-        assert!((whole - cached).abs() < 1e-3, "{whole} vs {cached}");
-
         let reader = FeelingReader::new(&model, &tok).unwrap();
-        let none = CachedPrefix::none(&model);
-        let whole = reader
-            .read(&model, &tok, &none, utterance, situation)
+        let with = utterance_context(&model, &tok, "The package arrived broken.").unwrap();
+        let without = neutral_context(&model, &tok).unwrap();
+        let situation = "A woman waited two weeks for a lamp and found it smashed in its box.";
+        let pass = situation_pass(
+            &model,
+            &tok,
+            &with,
+            Some(&without),
+            situation,
+            reader.tail(),
+        )
+        .unwrap();
+
+        let target = tok.encode(&format!(" {situation}")).unwrap();
+        let whole = (model.log_likelihood(with.ids(), &target).unwrap()
+            - model.log_likelihood(without.ids(), &target).unwrap())
+            / target.len() as f32;
+        let cached = pass.pmi.unwrap();
+        assert!((whole - cached).abs() < 1e-3, "PMI {whole} vs {cached}");
+
+        let story = [with.ids(), &target, reader.tail()].concat();
+        let mut cache = model.new_cache(story.len());
+        let next = model.prefill(&story, &mut cache).unwrap();
+        let diff = crate::llama::tests::max_abs_diff(&next, &pass.next);
+        let scale = next
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
             .unwrap();
-        let cached = reader
-            .read(&model, &tok, &with, utterance, situation)
-            .unwrap();
-        for (a, b) in whole.iter().zip(cached) {
-            assert!((a - b).abs() < 1e-3, "{whole:?} vs {cached:?}");
-        }
+        assert!(
+            diff < 0.03 * scale,
+            "logits after the story differ by {diff} of {scale}"
+        );
     }
 }

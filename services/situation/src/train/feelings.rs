@@ -15,8 +15,7 @@ use crate::{
     feeling::{FeelingReader, top},
     llama::WeightFormat,
     loader,
-    pmi::situation_context,
-    prefix::CachedPrefix,
+    pmi::utterance_context,
 };
 
 #[derive(serde::Deserialize)]
@@ -50,14 +49,11 @@ pub fn read_feelings(
             "unknown emotion {:?}",
             line.emotion
         );
-        let context = CachedPrefix::new(model, tok.encode(&situation_context(&line.text))?)?;
-        let base = reader.read(model, tok, &context, &line.text, "Something happened.")?;
+        let context = utterance_context(model, tok, &line.text)?;
+        let base = reader.read(model, tok, &context, "Something happened.")?;
         let mut mean = [0.0; 7];
         for s in &g.situations {
-            for (m, p) in mean
-                .iter_mut()
-                .zip(reader.read(model, tok, &context, &line.text, s)?)
-            {
+            for (m, p) in mean.iter_mut().zip(reader.read(model, tok, &context, s)?) {
                 *m += p / g.situations.len() as f32;
             }
         }
