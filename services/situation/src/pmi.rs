@@ -108,11 +108,11 @@ pub fn situation_pass(
 ) -> Result<SituationPass> {
     let target = tok.encode(&format!(" {}", situation.trim()))?;
     ensure!(!target.is_empty(), "an empty situation has no likelihood");
-    let (mut story, rest) = context.fork(model, context.ids(), target.len() + tail.len())?;
+    let (mut story, rest) = context.fork(model, target.len() + tail.len())?;
     let (with, next) = model.likelihood_then(&mut story, rest, &target, tail)?;
     let pmi = match neutral {
         Some(n) => {
-            let without = n.log_likelihood(model, n.ids(), &target)?;
+            let without = n.log_likelihood(model, &target)?;
             Some((with - without) / target.len() as f32)
         }
         None => None,

@@ -3,7 +3,7 @@
 //! running those words through the model again for every situation was most of the
 //! time an answer took.
 
-use anyhow::Result;
+use anyhow::{Result, ensure};
 
 use crate::llama::{Model, SeqCache};
 
@@ -21,35 +21,23 @@ impl CachedPrefix {
     /// `ids` run through `model` once.
     pub fn new(model: &Model, ids: Vec<u32>) -> Result<Self> {
         let mut cache = model.new_cache(ids.len());
-        if !ids.is_empty() {
-            model.prefill(&ids, &mut cache)?;
-        }
+        model.prefill(&ids, &mut cache)?;
         Ok(Self { ids, cache })
     }
 
-    /// A cache holding the longest start that `ids` shares with this prefix (never all
-    /// of `ids`: its last token must run to predict what follows), with room for
-    /// `more` tokens after `ids`; and the ids still to run.
-    pub fn fork<'a>(
-        &self,
-        model: &Model,
-        ids: &'a [u32],
-        more: usize,
-    ) -> Result<(SeqCache, &'a [u32])> {
-        let shared = self
-            .ids
-            .iter()
-            .zip(ids)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(ids.len().saturating_sub(1));
-        let cache = model.fork_cache_first(&self.cache, shared, ids.len() + more)?;
-        Ok((cache, &ids[shared..]))
+    /// A cache holding all but the last of these ids, with room for `more` tokens
+    /// after them; and the last id, which must run again to predict what follows.
+    pub fn fork(&self, model: &Model, more: usize) -> Result<(SeqCache, &[u32])> {
+        ensure!(!self.ids.is_empty(), "an empty prefix predicts nothing");
+        let kept = self.ids.len() - 1;
+        let cache = model.fork_cache_first(&self.cache, kept, self.ids.len() + more)?;
+        Ok((cache, &self.ids[kept..]))
     }
 
-    /// log p(`target` | `ids`) under `model`, running only what this prefix lacks.
-    pub fn log_likelihood(&self, model: &Model, ids: &[u32], target: &[u32]) -> Result<f32> {
-        let (cache, rest) = self.fork(model, ids, target.len())?;
+    /// log p(`target` | these ids) under `model`, running only the target (and the
+    /// last id).
+    pub fn log_likelihood(&self, model: &Model, target: &[u32]) -> Result<f32> {
+        let (cache, rest) = self.fork(model, target.len())?;
         model.log_likelihood_in(cache, rest, target)
     }
 }
