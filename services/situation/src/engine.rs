@@ -178,7 +178,11 @@ impl Engine {
         let (tx, rx) = mpsc::channel();
         let stops = StopTokens::new(&tokenizer)?;
         let feelings = FeelingReader::new(&model, &tokenizer)?;
-        let neutral = neutral_context(&model, &tokenizer)?;
+        // Only the PMI judge compares against the neutral context.
+        let neutral = judge
+            .needs_pmi()
+            .then(|| neutral_context(&model, &tokenizer))
+            .transpose()?;
         let shared = if options.shared_prefix.is_empty() {
             None
         } else {
@@ -334,8 +338,8 @@ impl Sequence {
 struct Worker {
     /// The shared prompt prefix and its cache.
     shared: Option<(Vec<u32>, SeqCache)>,
-    /// `neutral_context` prefilled, for PMI.
-    neutral: CachedPrefix,
+    /// `neutral_context` prefilled, when the judge is PMI.
+    neutral: Option<CachedPrefix>,
     model: Model,
     tokenizer: Arc<GgufTokenizer>,
     judge: Judge,
@@ -608,7 +612,6 @@ impl Worker {
             Err(r) => Err(r.as_str()),
             Ok(text) => {
                 // One pass over the situation gives its PMI and its emotion reading.
-                let neutral = self.judge.needs_pmi().then_some(&self.neutral);
                 let pass = job
                     .context
                     .as_ref()
@@ -618,7 +621,7 @@ impl Worker {
                             &self.model,
                             &self.tokenizer,
                             context,
-                            neutral,
+                            self.neutral.as_ref(),
                             &text,
                             self.feelings.tail(),
                         )

@@ -140,17 +140,7 @@ mod tests {
     /// distribution over the seven labels.
     #[test]
     fn reads_the_feeling_a_plain_situation_states() {
-        let path = crate::tokenizer::tests::gguf_path();
-        let mut f = std::fs::File::open(path).expect("run `empathy assets fetch`");
-        let ct = candle_core::quantized::gguf_file::Content::read(&mut f).unwrap();
-        let tok = GgufTokenizer::from_gguf(&ct).unwrap();
-        let model = Model::from_gguf(
-            &ct,
-            &mut f,
-            &candle_core::Device::Cpu,
-            crate::llama::WeightFormat::Gguf,
-        )
-        .unwrap();
+        let (model, tok) = crate::llama::tests::model(crate::llama::WeightFormat::Gguf);
         let reader = FeelingReader::new(&model, &tok).unwrap();
         let cases = [
             (

@@ -489,6 +489,15 @@ pub(crate) mod tests {
         (ours, theirs, tok)
     }
 
+    /// The generator and its tokenizer, for tests.
+    pub(crate) fn model(format: WeightFormat) -> (Model, GgufTokenizer) {
+        let mut f = std::fs::File::open(path()).expect("run `empathy assets fetch`");
+        let ct = gguf_file::Content::read(&mut f).unwrap();
+        let tok = GgufTokenizer::from_gguf(&ct).unwrap();
+        let model = Model::from_gguf(&ct, &mut f, &Device::Cpu, format).unwrap();
+        (model, tok)
+    }
+
     pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
             .unwrap()

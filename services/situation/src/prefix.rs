@@ -44,12 +44,10 @@ impl CachedPrefix {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::{
         feeling::FeelingReader,
         llama::WeightFormat,
         pmi::{neutral_context, situation_pass, utterance_context},
-        tokenizer::GgufTokenizer,
     };
 
     /// The engine's one pass after prefilled contexts gives what running each text
@@ -57,12 +55,7 @@ mod tests {
     /// neutral context, and the logits after "... So they felt".
     #[test]
     fn one_pass_after_prefilled_contexts_changes_no_score() {
-        let path = crate::tokenizer::tests::gguf_path();
-        let mut f = std::fs::File::open(path).expect("run `empathy assets fetch`");
-        let ct = candle_core::quantized::gguf_file::Content::read(&mut f).unwrap();
-        let tok = GgufTokenizer::from_gguf(&ct).unwrap();
-        let model =
-            Model::from_gguf(&ct, &mut f, &candle_core::Device::Cpu, WeightFormat::Q4).unwrap();
+        let (model, tok) = crate::llama::tests::model(WeightFormat::Q4);
         let reader = FeelingReader::new(&model, &tok).unwrap();
         let with = utterance_context(&model, &tok, "The package arrived broken.").unwrap();
         let without = neutral_context(&model, &tok).unwrap();
