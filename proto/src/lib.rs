@@ -72,6 +72,12 @@ pub mod modality {
     pub const IMAGE: &str = "image";
     pub const LEXICON: &str = "lexicon";
     pub const SITUATION: &str = "situation";
+
+    /// The modality of a plugin that reads text in `language` (a BCP-47 primary tag)
+    /// itself, e.g. "text-zh": fusion sends such text there instead of to "text".
+    pub fn text_in(language: &str) -> String {
+        format!("{TEXT}-{language}")
+    }
 }
 
 impl v1::EncodeRequest {

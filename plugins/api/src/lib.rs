@@ -10,6 +10,7 @@ pub mod host;
 mod plugin;
 mod request;
 mod settings;
+mod text;
 
 /// The contract's messages, so that a plugin depends on this crate alone.
 pub use empathy_proto as proto;
@@ -19,6 +20,7 @@ pub use error::{ErrorKind, PluginError};
 pub use plugin::Plugin;
 pub use request::check_request;
 pub use settings::Settings;
+pub use text::{TEXT_LIMIT_SETTINGS, TextLimits};
 
 /// What [`export_plugin!`] expands to; not part of the public API.
 #[doc(hidden)]

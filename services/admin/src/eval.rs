@@ -4,15 +4,16 @@
 //! the text encoder it was trained with); accuracy per kind where the file has kinds.
 //! Lines may carry the turns before (`"context": [{"speaker", "text"}]`, oldest first,
 //! and `"sentiment"` for the label, as in `eval/dialogues-*.jsonl`): the server reads
-//! them, or not with `--without-context`.
+//! them, or not with `--without-context`. Lines with an `"emotion"` (one of
+//! EMOTION_LABELS) also count whether the answer's top emotion agrees, per emotion.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use empathy_model::{FusionModel, Prediction};
+use empathy_model::{FusionModel, top_index};
 use empathy_proto::{
-    SENTIMENT_LABELS,
+    EMOTION_LABELS, SENTIMENT_LABELS,
     v1::{AnalyzeRequest, Turn},
 };
 use empathy_training::metrics::Confusion;
@@ -51,6 +52,9 @@ pub struct Example {
     kind: String,
     #[serde(default)]
     context: Vec<ContextTurn>,
+    /// The top emotion the answer should have, if the line says.
+    #[serde(default)]
+    emotion: Option<String>,
 }
 
 #[derive(serde::Deserialize, Clone)]
@@ -83,7 +87,16 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     };
     let mut confusion = Confusion::new(SENTIMENT_LABELS.len());
     let mut by_kind: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    for ((ex, truth), p) in examples.iter().zip(&predicted) {
+    let mut by_emotion: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for ((ex, truth), (p, top_emotion)) in examples.iter().zip(&predicted) {
+        if let Some(want) = &ex.emotion {
+            let entry = by_emotion.entry(want.as_str()).or_default();
+            entry.0 += usize::from(want == top_emotion);
+            entry.1 += 1;
+            if args.show_errors && want != top_emotion {
+                println!("  emotion: {top_emotion} (not {want}): {}", ex.text);
+            }
+        }
         confusion.add(*truth, *p);
         let entry = by_kind.entry(ex.kind.as_str()).or_default();
         entry.0 += usize::from(truth == p);
@@ -101,6 +114,17 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     if by_kind.len() > 1 {
         for (kind, (right, n)) in by_kind {
             println!("  {kind:12} {right}/{n} = {:.4}", right as f64 / n as f64);
+        }
+    }
+    if !by_emotion.is_empty() {
+        let right: usize = by_emotion.values().map(|(r, _)| r).sum();
+        let n: usize = by_emotion.values().map(|(_, n)| n).sum();
+        println!(
+            "top emotion agrees  {right}/{n} = {:.4}",
+            right as f64 / n as f64
+        );
+        for (emotion, (right, n)) in by_emotion {
+            println!("  {emotion:12} {right}/{n}");
         }
     }
     Ok(())
@@ -130,6 +154,15 @@ pub fn read_examples(path: &Path) -> anyhow::Result<Vec<(Example, usize)>> {
                 ex.label
             );
         };
+        if let Some(e) = &ex.emotion
+            && !EMOTION_LABELS.contains(&e.as_str())
+        {
+            bail!(
+                "{} line {}: emotion {e:?} is not one of {EMOTION_LABELS:?}",
+                path.display(),
+                i + 1
+            );
+        }
         examples.push((ex, label));
     }
     if examples.is_empty() {
@@ -156,7 +189,7 @@ async fn predict_on_server(
     fusion: &empathy_cli::FusionEndpoint,
     concurrency: usize,
     requests: Vec<AnalyzeRequest>,
-) -> anyhow::Result<Vec<usize>> {
+) -> anyhow::Result<Vec<(usize, String)>> {
     let client = fusion.connect().await?;
     futures::stream::iter(requests)
         .map(|request| {
@@ -169,9 +202,11 @@ async fn predict_on_server(
                         anyhow::anyhow!("Analyze failed ({:?}): {}", s.code(), s.message())
                     })?
                     .into_inner();
-                r.sentiment
+                let sentiment = r
+                    .sentiment
                     .and_then(|s| SENTIMENT_LABELS.iter().position(|l| *l == s.label))
-                    .context("the response has no sentiment")
+                    .context("the response has no sentiment")?;
+                Ok((sentiment, r.emotions.map(|e| e.top).unwrap_or_default()))
             }
         })
         .buffered(concurrency.max(1))
@@ -179,12 +214,13 @@ async fn predict_on_server(
         .await
 }
 
-/// The version's sentiment labels for `texts`, from its own text encoder and lexicon.
+/// The version's sentiment labels and top emotions for `texts`, from its own text
+/// encoder and lexicon.
 fn predict_in_process(
     assets: &Path,
     version_dir: &Path,
     texts: &[String],
-) -> anyhow::Result<Vec<usize>> {
+) -> anyhow::Result<Vec<(usize, String)>> {
     let model = FusionModel::load(version_dir)?;
     let encoder_dir = model
         .manifest()
@@ -195,5 +231,11 @@ fn predict_in_process(
     let plugin = load_text_plugin(assets, None, encoder_dir.as_deref())?;
     let mut embed = |texts: &[String]| embed(&plugin, texts);
     let predictions = predict_texts(assets, &model, &mut embed, texts)?;
-    Ok(predictions.iter().map(Prediction::top_sentiment).collect())
+    Ok(predictions
+        .iter()
+        .map(|p| {
+            let emotion = EMOTION_LABELS[top_index(&p.emotions)].to_string();
+            (p.top_sentiment(), emotion)
+        })
+        .collect())
 }

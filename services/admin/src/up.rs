@@ -41,6 +41,10 @@ pub struct UpArgs {
     /// Extra trainer flags, e.g. --trainer-arg=--train-after=50; repeat for several.
     #[arg(long = "trainer-arg", allow_hyphen_values = true)]
     trainer_args: Vec<String>,
+    /// Extra encoder flags, e.g. --encoder-arg=--setting=text_zh.sentiment=lexicon;
+    /// repeat for several.
+    #[arg(long = "encoder-arg", allow_hyphen_values = true)]
+    encoder_args: Vec<String>,
     /// Extra fusion flags, e.g. --fusion-arg=--tenant-models-mib=1024 or
     /// --fusion-arg=--traffic-sample=0.5; repeat for several.
     #[arg(long = "fusion-arg", allow_hyphen_values = true)]
@@ -54,7 +58,7 @@ pub struct UpArgs {
     #[arg(long)]
     secure: bool,
     /// Plugins the encoder loads.
-    #[arg(long = "plugin", default_values_t = ["text".to_string(), "image".to_string(), "speech".to_string()])]
+    #[arg(long = "plugin", default_values_t = ["text".to_string(), "text_zh".to_string(), "image".to_string(), "speech".to_string()])]
     plugins: Vec<String>,
 }
 
@@ -166,6 +170,10 @@ async fn train_if_missing(assets: &Path) -> anyhow::Result<()> {
         );
         let train_args = default_train_args(assets);
         tokio::task::spawn_blocking(move || crate::train::run(&train_args)).await??;
+    } else if !assets.join(empathy_plugin_text_zh::MODEL_SUBDIR).exists() {
+        // Installs trained before the Chinese plugin: its model takes seconds.
+        let (assets, seed) = (assets.to_path_buf(), default_train_args(assets).seed);
+        tokio::task::spawn_blocking(move || crate::train::train_chinese(&assets, seed)).await??;
     }
     Ok(())
 }
@@ -216,6 +224,7 @@ fn encoder_args(args: &UpArgs, assets: &str) -> anyhow::Result<Vec<String>> {
             format!("text.model_dir={}", dir.display()),
         ]);
     }
+    encoder_args.extend(args.encoder_args.iter().cloned());
     Ok(encoder_args)
 }
 

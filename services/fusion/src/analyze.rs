@@ -9,17 +9,17 @@ use empathy_model::{
     PreviousTurn,
 };
 use empathy_proto::{
-    modality::{IMAGE, SITUATION, SPEECH, TEXT},
+    modality::{IMAGE, SPEECH, TEXT},
     v1::{
         AnalyzeOptions, AnalyzeRequest, AnalyzeResponse, EncodeInput, EncodeOutput, EncodeRequest,
-        EncodeResponse, ExtraInput, Face, MissingModality, ModelRef, Situation, StageTiming,
-        encode_input::Payload,
+        EncodeResponse, Face, ModelRef, Situation, StageTiming, encode_input::Payload,
     },
 };
 use tonic::Status;
 
 use crate::{
     context::{self, ReadContext},
+    encoded::{Encoded, Imagined},
     encoders::{EncodeError, EncoderPool},
     explain::{
         attributions, emotion_source, emotions, face_expert, low_confidence_note, sentiment,
@@ -27,6 +27,7 @@ use crate::{
     },
     language,
     model_lines::ModelLines,
+    reading,
     recent::{self, Owner, RecentAnalyses, Verdict},
     situations::{Ask, SituationSource},
     trainer_link::TrainerLink,
@@ -47,136 +48,6 @@ pub struct Analyzer {
     pub situations_deadline: Duration,
     /// Answers whose top sentiment score is below this are marked low_confidence.
     pub min_confidence: f32,
-}
-
-/// Situations and their text embeddings, or why there are none.
-type Imagined = Result<(Vec<Situation>, Vec<Vec<f32>>), String>;
-
-/// What the encoders gave back, and what they could not give.
-#[derive(Default)]
-struct Encoded {
-    text: Option<Vec<f32>>,
-    speech: Option<EncodeOutput>,
-    image: Option<EncodeOutput>,
-    used: Vec<String>,
-    missing: Vec<MissingModality>,
-    timings: Vec<StageTiming>,
-    /// An encoder refused for lack of capacity.
-    busy: bool,
-}
-
-impl Encoded {
-    /// Records one modality's outcome; a refused input fails the whole request.
-    fn take(
-        &mut self,
-        modality: &str,
-        result: Option<(Result<EncodeOutput, EncodeError>, f32)>,
-    ) -> Result<Option<EncodeOutput>, Status> {
-        let Some((result, ms)) = result else {
-            return Ok(None);
-        };
-        self.timings.push(StageTiming {
-            stage: format!("encode_{modality}"),
-            ms,
-        });
-        match result {
-            Ok(out) => {
-                self.used.push(modality.to_string());
-                Ok(Some(out))
-            }
-            Err(EncodeError::BadInput(m)) => {
-                Err(Status::invalid_argument(format!("{modality}: {m}")))
-            }
-            Err(EncodeError::Missing(reason)) => Ok(self.miss(modality, reason, false)),
-            Err(EncodeError::Busy(reason)) => Ok(self.miss(modality, reason, true)),
-        }
-    }
-
-    /// A modality that is missing, and whether for lack of capacity.
-    fn miss(&mut self, modality: &str, reason: String, busy: bool) -> Option<EncodeOutput> {
-        self.busy |= busy;
-        self.missing.push(MissingModality {
-            modality: modality.to_string(),
-            reason,
-        });
-        None
-    }
-}
-
-impl Encoded {
-    /// Records the previous turns' outcome: without them the analysis goes on from
-    /// the last turn alone, and why is reported as a missing input.
-    fn take_context(&mut self, read: Option<(ReadContext, f32)>) -> Vec<PreviousTurn> {
-        let Some((result, ms)) = read else {
-            return Vec::new();
-        };
-        self.timings.push(StageTiming {
-            stage: "encode_context".into(),
-            ms,
-        });
-        result.unwrap_or_else(|reason| {
-            self.missing.push(MissingModality {
-                modality: empathy_model::CONTEXT.to_string(),
-                reason,
-            });
-            Vec::new()
-        })
-    }
-
-    /// Records the situations' outcome: without them the analysis goes on, and why is
-    /// reported as a missing modality.
-    fn take_situations(
-        &mut self,
-        imagined: Option<(Imagined, f32)>,
-    ) -> (Vec<Situation>, Vec<Vec<f32>>) {
-        let Some((result, ms)) = imagined else {
-            return (Vec::new(), Vec::new());
-        };
-        self.timings.push(StageTiming {
-            stage: "situations".into(),
-            ms,
-        });
-        match result {
-            Ok(found) => found,
-            Err(reason) => {
-                self.missing.push(MissingModality {
-                    modality: SITUATION.to_string(),
-                    reason,
-                });
-                (Vec::new(), Vec::new())
-            }
-        }
-    }
-
-    /// Extra modalities are reported missing: no model version takes them yet.
-    fn note_extras(&mut self, extra: &[ExtraInput], version: &str) {
-        for extra in extra {
-            self.missing.push(MissingModality {
-                modality: extra.modality.clone(),
-                reason: format!("model version {version} has no input for this modality yet"),
-            });
-        }
-    }
-
-    /// UNAVAILABLE, with every modality's reason, when none could be encoded;
-    /// RESOURCE_EXHAUSTED instead when an encoder was at capacity: the client should
-    /// back off, not fail over.
-    fn require_any(&self) -> Result<(), Status> {
-        if !self.used.is_empty() {
-            return Ok(());
-        }
-        let reasons: Vec<String> = self
-            .missing
-            .iter()
-            .map(|m| format!("{}: {}", m.modality, m.reason))
-            .collect();
-        let message = format!("no modality could be encoded ({})", reasons.join("; "));
-        Err(if self.busy {
-            Status::resource_exhausted(format!("{message}; retry with backoff"))
-        } else {
-            Status::unavailable(message)
-        })
-    }
 }
 
 /// One request's settings, resolved once.
@@ -397,6 +268,13 @@ impl Analyzer {
         let faces = gathered.faces();
         let mut notes = gathered.notes(&faces);
         notes.extend(context::unread_note(manifest, req.context.len()));
+        let read_by = gathered.enc.reading.as_ref().map(|(m, _)| m.clone());
+        notes.extend(reading::notes(
+            &gathered.language,
+            read_by.as_deref(),
+            &gathered.analysed_text,
+            opts.num_situations > 0,
+        ));
         let inputs = self.model_inputs(expansion, &mut gathered, &faces, &lexicon);
         let (prediction, features) = predict(&model, inputs, &mut gathered.enc).await?;
         let low_confidence = low_confidence_note(&prediction, self.min_confidence);
@@ -422,6 +300,9 @@ impl Analyzer {
         } else {
             let mut found = attributions(&prediction, &lexicon, &situations);
             context::name_turns(&mut found, &req.context, call.context_read);
+            if let Some((_, r)) = &gathered.enc.reading {
+                found.extend(reading::word_attributions(r));
+            }
             found
         };
         let mut response = AnalyzeResponse {
@@ -429,7 +310,10 @@ impl Analyzer {
             sentiment: Some(sentiment(&prediction)),
             emotions: Some(emotions(
                 &prediction,
-                &emotion_source(&manifest.emotion_source, &prediction),
+                &emotion_source(
+                    read_by.as_deref().unwrap_or(&manifest.emotion_source),
+                    &prediction,
+                ),
             )),
             valence: prediction.valence,
             arousal: prediction.arousal,
@@ -460,15 +344,20 @@ impl Analyzer {
     async fn encode_all(&self, call: &Call<'_>) -> Result<Gathered, Status> {
         let req = call.req;
         let typed_language = language::resolve(&call.opts.language, None, &call.text);
+        let typed_reader = self.reader_for(call, &call.text, &typed_language).await;
         // Every modality present is encoded at once, and situations are imagined for
         // typed text meanwhile; each one's wait is bounded.
         let (speech, image, typed, imagined, previous) = tokio::join!(
             self.encode_wanted(call, SPEECH, Payload::Data(req.audio.clone())),
             self.encode_wanted(call, IMAGE, Payload::Data(req.image.clone())),
-            self.encode_wanted(call, TEXT, Payload::Text(call.text.clone())),
+            self.encode_wanted(
+                call,
+                typed_reader.as_deref().unwrap_or(TEXT),
+                Payload::Text(call.text.clone())
+            ),
             self.imagine(
                 call,
-                call.situations_for(&call.text),
+                call.situations_for(&call.text) && typed_reader.is_none(),
                 call.ask(&call.text, &typed_language)
             ),
             self.read_context(call),
@@ -484,28 +373,34 @@ impl Analyzer {
             .as_ref()
             .map(|s| s.transcript.trim().to_string())
             .unwrap_or_default();
-        let (analysed_text, language) = if call.text.is_empty() {
+        let (analysed_text, language, reader) = if call.text.is_empty() {
             let heard = enc.speech.as_ref().map(|s| s.detected_language.as_str());
             let language = language::resolve(&call.opts.language, heard, &transcript);
-            (transcript.clone(), language)
+            let reader = self.reader_for(call, &transcript, &language).await;
+            (transcript.clone(), language, reader)
         } else {
-            (call.text.clone(), typed_language)
+            (call.text.clone(), typed_language, typed_reader)
         };
+        let text_modality = reader.as_deref().unwrap_or(TEXT);
         let text_out = match typed {
             Some(r) => Some(r),
             None => {
-                self.encode_wanted(call, TEXT, Payload::Text(transcript.clone()))
+                self.encode_wanted(call, text_modality, Payload::Text(transcript.clone()))
                     .await
             }
         };
-        enc.text = enc.take(TEXT, text_out)?.map(|o| o.embedding);
+        let text_out = enc.take(text_modality, text_out)?;
+        match &reader {
+            Some(m) => enc.reading = text_out.and_then(|o| o.reading).map(|r| (m.clone(), r)),
+            None => enc.text = text_out.map(|o| o.embedding),
+        }
         // A spoken utterance is only known now.
         let imagined = match imagined {
             Some(i) => Some(i),
             None => {
                 self.imagine(
                     call,
-                    call.situations_for(&analysed_text),
+                    call.situations_for(&analysed_text) && reader.is_none(),
                     call.ask(&analysed_text, &language),
                 )
                 .await
@@ -521,6 +416,15 @@ impl Analyzer {
             situation_vectors,
             context,
         })
+    }
+
+    /// The language plugin that reads `text` in `language`, if one is served and the
+    /// client left text enabled.
+    async fn reader_for(&self, call: &Call<'_>, text: &str, language: &str) -> Option<String> {
+        if text.is_empty() || !call.wanted(TEXT) {
+            return None;
+        }
+        reading::reader_for(&self.pool, language).await
     }
 
     /// The previous turns the version reads, encoded; None when it reads none.
@@ -583,6 +487,10 @@ impl Analyzer {
             situations: std::mem::take(&mut gathered.situation_vectors),
             context: std::mem::take(&mut gathered.context),
             experts,
+            reading: enc
+                .reading
+                .as_ref()
+                .and_then(|(m, r)| reading::for_model(m, r)),
         }
     }
 

@@ -5,6 +5,7 @@
 mod analyze;
 mod care;
 mod context;
+mod encoded;
 mod encoders;
 mod explain;
 mod feedback;
@@ -12,6 +13,7 @@ mod http;
 mod language;
 mod model_lines;
 mod model_watch;
+mod reading;
 mod recent;
 mod replies;
 mod service;

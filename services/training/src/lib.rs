@@ -27,6 +27,7 @@ pub mod metrics;
 mod prepared;
 mod self_training;
 mod situations;
+pub mod zh_sentiment;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

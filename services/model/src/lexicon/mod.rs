@@ -123,14 +123,20 @@ impl Lexicon {
     }
 }
 
-fn arousal(emotions: &[f32; 7], out: &VaderOutput) -> f32 {
+/// The arousal of an emotion distribution (EMOTION_LABELS order): the mean of each
+/// emotion's typical arousal, weighted by its score.
+pub fn emotion_arousal(emotions: &[f32; 7]) -> f32 {
     let mass: f32 = emotions.iter().sum();
-    let base = emotions
+    emotions
         .iter()
         .zip(AROUSAL)
         .map(|(s, a)| s * a)
         .sum::<f32>()
-        / mass.max(1e-6);
+        / mass.max(1e-6)
+}
+
+fn arousal(emotions: &[f32; 7], out: &VaderOutput) -> f32 {
+    let base = emotion_arousal(emotions);
     let emphasis = 0.08 * out.exclamations.min(4) as f32 + 0.1 * out.caps_words.min(3) as f32;
     (base + emphasis).clamp(-1.0, 1.0)
 }

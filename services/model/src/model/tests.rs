@@ -78,6 +78,7 @@ fn inputs() -> Vec<ModelInputs> {
             })
             .to_vec(),
             experts: Vec::new(),
+            reading: None,
         },
         ModelInputs {
             text: None,
@@ -87,6 +88,7 @@ fn inputs() -> Vec<ModelInputs> {
             situations: Vec::new(),
             context: Vec::new(),
             experts: Vec::new(),
+            reading: None,
         },
     ]
 }
@@ -298,5 +300,42 @@ fn a_bad_temperature_is_refused_and_a_missing_one_is_one() -> anyhow::Result<()>
     let old = FusionModel::load(&path)?;
     assert!(old.manifest().calibration.is_none());
     assert_eq!(old.manifest().temperature(), 1.0);
+    Ok(())
+}
+
+#[test]
+fn a_language_plugins_reading_stands_in_for_the_words() -> anyhow::Result<()> {
+    let dir = TempDir::new("reading");
+    let (_, model) = save(dir.path(), 13, all_tokens())?;
+    let reading = WordsReading {
+        modality: "text-zh".into(),
+        sentiment: [0.8, 0.15, 0.05],
+        emotions: [0.1, 0.5, 0.0, 0.0, 0.0, 0.0, 0.4],
+    };
+    let mut read = inputs().swap_remove(1);
+    read.reading = Some(reading.clone());
+    let p = model.predict(std::slice::from_ref(&read))?.remove(0);
+    assert_eq!(
+        (p.sentiment, p.emotions),
+        (reading.sentiment, reading.emotions)
+    );
+    assert!((p.valence + 0.75).abs() < 1e-6);
+    assert_eq!(p.attention, [("text-zh".to_string(), 1.0)]);
+    // A face the version was not trained on blends in as it does beside English words.
+    let (_, text_only) = save(dir.path(), 13, vec!["text".into(), "lexicon".into()])?;
+    read.experts = vec![Expert {
+        name: "image".into(),
+        emotions: [0.0, 0.0, 0.0, 0.9, 0.0, 0.0, 0.1],
+        weight: 1.0,
+        sentiment: true,
+    }];
+    let q = text_only.predict(std::slice::from_ref(&read))?.remove(0);
+    assert_eq!(names(&q), ["text-zh", "image"]);
+    assert!(
+        (q.attention[0].1 - (1.0 - crate::EXPERT_SHARE_WITH_TEXT)).abs() < 1e-6,
+        "{:?}",
+        q.attention
+    );
+    assert!(q.emotions[3] > 0.0 && q.sentiment[0] < reading.sentiment[0]);
     Ok(())
 }

