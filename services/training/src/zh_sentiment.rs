@@ -50,6 +50,9 @@ pub struct ZhSentimentReport {
     pub seconds: f64,
 }
 
+/// A review's features, its label (1 = positive) and its index among the reviews.
+type Example = (SparseFeatures, usize, usize);
+
 /// Which split a review is in: 0 = train, 1 = dev, 2 = test.
 pub fn split_of(text: &str) -> usize {
     match slot("split", text) % 10 {
@@ -79,7 +82,7 @@ pub fn train_zh_sentiment(
     let reviews = load_reviews(assets_dir)?;
     let lexicon = ZhLexicon::read(assets_dir)?;
     let reader = ChineseReader::new(lexicon, SentimentSource::Lexicon);
-    let mut splits: [Vec<(SparseFeatures, usize, usize)>; 3] = Default::default();
+    let mut splits: [Vec<Example>; 3] = Default::default();
     for (i, (text, &label)) in reviews.texts.iter().zip(&reviews.labels).enumerate() {
         splits[split_of(text)].push((reader.features(text), label, i));
     }
@@ -92,37 +95,7 @@ pub fn train_zh_sentiment(
         test.len()
     ));
 
-    let mut model = SentimentModel::zeros();
-    let mut squares = vec![0f32; model.weights.len()];
-    let mut bias_square = 0f32;
-    let mut order: Vec<usize> = (0..train.len()).collect();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let dev_accuracy =
-        |m: &SentimentModel| accuracy(dev.iter().map(|(x, y, _)| (m.p_positive(x) >= 0.5, *y)));
-    let (mut best, mut best_epoch, mut best_dev) = (model.clone(), 0, f64::NEG_INFINITY);
-    for epoch in 1..=EPOCHS {
-        order.shuffle(&mut rng);
-        for &k in &order {
-            let (x, y, _) = &train[k];
-            // d(log loss)/d(logit) = p - y.
-            let g = model.p_positive(x) - *y as f32;
-            for (&i, &v) in x.indices.iter().zip(&x.values) {
-                let i = i as usize;
-                let grad = g * v + L2 * model.weights[i];
-                squares[i] += grad * grad;
-                model.weights[i] -= LEARNING_RATE * grad / (squares[i].sqrt() + 1e-8);
-            }
-            bias_square += g * g;
-            model.bias -= LEARNING_RATE * g / (bias_square.sqrt() + 1e-8);
-        }
-        let acc = dev_accuracy(&model);
-        progress(&format!(
-            "Chinese sentiment: epoch {epoch}: dev accuracy {acc:.4}"
-        ));
-        if acc > best_dev {
-            (best, best_epoch, best_dev) = (model.clone(), epoch, acc);
-        }
-    }
+    let (mut best, best_epoch, best_dev) = fit(train, dev, seed, progress);
     let temperature = fit_temperature(&best, dev);
     for w in &mut best.weights {
         *w /= temperature;
@@ -187,9 +160,51 @@ pub fn train_zh_sentiment(
     Ok(report)
 }
 
+/// AdaGrad on the log loss over `train`, `EPOCHS` passes in a seeded order; the pass
+/// best on `dev`, its number and its dev accuracy.
+fn fit(
+    train: &[Example],
+    dev: &[Example],
+    seed: u64,
+    progress: &mut dyn FnMut(&str),
+) -> (SentimentModel, usize, f64) {
+    let mut model = SentimentModel::zeros();
+    let mut squares = vec![0f32; model.weights.len()];
+    let mut bias_square = 0f32;
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let dev_accuracy =
+        |m: &SentimentModel| accuracy(dev.iter().map(|(x, y, _)| (m.p_positive(x) >= 0.5, *y)));
+    let (mut best, mut best_epoch, mut best_dev) = (model.clone(), 0, f64::NEG_INFINITY);
+    for epoch in 1..=EPOCHS {
+        order.shuffle(&mut rng);
+        for &k in &order {
+            let (x, y, _) = &train[k];
+            // d(log loss)/d(logit) = p - y.
+            let g = model.p_positive(x) - *y as f32;
+            for (&i, &v) in x.indices.iter().zip(&x.values) {
+                let i = i as usize;
+                let grad = g * v + L2 * model.weights[i];
+                squares[i] += grad * grad;
+                model.weights[i] -= LEARNING_RATE * grad / (squares[i].sqrt() + 1e-8);
+            }
+            bias_square += g * g;
+            model.bias -= LEARNING_RATE * g / (bias_square.sqrt() + 1e-8);
+        }
+        let acc = dev_accuracy(&model);
+        progress(&format!(
+            "Chinese sentiment: epoch {epoch}: dev accuracy {acc:.4}"
+        ));
+        if acc > best_dev {
+            (best, best_epoch, best_dev) = (model.clone(), epoch, acc);
+        }
+    }
+    (best, best_epoch, best_dev)
+}
+
 /// The temperature T minimising the negative log-likelihood of sigmoid(logit / T) on
 /// `dev`, over a log grid from 1/4 to 4.
-fn fit_temperature(model: &SentimentModel, dev: &[(SparseFeatures, usize, usize)]) -> f32 {
+fn fit_temperature(model: &SentimentModel, dev: &[Example]) -> f32 {
     let logits: Vec<(f32, usize)> = dev.iter().map(|(x, y, _)| (model.logit(x), *y)).collect();
     let nll = |t: f32| -> f32 {
         logits

@@ -15,7 +15,7 @@ use tonic::transport::Channel;
 #[path = "../../../plugins/speech/tests/common/clips.rs"]
 mod clips;
 #[allow(unused_imports)] // as above: not every test binary uses them
-pub use clips::{clip_written_by, espeak, temp_dir};
+pub use clips::{clip_written_by, espeak, espeak_voice, temp_dir};
 
 /// The assets directory: `EMPATHY_ASSETS`, else `<workspace>/assets`.
 pub fn assets() -> PathBuf {
