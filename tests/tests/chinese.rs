@@ -1,11 +1,14 @@
 //! Chinese end to end: the encoder hosting the English text, Chinese text (text_zh)
 //! and speech (multilingual Whisper base) plugins, and fusion, over gRPC. Chinese
-//! text and Mandarin clips (espeak-ng's cmn voice) are read by the Chinese plugin.
+//! text and Mandarin clips (espeak-ng's Mandarin voice) are read by the Chinese plugin.
 
 mod support;
 
-use empathy_grpc::v1::{AnalyzeOptions, AnalyzeRequest, AnalyzeResponse};
+use empathy_grpc::v1::{
+    AnalyzeOptions, AnalyzeRequest, AnalyzeResponse, empathy_service_client::EmpathyServiceClient,
+};
 use support::*;
+use tonic::transport::Channel;
 
 fn words(r: &AnalyzeResponse) -> Vec<&str> {
     r.attributions
@@ -31,6 +34,18 @@ fn labels(r: &AnalyzeResponse) -> (String, String) {
         .map(|e| e.top.clone())
         .unwrap_or_default();
     (sentiment, emotion)
+}
+
+/// Analyses `request` with options.language = "zh".
+async fn in_chinese(
+    c: &mut EmpathyServiceClient<Channel>,
+    mut request: AnalyzeRequest,
+) -> Result<AnalyzeResponse, tonic::Status> {
+    request.options = Some(AnalyzeOptions {
+        language: "zh".into(),
+        ..Default::default()
+    });
+    Ok(c.analyze(request).await?.into_inner())
 }
 
 #[tokio::test]
@@ -74,17 +89,14 @@ async fn chinese_is_read_in_chinese_typed_or_spoken() -> anyhow::Result<()> {
     assert!(mixed.sentiment.is_some());
     assert!(!mixed.notes.is_empty(), "{mixed:?}");
     // The caller's language wins: forced to Chinese, the same text is read there.
-    let forced = c
-        .analyze(AnalyzeRequest {
+    let forced = in_chinese(
+        &mut c,
+        AnalyzeRequest {
             text: "The hotel was 很干净 but far from everything".into(),
-            options: Some(AnalyzeOptions {
-                language: "zh".into(),
-                ..Default::default()
-            }),
             ..Default::default()
-        })
-        .await?
-        .into_inner();
+        },
+    )
+    .await?;
     assert_eq!(forced.modalities_used, ["text-zh"], "{forced:?}");
 
     // Situations are English only: none for Chinese, and the answer says so.
@@ -108,24 +120,22 @@ async fn chinese_is_read_in_chinese_typed_or_spoken() -> anyhow::Result<()> {
 
     // A Mandarin clip: transcribed in Chinese, then read by the Chinese plugin.
     // Whisper base hears this synthetic Mandarin as English when it detects the
-    // language itself, so the caller names it (options.language). Debian's espeak-ng lacks most characters in its Mandarin dictionary (it spells
-    // them out in English), so the clip is spoken from pinyin with tone numbers.
+    // language itself, so the caller names it (options.language). Debian's espeak-ng
+    // lacks most characters in its Mandarin dictionary (it spells them out in
+    // English), so the clip is spoken from pinyin with tone numbers.
     let clip = espeak_voice(
         "cmn-latn-pinyin",
         "zhe4 jia1 dian4 de5 fu2 wu4 tai4 cha4 le5, wo3 zai4 ye3 bu4 lai2 le5.",
         140,
     );
-    let spoken = c
-        .analyze(AnalyzeRequest {
+    let spoken = in_chinese(
+        &mut c,
+        AnalyzeRequest {
             audio: clip.into(),
-            options: Some(AnalyzeOptions {
-                language: "zh".into(),
-                ..Default::default()
-            }),
             ..Default::default()
-        })
-        .await?
-        .into_inner();
+        },
+    )
+    .await?;
     assert_eq!(spoken.detected_language, "zh", "{spoken:?}");
     assert!(has_han(&spoken.transcript), "{:?}", spoken.transcript);
     assert!(
