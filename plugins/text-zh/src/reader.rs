@@ -67,7 +67,8 @@ pub struct Reading {
 
 /// Where sentiment comes from.
 pub enum SentimentSource {
-    /// The trained model (its lexicon features included).
+    /// The trained model (its lexicon features included): negative, neutral and
+    /// positive, neutral learned from news reporting.
     Model(SentimentModel),
     /// The lexicon alone: p(positive) = sigmoid(2 x the signed sum of its words). The
     /// baseline the model is measured against.
@@ -249,7 +250,8 @@ impl ChineseReader {
                 (h.word.clone(), weight, signal.to_string())
             })
             .collect();
-        let p_positive = match &self.sentiment {
+        let evidence: f32 = hits.iter().map(|h| h.polarity.abs()).sum();
+        let sentiment = match &self.sentiment {
             SentimentSource::Model(model) => {
                 let x = self.features_of(text, &tokens, &hits);
                 // The words the model leaned on most, beside the lexicon's.
@@ -257,7 +259,7 @@ impl ChineseReader {
                     .iter()
                     .filter(|t| is_han_word(t) && !self.is_modifier(t))
                     .filter(|t| !hits.iter().any(|h| h.word == **t))
-                    .map(|t| (t.to_string(), model.weight(slot("w", t))))
+                    .map(|t| (t.to_string(), model.lean(slot("w", t))))
                     .collect();
                 learned.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
                 learned.dedup_by(|a, b| a.0 == b.0);
@@ -265,11 +267,11 @@ impl ChineseReader {
                     let signal = if w > 0.0 { "positive" } else { "negative" };
                     words.push((word, w, signal.to_string()));
                 }
-                model.p_positive(&x)
+                model.probabilities(&x)
             }
             SentimentSource::Lexicon => {
                 let sum: f32 = hits.iter().map(|h| h.polarity).sum();
-                1.0 / (1.0 + (-2.0 * sum).exp())
+                three_way(1.0 / (1.0 + (-2.0 * sum).exp()), evidence)
             }
         };
         words.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
@@ -284,9 +286,8 @@ impl ChineseReader {
         let total: f32 = weights.iter().sum();
         let mut emotions = weights.map(|w| w / (NEUTRAL_WEIGHT + total));
         emotions[NEUTRAL] = NEUTRAL_WEIGHT / (NEUTRAL_WEIGHT + total);
-        let evidence: f32 = hits.iter().map(|h| h.polarity.abs()).sum();
         Reading {
-            sentiment: three_way(p_positive, evidence),
+            sentiment,
             emotions,
             words,
         }

@@ -58,37 +58,49 @@ impl SparseFeatures {
     }
 }
 
-/// Logistic regression: p(positive) = sigmoid(bias + w·x).
+/// Classes, in SENTIMENT_LABELS order (negative, neutral, positive).
+pub const CLASSES: usize = 3;
+
+/// Multinomial logistic regression: p = softmax(bias + W x), one row of `weights` per
+/// class (class-major: class k's slot i at k * BUCKETS + i).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SentimentModel {
     pub weights: Vec<f32>,
-    pub bias: f32,
+    pub bias: [f32; CLASSES],
 }
 
 impl SentimentModel {
     pub fn zeros() -> SentimentModel {
         SentimentModel {
-            weights: vec![0.0; BUCKETS],
-            bias: 0.0,
+            weights: vec![0.0; CLASSES * BUCKETS],
+            bias: [0.0; CLASSES],
         }
     }
 
-    pub fn logit(&self, x: &SparseFeatures) -> f32 {
-        self.bias
-            + x.indices
+    pub fn logits(&self, x: &SparseFeatures) -> [f32; CLASSES] {
+        let mut z = self.bias;
+        for (k, zk) in z.iter_mut().enumerate() {
+            let row = &self.weights[k * BUCKETS..(k + 1) * BUCKETS];
+            *zk += x
+                .indices
                 .iter()
                 .zip(&x.values)
-                .map(|(&i, v)| self.weights[i as usize] * v)
-                .sum::<f32>()
+                .map(|(&i, v)| row[i as usize] * v)
+                .sum::<f32>();
+        }
+        z
     }
 
-    pub fn p_positive(&self, x: &SparseFeatures) -> f32 {
-        1.0 / (1.0 + (-self.logit(x)).exp())
+    /// Class probabilities, SENTIMENT_LABELS order.
+    pub fn probabilities(&self, x: &SparseFeatures) -> [f32; CLASSES] {
+        softmax(self.logits(x))
     }
 
-    /// The weight of one feature slot.
-    pub fn weight(&self, slot: u32) -> f32 {
-        self.weights[slot as usize]
+    /// How much one feature slot leans positive: its positive weight minus its
+    /// negative one.
+    pub fn lean(&self, slot: u32) -> f32 {
+        let i = slot as usize;
+        self.weights[2 * BUCKETS + i] - self.weights[i]
     }
 
     /// Writes `<dir>/model.safetensors`; returns its version (first 12 hex digits of
@@ -96,10 +108,13 @@ impl SentimentModel {
     pub fn save(&self, dir: &Path) -> anyhow::Result<String> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
-        let (w, b) = (bytes(&self.weights), bytes(&[self.bias]));
+        let (w, b) = (bytes(&self.weights), bytes(&self.bias));
         let tensors = [
-            ("weights", TensorView::new(Dtype::F32, vec![BUCKETS], &w)?),
-            ("bias", TensorView::new(Dtype::F32, vec![1], &b)?),
+            (
+                "weights",
+                TensorView::new(Dtype::F32, vec![CLASSES, BUCKETS], &w)?,
+            ),
+            ("bias", TensorView::new(Dtype::F32, vec![CLASSES], &b)?),
         ];
         let data = safetensors::serialize(tensors, None)?;
         let path = dir.join(MODEL_FILE);
@@ -118,13 +133,13 @@ impl SentimentModel {
         })?;
         let tensors = SafeTensors::deserialize(&data)
             .with_context(|| format!("{} is not a safetensors file", path.display()))?;
-        let read = |name: &str, len: usize| -> anyhow::Result<Vec<f32>> {
+        let read = |name: &str, shape: &[usize]| -> anyhow::Result<Vec<f32>> {
             let t = tensors
                 .tensor(name)
                 .with_context(|| format!("{} has no tensor {name:?}", path.display()))?;
             ensure!(
-                t.dtype() == Dtype::F32 && t.shape() == [len],
-                "{}: {name:?} is {:?} {:?}, expected F32 [{len}]",
+                t.dtype() == Dtype::F32 && t.shape() == shape,
+                "{}: {name:?} is {:?} {:?}, expected F32 {shape:?}",
                 path.display(),
                 t.dtype(),
                 t.shape()
@@ -134,20 +149,27 @@ impl SentimentModel {
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect())
         };
-        let weights = read("weights", BUCKETS)?;
-        let bias = read("bias", 1)?[0];
+        let weights = read("weights", &[CLASSES, BUCKETS])?;
+        let bias = read("bias", &[CLASSES])?;
+        let bias = [bias[0], bias[1], bias[2]];
         Ok((SentimentModel { weights, bias }, version_of(&data)))
     }
+}
+
+pub fn softmax(z: [f32; CLASSES]) -> [f32; CLASSES] {
+    let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e = z.map(|v| (v - max).exp());
+    let sum: f32 = e.iter().sum();
+    e.map(|v| v / sum)
 }
 
 fn version_of(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))[..12].to_string()
 }
 
-/// Sentiment in SENTIMENT_LABELS order from p(positive) and the lexicon's evidence
-/// (the summed |polarity| of its words in the text). Neutral means no evidence: the
-/// reviews the model learned from are never neutral, so it has no neutral class, but
-/// many sentences are. Neutral takes (1 - c)^2 / (1 + 2 x evidence), c = |2p - 1| the
+/// The lexicon baseline's sentiment, SENTIMENT_LABELS order, from p(positive) and the
+/// lexicon's evidence (the summed |polarity| of its words in the text): neutral means
+/// no evidence. Neutral takes (1 - c)^2 / (1 + 2 x evidence), c = |2p - 1| the
 /// model's certainty, and the rest goes to the side p leans to: without a polar word
 /// an unsure reading (p within about 0.35..0.65) is neutral; with one it never is.
 pub fn three_way(p_positive: f32, evidence: f32) -> [f32; 3] {
@@ -189,8 +211,8 @@ mod tests {
     fn saves_and_loads_the_same_model() -> anyhow::Result<()> {
         let dir = std::env::temp_dir().join(format!("zh-sentiment-{}", std::process::id()));
         let mut model = SentimentModel::zeros();
-        model.weights[7] = 0.25;
-        model.bias = -0.5;
+        model.weights[BUCKETS + 7] = 0.25;
+        model.bias = [-0.5, 0.0, 0.5];
         let version = model.save(&dir)?;
         let (loaded, again) = SentimentModel::load(&dir)?;
         std::fs::remove_dir_all(&dir)?;
@@ -198,6 +220,19 @@ mod tests {
         assert_eq!(version.len(), 12);
         assert!(SentimentModel::load(&dir).is_err_and(|e| e.to_string().contains("empathy train")));
         Ok(())
+    }
+
+    #[test]
+    fn probabilities_sum_to_one_and_follow_the_logits() {
+        let mut model = SentimentModel::zeros();
+        model.weights[2 * BUCKETS + 3] = 2.0;
+        let x = SparseFeatures {
+            indices: vec![3],
+            values: vec![1.0],
+        };
+        let p = model.probabilities(&x);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6 && p[2] > p[0]);
+        assert_eq!(model.lean(3), 2.0);
     }
 
     #[test]

