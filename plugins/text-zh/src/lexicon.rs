@@ -15,6 +15,13 @@ pub const STOPWORDS_FILE: &str = "lexicon/cntext/enzh_common_StopWords.yaml";
 /// "ish" (有些, 略微).
 const DEGREES: [(&str, f32); 3] = [("very", 2.0), ("more", 1.5), ("ish", 0.5)];
 
+/// Polarity of a word only the expansion labelled: half a lexicon word's, as its
+/// labels are guesses (about 0.69 right on held-out HowNet words).
+const EXPANDED_POLARITY: f32 = 0.5;
+/// The columns of an expansion's `lexicon.tsv`.
+const EXPANSION_HEADER: &str =
+    "word\tcount\temotion\temotion_confidence\tpolarity\tpolarity_confidence";
+
 /// Our label for a DUTIR category: 乐 (happiness) and 好 (good: praise, respect, trust,
 /// liking, wishes) are joy; 怒 anger, 哀 sadness, 惧 fear, 恶 disgust, 惊 surprise.
 pub fn dutir_emotion(category: &str) -> Option<&'static str> {
@@ -136,6 +143,20 @@ impl ZhLexicon {
         Ok(ZhLexicon::from_dictionaries(&dutir, &hownet))
     }
 
+    /// DUTIR and HowNet, plus the expansion in `<assets_dir>/<expansion>` if given.
+    pub fn read_with(assets_dir: &Path, expansion: Option<&str>) -> anyhow::Result<ZhLexicon> {
+        let mut lexicon = ZhLexicon::read(assets_dir)?;
+        if let Some(dir) = expansion {
+            let path = assets_dir.join(dir).join("lexicon.tsv");
+            let tsv = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read the expanded lexicon {}", path.display()))?;
+            lexicon
+                .add_expansion(&tsv)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+        }
+        Ok(lexicon)
+    }
+
     pub fn from_dictionaries(
         dutir: &BTreeMap<String, Vec<String>>,
         hownet: &BTreeMap<String, Vec<String>>,
@@ -190,6 +211,43 @@ impl ZhLexicon {
     /// HowNet's polarity of `word` alone: +1 or -1 for its evaluation words.
     pub fn evaluation(&self, word: &str) -> Option<f32> {
         self.polarity.get(word).copied()
+    }
+
+    /// Adds the words of a Chinese lexicon expansion's `lexicon.tsv` (`empathy lexicon
+    /// expand --language zh`) that neither lexicon knows: their emotion, and their
+    /// polarity at `EXPANDED_POLARITY`. Returns how many words it added.
+    pub fn add_expansion(&mut self, tsv: &str) -> anyhow::Result<usize> {
+        let mut lines = tsv.lines();
+        ensure!(
+            lines.next().map(str::trim_end) == Some(EXPANSION_HEADER),
+            "not a lexicon expansion (its header is not {EXPANSION_HEADER:?})"
+        );
+        let mut added = 0;
+        for (number, line) in lines.enumerate() {
+            let cells: Vec<&str> = line.split('\t').collect();
+            let [word, _, emotion, _, polarity, _] = cells[..] else {
+                bail!("line {}: expected 6 columns", number + 2);
+            };
+            if self.emotion(word).is_some() || self.polarity(word).is_some() {
+                continue;
+            }
+            let index = empathy_proto::EMOTION_LABELS
+                .iter()
+                .position(|l| *l == emotion);
+            let sign = match polarity {
+                "positive" => Some(EXPANDED_POLARITY),
+                "negative" => Some(-EXPANDED_POLARITY),
+                _ => None,
+            };
+            if let Some(k) = index {
+                self.emotions.insert(word.to_string(), k);
+            }
+            if let Some(p) = sign {
+                self.polarity.insert(word.to_string(), p);
+            }
+            added += usize::from(index.is_some() || sign.is_some());
+        }
+        Ok(added)
     }
 
     pub fn is_negator(&self, word: &str) -> bool {
@@ -326,6 +384,29 @@ pub(crate) mod tests {
         assert!(lexicon.is_negator("不") && !lexicon.is_negator("好"));
         assert_eq!(lexicon.degree("太"), Some(2.0));
         assert_eq!(lexicon.degree("有点"), Some(0.5));
+    }
+
+    #[test]
+    fn an_expansion_adds_only_words_the_lexicons_lack() -> anyhow::Result<()> {
+        let mut lexicon = small();
+        let tsv = format!(
+            "{EXPANSION_HEADER}\n物流\t9\t-\t0\tnegative\t0.8\n开心\t5\tanger\t0.9\tnegative\t0.9\n惊喜\t4\tsurprise\t0.7\t-\t0\n"
+        );
+        assert_eq!(lexicon.add_expansion(&tsv)?, 2);
+        assert_eq!(lexicon.polarity("物流"), Some(-EXPANDED_POLARITY));
+        assert_eq!(
+            lexicon
+                .emotion("惊喜")
+                .map(|k| empathy_proto::EMOTION_LABELS[k]),
+            Some("surprise")
+        );
+        assert_eq!(
+            lexicon.polarity("开心"),
+            Some(1.0),
+            "known words keep their labels"
+        );
+        assert!(lexicon.add_expansion("word\tcount\n").is_err());
+        Ok(())
     }
 
     #[test]

@@ -9,7 +9,7 @@ mod plugin;
 pub mod reader;
 pub mod sentiment;
 
-pub use plugin::{ChineseTextPlugin, MODEL_ID, MODEL_SUBDIR, modality};
+pub use plugin::{ChineseTextPlugin, MANIFEST_FILE, MODEL_ID, MODEL_SUBDIR, modality};
 pub use reader::{ChineseReader, Reading, SentimentSource};
 
 empathy_plugin_api::export_plugin!(ChineseTextPlugin);

@@ -16,6 +16,8 @@ use crate::sentiment::SentimentModel;
 pub const MODEL_ID: &str = "empathy/text-zh";
 /// Where `empathy train` puts the sentiment model under `PluginConfig.assets_dir`.
 pub const MODEL_SUBDIR: &str = "text-zh/sentiment";
+/// What the model was trained on and with, beside it (written by `empathy train`).
+pub const MANIFEST_FILE: &str = "manifest.json";
 const SETTINGS: [&str; 4] = [
     "model_dir",
     "sentiment",
@@ -36,16 +38,18 @@ pub struct ChineseTextPlugin {
 }
 
 impl ChineseTextPlugin {
-    /// `sentiment` = "model" (default) or "lexicon" (the lexicon-only baseline).
+    /// `sentiment` = "model" (default) or "lexicon" (the lexicon-only baseline). The
+    /// lexicon is DUTIR and HowNet plus the expansion the model was trained with.
     pub fn load(
         assets_dir: &Path,
         model_dir: Option<PathBuf>,
         sentiment: &str,
     ) -> anyhow::Result<(ChineseReader, String)> {
-        let lexicon = ZhLexicon::read(assets_dir)?;
+        let dir = model_dir.unwrap_or_else(|| assets_dir.join(MODEL_SUBDIR));
+        let expansion = trained_expansion(&dir)?;
+        let lexicon = ZhLexicon::read_with(assets_dir, expansion.as_deref())?;
         let (source, version) = match sentiment {
             "model" => {
-                let dir = model_dir.unwrap_or_else(|| assets_dir.join(MODEL_SUBDIR));
                 let (model, version) = SentimentModel::load(&dir)?;
                 (SentimentSource::Model(model), version)
             }
@@ -66,6 +70,18 @@ impl ChineseTextPlugin {
             version: self.version.clone(),
         }
     }
+}
+
+/// The expansion `<model_dir>/manifest.json` records (a directory relative to the
+/// assets); none without a manifest.
+fn trained_expansion(model_dir: &Path) -> anyhow::Result<Option<String>> {
+    let path = model_dir.join(MANIFEST_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let manifest: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not JSON: {e}", path.display()))?;
+    Ok(manifest["expansion"].as_str().map(str::to_string))
 }
 
 fn output(reading: Reading) -> EncodeOutput {

@@ -60,6 +60,11 @@ pub struct TrainArgs {
     /// upgrade that added the plugin.
     #[arg(long)]
     pub chinese_only: bool,
+    /// Chinese expanded lexicon (`empathy lexicon expand --language zh`) the Chinese
+    /// plugin adds to DUTIR and HowNet: none, latest, or a version under
+    /// <assets>/lexicon/expanded-zh. The model records it; the plugin serves it.
+    #[arg(long, default_value = "none")]
+    pub chinese_expansion: String,
     #[command(flatten)]
     pub tuning: TuningArgs,
 }
@@ -105,10 +110,17 @@ impl TuningArgs {
 
 /// The published expansion directory `choice` names (none, latest, vNNNN).
 pub fn expansion_dir(assets: &Path, choice: &str) -> anyhow::Result<Option<PathBuf>> {
-    let dir = empathy_training::lexicon_expansion::default_dir(assets);
+    expansion_in(
+        &empathy_training::lexicon_expansion::default_dir(assets),
+        choice,
+    )
+}
+
+/// `choice` (none, latest or vNNNN) among the expansion versions under `dir`.
+fn expansion_in(dir: &Path, choice: &str) -> anyhow::Result<Option<PathBuf>> {
     match choice {
         "none" => Ok(None),
-        "latest" => empathy_training::lexicon_expansion::latest_version(&dir)?
+        "latest" => empathy_training::lexicon_expansion::latest_version(dir)?
             .map(Some)
             .with_context(|| {
                 format!(
@@ -131,7 +143,7 @@ pub fn expansion_dir(assets: &Path, choice: &str) -> anyhow::Result<Option<PathB
 
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     if args.chinese_only {
-        return train_chinese(&args.assets, args.seed);
+        return train_chinese(args);
     }
     let started = Instant::now();
     let models_dir = args
@@ -222,14 +234,19 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     spot_checks(&args.assets, &report.version_dir, &mut embed)?;
     println!();
     println!("model version  {}", report.version_dir.display());
-    train_chinese(&args.assets, args.seed)?;
+    train_chinese(args)?;
     println!("took           {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
 /// Trains the Chinese text plugin's sentiment model (seconds) and prints its numbers.
-pub fn train_chinese(assets: &Path, seed: u64) -> anyhow::Result<()> {
-    let zh = train_zh_sentiment(assets, seed, &mut |m| eprintln!("{m}"))?;
+pub fn train_chinese(args: &TrainArgs) -> anyhow::Result<()> {
+    let dir = empathy_training::lexicon_expansion_zh::default_dir(&args.assets);
+    let expansion = expansion_in(&dir, &args.chinese_expansion)?;
+    let expansion = expansion.as_deref().map(|d| relative_to(d, &args.assets));
+    let zh = train_zh_sentiment(&args.assets, expansion, args.seed, &mut |m| {
+        eprintln!("{m}")
+    })?;
     println!();
     println!("Chinese, test split                          accuracy");
     println!(

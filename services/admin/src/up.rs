@@ -172,8 +172,8 @@ async fn train_if_missing(assets: &Path) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || crate::train::run(&train_args)).await??;
     } else if !assets.join(empathy_plugin_text_zh::MODEL_SUBDIR).exists() {
         // Installs trained before the Chinese plugin: its model takes seconds.
-        let (assets, seed) = (assets.to_path_buf(), default_train_args(assets).seed);
-        tokio::task::spawn_blocking(move || crate::train::train_chinese(&assets, seed)).await??;
+        let train_args = default_train_args(assets);
+        tokio::task::spawn_blocking(move || crate::train::train_chinese(&train_args)).await??;
     }
     Ok(())
 }

@@ -35,6 +35,9 @@ pub struct ZhSentimentReport {
     pub version: String,
     pub dir: PathBuf,
     pub corpus_sha256: String,
+    /// The Chinese expanded lexicon added to DUTIR and HowNet (a directory relative to
+    /// the assets), if any: the plugin serves the same.
+    pub expansion: Option<String>,
     /// News sentences used as the neutral class (all splits).
     pub news: usize,
     pub train: usize,
@@ -81,6 +84,7 @@ fn accuracy(examples: &[&Example], predict: impl Fn(&Example) -> usize) -> f64 {
 /// manifest and the test splits to `<assets_dir>/text-zh/sentiment`.
 pub fn train_zh_sentiment(
     assets_dir: &Path,
+    expansion: Option<String>,
     seed: u64,
     progress: &mut dyn FnMut(&str),
 ) -> anyhow::Result<ZhSentimentReport> {
@@ -96,7 +100,8 @@ pub fn train_zh_sentiment(
         .iter()
         .map(|&l| 2 * l)
         .chain(news.iter().map(|_| 1));
-    let reader = ChineseReader::new(ZhLexicon::read(assets_dir)?, SentimentSource::Lexicon);
+    let lexicon = ZhLexicon::read_with(assets_dir, expansion.as_deref())?;
+    let reader = ChineseReader::new(lexicon, SentimentSource::Lexicon);
     let mut splits: [Vec<Example>; 3] = Default::default();
     for (i, (text, label)) in texts.iter().zip(labels).enumerate() {
         splits[split_of(text)].push((reader.features(text), label, i));
@@ -139,6 +144,7 @@ pub fn train_zh_sentiment(
         version,
         dir: dir.clone(),
         corpus_sha256: reviews.sha256,
+        expansion,
         news: news.len(),
         train: train.len(),
         dev: dev.len(),
@@ -154,7 +160,7 @@ pub fn train_zh_sentiment(
             / test_reviews.len().max(1) as f64,
         seconds: started.elapsed().as_secs_f64(),
     };
-    let manifest = dir.join("manifest.json");
+    let manifest = dir.join(empathy_plugin_text_zh::MANIFEST_FILE);
     std::fs::write(&manifest, serde_json::to_vec_pretty(&report)?)
         .with_context(|| format!("cannot write {}", manifest.display()))?;
     Ok(report)
