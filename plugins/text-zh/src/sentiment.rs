@@ -1,6 +1,7 @@
-//! The sentiment model: logistic regression over hashed sparse features of a text
-//! (jieba words and word pairs, Han character pairs, words in a negation's scope, and
-//! the lexicon's signed sums), trained on Chinese reviews by `empathy train`.
+//! The sentiment model: three-class logistic regression over hashed sparse features of
+//! a text (jieba words and word pairs, Han character pairs, words in a negation's
+//! scope, and the lexicon's signed sums), trained by `empathy train` on Chinese
+//! reviews and news.
 
 use std::path::Path;
 
