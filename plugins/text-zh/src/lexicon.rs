@@ -104,6 +104,14 @@ pub fn read_dictionary(
     parse_cntext_dictionary(&text).with_context(|| format!("cannot parse {}", path.display()))
 }
 
+/// The Chinese stopwords of cntext's stopword file.
+pub fn chinese_stopwords(dictionary: &BTreeMap<String, Vec<String>>) -> HashSet<String> {
+    dictionary
+        .get("chinese")
+        .map(|w| w.iter().cloned().collect())
+        .unwrap_or_default()
+}
+
 fn is_han(c: char) -> bool {
     matches!(c as u32,
         0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0xF900..=0xFAFF | 0x20000..=0x2EBEF)
@@ -134,13 +142,19 @@ pub struct ZhLexicon {
     polarity: HashMap<String, f32>,
     negators: HashSet<String>,
     degrees: HashMap<String, f32>,
+    /// cntext's Chinese stopwords (的, 了, ...): never named as the words that drove
+    /// an answer.
+    stopwords: HashSet<String>,
 }
 
 impl ZhLexicon {
     pub fn read(assets_dir: &Path) -> anyhow::Result<ZhLexicon> {
         let dutir = read_dictionary(assets_dir, DUTIR_FILE)?;
         let hownet = read_dictionary(assets_dir, HOWNET_FILE)?;
-        Ok(ZhLexicon::from_dictionaries(&dutir, &hownet))
+        let stopwords = read_dictionary(assets_dir, STOPWORDS_FILE)?;
+        let mut lexicon = ZhLexicon::from_dictionaries(&dutir, &hownet);
+        lexicon.stopwords = chinese_stopwords(&stopwords);
+        Ok(lexicon)
     }
 
     /// DUTIR and HowNet, plus the expansion in `<assets_dir>/<expansion>` if given.
@@ -187,6 +201,7 @@ impl ZhLexicon {
             polarity,
             negators,
             degrees,
+            stopwords: HashSet::new(),
         }
     }
 
@@ -248,6 +263,10 @@ impl ZhLexicon {
             added += usize::from(index.is_some() || sign.is_some());
         }
         Ok(added)
+    }
+
+    pub fn is_stopword(&self, word: &str) -> bool {
+        self.stopwords.contains(word)
     }
 
     pub fn is_negator(&self, word: &str) -> bool {

@@ -258,6 +258,7 @@ impl ChineseReader {
                 let mut learned: Vec<(String, f32)> = tokens
                     .iter()
                     .filter(|t| is_han_word(t) && !self.is_modifier(t))
+                    .filter(|t| !self.lexicon.is_stopword(t))
                     .filter(|t| !hits.iter().any(|h| h.word == **t))
                     .map(|t| (t.to_string(), model.lean(slot("w", t))))
                     .collect();

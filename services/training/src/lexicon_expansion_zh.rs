@@ -37,8 +37,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use empathy_plugin_text_zh::lexicon::{
-    DUTIR_FILE, HOWNET_FILE, STOPWORDS_FILE, dutir_emotion, han_words, is_han_word,
-    parse_cntext_dictionary, read_dictionary,
+    DUTIR_FILE, HOWNET_FILE, STOPWORDS_FILE, chinese_stopwords, dutir_emotion, han_words,
+    is_han_word, parse_cntext_dictionary, read_dictionary,
 };
 
 use crate::TextEncoder;
@@ -124,14 +124,6 @@ pub fn hownet_seeds(dictionary: &BTreeMap<String, Vec<String>>) -> Seeds {
 /// Every word in a cntext dictionary, whatever its category.
 fn all_words(dictionary: &BTreeMap<String, Vec<String>>) -> HashSet<String> {
     dictionary.values().flatten().cloned().collect()
-}
-
-/// The Chinese stopwords of cntext's stopword file.
-pub fn chinese_stopwords(dictionary: &BTreeMap<String, Vec<String>>) -> HashSet<String> {
-    dictionary
-        .get("chinese")
-        .map(|w| w.iter().cloned().collect())
-        .unwrap_or_default()
 }
 
 /// The reviews, deduplicated (first copy kept), with sentiment (0 negative, 1
