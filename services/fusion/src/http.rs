@@ -186,6 +186,7 @@ async fn read_body(
     let mut kept = Vec::new();
     let mut held = Vec::new();
     let mut total = 0usize;
+    let mut over_budget = false;
     while let Some(frame) = frames.next().await {
         let Ok(frame) = frame else {
             return Err(error_response(
@@ -195,21 +196,31 @@ async fn read_body(
             ));
         };
         total = total.saturating_add(frame.len());
-        if total <= limit {
+        if total <= limit && !over_budget {
             let n = u32::try_from(frame.len()).unwrap_or(u32::MAX);
-            let Ok(permit) = Arc::clone(budget).try_acquire_many_owned(n) else {
-                return Err(error_response(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "RESOURCE_EXHAUSTED",
-                    "the server is at its limit of request bytes in flight \
-                     (--max-in-flight-bytes); retry with backoff",
-                ));
-            };
-            held.push(permit);
-            kept.extend_from_slice(&frame);
+            match Arc::clone(budget).try_acquire_many_owned(n) {
+                Ok(permit) => {
+                    held.push(permit);
+                    kept.extend_from_slice(&frame);
+                }
+                // Over the budget: let go of what is held, but read on (discarding),
+                // so that a client still writing its body gets the 429, not a reset.
+                Err(_) => {
+                    over_budget = true;
+                    (kept, held) = (Vec::new(), Vec::new());
+                }
+            }
         } else if total > limit.saturating_mul(4) {
             break;
         }
+    }
+    if over_budget {
+        return Err(error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RESOURCE_EXHAUSTED",
+            "the server is at its limit of request bytes in flight \
+             (--max-in-flight-bytes); retry with backoff",
+        ));
     }
     if total > limit {
         return Err(error_response(
