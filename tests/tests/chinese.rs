@@ -99,7 +99,8 @@ async fn chinese_is_read_in_chinese_typed_or_spoken() -> anyhow::Result<()> {
     .await?;
     assert_eq!(forced.modalities_used, ["text-zh"], "{forced:?}");
 
-    // Situations are English only: none for Chinese, and the answer says so.
+    // Situations: none here (this fusion has no situation service; the situation
+    // service refuses Chinese itself, tests/situations.rs), and the answer says why.
     let asked = c
         .analyze(AnalyzeRequest {
             text: "我的狗昨天死了".into(),
@@ -113,9 +114,12 @@ async fn chinese_is_read_in_chinese_typed_or_spoken() -> anyhow::Result<()> {
         .into_inner();
     assert!(asked.situations.is_empty());
     assert!(
-        asked.notes.iter().any(|n| n.contains("English only")),
+        asked
+            .modalities_missing
+            .iter()
+            .any(|m| m.modality == "situation"),
         "{:?}",
-        asked.notes
+        asked.modalities_missing
     );
 
     // A Mandarin clip: transcribed in Chinese, then read by the Chinese plugin.

@@ -273,7 +273,6 @@ impl Analyzer {
             &gathered.language,
             read_by.as_deref(),
             &gathered.analysed_text,
-            opts.num_situations > 0,
         ));
         let inputs = self.model_inputs(expansion, &mut gathered, &faces, &lexicon);
         let (prediction, features) = predict(&model, inputs, &mut gathered.enc).await?;
@@ -357,7 +356,7 @@ impl Analyzer {
             ),
             self.imagine(
                 call,
-                call.situations_for(&call.text) && typed_reader.is_none(),
+                call.situations_for(&call.text),
                 call.ask(&call.text, &typed_language)
             ),
             self.read_context(call),
@@ -400,7 +399,7 @@ impl Analyzer {
             None => {
                 self.imagine(
                     call,
-                    call.situations_for(&analysed_text) && reader.is_none(),
+                    call.situations_for(&analysed_text),
                     call.ask(&analysed_text, &language),
                 )
                 .await

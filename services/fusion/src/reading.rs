@@ -51,27 +51,15 @@ fn has_han(text: &str) -> bool {
 }
 
 /// What the answer says about how the words were read: by which plugin, or why by
-/// the English path.
-pub fn notes(
-    language: &str,
-    read_by: Option<&str>,
-    text: &str,
-    situations_wanted: bool,
-) -> Vec<String> {
+/// the English path. (Situations speak for themselves: the situation service refuses
+/// languages it does not write, and the answer lists why among what is missing.)
+pub fn notes(language: &str, read_by: Option<&str>, text: &str) -> Vec<String> {
     let mut notes = Vec::new();
     match read_by {
-        Some(plugin) => {
-            notes.push(format!(
-                "language {language}: the words were read by the {plugin} plugin (its lexicon \
-                 and sentiment model); the serving model version reads English words only"
-            ));
-            if situations_wanted {
-                notes.push(format!(
-                    "situations: the generator writes English only, so none were imagined \
-                     for text in {language}"
-                ));
-            }
-        }
+        Some(plugin) => notes.push(format!(
+            "language {language}: the words were read by the {plugin} plugin (its lexicon \
+             and sentiment model); the serving model version reads English words only"
+        )),
         None if text.is_empty() => {}
         None if (language.is_empty() || language == "en") && has_han(text) => notes.push(format!(
             "language {}: the text mixes in Chinese, and the words were read by the English \
@@ -131,11 +119,11 @@ mod tests {
             "{read:?}"
         );
         for language in ["", "en"] {
-            let mixed = notes(language, None, "This is 很好", false);
+            let mixed = notes(language, None, "This is 很好");
             assert!(mixed[0].contains("options.language"), "{mixed:?}");
         }
-        let unread = notes("es", None, "Muy bien", false);
+        let unread = notes("es", None, "Muy bien");
         assert!(unread[0].contains("text-es"), "{unread:?}");
-        assert!(notes("en", None, "Fine", true).is_empty());
+        assert!(notes("en", None, "Fine").is_empty());
     }
 }
