@@ -35,9 +35,10 @@ pub struct UpArgs {
     situation_listen: String,
     #[arg(long, default_value = "127.0.0.1:9471")]
     situation_metrics_listen: String,
-    /// The trainer's feedback database (SQLite).
-    #[arg(long, default_value = "empathy-feedback.sqlite")]
-    database: String,
+    /// The trainer's feedback database (SQLite file or URL) [default:
+    /// <assets>/empathy-feedback.sqlite, beside the models it trains].
+    #[arg(long)]
+    database: Option<String>,
     /// Extra trainer flags, e.g. --trainer-arg=--train-after=50; repeat for several.
     #[arg(long = "trainer-arg", allow_hyphen_values = true)]
     trainer_args: Vec<String>,
@@ -235,9 +236,20 @@ fn serving_encoder_dir(assets: &Path) -> anyhow::Result<Option<std::path::PathBu
     Ok(manifest.training.encoder_dir.map(|d| assets.join(d)))
 }
 
+/// `--database`, else the SQLite file under the assets (never the working directory,
+/// which may be a checkout).
+fn database(args: &UpArgs) -> String {
+    args.database.clone().unwrap_or_else(|| {
+        args.assets
+            .join("empathy-feedback.sqlite")
+            .display()
+            .to_string()
+    })
+}
+
 fn trainer_args(args: &UpArgs, assets: &str) -> Vec<String> {
     let mut trainer_args = service_args(&args.trainer_listen, &args.trainer_metrics_listen, assets);
-    trainer_args.extend(["--database".into(), args.database.clone()]);
+    trainer_args.extend(["--database".into(), database(args)]);
     trainer_args.extend(args.trainer_args.iter().cloned());
     trainer_args
 }
@@ -310,7 +322,9 @@ fn print_addresses(
     );
     println!(
         "  TrainerService  {}  (metrics http://{}/metrics, feedback in {})",
-        trainer, args.trainer_metrics_listen, args.database
+        trainer,
+        args.trainer_metrics_listen,
+        database(args)
     );
     println!(
         "  SituationService {}  (metrics http://{}/metrics)",

@@ -1,0 +1,32 @@
+//! Step and prefill times of the generator per weight format (run by hand:
+//! `cargo test --release -p empathy-situation --lib step_times -- --ignored --nocapture`).
+
+use super::*;
+use std::time::Instant;
+
+#[test]
+#[ignore = "timing, run by hand"]
+fn step_times() {
+    let path = crate::tokenizer::tests::gguf_path();
+    for format in [WeightFormat::F32, WeightFormat::Q4] {
+        let mut f = std::fs::File::open(&path).unwrap();
+        let ct = gguf_file::Content::read(&mut f).unwrap();
+        let model = Model::from_gguf(&ct, &mut f, &Device::Cpu, format).unwrap();
+        let prompt: Vec<u32> = (100..200).collect();
+        let mut cache = model.new_cache(200);
+        let t = Instant::now();
+        model.prefill(&prompt, &mut cache).unwrap();
+        println!("{format:?} prefill 100: {:?}", t.elapsed());
+        for b in [1usize, 4, 16] {
+            let mut caches: Vec<SeqCache> = (0..b)
+                .map(|_| model.fork_cache(&cache, 200).unwrap())
+                .collect();
+            let t = Instant::now();
+            for _ in 0..5 {
+                let mut refs: Vec<&mut SeqCache> = caches.iter_mut().collect();
+                model.step(&vec![300; b], &mut refs).unwrap();
+            }
+            println!("{format:?} step b={b}: {:?}", t.elapsed() / 5);
+        }
+    }
+}
