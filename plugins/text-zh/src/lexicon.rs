@@ -112,7 +112,8 @@ pub fn chinese_stopwords(dictionary: &BTreeMap<String, Vec<String>>) -> HashSet<
         .unwrap_or_default()
 }
 
-fn is_han(c: char) -> bool {
+/// A Han (CJK ideograph) character.
+pub fn is_han(c: char) -> bool {
     matches!(c as u32,
         0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0xF900..=0xFAFF | 0x20000..=0x2EBEF)
 }

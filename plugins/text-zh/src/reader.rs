@@ -4,7 +4,7 @@
 
 use jieba_rs::Jieba;
 
-use crate::lexicon::{ZhLexicon, is_han_word};
+use crate::lexicon::{ZhLexicon, is_han, is_han_word};
 use crate::sentiment::{SentimentModel, SparseFeatures, slot, three_way};
 
 /// How many words before a lexicon word a negation or degree word may stand (within
@@ -38,8 +38,6 @@ const NEUTRAL: usize = 6;
 /// A lexicon word as the text uses it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
-    /// Index into the text's tokens.
-    pub token: usize,
     pub word: String,
     /// EMOTION_LABELS index after negation (不开心: sadness), if any.
     pub emotion: Option<usize>,
@@ -184,7 +182,6 @@ impl ChineseReader {
                 (_, None) => (None, 0.0),
             };
             hits.push(Hit {
-                token: i,
                 word: word.to_string(),
                 emotion,
                 emotion_weight,
@@ -214,10 +211,7 @@ impl ChineseReader {
                 present.push(slot("n", t));
             }
         }
-        let han: Vec<char> = text
-            .chars()
-            .filter(|c| is_han_word(&c.to_string()))
-            .collect();
+        let han: Vec<char> = text.chars().filter(|&c| is_han(c)).collect();
         for pair in han.windows(2) {
             present.push(slot("c", &pair.iter().collect::<String>()));
         }
