@@ -35,6 +35,8 @@ fn time(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
 }
 
 fn main() -> Result<()> {
+    // SAFETY: no other thread exists yet. Threads come from RAYON_NUM_THREADS (bench.py).
+    unsafe { empathy_common::configure_compute(0) };
     let mut args = std::env::args().skip(1);
     let sets_path = args.next().context("usage: bench SENTENCES.json [REPS]")?;
     let reps: usize = args.next().map_or(Ok(10), |r| r.parse())?;

@@ -68,6 +68,15 @@ def candle_numbers(binary, short, long, threads, reps):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def cpu():
+    """The CPU model and the SIMD flags that decide which kernels run."""
+    info = Path("/proc/cpuinfo").read_text()
+    model = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")), "?")
+    flags = next((l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")), [])
+    simd = sorted(f for f in flags if f.startswith(("avx", "fma", "amx")))
+    return f"cpu: {model}, {os.cpu_count()} cores; {' '.join(simd)}"
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--threads", type=int, default=2)
@@ -87,6 +96,10 @@ def main():
         )
         for _ in range(args.rounds)
     ]
+    print(cpu())
+    import torch
+
+    print(f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}")
     for i, (rc, rt) in enumerate(runs):
         print(
             f"round {i}: short {rc['short_per_s']:.0f} vs {rt['short_per_s']:.0f}/s, "

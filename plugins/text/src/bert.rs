@@ -1,12 +1,14 @@
 //! A lean BERT encoder for inference, loading the same weights and config as
 //! `candle_transformers::models::bert::BertModel` but faster on CPU: query, key and value
 //! in one matmul, the attention scale folded into the query weights, a fused softmax,
-//! no mask when a chunk has no padding, and a vectorisable erf for GELU in place
+//! attention fused on the CPU (see `attention`), and a vectorisable erf for GELU in place
 //! (libm's scalar erf was 11% of the time).
 
 use candle_core::{CpuStorage, Layout, Module, Result, Tensor, bail};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder, embedding, layer_norm, linear};
 use candle_transformers::models::bert::{Config, HiddenAct};
+
+use crate::attention::Attention;
 
 pub struct Bert {
     words: Embedding,
@@ -58,9 +60,9 @@ impl Bert {
         })
     }
 
-    /// Hidden states (n, len, hidden) for `ids` (n, len); `mask` (n, len) is 1 for tokens,
-    /// 0 for padding, or None when nothing is padded.
-    pub fn forward(&self, ids: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    /// Hidden states (n, len, hidden) for `ids` (n, len), where sentence i is its first
+    /// `lengths[i]` tokens and padding after; padded rows are not meaningful.
+    pub fn forward(&self, ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {
         let (n, len) = ids.dims2()?;
         let words = self.words.forward(&ids.flatten_all()?)?;
         let x = words
@@ -70,18 +72,39 @@ impl Bert {
             .embedding_norm
             .forward(&x)?
             .reshape((n * len, self.hidden))?;
-        // 0 where attended, f32::MIN where padded: added to the scores before softmax.
-        let bias = match mask {
-            Some(m) => {
-                Some(((m.ones_like()? - m)? * f64::from(f32::MIN))?.reshape((n, 1, 1, len))?)
-            }
-            None => None,
+        let attention = if ids.device().is_cpu() {
+            Attending::Fused { len, lengths }
+        } else {
+            Attending::Masked(padding_bias(ids, lengths)?)
         };
         for layer in &self.layers {
-            x = layer.forward(&x, bias.as_ref(), n, len, self.heads)?;
+            x = layer.forward(&x, &attention, n, len, self.heads)?;
         }
         x.reshape((n, len, self.hidden))
     }
+}
+
+/// How a layer attends: the CPU's fused op, or candle's ops elsewhere (CUDA).
+enum Attending<'a> {
+    Fused {
+        len: usize,
+        lengths: &'a [usize],
+    },
+    /// Added to the scores before softmax, when anything is padded.
+    Masked(Option<Tensor>),
+}
+
+/// (n, 1, 1, len): 0 where attended, f32::MIN where padded; None without padding.
+fn padding_bias(ids: &Tensor, lengths: &[usize]) -> Result<Option<Tensor>> {
+    let (n, len) = ids.dims2()?;
+    if lengths.iter().all(|&l| l == len) {
+        return Ok(None);
+    }
+    let bias: Vec<f32> = lengths
+        .iter()
+        .flat_map(|&l| (0..len).map(move |j| if j < l { 0.0 } else { f32::MIN }))
+        .collect();
+    Tensor::from_vec(bias, (n, 1, 1, len), ids.device()).map(Some)
 }
 
 impl Layer {
@@ -128,29 +151,36 @@ impl Layer {
     fn forward(
         &self,
         x: &Tensor,
-        bias: Option<&Tensor>,
+        attention: &Attending,
         n: usize,
         len: usize,
         heads: usize,
     ) -> Result<Tensor> {
         let hidden = x.dim(1)?;
-        let qkv = self
-            .qkv
-            .forward(x)?
-            .reshape((n, len, 3, heads, hidden / heads))?
-            .permute((2, 0, 3, 1, 4))?
-            .contiguous()?;
-        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let mut scores = q.matmul(&k.t()?)?;
-        if let Some(bias) = bias {
-            scores = scores.broadcast_add(bias)?;
-        }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let context = probs
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((n * len, hidden))?;
+        let qkv = self.qkv.forward(x)?;
+        let context = match attention {
+            Attending::Fused { len, lengths } => qkv.apply_op1_no_bwd(&Attention {
+                len: *len,
+                heads,
+                lengths,
+            })?,
+            Attending::Masked(bias) => {
+                let qkv = qkv
+                    .reshape((n, len, 3, heads, hidden / heads))?
+                    .permute((2, 0, 3, 1, 4))?
+                    .contiguous()?;
+                let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+                let mut scores = q.matmul(&k.t()?)?;
+                if let Some(bias) = bias {
+                    scores = scores.broadcast_add(bias)?;
+                }
+                candle_nn::ops::softmax_last_dim(&scores)?
+                    .matmul(&v)?
+                    .transpose(1, 2)?
+                    .contiguous()?
+                    .reshape((n * len, hidden))?
+            }
+        };
         let x = self
             .attention_norm
             .forward(&(self.attention_out.forward(&context)? + x)?)?;

@@ -153,15 +153,14 @@ impl SentenceEncoder {
             mask[start..start + sentence.len()].fill(1.0);
         }
         let input_ids = Tensor::from_vec(flat_ids, (n, len), &self.device)?;
-        let padded = ids.iter().any(|s| s.len() < len);
-        let mean = if padded {
-            let mask = Tensor::from_vec(mask, (n, len), &self.device)?;
-            let hidden = self.model.forward(&input_ids, Some(&mask))?;
-            let mask = mask.unsqueeze(D::Minus1)?;
+        let lengths: Vec<usize> = ids.iter().map(|s| s.len()).collect();
+        let hidden = self.model.forward(&input_ids, &lengths)?;
+        let mean = if lengths.iter().any(|&l| l < len) {
+            let mask = Tensor::from_vec(mask, (n, len), &self.device)?.unsqueeze(D::Minus1)?;
             let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
             summed.broadcast_div(&mask.sum(1)?)?
         } else {
-            self.model.forward(&input_ids, None)?.mean(1)?
+            hidden.mean(1)?
         };
         let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f32::MAX)?;
         Ok(mean.broadcast_div(&norm)?.to_vec2::<f32>()?)

@@ -3,6 +3,7 @@
 //! Use [`SentenceEncoder`] directly as a library, or load this crate's cdylib into the
 //! encoder service as a plugin ([`TextPlugin`]).
 
+mod attention;
 mod bert;
 mod encoder;
 mod plugin;

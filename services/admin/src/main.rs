@@ -105,6 +105,9 @@ enum AssetsAction {
 }
 
 fn main() -> std::process::ExitCode {
+    // `train` and `eval --model` run the models in this process.
+    // SAFETY: first thing in main: no other thread exists yet.
+    unsafe { empathy_common::configure_compute(0) };
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Assets {

@@ -16,7 +16,7 @@ pub mod telemetry;
 pub mod tls;
 pub mod trace_context;
 
-pub use compute::set_compute_threads;
+pub use compute::configure_compute;
 pub use identity::Identity;
 pub use metrics::Metrics;
 pub use prometheus;

@@ -78,7 +78,7 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // SAFETY: no other thread exists yet (the runtime is built below).
-    unsafe { empathy_common::set_compute_threads(args.threads) };
+    unsafe { empathy_common::configure_compute(args.threads) };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

@@ -46,7 +46,7 @@ const UTTERANCES: &[&str] = &[
 fn main() -> Result<()> {
     let threads = u32::try_from(arg("--threads", 0)).unwrap_or(u32::MAX);
     // SAFETY: no other thread exists yet.
-    unsafe { empathy_common::set_compute_threads(threads) };
+    unsafe { empathy_common::configure_compute(threads) };
     let max_tokens = arg("--tokens", 48);
     println!("CPU: {}", cpu_model());
     let assets = assets_dir();

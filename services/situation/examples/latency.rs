@@ -46,7 +46,7 @@ const SENTENCES: [&str; 20] = [
 fn main() -> Result<()> {
     let threads = u32::try_from(arg("--threads", 0)).unwrap_or(u32::MAX);
     // SAFETY: no other thread exists yet.
-    unsafe { empathy_common::set_compute_threads(threads) };
+    unsafe { empathy_common::configure_compute(threads) };
     let k = arg("--k", 3);
     println!("CPU: {}", cpu_model());
     let generator = loader::load_generator(&assets_dir(), &Device::Cpu, weights_arg())?;

@@ -112,7 +112,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // SAFETY: no other thread exists yet (the runtime is built below).
-    unsafe { empathy_common::set_compute_threads(args.threads) };
+    unsafe { empathy_common::configure_compute(args.threads) };
     if let Some(command) = &args.command {
         // Offline work: no traces exported (and outside the async runtime).
         let _telemetry = empathy_common::telemetry::init("situation", None)?;
