@@ -21,6 +21,11 @@ fn detector() -> &'static LanguageDetector {
     })
 }
 
+/// Loads the detector and its models.
+pub fn warm_up() {
+    detect("The detector loads every language's models on first use.");
+}
+
 /// The language of `text`; None when it is too short or mixed for the detector to be
 /// sure.
 pub fn detect(text: &str) -> Option<String> {

@@ -142,6 +142,9 @@ async fn main() -> anyhow::Result<()> {
         "model loaded"
     );
 
+    // lingua loads its language models on first use (0.1 s): before serving, not on
+    // the first request.
+    language::warm_up();
     let pool = EncoderPool::new(&args.encoders, args.serve.max_message_bytes)?;
     pool.refresh().await;
     pool.spawn_refresh(Duration::from_secs(10));
