@@ -9,6 +9,7 @@ use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder, embedding, layer_norm,
 use candle_transformers::models::bert::{Config, HiddenAct};
 
 use crate::attention::Attention;
+use crate::dense::Dense;
 
 pub struct Bert {
     words: Embedding,
@@ -21,11 +22,11 @@ pub struct Bert {
 }
 
 struct Layer {
-    qkv: Linear,
-    attention_out: Linear,
+    qkv: Dense,
+    attention_out: Dense,
     attention_norm: LayerNorm,
-    up: Linear,
-    down: Linear,
+    up: Dense,
+    down: Dense,
     output_norm: LayerNorm,
 }
 
@@ -123,7 +124,7 @@ impl Layer {
                 .cloned()
                 .ok_or_else(|| candle_core::Error::Msg("missing bias".into()))
         };
-        let qkv = Linear::new(
+        let qkv = Dense::new(Linear::new(
             Tensor::cat(
                 &[
                     (q.weight() * scale)?,
@@ -136,13 +137,13 @@ impl Layer {
                 &[(bias(&q)? * scale)?, bias(&k)?, bias(&v)?],
                 0,
             )?),
-        );
+        ))?;
         Ok(Self {
             qkv,
-            attention_out: linear(h, h, vb.pp("attention.output.dense"))?,
+            attention_out: Dense::new(linear(h, h, vb.pp("attention.output.dense"))?)?,
             attention_norm: layer_norm(h, eps, vb.pp("attention.output.LayerNorm"))?,
-            up: linear(h, inner, vb.pp("intermediate.dense"))?,
-            down: linear(inner, h, vb.pp("output.dense"))?,
+            up: Dense::new(linear(h, inner, vb.pp("intermediate.dense"))?)?,
+            down: Dense::new(linear(inner, h, vb.pp("output.dense"))?)?,
             output_norm: layer_norm(h, eps, vb.pp("output.LayerNorm"))?,
         })
     }
@@ -157,7 +158,7 @@ impl Layer {
         heads: usize,
     ) -> Result<Tensor> {
         let hidden = x.dim(1)?;
-        let qkv = self.qkv.forward(x)?;
+        let qkv = self.qkv.forward(x, None)?;
         let context = match attention {
             Attending::Fused { len, lengths } => qkv.apply_op1_no_bwd(&Attention {
                 len: *len,
@@ -183,15 +184,15 @@ impl Layer {
         };
         let x = self
             .attention_norm
-            .forward(&(self.attention_out.forward(&context)? + x)?)?;
-        let up = self.up.forward(&x)?;
+            .forward(&self.attention_out.forward(&context, Some(x))?)?;
+        let up = self.up.forward(&x, None)?;
         let up = if up.device().is_cpu() {
             up.inplace_op1(&GeluErf)?;
             up
         } else {
             up.gelu_erf()?
         };
-        self.output_norm.forward(&(self.down.forward(&up)? + x)?)
+        self.output_norm.forward(&self.down.forward(&up, Some(&x))?)
     }
 }
 

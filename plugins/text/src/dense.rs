@@ -1,0 +1,110 @@
+//! `x W^T + b`, plus a residual where the layer adds one, with the bias and the residual
+//! folded into the GEMM on the CPU: the output starts as `b + residual` and gemm adds the
+//! product to it. candle's Linear and `+` made two more passes over each output (bias,
+//! then residual into a fresh allocation). Elsewhere (CUDA) the candle ops run.
+
+use candle_core::{Device, Module, Result, Storage, Tensor, bail};
+use candle_nn::Linear;
+
+pub struct Dense(Linear);
+
+impl Dense {
+    pub fn new(linear: Linear) -> Result<Self> {
+        if linear.bias().is_none() {
+            bail!("a dense layer without a bias");
+        }
+        Ok(Self(linear))
+    }
+
+    /// `x` is (rows, in); `residual`, if any, (rows, out).
+    pub fn forward(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
+        if !x.device().is_cpu() {
+            let y = self.0.forward(x)?;
+            return match residual {
+                Some(r) => y + r,
+                None => Ok(y),
+            };
+        }
+        let x = x.contiguous()?;
+        let (rows, inner) = x.dims2()?;
+        let (out, w_inner) = self.0.weight().dims2()?;
+        if inner != w_inner {
+            bail!("dense: input width {inner}, weights ({out}, {w_inner})");
+        }
+        let residual = residual.map(Tensor::contiguous).transpose()?;
+        if let Some(r) = &residual
+            && r.dims2()? != (rows, out)
+        {
+            bail!("dense: residual {:?}, output ({rows}, {out})", r.shape());
+        }
+        let bias = self.0.bias().map(Tensor::contiguous).transpose()?;
+        let weight = self.0.weight().contiguous()?;
+        let (x_storage, x_layout) = x.storage_and_layout();
+        let (w_storage, w_layout) = weight.storage_and_layout();
+        let bias = bias.as_ref().map(|b| b.storage_and_layout());
+        let residual = residual.as_ref().map(|r| r.storage_and_layout());
+        let x = f32s(&x_storage, x_layout)?;
+        let w = f32s(&w_storage, w_layout)?;
+        let b = match &bias {
+            Some((s, l)) => f32s(s, l)?,
+            None => bail!("a dense layer without a bias"),
+        };
+        if b.len() != out {
+            bail!("dense: {} biases for {out} outputs", b.len());
+        }
+        let mut y = Vec::with_capacity(rows * out);
+        match &residual {
+            Some((s, l)) => {
+                for row in f32s(s, l)?.chunks(out) {
+                    y.extend(row.iter().zip(b).map(|(r, b)| r + b));
+                }
+            }
+            None => (0..rows).for_each(|_| y.extend_from_slice(b)),
+        }
+        let threads = candle_core::utils::get_num_threads();
+        let parallelism = if threads > 1 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        let (o, i) = (out as isize, inner as isize);
+        // SAFETY: y is rows x out (row stride out), x rows x inner (row stride inner),
+        // W out x inner read as its transpose (inner x out: row step 1, column step
+        // inner); all three are contiguous slices of exactly those sizes, checked above.
+        unsafe {
+            gemm::gemm(
+                rows,
+                out,
+                inner,
+                y.as_mut_ptr(),
+                1,
+                o,
+                true,
+                x.as_ptr(),
+                1,
+                i,
+                w.as_ptr(),
+                i,
+                1,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+        Tensor::from_vec(y, (rows, out), &Device::Cpu)
+    }
+}
+
+/// The f32 elements of a contiguous CPU tensor.
+fn f32s<'a>(storage: &'a Storage, layout: &candle_core::Layout) -> Result<&'a [f32]> {
+    let Storage::Cpu(candle_core::CpuStorage::F32(data)) = storage else {
+        bail!("dense: only f32 on the CPU");
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => bail!("dense: input must be contiguous"),
+    }
+}
