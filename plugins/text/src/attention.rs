@@ -8,7 +8,10 @@
 //! drops) are left zero.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, bail};
+use gemm::Parallelism;
 use rayon::prelude::*;
+
+use crate::multiply::{View, multiply};
 
 pub struct Attention<'a> {
     /// Tokens per sentence, padding included.
@@ -60,36 +63,35 @@ fn sentence(qkv: &[f32], out: &mut [f32], tokens: usize, heads: usize, hidden: u
     let width = 3 * hidden;
     let d = hidden / heads;
     let mut scores = vec![0f32; tokens * tokens];
-    let (rs, w, h) = (tokens as isize, width as isize, hidden as isize);
     for head in 0..heads {
-        let q = qkv[head * d..].as_ptr();
-        let k = qkv[hidden + head * d..].as_ptr();
-        let v = qkv[2 * hidden + head * d..].as_ptr();
-        // SAFETY: every index gemm forms is in bounds: query i, key j and value j sit at
-        // row i or j < tokens of `qkv` (rows of `width`), columns head*d.. +d of their
-        // third; scores is tokens x tokens; out row i < tokens, columns head*d.. +d.
+        let q = &qkv[head * d..];
+        let k = &qkv[hidden + head * d..];
+        let v = &qkv[2 * hidden + head * d..];
+        // SAFETY, both products: every element reached is in bounds: query i, key j and
+        // value j are rows i, j < tokens of `qkv` (rows of `width`), columns
+        // head*d..+d of their third; scores is tokens x tokens; out rows i < tokens,
+        // columns head*d..+d, of `hidden`; scores and out are this task's own.
         unsafe {
-            // scores = q k^T, (tokens x d)(d x tokens).
-            gemm::gemm(
-                tokens,
-                tokens,
-                d,
-                scores.as_mut_ptr(),
-                1,
-                rs,
+            // scores = q k^T: (tokens x d)(d x tokens).
+            multiply(
+                (tokens, d, tokens),
+                View {
+                    at: scores.as_mut_ptr(),
+                    row: tokens,
+                    col: 1,
+                },
                 false,
-                q,
-                1,
-                w,
-                k,
-                w,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
+                View {
+                    at: q.as_ptr(),
+                    row: width,
+                    col: 1,
+                },
+                View {
+                    at: k.as_ptr(),
+                    row: 1,
+                    col: width,
+                },
+                Parallelism::None,
             );
         }
         for row in scores.chunks_mut(tokens) {
@@ -97,27 +99,26 @@ fn sentence(qkv: &[f32], out: &mut [f32], tokens: usize, heads: usize, hidden: u
         }
         // SAFETY: as above.
         unsafe {
-            // context = softmax(scores) v, (tokens x tokens)(tokens x d).
-            gemm::gemm(
-                tokens,
-                d,
-                tokens,
-                out[head * d..].as_mut_ptr(),
-                1,
-                h,
+            // context = softmax(scores) v: (tokens x tokens)(tokens x d).
+            multiply(
+                (tokens, tokens, d),
+                View {
+                    at: out[head * d..].as_mut_ptr(),
+                    row: hidden,
+                    col: 1,
+                },
                 false,
-                scores.as_ptr(),
-                1,
-                rs,
-                v,
-                1,
-                w,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
+                View {
+                    at: scores.as_ptr(),
+                    row: tokens,
+                    col: 1,
+                },
+                View {
+                    at: v.as_ptr(),
+                    row: width,
+                    col: 1,
+                },
+                Parallelism::None,
             );
         }
     }

@@ -6,6 +6,8 @@
 use candle_core::{Device, Module, Result, Storage, Tensor, bail};
 use candle_nn::Linear;
 
+use crate::multiply::{View, multiply};
+
 pub struct Dense(Linear);
 
 impl Dense {
@@ -67,30 +69,28 @@ impl Dense {
         } else {
             gemm::Parallelism::None
         };
-        let (o, i) = (out as isize, inner as isize);
-        // SAFETY: y is rows x out (row stride out), x rows x inner (row stride inner),
-        // W out x inner read as its transpose (inner x out: row step 1, column step
-        // inner); all three are contiguous slices of exactly those sizes, checked above.
+        // SAFETY: y is rows x out (row step out), x rows x inner (row step inner), W out x
+        // inner read as its transpose (inner x out: row step 1, column step inner); all
+        // three are contiguous slices of exactly those sizes, checked above, and y is new.
         unsafe {
-            gemm::gemm(
-                rows,
-                out,
-                inner,
-                y.as_mut_ptr(),
-                1,
-                o,
+            multiply(
+                (rows, inner, out),
+                View {
+                    at: y.as_mut_ptr(),
+                    row: out,
+                    col: 1,
+                },
                 true,
-                x.as_ptr(),
-                1,
-                i,
-                w.as_ptr(),
-                i,
-                1,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
+                View {
+                    at: x.as_ptr(),
+                    row: inner,
+                    col: 1,
+                },
+                View {
+                    at: w.as_ptr(),
+                    row: 1,
+                    col: inner,
+                },
                 parallelism,
             );
         }

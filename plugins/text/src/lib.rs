@@ -7,6 +7,7 @@ mod attention;
 mod bert;
 mod dense;
 mod encoder;
+mod multiply;
 mod plugin;
 
 pub use encoder::{SentenceEncoder, parse_device};
