@@ -67,7 +67,7 @@ fn sentence(qkv: &[f32], out: &mut [f32], tokens: usize, heads: usize, hidden: u
         let q = &qkv[head * d..];
         let k = &qkv[hidden + head * d..];
         let v = &qkv[2 * hidden + head * d..];
-        // SAFETY, both products: every element reached is in bounds: query i, key j and
+        // SAFETY: for both products, every element reached is in bounds: query i, key j and
         // value j are rows i, j < tokens of `qkv` (rows of `width`), columns
         // head*d..+d of their third; scores is tokens x tokens; out rows i < tokens,
         // columns head*d..+d, of `hidden`; scores and out are this task's own.
