@@ -7,6 +7,7 @@
 use candle_core::{CpuStorage, Layout, Module, Result, Tensor, bail};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder, embedding, layer_norm, linear};
 use candle_transformers::models::bert::{Config, HiddenAct};
+use rayon::prelude::*;
 
 use crate::attention::Attention;
 use crate::dense::Dense;
@@ -211,10 +212,36 @@ impl candle_core::InplaceOp1 for GeluErf {
         let Some((start, end)) = layout.contiguous_offsets() else {
             bail!("gelu-erf-fast: input must be contiguous");
         };
-        for v in &mut data[start..end] {
-            *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
-        }
+        // Rows of the feed-forward at a time, over the compute threads.
+        data[start..end]
+            .par_chunks_mut(GELU_CHUNK)
+            .for_each(gelu_dispatch);
         Ok(())
+    }
+}
+
+const GELU_CHUNK: usize = 1 << 14;
+
+/// The AVX2 build of the loop where the CPU has it (8 lanes instead of SSE2's 4).
+fn gelu_dispatch(values: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { gelu_avx2(values) };
+    }
+    gelu(values);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn gelu_avx2(values: &mut [f32]) {
+    gelu(values);
+}
+
+#[inline(always)]
+fn gelu(values: &mut [f32]) {
+    for v in values {
+        *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
     }
 }
 
