@@ -2,34 +2,52 @@
 //! folded into the GEMM on the CPU: the output starts as `b + residual` and gemm adds the
 //! product to it. candle's Linear and `+` made two more passes over each output (bias,
 //! then residual into a fresh allocation). Elsewhere (CUDA) the candle ops run.
+//!
+//! On the CPU the weights are kept transposed, (in, out) row-major. gemm computes a
+//! row-major output as its transpose, `W x^T`, and wants W column by column: stored as
+//! checkpoints have it, (out, in), gemm re-packed the whole matrix on every call, which
+//! was most of the time for a single short sentence.
 
 use candle_core::{Device, Module, Result, Storage, Tensor, bail};
 use candle_nn::Linear;
 
 use crate::multiply::{View, multiply};
 
-pub struct Dense(Linear);
+pub enum Dense {
+    /// W^T, (in, out) contiguous, and the bias (out).
+    Cpu { weight_t: Tensor, bias: Tensor },
+    Candle(Linear),
+}
 
 impl Dense {
     pub fn new(linear: Linear) -> Result<Self> {
-        if linear.bias().is_none() {
+        let Some(bias) = linear.bias() else {
             bail!("a dense layer without a bias");
+        };
+        if !linear.weight().device().is_cpu() {
+            return Ok(Self::Candle(linear));
         }
-        Ok(Self(linear))
+        Ok(Self::Cpu {
+            weight_t: linear.weight().t()?.contiguous()?,
+            bias: bias.contiguous()?,
+        })
     }
 
     /// `x` is (rows, in); `residual`, if any, (rows, out).
     pub fn forward(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
-        if !x.device().is_cpu() {
-            let y = self.0.forward(x)?;
-            return match residual {
-                Some(r) => y + r,
-                None => Ok(y),
-            };
-        }
+        let (weight_t, bias) = match self {
+            Self::Cpu { weight_t, bias } => (weight_t, bias),
+            Self::Candle(linear) => {
+                let y = linear.forward(x)?;
+                return match residual {
+                    Some(r) => y + r,
+                    None => Ok(y),
+                };
+            }
+        };
         let x = x.contiguous()?;
         let (rows, inner) = x.dims2()?;
-        let (out, w_inner) = self.0.weight().dims2()?;
+        let (w_inner, out) = weight_t.dims2()?;
         if inner != w_inner {
             bail!("dense: input width {inner}, weights ({out}, {w_inner})");
         }
@@ -39,18 +57,13 @@ impl Dense {
         {
             bail!("dense: residual {:?}, output ({rows}, {out})", r.shape());
         }
-        let bias = self.0.bias().map(Tensor::contiguous).transpose()?;
-        let weight = self.0.weight().contiguous()?;
         let (x_storage, x_layout) = x.storage_and_layout();
-        let (w_storage, w_layout) = weight.storage_and_layout();
-        let bias = bias.as_ref().map(|b| b.storage_and_layout());
+        let (w_storage, w_layout) = weight_t.storage_and_layout();
+        let (b_storage, b_layout) = bias.storage_and_layout();
         let residual = residual.as_ref().map(|r| r.storage_and_layout());
         let x = f32s(&x_storage, x_layout)?;
         let w = f32s(&w_storage, w_layout)?;
-        let b = match &bias {
-            Some((s, l)) => f32s(s, l)?,
-            None => bail!("a dense layer without a bias"),
-        };
+        let b = f32s(&b_storage, b_layout)?;
         if b.len() != out {
             bail!("dense: {} biases for {out} outputs", b.len());
         }
@@ -69,9 +82,9 @@ impl Dense {
         } else {
             gemm::Parallelism::None
         };
-        // SAFETY: y is rows x out (row step out), x rows x inner (row step inner), W out x
-        // inner read as its transpose (inner x out: row step 1, column step inner); all
-        // three are contiguous slices of exactly those sizes, checked above, and y is new.
+        // SAFETY: y is rows x out (row step out), x rows x inner (row step inner), W^T
+        // inner x out (row step out); all three are contiguous slices of exactly those
+        // sizes, checked above, and y is new.
         unsafe {
             multiply(
                 (rows, inner, out),
@@ -88,8 +101,8 @@ impl Dense {
                 },
                 View {
                     at: w.as_ptr(),
-                    row: 1,
-                    col: inner,
+                    row: out,
+                    col: 1,
                 },
                 parallelism,
             );
