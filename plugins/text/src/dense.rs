@@ -15,7 +15,10 @@ use crate::multiply::{View, multiply};
 
 pub enum Dense {
     /// W^T, (in, out) contiguous, and the bias (out).
-    Cpu { weight_t: Tensor, bias: Tensor },
+    Cpu {
+        weight_t: Tensor,
+        bias: Tensor,
+    },
     Candle(Linear),
 }
 
