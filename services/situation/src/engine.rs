@@ -12,7 +12,6 @@ use std::{
 
 use anyhow::{Context, Result};
 use candle_core::{IndexOp, Tensor};
-use candle_transformers::generation::{LogitsProcessor, Sampling};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
@@ -21,6 +20,7 @@ use crate::{
     llama::{Model, SeqCache},
     pmi::{neutral_context, situation_pass, utterance_context},
     prefix::CachedPrefix,
+    sampler::Sampler,
     situation_text,
     tokenizer::GgufTokenizer,
 };
@@ -305,7 +305,7 @@ struct Sequence {
     attempt: u32,
     cache: SeqCache,
     tokens: Vec<u32>,
-    sampler: LogitsProcessor,
+    sampler: Sampler,
     started: Instant,
     max_tokens: usize,
     repeat_penalty: f32,
@@ -505,12 +505,10 @@ impl Worker {
         let capacity = prefix.len() + job.job.sampling.max_tokens + 1;
         let cache = self.model.fork_cache(prefix, capacity)?;
         let p = &job.job.sampling;
-        let mut sampler = LogitsProcessor::from_sampling(
+        let mut sampler = Sampler::new(
             derive_seed(job.job.seed, slot, attempt),
-            Sampling::TopP {
-                p: p.top_p,
-                temperature: p.temperature,
-            },
+            p.temperature,
+            p.top_p,
         );
         let first = sampler.sample(logits)?;
         let mut seq = Sequence {

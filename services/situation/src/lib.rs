@@ -14,6 +14,7 @@ pub mod loader;
 pub mod pmi;
 pub mod prefix;
 pub mod quant_matrix;
+pub mod sampler;
 pub mod service;
 pub mod situation_text;
 pub mod tokenizer;
