@@ -75,7 +75,7 @@ impl Bert {
             .forward(&x)?
             .reshape((n * len, self.hidden))?;
         let attention = if ids.device().is_cpu() {
-            Attending::Fused { len, lengths }
+            Attending::Fused(lengths)
         } else {
             Attending::Masked(padding_bias(ids, lengths)?)
         };
@@ -86,12 +86,10 @@ impl Bert {
     }
 }
 
-/// How a layer attends: the CPU's fused op, or candle's ops elsewhere (CUDA).
+/// How a layer attends: the CPU's fused op (each sentence's own length), or candle's ops
+/// elsewhere (CUDA).
 enum Attending<'a> {
-    Fused {
-        len: usize,
-        lengths: &'a [usize],
-    },
+    Fused(&'a [usize]),
     /// Added to the scores before softmax, when anything is padded.
     Masked(Option<Tensor>),
 }
@@ -161,8 +159,8 @@ impl Layer {
         let hidden = x.dim(1)?;
         let qkv = self.qkv.forward(x, None)?;
         let context = match attention {
-            Attending::Fused { len, lengths } => qkv.apply_op1_no_bwd(&Attention {
-                len: *len,
+            Attending::Fused(lengths) => qkv.apply_op1_no_bwd(&Attention {
+                len,
                 heads,
                 lengths,
             })?,
