@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use candle_core::Device;
-use empathy_plugin_text::SentenceEncoder;
+use empathy_plugin_text::{Precision, SentenceEncoder};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -45,7 +45,16 @@ fn main() -> Result<()> {
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets"),
         PathBuf::from,
     );
-    let encoder = SentenceEncoder::load(&assets.join("text/all-MiniLM-L6-v2"), &Device::Cpu)?;
+    // EMPATHY_TEXT_PRECISION=f32 measures the f32 path where the default would use AMX.
+    let precision: Precision = std::env::var("EMPATHY_TEXT_PRECISION")
+        .unwrap_or_else(|_| "auto".into())
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    let encoder = SentenceEncoder::load(
+        &assets.join("text/all-MiniLM-L6-v2"),
+        &Device::Cpu,
+        precision,
+    )?;
 
     let short: Vec<&str> = sets.short.iter().map(String::as_str).collect();
     let long: Vec<&str> = sets.long.iter().map(String::as_str).collect();
@@ -59,6 +68,7 @@ fn main() -> Result<()> {
 
     let report = serde_json::json!({
         "threads": candle_core::utils::get_num_threads(),
+        "dense": if encoder.bf16() { "bf16 (AMX)" } else { "f32" },
         "short_per_s": short.len() as f64 / short_s,
         "long_per_s": long.len() as f64 / long_s,
         "batch1_ms": one_s * 1e3,

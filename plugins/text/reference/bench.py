@@ -4,9 +4,14 @@ threads. Build the example first:
     cargo build --release -p empathy-plugin-text --example bench
     /tmp/st-venv/bin/python plugins/text/reference/bench.py [--threads 2] [--reps 10]
 
-Alternates the two for --rounds rounds and reports medians: sentences/s at batch 64 (short ~12 tokens, long ~120 tokens) and
-latency of a batch of one.
+Alternates them for --rounds rounds and reports medians: sentences/s at batch 64 (short ~12
+tokens, long ~120 tokens) and latency of a batch of one. Four runners: candle as served
+(bf16 dense layers where the CPU has AMX), candle in f32, PyTorch in f32 (what
+sentence-transformers does by default) and PyTorch under bf16 autocast (oneDNN's AMX
+kernels where the CPU has them); speed-ups are against PyTorch f32.
 """
+
+import contextlib
 
 import argparse
 import json
@@ -41,11 +46,12 @@ def torch_runner(threads, model_dir):
     torch.set_num_threads(threads)
     model = SentenceTransformer(str(model_dir), device="cpu")
 
-    def enc(texts):
-        with torch.inference_mode():
-            model.encode(texts, batch_size=64, normalize_embeddings=True)
+    def run(short, long, reps, bf16=False):
+        def enc(texts):
+            cast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+            with torch.inference_mode(), cast:
+                model.encode(texts, batch_size=64, normalize_embeddings=True)
 
-    def run(short, long, reps):
         cycle = iter(short * (reps * 6))
         return {
             "threads": torch.get_num_threads(),
@@ -57,10 +63,10 @@ def torch_runner(threads, model_dir):
     return run
 
 
-def candle_numbers(binary, short, long, threads, reps):
+def candle_numbers(binary, short, long, threads, reps, precision):
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump({"short": short, "long": long}, f)
-    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads), EMPATHY_TEXT_PRECISION=precision)
     out = subprocess.run(
         [binary, f.name, str(reps)], env=env, check=True, capture_output=True, text=True
     )
@@ -88,38 +94,35 @@ def main():
     short, long = bench_sets(64)
 
     torch_numbers = torch_runner(args.threads, assets / "text/all-MiniLM-L6-v2")
-    # Alternate the two so that load from other processes hits both alike.
-    runs = [
-        (
-            candle_numbers(args.candle, short, long, args.threads, args.reps),
-            torch_numbers(short, long, args.reps),
-        )
-        for _ in range(args.rounds)
-    ]
+    # Alternate the runners so that load from other processes hits them alike.
+    runners = {
+        "candle": lambda: candle_numbers(args.candle, short, long, args.threads, args.reps, "auto"),
+        "candle f32": lambda: candle_numbers(args.candle, short, long, args.threads, args.reps, "f32"),
+        "torch f32": lambda: torch_numbers(short, long, args.reps),
+        "torch bf16": lambda: torch_numbers(short, long, args.reps, bf16=True),
+    }
+    runs = [{name: run() for name, run in runners.items()} for _ in range(args.rounds)]
     print(cpu())
     import torch
 
     print(f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}")
-    for i, (rc, rt) in enumerate(runs):
-        print(
-            f"round {i}: short {rc['short_per_s']:.0f} vs {rt['short_per_s']:.0f}/s, "
-            f"long {rc['long_per_s']:.1f} vs {rt['long_per_s']:.1f}/s, "
-            f"batch 1 {rc['batch1_ms']:.1f} vs {rt['batch1_ms']:.1f} ms (candle vs torch)"
-        )
-    c, t = ({k: statistics.median(r[i][k] for r in runs) for k in runs[0][i]} for i in (0, 1))
-    print(
-        f"threads: candle {c['threads']}, torch {t['threads']}; "
-        f"medians of {args.rounds} rounds x {args.reps} runs"
-    )
-    # speed-up > 1 means candle is faster (rate ratio for throughput, inverse for latency)
-    print(f"{'':22}{'candle':>10}{'torch':>10}{'speed-up':>10}")
-    for key, label, higher_is_better in [
-        ("short_per_s", "short, batch 64 (/s)", True),
-        ("long_per_s", "long, batch 64 (/s)", True),
-        ("batch1_ms", "batch 1 (ms)", False),
-    ]:
-        ratio = c[key] / t[key] if higher_is_better else t[key] / c[key]
-        print(f"{label:22}{c[key]:10.1f}{t[key]:10.1f}{ratio:9.2f}x")
+    print(f"candle as served: dense layers in {runs[0]['candle']['dense']}")
+    keys = [("short_per_s", "short, batch 64 (/s)", True), ("long_per_s", "long, batch 64 (/s)", True),
+            ("batch1_ms", "batch 1 (ms)", False)]
+    for i, r in enumerate(runs):
+        print(f"round {i}: " + "; ".join(
+            f"{name} " + " ".join(f"{r[name][k]:.1f}" for k, _, _ in keys) for name in runners))
+    med = {name: {k: statistics.median(r[name][k] for r in runs) for k, _, _ in keys} for name in runners}
+    print(f"threads {args.threads}; medians of {args.rounds} rounds x {args.reps} runs; "
+          "speed-up = against torch f32 (> 1: faster)")
+    print(f"{'':22}" + "".join(f"{name:>12}" for name in runners) + f"{'speed-up':>10}{'f32 only':>10}")
+    for key, label, higher_is_better in keys:
+        def ratio(ours):
+            base = med["torch f32"][key]
+            return ours / base if higher_is_better else base / ours
+        cells = "".join(f"{med[name][key]:12.1f}" for name in runners)
+        print(f"{label:22}{cells}{ratio(med['candle'][key]):9.2f}x{ratio(med['candle f32'][key]):9.2f}x")
+
 
 if __name__ == "__main__":
     main()

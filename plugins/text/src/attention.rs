@@ -11,6 +11,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, bail};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use crate::fast_math::{exp, widest};
 use crate::multiply::{View, multiply};
 
 pub struct Attention<'a> {
@@ -94,9 +95,7 @@ fn sentence(qkv: &[f32], out: &mut [f32], tokens: usize, heads: usize, hidden: u
                 Parallelism::None,
             );
         }
-        for row in scores.chunks_mut(tokens) {
-            softmax(row);
-        }
+        softmax_rows(&mut scores, tokens);
         // SAFETY: as above.
         unsafe {
             // context = softmax(scores) v: (tokens x tokens)(tokens x d).
@@ -124,15 +123,36 @@ fn sentence(qkv: &[f32], out: &mut [f32], tokens: usize, heads: usize, hidden: u
     }
 }
 
-fn softmax(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for x in row.iter_mut() {
-        *x = (*x - max).exp();
-        sum += *x;
+widest! {
+    /// Softmax over each row of `width` in `scores`.
+    fn softmax_rows(scores: &mut [f32], width: usize) => softmax
+}
+
+/// `op` over `values` in 16 lanes, then across them: a reduction the compiler vectorises
+/// (a plain fold must keep f32 order and stays scalar).
+#[inline(always)]
+fn reduce(values: &[f32], start: f32, op: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut lanes = [start; 16];
+    let chunks = values.chunks_exact(16);
+    let tail = chunks.remainder().iter().fold(start, |a, &b| op(a, b));
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = op(*lane, v);
+        }
     }
-    let inverse = 1.0 / sum;
-    for x in row.iter_mut() {
-        *x *= inverse;
+    lanes.into_iter().fold(tail, op)
+}
+
+#[inline(always)]
+fn softmax(scores: &mut [f32], width: usize) {
+    for row in scores.chunks_mut(width) {
+        let max = reduce(row, f32::NEG_INFINITY, f32::max);
+        for x in row.iter_mut() {
+            *x = exp(*x - max);
+        }
+        let inverse = 1.0 / reduce(row, 0.0, |a, b| a + b);
+        for x in row.iter_mut() {
+            *x *= inverse;
+        }
     }
 }

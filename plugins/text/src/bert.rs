@@ -1,8 +1,8 @@
 //! A lean BERT encoder for inference, loading the same weights and config as
 //! `candle_transformers::models::bert::BertModel` but faster on CPU: query, key and value
 //! in one matmul, the attention scale folded into the query weights, a fused softmax,
-//! attention fused on the CPU (see `attention`), and a vectorisable erf for GELU in place
-//! (libm's scalar erf was 11% of the time).
+//! attention fused on the CPU (see `attention`), and GELU in place with a vectorisable erf
+//! (see `fast_math`).
 
 use candle_core::{CpuStorage, Layout, Module, Result, Tensor, bail};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder, embedding, layer_norm, linear};
@@ -10,7 +10,8 @@ use candle_transformers::models::bert::{Config, HiddenAct};
 use rayon::prelude::*;
 
 use crate::attention::Attention;
-use crate::dense::Dense;
+use crate::dense::{Dense, Precision};
+use crate::fast_math::{erf, widest};
 
 pub struct Bert {
     words: Embedding,
@@ -32,7 +33,7 @@ struct Layer {
 }
 
 impl Bert {
-    pub fn load(vb: VarBuilder, config: &Config) -> Result<Self> {
+    pub fn load(vb: VarBuilder, config: &Config, precision: Precision) -> Result<Self> {
         if config.hidden_act != HiddenAct::Gelu {
             bail!("only the erf GELU activation is supported");
         }
@@ -50,7 +51,14 @@ impl Bert {
         let embedding_norm = layer_norm(h, config.layer_norm_eps, vb_emb.pp("LayerNorm"))?;
         let scale = 1.0 / ((h / config.num_attention_heads) as f64).sqrt();
         let layers = (0..config.num_hidden_layers)
-            .map(|i| Layer::load(vb.pp(format!("encoder.layer.{i}")), config, scale))
+            .map(|i| {
+                Layer::load(
+                    vb.pp(format!("encoder.layer.{i}")),
+                    config,
+                    scale,
+                    precision,
+                )
+            })
             .collect::<Result<_>>()?;
         Ok(Self {
             words,
@@ -108,7 +116,7 @@ fn padding_bias(ids: &Tensor, lengths: &[usize]) -> Result<Option<Tensor>> {
 }
 
 impl Layer {
-    fn load(vb: VarBuilder, config: &Config, scale: f64) -> Result<Self> {
+    fn load(vb: VarBuilder, config: &Config, scale: f64, precision: Precision) -> Result<Self> {
         let (h, inner, eps) = (
             config.hidden_size,
             config.intermediate_size,
@@ -123,26 +131,29 @@ impl Layer {
                 .cloned()
                 .ok_or_else(|| candle_core::Error::Msg("missing bias".into()))
         };
-        let qkv = Dense::new(Linear::new(
-            Tensor::cat(
-                &[
-                    (q.weight() * scale)?,
-                    k.weight().clone(),
-                    v.weight().clone(),
-                ],
-                0,
-            )?,
-            Some(Tensor::cat(
-                &[(bias(&q)? * scale)?, bias(&k)?, bias(&v)?],
-                0,
-            )?),
-        ))?;
+        let qkv = Dense::new(
+            Linear::new(
+                Tensor::cat(
+                    &[
+                        (q.weight() * scale)?,
+                        k.weight().clone(),
+                        v.weight().clone(),
+                    ],
+                    0,
+                )?,
+                Some(Tensor::cat(
+                    &[(bias(&q)? * scale)?, bias(&k)?, bias(&v)?],
+                    0,
+                )?),
+            ),
+            precision,
+        )?;
         Ok(Self {
             qkv,
-            attention_out: Dense::new(linear(h, h, vb.pp("attention.output.dense"))?)?,
+            attention_out: Dense::new(linear(h, h, vb.pp("attention.output.dense"))?, precision)?,
             attention_norm: layer_norm(h, eps, vb.pp("attention.output.LayerNorm"))?,
-            up: Dense::new(linear(h, inner, vb.pp("intermediate.dense"))?)?,
-            down: Dense::new(linear(inner, h, vb.pp("output.dense"))?)?,
+            up: Dense::new(linear(h, inner, vb.pp("intermediate.dense"))?, precision)?,
+            down: Dense::new(linear(inner, h, vb.pp("output.dense"))?, precision)?,
             output_norm: layer_norm(h, eps, vb.pp("output.LayerNorm"))?,
         })
     }
@@ -220,61 +231,14 @@ impl candle_core::InplaceOp1 for GeluErf {
 
 const GELU_CHUNK: usize = 1 << 14;
 
-/// The AVX2 build of the loop where the CPU has it (8 lanes instead of SSE2's 4).
-fn gelu_dispatch(values: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { gelu_avx2(values) };
-    }
-    gelu(values);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn gelu_avx2(values: &mut [f32]) {
-    gelu(values);
+widest! {
+    /// GELU in place, on the widest vector unit the CPU has.
+    fn gelu_dispatch(values: &mut [f32]) => gelu
 }
 
 #[inline(always)]
 fn gelu(values: &mut [f32]) {
     for v in values {
         *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
-    }
-}
-
-/// erf as a rational function on [-4, 4] (outside, erf is +-1 in f32); the
-/// coefficients are Eigen's and XLA's f32 erf. Pure arithmetic, so it vectorises.
-#[inline(always)]
-fn erf(x: f32) -> f32 {
-    // Plain mul-add, not f32::mul_add: without FMA enabled at build time that is a libm call.
-    let x = x.clamp(-4.0, 4.0);
-    let x2 = x * x;
-    let mut p = x2 * -2.726_142_3e-10 + 2.770_681_4e-8;
-    for c in [
-        -2.101_024e-6,
-        -5.692_506_4e-5,
-        -7.349_906_3e-4,
-        -2.954_600_1e-3,
-        -1.609_603_3e-2,
-    ] {
-        p = x2 * p + c;
-    }
-    let mut q = x2 * -1.456_607_2e-5 - 2.133_740_6e-4;
-    for c in [-1.682_827e-3, -7.373_329_2e-3, -1.426_474e-2] {
-        q = x2 * q + c;
-    }
-    x * p / q
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn erf_matches_f64_erf() {
-        let worst = (-6000..=6000)
-            .map(|i| f64::from(i) / 1000.0)
-            .map(|x| (f64::from(super::erf(x as f32)) - candle_core::cpu::erf::erf_f64(x)).abs())
-            .fold(0.0, f64::max);
-        assert!(worst < 1e-6, "max error {worst}");
     }
 }

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::bert::Bert;
+use crate::dense::Precision;
 
 /// Most sentences in one forward pass.
 const MAX_CHUNK_SENTENCES: usize = 64;
@@ -27,6 +28,7 @@ pub struct SentenceEncoder {
     dim: usize,
     max_tokens: usize,
     version: String,
+    bf16: bool,
 }
 
 #[derive(Deserialize)]
@@ -42,7 +44,7 @@ struct PoolingConfig {
 impl SentenceEncoder {
     /// Loads a sentence-transformers model directory (config.json, tokenizer.json,
     /// model.safetensors, and optionally sentence_bert_config.json, 1_Pooling/config.json).
-    pub fn load(model_dir: &Path, device: &Device) -> Result<Self> {
+    pub fn load(model_dir: &Path, device: &Device, precision: Precision) -> Result<Self> {
         ensure!(
             model_dir.join("model.safetensors").is_file(),
             "text model not found at {}: run `empathy assets fetch`",
@@ -82,7 +84,8 @@ impl SentenceEncoder {
             .with_context(|| format!("reading {}", weights_path.display()))?;
         let version = hex::encode(&Sha256::digest(&weights)[..6]);
         let vb = VarBuilder::from_slice_safetensors(&weights, DType::F32, device)?;
-        let model = Bert::load(vb, &config)
+        let bf16 = device.is_cpu() && precision.uses_bf16();
+        let model = Bert::load(vb, &config, precision)
             .with_context(|| format!("loading BERT from {}", weights_path.display()))?;
 
         Ok(Self {
@@ -92,6 +95,7 @@ impl SentenceEncoder {
             dim: config.hidden_size,
             max_tokens,
             version,
+            bf16,
         })
     }
 
@@ -103,6 +107,11 @@ impl SentenceEncoder {
     /// Tokens per sentence, special tokens included; longer input is truncated.
     pub fn max_tokens(&self) -> usize {
         self.max_tokens
+    }
+
+    /// Whether the dense layers run in bf16 (AMX tiles) rather than f32.
+    pub fn bf16(&self) -> bool {
+        self.bf16
     }
 
     /// First 12 hex digits of the sha256 of model.safetensors.

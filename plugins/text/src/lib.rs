@@ -3,13 +3,16 @@
 //! Use [`SentenceEncoder`] directly as a library, or load this crate's cdylib into the
 //! encoder service as a plugin ([`TextPlugin`]).
 
+mod amx;
 mod attention;
 mod bert;
 mod dense;
 mod encoder;
+mod fast_math;
 mod multiply;
 mod plugin;
 
+pub use dense::Precision;
 pub use encoder::{SentenceEncoder, parse_device};
 pub use plugin::{MODEL_ID, MODEL_SUBDIR, TextPlugin};
 

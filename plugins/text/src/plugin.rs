@@ -8,12 +8,18 @@ use empathy_proto::v1::{
     EncodeOutput, EncodeRequest, EncodeResponse, ModalityInfo, ModelRef, PluginConfig,
 };
 
+use crate::dense::Precision;
 use crate::encoder::{SentenceEncoder, parse_device};
 
 pub const MODEL_ID: &str = "sentence-transformers/all-MiniLM-L6-v2";
 /// Where the model lives under `PluginConfig.assets_dir`.
 pub const MODEL_SUBDIR: &str = "text/all-MiniLM-L6-v2";
-const SETTINGS: [&str; 3] = ["model_dir", TEXT_LIMIT_SETTINGS[0], TEXT_LIMIT_SETTINGS[1]];
+const SETTINGS: [&str; 4] = [
+    "model_dir",
+    "precision",
+    TEXT_LIMIT_SETTINGS[0],
+    TEXT_LIMIT_SETTINGS[1],
+];
 
 /// The `text` modality: all-MiniLM-L6-v2 sentence embeddings.
 pub struct TextPlugin {
@@ -38,10 +44,24 @@ impl Plugin for TextPlugin {
             Some(dir) => PathBuf::from(dir),
             None => Path::new(&config.assets_dir).join(MODEL_SUBDIR),
         };
+        let precision = match settings.get("precision") {
+            Some(value) => value.parse::<Precision>().map_err(|e| {
+                PluginError::invalid_input(format!("text plugin setting precision: {e}"))
+            })?,
+            None => Precision::default(),
+        };
         let device = parse_device(&config.device)
             .map_err(|e| PluginError::unavailable(format!("device: {e:#}")))?;
-        let encoder = SentenceEncoder::load(&model_dir, &device)
+        let encoder = SentenceEncoder::load(&model_dir, &device, precision)
             .map_err(|e| PluginError::unavailable(format!("{e:#}")))?;
+        tracing::info!(
+            dense = if encoder.bf16() {
+                "bf16 on AMX tiles"
+            } else {
+                "f32"
+            },
+            "text encoder loaded"
+        );
         Ok(Self { encoder, limits })
     }
 

@@ -54,6 +54,34 @@ fn encodes_texts_with_model_info() {
     assert_eq!(error.kind, ErrorKind::InvalidInput);
 }
 
+/// `precision=f32` is the exact path on every CPU; the default (bf16 where AMX is) stays
+/// within cosine 0.999 of it.
+#[test]
+fn precision_setting_chooses_the_path() {
+    common::model_dir();
+    let texts = [
+        "The nurse was kind, but the wait was endless.",
+        "Not bad at all.",
+    ];
+    let encode = |precision: &str| {
+        let plugin = TextPlugin::create(&config(&[("precision", precision)])).expect("creating");
+        plugin
+            .encode(EncodeRequest::texts("text", texts))
+            .expect("encoding")
+            .outputs
+    };
+    let (exact, default) = (encode("f32"), encode("auto"));
+    for (a, b) in exact.iter().zip(&default) {
+        let cosine: f32 = a
+            .embedding
+            .iter()
+            .zip(&b.embedding)
+            .map(|(x, y)| x * y)
+            .sum();
+        assert!(cosine >= 0.999, "cosine {cosine}");
+    }
+}
+
 #[test]
 fn missing_model_says_how_to_fetch_it() {
     let error = create_error(&config(&[("model_dir", "/nonexistent/minilm")]));
@@ -71,6 +99,14 @@ fn rejects_unknown_settings_and_devices() {
     let error = create_error(&config(&[("max_batchh", "8")]));
     assert_eq!(error.kind, ErrorKind::InvalidInput);
     assert!(error.message.contains("max_batchh"), "{}", error.message);
+
+    let error = create_error(&config(&[("precision", "fp8")]));
+    assert_eq!(error.kind, ErrorKind::InvalidInput);
+    assert!(
+        error.message.contains("fp8") && error.message.contains("auto or f32"),
+        "{}",
+        error.message
+    );
 
     let mut bad_device = config(&[]);
     bad_device.device = "tpu".to_string();

@@ -88,7 +88,11 @@ pub fn load_encoder(
     assets: &Path,
     device: &Device,
 ) -> Result<empathy_plugin_text::SentenceEncoder> {
-    empathy_plugin_text::SentenceEncoder::load(&assets.join(TEXT_MODEL_DIR), device)
+    empathy_plugin_text::SentenceEncoder::load(
+        &assets.join(TEXT_MODEL_DIR),
+        device,
+        empathy_plugin_text::Precision::default(),
+    )
 }
 
 /// The newest critic under assets/situation/critic/ with the sentence encoder.
