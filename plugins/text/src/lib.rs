@@ -3,7 +3,8 @@
 //! Use [`SentenceEncoder`] directly as a library, or load this crate's cdylib into the
 //! encoder service as a plugin ([`TextPlugin`]).
 
-mod amx;
+/// bf16 matrix products on Intel AMX tiles; the situation service uses them too.
+pub mod amx;
 mod attention;
 mod bert;
 mod dense;

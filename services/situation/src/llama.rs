@@ -28,6 +28,10 @@ pub enum WeightFormat {
     /// (`quant_matrix.rs`, AVX2 chosen at run time): a decoding step reads 4.5 bits a
     /// weight instead of 32, about 4x faster on 2 cores.
     Q4,
+    /// As `Q4` for decoding steps, plus a bf16 copy of the weights (~270 MB more) in
+    /// Intel AMX tiles for passes over many tokens (prompts, scored texts), where the CPU
+    /// has AMX; exactly `Q4` elsewhere.
+    Q4Amx,
 }
 
 /// A weight matrix for `x @ w.T`.
@@ -41,8 +45,11 @@ fn weight(qt: QTensor, format: WeightFormat) -> Result<Weight> {
     Ok(match format {
         WeightFormat::Gguf => Weight::Candle(QMatMul::from_qtensor(qt)?),
         // The kernel is for CPUs; a GPU keeps the blocks in candle's own kernels.
-        WeightFormat::Q4 if !qt.device().is_cpu() => Weight::Candle(QMatMul::from_qtensor(qt)?),
-        WeightFormat::Q4 => match QuantMatrix::from_qtensor(&qt)? {
+        WeightFormat::Q4 | WeightFormat::Q4Amx if !qt.device().is_cpu() => {
+            Weight::Candle(QMatMul::from_qtensor(qt)?)
+        }
+        WeightFormat::Q4 | WeightFormat::Q4Amx => match QuantMatrix::from_qtensor(&qt)? {
+            Some(m) if format == WeightFormat::Q4Amx => Weight::Q4(m.with_tiles()),
             Some(m) => Weight::Q4(m),
             None => Weight::Candle(QMatMul::Tensor(qt.dequantize(&qt.device())?)),
         },
@@ -52,12 +59,14 @@ fn weight(qt: QTensor, format: WeightFormat) -> Result<Weight> {
 
 /// `x @ w.T` over the last dimension, with every leading dimension folded into the
 /// rows, so a batch of sequences is one matrix product (not one per sequence).
-fn linear(w: &Weight, x: &Tensor) -> Result<Tensor> {
+/// `many_rows`: a pass over a prompt or a scored text, not a decoding step (see
+/// `QuantMatrix::forward`).
+fn linear(w: &Weight, x: &Tensor, many_rows: bool) -> Result<Tensor> {
     let dims = x.dims();
     let (last, lead) = dims.split_last().context("linear on a scalar")?;
     let rows = x.reshape(((), *last))?;
     let y = match w {
-        Weight::Q4(m) => m.forward(&rows)?,
+        Weight::Q4(m) => m.forward(&rows, many_rows)?,
         // gemm takes another path for a single row, whose sums differ in the last
         // bits from the batched one; two rows keep one sequence's logits identical
         // whatever else is decoded beside it (same seed, same situations, any load).
@@ -260,7 +269,7 @@ impl Model {
         let t = tokens.len();
         let x = self.layers_forward(tokens, cache)?;
         let x = candle_nn::ops::rms_norm(&x.i((.., t - 1..t, ..))?, &self.norm, self.eps)?;
-        Ok(linear(&self.output, &x)?.flatten_all()?)
+        Ok(linear(&self.output, &x, false)?.flatten_all()?)
     }
 
     /// The model's log-probability of `target` right after `prefix`: the sum over
@@ -309,7 +318,7 @@ impl Model {
             1,
         )?;
         let x = candle_nn::ops::rms_norm(&x, &self.norm, self.eps)?;
-        let logits = linear(&self.output, &x)?.squeeze(0)?;
+        let logits = linear(&self.output, &x, true)?.squeeze(0)?;
         let next = logits.i(target.len())?;
         let log_p = candle_nn::ops::log_softmax(&logits.narrow(0, 0, target.len())?, D::Minus1)?;
         let ids = Tensor::new(target, &self.device)?.unsqueeze(1)?;
@@ -335,9 +344,9 @@ impl Model {
         let n_rep = self.n_head / self.n_kv_head;
         for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, self.eps)?;
-            let q = self.heads(&linear(&layer.wq, &h)?, self.n_head, 1, t)?;
-            let k = self.heads(&linear(&layer.wk, &h)?, self.n_kv_head, 1, t)?;
-            let v = self.heads(&linear(&layer.wv, &h)?, self.n_kv_head, 1, t)?;
+            let q = self.heads(&linear(&layer.wq, &h, true)?, self.n_head, 1, t)?;
+            let k = self.heads(&linear(&layer.wk, &h, true)?, self.n_kv_head, 1, t)?;
+            let v = self.heads(&linear(&layer.wv, &h, true)?, self.n_kv_head, 1, t)?;
             let q = candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?;
             let k = candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?;
             let (k, v) = kv.append(&k, &v)?;
@@ -350,8 +359,8 @@ impl Model {
             let y = y
                 .transpose(1, 2)?
                 .reshape((1, t, self.n_head * self.head_dim))?;
-            x = (linear(&layer.wo, &y)? + x)?;
-            x = (self.mlp(layer, &x)? + x)?;
+            x = (linear(&layer.wo, &y, true)? + x)?;
+            x = (self.mlp(layer, &x, true)? + x)?;
         }
         Ok(x)
     }
@@ -381,9 +390,9 @@ impl Model {
         let scale = 1. / (self.head_dim as f64).sqrt();
         for (l, layer) in self.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, self.eps)?;
-            let q = self.heads(&linear(&layer.wq, &h)?, self.n_head, b, 1)?;
-            let k = self.heads(&linear(&layer.wk, &h)?, self.n_kv_head, b, 1)?;
-            let v = self.heads(&linear(&layer.wv, &h)?, self.n_kv_head, b, 1)?;
+            let q = self.heads(&linear(&layer.wq, &h, false)?, self.n_head, b, 1)?;
+            let k = self.heads(&linear(&layer.wk, &h, false)?, self.n_kv_head, b, 1)?;
+            let v = self.heads(&linear(&layer.wv, &h, false)?, self.n_kv_head, b, 1)?;
             let q = candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?;
             let k = candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?;
             let mut ys = Vec::with_capacity(b);
@@ -402,11 +411,11 @@ impl Model {
                 );
             }
             let y = Tensor::cat(&ys, 0)?;
-            x = (linear(&layer.wo, &y)? + x)?;
-            x = (self.mlp(layer, &x)? + x)?;
+            x = (linear(&layer.wo, &y, false)? + x)?;
+            x = (self.mlp(layer, &x, false)? + x)?;
         }
         let x = candle_nn::ops::rms_norm(&x, &self.norm, self.eps)?;
-        Ok(linear(&self.output, &x)?.squeeze(1)?)
+        Ok(linear(&self.output, &x, false)?.squeeze(1)?)
     }
 
     /// (b, t, heads * head_dim) -> (b, heads, t, head_dim), contiguous for RoPE.
@@ -416,11 +425,11 @@ impl Model {
             .contiguous()?)
     }
 
-    fn mlp(&self, layer: &Layer, x: &Tensor) -> Result<Tensor> {
+    fn mlp(&self, layer: &Layer, x: &Tensor, many_rows: bool) -> Result<Tensor> {
         let h = candle_nn::ops::rms_norm(x, &layer.ffn_norm, self.eps)?;
-        let gate = candle_nn::ops::silu(&linear(&layer.w_gate, &h)?)?;
-        let up = linear(&layer.w_up, &h)?;
-        linear(&layer.w_down, &(gate * up)?)
+        let gate = candle_nn::ops::silu(&linear(&layer.w_gate, &h, many_rows)?)?;
+        let up = linear(&layer.w_up, &h, many_rows)?;
+        linear(&layer.w_down, &(gate * up)?, many_rows)
     }
 }
 
@@ -644,6 +653,39 @@ mod pieces {
                     "{format:?}: row {row} of a batch of {b} differs from the sequence alone"
                 );
             }
+        }
+    }
+
+    /// With AMX tiles for prompts and scored texts, the next token after a prompt and a
+    /// continuation's likelihood stay what the exact Q4 kernel gives, to bf16's rounding.
+    #[test]
+    fn amx_passes_stay_close_to_q4() {
+        if !empathy_plugin_text::amx::available() {
+            eprintln!("skipped: no AMX on this CPU");
+            return;
+        }
+        let (exact, tok) = tests::model(WeightFormat::Q4);
+        let (tiles, _) = tests::model(WeightFormat::Q4Amx);
+        let prompts = [
+            "My dog died yesterday. I feel",
+            "The train was cancelled and I missed the interview, so",
+        ];
+        for prompt in prompts {
+            let prefix = tok.encode(prompt).unwrap();
+            let next = |m: &Model| {
+                let mut cache = m.new_cache(prefix.len());
+                argmax(&m.prefill(&prefix, &mut cache).unwrap()).unwrap()
+            };
+            assert_eq!(next(&tiles), next(&exact), "{prompt:?}");
+            let target = tok.encode(" so sad and alone").unwrap();
+            let (a, b) = (
+                tiles.log_likelihood(&prefix, &target).unwrap(),
+                exact.log_likelihood(&prefix, &target).unwrap(),
+            );
+            assert!(
+                (a - b).abs() < 0.05 * b.abs().max(1.0),
+                "{prompt:?}: {a} vs {b}"
+            );
         }
     }
 

@@ -12,6 +12,7 @@ use candle_core::{
     Device, Tensor,
     quantized::{GgmlDType, QTensor},
 };
+use empathy_plugin_text::amx;
 use half::f16;
 use rayon::prelude::*;
 
@@ -84,6 +85,8 @@ pub struct QuantMatrix {
     m: Vec<f32>,
     /// Per block, `kind.quant_bytes()` bytes.
     qs: Vec<u8>,
+    /// The same weights in bf16 AMX tiles, for passes over many rows (see `with_tiles`).
+    tiles: Option<amx::Packed>,
 }
 
 impl QuantMatrix {
@@ -108,6 +111,7 @@ impl QuantMatrix {
             d: Vec::with_capacity(blocks),
             m: Vec::with_capacity(blocks),
             qs: Vec::with_capacity(blocks * body),
+            tiles: None,
         };
         for block in data.chunks_exact(head + body) {
             let half = |i: usize| f16::from_le_bytes([block[i], block[i + 1]]).to_f32();
@@ -120,8 +124,38 @@ impl QuantMatrix {
         Ok(Some(matrix))
     }
 
-    /// `x @ self.T` for x of shape (n, cols): (n, rows).
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// Also keeps the weights as bf16 AMX tiles (2 bytes a weight more), where the CPU has
+    /// AMX and the shape fits, for [`forward`](Self::forward)'s `many_rows` passes. A pass
+    /// over a prompt multiplies each weight by dozens of rows: the tiles do that far
+    /// faster than this kernel, which is built for decoding (few rows, every weight read
+    /// once, so bytes matter most).
+    pub fn with_tiles(mut self) -> Self {
+        if !amx::available() || !amx::Packed::fits(self.cols, self.rows) {
+            return self;
+        }
+        let blocks = self.cols / BLOCK;
+        let body = self.kind.quant_bytes();
+        let mut weight_t = vec![0f32; self.cols * self.rows];
+        let mut w = [0f32; BLOCK];
+        for row in 0..self.rows {
+            for b in 0..blocks {
+                let block = row * blocks + b;
+                let q = &self.qs[block * body..(block + 1) * body];
+                self.kind
+                    .dequantize(q, self.d[block], self.m[block], &mut w);
+                for (i, &v) in w.iter().enumerate() {
+                    weight_t[(b * BLOCK + i) * self.rows + row] = v;
+                }
+            }
+        }
+        self.tiles = Some(amx::Packed::new(&weight_t, self.cols, self.rows));
+        self
+    }
+
+    /// `x @ self.T` for x of shape (n, cols): (n, rows). With `many_rows` (a prompt or a
+    /// scored text, never a decoding step, so that a sequence's draws do not depend on
+    /// what is decoded beside it) the tiles run it where `with_tiles` made them.
+    pub fn forward(&self, x: &Tensor, many_rows: bool) -> Result<Tensor> {
         let (n, cols) = x.dims2()?;
         ensure!(
             cols == self.cols,
@@ -129,6 +163,12 @@ impl QuantMatrix {
             self.cols
         );
         let x: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        if let (true, Some(tiles)) = (many_rows, &self.tiles) {
+            let mut out = vec![0f32; n.next_multiple_of(amx::ROWS) * self.rows];
+            amx::multiply_add(&mut out, &x, n, tiles, rayon::current_num_threads());
+            out.truncate(n * self.rows);
+            return Ok(Tensor::from_vec(out, (n, self.rows), &Device::Cpu)?);
+        }
         // Computed as (rows, n) so each task writes one contiguous run of weight rows.
         let mut out = vec![0f32; self.rows * n];
         let per_task = (self.rows / (4 * rayon::current_num_threads()).max(1)).clamp(8, 256);
@@ -299,7 +339,7 @@ mod tests {
         for n in [1, 3, 8, 19] {
             let x = Tensor::randn(0f32, 1.0, (n, 96), &Device::Cpu).unwrap();
             let want = x.matmul(&dense.t().unwrap()).unwrap();
-            let got = matrix.forward(&x).unwrap();
+            let got = matrix.forward(&x, false).unwrap();
             let diff = crate::llama::tests::max_abs_diff(&got, &want);
             assert!(diff < 1e-3, "{dtype:?} n={n}: {diff}");
             let xs: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
@@ -315,6 +355,42 @@ mod tests {
             let first: Vec<f32> = want.t().unwrap().get(0).unwrap().to_vec1().unwrap();
             for (a, b) in portable.iter().zip(first) {
                 assert!((a - b).abs() < 1e-3, "{dtype:?} portable n={n}: {a} vs {b}");
+            }
+        }
+    }
+
+    /// Passes over many rows through the AMX tiles stay within bf16's rounding of the
+    /// f32 product; decoding steps keep the exact kernel.
+    #[test]
+    fn tiles_match_the_dequantized_matmul_to_bf16() {
+        if !amx::available() {
+            eprintln!("skipped: no AMX on this CPU");
+            return;
+        }
+        for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
+            let w = Tensor::randn(0f32, 1.0, (64, 96), &Device::Cpu).unwrap();
+            let qt = QTensor::quantize(&w, dtype).unwrap();
+            let matrix = QuantMatrix::from_qtensor(&qt)
+                .unwrap()
+                .unwrap()
+                .with_tiles();
+            assert!(matrix.tiles.is_some());
+            let dense = qt.dequantize(&Device::Cpu).unwrap();
+            for n in [1, 19, 40] {
+                let x = Tensor::randn(0f32, 1.0, (n, 96), &Device::Cpu).unwrap();
+                let want = x.matmul(&dense.t().unwrap()).unwrap();
+                let tiles = matrix.forward(&x, true).unwrap();
+                let scale = want
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                let diff = crate::llama::tests::max_abs_diff(&tiles, &want);
+                assert!(diff < 0.02 * scale, "{dtype:?} n={n}: {diff} of {scale}");
+                let exact = matrix.forward(&x, false).unwrap();
+                assert!(crate::llama::tests::max_abs_diff(&exact, &want) < 1e-3);
             }
         }
     }

@@ -17,7 +17,8 @@ pub fn weights_arg() -> WeightFormat {
     match std::env::var("WEIGHTS").as_deref() {
         Ok("gguf") => WeightFormat::Gguf,
         Ok("f32") => WeightFormat::F32,
-        _ => WeightFormat::Q4,
+        Ok("q4") => WeightFormat::Q4,
+        _ => WeightFormat::Q4Amx,
     }
 }
 
