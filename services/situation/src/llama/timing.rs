@@ -8,7 +8,7 @@ use std::time::Instant;
 #[ignore = "timing, run by hand"]
 fn step_times() {
     let path = crate::tokenizer::tests::gguf_path();
-    for format in [WeightFormat::F32, WeightFormat::Q4] {
+    for format in [WeightFormat::F32, WeightFormat::Q4, WeightFormat::Q4Amx] {
         let mut f = std::fs::File::open(&path).unwrap();
         let ct = gguf_file::Content::read(&mut f).unwrap();
         let model = Model::from_gguf(&ct, &mut f, &Device::Cpu, format).unwrap();
