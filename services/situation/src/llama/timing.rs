@@ -16,17 +16,25 @@ fn step_times() {
         let mut cache = model.new_cache(200);
         let t = Instant::now();
         model.prefill(&prompt, &mut cache).unwrap();
-        println!("{format:?} prefill 100: {:?}", t.elapsed());
+        let took = t.elapsed();
+        println!(
+            "{format:?} prefill 100: {took:?} ({:.0} tokens/s)",
+            100.0 / took.as_secs_f64()
+        );
         for b in [1usize, 4, 16] {
             let mut caches: Vec<SeqCache> = (0..b)
                 .map(|_| model.fork_cache(&cache, 200).unwrap())
                 .collect();
             let t = Instant::now();
-            for _ in 0..5 {
+            for _ in 0..20 {
                 let mut refs: Vec<&mut SeqCache> = caches.iter_mut().collect();
                 model.step(&vec![300; b], &mut refs).unwrap();
             }
-            println!("{format:?} step b={b}: {:?}", t.elapsed() / 5);
+            let step = t.elapsed() / 20;
+            println!(
+                "{format:?} step b={b}: {step:?} ({:.0} tokens/s)",
+                b as f64 / step.as_secs_f64()
+            );
         }
     }
 }
