@@ -501,13 +501,7 @@ pub(crate) mod tests {
             .unwrap();
         // The GGUF path quantizes activations to 8 bits; f32 does not.
         assert_eq!(argmax(&a).unwrap(), argmax(&b).unwrap());
-        let scale = b
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let scale = max_abs(&b);
         assert!(
             max_abs_diff(&a, &b) < 0.1 * scale,
             "f32 and gguf logits diverge"
@@ -534,15 +528,17 @@ pub(crate) mod tests {
         (model, tok)
     }
 
-    pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
+    pub(crate) fn max_abs(a: &Tensor) -> f32 {
+        a.abs()
             .unwrap()
             .max_all()
             .unwrap()
             .to_scalar::<f32>()
             .unwrap()
+    }
+
+    pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        max_abs(&(a - b).unwrap())
     }
 
     /// Our forward matches candle's quantized_llama, in a batch or alone, and greedy

@@ -217,6 +217,33 @@ impl QuantMatrix {
     }
 }
 
+/// `dots` for one SIMD build (`$feature`): up to ROW_GROUP activation rows against one
+/// weight row, through `dots_n::<R>`, one body per row count so that the sums stay in
+/// registers.
+#[cfg(target_arch = "x86_64")]
+macro_rules! dots_by_rows {
+    ($feature:literal) => {
+        /// As `Row::portable_dots`, in this module's vector width.
+        #[target_feature(enable = $feature)]
+        pub unsafe fn dots(w: &Row, x: &[f32], cols: usize, out: &mut [f32]) {
+            // SAFETY: this function's own target-feature requirement.
+            unsafe {
+                match out.len() {
+                    1 => dots_n::<1>(w, x, cols, out),
+                    2 => dots_n::<2>(w, x, cols, out),
+                    3 => dots_n::<3>(w, x, cols, out),
+                    4 => dots_n::<4>(w, x, cols, out),
+                    5 => dots_n::<5>(w, x, cols, out),
+                    6 => dots_n::<6>(w, x, cols, out),
+                    7 => dots_n::<7>(w, x, cols, out),
+                    8 => dots_n::<8>(w, x, cols, out),
+                    _ => unreachable!("at most ROW_GROUP rows"),
+                }
+            }
+        }
+    };
+}
+
 /// One weight row's blocks.
 struct Row<'a> {
     kind: Kind,
@@ -226,6 +253,15 @@ struct Row<'a> {
 }
 
 impl Row<'_> {
+    /// The shapes a SIMD kernel's unchecked loads rely on: `rows` activation rows of
+    /// `cols` in `x`, one sum each in `out`, whole blocks in this row.
+    #[cfg(target_arch = "x86_64")]
+    fn check(&self, x: &[f32], cols: usize, rows: usize, out: usize) {
+        assert!(x.len() >= rows * cols && out == rows);
+        assert!(self.qs.len() == self.d.len() * self.kind.quant_bytes());
+        assert!(self.m.len() == self.d.len() && self.d.len() * BLOCK == cols);
+    }
+
     /// `out[r]` = this row against activation row r of `x` (rows `cols` long).
     fn portable_dots(&self, x: &[f32], cols: usize, out: &mut [f32]) {
         let body = self.kind.quant_bytes();
@@ -247,29 +283,13 @@ mod avx2 {
 
     use super::{BLOCK, Kind, PREFETCH, ROW_GROUP, Row};
 
-    /// As `Row::portable_dots`, eight lanes at a time; up to ROW_GROUP rows.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dots(w: &Row, x: &[f32], cols: usize, out: &mut [f32]) {
-        // One body per group size, so that the sums stay in registers.
-        macro_rules! sized {
-            ($($n:literal)*) => {
-                match out.len() {
-                    // SAFETY: this function's own AVX2+FMA requirement.
-                    $($n => unsafe { dots_n::<$n>(w, x, cols, out) },)*
-                    _ => unreachable!("at most ROW_GROUP rows"),
-                }
-            };
-        }
-        sized!(1 2 3 4 5 6 7 8)
-    }
+    dots_by_rows!("avx2,fma");
 
     #[target_feature(enable = "avx2,fma")]
     unsafe fn dots_n<const R: usize>(w: &Row, x: &[f32], cols: usize, out: &mut [f32]) {
         const { assert!(R <= ROW_GROUP) };
         let body = w.kind.quant_bytes();
-        assert!(x.len() >= R * cols && out.len() == R);
-        assert!(w.qs.len() == w.d.len() * body && w.m.len() == w.d.len());
-        assert!(w.d.len() * BLOCK == cols);
+        w.check(x, cols, R, out.len());
         let mut acc = [_mm256_setzero_ps(); R];
         for b in 0..w.d.len() {
             // SAFETY: block b's bytes are in `qs` and 32 values of each of the R rows
@@ -334,28 +354,13 @@ mod avx512 {
 
     use super::{BLOCK, Kind, PREFETCH, ROW_GROUP, Row};
 
-    /// As `Row::portable_dots`, sixteen lanes at a time; up to ROW_GROUP rows.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn dots(w: &Row, x: &[f32], cols: usize, out: &mut [f32]) {
-        macro_rules! sized {
-            ($($n:literal)*) => {
-                match out.len() {
-                    // SAFETY: this function's own AVX-512F requirement.
-                    $($n => unsafe { dots_n::<$n>(w, x, cols, out) },)*
-                    _ => unreachable!("at most ROW_GROUP rows"),
-                }
-            };
-        }
-        sized!(1 2 3 4 5 6 7 8)
-    }
+    dots_by_rows!("avx512f");
 
     #[target_feature(enable = "avx512f")]
     unsafe fn dots_n<const R: usize>(w: &Row, x: &[f32], cols: usize, out: &mut [f32]) {
         const { assert!(R <= ROW_GROUP) };
         let body = w.kind.quant_bytes();
-        assert!(x.len() >= R * cols && out.len() == R);
-        assert!(w.qs.len() == w.d.len() * body && w.m.len() == w.d.len());
-        assert!(w.d.len() * BLOCK == cols);
+        w.check(x, cols, R, out.len());
         let mut acc = [_mm512_setzero_ps(); R];
         for b in 0..w.d.len() {
             // SAFETY: block b's bytes are in `qs` and 32 values of each of the R rows
@@ -468,13 +473,7 @@ mod tests {
                 let x = Tensor::randn(0f32, 1.0, (n, 96), &Device::Cpu).unwrap();
                 let want = x.matmul(&dense.t().unwrap()).unwrap();
                 let tiles = matrix.forward(&x, true).unwrap();
-                let scale = want
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let scale = crate::llama::tests::max_abs(&want);
                 let diff = crate::llama::tests::max_abs_diff(&tiles, &want);
                 assert!(diff < 0.02 * scale, "{dtype:?} n={n}: {diff} of {scale}");
                 let exact = matrix.forward(&x, false).unwrap();
