@@ -106,6 +106,9 @@ pub fn multiply_add(y: &mut [f32], x: &[f32], rows: usize, w: &Packed, threads: 
     let (k, n) = w.shape();
     let row_blocks = rows.div_ceil(ROWS);
     assert!(x.len() == rows * k && y.len() == row_blocks * ROWS * n);
+    if rows == 0 {
+        return;
+    }
     let pairs = n / (2 * COLS);
     // Few rows (one sentence): split the columns too, so every thread has work.
     let groups = (2 * threads).div_ceil(row_blocks).clamp(1, pairs);
@@ -121,7 +124,15 @@ pub fn multiply_add(y: &mut [f32], x: &[f32], rows: usize, w: &Packed, threads: 
         // the process may use them); a (32, k) bf16, the packed tiles and y's 32 rows from
         // `first` hold every element the loads and stores reach; tasks write disjoint
         // (row block, column) ranges of y.
-        unsafe { block_product(out.at(first * n), n, &a, k, w, pairs) };
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            block_product(out.at(first * n), n, &a, k, w, pairs)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (out, pairs);
+            unreachable!("AMX is x86-64 only, so available() is false here");
+        }
     });
 }
 
@@ -158,6 +169,7 @@ fn convert(src: &[f32], dst: &mut [u16]) {
 
 /// The tile shapes: tiles 0-3 accumulate a 32x32 block of y in f32 (16 rows of 64 bytes
 /// each), 4-5 hold 16 rows x 32 inputs of x, 6-7 two B tiles.
+#[cfg(target_arch = "x86_64")]
 #[repr(C, align(64))]
 struct TileConfig {
     palette: u8,
@@ -167,6 +179,7 @@ struct TileConfig {
     rows: [u8; 16],
 }
 
+#[cfg(target_arch = "x86_64")]
 const CONFIG: TileConfig = TileConfig {
     palette: 1,
     start_row: 0,
@@ -175,6 +188,7 @@ const CONFIG: TileConfig = TileConfig {
     rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
 };
 
+#[cfg(target_arch = "x86_64")]
 macro_rules! load {
     ($tile:literal, $at:expr, $stride:expr) => {
         std::arch::asm!(
@@ -186,6 +200,7 @@ macro_rules! load {
     };
 }
 
+#[cfg(target_arch = "x86_64")]
 macro_rules! store {
     ($tile:literal, $at:expr, $stride:expr) => {
         std::arch::asm!(
@@ -197,6 +212,7 @@ macro_rules! store {
     };
 }
 
+#[cfg(target_arch = "x86_64")]
 macro_rules! dot {
     ($acc:literal, $a:literal, $b:literal) => {
         std::arch::asm!(
@@ -212,6 +228,7 @@ macro_rules! dot {
 /// # Safety
 ///
 /// AMX must be [`available`]; `y` must reach 32 rows of `n` floats.
+#[cfg(target_arch = "x86_64")]
 unsafe fn block_product(
     y: *mut f32,
     n: usize,
