@@ -11,9 +11,8 @@ sentence-transformers does by default) and PyTorch under bf16 autocast (oneDNN's
 kernels where the CPU has them); speed-ups are against PyTorch f32.
 """
 
-import contextlib
-
 import argparse
+import contextlib
 import json
 import os
 import statistics

@@ -70,6 +70,11 @@ impl Bert {
         })
     }
 
+    /// Whether the dense layers run in bf16 on AMX tiles.
+    pub fn bf16(&self) -> bool {
+        self.layers.iter().any(|l| l.up.is_bf16())
+    }
+
     /// Hidden states (n, len, hidden) for `ids` (n, len), where sentence i is its first
     /// `lengths[i]` tokens and padding after; padded rows are not meaningful.
     pub fn forward(&self, ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {

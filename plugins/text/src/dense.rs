@@ -79,6 +79,10 @@ impl Dense {
         Ok(Self::Cpu { weight_t, bias })
     }
 
+    pub fn is_bf16(&self) -> bool {
+        matches!(self, Self::Amx { .. })
+    }
+
     /// `x` is (rows, in); `residual`, if any, (rows, out).
     pub fn forward(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
         let (bias, (w_inner, out)) = match self {

@@ -28,7 +28,6 @@ pub struct SentenceEncoder {
     dim: usize,
     max_tokens: usize,
     version: String,
-    bf16: bool,
 }
 
 #[derive(Deserialize)]
@@ -84,7 +83,6 @@ impl SentenceEncoder {
             .with_context(|| format!("reading {}", weights_path.display()))?;
         let version = hex::encode(&Sha256::digest(&weights)[..6]);
         let vb = VarBuilder::from_slice_safetensors(&weights, DType::F32, device)?;
-        let bf16 = device.is_cpu() && precision.uses_bf16();
         let model = Bert::load(vb, &config, precision)
             .with_context(|| format!("loading BERT from {}", weights_path.display()))?;
 
@@ -95,7 +93,6 @@ impl SentenceEncoder {
             dim: config.hidden_size,
             max_tokens,
             version,
-            bf16,
         })
     }
 
@@ -111,7 +108,7 @@ impl SentenceEncoder {
 
     /// Whether the dense layers run in bf16 (AMX tiles) rather than f32.
     pub fn bf16(&self) -> bool {
-        self.bf16
+        self.model.bf16()
     }
 
     /// First 12 hex digits of the sha256 of model.safetensors.
