@@ -7,11 +7,12 @@
 
 use anyhow::{Context, Result, ensure};
 use candle_core::{
-    D, DType, Device, IndexOp, Module, Tensor,
+    D, Device, IndexOp, Module, Tensor,
     quantized::{QMatMul, QTensor, gguf_file},
 };
-use candle_nn::{Embedding, kv_cache::KvCache};
+use candle_nn::Embedding;
 
+pub use self::cache::SeqCache;
 use crate::quant_matrix::QuantMatrix;
 
 /// How the weight matrices are kept in memory.
@@ -88,43 +89,24 @@ struct Layer {
     w_gate: Weight,
     w_up: Weight,
     w_down: Weight,
-    attn_norm: Tensor,
-    ffn_norm: Tensor,
+    attn_norm: Vec<f32>,
+    ffn_norm: Vec<f32>,
 }
 
 pub struct Model {
     embed: Embedding,
     layers: Vec<Layer>,
-    norm: Tensor,
+    norm: Vec<f32>,
     output: Weight,
-    cos: Tensor,
-    sin: Tensor,
+    /// cos and sin of each position's rotary angles, head_dim / 2 per position.
+    cos: Vec<f32>,
+    sin: Vec<f32>,
     n_head: usize,
     n_kv_head: usize,
     head_dim: usize,
     eps: f32,
     pub max_positions: usize,
     device: Device,
-}
-
-/// One sequence's keys and values for every layer, preallocated to its longest length.
-pub struct SeqCache {
-    layers: Vec<KvCache>,
-    capacity: usize,
-}
-
-impl SeqCache {
-    pub fn len(&self) -> usize {
-        self.layers.first().map_or(0, |c| c.current_seq_len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
 }
 
 impl Model {
@@ -166,7 +148,7 @@ impl Model {
         let embed_q = t("token_embd.weight")?;
         let embed_f32 = embed_q.dequantize(device)?;
         let embed = Embedding::new(embed_f32.clone(), dim);
-        let norm = t("output_norm.weight")?.dequantize(device)?;
+        let norm = t("output_norm.weight")?.dequantize(device)?.to_vec1()?;
         // SmolLM2 ties the output projection to the embeddings.
         let output = match t("output.weight") {
             Ok(w) => weight(w, format)?,
@@ -189,26 +171,28 @@ impl Model {
                 w_gate,
                 w_up,
                 w_down,
-                attn_norm: t(&format!("blk.{i}.attn_norm.weight"))?.dequantize(device)?,
-                ffn_norm: t(&format!("blk.{i}.ffn_norm.weight"))?.dequantize(device)?,
+                attn_norm: t(&format!("blk.{i}.attn_norm.weight"))?
+                    .dequantize(device)?
+                    .to_vec1()?,
+                ffn_norm: t(&format!("blk.{i}.ffn_norm.weight"))?
+                    .dequantize(device)?
+                    .to_vec1()?,
             });
         }
         let theta: Vec<f32> = (0..head_dim)
             .step_by(2)
             .map(|i| 1. / freq_base.powf(i as f32 / head_dim as f32))
             .collect();
-        let theta = Tensor::new(theta.as_slice(), device)?;
-        let positions = Tensor::arange(0, max_positions as u32, device)?
-            .to_dtype(DType::F32)?
-            .reshape((max_positions, 1))?;
-        let angles = positions.matmul(&theta.reshape((1, head_dim / 2))?)?;
+        let angles: Vec<f32> = (0..max_positions)
+            .flat_map(|p| theta.iter().map(move |t| p as f32 * t))
+            .collect();
         Ok(Self {
             embed,
             layers,
             norm,
             output,
-            cos: angles.cos()?,
-            sin: angles.sin()?,
+            cos: angles.iter().map(|a| a.cos()).collect(),
+            sin: angles.iter().map(|a| a.sin()).collect(),
             n_head,
             n_kv_head,
             head_dim,
@@ -225,12 +209,7 @@ impl Model {
     /// An empty cache for a sequence of at most `capacity` tokens.
     pub fn new_cache(&self, capacity: usize) -> SeqCache {
         let capacity = capacity.min(self.max_positions);
-        SeqCache {
-            layers: (0..self.layers.len())
-                .map(|_| KvCache::new(2, capacity))
-                .collect(),
-            capacity,
-        }
+        SeqCache::new(self.layers.len(), self.n_kv_head, self.head_dim, capacity)
     }
 
     /// A new cache of `capacity` holding a copy of `prefix` (prompt sharing: k
@@ -246,21 +225,7 @@ impl Model {
         len: usize,
         capacity: usize,
     ) -> Result<SeqCache> {
-        ensure!(
-            len <= prefix.len(),
-            "a fork cannot be longer than its prefix"
-        );
-        let mut cache = self.new_cache(capacity.max(len));
-        if len == 0 {
-            return Ok(cache);
-        }
-        for (dst, src) in cache.layers.iter_mut().zip(&prefix.layers) {
-            if let (Some(k), Some(v)) = (src.k()?, src.v()?) {
-                let (k, v) = (k.narrow(2, 0, len)?, v.narrow(2, 0, len)?);
-                dst.append(&k.contiguous()?, &v.contiguous()?)?;
-            }
-        }
-        Ok(cache)
+        prefix.fork(len, capacity.min(self.max_positions))
     }
 
     /// Runs `tokens` of one sequence (a prompt) through the model, appending to its
@@ -272,7 +237,7 @@ impl Model {
     fn prefill_here(&self, tokens: &[u32], cache: &mut SeqCache) -> Result<Tensor> {
         let t = tokens.len();
         let x = self.layers_forward(tokens, cache)?;
-        let x = candle_nn::ops::rms_norm(&x.i((.., t - 1..t, ..))?, &self.norm, self.eps)?;
+        let x = self.rms_norm(&x.i((.., t - 1..t, ..))?, &self.norm)?;
         Ok(linear(&self.output, &x, false)?.flatten_all()?)
     }
 
@@ -331,7 +296,7 @@ impl Model {
             ],
             1,
         )?;
-        let x = candle_nn::ops::rms_norm(&x, &self.norm, self.eps)?;
+        let x = self.rms_norm(&x, &self.norm)?;
         let logits = linear(&self.output, &x, true)?.squeeze(0)?;
         let next = logits.i(target.len())?;
         let log_p = candle_nn::ops::log_softmax(&logits.narrow(0, 0, target.len())?, D::Minus1)?;
@@ -347,25 +312,34 @@ impl Model {
         let pos = cache.len();
         let t = tokens.len();
         ensure!(
-            pos + t <= cache.capacity,
+            pos + t <= cache.capacity(),
             "the prompt does not fit the cache"
         );
         let ids = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
         let mut x = self.embed.forward(&ids)?;
-        let cos = self.cos.narrow(0, pos, t)?;
-        let sin = self.sin.narrow(0, pos, t)?;
+        let half = self.head_dim / 2;
+        let angles = |table: &[f32]| {
+            Tensor::from_slice(
+                &table[pos * half..(pos + t) * half],
+                (t, half),
+                &self.device,
+            )
+        };
+        let (cos, sin) = (angles(&self.cos)?, angles(&self.sin)?);
         let mask = causal_mask(t, pos, &self.device)?;
         let n_rep = self.n_head / self.n_kv_head;
-        for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, self.eps)?;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let h = self.rms_norm(&x, &layer.attn_norm)?;
             let q = self.heads(&linear(&layer.wq, &h, true)?, self.n_head, 1, t)?;
             let k = self.heads(&linear(&layer.wk, &h, true)?, self.n_kv_head, 1, t)?;
             let v = self.heads(&linear(&layer.wv, &h, true)?, self.n_kv_head, 1, t)?;
             let q = candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?;
             let k = candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?;
-            let (k, v) = kv.append(&k, &v)?;
-            let k = candle_transformers::utils::repeat_kv(k.contiguous()?, n_rep)?;
-            let v = candle_transformers::utils::repeat_kv(v.contiguous()?, n_rep)?;
+            let rows = |x: &Tensor| -> Result<Vec<f32>> { Ok(x.flatten_all()?.to_vec1()?) };
+            cache.write(l, &rows(&k)?, &rows(&v)?, t)?;
+            let (k, v) = cache.tensors(l, pos + t, &self.device)?;
+            let k = candle_transformers::utils::repeat_kv(k, n_rep)?;
+            let v = candle_transformers::utils::repeat_kv(v, n_rep)?;
             let att = (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?;
             let att = att.broadcast_add(&mask)?;
             let att = candle_nn::ops::softmax_last_dim(&att)?;
@@ -374,8 +348,9 @@ impl Model {
                 .transpose(1, 2)?
                 .reshape((1, t, self.n_head * self.head_dim))?;
             x = (linear(&layer.wo, &y, true)? + x)?;
-            x = (self.mlp(layer, &x, true)? + x)?;
+            x = (self.mlp(layer, &x)? + x)?;
         }
+        cache.commit(t);
         Ok(x)
     }
 
@@ -385,57 +360,6 @@ impl Model {
         on_pool(|| self.step_here(tokens, caches))
     }
 
-    fn step_here(&self, tokens: &[u32], caches: &mut [&mut SeqCache]) -> Result<Tensor> {
-        let b = tokens.len();
-        ensure!(b > 0 && b == caches.len(), "one token per sequence");
-        for c in caches.iter() {
-            ensure!(c.len() < c.capacity, "a sequence is at its cache capacity");
-        }
-        let positions: Vec<u32> = caches.iter().map(|c| c.len() as u32).collect();
-        let positions = Tensor::new(positions.as_slice(), &self.device)?;
-        let half = self.head_dim / 2;
-        let cos = self
-            .cos
-            .index_select(&positions, 0)?
-            .reshape((b, 1, half))?;
-        let sin = self
-            .sin
-            .index_select(&positions, 0)?
-            .reshape((b, 1, half))?;
-        let ids = Tensor::new(tokens, &self.device)?.unsqueeze(1)?;
-        let mut x = self.embed.forward(&ids)?; // (b, 1, dim)
-        let n_rep = self.n_head / self.n_kv_head;
-        let scale = 1. / (self.head_dim as f64).sqrt();
-        for (l, layer) in self.layers.iter().enumerate() {
-            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, self.eps)?;
-            let q = self.heads(&linear(&layer.wq, &h, false)?, self.n_head, b, 1)?;
-            let k = self.heads(&linear(&layer.wk, &h, false)?, self.n_kv_head, b, 1)?;
-            let v = self.heads(&linear(&layer.wv, &h, false)?, self.n_kv_head, b, 1)?;
-            let q = candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?;
-            let k = candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?;
-            let mut ys = Vec::with_capacity(b);
-            for (i, cache) in caches.iter_mut().enumerate() {
-                let (ki, vi) = cache.layers[l].append(&k.i(i..i + 1)?, &v.i(i..i + 1)?)?;
-                // Grouped-query attention without copying keys: query head h uses kv
-                // head h / n_rep, so view the one query position as (kv_heads, n_rep).
-                let qi = q
-                    .i(i..i + 1)?
-                    .reshape((1, self.n_kv_head, n_rep, self.head_dim))?;
-                let att = (qi.matmul(&ki.t()?)? * scale)?;
-                let att = candle_nn::ops::softmax_last_dim(&att)?;
-                ys.push(
-                    att.matmul(&vi)?
-                        .reshape((1, 1, self.n_head * self.head_dim))?,
-                );
-            }
-            let y = Tensor::cat(&ys, 0)?;
-            x = (linear(&layer.wo, &y, false)? + x)?;
-            x = (self.mlp(layer, &x, false)? + x)?;
-        }
-        let x = candle_nn::ops::rms_norm(&x, &self.norm, self.eps)?;
-        Ok(linear(&self.output, &x, false)?.squeeze(1)?)
-    }
-
     /// (b, t, heads * head_dim) -> (b, heads, t, head_dim), contiguous for RoPE.
     fn heads(&self, x: &Tensor, heads: usize, b: usize, t: usize) -> Result<Tensor> {
         Ok(x.reshape((b, t, heads, self.head_dim))?
@@ -443,11 +367,16 @@ impl Model {
             .contiguous()?)
     }
 
-    fn mlp(&self, layer: &Layer, x: &Tensor, many_rows: bool) -> Result<Tensor> {
-        let h = candle_nn::ops::rms_norm(x, &layer.ffn_norm, self.eps)?;
-        let gate = candle_nn::ops::silu(&linear(&layer.w_gate, &h, many_rows)?)?;
-        let up = linear(&layer.w_up, &h, many_rows)?;
-        linear(&layer.w_down, &(gate * up)?, many_rows)
+    fn mlp(&self, layer: &Layer, x: &Tensor) -> Result<Tensor> {
+        let h = self.rms_norm(x, &layer.ffn_norm)?;
+        let gate = candle_nn::ops::silu(&linear(&layer.w_gate, &h, true)?)?;
+        let up = linear(&layer.w_up, &h, true)?;
+        linear(&layer.w_down, &(gate * up)?, true)
+    }
+
+    fn rms_norm(&self, x: &Tensor, weight: &[f32]) -> Result<Tensor> {
+        let weight = Tensor::from_slice(weight, weight.len(), &self.device)?;
+        Ok(candle_nn::ops::rms_norm(x, &weight, self.eps)?)
     }
 }
 
@@ -473,6 +402,9 @@ fn causal_mask(t: usize, pos: usize, device: &Device) -> Result<Tensor> {
 pub fn argmax(logits: &Tensor) -> Result<u32> {
     Ok(logits.argmax(D::Minus1)?.to_scalar::<u32>()?)
 }
+
+mod cache;
+mod decode;
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -171,20 +171,41 @@ impl QuantMatrix {
             out.truncate(n * self.rows);
             return Ok(Tensor::from_vec(out, (n, self.rows), &Device::Cpu)?);
         }
+        let out = self.dots(&x, n)?;
+        Ok(Tensor::from_vec(out, (n, self.rows), &Device::Cpu)?)
+    }
+
+    /// `x @ self.T` for `n` rows of `cols` values in `x`, row-major (n, rows), with this
+    /// kernel (never the tiles): each row's sums are the same whatever else is in `x`.
+    pub fn dots(&self, x: &[f32], n: usize) -> Result<Vec<f32>> {
+        ensure!(
+            x.len() == n * self.cols,
+            "{} inputs for {n} rows of a {} matrix",
+            x.len(),
+            self.cols
+        );
         // Computed as (rows, n) so each task writes one contiguous run of weight rows.
-        let mut out = vec![0f32; self.rows * n];
+        let mut by_row = vec![0f32; self.rows * n];
         let per_task = (self.rows / (4 * rayon::current_num_threads()).max(1)).clamp(8, 256);
-        out.par_chunks_mut(per_task * n)
+        by_row
+            .par_chunks_mut(per_task * n)
             .enumerate()
             .for_each(|(task, chunk)| {
                 let first = task * per_task;
                 for (r, sums) in chunk.chunks_exact_mut(n).enumerate() {
-                    self.row_dots(first + r, &x, sums);
+                    self.row_dots(first + r, x, sums);
                 }
             });
-        Ok(Tensor::from_vec(out, (self.rows, n), &Device::Cpu)?
-            .t()?
-            .contiguous()?)
+        if n == 1 {
+            return Ok(by_row);
+        }
+        let mut out = vec![0f32; n * self.rows];
+        for (r, sums) in by_row.chunks_exact(n).enumerate() {
+            for (i, &s) in sums.iter().enumerate() {
+                out[i * self.rows + r] = s;
+            }
+        }
+        Ok(out)
     }
 
     /// `sums[i]` = the dot product of weight row `row` with activation row i.

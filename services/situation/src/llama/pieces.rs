@@ -3,15 +3,22 @@
 use super::*;
 
 /// A prompt prefilled in two pieces (the engine's shared prefix, then the rest,
-/// through a forked cache) or token by token gives the logits of one prefill.
-/// (f32 weights: the GGUF path quantizes activations per call, which moves the
-/// logits by up to ~1 between call shapes.)
+/// through a forked cache) or token by token (the decoding step's own loops) gives the
+/// logits of one prefill (candle's ops). (f32 and our Q4 kernel: the GGUF path
+/// quantizes activations per call, which moves the logits by up to ~1 between call
+/// shapes.)
 #[test]
 fn prefill_in_pieces_matches_whole() {
+    for format in [WeightFormat::F32, WeightFormat::Q4] {
+        prefill_in_pieces_matches_whole_for(format);
+    }
+}
+
+fn prefill_in_pieces_matches_whole_for(format: WeightFormat) {
     let path = crate::tokenizer::tests::gguf_path();
     let mut f = std::fs::File::open(&path).expect("run `empathy assets fetch`");
     let ct = gguf_file::Content::read(&mut f).unwrap();
-    let model = Model::from_gguf(&ct, &mut f, &Device::Cpu, WeightFormat::F32).unwrap();
+    let model = Model::from_gguf(&ct, &mut f, &Device::Cpu, format).unwrap();
     let prompt: Vec<u32> = (300..320).collect();
     let whole = model.prefill(&prompt, &mut model.new_cache(64)).unwrap();
     let diff = |a: &Tensor| super::tests::max_abs_diff(&whole, a);
@@ -20,7 +27,11 @@ fn prefill_in_pieces_matches_whole() {
         model.prefill(&prompt[..cut], &mut shared).unwrap();
         let mut c = model.fork_cache(&shared, 64).unwrap();
         let p = model.prefill(&prompt[cut..], &mut c).unwrap();
-        assert!(diff(&p) < 1e-3, "cut {cut}: pieces differ by {}", diff(&p));
+        assert!(
+            diff(&p) < 1e-3,
+            "{format:?}, cut {cut}: pieces differ by {}",
+            diff(&p)
+        );
         let mut c = model.fork_cache(&shared, 64).unwrap();
         let mut last = None;
         for &t in &prompt[cut..] {
@@ -29,7 +40,7 @@ fn prefill_in_pieces_matches_whole() {
         let last = last.unwrap();
         assert!(
             diff(&last) < 1e-3,
-            "cut {cut}: steps differ by {}",
+            "{format:?}, cut {cut}: steps differ by {}",
             diff(&last)
         );
     }
