@@ -17,5 +17,6 @@ pub mod quant_matrix;
 pub mod sampler;
 pub mod service;
 pub mod situation_text;
+mod team;
 pub mod tokenizer;
 pub mod train;

@@ -13,7 +13,7 @@ use candle_core::{
 use candle_nn::Embedding;
 
 pub use self::cache::SeqCache;
-use crate::quant_matrix::QuantMatrix;
+use crate::{quant_matrix::QuantMatrix, team::Team};
 
 /// How the weight matrices are kept in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -357,7 +357,8 @@ impl Model {
     /// One decoding step for a batch: sequence i takes `tokens[i]` at its own position
     /// `caches[i].len()`. Returns logits of shape (batch, vocab).
     pub fn step(&self, tokens: &[u32], caches: &mut [&mut SeqCache]) -> Result<Tensor> {
-        on_pool(|| self.step_here(tokens, caches))
+        // On the compute pool as `on_pool`, with a team for the step's loops.
+        Team::with(|team| self.step_here(team, tokens, caches))
     }
 
     /// (b, t, heads * head_dim) -> (b, heads, t, head_dim), contiguous for RoPE.

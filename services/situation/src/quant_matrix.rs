@@ -14,7 +14,8 @@ use candle_core::{
 };
 use empathy_plugin_text::amx;
 use half::f16;
-use rayon::prelude::*;
+
+use crate::team::Team;
 
 const BLOCK: usize = 32;
 /// Most activation rows that share one pass over a weight row (their sums stay in
@@ -178,34 +179,13 @@ impl QuantMatrix {
     /// `x @ self.T` for `n` rows of `cols` values in `x`, row-major (n, rows), with this
     /// kernel (never the tiles): each row's sums are the same whatever else is in `x`.
     pub fn dots(&self, x: &[f32], n: usize) -> Result<Vec<f32>> {
-        ensure!(
-            x.len() == n * self.cols,
-            "{} inputs for {n} rows of a {} matrix",
-            x.len(),
-            self.cols
-        );
-        // Computed as (rows, n) so each task writes one contiguous run of weight rows.
-        let mut by_row = vec![0f32; self.rows * n];
-        let per_task = (self.rows / (4 * rayon::current_num_threads()).max(1)).clamp(8, 256);
-        by_row
-            .par_chunks_mut(per_task * n)
-            .enumerate()
-            .for_each(|(task, chunk)| {
-                let first = task * per_task;
-                for (r, sums) in chunk.chunks_exact_mut(n).enumerate() {
-                    self.row_dots(first + r, x, sums);
-                }
-            });
-        if n == 1 {
-            return Ok(by_row);
-        }
-        let mut out = vec![0f32; n * self.rows];
-        for (r, sums) in by_row.chunks_exact(n).enumerate() {
-            for (i, &s) in sums.iter().enumerate() {
-                out[i * self.rows + r] = s;
-            }
-        }
+        let [out] = Team::with(|team| dots_each(team, [self], x, n))?;
         Ok(out)
+    }
+
+    /// Weight rows per task: about four tasks per thread.
+    fn rows_per_task(&self) -> usize {
+        (self.rows / (4 * rayon::current_num_threads()).max(1)).clamp(8, 256)
     }
 
     /// `sums[i]` = the dot product of weight row `row` with activation row i.
@@ -236,6 +216,53 @@ impl QuantMatrix {
             w.portable_dots(xs, self.cols, group);
         }
     }
+}
+
+/// [`QuantMatrix::dots`] for several matrices over the same `x`, in one parallel loop
+/// of `team`.
+pub fn dots_each<const N: usize>(
+    team: &Team,
+    mats: [&QuantMatrix; N],
+    x: &[f32],
+    n: usize,
+) -> Result<[Vec<f32>; N]> {
+    for m in mats {
+        ensure!(
+            x.len() == n * m.cols,
+            "{} inputs for {n} rows of a {} matrix",
+            x.len(),
+            m.cols
+        );
+    }
+    // Each matrix computed as (rows, n) so each task writes one contiguous run of
+    // weight rows.
+    let mut by_row = mats.map(|m| vec![0f32; m.rows * n]);
+    let mut tasks = Vec::new();
+    for (m, out) in mats.iter().zip(by_row.iter_mut()) {
+        let per_task = m.rows_per_task();
+        tasks.extend(
+            out.chunks_mut(per_task * n)
+                .enumerate()
+                .map(|(task, chunk)| (*m, task * per_task, chunk)),
+        );
+    }
+    team.for_each(tasks, |(m, first, chunk)| {
+        for (r, sums) in chunk.chunks_exact_mut(n).enumerate() {
+            m.row_dots(first + r, x, sums);
+        }
+    })?;
+    if n == 1 {
+        return Ok(by_row);
+    }
+    let mut out = mats.map(|m| vec![0f32; n * m.rows]);
+    for ((m, by_row), out) in mats.iter().zip(&by_row).zip(&mut out) {
+        for (r, sums) in by_row.chunks_exact(n).enumerate() {
+            for (i, &s) in sums.iter().enumerate() {
+                out[i * m.rows + r] = s;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `dots` for one SIMD build (`$feature`): up to ROW_GROUP activation rows against one

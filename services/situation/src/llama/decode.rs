@@ -10,12 +10,20 @@
 
 use anyhow::{Result, ensure};
 use candle_core::Tensor;
-use rayon::prelude::*;
 
 use super::{Model, SeqCache, Weight, linear};
+use crate::{
+    quant_matrix::{QuantMatrix, dots_each},
+    team::Team,
+};
 
 impl Model {
-    pub(super) fn step_here(&self, tokens: &[u32], caches: &mut [&mut SeqCache]) -> Result<Tensor> {
+    pub(super) fn step_here(
+        &self,
+        team: &Team,
+        tokens: &[u32],
+        caches: &mut [&mut SeqCache],
+    ) -> Result<Tensor> {
         let b = tokens.len();
         ensure!(b > 0 && b == caches.len(), "one token per sequence");
         for c in caches.iter() {
@@ -34,9 +42,7 @@ impl Model {
             .to_vec1()?;
         for (l, layer) in self.layers.iter().enumerate() {
             let h = rms_norm(&x, &layer.attn_norm, self.eps);
-            let mut q = self.rows(&layer.wq, &h, b)?;
-            let mut k = self.rows(&layer.wk, &h, b)?;
-            let v = self.rows(&layer.wv, &h, b)?;
+            let [mut q, mut k, v] = self.rows(team, [&layer.wq, &layer.wk, &layer.wv], &h, b)?;
             for (i, cache) in caches.iter_mut().enumerate() {
                 let pos = cache.len();
                 self.rope(&mut q[i * dim..(i + 1) * dim], pos);
@@ -44,37 +50,50 @@ impl Model {
                 let row = i * kv_dim..(i + 1) * kv_dim;
                 cache.write(l, &k[row.clone()], &v[row], 1)?;
             }
-            let y = self.attend(l, &q, caches);
-            add(&mut x, &self.rows(&layer.wo, &y, b)?);
+            let y = self.attend(team, l, &q, caches)?;
+            let [o] = self.rows(team, [&layer.wo], &y, b)?;
+            add(&mut x, &o);
             let h = rms_norm(&x, &layer.ffn_norm, self.eps);
-            let mut gate = self.rows(&layer.w_gate, &h, b)?;
-            let up = self.rows(&layer.w_up, &h, b)?;
-            gate.par_chunks_mut(1024)
-                .zip(up.par_chunks(1024))
-                .for_each(|(g, u)| {
-                    for (g, u) in g.iter_mut().zip(u) {
-                        *g = *g / (1. + (-*g).exp()) * u;
-                    }
-                });
-            add(&mut x, &self.rows(&layer.w_down, &gate, b)?);
+            let [mut gate, up] = self.rows(team, [&layer.w_gate, &layer.w_up], &h, b)?;
+            for (g, u) in gate.iter_mut().zip(&up) {
+                *g = *g / (1. + (-*g).exp()) * u;
+            }
+            let [down] = self.rows(team, [&layer.w_down], &gate, b)?;
+            add(&mut x, &down);
         }
         for cache in caches.iter_mut() {
             cache.commit(1);
         }
-        let logits = self.rows(&self.output, &rms_norm(&x, &self.norm, self.eps), b)?;
+        let [logits] = self.rows(team, [&self.output], &rms_norm(&x, &self.norm, self.eps), b)?;
         let vocab = logits.len() / b;
         Ok(Tensor::from_vec(logits, (b, vocab), &self.device)?)
     }
 
-    /// `x @ w.T` for `n` rows, row-major.
-    fn rows(&self, w: &Weight, x: &[f32], n: usize) -> Result<Vec<f32>> {
-        match w {
-            Weight::Q4(m) => m.dots(x, n),
-            Weight::Candle(_) => {
-                let x = Tensor::from_slice(x, (n, x.len() / n), &self.device)?;
-                Ok(linear(w, &x, false)?.flatten_all()?.to_vec1()?)
-            }
+    /// `x @ w.T` for `n` rows, row-major, for each of `ws`: in one parallel pass where
+    /// all are in our Q4 kernel.
+    fn rows<const N: usize>(
+        &self,
+        team: &Team,
+        ws: [&Weight; N],
+        x: &[f32],
+        n: usize,
+    ) -> Result<[Vec<f32>; N]> {
+        let q4: Vec<&QuantMatrix> = ws
+            .iter()
+            .filter_map(|w| match w {
+                Weight::Q4(m) => Some(m),
+                Weight::Candle(_) => None,
+            })
+            .collect();
+        if let Ok(q4) = <[&QuantMatrix; N]>::try_from(q4) {
+            return dots_each(team, q4, x, n);
         }
+        let mut out = std::array::from_fn(|_| Vec::new());
+        for (out, w) in out.iter_mut().zip(ws) {
+            let x = Tensor::from_slice(x, (n, x.len() / n), &self.device)?;
+            *out = linear(w, &x, false)?.flatten_all()?.to_vec1()?;
+        }
+        Ok(out)
     }
 
     /// Rotates each head of one position's row in place, pairs interleaved (as
@@ -96,32 +115,40 @@ impl Model {
 
     /// Each sequence's query row (all heads) against its cached keys and values of
     /// layer `l`, the newest position included: rows of n_head * head_dim.
-    fn attend(&self, l: usize, q: &[f32], caches: &[&mut SeqCache]) -> Vec<f32> {
+    fn attend(
+        &self,
+        team: &Team,
+        l: usize,
+        q: &[f32],
+        caches: &[&mut SeqCache],
+    ) -> Result<Vec<f32>> {
         let hd = self.head_dim;
         let n_rep = self.n_head / self.n_kv_head;
         let scale = 1. / (hd as f32).sqrt();
         let mut y = vec![0f32; q.len()];
         // One task per sequence and kv head: its n_rep query heads share the keys.
-        y.par_chunks_mut(n_rep * hd)
-            .zip(q.par_chunks(n_rep * hd))
+        let tasks: Vec<_> = y
+            .chunks_mut(n_rep * hd)
+            .zip(q.chunks(n_rep * hd))
             .enumerate()
-            .for_each(|(task, (y, q))| {
-                let cache = &caches[task / self.n_kv_head];
-                let (keys, values) = cache.head(l, task % self.n_kv_head, cache.len() + 1);
-                let mut att = vec![0f32; keys.len() / hd];
-                for (y, q) in y.chunks_exact_mut(hd).zip(q.chunks_exact(hd)) {
-                    for (a, k) in att.iter_mut().zip(keys.chunks_exact(hd)) {
-                        *a = dot(q, k) * scale;
-                    }
-                    softmax(&mut att);
-                    for (&a, v) in att.iter().zip(values.chunks_exact(hd)) {
-                        for (y, v) in y.iter_mut().zip(v) {
-                            *y += a * v;
-                        }
+            .collect();
+        team.for_each(tasks, |(task, (y, q))| {
+            let cache = &caches[task / self.n_kv_head];
+            let (keys, values) = cache.head(l, task % self.n_kv_head, cache.len() + 1);
+            let mut att = vec![0f32; keys.len() / hd];
+            for (y, q) in y.chunks_exact_mut(hd).zip(q.chunks_exact(hd)) {
+                for (a, k) in att.iter_mut().zip(keys.chunks_exact(hd)) {
+                    *a = dot(q, k) * scale;
+                }
+                softmax(&mut att);
+                for (&a, v) in att.iter().zip(values.chunks_exact(hd)) {
+                    for (y, v) in y.iter_mut().zip(v) {
+                        *y += a * v;
                     }
                 }
-            });
-        y
+            }
+        })?;
+        Ok(y)
     }
 }
 
@@ -143,8 +170,22 @@ fn add(x: &mut [f32], y: &[f32]) {
     }
 }
 
+/// Summed in 16 lanes, so that the compiler vectorises it.
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(a, b)| a * b).sum()
+    let mut lanes = [0f32; 16];
+    let (a16, b16) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = a16
+        .remainder()
+        .iter()
+        .zip(b16.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (a, b) in a16.zip(b16) {
+        for ((l, a), b) in lanes.iter_mut().zip(a).zip(b) {
+            *l += a * b;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 fn softmax(x: &mut [f32]) {

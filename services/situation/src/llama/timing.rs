@@ -4,9 +4,15 @@
 use super::*;
 use std::time::Instant;
 
+/// Decoding steps timed after the 100-token prompt, as `llama-batched-bench -npp 100
+/// -ntg 32` does in scripts/situation-bench.
+const STEPS: usize = 32;
+
 #[test]
 #[ignore = "timing, run by hand"]
 fn step_times() {
+    // As the service does (configure_compute): freed outputs stay in the process.
+    empathy_common::keep_freed_memory();
     let path = crate::tokenizer::tests::gguf_path();
     for format in [WeightFormat::F32, WeightFormat::Q4, WeightFormat::Q4Amx] {
         let mut f = std::fs::File::open(&path).unwrap();
@@ -26,11 +32,11 @@ fn step_times() {
                 .map(|_| model.fork_cache(&cache, 200).unwrap())
                 .collect();
             let t = Instant::now();
-            for _ in 0..20 {
+            for _ in 0..STEPS {
                 let mut refs: Vec<&mut SeqCache> = caches.iter_mut().collect();
                 model.step(&vec![300; b], &mut refs).unwrap();
             }
-            let step = t.elapsed() / 20;
+            let step = t.elapsed() / STEPS as u32;
             println!(
                 "{format:?} step b={b}: {step:?} ({:.0} tokens/s)",
                 b as f64 / step.as_secs_f64()
