@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use crate::fast_math::widest;
+use crate::widest;
 
 /// Whether this CPU has AMX-BF16 and Linux let this process use the tile registers.
 pub fn available() -> bool {

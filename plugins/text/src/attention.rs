@@ -11,8 +11,8 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, bail};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use crate::fast_math::{exp, widest};
 use crate::multiply::{View, multiply};
+use crate::{fast_math::exp, widest};
 
 pub struct Attention<'a> {
     /// Tokens per sentence, padding included.

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use crate::attention::Attention;
 use crate::dense::{Dense, Precision};
-use crate::fast_math::{erf, widest};
+use crate::{fast_math::erf, widest};
 
 pub struct Bert {
     words: Embedding,

@@ -5,7 +5,9 @@
 
 /// `widest! { fn name(args) => body }` defines `name`, which calls `body(args)` compiled
 /// for AVX-512, else AVX2+FMA, else the baseline, whichever the CPU has. `body` should
-/// be `#[inline(always)]` so that it is compiled into each build.
+/// be `#[inline(always)]` so that it is compiled into each build. Exported: the
+/// situation service's decoding step uses it too.
+#[macro_export]
 macro_rules! widest {
     ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) => $body:path) => {
         $(#[$doc])*
@@ -33,7 +35,6 @@ macro_rules! widest {
         }
     };
 }
-pub(crate) use widest;
 
 /// erf as a rational function on [-4, 4] (outside, erf is +-1 in f32); the
 /// coefficients are Eigen's and XLA's f32 erf. Pure arithmetic, so it vectorises.

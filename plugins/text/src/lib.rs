@@ -9,7 +9,7 @@ mod attention;
 mod bert;
 mod dense;
 mod encoder;
-mod fast_math;
+pub mod fast_math;
 mod multiply;
 mod plugin;
 

@@ -10,6 +10,7 @@
 
 use anyhow::{Result, ensure};
 use candle_core::Tensor;
+use empathy_plugin_text::{fast_math::exp, widest};
 
 use super::{Model, SeqCache, Weight, linear};
 use crate::{
@@ -55,9 +56,7 @@ impl Model {
             add(&mut x, &o);
             let h = rms_norm(&x, &layer.ffn_norm, self.eps);
             let [mut gate, up] = self.rows(team, [&layer.w_gate, &layer.w_up], &h, b)?;
-            for (g, u) in gate.iter_mut().zip(&up) {
-                *g = *g / (1. + (-*g).exp()) * u;
-            }
+            silu_times(&mut gate, &up);
             let [down] = self.rows(team, [&layer.w_down], &gate, b)?;
             add(&mut x, &down);
         }
@@ -136,17 +135,7 @@ impl Model {
             let cache = &caches[task / self.n_kv_head];
             let (keys, values) = cache.head(l, task % self.n_kv_head, cache.len() + 1);
             let mut att = vec![0f32; keys.len() / hd];
-            for (y, q) in y.chunks_exact_mut(hd).zip(q.chunks_exact(hd)) {
-                for (a, k) in att.iter_mut().zip(keys.chunks_exact(hd)) {
-                    *a = dot(q, k) * scale;
-                }
-                softmax(&mut att);
-                for (&a, v) in att.iter().zip(values.chunks_exact(hd)) {
-                    for (y, v) in y.iter_mut().zip(v) {
-                        *y += a * v;
-                    }
-                }
-            }
+            attend_group(q, keys, values, y, &mut att, hd, scale);
         })?;
         Ok(y)
     }
@@ -171,6 +160,7 @@ fn add(x: &mut [f32], y: &[f32]) {
 }
 
 /// Summed in 16 lanes, so that the compiler vectorises it.
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0f32; 16];
     let (a16, b16) = (a.chunks_exact(16), b.chunks_exact(16));
@@ -188,14 +178,65 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
+widest! {
+    /// Query heads (rows of `hd` in `q`) that share one kv head against its
+    /// `keys` and `values` (rows of `hd` per position), into `y`; `att` holds one
+    /// score per position.
+    fn attend_group(
+        q: &[f32],
+        keys: &[f32],
+        values: &[f32],
+        y: &mut [f32],
+        att: &mut [f32],
+        hd: usize,
+        scale: f32
+    ) => attend_group_body
+}
+
+#[inline(always)]
+fn attend_group_body(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    y: &mut [f32],
+    att: &mut [f32],
+    hd: usize,
+    scale: f32,
+) {
+    for (y, q) in y.chunks_exact_mut(hd).zip(q.chunks_exact(hd)) {
+        for (a, k) in att.iter_mut().zip(keys.chunks_exact(hd)) {
+            *a = dot(q, k) * scale;
+        }
+        softmax(att);
+        for (&a, v) in att.iter().zip(values.chunks_exact(hd)) {
+            for (y, v) in y.iter_mut().zip(v) {
+                *y += a * v;
+            }
+        }
+    }
+}
+
+#[inline(always)]
 fn softmax(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.;
     for v in x.iter_mut() {
-        *v = (*v - max).exp();
+        *v = exp(*v - max);
         sum += *v;
     }
     for v in x.iter_mut() {
         *v /= sum;
+    }
+}
+
+widest! {
+    /// `gate` = silu(`gate`) * `up`, elementwise.
+    fn silu_times(gate: &mut [f32], up: &[f32]) => silu_times_body
+}
+
+#[inline(always)]
+fn silu_times_body(gate: &mut [f32], up: &[f32]) {
+    for (g, u) in gate.iter_mut().zip(up) {
+        *g = *g / (1. + exp(-*g)) * u;
     }
 }
