@@ -6,7 +6,6 @@ use candle_core::{Device, Tensor};
 
 /// Keys and values of one layer, laid out [kv head][position][head dim] with room for
 /// `capacity` positions per head.
-#[derive(Clone)]
 struct LayerCache {
     k: Vec<f32>,
     v: Vec<f32>,
@@ -24,12 +23,13 @@ pub struct SeqCache {
 impl SeqCache {
     pub(super) fn new(layers: usize, kv_heads: usize, head_dim: usize, capacity: usize) -> Self {
         let size = kv_heads * capacity * head_dim;
-        let layer = LayerCache {
+        // One allocation each (not clones of one layer, which would copy its zeros).
+        let layer = |_| LayerCache {
             k: vec![0.; size],
             v: vec![0.; size],
         };
         Self {
-            layers: vec![layer; layers],
+            layers: (0..layers).map(layer).collect(),
             len: 0,
             capacity,
             kv_heads,
