@@ -234,6 +234,9 @@ pub fn dots_each<const N: usize>(
             m.cols
         );
     }
+    if n == 0 {
+        return Ok(mats.map(|_| Vec::new()));
+    }
     // Each matrix computed as (rows, n) so each task writes one contiguous run of
     // weight rows.
     let mut by_row = mats.map(|m| vec![0f32; m.rows * n]);
@@ -477,6 +480,8 @@ mod tests {
         let qt = QTensor::quantize(&w, dtype).unwrap();
         let matrix = QuantMatrix::from_qtensor(&qt).unwrap().unwrap();
         let dense = qt.dequantize(&Device::Cpu).unwrap();
+        assert!(matrix.dots(&[], 0).unwrap().is_empty());
+        assert!(matrix.dots(&[0.; 95], 1).is_err());
         for n in [1, 3, 8, 19] {
             let x = Tensor::randn(0f32, 1.0, (n, 96), &Device::Cpu).unwrap();
             let want = x.matmul(&dense.t().unwrap()).unwrap();
