@@ -95,7 +95,6 @@ impl Team {
         if tasks == 0 {
             return Ok(());
         }
-        let body: &(dyn Fn(usize) + Sync) = body;
         // SAFETY: the loop (and `body` through it) is only reached through `current`,
         // and this function takes it away and waits until no helper holds it before
         // returning, so neither is used after this frame ends.

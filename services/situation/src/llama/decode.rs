@@ -88,8 +88,8 @@ impl Model {
             return dots_each(team, q4, x, n);
         }
         let mut out = std::array::from_fn(|_| Vec::new());
+        let x = Tensor::from_slice(x, (n, x.len() / n), &self.device)?;
         for (out, w) in out.iter_mut().zip(ws) {
-            let x = Tensor::from_slice(x, (n, x.len() / n), &self.device)?;
             *out = linear(w, &x, false)?.flatten_all()?.to_vec1()?;
         }
         Ok(out)

@@ -15,10 +15,7 @@ fn prefill_in_pieces_matches_whole() {
 }
 
 fn prefill_in_pieces_matches_whole_for(format: WeightFormat) {
-    let path = crate::tokenizer::tests::gguf_path();
-    let mut f = std::fs::File::open(&path).expect("run `empathy assets fetch`");
-    let ct = gguf_file::Content::read(&mut f).unwrap();
-    let model = Model::from_gguf(&ct, &mut f, &Device::Cpu, format).unwrap();
+    let (model, _) = super::tests::model(format);
     let prompt: Vec<u32> = (300..320).collect();
     let whole = model.prefill(&prompt, &mut model.new_cache(64)).unwrap();
     let diff = |a: &Tensor| super::tests::max_abs_diff(&whole, a);
@@ -56,10 +53,7 @@ fn batching_is_bit_exact() {
 }
 
 fn batching_is_bit_exact_for(format: WeightFormat) {
-    let path = crate::tokenizer::tests::gguf_path();
-    let mut f = std::fs::File::open(&path).expect("run `empathy assets fetch`");
-    let ct = gguf_file::Content::read(&mut f).unwrap();
-    let model = Model::from_gguf(&ct, &mut f, &Device::Cpu, format).unwrap();
+    let (model, _) = super::tests::model(format);
     let mut shared = model.new_cache(8);
     model
         .prefill(&[300, 301, 302, 303, 304, 305, 306, 307], &mut shared)
@@ -128,11 +122,7 @@ fn amx_passes_stay_close_to_q4() {
 /// next-token probabilities decoding it one token at a time.
 #[test]
 fn log_likelihood_matches_step_by_step_decoding() {
-    let path = crate::tokenizer::tests::gguf_path();
-    let mut f = std::fs::File::open(&path).expect("run `empathy assets fetch`");
-    let ct = gguf_file::Content::read(&mut f).unwrap();
-    let tok = crate::tokenizer::GgufTokenizer::from_gguf(&ct).unwrap();
-    let model = Model::from_gguf(&ct, &mut f, &Device::Cpu, WeightFormat::F32).unwrap();
+    let (model, tok) = super::tests::model(WeightFormat::F32);
     let prefix = tok.encode("My dog died yesterday. I feel").unwrap();
     let target = tok.encode(" so sad and alone").unwrap();
     let mut cache = model.new_cache(prefix.len() + target.len());

@@ -11,10 +11,7 @@ fn path() -> std::path::PathBuf {
 /// The f32 weights give (nearly) the same logits as the GGUF blocks.
 #[test]
 fn f32_weights_match_gguf_blocks() {
-    let mut f = std::fs::File::open(path()).expect("run `empathy assets fetch`");
-    let ct = gguf_file::Content::read(&mut f).unwrap();
-    let tok = GgufTokenizer::from_gguf(&ct).unwrap();
-    let f32_model = Model::from_gguf(&ct, &mut f, &Device::Cpu, WeightFormat::F32).unwrap();
+    let (f32_model, tok) = model(WeightFormat::F32);
     let (gguf_model, _, _) = load();
     let prompt = tok.chat_prompt("You are brief.", "Name a colour.").unwrap();
     let a = f32_model

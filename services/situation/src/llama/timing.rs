@@ -13,11 +13,8 @@ const STEPS: usize = 32;
 fn step_times() {
     // As the service does (configure_compute): freed outputs stay in the process.
     empathy_common::keep_freed_memory();
-    let path = crate::tokenizer::tests::gguf_path();
     for format in [WeightFormat::F32, WeightFormat::Q4, WeightFormat::Q4Amx] {
-        let mut f = std::fs::File::open(&path).unwrap();
-        let ct = gguf_file::Content::read(&mut f).unwrap();
-        let model = Model::from_gguf(&ct, &mut f, &Device::Cpu, format).unwrap();
+        let (model, _) = super::tests::model(format);
         let prompt: Vec<u32> = (100..200).collect();
         let mut cache = model.new_cache(200);
         let t = Instant::now();
