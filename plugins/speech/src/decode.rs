@@ -187,10 +187,26 @@ fn decode_container(bytes: &[u8], mime: &str, max_seconds: f64) -> Result<Audio,
             samples.len() as f64 / f64::from(sample_rate)
         )));
     }
+    finite_and_clipped(&mut samples)?;
     Ok(Audio {
         samples,
         sample_rate,
     })
+}
+
+/// Floating-point files can hold any bit pattern: NaN or infinity is a damaged file
+/// (it would poison every later FFT), and a finite sample past full scale is clipped
+/// to ±1 as a player would, so no sum downstream overflows.
+fn finite_and_clipped(samples: &mut [f32]) -> Result<(), PluginError> {
+    if let Some(at) = samples.iter().position(|v| !v.is_finite()) {
+        return Err(invalid(format!(
+            "the audio is damaged: sample {at} is not a number (NaN or infinite)"
+        )));
+    }
+    for v in samples {
+        *v = v.clamp(-1.0, 1.0);
+    }
+    Ok(())
 }
 
 /// Symphonia's error without its internal prefix noise.
@@ -376,6 +392,23 @@ mod tests {
                 "{message}"
             );
         }
+    }
+
+    #[test]
+    fn refuses_non_numbers_and_clips_loud_float_samples() {
+        let good = wav(Wav::F32, 44_100, 1, 0.1);
+        let sample = |i: usize| 44 + 4 * i;
+        let mut nan = good.clone();
+        nan[sample(7)..sample(8)].copy_from_slice(&f32::NAN.to_le_bytes());
+        let message = refused(&nan, "audio/wav", 60.0);
+        assert!(message.contains("sample 7 is not a number"), "{message}");
+
+        let mut loud = good;
+        loud[sample(3)..sample(4)].copy_from_slice(&1e30f32.to_le_bytes());
+        let audio = decode(&loud, "audio/wav", 60.0).expect("decodes");
+        assert_eq!(audio.samples[3], 1.0);
+        let resampled = crate::resample::to_16k(&audio.samples, 44_100).expect("resamples");
+        assert!(resampled.iter().all(|v| v.is_finite()));
     }
 
     #[test]
