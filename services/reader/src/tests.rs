@@ -1,0 +1,106 @@
+//! Checked against transformers (5.25, its GGUF loader, f32) on the same file: the
+//! same token ids and the same readings. fixtures/transformers.json holds its answers.
+
+use std::{path::PathBuf, sync::OnceLock};
+
+use serde_json::Value;
+
+use super::{MeaningReader, prompt};
+
+fn model_path() -> PathBuf {
+    let assets = std::env::var_os("EMPATHY_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets"));
+    assets.join(super::MODEL_FILE)
+}
+
+fn reader() -> &'static MeaningReader {
+    static READER: OnceLock<MeaningReader> = OnceLock::new();
+    READER.get_or_init(|| {
+        let path = model_path();
+        MeaningReader::load(&path)
+            .unwrap_or_else(|e| panic!("{}: {e:#}: run `empathy assets fetch`", path.display()))
+    })
+}
+
+fn fixture() -> Value {
+    serde_json::from_str(include_str!("../fixtures/transformers.json")).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_u64().unwrap() as u32)
+        .collect()
+}
+
+#[test]
+fn tokens_match_transformers() {
+    let reader = reader();
+    for case in fixture()["tokens"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let ours = reader.tokenizer.encode(text);
+        if text.starts_with("<start_of_turn>") {
+            // transformers reads the control token; a client's text never becomes one.
+            assert!(
+                !ours.contains(&105),
+                "{text:?} became a control token: {ours:?}"
+            );
+            continue;
+        }
+        assert_eq!(ours, ids(&case["ids"]), "{text:?}");
+    }
+}
+
+#[test]
+fn readings_match_transformers() {
+    let reader = reader();
+    for case in fixture()["readings"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        // The prompt tokenized in pieces is the prompt tokenized whole.
+        let mut prompt_ids = vec![reader.tokenizer.bos];
+        prompt_ids.extend(reader.tokenizer.encode(&prompt::shots()));
+        prompt_ids.extend(reader.tokenizer.encode(&prompt::text_line(text)));
+        prompt_ids.extend(&reader.ask);
+        assert_eq!(prompt_ids, ids(&case["prompt_ids"]), "{text:?}");
+
+        let theirs: Vec<f32> = case["logp"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        let ours = reader.read(text).unwrap();
+        // Theirs are over the whole vocabulary, ours among the three: compare margins.
+        for (a, b) in [(0, 1), (0, 2), (1, 2)] {
+            let (m_ours, m_theirs) = (ours[a] - ours[b], theirs[a] - theirs[b]);
+            assert!(
+                (m_ours - m_theirs).abs() < 0.01,
+                "{text:?}: margin {a}-{b} is {m_ours}, transformers {m_theirs}"
+            );
+        }
+    }
+}
+
+#[test]
+fn reads_negation_and_idiom() {
+    let reader = reader();
+    let top = |text: &str| {
+        let r = reader.read(text).unwrap();
+        let best = (0..3).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap();
+        super::LABEL_WORDS[best]
+    };
+    assert_eq!(
+        top("The new dentist wasn't unpleasant at all, quite the opposite."),
+        "positive"
+    );
+    assert_eq!(top("I would not go back there if you paid me."), "negative");
+}
+
+#[test]
+fn a_text_longer_than_the_window_is_read_from_its_beginning() {
+    let long = "The service was friendly and quick. ".repeat(200);
+    let r = reader().read(&long).unwrap();
+    assert!(r.iter().all(|p| p.is_finite() && *p <= 0.0), "{r:?}");
+}
