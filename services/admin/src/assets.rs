@@ -388,62 +388,67 @@ pub fn fetch(assets: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Converts one CTranslate2 Whisper model to ggml unless the stamped output is there,
-/// and refuses an output whose digest is not the pinned one.
+/// Converts one CTranslate2 Whisper model to ggml, pinned like a download.
 fn convert_whisper(m: &WhisperModel, assets: &Path, stamps: &Path) -> anyhow::Result<()> {
-    let out = assets.join(m.out);
-    let stamp = stamps.join(m.out.replace('/', "+"));
-    if out.exists() && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == m.sha256) {
-        println!("  {}: up to date", m.out);
-        return Ok(());
-    }
-    println!("  {}: converting from CTranslate2", m.out);
-    let parts: Vec<PathBuf> = m.parts.iter().map(|p| assets.join(p)).collect();
-    let whisper = empathy_whisper_convert::WhisperAssets::in_dir(&assets.join(WHISPER_ASSETS));
-    empathy_whisper_convert::convert(&parts, &whisper, &out)
-        .with_context(|| format!("cannot convert {} to {}", m.parts.join(" + "), m.out))?;
-    let got = sha256_file(&out)?;
-    if got != m.sha256 {
-        let _ = fs::remove_file(&out);
-        bail!(
-            "the converted {} has sha256 {got}, but {} is pinned: refusing it \
-             (a changed converter must update the pin in services/admin/src/assets.rs)",
-            m.out,
-            m.sha256
-        );
-    }
-    fs::write(&stamp, m.sha256)?;
-    Ok(())
+    made_pinned(
+        assets,
+        stamps,
+        m.out,
+        m.sha256,
+        "converting from CTranslate2",
+        |out| {
+            let parts: Vec<PathBuf> = m.parts.iter().map(|p| assets.join(p)).collect();
+            let whisper =
+                empathy_whisper_convert::WhisperAssets::in_dir(&assets.join(WHISPER_ASSETS));
+            empathy_whisper_convert::convert(&parts, &whisper, out)
+                .with_context(|| format!("cannot convert {} to {}", m.parts.join(" + "), m.out))?;
+            Ok(())
+        },
+    )
 }
 
-/// Concatenates one file's parts unless the stamped output is there, and refuses a
-/// result whose digest is not the pinned one.
+/// Concatenates one file's parts, pinned like a download.
 fn join(j: &Joined, assets: &Path, stamps: &Path) -> anyhow::Result<()> {
-    let out = assets.join(j.out);
-    let stamp = stamps.join(j.out.replace('/', "+"));
-    if out.exists() && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == j.sha256) {
-        println!("  {}: up to date", j.out);
+    let doing = format!("joining {} parts", j.parts.len());
+    made_pinned(assets, stamps, j.out, j.sha256, &doing, |out| {
+        let mut file =
+            fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
+        for part in j.parts {
+            let mut input =
+                fs::File::open(assets.join(part)).with_context(|| format!("cannot open {part}"))?;
+            std::io::copy(&mut input, &mut file).with_context(|| format!("cannot copy {part}"))?;
+        }
+        Ok(())
+    })
+}
+
+/// Makes `<assets>/<out>` with `make` unless the stamped file is there, and refuses a
+/// result whose digest is not `sha256` (the makers are deterministic).
+fn made_pinned(
+    assets: &Path,
+    stamps: &Path,
+    out: &str,
+    sha256: &str,
+    doing: &str,
+    make: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let path = assets.join(out);
+    let stamp = stamps.join(out.replace('/', "+"));
+    if path.exists() && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == sha256) {
+        println!("  {out}: up to date");
         return Ok(());
     }
-    println!("  {}: joining {} parts", j.out, j.parts.len());
-    let mut file =
-        fs::File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    for part in j.parts {
-        let mut input =
-            fs::File::open(assets.join(part)).with_context(|| format!("cannot open {part}"))?;
-        std::io::copy(&mut input, &mut file).with_context(|| format!("cannot copy {part}"))?;
-    }
-    drop(file);
-    let got = sha256_file(&out)?;
-    if got != j.sha256 {
-        let _ = fs::remove_file(&out);
+    println!("  {out}: {doing}");
+    make(&path)?;
+    let got = sha256_file(&path)?;
+    if got != sha256 {
+        let _ = fs::remove_file(&path);
         bail!(
-            "the joined {} has sha256 {got}, but {} is pinned: refusing it",
-            j.out,
-            j.sha256
+            "the {doing} result {out} has sha256 {got}, but {sha256} is pinned: refusing it \
+             (a changed converter must update the pin in services/admin/src/assets.rs)"
         );
     }
-    fs::write(&stamp, j.sha256)?;
+    fs::write(&stamp, sha256)?;
     Ok(())
 }
 

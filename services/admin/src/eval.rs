@@ -6,6 +6,7 @@
 //! and `"sentiment"` for the label, as in `eval/dialogues-*.jsonl`): the server reads
 //! them, or not with `--without-context`. Lines with an `"emotion"` (one of
 //! EMOTION_LABELS) also count whether the answer's top emotion agrees, per emotion.
+//! The expected calibration error of the top sentiment score (15 bins) is printed too.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use empathy_proto::{
     EMOTION_LABELS, SENTIMENT_LABELS,
     v1::{AnalyzeRequest, Turn},
 };
-use empathy_training::metrics::Confusion;
+use empathy_training::metrics::{Confusion, expected_calibration_error};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::train::{embed, load_text_plugin, predict_texts};
@@ -88,7 +89,11 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     let mut confusion = Confusion::new(SENTIMENT_LABELS.len());
     let mut by_kind: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     let mut by_emotion: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    for ((ex, truth), (p, top_emotion)) in examples.iter().zip(&predicted) {
+    let mut confidence = Vec::with_capacity(predicted.len());
+    let mut correct = Vec::with_capacity(predicted.len());
+    for ((ex, truth), (p, score, top_emotion)) in examples.iter().zip(&predicted) {
+        confidence.push(f64::from(*score));
+        correct.push(truth == p);
         if let Some(want) = &ex.emotion {
             let entry = by_emotion.entry(want.as_str()).or_default();
             entry.0 += usize::from(want == top_emotion);
@@ -111,6 +116,8 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     println!("examples  {}", predicted.len());
     println!("accuracy  {:.4}", confusion.accuracy());
     println!("macro-F1  {:.4}", confusion.macro_f1());
+    let ece = expected_calibration_error(&confidence, &correct, 15);
+    println!("ECE       {ece:.4}  (top sentiment score, 15 bins)");
     if by_kind.len() > 1 {
         for (kind, (right, n)) in by_kind {
             println!("  {kind:12} {right}/{n} = {:.4}", right as f64 / n as f64);
@@ -185,11 +192,15 @@ fn request(example: &Example, with_context: bool) -> AnalyzeRequest {
     }
 }
 
+/// One answer: the top sentiment (index into SENTIMENT_LABELS), its score, and the
+/// top emotion.
+type Answer = (usize, f32, String);
+
 async fn predict_on_server(
     fusion: &empathy_cli::FusionEndpoint,
     concurrency: usize,
     requests: Vec<AnalyzeRequest>,
-) -> anyhow::Result<Vec<(usize, String)>> {
+) -> anyhow::Result<Vec<Answer>> {
     let client = fusion.connect().await?;
     futures::stream::iter(requests)
         .map(|request| {
@@ -202,11 +213,17 @@ async fn predict_on_server(
                         anyhow::anyhow!("Analyze failed ({:?}): {}", s.code(), s.message())
                     })?
                     .into_inner();
-                let sentiment = r
-                    .sentiment
-                    .and_then(|s| SENTIMENT_LABELS.iter().position(|l| *l == s.label))
-                    .context("the response has no sentiment")?;
-                Ok((sentiment, r.emotions.map(|e| e.top).unwrap_or_default()))
+                let sentiment = r.sentiment.context("the response has no sentiment")?;
+                let top = SENTIMENT_LABELS
+                    .iter()
+                    .position(|l| *l == sentiment.label)
+                    .context("the response's sentiment label is not one of ours")?;
+                let score = sentiment
+                    .scores
+                    .iter()
+                    .find(|s| s.label == sentiment.label)
+                    .map_or(0.0, |s| s.score);
+                Ok((top, score, r.emotions.map(|e| e.top).unwrap_or_default()))
             }
         })
         .buffered(concurrency.max(1))
@@ -214,13 +231,13 @@ async fn predict_on_server(
         .await
 }
 
-/// The version's sentiment labels and top emotions for `texts`, from its own text
-/// encoder and lexicon.
+/// The version's sentiment labels, their scores and top emotions for `texts`, from
+/// its own text encoder and lexicon.
 fn predict_in_process(
     assets: &Path,
     version_dir: &Path,
     texts: &[String],
-) -> anyhow::Result<Vec<(usize, String)>> {
+) -> anyhow::Result<Vec<Answer>> {
     let model = FusionModel::load(version_dir)?;
     let encoder_dir = model
         .manifest()
@@ -235,7 +252,7 @@ fn predict_in_process(
         .iter()
         .map(|p| {
             let emotion = EMOTION_LABELS[top_index(&p.emotions)].to_string();
-            (p.top_sentiment(), emotion)
+            (p.top_sentiment(), p.sentiment[p.top_sentiment()], emotion)
         })
         .collect())
 }

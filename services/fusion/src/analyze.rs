@@ -26,6 +26,7 @@ use crate::{
         situation_experts, situation_results,
     },
     language,
+    meaning::{self, Meaning},
     model_lines::ModelLines,
     reading,
     recent::{self, Owner, RecentAnalyses, Verdict},
@@ -48,6 +49,8 @@ pub struct Analyzer {
     pub situations_deadline: Duration,
     /// Answers whose top sentiment score is below this are marked low_confidence.
     pub min_confidence: f32,
+    /// The meaning reader, when it was fetched and not turned off.
+    pub meaning: Option<Meaning>,
 }
 
 /// One request's settings, resolved once.
@@ -275,7 +278,12 @@ impl Analyzer {
             &gathered.analysed_text,
         ));
         let inputs = self.model_inputs(expansion, &mut gathered, &faces, &lexicon);
-        let (prediction, features) = predict(&model, inputs, &mut gathered.enc).await?;
+        let (mut prediction, features) = predict(&model, inputs, &mut gathered.enc).await?;
+        let remaining = call.deadline.saturating_sub(started.elapsed());
+        notes.extend(
+            self.read_meaning(&call, &mut gathered, remaining, &mut prediction)
+                .await,
+        );
         let low_confidence = low_confidence_note(&prediction, self.min_confidence);
         notes.extend(low_confidence.clone());
         gathered.enc.timings.push(StageTiming {
@@ -415,6 +423,37 @@ impl Analyzer {
             situation_vectors,
             context,
         })
+    }
+
+    /// Shifts the sentiment by the meaning reader's reading of the analysed text, where
+    /// it applies: English (or undetected) text that no language plugin read, with no
+    /// previous turns read (the reader sees the utterance alone, and would overrule
+    /// what the turns before say about "Perfect."). A note when it could not read.
+    async fn read_meaning(
+        &self,
+        call: &Call<'_>,
+        gathered: &mut Gathered,
+        deadline: Duration,
+        prediction: &mut Prediction,
+    ) -> Option<String> {
+        let meaning = self.meaning.as_ref()?;
+        let applies = call.wanted(TEXT)
+            && !gathered.analysed_text.is_empty()
+            && gathered.enc.reading.is_none()
+            && matches!(gathered.language.as_str(), "en" | "")
+            && call.context_read == 0;
+        if !applies {
+            return None;
+        }
+        let (reading, timing) = meaning.read(&gathered.analysed_text, deadline).await;
+        gathered.enc.timings.push(timing);
+        match reading {
+            Ok(reading) => {
+                meaning::mix(prediction, reading);
+                None
+            }
+            Err(why) => Some(format!("sentiment without the meaning reader: {why}")),
+        }
     }
 
     /// The language plugin that reads `text` in `language`, if one is served and the

@@ -198,10 +198,11 @@ pub(crate) fn attributions(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn prediction(sentiment: [f32; 3]) -> Prediction {
+    /// A prediction with these sentiment scores and nothing else.
+    pub(crate) fn prediction(sentiment: [f32; 3]) -> Prediction {
         Prediction {
             sentiment,
             emotions: [0.0; 7],

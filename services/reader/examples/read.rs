@@ -2,8 +2,12 @@
 //! "sentiment"): its accuracy, and milliseconds per text (median).
 //!
 //!   cargo run --release -p empathy-reader --example read -- eval/meaning-test.jsonl
+//!
+//! With READINGS=FILE, each text's reading is also written there as a JSON line
+//! (`{"text", "label", "reading": {word: log-probability}}`), for choosing how much
+//! the reader weighs.
 
-use std::{path::PathBuf, time::Instant};
+use std::{io::Write, path::PathBuf, time::Instant};
 
 use anyhow::{Context, Result};
 use empathy_reader::{LABEL_WORDS, MODEL_FILE, MeaningReader};
@@ -12,6 +16,10 @@ fn main() -> Result<()> {
     let assets =
         std::env::var_os("EMPATHY_ASSETS").map_or_else(|| PathBuf::from("assets"), PathBuf::from);
     let reader = MeaningReader::load(&assets.join(MODEL_FILE))?;
+    let mut readings = match std::env::var_os("READINGS") {
+        Some(path) => Some(std::fs::File::create(path)?),
+        None => None,
+    };
     for path in std::env::args().skip(1) {
         let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
         let (mut right, mut total, mut millis) = (0, 0, Vec::new());
@@ -24,6 +32,15 @@ fn main() -> Result<()> {
             let start = Instant::now();
             let read = reader.read(row["text"].as_str().unwrap_or_default())?;
             millis.push(start.elapsed().as_secs_f64() * 1000.0);
+            if let Some(out) = readings.as_mut() {
+                let words = LABEL_WORDS.iter().zip(read);
+                let line = serde_json::json!({
+                    "text": row["text"],
+                    "label": label,
+                    "reading": words.map(|(w, r)| (w.to_string(), serde_json::Value::from(r))).collect::<serde_json::Map<_, _>>(),
+                });
+                writeln!(out, "{line}")?;
+            }
             let best = (0..3)
                 .max_by(|&a, &b| read[a].total_cmp(&read[b]))
                 .unwrap_or(0);
