@@ -428,7 +428,9 @@ impl Analyzer {
     /// Shifts the sentiment by the meaning reader's reading of the analysed text, where
     /// it applies: English (or undetected) text that no language plugin read, with no
     /// previous turns read (the reader sees the utterance alone, and would overrule
-    /// what the turns before say about "Perfect."). A note when it could not read.
+    /// what the turns before say about "Perfect."). The caller leaves it out for a
+    /// version fine-tuned on corrections: the reader would overrule what it learned.
+    /// A note when it could not read.
     async fn read_meaning(
         &self,
         call: &Call<'_>,
