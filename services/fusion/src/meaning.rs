@@ -23,8 +23,10 @@ const TEMPERATURE: f32 = 1.2;
 
 pub struct Meaning {
     reader: Arc<MeaningReader>,
-    /// Readings run one at a time: each already uses every compute thread.
-    turn: Semaphore,
+    /// Readings run one at a time: each already uses every compute thread. A reading
+    /// holds its turn until it ends, even when its caller gave up waiting, so readings
+    /// past their deadline never pile up on the CPU.
+    turn: Arc<Semaphore>,
 }
 
 impl Meaning {
@@ -41,7 +43,7 @@ impl Meaning {
         let reader = MeaningReader::load(&path)?;
         Ok(Some(Meaning {
             reader: Arc::new(reader),
-            turn: Semaphore::new(1),
+            turn: Arc::new(Semaphore::new(1)),
         }))
     }
 
@@ -64,13 +66,18 @@ impl Meaning {
 
     async fn read_within(&self, text: &str, deadline: Duration) -> Result<[f32; 3], String> {
         let reading = tokio::time::timeout(deadline, async {
-            let _turn = self.turn.acquire().await.map_err(|e| e.to_string())?;
+            let turn = Arc::clone(&self.turn);
+            let turn = turn.acquire_owned().await.map_err(|e| e.to_string())?;
             let reader = Arc::clone(&self.reader);
             let text = text.to_string();
-            tokio::task::spawn_blocking(move || reader.read(&text))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("{e:#}"))
+            tokio::task::spawn_blocking(move || {
+                let reading = reader.read(&text);
+                drop(turn);
+                reading
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("{e:#}"))
         })
         .await
         .map_err(|_| format!("the meaning reader did not answer within {deadline:?}"))?;
