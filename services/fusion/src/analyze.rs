@@ -280,10 +280,10 @@ impl Analyzer {
         let inputs = self.model_inputs(expansion, &mut gathered, &faces, &lexicon);
         let (mut prediction, features) = predict(&model, inputs, &mut gathered.enc).await?;
         let remaining = call.deadline.saturating_sub(started.elapsed());
-        notes.extend(
-            self.read_meaning(&call, &mut gathered, remaining, &mut prediction)
-                .await,
-        );
+        if manifest.parent.is_none() {
+            let meaning = self.read_meaning(&call, &mut gathered, remaining, &mut prediction);
+            notes.extend(meaning.await);
+        }
         let low_confidence = low_confidence_note(&prediction, self.min_confidence);
         notes.extend(low_confidence.clone());
         gathered.enc.timings.push(StageTiming {
