@@ -16,7 +16,7 @@ use anyhow::{Context, Result, ensure};
 use candle_core::{D, Tensor, quantized::gguf_file};
 
 use gemma::{Gemma, MAX_POSITIONS, Prefix};
-pub use prompt::{LABEL_WORDS, SHOTS};
+pub use prompt::LABEL_WORDS;
 use spm::SpmTokenizer;
 
 /// Where `empathy assets fetch` puts the model, under the assets folder.
