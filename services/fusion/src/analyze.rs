@@ -12,7 +12,7 @@ use empathy_proto::{
     modality::{IMAGE, SPEECH, TEXT},
     v1::{
         AnalyzeOptions, AnalyzeRequest, AnalyzeResponse, EncodeInput, EncodeOutput, EncodeRequest,
-        EncodeResponse, Face, ModelRef, Situation, StageTiming, encode_input::Payload,
+        EncodeResponse, Face, ModelRef, Situation, StageTiming, Turn, encode_input::Payload,
     },
 };
 use tonic::Status;
@@ -101,6 +101,11 @@ impl<'a> Call<'a> {
             self.text_encoder,
             self.model_version,
         )
+    }
+
+    /// The most recent previous turns, those the version reads (oldest first).
+    fn turns_read(&self) -> &'a [Turn] {
+        &self.req.context[self.req.context.len() - self.context_read..]
     }
 
     /// Whether the client left `modality` enabled.
@@ -425,12 +430,13 @@ impl Analyzer {
         })
     }
 
-    /// Shifts the sentiment by the meaning reader's reading of the analysed text, where
-    /// it applies: English (or undetected) text that no language plugin read, with no
-    /// previous turns read (the reader sees the utterance alone, and would overrule
-    /// what the turns before say about "Perfect."). The caller leaves it out for a
-    /// version fine-tuned on corrections: the reader would overrule what it learned.
-    /// A note when it could not read.
+    /// Shifts the sentiment by the meaning reader's reading, where it applies: English
+    /// (or undetected) text that no language plugin read. With no previous turns read,
+    /// the reader reads the analysed text; with turns read, it reads those turns (what
+    /// happened), and shifts the answer as far as the model let the turns weigh, so
+    /// "Perfect." follows the scene while an outright turn keeps its own feeling. The
+    /// caller leaves it out for a version fine-tuned on corrections: the reader would
+    /// overrule what it learned. A note when it could not read.
     async fn read_meaning(
         &self,
         call: &Call<'_>,
@@ -442,16 +448,27 @@ impl Analyzer {
         let applies = call.wanted(TEXT)
             && !gathered.analysed_text.is_empty()
             && gathered.enc.reading.is_none()
-            && matches!(gathered.language.as_str(), "en" | "")
-            && call.context_read == 0;
+            && matches!(gathered.language.as_str(), "en" | "");
         if !applies {
             return None;
         }
-        let (reading, timing) = meaning.read(&gathered.analysed_text, deadline).await;
+        let scene_weight = meaning::context_weight(prediction);
+        let text = if call.context_read == 0 {
+            gathered.analysed_text.clone()
+        } else if scene_weight > 0.0 {
+            meaning::scene(call.turns_read())
+        } else {
+            return None;
+        };
+        let (reading, timing) = meaning.read(&text, deadline).await;
         gathered.enc.timings.push(timing);
         match reading {
-            Ok(reading) => {
+            Ok(reading) if call.context_read == 0 => {
                 meaning::mix(prediction, reading);
+                None
+            }
+            Ok(reading) => {
+                meaning::mix_scene(prediction, reading, scene_weight);
                 None
             }
             Err(why) => Some(format!("sentiment without the meaning reader: {why}")),
@@ -472,9 +489,8 @@ impl Analyzer {
         if call.context_read == 0 || !call.wanted(TEXT) {
             return None;
         }
-        let turns = &call.req.context[call.req.context.len() - call.context_read..];
         let check = |r: &EncodeResponse| call.check_text_encoder(r);
-        Some(context::encode(&self.pool, turns, call.deadline, check).await)
+        Some(context::encode(&self.pool, call.turns_read(), call.deadline, check).await)
     }
 
     /// The lexicon's features of `text`, timed.

@@ -14,7 +14,7 @@
 
 mod augment;
 mod calibration;
-mod dialogues;
+pub mod dialogues;
 mod embed;
 pub mod embedding_cache;
 pub mod encoder_tuning;
