@@ -202,7 +202,10 @@ mod tests {
             speaker: speaker.into(),
             text: text.into(),
         };
-        let turns = [turn("user", " My order is late. "), turn("agent", "It ships Monday.")];
+        let turns = [
+            turn("user", " My order is late. "),
+            turn("agent", "It ships Monday."),
+        ];
         assert_eq!(scene(&turns), "My order is late. It ships Monday.");
     }
 
