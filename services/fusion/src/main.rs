@@ -98,8 +98,9 @@ struct Args {
     )]
     min_confidence: f32,
     /// Shift English sentiment by the meaning reader (Gemma 3 270M, about 100 ms a
-    /// text on 2 cores): better on negation, contrast and idiom, at a fraction of the
-    /// throughput (README, "The meaning reader"). Off by default until corrections
+    /// text on 2 cores): better on negation, contrast, idiom and, in a conversation,
+    /// what the turns before imply, at a fraction of the throughput (README, "The
+    /// meaning reader" and "Conversations"). Off by default until corrections
     /// and the reader are reconciled (a corrected line must keep what it learned).
     #[arg(long)]
     meaning_reader: bool,
