@@ -1,38 +1,16 @@
 //! The meaning reader's part of an answer. The serving model reads a sentence
 //! embedding, which says what a text is about more than which way it leans ("The food
 //! wasn't bad" sits next to "The food was bad"); the reader (Gemma 3 270M, asked how
-//! the speaker feels) reads negation, contrast and idiom. Its reading shifts the
-//! model's sentiment where the reader is sure (it gives one answer more than SURE of
-//! its probability): score = [ln p_model + WEIGHT x (ln p_reader + NEUTRAL_SHIFT for
-//! neutral)] / TEMPERATURE, normalised; elsewhere the model's answer stands. SURE,
-//! WEIGHT and NEUTRAL_SHIFT did best on the meaning and implicit dev sets among those
-//! that kept the model's macro-F1 on 1,500 tweets of the validation split (where the
-//! reader is mostly unsure, and wrong more often than the model); TEMPERATURE
-//! minimised the negative log-likelihood there (README, "The meaning reader").
-//!
-//! In a conversation the reader reads the turns before instead (what happened, which
-//! the model reads poorly: "The earliest engineer visit is on the 22nd" holds no
-//! feeling word), and the answer moves by SCENE_WEIGHT x the weight the model gave
-//! those turns x the reading: a reaction ("Perfect.") leans on the turns and takes
-//! their feeling; a turn that says its feeling outright barely does.
+//! the speaker feels) reads negation, contrast and idiom, and in a conversation what
+//! the turns before imply. How its reading moves the answer is `empathy_reader::mix`.
 
 use std::{path::Path, sync::Arc, time::Duration, time::Instant};
 
 use empathy_model::{CONTEXT, Prediction};
 use empathy_proto::v1::Turn;
 use empathy_proto::{SENTIMENT_LABELS, v1::StageTiming};
-use empathy_reader::{LABEL_WORDS, MeaningReader};
+use empathy_reader::{LABEL_WORDS, MeaningReader, mix};
 use tokio::sync::Semaphore;
-
-const SURE: f32 = 0.5;
-const WEIGHT: f32 = 2.0;
-/// The reader says "neutral" less often than our labels mean it.
-const NEUTRAL_SHIFT: f32 = 0.5;
-/// Two sources agreeing make a sharper score than either is sure of.
-const TEMPERATURE: f32 = 1.3;
-/// Chosen on the hand-written dev dialogues, keeping the outright turns' accuracy
-/// (README, "Conversations").
-const SCENE_WEIGHT: f32 = 4.0;
 
 pub struct Meaning {
     reader: Arc<MeaningReader>,
@@ -105,22 +83,18 @@ impl Meaning {
     }
 }
 
+/// Index of "neutral" in SENTIMENT_LABELS.
+fn neutral() -> usize {
+    SENTIMENT_LABELS
+        .iter()
+        .position(|l| *l == "neutral")
+        .unwrap_or(1)
+}
+
 /// Shifts the model's sentiment by the reader's `reading` (SENTIMENT_LABELS order) of
 /// the analysed text, if the reader is sure.
 pub fn mix(prediction: &mut Prediction, reading: [f32; 3]) {
-    if reading.iter().all(|r| r.exp() <= SURE) {
-        return;
-    }
-    let scores = std::array::from_fn(|k| {
-        let shift = if SENTIMENT_LABELS[k] == "neutral" {
-            NEUTRAL_SHIFT
-        } else {
-            0.0
-        };
-        let score = prediction.sentiment[k].max(1e-6).ln() + WEIGHT * (reading[k] + shift);
-        score / TEMPERATURE
-    });
-    prediction.sentiment = normalised(scores);
+    prediction.sentiment = mix::shift_by_text(prediction.sentiment, reading, neutral());
 }
 
 /// The attention the model gave the turns before (0 without them).
@@ -142,18 +116,7 @@ pub fn scene(turns: &[Turn]) -> String {
 /// Shifts the model's sentiment by the reader's `reading` of the turns before, as far
 /// as the model let them weigh (`context_weight`).
 pub fn mix_scene(prediction: &mut Prediction, reading: [f32; 3], context_weight: f32) {
-    let scores = std::array::from_fn(|k| {
-        prediction.sentiment[k].max(1e-6).ln() + SCENE_WEIGHT * context_weight * reading[k]
-    });
-    prediction.sentiment = normalised(scores);
-}
-
-/// Softmax of log-scores.
-fn normalised(scores: [f32; 3]) -> [f32; 3] {
-    let top = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exp = scores.map(|s| (s - top).exp());
-    let sum: f32 = exp.iter().sum();
-    exp.map(|e| e / sum)
+    prediction.sentiment = mix::shift_by_scene(prediction.sentiment, reading, context_weight);
 }
 
 #[cfg(test)]
@@ -162,38 +125,16 @@ mod tests {
     use crate::explain::tests::prediction;
 
     #[test]
-    fn a_sure_reader_overrules_an_unsure_model_and_scores_stay_a_distribution() {
-        // The model leans negative (0.5); the reader is sure it is positive.
-        let mut p = prediction([0.5, 0.2, 0.3]);
-        mix(&mut p, [(0.05f32).ln(), (0.05f32).ln(), (0.9f32).ln()]);
-        assert_eq!(p.top_sentiment(), 2, "{:?}", p.sentiment);
-        assert!((p.sentiment.iter().sum::<f32>() - 1.0).abs() < 1e-5);
-    }
-
-    #[test]
-    fn the_scene_moves_a_reaction_that_leans_on_it_and_not_an_outright_turn() {
-        let bad_news = [(0.8f32).ln(), (0.1f32).ln(), (0.1f32).ln()];
-        let with_turns = |context: f32| {
-            let mut p = prediction([0.2, 0.2, 0.6]);
-            p.attention = vec![
-                ("text".into(), 1.0 - context),
-                ("context:0".into(), context / 2.0),
-                ("context:1".into(), context / 2.0),
-            ];
-            p
-        };
-        // "Perfect." after bad news: the model let the turns weigh 0.6.
-        let mut reaction = with_turns(0.6);
-        let weight = context_weight(&reaction);
-        assert!((weight - 0.6).abs() < 1e-6);
-        mix_scene(&mut reaction, bad_news, weight);
-        assert_eq!(reaction.top_sentiment(), 0, "{:?}", reaction.sentiment);
-        // "Thanks, that's brilliant!" after the same: the turns weigh 0.05.
-        let mut outright = with_turns(0.05);
-        let weight = context_weight(&outright);
-        mix_scene(&mut outright, bad_news, weight);
-        assert_eq!(outright.top_sentiment(), 2, "{:?}", outright.sentiment);
-        assert!((outright.sentiment.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    fn the_context_weight_is_the_attention_the_turns_before_had() {
+        let mut p = prediction([0.2, 0.2, 0.6]);
+        assert_eq!(context_weight(&p), 0.0);
+        p.attention = vec![
+            ("text".into(), 0.4),
+            ("lexicon".into(), 0.2),
+            ("context:0".into(), 0.1),
+            ("context:1".into(), 0.3),
+        ];
+        assert!((context_weight(&p) - 0.4).abs() < 1e-6);
     }
 
     #[test]
@@ -207,14 +148,5 @@ mod tests {
             turn("agent", "It ships Monday."),
         ];
         assert_eq!(scene(&turns), "My order is late. It ships Monday.");
-    }
-
-    #[test]
-    fn an_unsure_reading_leaves_the_model_s_answer_as_it_was() {
-        let model = [0.1, 0.2, 0.7];
-        let mut p = prediction(model);
-        // The reader leans negative, but gives no answer more than half its probability.
-        mix(&mut p, [(0.45f32).ln(), (0.2f32).ln(), (0.35f32).ln()]);
-        assert_eq!(p.sentiment, model);
     }
 }

@@ -7,6 +7,7 @@
 //! once at load; a text costs only its own tokens.
 
 mod gemma;
+pub mod mix;
 mod prompt;
 mod spm;
 
