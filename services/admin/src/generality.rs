@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use empathy_plugin_api::host::LoadedPlugin;
-use empathy_training::generality::{FoldTuning, leave_one_domain_out, mean_macro_f1};
+use empathy_training::generality::{
+    DomainFold, FoldTuning, Readings, leave_one_domain_out, load_readings, mean_macro_f1,
+};
 use empathy_training::{TextEncoder, TrainConfig};
 
 use crate::train::{TuningArgs, embed, encoder_id, expansion_dir, load_text_plugin};
@@ -34,6 +36,11 @@ pub struct GeneralityArgs {
     /// Print each fold's training lines.
     #[arg(long)]
     verbose: bool,
+    /// Meaning reader readings (JSON lines, as the reader's `read` example writes them
+    /// with READINGS=FILE): each fold is also scored with the reader, as fusion serves
+    /// it, on the rows read, beside the model alone on the same rows.
+    #[arg(long)]
+    readings: Vec<PathBuf>,
 }
 
 pub fn run(args: &GeneralityArgs) -> anyhow::Result<()> {
@@ -70,11 +77,19 @@ pub fn run(args: &GeneralityArgs) -> anyhow::Result<()> {
         config: &tuning_config,
         embed_with: &mut embed_with,
     });
-    let folds = leave_one_domain_out(&args.assets, &config, encoder, tuning, &mut |m| {
-        if args.verbose || !m.starts_with("epoch") {
-            eprintln!("{m}")
-        }
-    })?;
+    let readings: Readings = load_readings(&args.readings)?;
+    let folds = leave_one_domain_out(
+        &args.assets,
+        &config,
+        encoder,
+        tuning,
+        &readings,
+        &mut |m| {
+            if args.verbose || !m.starts_with("epoch") {
+                eprintln!("{m}")
+            }
+        },
+    )?;
     println!();
     let tuned = if args.tuning.tune_encoder {
         format!(", tuned per fold ({} layers)", args.tuning.tune_layers)
@@ -104,6 +119,37 @@ pub fn run(args: &GeneralityArgs) -> anyhow::Result<()> {
         "{:12} {:>7} {:>9}   {inside:>18.4}   {outside:>18.4}",
         "mean", "", ""
     );
+    if !readings.is_empty() {
+        print_read(&folds);
+    }
     println!("took {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The folds on the rows read: the model alone and with the meaning reader.
+fn print_read(folds: &[DomainFold]) {
+    println!();
+    println!("on the rows with a reading: model alone -> with the meaning reader (macro-F1)");
+    println!(
+        "{:12} {:>8} {:>18}   {:>8} {:>18}",
+        "left out", "read in", "in-domain", "read out", "out-of-domain"
+    );
+    let mut sums = [0f64; 4];
+    for f in folds {
+        let Some(r) = f.read else { continue };
+        let (i0, i1) = r.in_domain;
+        let (o0, o1) = r.out_of_domain;
+        println!(
+            "{:12} {:>8} {:>8.4} -> {:.4}   {:>8} {:>8.4} -> {:.4}",
+            f.domain, i0.examples, i0.macro_f1, i1.macro_f1, o0.examples, o0.macro_f1, o1.macro_f1
+        );
+        for (sum, s) in sums.iter_mut().zip([i0, i1, o0, o1]) {
+            *sum += s.macro_f1 / folds.len() as f64;
+        }
+    }
+    let [i0, i1, o0, o1] = sums;
+    println!(
+        "{:12} {:>8} {i0:>8.4} -> {i1:.4}   {:>8} {o0:>8.4} -> {o1:.4}",
+        "mean", "", ""
+    );
 }

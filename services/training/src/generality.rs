@@ -3,18 +3,23 @@
 //! train without that topic's tweets and test on all of them; beside it, the same
 //! model on the test split of the topics it was trained on. The mean over topics of
 //! the out-of-domain macro-F1 is the number a customer outside tweets cares about.
+//! Given readings of the meaning reader, each fold is also scored with the reader's
+//! rule as fusion serves it (`empathy_reader::mix`), on the rows that were read,
+//! beside the model alone on the same rows.
 
+use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::ensure;
+use anyhow::{Context, ensure};
 
 use super::{TextEncoder, TrainConfig, class_weights, prior_bias, train_fresh};
 use crate::embed::embed_texts;
 use crate::encoder_tuning::{TuningConfig, tune_on_corpus};
-use crate::fit::{Features, Shown, predict};
+use crate::fit::{Features, Shown, logits, predict};
 use crate::metrics::Confusion;
 use empathy_corpus::topics::TopicTagger;
 use empathy_corpus::{Corpus, Split};
+use empathy_proto::SENTIMENT_LABELS;
 
 /// Accuracy and macro-F1 on a set of examples.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,6 +38,49 @@ pub struct DomainFold {
     pub in_domain: Score,
     /// Every tweet of the left-out topic.
     pub out_of_domain: Score,
+    /// With readings: the rows read of each, the model alone and with the reader.
+    pub read: Option<ReadFold>,
+}
+
+/// The model alone and with the meaning reader, on the same rows (those read).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReadFold {
+    pub in_domain: (Score, Score),
+    pub out_of_domain: (Score, Score),
+}
+
+/// The meaning reader's readings by text: log-probabilities in SENTIMENT_LABELS order.
+pub type Readings = HashMap<String, [f32; 3]>;
+
+/// Readings from JSON lines `{"text", "reading": {label: log-probability}}`, as the
+/// reader's `read` example writes them with READINGS=FILE.
+pub fn load_readings(paths: &[std::path::PathBuf]) -> anyhow::Result<Readings> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        text: String,
+        reading: HashMap<String, f32>,
+    }
+    let mut readings = Readings::new();
+    for path in paths {
+        let file = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        for (n, line) in file
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let line: Line = serde_json::from_str(line)
+                .with_context(|| format!("{} line {}", path.display(), n + 1))?;
+            let mut reading = [0f32; 3];
+            for (k, label) in SENTIMENT_LABELS.iter().enumerate() {
+                reading[k] = *line.reading.get(*label).with_context(|| {
+                    format!("{} line {}: no reading for {label}", path.display(), n + 1)
+                })?;
+            }
+            readings.insert(line.text, reading);
+        }
+    }
+    Ok(readings)
 }
 
 /// Embeds texts with the encoder in a model directory.
@@ -48,12 +96,13 @@ pub struct FoldTuning<'a> {
 
 /// The folds, one per topic, in topic order; `progress` gets the training lines.
 /// With `tuning`, each fold tunes its own encoder first (the frozen `encoder` gives
-/// the distillation targets).
+/// the distillation targets); with `readings`, each is scored with the reader too.
 pub fn leave_one_domain_out(
     assets_dir: &Path,
     config: &TrainConfig,
     encoder: TextEncoder,
     mut tuning: Option<FoldTuning>,
+    readings: &Readings,
     progress: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Vec<DomainFold>> {
     // Single sentences only: made conversations mix topics in their turns, which would
@@ -130,6 +179,7 @@ pub fn leave_one_domain_out(
             split: &fold_split,
             bias: &bias,
             features,
+            readings,
         };
         folds.push(fold.score(&held_out, name, config, progress)?);
     }
@@ -142,6 +192,7 @@ struct Fold<'a> {
     split: &'a Split,
     bias: &'a [[f32; 3]],
     features: &'a Features,
+    readings: &'a Readings,
 }
 
 impl Fold<'_> {
@@ -178,12 +229,64 @@ impl Fold<'_> {
                 macro_f1: m.macro_f1(),
             })
         };
+        let read = if self.readings.is_empty() {
+            None
+        } else {
+            let read = |indices: &[usize]| self.score_read(&network, indices);
+            Some(ReadFold {
+                in_domain: read(&self.split.test)?,
+                out_of_domain: read(held_out)?,
+            })
+        };
         Ok(DomainFold {
             domain: name.to_string(),
             train_size: self.split.train.len(),
             in_domain: score(&self.split.test)?,
             out_of_domain: score(held_out)?,
+            read,
         })
+    }
+
+    /// The model alone and with the reader (as fusion serves it), on the rows of
+    /// `indices` that were read.
+    fn score_read(
+        &self,
+        network: &empathy_model::network::FusionNetwork,
+        indices: &[usize],
+    ) -> anyhow::Result<(Score, Score)> {
+        let corpus = self.corpus;
+        let (rows, readings): (Vec<usize>, Vec<[f32; 3]>) = indices
+            .iter()
+            .filter_map(|&i| self.readings.get(&corpus.texts[i]).map(|r| (i, *r)))
+            .unzip();
+        let shown = Shown {
+            text: true,
+            situations: false,
+        };
+        let model: Vec<[f32; 3]> = logits(network, self.features, &rows, shown)?
+            .iter()
+            .map(|l| crate::calibration::softmax(l, 1.0).map(|p| p as f32))
+            .collect();
+        let neutral = SENTIMENT_LABELS
+            .iter()
+            .position(|l| *l == "neutral")
+            .context("no neutral label")?;
+        let shifted: Vec<[f32; 3]> = model
+            .iter()
+            .zip(&readings)
+            .map(|(p, r)| empathy_reader::mix::shift_by_text(*p, *r, neutral))
+            .collect();
+        let truth: Vec<usize> = rows.iter().map(|&i| corpus.labels[i]).collect();
+        let score = |p: &[[f32; 3]]| {
+            let predicted: Vec<usize> = p.iter().map(|q| empathy_model::top_index(q)).collect();
+            let m = Confusion::from_labels(3, &truth, &predicted);
+            Score {
+                examples: rows.len(),
+                accuracy: m.accuracy(),
+                macro_f1: m.macro_f1(),
+            }
+        };
+        Ok((score(&model), score(&shifted)))
     }
 }
 
@@ -211,8 +314,29 @@ mod tests {
             id: "test/bag-of-words",
             embed: &mut embed,
         };
-        let folds = leave_one_domain_out(&assets_dir(), &config, encoder, None, &mut |_| {})?;
         let corpus = empathy_corpus::load_corpus(&empathy_corpus::corpus_path(&assets_dir()))?;
+        // A reader that reads every seventh tweet, sure of its true label.
+        let readings: Readings = (0..corpus.texts.len())
+            .step_by(7)
+            .map(|i| {
+                let sure = std::array::from_fn(|k| {
+                    if k == corpus.labels[i] {
+                        0.98f32.ln()
+                    } else {
+                        0.01f32.ln()
+                    }
+                });
+                (corpus.texts[i].clone(), sure)
+            })
+            .collect();
+        let folds = leave_one_domain_out(
+            &assets_dir(),
+            &config,
+            encoder,
+            None,
+            &readings,
+            &mut |_| {},
+        )?;
         assert_eq!(
             folds.iter().map(|f| f.domain.as_str()).collect::<Vec<_>>(),
             TopicTagger::names()
@@ -225,7 +349,20 @@ mod tests {
             for s in [f.in_domain, f.out_of_domain] {
                 assert!(s.macro_f1 > 0.0 && s.macro_f1 < 1.0, "{f:?}");
             }
+            // The rows read are scored both ways; a sure, right reader only helps.
+            let read = f.read.context("no scores with the reader")?;
+            for (alone, with_reader) in [read.in_domain, read.out_of_domain] {
+                assert_eq!(alone.examples, with_reader.examples);
+                assert!(with_reader.accuracy >= alone.accuracy, "{read:?}");
+            }
+            assert!(read.out_of_domain.1.accuracy > 0.95, "{read:?}");
         }
+        let read: usize = folds
+            .iter()
+            .filter_map(|f| f.read)
+            .map(|r| r.out_of_domain.0.examples)
+            .sum();
+        assert_eq!(read, readings.len());
         Ok(())
     }
 }
