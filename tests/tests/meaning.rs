@@ -1,0 +1,90 @@
+//! The meaning reader end to end: fusion started with `--meaning-reader` (Gemma 3 270M
+//! from the fetched assets) reads single English texts and, in a conversation, the
+//! turns before; its stage shows in the timings. Without the flag it stays out.
+
+mod support;
+
+use empathy_proto::v1::{AnalyzeRequest, AnalyzeResponse, Turn};
+use support::*;
+
+fn turn(speaker: &str, text: &str) -> Turn {
+    Turn {
+        speaker: speaker.into(),
+        text: text.into(),
+    }
+}
+
+fn stages(r: &AnalyzeResponse) -> Vec<&str> {
+    r.timings.iter().map(|t| t.stage.as_str()).collect()
+}
+
+fn request(text: &str, context: Vec<Turn>) -> AnalyzeRequest {
+    AnalyzeRequest {
+        text: text.into(),
+        context,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn the_reader_reads_texts_and_what_the_turns_before_imply() -> anyhow::Result<()> {
+    let encoder = start_encoder(&[]).await?;
+    let fusion = start_fusion(&[encoder.url()], &["--meaning-reader"]).await?;
+    let mut c = client(&fusion).await?;
+
+    let single = c
+        .analyze(request(
+            "The room was not what the photos promised.",
+            vec![],
+        ))
+        .await?
+        .into_inner();
+    assert!(stages(&single).contains(&"meaning"), "{:?}", single.timings);
+    assert!(single.notes.is_empty(), "{:?}", single.notes);
+    let sum: f32 = single
+        .sentiment
+        .as_ref()
+        .map_or(0.0, |s| s.scores.iter().map(|x| x.score).sum());
+    assert!((sum - 1.0).abs() < 1e-4, "{:?}", single.sentiment);
+
+    // The same reaction after a scene of each feeling: the reader reads the scene.
+    let bad = vec![
+        turn("user", "My flight home was cancelled."),
+        turn(
+            "agent",
+            "The next free seat is in four days, and the hotel until then is at your own cost.",
+        ),
+    ];
+    let good = vec![
+        turn("user", "Is my table ready?"),
+        turn(
+            "agent",
+            "Yes, and the chef has sent a free dessert for your anniversary.",
+        ),
+    ];
+    let after_bad = c.analyze(request("Lovely.", bad)).await?.into_inner();
+    let after_good = c.analyze(request("Lovely.", good)).await?.into_inner();
+    for r in [&after_bad, &after_good] {
+        assert!(stages(r).contains(&"meaning"), "{:?}", r.timings);
+    }
+    let label = |r: &AnalyzeResponse| r.sentiment.as_ref().map(|s| s.label.clone());
+    assert_eq!(label(&after_bad).as_deref(), Some("negative"));
+    assert_eq!(label(&after_good).as_deref(), Some("positive"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_the_flag_the_reader_stays_out() -> anyhow::Result<()> {
+    let encoder = start_encoder(&[]).await?;
+    let fusion = start_fusion(&[encoder.url()], &[]).await?;
+    let mut c = client(&fusion).await?;
+    let r = c
+        .analyze(request(
+            "The room was not what the photos promised.",
+            vec![],
+        ))
+        .await?
+        .into_inner();
+    assert!(!stages(&r).contains(&"meaning"), "{:?}", r.timings);
+    Ok(())
+}
