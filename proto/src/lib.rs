@@ -15,6 +15,9 @@ pub mod v1 {
 /// Sentiment labels, in the order of every sentiment score vector.
 pub const SENTIMENT_LABELS: [&str; 3] = ["negative", "neutral", "positive"];
 
+/// Index of "neutral" in SENTIMENT_LABELS.
+pub const NEUTRAL_SENTIMENT: usize = 1;
+
 /// Emotion labels (Ekman's six plus neutral), in the order of every emotion vector.
 pub const EMOTION_LABELS: [&str; 7] = [
     "anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral",
@@ -102,6 +105,12 @@ mod tests {
     use prost::Message;
 
     use super::v1::AnalyzeRequest;
+    use super::{NEUTRAL_SENTIMENT, SENTIMENT_LABELS};
+
+    #[test]
+    fn the_neutral_index_names_neutral() {
+        assert_eq!(SENTIMENT_LABELS[NEUTRAL_SENTIMENT], "neutral");
+    }
 
     /// Media decoded from a received buffer is a view of that buffer, not a copy: a
     /// 25 MiB clip costs its bytes once on the request path.

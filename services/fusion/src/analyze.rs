@@ -452,26 +452,26 @@ impl Analyzer {
         if !applies {
             return None;
         }
-        let scene_weight = meaning::context_weight(prediction);
-        let text = if call.context_read == 0 {
-            gathered.analysed_text.clone()
-        } else if scene_weight > 0.0 {
-            meaning::scene(call.turns_read())
-        } else {
-            return None;
+        // With turns read, the reader reads them, weighed as the model weighed them
+        // (none when they could not be encoded).
+        let scene = (call.context_read > 0).then(|| meaning::context_weight(prediction));
+        let text = match scene {
+            None => gathered.analysed_text.clone(),
+            Some(weight) if weight > 0.0 => meaning::scene(call.turns_read()),
+            Some(_) => return None,
         };
         let (reading, timing) = meaning.read(&text, deadline).await;
         gathered.enc.timings.push(timing);
-        match reading {
-            Ok(reading) if call.context_read == 0 => {
+        match (reading, scene) {
+            (Ok(reading), None) => {
                 meaning::mix(prediction, reading);
                 None
             }
-            Ok(reading) => {
-                meaning::mix_scene(prediction, reading, scene_weight);
+            (Ok(reading), Some(weight)) => {
+                meaning::mix_scene(prediction, reading, weight);
                 None
             }
-            Err(why) => Some(format!("sentiment without the meaning reader: {why}")),
+            (Err(why), _) => Some(format!("sentiment without the meaning reader: {why}")),
         }
     }
 

@@ -8,7 +8,7 @@ use std::{path::Path, sync::Arc, time::Duration, time::Instant};
 
 use empathy_model::{CONTEXT, Prediction};
 use empathy_proto::v1::Turn;
-use empathy_proto::{SENTIMENT_LABELS, v1::StageTiming};
+use empathy_proto::{NEUTRAL_SENTIMENT, SENTIMENT_LABELS, v1::StageTiming};
 use empathy_reader::{LABEL_WORDS, MeaningReader, mix};
 use tokio::sync::Semaphore;
 
@@ -83,18 +83,10 @@ impl Meaning {
     }
 }
 
-/// Index of "neutral" in SENTIMENT_LABELS.
-fn neutral() -> usize {
-    SENTIMENT_LABELS
-        .iter()
-        .position(|l| *l == "neutral")
-        .unwrap_or(1)
-}
-
 /// Shifts the model's sentiment by the reader's `reading` (SENTIMENT_LABELS order) of
 /// the analysed text, if the reader is sure.
 pub fn mix(prediction: &mut Prediction, reading: [f32; 3]) {
-    prediction.sentiment = mix::shift_by_text(prediction.sentiment, reading, neutral());
+    prediction.sentiment = mix::shift_by_text(prediction.sentiment, reading, NEUTRAL_SENTIMENT);
 }
 
 /// The attention the model gave the turns before (0 without them).

@@ -5,8 +5,8 @@
 //!   cargo run -p empathy-training --example test_dialogues -- 42 > made.jsonl
 //!
 //! Arguments: the seed (`empathy train --seed`, 42 by default) and how many
-//! conversations `empathy train` made from the training split (6,000 by default; a
-//! fifth as many are made from the test split).
+//! conversations `empathy train` made from the training split (its default if left
+//! out); the held-out fraction is `empathy train`'s default.
 
 use std::path::PathBuf;
 
@@ -14,7 +14,7 @@ use anyhow::Context;
 use empathy_corpus::{corpus_path, load_corpus, stratified_split};
 use empathy_model::{Lexicon, Speaker};
 use empathy_proto::SENTIMENT_LABELS;
-use empathy_training::{dialogues, metrics::vader_label};
+use empathy_training::{TrainConfig, dialogues};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -22,29 +22,25 @@ fn main() -> anyhow::Result<()> {
         .first()
         .map_or(Ok(42), |s| s.parse())
         .context("the seed")?;
+    let config = TrainConfig::default();
     let trained: usize = args
         .get(1)
-        .map_or(Ok(6000), |s| s.parse())
+        .map_or(Ok(config.dialogues), |s| s.parse())
         .context("the number of conversations")?;
     let assets =
         std::env::var_os("EMPATHY_ASSETS").map_or_else(|| PathBuf::from("assets"), PathBuf::from);
     let corpus = load_corpus(&corpus_path(&assets))?;
-    // As `empathy train` splits (its held-out fraction is 0.1) and reads the words.
-    let split = stratified_split(&corpus.labels, seed, 0.1);
-    let lexicon = Lexicon::load(&assets)?;
-    let worded: Vec<usize> = corpus
-        .texts
-        .iter()
-        .map(|t| vader_label(lexicon.analyze_with(t, None).vader_compound))
-        .collect();
+    let split = stratified_split(&corpus.labels, seed, config.held_out_fraction);
+    let worded = dialogues::worded(&Lexicon::load(&assets)?, &corpus.texts);
+    let (n, seed) = dialogues::test_draw(trained, seed);
     let made = dialogues::compose(
         &corpus.texts,
         &corpus.labels,
         &corpus.topics,
         &worded,
         &split.test,
-        (trained / 5).max(1),
-        seed + 1,
+        n,
+        seed,
     );
     for ((text, label), turns) in made.texts.iter().zip(&made.labels).zip(&made.context) {
         let context: Vec<serde_json::Value> = turns

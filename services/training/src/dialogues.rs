@@ -22,6 +22,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use empathy_model::Speaker;
+use empathy_model::lexicon::Lexicon;
+
+use crate::metrics::vader_label;
 
 const NEGATIVE: usize = 0;
 const NEUTRAL: usize = 1;
@@ -71,6 +74,20 @@ pub const REACTIONS: [&str; 39] = [
     "Classic.",
     "How nice.",
 ];
+
+/// Per text, the sentiment its lexicon reads (VADER's thresholds): `compose`'s `worded`.
+pub fn worded(lexicon: &Lexicon, texts: &[String]) -> Vec<usize> {
+    texts
+        .iter()
+        .map(|t| vader_label(lexicon.analyze_with(t, None).vader_compound))
+        .collect()
+}
+
+/// How many conversations are made from the test split, and from which seed, when
+/// `trained` are made from the training split with `seed`: the held-out check.
+pub fn test_draw(trained: usize, seed: u64) -> (usize, u64) {
+    ((trained / 5).max(1), seed + 1)
+}
 
 /// Made conversations: the last turns (new rows), and per row its previous turns as
 /// indices of training tweets, oldest first.

@@ -15,11 +15,11 @@ use anyhow::{Context, ensure};
 use super::{TextEncoder, TrainConfig, class_weights, prior_bias, train_fresh};
 use crate::embed::embed_texts;
 use crate::encoder_tuning::{TuningConfig, tune_on_corpus};
-use crate::fit::{Features, Shown, logits, predict};
+use crate::fit::{Features, Shown, logits};
 use crate::metrics::Confusion;
 use empathy_corpus::topics::TopicTagger;
 use empathy_corpus::{Corpus, Split};
-use empathy_proto::SENTIMENT_LABELS;
+use empathy_proto::{NEUTRAL_SENTIMENT, SENTIMENT_LABELS};
 
 /// Accuracy and macro-F1 on a set of examples.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -215,78 +215,68 @@ impl Fold<'_> {
             config,
             progress,
         )?;
-        let score = |indices: &[usize]| -> anyhow::Result<Score> {
-            let shown = Shown {
-                text: true,
-                situations: false,
-            };
-            let predicted = predict(&network, features, indices, shown)?;
-            let truth: Vec<usize> = indices.iter().map(|&i| corpus.labels[i]).collect();
-            let m = Confusion::from_labels(3, &truth, &predicted);
-            Ok(Score {
-                examples: indices.len(),
-                accuracy: m.accuracy(),
-                macro_f1: m.macro_f1(),
-            })
-        };
-        let read = if self.readings.is_empty() {
-            None
-        } else {
-            let read = |indices: &[usize]| self.score_read(&network, indices);
-            Some(ReadFold {
-                in_domain: read(&self.split.test)?,
-                out_of_domain: read(held_out)?,
-            })
-        };
+        let (in_domain, read_in) = self.evaluate(&network, &self.split.test)?;
+        let (out_of_domain, read_out) = self.evaluate(&network, held_out)?;
         Ok(DomainFold {
             domain: name.to_string(),
             train_size: self.split.train.len(),
-            in_domain: score(&self.split.test)?,
-            out_of_domain: score(held_out)?,
-            read,
+            in_domain,
+            out_of_domain,
+            read: read_in
+                .zip(read_out)
+                .map(|(in_domain, out_of_domain)| ReadFold {
+                    in_domain,
+                    out_of_domain,
+                }),
         })
     }
 
-    /// The model alone and with the reader (as fusion serves it), on the rows of
-    /// `indices` that were read.
-    fn score_read(
+    /// Scores the model on `indices` and, given readings, on the rows of them that
+    /// were read, alone and with the reader as fusion serves it; one forward pass.
+    fn evaluate(
         &self,
         network: &empathy_model::network::FusionNetwork,
         indices: &[usize],
-    ) -> anyhow::Result<(Score, Score)> {
-        let corpus = self.corpus;
-        let (rows, readings): (Vec<usize>, Vec<[f32; 3]>) = indices
-            .iter()
-            .filter_map(|&i| self.readings.get(&corpus.texts[i]).map(|r| (i, *r)))
-            .unzip();
+    ) -> anyhow::Result<(Score, Option<(Score, Score)>)> {
         let shown = Shown {
             text: true,
             situations: false,
         };
-        let model: Vec<[f32; 3]> = logits(network, self.features, &rows, shown)?
+        let model: Vec<[f32; 3]> = logits(network, self.features, indices, shown)?
             .iter()
             .map(|l| crate::calibration::softmax(l, 1.0).map(|p| p as f32))
             .collect();
-        let neutral = SENTIMENT_LABELS
-            .iter()
-            .position(|l| *l == "neutral")
-            .context("no neutral label")?;
-        let shifted: Vec<[f32; 3]> = model
-            .iter()
-            .zip(&readings)
-            .map(|(p, r)| empathy_reader::mix::shift_by_text(*p, *r, neutral))
-            .collect();
-        let truth: Vec<usize> = rows.iter().map(|&i| corpus.labels[i]).collect();
-        let score = |p: &[[f32; 3]]| {
-            let predicted: Vec<usize> = p.iter().map(|q| empathy_model::top_index(q)).collect();
-            let m = Confusion::from_labels(3, &truth, &predicted);
-            Score {
-                examples: rows.len(),
-                accuracy: m.accuracy(),
-                macro_f1: m.macro_f1(),
+        let all = self.scored(indices, &model);
+        if self.readings.is_empty() {
+            return Ok((all, None));
+        }
+        let mut rows = Vec::new();
+        let (mut alone, mut shifted) = (Vec::new(), Vec::new());
+        for (&i, p) in indices.iter().zip(&model) {
+            if let Some(r) = self.readings.get(&self.corpus.texts[i]) {
+                rows.push(i);
+                alone.push(*p);
+                shifted.push(empathy_reader::mix::shift_by_text(
+                    *p,
+                    *r,
+                    NEUTRAL_SENTIMENT,
+                ));
             }
-        };
-        Ok((score(&model), score(&shifted)))
+        }
+        let read = (self.scored(&rows, &alone), self.scored(&rows, &shifted));
+        Ok((all, Some(read)))
+    }
+
+    /// Accuracy and macro-F1 of the top sentiment of `scores` on `rows`.
+    fn scored(&self, rows: &[usize], scores: &[[f32; 3]]) -> Score {
+        let truth: Vec<usize> = rows.iter().map(|&i| self.corpus.labels[i]).collect();
+        let predicted: Vec<usize> = scores.iter().map(|q| empathy_model::top_index(q)).collect();
+        let m = Confusion::from_labels(3, &truth, &predicted);
+        Score {
+            examples: rows.len(),
+            accuracy: m.accuracy(),
+            macro_f1: m.macro_f1(),
+        }
     }
 }
 

@@ -464,10 +464,7 @@ fn corpus_neutral_seeds(
     candidates: &[(String, usize)],
     config: &ExpansionConfig,
 ) -> anyhow::Result<Vec<String>> {
-    let neutral_label = empathy_proto::SENTIMENT_LABELS
-        .iter()
-        .position(|l| *l == "neutral")
-        .context("no neutral sentiment label")?;
+    let neutral_label = empathy_proto::NEUTRAL_SENTIMENT;
     let split = stratified_split(
         &corpus.labels,
         config.neutral_split_seed,

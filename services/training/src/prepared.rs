@@ -8,7 +8,6 @@ use super::{
     TextEncoder, TrainConfig, augment, dialogues, encoder_tuning, split_corpus, topic_bias,
 };
 use crate::embed::embed_texts;
-use crate::metrics::vader_label;
 use empathy_corpus::{Corpus, Split, corpus_path, load_corpus};
 use empathy_model::lexicon::Lexicon;
 
@@ -106,11 +105,7 @@ pub(crate) fn prepare(
     let mut context = vec![Vec::new(); corpus.texts.len()];
     let mut test_dialogues = Vec::new();
     if config.dialogues > 0 {
-        let lexicon = Lexicon::load(assets_dir)?;
-        let worded = corpus.texts[..original]
-            .iter()
-            .map(|t| vader_label(lexicon.analyze_with(t, None).vader_compound))
-            .collect();
+        let worded = dialogues::worded(&Lexicon::load(assets_dir)?, &corpus.texts[..original]);
         let mut rows = Rows {
             corpus: &mut corpus,
             text: &mut text,
@@ -123,9 +118,9 @@ pub(crate) fn prepare(
             rows.add_dialogues(&split.train, config.dialogues, config.seed, &mut embed)?;
         split.train.extend(trained);
         // Made the same way from the test split: how well the rules were learned.
-        let n = (config.dialogues / 5).max(1);
+        let (n, seed) = dialogues::test_draw(config.dialogues, config.seed);
         test_dialogues = rows
-            .add_dialogues(&split.test, n, config.seed + 1, &mut embed)?
+            .add_dialogues(&split.test, n, seed, &mut embed)?
             .collect();
         progress(&format!(
             "made {} conversations from the training split, {n} from the test split",
