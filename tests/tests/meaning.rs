@@ -1,10 +1,11 @@
 //! The meaning reader end to end: fusion started with `--meaning-reader` (Gemma 3 270M
 //! from the fetched assets) reads single English texts and, in a conversation, the
-//! turns before; its stage shows in the timings. Without the flag it stays out.
+//! turns before, and the sentiment, emotions and valence follow; its stage shows in
+//! the timings. Without the flag it stays out.
 
 mod support;
 
-use empathy_proto::v1::{AnalyzeRequest, AnalyzeResponse, Turn};
+use empathy_proto::v1::{AnalyzeRequest, AnalyzeResponse, InfoRequest, Turn};
 use support::*;
 
 fn turn(speaker: &str, text: &str) -> Turn {
@@ -31,6 +32,12 @@ async fn the_reader_reads_texts_and_what_the_turns_before_imply() -> anyhow::Res
     let encoder = start_encoder(&[]).await?;
     let fusion = start_fusion(&[encoder.url()], &["--meaning-reader"]).await?;
     let mut c = client(&fusion).await?;
+    let info = c.info(InfoRequest::default()).await?.into_inner();
+    assert!(
+        info.notes.iter().any(|n| n.starts_with("meaning: ")),
+        "{:?}",
+        info.notes
+    );
 
     let single = c
         .analyze(request(
@@ -47,6 +54,10 @@ async fn the_reader_reads_texts_and_what_the_turns_before_imply() -> anyhow::Res
         .as_ref()
         .map_or(0.0, |s| s.scores.iter().map(|x| x.score).sum());
     assert!((sum - 1.0).abs() < 1e-4, "{:?}", single.sentiment);
+    let emotions = single.emotions.as_ref().expect("emotions");
+    assert_eq!(emotions.source, "lexicon+reader");
+    let sum: f32 = emotions.scores.iter().map(|x| x.score).sum();
+    assert!((sum - 1.0).abs() < 1e-4, "{emotions:?}");
 
     // The same reaction after a scene of each feeling: the reader reads the scene.
     let bad = vec![
@@ -72,6 +83,16 @@ async fn the_reader_reads_texts_and_what_the_turns_before_imply() -> anyhow::Res
     let label = |r: &AnalyzeResponse| r.sentiment.as_ref().map(|s| s.label.clone());
     assert_eq!(label(&after_bad).as_deref(), Some("negative"));
     assert_eq!(label(&after_good).as_deref(), Some("positive"));
+    // The emotions and valence follow: the sarcastic "Lovely." is not joy.
+    let top = |r: &AnalyzeResponse| r.emotions.as_ref().map(|e| e.top.clone());
+    let bad_top = top(&after_bad).unwrap_or_default();
+    assert!(
+        ["anger", "disgust", "fear", "sadness"].contains(&bad_top.as_str()),
+        "{:?}",
+        after_bad.emotions
+    );
+    assert_eq!(top(&after_good).as_deref(), Some("joy"));
+    assert!(after_bad.valence < 0.0 && after_good.valence > 0.0);
     Ok(())
 }
 
@@ -88,5 +109,8 @@ async fn without_the_flag_the_reader_stays_out() -> anyhow::Result<()> {
         .await?
         .into_inner();
     assert!(!stages(&r).contains(&"meaning"), "{:?}", r.timings);
+    assert_eq!(r.emotions.map(|e| e.source).as_deref(), Some("lexicon"));
+    let info = c.info(InfoRequest::default()).await?.into_inner();
+    assert!(!info.notes.iter().any(|n| n.starts_with("meaning: ")));
     Ok(())
 }

@@ -285,9 +285,14 @@ impl Analyzer {
         let inputs = self.model_inputs(expansion, &mut gathered, &faces, &lexicon);
         let (mut prediction, features) = predict(&model, inputs, &mut gathered.enc).await?;
         let remaining = call.deadline.saturating_sub(started.elapsed());
+        let mut meaning_read = false;
         if manifest.parent.is_none() {
             let meaning = self.read_meaning(&call, &mut gathered, remaining, &mut prediction);
-            notes.extend(meaning.await);
+            match meaning.await {
+                Some(Ok(())) => meaning_read = true,
+                Some(Err(note)) => notes.push(note),
+                None => {}
+            }
         }
         let low_confidence = low_confidence_note(&prediction, self.min_confidence);
         notes.extend(low_confidence.clone());
@@ -324,6 +329,7 @@ impl Analyzer {
                 &prediction,
                 &emotion_source(
                     read_by.as_deref().unwrap_or(&manifest.emotion_source),
+                    meaning_read,
                     &prediction,
                 ),
             )),
@@ -430,20 +436,22 @@ impl Analyzer {
         })
     }
 
-    /// Shifts the sentiment by the meaning reader's reading, where it applies: English
-    /// (or undetected) text that no language plugin read. With no previous turns read,
-    /// the reader reads the analysed text; with turns read, it reads those turns (what
-    /// happened), and shifts the answer as far as the model let the turns weigh, so
+    /// Moves the sentiment, valence and emotions by the meaning reader's readings
+    /// (`meaning::mix`), where it applies: English (or undetected) text that no
+    /// language plugin read. With no previous turns read, the reader reads the analysed
+    /// text; with turns read, it reads those turns (what happened), and shifts the
+    /// answer as far as the model let the turns weigh, so
     /// "Perfect." follows the scene while an outright turn keeps its own feeling. The
     /// caller leaves it out for a version fine-tuned on corrections: the reader would
-    /// overrule what it learned. A note when it could not read.
+    /// overrule what it learned. None where it does not apply, a note where it could
+    /// not read.
     async fn read_meaning(
         &self,
         call: &Call<'_>,
         gathered: &mut Gathered,
         deadline: Duration,
         prediction: &mut Prediction,
-    ) -> Option<String> {
+    ) -> Option<Result<(), String>> {
         let meaning = self.meaning.as_ref()?;
         let applies = call.wanted(TEXT)
             && !gathered.analysed_text.is_empty()
@@ -462,17 +470,19 @@ impl Analyzer {
         };
         let (reading, timing) = meaning.read(&text, deadline).await;
         gathered.enc.timings.push(timing);
-        match (reading, scene) {
-            (Ok(reading), None) => {
-                meaning::mix(prediction, reading);
-                None
+        let reading = match reading {
+            Ok(reading) => reading,
+            Err(why) => {
+                return Some(Err(format!(
+                    "sentiment and emotions without the meaning reader: {why}"
+                )));
             }
-            (Ok(reading), Some(weight)) => {
-                meaning::mix_scene(prediction, reading, weight);
-                None
-            }
-            (Err(why), _) => Some(format!("sentiment without the meaning reader: {why}")),
+        };
+        match scene {
+            None => meaning::mix(prediction, &reading),
+            Some(weight) => meaning::mix_scene(prediction, &reading, weight),
         }
+        Some(Ok(()))
     }
 
     /// The language plugin that reads `text` in `language`, if one is served and the

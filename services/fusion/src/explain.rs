@@ -140,14 +140,18 @@ fn read_by_generator(scores: &[LabelScore]) -> Option<[f32; 7]> {
     Some(emotions)
 }
 
-/// "lexicon", or e.g. "lexicon+image+situations" when experts were blended in.
-pub(crate) fn emotion_source(base: &str, p: &Prediction) -> String {
+/// "lexicon", or e.g. "lexicon+reader+image" when the meaning reader read the text
+/// and experts were blended in.
+pub(crate) fn emotion_source(base: &str, meaning_read: bool, p: &Prediction) -> String {
     let blended = |prefix: &str| {
         p.attention
             .iter()
             .any(|(name, w)| name.starts_with(prefix) && *w > 0.0)
     };
     let mut source = base.to_string();
+    if meaning_read {
+        source.push_str("+reader");
+    }
     if blended(IMAGE) {
         source.push_str("+image");
     }

@@ -2,14 +2,16 @@
 //! embedding, which says what a text is about more than which way it leans ("The food
 //! wasn't bad" sits next to "The food was bad"); the reader (Gemma 3 270M, asked how
 //! the speaker feels) reads negation, contrast and idiom, and in a conversation what
-//! the turns before imply. How its reading moves the answer is `empathy_reader::mix`.
+//! the turns before imply; asked which emotion, it reads what happened where the
+//! emotion lexicon finds no word. How its readings move the answer (sentiment,
+//! valence, emotions) is `empathy_reader::mix`.
 
 use std::{path::Path, sync::Arc, time::Duration, time::Instant};
 
 use empathy_model::{CONTEXT, Prediction};
 use empathy_proto::v1::Turn;
-use empathy_proto::{NEUTRAL_SENTIMENT, SENTIMENT_LABELS, v1::StageTiming};
-use empathy_reader::{LABEL_WORDS, MeaningReader, mix};
+use empathy_proto::{EMOTION_LABELS, NEUTRAL_SENTIMENT, SENTIMENT_LABELS, v1::StageTiming};
+use empathy_reader::{EMOTION_WORDS, LABEL_WORDS, MeaningReader, mix};
 use tokio::sync::Semaphore;
 
 pub struct Meaning {
@@ -38,14 +40,13 @@ impl Meaning {
         }))
     }
 
-    /// The reader's log-probabilities for `text` in SENTIMENT_LABELS order, or a note
-    /// saying why there are none (the deadline passed, or the reader failed); and how
-    /// long it took.
+    /// The reader's reading of `text`, or a note saying why there is none (the
+    /// deadline passed, or the reader failed); and how long it took.
     pub async fn read(
         &self,
         text: &str,
         deadline: Duration,
-    ) -> (Result<[f32; 3], String>, StageTiming) {
+    ) -> (Result<Reading, String>, StageTiming) {
         let started = Instant::now();
         let reading = self.read_within(text, deadline).await;
         let timing = StageTiming {
@@ -55,14 +56,16 @@ impl Meaning {
         (reading, timing)
     }
 
-    async fn read_within(&self, text: &str, deadline: Duration) -> Result<[f32; 3], String> {
+    async fn read_within(&self, text: &str, deadline: Duration) -> Result<Reading, String> {
         let reading = tokio::time::timeout(deadline, async {
             let turn = Arc::clone(&self.turn);
             let turn = turn.acquire_owned().await.map_err(|e| e.to_string())?;
             let reader = Arc::clone(&self.reader);
             let text = text.to_string();
             tokio::task::spawn_blocking(move || {
-                let reading = reader.read(&text);
+                let reading = reader
+                    .read(&text)
+                    .and_then(|s| Ok((s, reader.read_emotions(&text)?)));
                 drop(turn);
                 reading
             })
@@ -72,21 +75,37 @@ impl Meaning {
         })
         .await
         .map_err(|_| format!("the meaning reader did not answer within {deadline:?}"))?;
-        let read = reading.map_err(|e| {
+        let (sentiment, emotions) = reading.map_err(|e| {
             tracing::warn!(error = %e, "the meaning reader failed");
             format!("the meaning reader failed: {e}")
         })?;
-        Ok(SENTIMENT_LABELS.map(|label| {
-            let k = LABEL_WORDS.iter().position(|w| *w == label).unwrap_or(0);
-            read[k]
-        }))
+        Ok(Reading {
+            sentiment: in_order(&SENTIMENT_LABELS, &LABEL_WORDS, &sentiment),
+            emotions: in_order(&EMOTION_LABELS, &EMOTION_WORDS, &emotions),
+        })
     }
 }
 
-/// Shifts the model's sentiment by the reader's `reading` (SENTIMENT_LABELS order) of
-/// the analysed text, if the reader is sure.
-pub fn mix(prediction: &mut Prediction, reading: [f32; 3]) {
-    prediction.sentiment = mix::shift_by_text(prediction.sentiment, reading, NEUTRAL_SENTIMENT);
+/// What the reader read, in SENTIMENT_LABELS and EMOTION_LABELS order
+/// (log-probabilities).
+pub struct Reading {
+    pub sentiment: [f32; 3],
+    pub emotions: [f32; 7],
+}
+
+/// `values` given in `words` order, put in `labels` order.
+fn in_order<const N: usize>(labels: &[&str; N], words: &[&str; N], values: &[f32; N]) -> [f32; N] {
+    labels.map(|label| {
+        let k = words.iter().position(|w| *w == label).unwrap_or(0);
+        values[k]
+    })
+}
+
+/// Moves the answer by the reader's `reading` of the analysed text: the sentiment if
+/// the reader is sure, the emotions always.
+pub fn mix(prediction: &mut Prediction, reading: &Reading) {
+    let sentiment = mix::shift_by_text(prediction.sentiment, reading.sentiment, NEUTRAL_SENTIMENT);
+    settle(prediction, sentiment, &reading.emotions, 1.0);
 }
 
 /// The attention the model gave the turns before (0 without them).
@@ -105,10 +124,34 @@ pub fn scene(turns: &[Turn]) -> String {
     texts.join(" ")
 }
 
-/// Shifts the model's sentiment by the reader's `reading` of the turns before, as far
-/// as the model let them weigh (`context_weight`).
-pub fn mix_scene(prediction: &mut Prediction, reading: [f32; 3], context_weight: f32) {
-    prediction.sentiment = mix::shift_by_scene(prediction.sentiment, reading, context_weight);
+/// Moves the answer by the reader's `reading` of the turns before, as far as the
+/// model let them weigh (`context_weight`).
+pub fn mix_scene(prediction: &mut Prediction, reading: &Reading, context_weight: f32) {
+    let sentiment = mix::shift_by_scene(prediction.sentiment, reading.sentiment, context_weight);
+    settle(prediction, sentiment, &reading.emotions, context_weight);
+}
+
+/// Puts the moved `sentiment` in the answer; valence keeps its half from the
+/// sentiment (p(positive) - p(negative)), and the emotions are moved by the reader's
+/// `emotions` reading, weighed `weight`, towards those that agree with the sentiment.
+fn settle(prediction: &mut Prediction, sentiment: [f32; 3], emotions: &[f32; 7], weight: f32) {
+    let probability = |s: &[f32; 3], label: &str| {
+        SENTIMENT_LABELS
+            .iter()
+            .position(|l| *l == label)
+            .map_or(0.0, |k| s[k])
+    };
+    let lean = |s: &[f32; 3]| probability(s, "positive") - probability(s, "negative");
+    let moved = 0.5 * (lean(&sentiment) - lean(&prediction.sentiment));
+    prediction.valence = (prediction.valence + moved).clamp(-1.0, 1.0);
+    prediction.sentiment = sentiment;
+    let agreement = mix::agreement(|label| probability(&sentiment, label));
+    prediction.emotions = mix::emotions_by_reading(
+        prediction.emotions,
+        *emotions,
+        weight,
+        in_order(&EMOTION_LABELS, &EMOTION_WORDS, &agreement),
+    );
 }
 
 #[cfg(test)]

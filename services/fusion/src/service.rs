@@ -197,7 +197,10 @@ impl EmpathyService for Empathy {
             sentiment_labels: SENTIMENT_LABELS.iter().map(|s| s.to_string()).collect(),
             emotion_labels: EMOTION_LABELS.iter().map(|s| s.to_string()).collect(),
             modalities,
-            notes: notes(manifest, a.situations.configured(), a.min_confidence),
+            notes: notes(manifest, a.situations.configured(), a.min_confidence)
+                .into_iter()
+                .chain(meaning_note(manifest, a.meaning.is_some()))
+                .collect(),
             metrics: metrics.into_iter().collect(),
             server_version: env!("CARGO_PKG_VERSION").to_string(),
         }))
@@ -236,6 +239,17 @@ fn notes(manifest: &Manifest, has_service: bool, min_confidence: f32) -> Vec<Str
         }
         .into(),
     ]
+}
+
+/// Where the meaning reader serves this version (not one fine-tuned on corrections,
+/// which it would overrule), what it does.
+fn meaning_note(manifest: &Manifest, loaded: bool) -> Option<String> {
+    (loaded && manifest.parent.is_none()).then(|| {
+        "meaning: the meaning reader (Gemma 3 270M) reads English texts, or the turns \
+         before in a conversation; it moves the sentiment where it is sure, and the \
+         emotions and valence always (emotions source \"+reader\", whose scores share 1)"
+            .to_string()
+    })
 }
 
 fn context_note(manifest: &Manifest) -> String {

@@ -3,8 +3,10 @@
 //! model that has read a great deal of English can. Gemma 3 270M (base, quantized) is
 //! shown a few sentences we wrote with how their speaker feels (plain ones, negation,
 //! contrast, idiom and matter-of-fact ones), then the text, and how likely it finds
-//! each of "positive", "negative" and "neutral" next is the reading. The shots are run
-//! once at load; a text costs only its own tokens.
+//! each of "positive", "negative" and "neutral" next is the reading. Asked the same
+//! way which emotion the speaker feels, it reads what happened ("The plumber took the
+//! deposit and vanished") where an emotion lexicon finds no word. The shots are
+//! run once at load; a text costs only its own tokens.
 
 mod gemma;
 pub mod mix;
@@ -14,10 +16,10 @@ mod spm;
 use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
-use candle_core::{D, Tensor, quantized::gguf_file};
+use candle_core::{D, Device, Tensor, quantized::gguf_file};
 
 use gemma::{Gemma, MAX_POSITIONS, Prefix};
-pub use prompt::LABEL_WORDS;
+pub use prompt::{EMOTION_WORDS, LABEL_WORDS};
 use spm::SpmTokenizer;
 
 /// Where `empathy assets fetch` puts the model, under the assets folder.
@@ -26,12 +28,21 @@ pub const MODEL_FILE: &str = "reader/gemma-3-270m-q4_k_m.gguf";
 pub struct MeaningReader {
     gemma: Gemma,
     tokenizer: SpmTokenizer,
-    /// The instructions and shots, run.
+    /// How the speaker feels: LABEL_WORDS.
+    feeling: Asked,
+    /// Which emotion: EMOTION_WORDS.
+    emotion: Asked,
+    /// The emotion answers' log-probabilities for texts without content: the model's
+    /// own lean, taken off every emotion reading.
+    emotion_bias: Vec<f32>,
+}
+
+/// A question ready to ask: its instruction and shots run, the words that close
+/// every text, and the output rows of its answer words.
+struct Asked {
     shots: Prefix,
-    /// The output rows of the label words, (3, dim), in LABEL_WORDS order.
-    labels: Tensor,
-    /// "\nFeeling:", which closes every text.
     ask: Vec<u32>,
+    answers: Tensor,
 }
 
 impl MeaningReader {
@@ -42,40 +53,82 @@ impl MeaningReader {
             .with_context(|| format!("{} is not a GGUF file", path.display()))?;
         let tokenizer = SpmTokenizer::from_gguf(&content)?;
         let gemma = Gemma::from_gguf(&content, &mut file)?;
-        let mut label_ids = Vec::new();
-        for word in LABEL_WORDS {
-            let ids = tokenizer.encode(&format!(" {word}"));
-            ensure!(
-                ids.len() == 1,
-                "\" {word}\" is not one token for this model"
-            );
-            label_ids.push(ids[0]);
-        }
-        let labels = gemma.output_rows(&label_ids)?;
-        let mut prefix = vec![tokenizer.bos];
-        prefix.extend(tokenizer.encode(&prompt::shots()));
-        let (shots, _) = gemma.forward(None, &prefix)?;
-        let ask = tokenizer.encode(prompt::ASK);
-        Ok(MeaningReader {
+        let feeling = Asked::new(&gemma, &tokenizer, &prompt::FEELING, &LABEL_WORDS)?;
+        let emotion = Asked::new(&gemma, &tokenizer, &prompt::EMOTION, &EMOTION_WORDS)?;
+        let mut reader = MeaningReader {
             gemma,
             tokenizer,
-            shots,
-            labels,
-            ask,
-        })
+            feeling,
+            emotion,
+            emotion_bias: vec![0.0; EMOTION_WORDS.len()],
+        };
+        let mut mean = vec![0.0; EMOTION_WORDS.len()];
+        for text in prompt::CONTENT_FREE {
+            let logp = reader.answer(&reader.emotion, text)?;
+            for (m, l) in mean.iter_mut().zip(logp) {
+                *m += l.exp() / prompt::CONTENT_FREE.len() as f32;
+            }
+        }
+        reader.emotion_bias = mean.iter().map(|p| p.ln()).collect();
+        Ok(reader)
     }
 
     /// How likely the model finds each of LABEL_WORDS after `text` (log-probabilities
     /// among the three). A text too long for the window is read from its beginning.
     pub fn read(&self, text: &str) -> Result<[f32; 3]> {
+        let logp = self.answer(&self.feeling, text)?;
+        Ok(std::array::from_fn(|k| logp[k]))
+    }
+
+    /// Which of EMOTION_WORDS the speaker of `text` feels: log-probabilities among the
+    /// seven, the model's lean towards each taken off (its answers for texts without
+    /// content), so that no emotion wins for being the model's favourite word.
+    pub fn read_emotions(&self, text: &str) -> Result<[f32; 7]> {
+        let logp = self.answer(&self.emotion, text)?;
+        let fair: Vec<f32> = logp
+            .iter()
+            .zip(&self.emotion_bias)
+            .map(|(l, b)| l - b)
+            .collect();
+        let fair = candle_nn::ops::log_softmax(&Tensor::new(fair, &Device::Cpu)?, D::Minus1)?
+            .to_vec1::<f32>()?;
+        Ok(std::array::from_fn(|k| fair[k]))
+    }
+
+    /// The log-probabilities of `asked`'s answer words, among themselves, after `text`.
+    fn answer(&self, asked: &Asked, text: &str) -> Result<Vec<f32>> {
         let mut ids = self.tokenizer.encode(&prompt::text_line(text));
-        let room = MAX_POSITIONS - self.shots.len - self.ask.len();
+        let room = MAX_POSITIONS - asked.shots.len - asked.ask.len();
         ids.truncate(room);
-        ids.extend(&self.ask);
-        let (_, last) = self.gemma.forward(Some(&self.shots), &ids)?;
-        let logits = self.labels.matmul(&last.unsqueeze(1)?)?.squeeze(1)?;
-        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?.to_vec1::<f32>()?;
-        Ok([logp[0], logp[1], logp[2]])
+        ids.extend(&asked.ask);
+        let (_, last) = self.gemma.forward(Some(&asked.shots), &ids)?;
+        let logits = asked.answers.matmul(&last.unsqueeze(1)?)?.squeeze(1)?;
+        Ok(candle_nn::ops::log_softmax(&logits, D::Minus1)?.to_vec1::<f32>()?)
+    }
+}
+
+impl Asked {
+    fn new(
+        gemma: &Gemma,
+        tokenizer: &SpmTokenizer,
+        question: &prompt::Question,
+        words: &[&str],
+    ) -> Result<Asked> {
+        let mut ids = Vec::new();
+        for word in words {
+            let id = tokenizer.encode(&format!(" {word}"));
+            ensure!(id.len() == 1, "\" {word}\" is not one token for this model");
+            ids.push(id[0]);
+        }
+        let answers = gemma.output_rows(&ids)?;
+        let mut prefix = vec![tokenizer.bos];
+        prefix.extend(tokenizer.encode(&question.prefix()));
+        let (shots, _) = gemma.forward(None, &prefix)?;
+        Ok(Asked {
+            shots,
+            ask: tokenizer.encode(question.ask),
+            answers,
+        })
     }
 }
 

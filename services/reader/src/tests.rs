@@ -60,9 +60,9 @@ fn readings_match_transformers() {
         let text = case["text"].as_str().unwrap();
         // The prompt tokenized in pieces is the prompt tokenized whole.
         let mut prompt_ids = vec![reader.tokenizer.bos];
-        prompt_ids.extend(reader.tokenizer.encode(&prompt::shots()));
+        prompt_ids.extend(reader.tokenizer.encode(&prompt::FEELING.prefix()));
         prompt_ids.extend(reader.tokenizer.encode(&prompt::text_line(text)));
-        prompt_ids.extend(&reader.ask);
+        prompt_ids.extend(&reader.feeling.ask);
         assert_eq!(prompt_ids, ids(&case["prompt_ids"]), "{text:?}");
 
         let theirs: Vec<f32> = case["logp"]
@@ -81,6 +81,63 @@ fn readings_match_transformers() {
             );
         }
     }
+}
+
+#[test]
+fn emotion_readings_match_transformers() {
+    let reader = reader();
+    for case in fixture()["emotions"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let mut prompt_ids = vec![reader.tokenizer.bos];
+        prompt_ids.extend(reader.tokenizer.encode(&prompt::EMOTION.prefix()));
+        prompt_ids.extend(reader.tokenizer.encode(&prompt::text_line(text)));
+        prompt_ids.extend(&reader.emotion.ask);
+        assert_eq!(prompt_ids, ids(&case["prompt_ids"]), "{text:?}");
+        let theirs = case["logp"].as_array().unwrap();
+        let ours = reader.answer(&reader.emotion, text).unwrap();
+        for a in 1..ours.len() {
+            let m_theirs = (theirs[0].as_f64().unwrap() - theirs[a].as_f64().unwrap()) as f32;
+            let m_ours = ours[0] - ours[a];
+            assert!(
+                (m_ours - m_theirs).abs() < 0.01,
+                "{text:?}: margin 0-{a} is {m_ours}, transformers {m_theirs}"
+            );
+        }
+    }
+}
+
+#[test]
+fn emotions_are_mostly_read_from_what_happened() {
+    // No emotion word in any of them; the reader names about seven in ten such
+    // sentences right (README, "The meaning reader").
+    let cases = [
+        (
+            "The plumber took our deposit and stopped answering.",
+            "anger",
+        ),
+        (
+            "There's a long grey hair baked into my bread roll.",
+            "disgust",
+        ),
+        (
+            "Someone has been trying the handle of my front door.",
+            "fear",
+        ),
+        ("We got the keys to our first flat this morning!", "joy"),
+        ("Our puppy died in the night.", "sadness"),
+        ("The form needs a signature on page two.", "neutral"),
+    ];
+    let reader = reader();
+    let mut right = Vec::new();
+    for (text, emotion) in cases {
+        let r = reader.read_emotions(text).unwrap();
+        assert!((r.iter().map(|l| l.exp()).sum::<f32>() - 1.0).abs() < 1e-4);
+        let best = (0..7).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap();
+        if super::EMOTION_WORDS[best] == emotion {
+            right.push(text);
+        }
+    }
+    assert!(right.len() >= 4, "only these were read right: {right:?}");
 }
 
 #[test]
