@@ -282,12 +282,18 @@ impl Analyzer {
             read_by.as_deref(),
             &gathered.analysed_text,
         ));
+        // Before the embedding goes into the model's inputs.
+        let unusual = match (model.typicality(), &gathered.enc.text) {
+            (Some(t), Some(embedding)) => t.unusual(embedding),
+            _ => false,
+        };
         let inputs = self.model_inputs(expansion, &mut gathered, &faces, &lexicon);
         let (mut prediction, features) = predict(&model, inputs, &mut gathered.enc).await?;
         let remaining = call.deadline.saturating_sub(started.elapsed());
         let mut meaning_read = false;
         if manifest.parent.is_none() {
-            let meaning = self.read_meaning(&call, &mut gathered, remaining, &mut prediction);
+            let meaning =
+                self.read_meaning(&call, &mut gathered, remaining, unusual, &mut prediction);
             match meaning.await {
                 Some(Ok(())) => meaning_read = true,
                 Some(Err(note)) => notes.push(note),
@@ -450,6 +456,7 @@ impl Analyzer {
         call: &Call<'_>,
         gathered: &mut Gathered,
         deadline: Duration,
+        unusual: bool,
         prediction: &mut Prediction,
     ) -> Option<Result<(), String>> {
         let meaning = self.meaning.as_ref()?;
@@ -479,7 +486,7 @@ impl Analyzer {
             }
         };
         match scene {
-            None => meaning::mix(prediction, &reading),
+            None => meaning::mix(prediction, &reading, unusual),
             Some(weight) => meaning::mix_scene(prediction, &reading, weight),
         }
         Some(Ok(()))

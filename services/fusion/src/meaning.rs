@@ -102,9 +102,15 @@ fn in_order<const N: usize>(labels: &[&str; N], words: &[&str; N], values: &[f32
 }
 
 /// Moves the answer by the reader's `reading` of the analysed text: the sentiment if
-/// the reader is sure, the emotions always.
-pub fn mix(prediction: &mut Prediction, reading: &Reading) {
-    let sentiment = mix::shift_by_text(prediction.sentiment, reading.sentiment, NEUTRAL_SENTIMENT);
+/// the reader is sure (more where the text is `unusual` for the model), the emotions
+/// always.
+pub fn mix(prediction: &mut Prediction, reading: &Reading, unusual: bool) {
+    let sentiment = mix::shift_by_text(
+        prediction.sentiment,
+        reading.sentiment,
+        NEUTRAL_SENTIMENT,
+        unusual,
+    );
     settle(prediction, sentiment, &reading.emotions, 1.0);
 }
 

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::lexicon::expansion::{self, Expansion, ExpansionRef};
 use crate::network::Dims;
+use crate::typicality::{self, Typicality, TypicalityRef};
 
 pub const FORMAT_VERSION: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -109,6 +110,10 @@ pub struct Manifest {
     /// means uncalibrated, a temperature of 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<Calibration>,
+    /// How unlike its training texts a text is (`typicality`); None (also for
+    /// manifests written before the field): not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typicality: Option<TypicalityRef>,
 }
 
 impl Manifest {
@@ -131,6 +136,8 @@ pub struct NewVersion {
     /// The tenant whose line it joins (its id is then `tenant/vNNNN`, see
     /// `registry`); None: the base line.
     pub tenant: Option<String>,
+    /// How unlike the training texts a text is; None: not measured.
+    pub typicality: Option<Typicality>,
 }
 
 /// Writes a new version `vNNNN` (one above the highest present) under `models_dir`.
@@ -195,6 +202,14 @@ fn write_and_publish(
     if let Some(x) = expansion {
         write_synced(&expansion::copy_path(tmp), x.tsv())?;
     }
+    let typicality = match &new.typicality {
+        Some(t) => Some(TypicalityRef {
+            sha256: hex::encode(Sha256::digest(t.write(tmp)?)),
+            threshold: t.threshold,
+            quantile: typicality::QUANTILE,
+        }),
+        None => None,
+    };
     let mut manifest = Manifest {
         format_version: FORMAT_VERSION,
         version: String::new(),
@@ -209,6 +224,7 @@ fn write_and_publish(
         weights_sha256: hex::encode(Sha256::digest(&weights)),
         lexicon_expansion: expansion.map(|x| x.reference().clone()),
         calibration: new.calibration,
+        typicality,
     };
     let tenant = new.tenant;
     // Another writer may take the same number between our scan and rename: retry.
@@ -405,6 +421,7 @@ mod tests {
     fn new_version() -> NewVersion {
         NewVersion {
             tenant: None,
+            typicality: None,
             parent: None,
             dims: dims(),
             trained_tokens: vec!["text".into(), "lexicon".into()],

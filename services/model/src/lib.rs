@@ -10,6 +10,7 @@ mod model;
 pub mod network;
 mod prediction;
 pub mod registry;
+pub mod typicality;
 mod version_id;
 
 /// Test helpers, also for the training and corpus crates' tests (feature `test-support`).

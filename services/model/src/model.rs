@@ -13,6 +13,7 @@ use crate::experts::{Expert, NEUTRAL, blend};
 use crate::lexicon::{Expansion, LexiconAnalysis};
 use crate::network::{FusionNetwork, MODALITIES};
 use crate::prediction::Prediction;
+use crate::typicality::Typicality;
 
 /// Name of situation slot tokens; the attention entry is "situation:<index>".
 pub const SITUATION: &str = "situation";
@@ -76,6 +77,8 @@ pub struct FusionModel {
     /// The expanded lexicon the version's lexicon features were computed with; kept
     /// with the weights so a request analyses its text with the matching one.
     lexicon_expansion: Option<Expansion>,
+    /// How unlike its training texts a text is; None for versions saved without it.
+    typicality: Option<Typicality>,
 }
 
 impl FusionModel {
@@ -91,10 +94,16 @@ impl FusionModel {
         })?;
         let lexicon_expansion =
             Expansion::for_version(version_dir, manifest.lexicon_expansion.as_ref())?;
+        let typicality = manifest
+            .typicality
+            .as_ref()
+            .map(|r| Typicality::read(version_dir, r))
+            .transpose()?;
         Ok(FusionModel {
             manifest,
             network,
             lexicon_expansion,
+            typicality,
         })
     }
 
@@ -104,7 +113,13 @@ impl FusionModel {
             manifest,
             network,
             lexicon_expansion: None,
+            typicality: None,
         }
+    }
+
+    /// How unlike the version's training texts a text is, where the version knows.
+    pub fn typicality(&self) -> Option<&Typicality> {
+        self.typicality.as_ref()
     }
 
     pub fn manifest(&self) -> &Manifest {

@@ -7,7 +7,10 @@
 //! WEIGHT and NEUTRAL_SHIFT did best on the meaning and implicit dev sets among the
 //! rules that kept the model's macro-F1 on 1,500 tweets of the validation split (where
 //! the reader is mostly unsure, and wrong more often than the model); TEMPERATURE
-//! minimised the negative log-likelihood there.
+//! minimised the negative log-likelihood there. On a text unlike the model's training
+//! texts (`empathy_model::typicality`: farther from them than 95% of them are), the
+//! model has less right to its answer and the reader's weight is UNUSUAL_WEIGHT,
+//! chosen the same way.
 //!
 //! A conversation: the reader reads the turns before (what happened, which the model
 //! reads poorly: "The earliest engineer visit is on the 22nd" holds no feeling word),
@@ -24,6 +27,7 @@
 
 const SURE: f32 = 0.5;
 const WEIGHT: f32 = 2.0;
+const UNUSUAL_WEIGHT: f32 = 6.0;
 /// The reader says "neutral" less often than our labels mean it.
 const NEUTRAL_SHIFT: f32 = 0.5;
 /// Two sources agreeing make a sharper score than either is sure of.
@@ -41,14 +45,21 @@ const LEXICON_FLOOR: f32 = 0.02;
 const EITHER_WAY: f32 = 0.5;
 
 /// `sentiment` (probabilities) moved by the `reading` (log-probabilities, the same
-/// label order) of the text itself; `neutral` is the index of the neutral label.
-pub fn shift_by_text(sentiment: [f32; 3], reading: [f32; 3], neutral: usize) -> [f32; 3] {
+/// label order) of the text itself; `neutral` is the index of the neutral label;
+/// `unusual`: the text is unlike the model's training texts.
+pub fn shift_by_text(
+    sentiment: [f32; 3],
+    reading: [f32; 3],
+    neutral: usize,
+    unusual: bool,
+) -> [f32; 3] {
     if reading.iter().all(|r| r.exp() <= SURE) {
         return sentiment;
     }
+    let weight = if unusual { UNUSUAL_WEIGHT } else { WEIGHT };
     normalised(std::array::from_fn(|k| {
         let shift = if k == neutral { NEUTRAL_SHIFT } else { 0.0 };
-        (sentiment[k].max(1e-6).ln() + WEIGHT * (reading[k] + shift)) / TEMPERATURE
+        (sentiment[k].max(1e-6).ln() + weight * (reading[k] + shift)) / TEMPERATURE
     }))
 }
 
@@ -112,9 +123,20 @@ mod tests {
     fn a_sure_reader_overrules_an_unsure_model_and_scores_stay_a_distribution() {
         // The model leans negative (0.5); the reader is sure it is positive.
         let reading = [(0.05f32).ln(), (0.05f32).ln(), (0.9f32).ln()];
-        let s = shift_by_text([0.5, 0.2, 0.3], reading, NEUTRAL);
+        let s = shift_by_text([0.5, 0.2, 0.3], reading, NEUTRAL, false);
         assert!(s[2] > s[0] && s[2] > s[1], "{s:?}");
         assert!((s.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn on_an_unusual_text_the_reader_outweighs_a_sure_model() {
+        // The model is sure it is negative (0.97); the reader is fairly sure of positive.
+        let reading = [(0.15f32).ln(), (0.15f32).ln(), (0.7f32).ln()];
+        let model = [0.97, 0.015, 0.015];
+        let usual = shift_by_text(model, reading, NEUTRAL, false);
+        let unusual = shift_by_text(model, reading, NEUTRAL, true);
+        assert!(usual[0] > usual[2], "{usual:?}");
+        assert!(unusual[2] > unusual[0], "{unusual:?}");
     }
 
     #[test]
@@ -122,7 +144,8 @@ mod tests {
         let model = [0.1, 0.2, 0.7];
         // The reader leans negative, but gives no answer more than half its probability.
         let reading = [(0.45f32).ln(), (0.2f32).ln(), (0.35f32).ln()];
-        assert_eq!(shift_by_text(model, reading, NEUTRAL), model);
+        assert_eq!(shift_by_text(model, reading, NEUTRAL, false), model);
+        assert_eq!(shift_by_text(model, reading, NEUTRAL, true), model);
     }
 
     #[test]

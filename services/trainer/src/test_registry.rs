@@ -59,6 +59,7 @@ impl Scratch {
                 &varmap,
                 NewVersion {
                     tenant: None,
+                    typicality: None,
                     parent: parent.clone(),
                     dims: dims(),
                     trained_tokens: vec!["text".into(), "lexicon".into()],

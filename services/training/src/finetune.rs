@@ -319,6 +319,7 @@ pub fn publish(
         &tuned.varmap,
         NewVersion {
             tenant: tenant.map(str::to_string),
+            typicality: None,
             parent: Some(tuned.serving.version.clone()),
             dims: tuned.serving.dims,
             trained_tokens: tuned.serving.trained_tokens.clone(),

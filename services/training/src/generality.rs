@@ -19,6 +19,7 @@ use crate::fit::{Features, Shown, logits};
 use crate::metrics::Confusion;
 use empathy_corpus::topics::TopicTagger;
 use empathy_corpus::{Corpus, Split};
+use empathy_model::typicality::Typicality;
 use empathy_proto::{NEUTRAL_SENTIMENT, SENTIMENT_LABELS};
 
 /// Accuracy and macro-F1 on a set of examples.
@@ -215,8 +216,18 @@ impl Fold<'_> {
             config,
             progress,
         )?;
-        let (in_domain, read_in) = self.evaluate(&network, &self.split.test)?;
-        let (out_of_domain, read_out) = self.evaluate(&network, held_out)?;
+        let typicality = if self.readings.is_empty() {
+            None
+        } else {
+            Some(crate::typicality::fit(
+                &features.text,
+                config.dims.text,
+                &self.split.train,
+            )?)
+        };
+        let (in_domain, read_in) =
+            self.evaluate(&network, typicality.as_ref(), &self.split.test)?;
+        let (out_of_domain, read_out) = self.evaluate(&network, typicality.as_ref(), held_out)?;
         Ok(DomainFold {
             domain: name.to_string(),
             train_size: self.split.train.len(),
@@ -232,10 +243,12 @@ impl Fold<'_> {
     }
 
     /// Scores the model on `indices` and, given readings, on the rows of them that
-    /// were read, alone and with the reader as fusion serves it; one forward pass.
+    /// were read, alone and with the reader as fusion serves it (trusted more on texts
+    /// unlike the fold's training texts, by `typicality`); one forward pass.
     fn evaluate(
         &self,
         network: &empathy_model::network::FusionNetwork,
+        typicality: Option<&Typicality>,
         indices: &[usize],
     ) -> anyhow::Result<(Score, Option<(Score, Score)>)> {
         let shown = Shown {
@@ -256,10 +269,13 @@ impl Fold<'_> {
             if let Some(r) = self.readings.get(&self.corpus.texts[i]) {
                 rows.push(i);
                 alone.push(*p);
+                let dim = self.features.dims.text;
+                let text = &self.features.text[i * dim..(i + 1) * dim];
                 shifted.push(empathy_reader::mix::shift_by_text(
                     *p,
                     *r,
                     NEUTRAL_SENTIMENT,
+                    typicality.is_some_and(|t| t.unusual(text)),
                 ));
             }
         }

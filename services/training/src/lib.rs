@@ -27,6 +27,7 @@ pub mod metrics;
 mod prepared;
 mod self_training;
 mod situations;
+mod typicality;
 mod zh_news;
 pub mod zh_sentiment;
 
@@ -228,6 +229,13 @@ pub fn train_sentiment(
         metric("test_ece")
     ));
 
+    let typicality = typicality::fit(&features.text, config.dims.text, &split.train)?;
+    progress(&format!(
+        "typicality: {:.0}% of the training texts lie within distance {:.2} of them",
+        empathy_model::typicality::QUANTILE * 100.0,
+        typicality.threshold
+    ));
+
     let seconds = started.elapsed().as_secs_f64();
     let training = training_info(
         &corpus,
@@ -243,6 +251,7 @@ pub fn train_sentiment(
         &varmap,
         NewVersion {
             tenant: None,
+            typicality: Some(typicality),
             parent: None,
             dims: config.dims,
             trained_tokens: ["text", "lexicon"]

@@ -46,6 +46,7 @@ fn save_calibrated(
         &varmap,
         NewVersion {
             tenant: None,
+            typicality: None,
             parent: None,
             dims: dims(),
             trained_tokens: tokens,
