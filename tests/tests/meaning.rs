@@ -47,7 +47,11 @@ async fn the_reader_reads_texts_and_what_the_turns_before_imply() -> anyhow::Res
         .await?
         .into_inner();
     assert!(stages(&single).contains(&"meaning"), "{:?}", single.timings);
-    let unread = |r: &AnalyzeResponse| r.notes.iter().any(|n| n.contains("meaning reader"));
+    let unread = |r: &AnalyzeResponse| {
+        r.notes
+            .iter()
+            .any(|n| n.contains("without the meaning reader"))
+    };
     assert!(!unread(&single), "{:?}", single.notes);
     let sum: f32 = single
         .sentiment
@@ -58,6 +62,26 @@ async fn the_reader_reads_texts_and_what_the_turns_before_imply() -> anyhow::Res
     assert_eq!(emotions.source, "lexicon+reader");
     let sum: f32 = emotions.scores.iter().map(|x| x.score).sum();
     assert!((sum - 1.0).abs() < 1e-4, "{emotions:?}");
+
+    // A sentence unlike the training tweets weighs the reader more, and says so; a
+    // tweet does not.
+    let unusual = |r: &AnalyzeResponse| r.notes.iter().any(|n| n.contains("is unlike those"));
+    let clinic = c
+        .analyze(request(
+            "The consultant explained the biopsy results with great patience.",
+            vec![],
+        ))
+        .await?
+        .into_inner();
+    assert!(unusual(&clinic), "{:?}", clinic.notes);
+    let tweet = c
+        .analyze(request(
+            "@united I've been on hold for 2 hours, worst customer service ever",
+            vec![],
+        ))
+        .await?
+        .into_inner();
+    assert!(!unusual(&tweet), "{:?}", tweet.notes);
 
     // The same reaction after a scene of each feeling: the reader reads the scene.
     let bad = vec![

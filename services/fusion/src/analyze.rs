@@ -290,16 +290,17 @@ impl Analyzer {
         let inputs = self.model_inputs(expansion, &mut gathered, &faces, &lexicon);
         let (mut prediction, features) = predict(&model, inputs, &mut gathered.enc).await?;
         let remaining = call.deadline.saturating_sub(started.elapsed());
-        let mut meaning_read = false;
-        if manifest.parent.is_none() {
-            let meaning =
-                self.read_meaning(&call, &mut gathered, remaining, unusual, &mut prediction);
-            match meaning.await {
-                Some(Ok(())) => meaning_read = true,
-                Some(Err(note)) => notes.push(note),
-                None => {}
-            }
-        }
+        let meaning_read = manifest.parent.is_none()
+            && self
+                .read_meaning(
+                    &call,
+                    &mut gathered,
+                    remaining,
+                    unusual,
+                    &mut prediction,
+                    &mut notes,
+                )
+                .await;
         let low_confidence = low_confidence_note(&prediction, self.min_confidence);
         notes.extend(low_confidence.clone());
         gathered.enc.timings.push(StageTiming {
@@ -449,8 +450,8 @@ impl Analyzer {
     /// answer as far as the model let the turns weigh, so
     /// "Perfect." follows the scene while an outright turn keeps its own feeling. The
     /// caller leaves it out for a version fine-tuned on corrections: the reader would
-    /// overrule what it learned. None where it does not apply, a note where it could
-    /// not read.
+    /// overrule what it learned. Whether it read; a note where it could not, or where
+    /// the text was `unusual` for the model and the reading weighed more.
     async fn read_meaning(
         &self,
         call: &Call<'_>,
@@ -458,14 +459,17 @@ impl Analyzer {
         deadline: Duration,
         unusual: bool,
         prediction: &mut Prediction,
-    ) -> Option<Result<(), String>> {
-        let meaning = self.meaning.as_ref()?;
+        notes: &mut Vec<String>,
+    ) -> bool {
+        let Some(meaning) = self.meaning.as_ref() else {
+            return false;
+        };
         let applies = call.wanted(TEXT)
             && !gathered.analysed_text.is_empty()
             && gathered.enc.reading.is_none()
             && matches!(gathered.language.as_str(), "en" | "");
         if !applies {
-            return None;
+            return false;
         }
         // With turns read, the reader reads them, weighed as the model weighed them
         // (none when they could not be encoded).
@@ -473,23 +477,33 @@ impl Analyzer {
         let text = match scene {
             None => gathered.analysed_text.clone(),
             Some(weight) if weight > 0.0 => meaning::scene(call.turns_read()),
-            Some(_) => return None,
+            Some(_) => return false,
         };
         let (reading, timing) = meaning.read(&text, deadline).await;
         gathered.enc.timings.push(timing);
         let reading = match reading {
             Ok(reading) => reading,
             Err(why) => {
-                return Some(Err(format!(
+                notes.push(format!(
                     "sentiment and emotions without the meaning reader: {why}"
-                )));
+                ));
+                return false;
             }
         };
         match scene {
-            None => meaning::mix(prediction, &reading, unusual),
+            None => {
+                meaning::mix(prediction, &reading, unusual);
+                if unusual {
+                    notes.push(format!(
+                        "the text is unlike those model version {} was trained on: the \
+                         meaning reader's reading weighed more",
+                        call.model_version
+                    ));
+                }
+            }
             Some(weight) => meaning::mix_scene(prediction, &reading, weight),
         }
-        Some(Ok(()))
+        true
     }
 
     /// The language plugin that reads `text` in `language`, if one is served and the

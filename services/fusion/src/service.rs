@@ -246,7 +246,8 @@ fn notes(manifest: &Manifest, has_service: bool, min_confidence: f32) -> Vec<Str
 fn meaning_note(manifest: &Manifest, loaded: bool) -> Option<String> {
     (loaded && manifest.parent.is_none()).then(|| {
         "meaning: the meaning reader (Gemma 3 270M) reads English texts, or the turns \
-         before in a conversation; it moves the sentiment where it is sure, and the \
+         before in a conversation; it moves the sentiment where it is sure (more on a \
+         text unlike the version's training texts, which a note then says), and the \
          emotions and valence always (emotions source \"+reader\", whose scores share 1)"
             .to_string()
     })
