@@ -189,34 +189,9 @@ pub fn train_sentiment(
     )?;
     let (mut metrics, model) = test_metrics(&network, &features, &corpus.labels, &split, &fit)?;
     if !test_dialogues.is_empty() {
-        let accuracy = |rows: &[usize], read_context: bool| -> anyhow::Result<f64> {
-            let truth: Vec<usize> = rows.iter().map(|&i| corpus.labels[i]).collect();
-            let predicted = fit::predict_with_context(&network, &features, rows, read_context)?;
-            Ok(Confusion::from_labels(3, &truth, &predicted).accuracy())
-        };
-        let (with, without) = (
-            accuracy(&test_dialogues, true)?,
-            accuracy(&test_dialogues, false)?,
-        );
-        // A turn that says its feeling outright after a scene of the opposite one: the
-        // turns before must not overrule it.
-        let outright = dialogues::outright(&test_dialogues, &features.context, &corpus.labels);
-        let (outright_with, outright_without) =
-            (accuracy(&outright, true)?, accuracy(&outright, false)?);
-        progress(&format!(
-            "conversations made from the test split ({}): accuracy {with:.4} reading the \
-             turns before, {without:.4} from the last turn alone; of them, turns saying the \
-             opposite of the scene outright ({}): {outright_with:.4} and {outright_without:.4}",
-            test_dialogues.len(),
-            outright.len()
-        ));
-        metrics.insert("test_dialogues_accuracy".into(), with);
-        metrics.insert("test_dialogues_accuracy_last_turn_only".into(), without);
-        metrics.insert("test_dialogues_outright_accuracy".into(), outright_with);
-        metrics.insert(
-            "test_dialogues_outright_accuracy_last_turn_only".into(),
-            outright_without,
-        );
+        let scores = dialogue_scores(&network, &features, &corpus.labels, &test_dialogues)?;
+        progress(&scores.0);
+        metrics.extend(scores.1);
     }
     let calibration = calibrate(&network, &features, &corpus.labels, &split, &mut metrics)?;
     let metric = |key: &str| metrics.get(key).copied().unwrap_or(f64::NAN);
@@ -535,6 +510,54 @@ fn record(metrics: &mut BTreeMap<String, f64>, prefix: &str, m: &Confusion) {
     for (c, label) in empathy_proto::SENTIMENT_LABELS.iter().enumerate() {
         metrics.insert(format!("{prefix}_f1_{label}"), m.class(c).f1);
     }
+}
+
+/// The model on the conversations made from the test split, reading the turns before
+/// and from the last turn alone, overall and where the last turn says the opposite of
+/// the scene outright: a line of progress and the metrics.
+fn dialogue_scores(
+    network: &FusionNetwork,
+    features: &fit::Features,
+    labels: &[usize],
+    test_dialogues: &[usize],
+) -> anyhow::Result<(String, BTreeMap<String, f64>)> {
+    let accuracy = |rows: &[usize], read_context: bool| -> anyhow::Result<f64> {
+        let truth: Vec<usize> = rows.iter().map(|&i| labels[i]).collect();
+        let predicted = fit::predict_with_context(network, features, rows, read_context)?;
+        Ok(Confusion::from_labels(3, &truth, &predicted).accuracy())
+    };
+    let (with, without) = (
+        accuracy(test_dialogues, true)?,
+        accuracy(test_dialogues, false)?,
+    );
+    // A turn that says its feeling outright after a scene of the opposite one: the
+    // turns before must not overrule it.
+    let outright = dialogues::outright(test_dialogues, &features.context, labels);
+    let (outright_with, outright_without) =
+        (accuracy(&outright, true)?, accuracy(&outright, false)?);
+    let line = format!(
+        "conversations made from the test split ({}): accuracy {with:.4} reading the \
+         turns before, {without:.4} from the last turn alone; of them, turns saying the \
+         opposite of the scene outright ({}): {outright_with:.4} and {outright_without:.4}",
+        test_dialogues.len(),
+        outright.len()
+    );
+    let metrics = BTreeMap::from([
+        ("test_dialogues_accuracy".to_string(), with),
+        (
+            "test_dialogues_accuracy_last_turn_only".to_string(),
+            without,
+        ),
+        (
+            "test_dialogues_outright_accuracy".to_string(),
+            outright_with,
+        ),
+        (
+            "test_dialogues_outright_accuracy_last_turn_only".to_string(),
+            outright_without,
+        ),
+    ]);
+    Ok((line, metrics))
 }
 
 #[cfg(test)]
