@@ -53,16 +53,18 @@ fn tokens_match_transformers() {
     }
 }
 
-#[test]
-fn readings_match_transformers() {
+/// Each of the fixture's `key` cases asked `question` (`asked`, as loaded): the same
+/// prompt ids as transformers, and the same margins between the answer words (theirs
+/// are over the whole vocabulary, ours among the answers).
+fn matches_transformers(key: &str, question: &prompt::Question, asked: &super::Asked) {
     let reader = reader();
-    for case in fixture()["readings"].as_array().unwrap() {
+    for case in fixture()[key].as_array().unwrap() {
         let text = case["text"].as_str().unwrap();
         // The prompt tokenized in pieces is the prompt tokenized whole.
         let mut prompt_ids = vec![reader.tokenizer.bos];
-        prompt_ids.extend(reader.tokenizer.encode(&prompt::FEELING.prefix()));
+        prompt_ids.extend(reader.tokenizer.encode(&question.prefix()));
         prompt_ids.extend(reader.tokenizer.encode(&prompt::text_line(text)));
-        prompt_ids.extend(&reader.feeling.ask);
+        prompt_ids.extend(&asked.ask);
         assert_eq!(prompt_ids, ids(&case["prompt_ids"]), "{text:?}");
 
         let theirs: Vec<f32> = case["logp"]
@@ -71,39 +73,27 @@ fn readings_match_transformers() {
             .iter()
             .map(|v| v.as_f64().unwrap() as f32)
             .collect();
-        let ours = reader.read(text).unwrap();
-        // Theirs are over the whole vocabulary, ours among the three: compare margins.
-        for (a, b) in [(0, 1), (0, 2), (1, 2)] {
-            let (m_ours, m_theirs) = (ours[a] - ours[b], theirs[a] - theirs[b]);
-            assert!(
-                (m_ours - m_theirs).abs() < 0.01,
-                "{text:?}: margin {a}-{b} is {m_ours}, transformers {m_theirs}"
-            );
+        let ours = reader.answer(asked, text).unwrap();
+        for a in 0..ours.len() {
+            for b in a + 1..ours.len() {
+                let (m_ours, m_theirs) = (ours[a] - ours[b], theirs[a] - theirs[b]);
+                assert!(
+                    (m_ours - m_theirs).abs() < 0.01,
+                    "{text:?}: margin {a}-{b} is {m_ours}, transformers {m_theirs}"
+                );
+            }
         }
     }
 }
 
 #[test]
+fn readings_match_transformers() {
+    matches_transformers("readings", &prompt::FEELING, &reader().feeling);
+}
+
+#[test]
 fn emotion_readings_match_transformers() {
-    let reader = reader();
-    for case in fixture()["emotions"].as_array().unwrap() {
-        let text = case["text"].as_str().unwrap();
-        let mut prompt_ids = vec![reader.tokenizer.bos];
-        prompt_ids.extend(reader.tokenizer.encode(&prompt::EMOTION.prefix()));
-        prompt_ids.extend(reader.tokenizer.encode(&prompt::text_line(text)));
-        prompt_ids.extend(&reader.emotion.ask);
-        assert_eq!(prompt_ids, ids(&case["prompt_ids"]), "{text:?}");
-        let theirs = case["logp"].as_array().unwrap();
-        let ours = reader.answer(&reader.emotion, text).unwrap();
-        for a in 1..ours.len() {
-            let m_theirs = (theirs[0].as_f64().unwrap() - theirs[a].as_f64().unwrap()) as f32;
-            let m_ours = ours[0] - ours[a];
-            assert!(
-                (m_ours - m_theirs).abs() < 0.01,
-                "{text:?}: margin 0-{a} is {m_ours}, transformers {m_theirs}"
-            );
-        }
-    }
+    matches_transformers("emotions", &prompt::EMOTION, &reader().emotion);
 }
 
 #[test]
