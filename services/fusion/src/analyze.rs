@@ -282,9 +282,9 @@ impl Analyzer {
             read_by.as_deref(),
             &gathered.analysed_text,
         ));
-        // Before the embedding goes into the model's inputs.
-        let unusual = match (model.typicality(), &gathered.enc.text) {
-            (Some(t), Some(embedding)) => t.unusual(embedding),
+        // Only the meaning reader asks; before the embedding goes into the inputs.
+        let unusual = match (&self.meaning, model.typicality(), &gathered.enc.text) {
+            (Some(_), Some(t), Some(embedding)) => t.unusual(embedding),
             _ => false,
         };
         let inputs = self.model_inputs(expansion, &mut gathered, &faces, &lexicon);

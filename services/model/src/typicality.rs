@@ -54,28 +54,29 @@ impl Typicality {
         })
     }
 
-    /// The Mahalanobis distance of `embedding` from the training texts; infinite for
-    /// an embedding of another width.
-    pub fn distance(&self, embedding: &[f32]) -> f32 {
+    /// The Mahalanobis distance of `embedding` from the training texts; None for an
+    /// embedding of another width, which says nothing about them.
+    pub fn distance(&self, embedding: &[f32]) -> Option<f32> {
         if embedding.len() != self.mean.len() {
-            return f32::INFINITY;
+            return None;
         }
         let centred: Vec<f32> = embedding
             .iter()
             .zip(&self.mean)
             .map(|(x, m)| x - m)
             .collect();
-        self.whiten
+        let squared: f32 = self
+            .whiten
             .chunks(centred.len())
             .map(|row| row.iter().zip(&centred).map(|(w, c)| w * c).sum::<f32>())
             .map(|v| v * v)
-            .sum::<f32>()
-            .sqrt()
+            .sum();
+        Some(squared.sqrt())
     }
 
     /// Farther from the training texts than QUANTILE of them are.
     pub fn unusual(&self, embedding: &[f32]) -> bool {
-        self.distance(embedding) > self.threshold
+        self.distance(embedding).is_some_and(|d| d > self.threshold)
     }
 
     /// Writes the file into `dir`; its bytes, for the checksum.
@@ -135,11 +136,12 @@ mod tests {
     fn distance_is_whitened_and_the_threshold_marks_the_unusual() -> Result<()> {
         // Variance 4 along x and 1 along y: W = diag(1/2, 1).
         let t = Typicality::new(vec![1.0, 0.0], vec![0.5, 0.0, 0.0, 1.0], 1.5)?;
-        assert_eq!(t.distance(&[1.0, 0.0]), 0.0);
-        assert!((t.distance(&[3.0, 0.0]) - 1.0).abs() < 1e-6);
-        assert!((t.distance(&[1.0, 2.0]) - 2.0).abs() < 1e-6);
+        assert_eq!(t.distance(&[1.0, 0.0]), Some(0.0));
+        assert!((t.distance(&[3.0, 0.0]).unwrap() - 1.0).abs() < 1e-6);
+        assert!((t.distance(&[1.0, 2.0]).unwrap() - 2.0).abs() < 1e-6);
         assert!(!t.unusual(&[3.0, 0.0]) && t.unusual(&[1.0, 2.0]));
-        assert!(t.unusual(&[1.0, 0.0, 0.0]), "another width is unusual");
+        assert_eq!(t.distance(&[9.0, 9.0, 9.0]), None);
+        assert!(!t.unusual(&[9.0, 9.0, 9.0]), "another width says nothing");
         Ok(())
     }
 
