@@ -39,13 +39,7 @@ async fn the_reader_reads_texts_and_what_the_turns_before_imply() -> anyhow::Res
         info.notes
     );
 
-    let single = c
-        .analyze(request(
-            "The room was not what the photos promised.",
-            vec![],
-        ))
-        .await?
-        .into_inner();
+    let single = analyze_text(&mut c, "The room was not what the photos promised.").await?;
     assert!(stages(&single).contains(&"meaning"), "{:?}", single.timings);
     let unread = |r: &AnalyzeResponse| {
         r.notes
@@ -66,21 +60,17 @@ async fn the_reader_reads_texts_and_what_the_turns_before_imply() -> anyhow::Res
     // A sentence unlike the training tweets weighs the reader more, and says so; a
     // tweet does not.
     let unusual = |r: &AnalyzeResponse| r.notes.iter().any(|n| n.contains("is unlike those"));
-    let clinic = c
-        .analyze(request(
-            "The consultant explained the biopsy results with great patience.",
-            vec![],
-        ))
-        .await?
-        .into_inner();
+    let clinic = analyze_text(
+        &mut c,
+        "The consultant explained the biopsy results with great patience.",
+    )
+    .await?;
     assert!(unusual(&clinic), "{:?}", clinic.notes);
-    let tweet = c
-        .analyze(request(
-            "@united I've been on hold for 2 hours, worst customer service ever",
-            vec![],
-        ))
-        .await?
-        .into_inner();
+    let tweet = analyze_text(
+        &mut c,
+        "@united I've been on hold for 2 hours, worst customer service ever",
+    )
+    .await?;
     assert!(!unusual(&tweet), "{:?}", tweet.notes);
 
     // The same reaction after a scene of each feeling: the reader reads the scene.
@@ -125,13 +115,7 @@ async fn without_the_flag_the_reader_stays_out() -> anyhow::Result<()> {
     let encoder = start_encoder(&[]).await?;
     let fusion = start_fusion(&[encoder.url()], &[]).await?;
     let mut c = client(&fusion).await?;
-    let r = c
-        .analyze(request(
-            "The room was not what the photos promised.",
-            vec![],
-        ))
-        .await?
-        .into_inner();
+    let r = analyze_text(&mut c, "The room was not what the photos promised.").await?;
     assert!(!stages(&r).contains(&"meaning"), "{:?}", r.timings);
     assert_eq!(r.emotions.map(|e| e.source).as_deref(), Some("lexicon"));
     let info = c.info(InfoRequest::default()).await?.into_inner();
