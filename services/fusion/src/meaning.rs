@@ -179,6 +179,30 @@ mod tests {
     }
 
     #[test]
+    fn a_sure_reading_moves_sentiment_valence_and_emotions_together() {
+        // The model says positive and the lexicon joy ("What a lovely surprise bill").
+        let mut p = prediction([0.1, 0.2, 0.7]);
+        p.valence = 0.5;
+        p.emotions = [0.0, 0.0, 0.0, 0.8, 0.0, 0.0, 0.2];
+        let ln = |v: [f32; 7]| v.map(f32::ln);
+        let reading = Reading {
+            sentiment: [(0.9f32).ln(), (0.05f32).ln(), (0.05f32).ln()],
+            emotions: ln([0.6, 0.1, 0.05, 0.05, 0.1, 0.05, 0.05]),
+        };
+        mix(&mut p, &reading, false);
+        assert!(p.sentiment[0] > p.sentiment[2], "{:?}", p.sentiment);
+        assert!(p.valence < 0.0, "{}", p.valence);
+        let top = (0..7).max_by(|&a, &b| p.emotions[a].total_cmp(&p.emotions[b]));
+        assert_eq!(
+            top.map(|k| EMOTION_LABELS[k]),
+            Some("anger"),
+            "{:?}",
+            p.emotions
+        );
+        assert!((p.emotions.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
     fn a_scene_is_the_turns_oldest_first() {
         let turn = |speaker: &str, text: &str| Turn {
             speaker: speaker.into(),
