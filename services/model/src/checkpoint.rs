@@ -191,12 +191,7 @@ fn write_and_publish(
         .collect();
     let weights_path = tmp.join(WEIGHTS_FILE);
     candle_core::safetensors::save(&tensors, &weights_path)?;
-    // The safetensors writer creates the file owner-only; services may run as others.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&weights_path, std::fs::Permissions::from_mode(0o644))?;
-    }
+    readable_by_all(&weights_path)?;
     let weights = std::fs::read(&weights_path)?;
     File::open(&weights_path)?.sync_all()?;
     if let Some(x) = expansion {
@@ -255,6 +250,17 @@ fn write_and_publish(
         "could not publish a new version in {}",
         models_dir.display()
     )
+}
+
+/// The safetensors writer creates files owner-only; services may run as others.
+pub(crate) fn readable_by_all(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("cannot make {} readable", path.display()))?;
+    }
+    Ok(())
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
