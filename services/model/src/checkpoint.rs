@@ -198,11 +198,15 @@ fn write_and_publish(
         write_synced(&expansion::copy_path(tmp), x.tsv())?;
     }
     let typicality = match &new.typicality {
-        Some(t) => Some(TypicalityRef {
-            sha256: hex::encode(Sha256::digest(t.write(tmp)?)),
-            threshold: t.threshold,
-            quantile: typicality::QUANTILE,
-        }),
+        Some(t) => {
+            let bytes = t.write(tmp)?;
+            readable_by_all(&tmp.join(typicality::FILE))?;
+            Some(TypicalityRef {
+                sha256: hex::encode(Sha256::digest(bytes)),
+                threshold: t.threshold,
+                quantile: typicality::QUANTILE,
+            })
+        }
         None => None,
     };
     let mut manifest = Manifest {
@@ -253,7 +257,7 @@ fn write_and_publish(
 }
 
 /// The safetensors writer creates files owner-only; services may run as others.
-pub(crate) fn readable_by_all(path: &Path) -> anyhow::Result<()> {
+fn readable_by_all(path: &Path) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -452,6 +456,34 @@ mod tests {
     fn save(dir: &Path, expansion: Option<&Expansion>) -> anyhow::Result<(PathBuf, Manifest)> {
         let (varmap, _) = init_network(dims(), &mut StdRng::seed_from_u64(1))?;
         save_version_with_expansion(dir, &varmap, new_version(), expansion)
+    }
+
+    #[test]
+    fn a_version_keeps_its_typicality_readable_by_all() -> anyhow::Result<()> {
+        let tmp = TempDir::new("ckpt-typicality");
+        let (varmap, _) = init_network(dims(), &mut StdRng::seed_from_u64(1))?;
+        let n = dims().text;
+        let identity = (0..n * n)
+            .map(|k| if k % (n + 1) == 0 { 1.0 } else { 0.0 })
+            .collect();
+        let t = Typicality::new(vec![0.0; n], identity, 2.0)?;
+        let new = NewVersion {
+            typicality: Some(t.clone()),
+            ..new_version()
+        };
+        let (dir, manifest) = save_version(tmp.path(), &varmap, new)?;
+        assert_eq!(manifest.typicality.map(|r| r.threshold), Some(2.0));
+        #[cfg(unix)]
+        {
+            // A trainer writes it; fusion, perhaps another user, reads it.
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join(typicality::FILE))?
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o644);
+        }
+        assert_eq!(FusionModel::load(&dir)?.typicality(), Some(&t));
+        Ok(())
     }
 
     #[test]

@@ -94,7 +94,6 @@ impl Typicality {
         ]);
         let path = dir.join(FILE);
         candle_core::safetensors::save(&tensors, &path)?;
-        crate::checkpoint::readable_by_all(&path)?;
         std::fs::File::open(&path)?.sync_all()?;
         Ok(std::fs::read(&path)?)
     }
@@ -156,15 +155,6 @@ mod tests {
             quantile: QUANTILE,
         };
         assert_eq!(Typicality::read(dir.path(), &reference)?, t);
-        #[cfg(unix)]
-        {
-            // Services may run as another user than the trainer that wrote it.
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(FILE))?
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o644);
-        }
         reference.sha256 = "0".repeat(64);
         let err = Typicality::read(dir.path(), &reference).unwrap_err();
         assert!(err.to_string().contains("checksum mismatch"), "{err}");
