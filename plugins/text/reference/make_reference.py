@@ -1,10 +1,11 @@
-"""Writes reference_embeddings.json: sentence-transformers (PyTorch) embeddings of
-varied sentences, from the same weights directory the Rust encoder loads.
+"""Writes reference embeddings: sentence-transformers (PyTorch) embeddings of varied
+sentences, from the same weights directory the Rust encoder loads.
 
-    /tmp/st-venv/bin/python plugins/text/reference/make_reference.py [MODEL_DIR]
+    /tmp/st-venv/bin/python plugins/text/reference/make_reference.py [MODEL_DIR [OUT]]
 
 MODEL_DIR defaults to $EMPATHY_ASSETS/text/all-MiniLM-L6-v2, else assets/text/... in
-the workspace. Runs offline.
+the workspace; OUT to reference_embeddings.json here (the MiniLM file; the MPNet one is
+reference_mpnet.json). Runs offline.
 """
 
 import json
@@ -39,7 +40,7 @@ def main() -> None:
         for s in REFERENCE
     ]
     out = {
-        "model": "sentence-transformers/all-MiniLM-L6-v2",
+        "model": "sentence-transformers/" + directory.name,
         "max_seq_length": model.max_seq_length,
         "generator": "sentence-transformers "
         + __import__("sentence_transformers").__version__
@@ -54,7 +55,7 @@ def main() -> None:
             for s, t, v in zip(REFERENCE, tokens, vectors)
         ],
     }
-    path = HERE / "reference_embeddings.json"
+    path = HERE / (sys.argv[2] if len(sys.argv) > 2 else "reference_embeddings.json")
     path.write_text(json.dumps(out, ensure_ascii=False, separators=(",", ":")) + "\n")
     print(f"wrote {len(REFERENCE)} embeddings to {path}; tokens per sentence: {tokens}")
 

@@ -20,6 +20,8 @@ pub struct Attention<'a> {
     pub heads: usize,
     /// Each sentence's own tokens; the rest of its `len` is padding.
     pub lengths: &'a [usize],
+    /// Added to every sentence's scores, (heads, len, len): MPNet's relative positions.
+    pub bias: Option<&'a [f32]>,
 }
 
 impl CustomOp1 for Attention<'_> {
@@ -47,20 +49,40 @@ impl CustomOp1 for Attention<'_> {
         if let Some(&l) = self.lengths.iter().find(|&&l| l > len) {
             bail!("bert-attention: a sentence of {l} tokens in chunks of {len}");
         }
+        if self.bias.is_some_and(|b| b.len() != heads * len * len) {
+            bail!("bert-attention: the position bias does not fit {heads} heads x {len}^2");
+        }
         let hidden = width / 3;
         let qkv = &data[start..end];
         let mut out = vec![0f32; rows * hidden];
         out.par_chunks_mut(len * hidden)
             .zip(qkv.par_chunks(len * width))
             .zip(self.lengths.par_iter())
-            .for_each(|((out, qkv), &tokens)| sentence(qkv, out, tokens, heads, hidden));
+            .for_each(|((out, qkv), &tokens)| {
+                let bias = self.bias.map(|b| Bias { values: b, len });
+                sentence(qkv, out, tokens, heads, hidden, bias)
+            });
         Ok((CpuStorage::F32(out), Shape::from((rows, hidden))))
     }
 }
 
+/// A (heads, len, len) score bias.
+#[derive(Clone, Copy)]
+struct Bias<'a> {
+    values: &'a [f32],
+    len: usize,
+}
+
 /// One sentence: `qkv` holds its rows of `3 * hidden`, `out` its rows of `hidden`; the
 /// first `tokens` rows are the sentence.
-fn sentence(qkv: &[f32], out: &mut [f32], tokens: usize, heads: usize, hidden: usize) {
+fn sentence(
+    qkv: &[f32],
+    out: &mut [f32],
+    tokens: usize,
+    heads: usize,
+    hidden: usize,
+    bias: Option<Bias>,
+) {
     let width = 3 * hidden;
     let d = hidden / heads;
     let mut scores = vec![0f32; tokens * tokens];
@@ -94,6 +116,14 @@ fn sentence(qkv: &[f32], out: &mut [f32], tokens: usize, heads: usize, hidden: u
                 },
                 Parallelism::None,
             );
+        }
+        if let Some(Bias { values, len }) = bias {
+            let head_bias = &values[head * len * len..];
+            for (i, row) in scores.chunks_mut(tokens).enumerate() {
+                for (score, b) in row.iter_mut().zip(&head_bias[i * len..]) {
+                    *score += b;
+                }
+            }
         }
         softmax_rows(&mut scores, tokens);
         // SAFETY: as above.

@@ -1,24 +1,29 @@
 //! A lean BERT encoder for inference, loading the same weights and config as
-//! `candle_transformers::models::bert::BertModel` but faster on CPU: query, key and value
+//! `candle_transformers::models::bert::BertModel` (or transformers' `MPNetModel`, the same
+//! layers with a relative-position bias in attention) but faster on CPU: query, key and value
 //! in one matmul, the attention scale folded into the query weights, a fused softmax,
 //! attention fused on the CPU (see `attention`), and GELU in place with a vectorisable erf
 //! (see `fast_math`).
 
 use candle_core::{CpuStorage, Layout, Module, Result, Tensor, bail};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder, embedding, layer_norm, linear};
-use candle_transformers::models::bert::{Config, HiddenAct};
 use rayon::prelude::*;
 
 use crate::attention::Attention;
+use crate::config::{Config, Family};
 use crate::dense::{Dense, Precision};
+use crate::relative::RelativeBias;
 use crate::{fast_math::erf, widest};
 
 pub struct Bert {
     words: Embedding,
-    /// Position embeddings plus the (single) token-type embedding, added once.
+    /// Position embeddings from the first position on, plus BERT's (single) token-type
+    /// embedding, added once.
     positions: Tensor,
     embedding_norm: LayerNorm,
     layers: Vec<Layer>,
+    /// MPNet's: shared by every layer.
+    relative: Option<RelativeBias>,
     heads: usize,
     hidden: usize,
 }
@@ -34,9 +39,12 @@ struct Layer {
 
 impl Bert {
     pub fn load(vb: VarBuilder, config: &Config, precision: Precision) -> Result<Self> {
-        if config.hidden_act != HiddenAct::Gelu {
+        if config.hidden_act != "gelu" {
             bail!("only the erf GELU activation is supported");
         }
+        let family = config
+            .family()
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let h = config.hidden_size;
         let vb_emb = vb.pp("embeddings");
         let words = embedding(config.vocab_size, h, vb_emb.pp("word_embeddings"))?;
@@ -44,10 +52,33 @@ impl Bert {
             (config.max_position_embeddings, h),
             "position_embeddings.weight",
         )?;
-        let token_type = vb_emb
-            .get((config.type_vocab_size, h), "token_type_embeddings.weight")?
-            .get(0)?;
-        let positions = positions.broadcast_add(&token_type)?;
+        let (positions, relative) = match family {
+            Family::Bert => {
+                let token_type = vb_emb
+                    .get(
+                        (config.type_vocab_size.unwrap_or(2), h),
+                        "token_type_embeddings.weight",
+                    )?
+                    .get(0)?;
+                (positions.broadcast_add(&token_type)?, None)
+            }
+            Family::MpNet {
+                buckets,
+                first_position,
+            } => {
+                let bias = vb.pp("encoder").get(
+                    (buckets, config.num_attention_heads),
+                    "relative_attention_bias.weight",
+                )?;
+                let usable = config
+                    .max_position_embeddings
+                    .saturating_sub(first_position);
+                (
+                    positions.narrow(0, first_position, usable)?,
+                    Some(RelativeBias::new(&bias)?),
+                )
+            }
+        };
         let embedding_norm = layer_norm(h, config.layer_norm_eps, vb_emb.pp("LayerNorm"))?;
         let scale = 1.0 / ((h / config.num_attention_heads) as f64).sqrt();
         let layers = (0..config.num_hidden_layers)
@@ -55,6 +86,7 @@ impl Bert {
                 Layer::load(
                     vb.pp(format!("encoder.layer.{i}")),
                     config,
+                    family,
                     scale,
                     precision,
                 )
@@ -65,9 +97,15 @@ impl Bert {
             positions,
             embedding_norm,
             layers,
+            relative,
             heads: config.num_attention_heads,
             hidden: h,
         })
+    }
+
+    /// Tokens a sentence may have: the position embeddings past the first position.
+    pub fn max_positions(&self) -> usize {
+        self.positions.dim(0).unwrap_or(0)
     }
 
     /// Whether the dense layers run in bf16 on AMX tiles.
@@ -87,10 +125,20 @@ impl Bert {
             .embedding_norm
             .forward(&x)?
             .reshape((n * len, self.hidden))?;
+        let positional = self.relative.as_ref().map(|r| r.for_length(len));
         let attention = if ids.device().is_cpu() {
-            Attending::Fused(lengths)
+            Attending::Fused {
+                lengths,
+                bias: positional.as_deref(),
+            }
         } else {
-            Attending::Masked(padding_bias(ids, lengths)?)
+            let positional = positional
+                .map(|b| Tensor::from_vec(b, (1, self.heads, len, len), ids.device()))
+                .transpose()?;
+            Attending::Masked {
+                padding: padding_bias(ids, lengths)?,
+                positional,
+            }
         };
         for layer in &self.layers {
             x = layer.forward(&x, &attention, n, len, self.heads)?;
@@ -102,9 +150,17 @@ impl Bert {
 /// How a layer attends: the CPU's fused op (each sentence's own length), or candle's ops
 /// elsewhere (CUDA).
 enum Attending<'a> {
-    Fused(&'a [usize]),
-    /// Added to the scores before softmax, when anything is padded.
-    Masked(Option<Tensor>),
+    Fused {
+        lengths: &'a [usize],
+        /// MPNet's relative-position bias, (heads, len, len).
+        bias: Option<&'a [f32]>,
+    },
+    /// Each added to the scores before softmax: padding, when anything is padded, and
+    /// MPNet's relative-position bias.
+    Masked {
+        padding: Option<Tensor>,
+        positional: Option<Tensor>,
+    },
 }
 
 /// (n, 1, 1, len): 0 where attended, f32::MIN where padded; None without padding.
@@ -121,16 +177,33 @@ fn padding_bias(ids: &Tensor, lengths: &[usize]) -> Result<Option<Tensor>> {
 }
 
 impl Layer {
-    fn load(vb: VarBuilder, config: &Config, scale: f64, precision: Precision) -> Result<Self> {
+    fn load(
+        vb: VarBuilder,
+        config: &Config,
+        family: Family,
+        scale: f64,
+        precision: Precision,
+    ) -> Result<Self> {
         let (h, inner, eps) = (
             config.hidden_size,
             config.intermediate_size,
             config.layer_norm_eps,
         );
-        let att = vb.pp("attention.self");
-        let q = linear(h, h, att.pp("query"))?;
-        let k = linear(h, h, att.pp("key"))?;
-        let v = linear(h, h, att.pp("value"))?;
+        let names = match family {
+            Family::Bert => LayerNames {
+                qkv: ("attention.self", ["query", "key", "value"]),
+                out: "attention.output.dense",
+                norm: "attention.output.LayerNorm",
+            },
+            Family::MpNet { .. } => LayerNames {
+                qkv: ("attention.attn", ["q", "k", "v"]),
+                out: "attention.attn.o",
+                norm: "attention.LayerNorm",
+            },
+        };
+        let att = vb.pp(names.qkv.0);
+        let [q, k, v] = names.qkv.1.map(|name| linear(h, h, att.pp(name)));
+        let (q, k, v) = (q?, k?, v?);
         let bias = |l: &Linear| {
             l.bias()
                 .cloned()
@@ -155,8 +228,8 @@ impl Layer {
         )?;
         Ok(Self {
             qkv,
-            attention_out: Dense::new(linear(h, h, vb.pp("attention.output.dense"))?, precision)?,
-            attention_norm: layer_norm(h, eps, vb.pp("attention.output.LayerNorm"))?,
+            attention_out: Dense::new(linear(h, h, vb.pp(names.out))?, precision)?,
+            attention_norm: layer_norm(h, eps, vb.pp(names.norm))?,
             up: Dense::new(linear(h, inner, vb.pp("intermediate.dense"))?, precision)?,
             down: Dense::new(linear(inner, h, vb.pp("output.dense"))?, precision)?,
             output_norm: layer_norm(h, eps, vb.pp("output.LayerNorm"))?,
@@ -175,19 +248,23 @@ impl Layer {
         let hidden = x.dim(1)?;
         let qkv = self.qkv.forward(x, None)?;
         let context = match attention {
-            Attending::Fused(lengths) => qkv.apply_op1_no_bwd(&Attention {
+            Attending::Fused { lengths, bias } => qkv.apply_op1_no_bwd(&Attention {
                 len,
                 heads,
                 lengths,
+                bias: *bias,
             })?,
-            Attending::Masked(bias) => {
+            Attending::Masked {
+                padding,
+                positional,
+            } => {
                 let qkv = qkv
                     .reshape((n, len, 3, heads, hidden / heads))?
                     .permute((2, 0, 3, 1, 4))?
                     .contiguous()?;
                 let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
                 let mut scores = q.matmul(&k.t()?)?;
-                if let Some(bias) = bias {
+                for bias in [padding, positional].into_iter().flatten() {
                     scores = scores.broadcast_add(bias)?;
                 }
                 candle_nn::ops::softmax_last_dim(&scores)?
@@ -209,6 +286,14 @@ impl Layer {
         };
         self.output_norm.forward(&self.down.forward(&up, Some(&x))?)
     }
+}
+
+/// Where a layer's weights are in each family's checkpoints.
+struct LayerNames {
+    /// The attention's prefix and its query, key and value under it.
+    qkv: (&'static str, [&'static str; 3]),
+    out: &'static str,
+    norm: &'static str,
 }
 
 /// GELU with the exact (erf) form, in place, in a loop the compiler vectorises.

@@ -1,17 +1,18 @@
-//! Sentence embeddings with a sentence-transformers BERT (all-MiniLM-L6-v2) on candle:
-//! tokenise, run BERT, mean-pool over the attention mask, L2-normalise.
+//! Sentence embeddings with a sentence-transformers BERT (all-MiniLM-L6-v2) or MPNet
+//! (all-mpnet-base-v2) on candle: tokenise, run the encoder, mean-pool over the attention
+//! mask, L2-normalise.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
 use candle_core::{D, DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::Config;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::bert::Bert;
+use crate::config::{Config, Family};
 use crate::dense::Precision;
 
 /// Most sentences in one forward pass.
@@ -28,6 +29,7 @@ pub struct SentenceEncoder {
     dim: usize,
     max_tokens: usize,
     version: String,
+    family: Family,
 }
 
 #[derive(Deserialize)]
@@ -50,11 +52,19 @@ impl SentenceEncoder {
             model_dir.display()
         );
         let config: Config = read_json(&model_dir.join("config.json"))?;
+        let family = config.family()?;
+        let weights_path = model_dir.join("model.safetensors");
+        let weights = std::fs::read(&weights_path)
+            .with_context(|| format!("reading {}", weights_path.display()))?;
+        let version = hex::encode(&Sha256::digest(&weights)[..6]);
+        let vb = VarBuilder::from_slice_safetensors(&weights, DType::F32, device)?;
+        let model = Bert::load(vb, &config, precision)
+            .with_context(|| format!("loading the encoder from {}", weights_path.display()))?;
         let max_tokens = match read_optional_json::<SentenceBertConfig>(
             &model_dir.join("sentence_bert_config.json"),
         )? {
-            Some(c) => c.max_seq_length.min(config.max_position_embeddings),
-            None => config.max_position_embeddings,
+            Some(c) => c.max_seq_length.min(model.max_positions()),
+            None => model.max_positions(),
         };
         if let Some(pooling) =
             read_optional_json::<PoolingConfig>(&model_dir.join("1_Pooling/config.json"))?
@@ -78,14 +88,6 @@ impl SentenceEncoder {
             }))
             .map_err(|e| anyhow::anyhow!("setting truncation: {e}"))?;
 
-        let weights_path = model_dir.join("model.safetensors");
-        let weights = std::fs::read(&weights_path)
-            .with_context(|| format!("reading {}", weights_path.display()))?;
-        let version = hex::encode(&Sha256::digest(&weights)[..6]);
-        let vb = VarBuilder::from_slice_safetensors(&weights, DType::F32, device)?;
-        let model = Bert::load(vb, &config, precision)
-            .with_context(|| format!("loading BERT from {}", weights_path.display()))?;
-
         Ok(Self {
             model,
             tokenizer,
@@ -93,10 +95,16 @@ impl SentenceEncoder {
             dim: config.hidden_size,
             max_tokens,
             version,
+            family,
         })
     }
 
-    /// Embedding width (384 for MiniLM-L6).
+    /// Which encoder family the weights are.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// Embedding width (384 for MiniLM-L6, 768 for mpnet-base).
     pub fn dim(&self) -> usize {
         self.dim
     }

@@ -1,4 +1,5 @@
-//! The `text` modality: all-MiniLM-L6-v2 sentence embeddings on candle.
+//! The `text` modality: all-MiniLM-L6-v2 (or all-mpnet-base-v2) sentence embeddings on
+//! candle.
 //!
 //! Use [`SentenceEncoder`] directly as a library, or load this crate's cdylib into the
 //! encoder service as a plugin ([`TextPlugin`]).
@@ -7,14 +8,17 @@
 pub mod amx;
 mod attention;
 mod bert;
+mod config;
 mod dense;
 mod encoder;
 pub mod fast_math;
 mod multiply;
 mod plugin;
+mod relative;
 
+pub use config::Family;
 pub use dense::Precision;
 pub use encoder::{SentenceEncoder, parse_device};
-pub use plugin::{MODEL_ID, MODEL_SUBDIR, TextPlugin};
+pub use plugin::{MODEL_ID, MODEL_SUBDIR, MPNET_MODEL_ID, MPNET_SUBDIR, TextPlugin};
 
 empathy_plugin_api::export_plugin!(TextPlugin);

@@ -8,12 +8,16 @@ use empathy_proto::v1::{
     EncodeOutput, EncodeRequest, EncodeResponse, ModalityInfo, ModelRef, PluginConfig,
 };
 
+use crate::config::Family;
 use crate::dense::Precision;
 use crate::encoder::{SentenceEncoder, parse_device};
 
 pub const MODEL_ID: &str = "sentence-transformers/all-MiniLM-L6-v2";
 /// Where the model lives under `PluginConfig.assets_dir`.
 pub const MODEL_SUBDIR: &str = "text/all-MiniLM-L6-v2";
+/// The larger encoder a model version may be trained on instead (its `model_dir`).
+pub const MPNET_MODEL_ID: &str = "sentence-transformers/all-mpnet-base-v2";
+pub const MPNET_SUBDIR: &str = "text/all-mpnet-base-v2";
 const SETTINGS: [&str; 4] = [
     "model_dir",
     "precision",
@@ -21,7 +25,8 @@ const SETTINGS: [&str; 4] = [
     TEXT_LIMIT_SETTINGS[1],
 ];
 
-/// The `text` modality: all-MiniLM-L6-v2 sentence embeddings.
+/// The `text` modality: all-MiniLM-L6-v2 sentence embeddings (or all-mpnet-base-v2's,
+/// with `model_dir` set to it).
 pub struct TextPlugin {
     encoder: SentenceEncoder,
     limits: TextLimits,
@@ -29,8 +34,12 @@ pub struct TextPlugin {
 
 impl TextPlugin {
     fn model_ref(&self) -> ModelRef {
+        let id = match self.encoder.family() {
+            Family::Bert => MODEL_ID,
+            Family::MpNet { .. } => MPNET_MODEL_ID,
+        };
         ModelRef {
-            id: MODEL_ID.to_string(),
+            id: id.to_string(),
             version: self.encoder.version().to_string(),
         }
     }

@@ -1,5 +1,6 @@
-//! The candle encoder against sentence-transformers (PyTorch) on the same weights,
-//! from reference/reference_embeddings.json (see reference/make_reference.py).
+//! The candle encoder against sentence-transformers (PyTorch) on the same weights, for
+//! MiniLM (reference/reference_embeddings.json) and MPNet (reference/reference_mpnet.json;
+//! see reference/make_reference.py).
 
 mod common;
 
@@ -22,29 +23,33 @@ struct Item {
 }
 
 fn reference() -> Reference {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/reference/reference_embeddings.json"
-    );
+    reference_in("reference_embeddings.json")
+}
+
+fn reference_in(file: &str) -> Reference {
+    let path = format!("{}/reference/{file}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(path).expect("reading reference embeddings");
     serde_json::from_str(&text).expect("parsing reference embeddings")
 }
 
-fn load(precision: Precision) -> SentenceEncoder {
-    SentenceEncoder::load(&common::model_dir(), &Device::Cpu, precision)
+fn load(model: &str, precision: Precision) -> SentenceEncoder {
+    SentenceEncoder::load(&common::model_dir_of(model), &Device::Cpu, precision)
         .expect("loading the encoder")
 }
+
+const MINILM: &str = "all-MiniLM-L6-v2";
+const MPNET: &str = "all-mpnet-base-v2";
 
 /// f32 throughout, on every CPU.
 fn exact() -> &'static SentenceEncoder {
     static ENCODER: OnceLock<SentenceEncoder> = OnceLock::new();
-    ENCODER.get_or_init(|| load(Precision::F32))
+    ENCODER.get_or_init(|| load(MINILM, Precision::F32))
 }
 
 /// What the plugin serves by default: bf16 dense layers where the CPU has AMX.
 fn encoder() -> &'static SentenceEncoder {
     static ENCODER: OnceLock<SentenceEncoder> = OnceLock::new();
-    ENCODER.get_or_init(|| load(Precision::Auto))
+    ENCODER.get_or_init(|| load(MINILM, Precision::Auto))
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -57,11 +62,33 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn matches_sentence_transformers() {
-    let reference = reference();
+    matches(&reference(), [exact(), encoder()]);
+}
+
+/// MPNet (relative-position attention, positions after the padding id, other weight
+/// names) on the same sentences.
+#[test]
+fn mpnet_matches_sentence_transformers() {
+    let exact = load(MPNET, Precision::F32);
+    let served = load(MPNET, Precision::Auto);
+    assert_eq!(
+        exact.family(),
+        empathy_plugin_text::Family::MpNet {
+            buckets: 32,
+            first_position: 2
+        }
+    );
+    assert_eq!(exact.dim(), 768);
+    matches(&reference_in("reference_mpnet.json"), [&exact, &served]);
+}
+
+/// Every reference embedding within cosine 0.9999 of the f32 encoder's and 0.999 of the
+/// served one's.
+fn matches(reference: &Reference, [exact, encoder]: [&SentenceEncoder; 2]) {
     assert!(reference.items.len() >= 24);
-    assert_eq!(exact().max_tokens(), reference.max_seq_length);
+    assert_eq!(exact.max_tokens(), reference.max_seq_length);
     let texts: Vec<&str> = reference.items.iter().map(|i| i.text.as_str()).collect();
-    for (encoder, floor) in [(exact(), 0.9999), (encoder(), 0.999)] {
+    for (encoder, floor) in [(exact, 0.9999), (encoder, 0.999)] {
         let ours = encoder.encode(&texts).expect("encoding");
         let mut lowest = f32::MAX;
         for (item, vector) in reference.items.iter().zip(&ours) {

@@ -11,7 +11,12 @@ pub fn assets_dir() -> PathBuf {
 
 /// The MiniLM directory; panics (failing the test) when it is missing.
 pub fn model_dir() -> PathBuf {
-    let dir = assets_dir().join("text/all-MiniLM-L6-v2");
+    model_dir_of("all-MiniLM-L6-v2")
+}
+
+/// `<assets>/text/<name>`; panics (failing the test) when it is missing.
+pub fn model_dir_of(name: &str) -> PathBuf {
+    let dir = assets_dir().join("text").join(name);
     assert!(
         dir.join("model.safetensors").is_file(),
         "text model not found at {}: run `empathy assets fetch` (or set EMPATHY_ASSETS)",
