@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashMap;
 
 use empathy_plugin_api::{ErrorKind, Plugin};
-use empathy_plugin_text::{MODEL_ID, TextPlugin};
+use empathy_plugin_text::{MODEL_ID, MPNET_MODEL_ID, MPNET_SUBDIR, TextPlugin};
 use empathy_proto::v1::{EncodeRequest, PluginConfig};
 
 fn config(settings: &[(&str, &str)]) -> PluginConfig {
@@ -52,6 +52,28 @@ fn encodes_texts_with_model_info() {
     };
     let error = plugin.encode(bad).expect_err("an empty request");
     assert_eq!(error.kind, ErrorKind::InvalidInput);
+}
+
+/// `model_dir` pointing at all-mpnet-base-v2 serves its 768-wide embeddings under its
+/// own model id, so a version trained on them is never served MiniLM's.
+#[test]
+fn model_dir_serves_mpnet_under_its_own_id() {
+    let dir = common::model_dir_of("all-mpnet-base-v2");
+    assert!(dir.ends_with(MPNET_SUBDIR));
+    let plugin =
+        TextPlugin::create(&config(&[("model_dir", &dir.to_string_lossy())])).expect("creating");
+    let info = plugin.info();
+    assert_eq!(info[0].embedding_dim, 768);
+    let model = info[0].model.clone().expect("model ref");
+    assert_eq!(model.id, MPNET_MODEL_ID);
+    let response = plugin
+        .encode(EncodeRequest::texts(
+            "text",
+            ["Not bad at all.", "I wouldn't go back."],
+        ))
+        .expect("encoding");
+    assert_eq!(response.model, Some(model));
+    assert!(response.outputs.iter().all(|o| o.embedding.len() == 768));
 }
 
 /// `precision=f32` is the exact path on every CPU; the default (bf16 where AMX is) stays

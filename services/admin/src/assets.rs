@@ -16,6 +16,8 @@ use sha2::{Digest, Sha256};
 
 /// The base text encoder's directory under the assets (the text plugin's default).
 pub const BASE_TEXT_MODEL: &str = "text/all-MiniLM-L6-v2";
+/// The larger text encoder a version may be trained on instead.
+pub const MPNET_TEXT_MODEL: &str = "text/all-mpnet-base-v2";
 
 mod packages;
 

@@ -11,7 +11,9 @@ use empathy_training::generality::{
 };
 use empathy_training::{TextEncoder, TrainConfig};
 
-use crate::train::{TuningArgs, embed, encoder_id, expansion_dir, load_text_plugin};
+use crate::train::{
+    BaseEncoder, TuningArgs, embed, encoder_id, expansion_dir, load_text_plugin, text_dim,
+};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct GeneralityArgs {
@@ -33,6 +35,9 @@ pub struct GeneralityArgs {
     /// tweets only, and trains the model on its embeddings.
     #[command(flatten)]
     tuning: TuningArgs,
+    /// The text encoder every fold reads with (see `empathy train`).
+    #[arg(long, value_enum, default_value_t = BaseEncoder::Minilm)]
+    text_encoder: BaseEncoder,
     /// Print each fold's training lines.
     #[arg(long)]
     verbose: bool,
@@ -45,15 +50,21 @@ pub struct GeneralityArgs {
 
 pub fn run(args: &GeneralityArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let plugin = load_text_plugin(&args.assets, args.plugin_dir.as_deref(), None)?;
+    args.text_encoder.check_tunable(args.tuning.tune_encoder)?;
+    let (plugin, encoder_dir) = args
+        .text_encoder
+        .load(&args.assets, args.plugin_dir.as_deref())?;
     let id = encoder_id(&plugin)?;
     let mut embed = |texts: &[String]| embed(&plugin, texts);
-    let config = TrainConfig {
+    let mut config = TrainConfig {
         seed: args.seed,
         augment: args.augment,
         lexicon_expansion: expansion_dir(&args.assets, &args.lexicon_expansion)?,
+        encoder_dir,
         ..TrainConfig::default()
     };
+    config.dims.text = text_dim(&plugin)?;
+    config.dims.situation = config.dims.text;
     let encoder = TextEncoder {
         id: &id,
         embed: &mut embed,

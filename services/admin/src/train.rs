@@ -65,8 +65,53 @@ pub struct TrainArgs {
     /// <assets>/lexicon/expanded-zh. The model records it; the plugin serves it.
     #[arg(long, default_value = "none")]
     pub chinese_expansion: String,
+    /// The text encoder the version reads with.
+    #[arg(long, value_enum, default_value_t = BaseEncoder::Minilm)]
+    pub text_encoder: BaseEncoder,
     #[command(flatten)]
     pub tuning: TuningArgs,
+}
+
+/// The sentence encoders a version can be trained on.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BaseEncoder {
+    /// all-MiniLM-L6-v2: 384 wide, 6 layers; the fast one.
+    Minilm,
+    /// all-mpnet-base-v2: 768 wide, 12 layers; about 6 times the work per text, and
+    /// reads meaning outside tweets far better (README, "Beyond tweets").
+    Mpnet,
+}
+
+impl BaseEncoder {
+    /// Its directory under the assets.
+    pub fn subdir(self) -> &'static str {
+        match self {
+            BaseEncoder::Minilm => crate::assets::BASE_TEXT_MODEL,
+            BaseEncoder::Mpnet => crate::assets::MPNET_TEXT_MODEL,
+        }
+    }
+
+    /// Only MiniLM has a differentiable copy to tune (`empathy_training::encoder_tuning`).
+    pub fn check_tunable(self, tune: bool) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !tune || self == BaseEncoder::Minilm,
+            "--tune-encoder tunes MiniLM only: leave out --text-encoder {self:?}"
+        );
+        Ok(())
+    }
+
+    /// The text plugin loaded with it, and the directory a version trained on it
+    /// records (None for the plugin's default, MiniLM).
+    pub fn load(
+        self,
+        assets: &Path,
+        plugin_dir: Option<&Path>,
+    ) -> anyhow::Result<(LoadedPlugin, Option<String>)> {
+        let recorded = (self != BaseEncoder::Minilm).then(|| self.subdir().to_string());
+        let model_dir = recorded.as_ref().map(|d| assets.join(d));
+        let plugin = load_text_plugin(assets, plugin_dir, model_dir.as_deref())?;
+        Ok((plugin, recorded))
+    }
 }
 
 /// How the text encoder is tuned (`empathy train`, `empathy generality`).
@@ -159,7 +204,13 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         lexicon_expansion,
         ..TrainConfig::default()
     };
-    let mut plugin = load_text_plugin(&args.assets, args.plugin_dir.as_deref(), None)?;
+    args.text_encoder.check_tunable(args.tuning.tune_encoder)?;
+    let (mut plugin, encoder_dir) = args
+        .text_encoder
+        .load(&args.assets, args.plugin_dir.as_deref())?;
+    config.encoder_dir = encoder_dir;
+    config.dims.text = text_dim(&plugin)?;
+    config.dims.situation = config.dims.text;
     if args.tuning.tune_encoder {
         let tuned = tune(args, &config, &plugin)?;
         plugin = load_text_plugin(&args.assets, args.plugin_dir.as_deref(), Some(&tuned))?;
@@ -329,6 +380,16 @@ pub fn encoder_id(plugin: &LoadedPlugin) -> anyhow::Result<String> {
         .and_then(|m| m.model.clone())
         .context("the text plugin does not describe its model")?;
     Ok(format!("{}@{}", model.id, model.version))
+}
+
+/// The width of the text plugin's embeddings.
+pub fn text_dim(plugin: &LoadedPlugin) -> anyhow::Result<usize> {
+    plugin
+        .info()
+        .iter()
+        .find(|m| m.modality == modality::TEXT)
+        .map(|m| m.embedding_dim as usize)
+        .context("the text plugin does not describe its embeddings")
 }
 
 pub fn embed(plugin: &LoadedPlugin, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
