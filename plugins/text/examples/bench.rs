@@ -50,11 +50,9 @@ fn main() -> Result<()> {
         .unwrap_or_else(|_| "auto".into())
         .parse()
         .map_err(anyhow::Error::msg)?;
-    let encoder = SentenceEncoder::load(
-        &assets.join("text/all-MiniLM-L6-v2"),
-        &Device::Cpu,
-        precision,
-    )?;
+    // EMPATHY_TEXT_MODEL=all-mpnet-base-v2 measures the larger encoder.
+    let model = std::env::var("EMPATHY_TEXT_MODEL").unwrap_or_else(|_| "all-MiniLM-L6-v2".into());
+    let encoder = SentenceEncoder::load(&assets.join("text").join(model), &Device::Cpu, precision)?;
 
     let short: Vec<&str> = sets.short.iter().map(String::as_str).collect();
     let long: Vec<&str> = sets.long.iter().map(String::as_str).collect();

@@ -62,10 +62,11 @@ def torch_runner(threads, model_dir):
     return run
 
 
-def candle_numbers(binary, short, long, threads, reps, precision):
+def candle_numbers(binary, short, long, threads, reps, precision, model):
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump({"short": short, "long": long}, f)
-    env = dict(os.environ, RAYON_NUM_THREADS=str(threads), EMPATHY_TEXT_PRECISION=precision)
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads), EMPATHY_TEXT_PRECISION=precision,
+               EMPATHY_TEXT_MODEL=model)
     out = subprocess.run(
         [binary, f.name, str(reps)], env=env, check=True, capture_output=True, text=True
     )
@@ -88,20 +89,22 @@ def main():
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--candle", default=str(ROOT / "target/release/examples/bench"))
+    p.add_argument("--model", default="all-MiniLM-L6-v2", help="under <assets>/text, e.g. all-mpnet-base-v2")
     args = p.parse_args()
     assets = Path(os.environ.get("EMPATHY_ASSETS") or ROOT / "assets")
     short, long = bench_sets(64)
 
-    torch_numbers = torch_runner(args.threads, assets / "text/all-MiniLM-L6-v2")
+    torch_numbers = torch_runner(args.threads, assets / "text" / args.model)
     # Alternate the runners so that load from other processes hits them alike.
     runners = {
-        "candle": lambda: candle_numbers(args.candle, short, long, args.threads, args.reps, "auto"),
-        "candle f32": lambda: candle_numbers(args.candle, short, long, args.threads, args.reps, "f32"),
+        "candle": lambda: candle_numbers(args.candle, short, long, args.threads, args.reps, "auto", args.model),
+        "candle f32": lambda: candle_numbers(args.candle, short, long, args.threads, args.reps, "f32", args.model),
         "torch f32": lambda: torch_numbers(short, long, args.reps),
         "torch bf16": lambda: torch_numbers(short, long, args.reps, bf16=True),
     }
     runs = [{name: run() for name, run in runners.items()} for _ in range(args.rounds)]
     print(cpu())
+    print(f"model {args.model}")
     import torch
 
     print(f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}")

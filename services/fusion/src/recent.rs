@@ -2,7 +2,7 @@
 //! client resending its inputs, and what the model and the lexicon answered, so that
 //! `SuggestLabels` can say which are worth labelling. Bounded by count, by bytes and by
 //! age (flags); the oldest entries go first. Memory per entry is about 1.7 KB for text
-//! (384 + 24 floats) plus the text itself, which a client chooses: hence the bound in
+//! (384 + 24 floats; 3.2 KB with mpnet's 768) plus the text itself, which a client chooses: hence the bound in
 //! bytes. Without a trainer nothing can use it, and nothing is kept. Every analysis
 //! passes through here, so a sample of them is offered to the trainer from here too
 //! (`traffic`).
