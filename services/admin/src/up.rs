@@ -229,7 +229,8 @@ fn encoder_args(args: &UpArgs, assets: &str) -> anyhow::Result<Vec<String>> {
     Ok(encoder_args)
 }
 
-/// The tuned text encoder the serving model version was trained with, if it was.
+/// The text encoder the serving model version was trained with where it is not the
+/// plugin's default MiniLM: a tuned MiniLM, or all-mpnet-base-v2.
 fn serving_encoder_dir(assets: &Path) -> anyhow::Result<Option<std::path::PathBuf>> {
     let version = empathy_model::registry::serving_version(&assets.join("models"))?;
     let (manifest, _) = empathy_model::checkpoint::read_version(&version)?;

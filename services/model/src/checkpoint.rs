@@ -48,7 +48,8 @@ pub struct TrainingInfo {
     pub data_sha256: String,
     /// The text encoder's model id/version the embeddings came from.
     pub encoder: String,
-    /// A tuned text encoder's directory relative to the assets (`text/tuned/<version>`),
+    /// The text encoder's directory relative to the assets where it is not the base
+    /// MiniLM (a tuned one, `text/tuned/<version>`, or `text/all-mpnet-base-v2`),
     /// which the text plugin must load to serve this version; None: the base encoder.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encoder_dir: Option<String>,

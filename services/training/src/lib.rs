@@ -95,8 +95,9 @@ pub struct TrainConfig {
     /// Conversations made from the training split (see `dialogues`), so the model
     /// learns to read previous turns; 0 = none, and the version reads no context.
     pub dialogues: usize,
-    /// The tuned text encoder's directory relative to the assets, recorded in the
-    /// version so that serving loads the same one; None: the base encoder.
+    /// The text encoder's directory relative to the assets (a tuned one, or
+    /// all-mpnet-base-v2), recorded in the version so that serving loads the same one;
+    /// None: the base MiniLM.
     pub encoder_dir: Option<String>,
     /// A published expanded lexicon (`<assets>/lexicon/expanded/vNNNN`) for the
     /// lexicon features; the version records it and holds a copy. None: the plain
