@@ -12,7 +12,7 @@ use empathy_training::generality::{
 use empathy_training::{TextEncoder, TrainConfig};
 
 use crate::train::{
-    BaseEncoder, TuningArgs, embed, encoder_id, expansion_dir, load_text_plugin, text_dim,
+    BaseEncoder, HeadArgs, TuningArgs, embed, encoder_id, expansion_dir, load_text_plugin, text_dim,
 };
 
 #[derive(clap::Args, Debug, Clone)]
@@ -35,6 +35,8 @@ pub struct GeneralityArgs {
     /// tweets only, and trains the model on its embeddings.
     #[command(flatten)]
     tuning: TuningArgs,
+    #[command(flatten)]
+    head: HeadArgs,
     /// The text encoder every fold reads with (see `empathy train`).
     #[arg(long, value_enum, default_value_t = BaseEncoder::Minilm)]
     text_encoder: BaseEncoder,
@@ -63,6 +65,7 @@ pub fn run(args: &GeneralityArgs) -> anyhow::Result<()> {
         encoder_dir,
         ..TrainConfig::default()
     };
+    args.head.apply(&mut config)?;
     config.dims.text = text_dim(&plugin)?;
     config.dims.situation = config.dims.text;
     let encoder = TextEncoder {

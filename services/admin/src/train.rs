@@ -70,6 +70,49 @@ pub struct TrainArgs {
     pub text_encoder: BaseEncoder,
     #[command(flatten)]
     pub tuning: TuningArgs,
+    #[command(flatten)]
+    pub head: HeadArgs,
+}
+
+/// How the fusion network over the embeddings is fitted (`empathy train`, `empathy
+/// generality`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct HeadArgs {
+    /// AdamW learning rate of the fusion network. A lower one fits tweets better and
+    /// written sentences and conversations worse (README, "A larger sentence encoder").
+    #[arg(long, default_value_t = TrainConfig::default().learning_rate)]
+    pub learning_rate: f64,
+    /// Dropout on the network's pooled hidden vector.
+    #[arg(long, default_value_t = TrainConfig::default().dropout)]
+    pub dropout: f64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
+    pub weight_decay: f64,
+}
+
+impl HeadArgs {
+    /// `config` with these settings, checked.
+    pub fn apply(&self, config: &mut TrainConfig) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.learning_rate > 0.0 && self.learning_rate.is_finite(),
+            "--learning-rate must be a positive number, not {}",
+            self.learning_rate
+        );
+        anyhow::ensure!(
+            (0.0..1.0).contains(&self.dropout),
+            "--dropout must be at least 0 and below 1, not {}",
+            self.dropout
+        );
+        anyhow::ensure!(
+            self.weight_decay >= 0.0 && self.weight_decay.is_finite(),
+            "--weight-decay must be 0 or more, not {}",
+            self.weight_decay
+        );
+        config.learning_rate = self.learning_rate;
+        config.dropout = self.dropout;
+        config.weight_decay = self.weight_decay;
+        Ok(())
+    }
 }
 
 /// The sentence encoders a version can be trained on.
@@ -204,6 +247,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         lexicon_expansion,
         ..TrainConfig::default()
     };
+    args.head.apply(&mut config)?;
     args.text_encoder.check_tunable(args.tuning.tune_encoder)?;
     let (mut plugin, encoder_dir) = args
         .text_encoder
@@ -445,4 +489,41 @@ pub fn predict_texts(
         })
         .collect();
     model.predict(&inputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(learning_rate: f64, dropout: f64, weight_decay: f64) -> HeadArgs {
+        HeadArgs {
+            learning_rate,
+            dropout,
+            weight_decay,
+        }
+    }
+
+    #[test]
+    fn head_settings_reach_the_config() {
+        let mut config = TrainConfig::default();
+        head(3e-4, 0.4, 0.05).apply(&mut config).unwrap();
+        assert_eq!(
+            (config.learning_rate, config.dropout, config.weight_decay),
+            (3e-4, 0.4, 0.05)
+        );
+    }
+
+    #[test]
+    fn head_settings_out_of_range_are_refused_by_name() {
+        for (args, flag) in [
+            (head(0.0, 0.2, 0.01), "--learning-rate"),
+            (head(f64::NAN, 0.2, 0.01), "--learning-rate"),
+            (head(1e-3, 1.0, 0.01), "--dropout"),
+            (head(1e-3, -0.1, 0.01), "--dropout"),
+            (head(1e-3, 0.2, -1.0), "--weight-decay"),
+        ] {
+            let error = args.apply(&mut TrainConfig::default()).unwrap_err();
+            assert!(error.to_string().contains(flag), "{error}");
+        }
+    }
 }
