@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use empathy_plugin_api::host::LoadedPlugin;
 use empathy_training::generality::{
-    DomainFold, FoldTuning, Readings, leave_one_domain_out, load_readings, mean_macro_f1,
+    DomainFold, FoldTuning, Readings, across_seeds, leave_one_domain_out, load_readings,
+    mean_macro_f1,
 };
 use empathy_training::{TextEncoder, TrainConfig};
 
@@ -22,6 +23,11 @@ pub struct GeneralityArgs {
     /// Seeds the split, the initial weights and the batch order of every fold.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Runs the whole benchmark this many times, with seeds --seed, --seed + 1, ...,
+    /// and prints the mean and standard deviation of the runs' means: how far chance
+    /// alone moves them, to hold a model change's difference against.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=20))]
+    seeds: u64,
     /// Directory of the text plugin library [default: this executable's directory].
     #[arg(long)]
     plugin_dir: Option<PathBuf>,
@@ -59,7 +65,6 @@ pub fn run(args: &GeneralityArgs) -> anyhow::Result<()> {
     let id = encoder_id(&plugin)?;
     let mut embed = |texts: &[String]| embed(&plugin, texts);
     let mut config = TrainConfig {
-        seed: args.seed,
         augment: args.augment,
         lexicon_expansion: expansion_dir(&args.assets, &args.lexicon_expansion)?,
         encoder_dir,
@@ -68,11 +73,6 @@ pub fn run(args: &GeneralityArgs) -> anyhow::Result<()> {
     args.head.apply(&mut config)?;
     config.dims.text = text_dim(&plugin)?;
     config.dims.situation = config.dims.text;
-    let encoder = TextEncoder {
-        id: &id,
-        embed: &mut embed,
-    };
-    let tuning_config = args.tuning.config(args.seed);
     let base_dir = args.assets.join(crate::assets::BASE_TEXT_MODEL);
     // One loaded plugin per tuned model, loaded when first asked for.
     let mut tuned: Option<(PathBuf, LoadedPlugin)> = None;
@@ -86,24 +86,54 @@ pub fn run(args: &GeneralityArgs) -> anyhow::Result<()> {
             None => anyhow::bail!("no tuned encoder loaded"),
         }
     };
-    let tuning = args.tuning.tune_encoder.then(|| FoldTuning {
-        base_dir: &base_dir,
-        config: &tuning_config,
-        embed_with: &mut embed_with,
-    });
     let readings: Readings = load_readings(&args.readings)?;
-    let folds = leave_one_domain_out(
-        &args.assets,
-        &config,
-        encoder,
-        tuning,
-        &readings,
-        &mut |m| {
-            if args.verbose || !m.starts_with("epoch") {
-                eprintln!("{m}")
-            }
-        },
-    )?;
+    let mut runs = Vec::new();
+    for seed in args.seed..args.seed + args.seeds {
+        config.seed = seed;
+        let tuning_config = args.tuning.config(seed);
+        let tuning = args.tuning.tune_encoder.then(|| FoldTuning {
+            base_dir: &base_dir,
+            config: &tuning_config,
+            embed_with: &mut embed_with,
+        });
+        let encoder = TextEncoder {
+            id: &id,
+            embed: &mut embed,
+        };
+        let folds = leave_one_domain_out(
+            &args.assets,
+            &config,
+            encoder,
+            tuning,
+            &readings,
+            &mut |m| {
+                if args.verbose || !m.starts_with("epoch") {
+                    eprintln!("{m}")
+                }
+            },
+        )?;
+        print_folds(args, &id, seed, &folds);
+        if !readings.is_empty() {
+            print_read(&folds);
+        }
+        runs.push(folds);
+    }
+    if runs.len() > 1 {
+        let ((inside, inside_sd), (outside, outside_sd)) = across_seeds(&runs);
+        println!();
+        println!(
+            "over {} seeds ({}..={}), mean ± sd of the runs' means: in-domain {inside:.4} ± {inside_sd:.4}, out-of-domain {outside:.4} ± {outside_sd:.4}",
+            runs.len(),
+            args.seed,
+            args.seed + args.seeds - 1
+        );
+    }
+    println!("took {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// One run's folds and their means.
+fn print_folds(args: &GeneralityArgs, id: &str, seed: u64, folds: &[DomainFold]) {
     println!();
     let tuned = if args.tuning.tune_encoder {
         format!(", tuned per fold ({} layers)", args.tuning.tune_layers)
@@ -111,14 +141,14 @@ pub fn run(args: &GeneralityArgs) -> anyhow::Result<()> {
         String::new()
     };
     println!(
-        "encoder {id}{tuned}, seed {}, {} made examples",
-        args.seed, args.augment
+        "encoder {id}{tuned}, seed {seed}, {} made examples",
+        args.augment
     );
     println!(
         "{:12} {:>7} {:>9}   {:>18}   {:>18}",
         "left out", "train", "held out", "in-domain macro-F1", "out-of-domain F1"
     );
-    for f in &folds {
+    for f in folds {
         println!(
             "{:12} {:>7} {:>9}   {:>18.4}   {:>18.4}",
             f.domain,
@@ -128,16 +158,11 @@ pub fn run(args: &GeneralityArgs) -> anyhow::Result<()> {
             f.out_of_domain.macro_f1
         );
     }
-    let (inside, outside) = mean_macro_f1(&folds);
+    let (inside, outside) = mean_macro_f1(folds);
     println!(
         "{:12} {:>7} {:>9}   {inside:>18.4}   {outside:>18.4}",
         "mean", "", ""
     );
-    if !readings.is_empty() {
-        print_read(&folds);
-    }
-    println!("took {:.0} s", started.elapsed().as_secs_f64());
-    Ok(())
 }
 
 /// The folds on the rows read: the model alone and with the meaning reader.

@@ -503,13 +503,41 @@ mod tests {
         }
     }
 
+    /// The flags as a user types them, through clap.
+    fn parsed(flags: &[&str]) -> HeadArgs {
+        #[derive(clap::Parser)]
+        struct Command {
+            #[command(flatten)]
+            head: HeadArgs,
+        }
+        let args = std::iter::once("train").chain(flags.iter().copied());
+        <Command as clap::Parser>::try_parse_from(args)
+            .unwrap()
+            .head
+    }
+
     #[test]
     fn head_settings_reach_the_config() {
         let mut config = TrainConfig::default();
-        head(3e-4, 0.4, 0.05).apply(&mut config).unwrap();
+        parsed(&[
+            "--learning-rate",
+            "3e-4",
+            "--dropout",
+            "0.4",
+            "--weight-decay",
+            "0.05",
+        ])
+        .apply(&mut config)
+        .unwrap();
         assert_eq!(
             (config.learning_rate, config.dropout, config.weight_decay),
             (3e-4, 0.4, 0.05)
+        );
+        let mut defaults = TrainConfig::default();
+        parsed(&[]).apply(&mut defaults).unwrap();
+        assert_eq!(
+            format!("{defaults:?}"),
+            format!("{:?}", TrainConfig::default())
         );
     }
 

@@ -305,11 +305,61 @@ pub fn mean_macro_f1(folds: &[DomainFold]) -> (f64, f64) {
     )
 }
 
+/// Over runs with different seeds, the mean and the sample standard deviation of
+/// their means (`mean_macro_f1`): (in-domain, out-of-domain), each (mean, sd).
+/// A model change moves the out-of-domain mean by chance alone by about its sd.
+pub fn across_seeds(runs: &[Vec<DomainFold>]) -> ((f64, f64), (f64, f64)) {
+    let means: Vec<(f64, f64)> = runs.iter().map(|folds| mean_macro_f1(folds)).collect();
+    let spread = |values: Vec<f64>| {
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n.max(1.0);
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+        (mean, var.sqrt())
+    };
+    (
+        spread(means.iter().map(|m| m.0).collect()),
+        spread(means.iter().map(|m| m.1).collect()),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::tests::{bag_of_words, one_epoch};
     use empathy_model::test_support::{TempDir, assets_dir};
+
+    fn fold(in_domain: f64, out_of_domain: f64) -> DomainFold {
+        let score = |macro_f1| Score {
+            examples: 10,
+            accuracy: macro_f1,
+            macro_f1,
+        };
+        DomainFold {
+            domain: "d".into(),
+            train_size: 10,
+            in_domain: score(in_domain),
+            out_of_domain: score(out_of_domain),
+            read: None,
+        }
+    }
+
+    #[test]
+    fn seeds_are_summarised_by_the_mean_and_spread_of_their_means() {
+        let runs = vec![
+            vec![fold(0.7, 0.4), fold(0.7, 0.6)],
+            vec![fold(0.8, 0.6), fold(0.8, 0.6)],
+        ];
+        let ((inside, inside_sd), (outside, outside_sd)) = across_seeds(&runs);
+        assert!((inside - 0.75).abs() < 1e-12 && (outside - 0.55).abs() < 1e-12);
+        // Run means 0.7, 0.8 and 0.5, 0.6: sample sd 0.0707 each.
+        assert!(
+            (inside_sd - 0.05f64.sqrt() / 10f64.sqrt()).abs() < 1e-9,
+            "{inside_sd}"
+        );
+        assert!((outside_sd - inside_sd).abs() < 1e-12);
+        // One run has no spread to speak of.
+        assert_eq!(across_seeds(&runs[..1]).1, (0.5, 0.0));
+    }
 
     #[test]
     fn every_topic_is_left_out_once_and_scored() -> anyhow::Result<()> {
