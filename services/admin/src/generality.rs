@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use anyhow::Context;
+
 use empathy_plugin_api::host::LoadedPlugin;
 use empathy_training::generality::{
     DomainFold, FoldTuning, Readings, across_seeds, leave_one_domain_out, load_readings,
@@ -87,8 +89,12 @@ pub fn run(args: &GeneralityArgs) -> anyhow::Result<()> {
         }
     };
     let readings: Readings = load_readings(&args.readings)?;
+    let last_seed = args
+        .seed
+        .checked_add(args.seeds - 1)
+        .context("--seed + --seeds is past the largest seed")?;
     let mut runs = Vec::new();
-    for seed in args.seed..args.seed + args.seeds {
+    for seed in args.seed..=last_seed {
         config.seed = seed;
         let tuning_config = args.tuning.config(seed);
         let tuning = args.tuning.tune_encoder.then(|| FoldTuning {
@@ -125,7 +131,7 @@ pub fn run(args: &GeneralityArgs) -> anyhow::Result<()> {
             "over {} seeds ({}..={}), mean ± sd of the runs' means: in-domain {inside:.4} ± {inside_sd:.4}, out-of-domain {outside:.4} ± {outside_sd:.4}",
             runs.len(),
             args.seed,
-            args.seed + args.seeds - 1
+            last_seed
         );
     }
     println!("took {:.0} s", started.elapsed().as_secs_f64());
