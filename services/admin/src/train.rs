@@ -495,14 +495,6 @@ pub fn predict_texts(
 mod tests {
     use super::*;
 
-    fn head(learning_rate: f64, dropout: f64, weight_decay: f64) -> HeadArgs {
-        HeadArgs {
-            learning_rate,
-            dropout,
-            weight_decay,
-        }
-    }
-
     /// The flags as a user types them, through clap.
     fn parsed(flags: &[&str]) -> HeadArgs {
         #[derive(clap::Parser)]
@@ -543,13 +535,14 @@ mod tests {
 
     #[test]
     fn head_settings_out_of_range_are_refused_by_name() {
-        for (args, flag) in [
-            (head(0.0, 0.2, 0.01), "--learning-rate"),
-            (head(f64::NAN, 0.2, 0.01), "--learning-rate"),
-            (head(1e-3, 1.0, 0.01), "--dropout"),
-            (head(1e-3, -0.1, 0.01), "--dropout"),
-            (head(1e-3, 0.2, -1.0), "--weight-decay"),
+        for (typed, flag) in [
+            ("--learning-rate=0", "--learning-rate"),
+            ("--learning-rate=NaN", "--learning-rate"),
+            ("--dropout=1", "--dropout"),
+            ("--dropout=-0.1", "--dropout"),
+            ("--weight-decay=-1", "--weight-decay"),
         ] {
+            let args = parsed(&[typed]);
             let error = args.apply(&mut TrainConfig::default()).unwrap_err();
             assert!(error.to_string().contains(flag), "{error}");
         }
