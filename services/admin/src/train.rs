@@ -88,6 +88,10 @@ pub struct HeadArgs {
     /// AdamW weight decay.
     #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
     pub weight_decay: f64,
+    /// Weight of each topic's label prior added to the logits in training, so that the
+    /// network does not learn a topic's label mix as a shortcut; 0 leaves them out.
+    #[arg(long, default_value_t = TrainConfig::default().topic_prior_weight)]
+    pub topic_prior_weight: f64,
 }
 
 impl HeadArgs {
@@ -108,9 +112,15 @@ impl HeadArgs {
             "--weight-decay must be 0 or more, not {}",
             self.weight_decay
         );
+        anyhow::ensure!(
+            self.topic_prior_weight >= 0.0 && self.topic_prior_weight.is_finite(),
+            "--topic-prior-weight must be 0 or more, not {}",
+            self.topic_prior_weight
+        );
         config.learning_rate = self.learning_rate;
         config.dropout = self.dropout;
         config.weight_decay = self.weight_decay;
+        config.topic_prior_weight = self.topic_prior_weight;
         Ok(())
     }
 }
@@ -518,12 +528,19 @@ mod tests {
             "0.4",
             "--weight-decay",
             "0.05",
+            "--topic-prior-weight",
+            "0",
         ])
         .apply(&mut config)
         .unwrap();
         assert_eq!(
-            (config.learning_rate, config.dropout, config.weight_decay),
-            (3e-4, 0.4, 0.05)
+            (
+                config.learning_rate,
+                config.dropout,
+                config.weight_decay,
+                config.topic_prior_weight
+            ),
+            (3e-4, 0.4, 0.05, 0.0)
         );
         let mut defaults = TrainConfig::default();
         parsed(&[]).apply(&mut defaults).unwrap();
@@ -541,6 +558,8 @@ mod tests {
             ("--dropout=1", "--dropout"),
             ("--dropout=-0.1", "--dropout"),
             ("--weight-decay=-1", "--weight-decay"),
+            ("--topic-prior-weight=-1", "--topic-prior-weight"),
+            ("--topic-prior-weight=inf", "--topic-prior-weight"),
         ] {
             let args = parsed(&[typed]);
             let error = args.apply(&mut TrainConfig::default()).unwrap_err();
