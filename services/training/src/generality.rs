@@ -171,6 +171,9 @@ pub fn leave_one_domain_out(
                 };
                 let sha = corpus.sha256.clone();
                 let tuned_text = embed_texts(&corpus.texts, &sha, config, &mut encoder, progress)?;
+                // A fold's encoder serves no version: it stays in the user cache for
+                // the next run, not among the assets.
+                std::fs::remove_dir_all(&tuned.dir)?;
                 Some(features(tuned_text)?)
             }
         };
