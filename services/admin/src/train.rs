@@ -171,8 +171,9 @@ impl BaseEncoder {
 #[derive(clap::Args, Debug, Clone)]
 pub struct TuningArgs {
     /// Fine-tune the text encoder's top layers on the sentiment task first, and train
-    /// the model on its embeddings (the encoder becomes a model of its own under
-    /// <assets>/text/tuned; the base encoder is untouched).
+    /// the model on its embeddings (`train`'s encoder becomes a model of its own under
+    /// <assets>/text/tuned, a benchmark fold's is kept in the user cache only; the base
+    /// encoder is untouched).
     #[arg(long)]
     pub tune_encoder: bool,
     /// Encoder layers tuned, from the top.
