@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use batches::Tokens;
 use bert::TrainableBert;
-pub use corpus::{tune_on_corpus, tuned_root};
+pub use corpus::{Keep, tempdir_in, tune_on_corpus, tuned_root};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TuningConfig {

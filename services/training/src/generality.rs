@@ -14,7 +14,7 @@ use anyhow::{Context, ensure};
 
 use super::{TextEncoder, TrainConfig, class_weights, prior_bias, train_fresh};
 use crate::embed::embed_texts;
-use crate::encoder_tuning::{TuningConfig, tune_on_corpus};
+use crate::encoder_tuning::{Keep, TuningConfig, tempdir_in, tune_on_corpus, tuned_root};
 use crate::fit::{Features, Shown, logits};
 use crate::metrics::Confusion;
 use empathy_corpus::topics::TopicTagger;
@@ -153,8 +153,11 @@ pub fn leave_one_domain_out(
         let tuned_features = match tuning.as_mut() {
             None => None,
             Some(t) => {
+                // A fold's encoder serves no version: it is read from the user cache,
+                // never published among the assets.
+                let scratch = tempdir_in(&tuned_root(assets_dir))?;
                 let tuned = tune_on_corpus(
-                    assets_dir,
+                    Keep::Unpublished { scratch: &scratch },
                     t.base_dir,
                     &corpus,
                     &text,
@@ -171,9 +174,7 @@ pub fn leave_one_domain_out(
                 };
                 let sha = corpus.sha256.clone();
                 let tuned_text = embed_texts(&corpus.texts, &sha, config, &mut encoder, progress)?;
-                // A fold's encoder serves no version: it stays in the user cache for
-                // the next run, not among the assets.
-                std::fs::remove_dir_all(&tuned.dir)?;
+                std::fs::remove_dir_all(&scratch)?;
                 Some(features(tuned_text)?)
             }
         };

@@ -30,7 +30,7 @@ pub fn tune_text_encoder(
     } = prepare(assets_dir, config, base, progress)?;
     let bias = topic_bias(&corpus, &split, config.topic_prior_weight as f32)?;
     encoder_tuning::tune_on_corpus(
-        assets_dir,
+        encoder_tuning::Keep::Published { assets_dir },
         base_dir,
         &corpus,
         &frozen,

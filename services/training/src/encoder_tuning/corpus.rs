@@ -15,11 +15,22 @@ pub fn tuned_root(assets_dir: &Path) -> PathBuf {
     assets_dir.join("text").join("tuned")
 }
 
+/// Where a tuning's encoder ends up.
+#[derive(Debug, Clone, Copy)]
+pub enum Keep<'a> {
+    /// Published under `tuned_root(assets_dir)`, for a version to serve.
+    Published { assets_dir: &'a Path },
+    /// Only in the user cache, for a benchmark fold, which serves nothing: read from
+    /// there, or from `scratch` when there is no cache to read (the caller removes
+    /// `scratch` once done with it).
+    Unpublished { scratch: &'a Path },
+}
+
 /// Tunes `base_dir`'s encoder on the corpus examples at `train` (or takes the same
-/// tuning from the cache) and publishes it under `tuned_root(assets_dir)`.
+/// tuning from the cache) and keeps it as `keep` says.
 #[allow(clippy::too_many_arguments)]
 pub fn tune_on_corpus(
-    assets_dir: &Path,
+    keep: Keep<'_>,
     base_dir: &Path,
     corpus: &Corpus,
     frozen: &[f32],
@@ -33,7 +44,14 @@ pub fn tune_on_corpus(
         && dir.join("model.safetensors").is_file()
     {
         progress(&format!("tuned encoder: from the cache {}", dir.display()));
-        return publish(dir, assets_dir);
+        return match keep {
+            Keep::Published { assets_dir } => publish(dir, assets_dir),
+            Keep::Unpublished { .. } => Ok(TunedEncoder {
+                dir: dir.clone(),
+                version: version_of(dir)?,
+                seconds: 0.0,
+            }),
+        };
     }
     let data = TuningData {
         texts: &corpus.texts,
@@ -42,7 +60,10 @@ pub fn tune_on_corpus(
         bias,
         train,
     };
-    let scratch = tempdir_in(&tuned_root(assets_dir))?;
+    let scratch = match keep {
+        Keep::Published { assets_dir } => tempdir_in(&tuned_root(assets_dir))?,
+        Keep::Unpublished { scratch } => scratch.to_path_buf(),
+    };
     let tuned = tune_encoder(base_dir, &scratch, &data, config, progress)?;
     if let Some(dir) = &cached {
         // A cache that cannot be written only costs time next run.
@@ -50,6 +71,9 @@ pub fn tune_on_corpus(
             progress(&format!("warning: tuned encoder not cached: {e:#}"));
         }
     }
+    let Keep::Published { assets_dir } = keep else {
+        return Ok(tuned);
+    };
     let published = publish(&tuned.dir, assets_dir)?;
     std::fs::remove_dir_all(&scratch)?;
     Ok(TunedEncoder {
@@ -86,7 +110,8 @@ fn copy_dir_all(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tempdir_in(root: &Path) -> anyhow::Result<PathBuf> {
+/// `<root>/.tuning-<pid>`, a scratch directory for this process.
+pub fn tempdir_in(root: &Path) -> anyhow::Result<PathBuf> {
     let dir = root.join(format!(".tuning-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
