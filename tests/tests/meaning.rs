@@ -1,11 +1,14 @@
 //! The meaning reader end to end: fusion started with `--meaning-reader` (Gemma 3 270M
 //! from the fetched assets) reads single English texts and, in a conversation, the
 //! turns before, and the sentiment, emotions and valence follow; its stage shows in
-//! the timings. Without the flag it stays out.
+//! the timings. A request may turn it off; with `--meaning-reader on-request` it reads
+//! only the requests that ask; without the flag it stays out, and asking is refused.
 
 mod support;
 
-use empathy_proto::v1::{AnalyzeRequest, AnalyzeResponse, InfoRequest, Turn};
+use empathy_proto::v1::{
+    AnalyzeOptions, AnalyzeRequest, AnalyzeResponse, InfoRequest, MeaningReading, Turn,
+};
 use support::*;
 
 fn turn(speaker: &str, text: &str) -> Turn {
@@ -25,6 +28,21 @@ fn request(text: &str, context: Vec<Turn>) -> AnalyzeRequest {
         context,
         ..Default::default()
     }
+}
+
+/// `text` with the request's own choice of the reader.
+fn choosing(text: &str, reading: MeaningReading) -> AnalyzeRequest {
+    AnalyzeRequest {
+        options: Some(AnalyzeOptions {
+            meaning_reading: reading.into(),
+            ..Default::default()
+        }),
+        ..request(text, Vec::new())
+    }
+}
+
+fn source(r: &AnalyzeResponse) -> Option<&str> {
+    r.emotions.as_ref().map(|e| e.source.as_str())
 }
 
 #[tokio::test]
@@ -54,6 +72,14 @@ async fn the_reader_reads_texts_and_what_the_turns_before_imply() -> anyhow::Res
     assert!((sum - 1.0).abs() < 1e-4, "{:?}", single.sentiment);
     let emotions = single.emotions.as_ref().expect("emotions");
     assert_eq!(emotions.source, "lexicon+reader");
+    // A request may leave the reader out: the model's answer alone.
+    let text = "The room was not what the photos promised.";
+    let alone = c
+        .analyze(choosing(text, MeaningReading::Off))
+        .await?
+        .into_inner();
+    assert!(!stages(&alone).contains(&"meaning"), "{:?}", alone.timings);
+    assert_eq!(source(&alone), Some("lexicon"));
     let sum: f32 = emotions.scores.iter().map(|x| x.score).sum();
     assert!((sum - 1.0).abs() < 1e-4, "{emotions:?}");
 
@@ -111,13 +137,50 @@ async fn the_reader_reads_texts_and_what_the_turns_before_imply() -> anyhow::Res
 }
 
 #[tokio::test]
+async fn on_request_the_reader_reads_only_those_that_ask() -> anyhow::Result<()> {
+    let encoder = start_encoder(&[]).await?;
+    let fusion = start_fusion(&[encoder.url()], &["--meaning-reader", "on-request"]).await?;
+    let mut c = client(&fusion).await?;
+    let text = "I can't believe how kind everyone has been to me.";
+    let plain = analyze_text(&mut c, text).await?;
+    assert!(!stages(&plain).contains(&"meaning"), "{:?}", plain.timings);
+    assert_eq!(source(&plain), Some("lexicon"));
+    let asked = c
+        .analyze(choosing(text, MeaningReading::On))
+        .await?
+        .into_inner();
+    assert!(stages(&asked).contains(&"meaning"), "{:?}", asked.timings);
+    assert_eq!(source(&asked), Some("lexicon+reader"));
+    let info = c.info(InfoRequest::default()).await?.into_inner();
+    assert!(
+        info.notes
+            .iter()
+            .any(|n| n.starts_with("meaning: ") && n.contains("only the requests that ask")),
+        "{:?}",
+        info.notes
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn without_the_flag_the_reader_stays_out() -> anyhow::Result<()> {
     let encoder = start_encoder(&[]).await?;
     let fusion = start_fusion(&[encoder.url()], &[]).await?;
     let mut c = client(&fusion).await?;
-    let r = analyze_text(&mut c, "The room was not what the photos promised.").await?;
+    let text = "The room was not what the photos promised.";
+    let refused = c.analyze(choosing(text, MeaningReading::On)).await.err();
+    assert_eq!(
+        refused.as_ref().map(tonic::Status::code),
+        Some(tonic::Code::FailedPrecondition)
+    );
+    assert!(
+        refused.is_some_and(|e| e.message().contains("--meaning-reader on")),
+        "a refusal says how to start the server with the reader"
+    );
+    // The server keeps serving.
+    let r = analyze_text(&mut c, text).await?;
     assert!(!stages(&r).contains(&"meaning"), "{:?}", r.timings);
-    assert_eq!(r.emotions.map(|e| e.source).as_deref(), Some("lexicon"));
+    assert_eq!(source(&r), Some("lexicon"));
     let info = c.info(InfoRequest::default()).await?.into_inner();
     assert!(!info.notes.iter().any(|n| n.starts_with("meaning: ")));
     Ok(())

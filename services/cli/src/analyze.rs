@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use empathy_grpc::v1::{AnalyzeOptions, AnalyzeRequest};
+use empathy_grpc::v1::{AnalyzeOptions, AnalyzeRequest, MeaningReading};
 
 #[derive(clap::Args)]
 pub struct AnalyzeArgs {
@@ -68,6 +68,11 @@ pub struct AnalyzeArgs {
     /// only for a person who opted in.
     #[arg(long, requires = "subject")]
     record_affect: bool,
+    /// Whether the server's meaning reader reads this (about 100 ms a text on 2
+    /// cores): `on` asks for it (refused by a server without it), `off` leaves it out,
+    /// e.g. for an --input batch at the model's speed. Default: the server's choice.
+    #[arg(long, value_enum)]
+    meaning_reader: Option<Toggle>,
     #[command(flatten)]
     fusion: crate::FusionEndpoint,
     /// Deadline for the whole call, in milliseconds.
@@ -75,11 +80,23 @@ pub struct AnalyzeArgs {
     timeout_ms: u64,
 }
 
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Toggle {
+    On,
+    Off,
+}
+
 fn options(args: &AnalyzeArgs) -> AnalyzeOptions {
+    let meaning_reading = match args.meaning_reader {
+        None => MeaningReading::ServerDefault,
+        Some(Toggle::On) => MeaningReading::On,
+        Some(Toggle::Off) => MeaningReading::Off,
+    };
     AnalyzeOptions {
         num_situations: args.situations,
         seed: args.seed,
         record_affect: args.record_affect,
+        meaning_reading: meaning_reading.into(),
         ..Default::default()
     }
 }

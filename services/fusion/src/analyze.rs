@@ -12,7 +12,8 @@ use empathy_proto::{
     modality::{IMAGE, SPEECH, TEXT},
     v1::{
         AnalyzeOptions, AnalyzeRequest, AnalyzeResponse, EncodeInput, EncodeOutput, EncodeRequest,
-        EncodeResponse, Face, ModelRef, Situation, StageTiming, Turn, encode_input::Payload,
+        EncodeResponse, Face, MeaningReading, ModelRef, Situation, StageTiming, Turn,
+        encode_input::Payload,
     },
 };
 use tonic::Status;
@@ -51,6 +52,8 @@ pub struct Analyzer {
     pub min_confidence: f32,
     /// The meaning reader, when it was fetched and not turned off.
     pub meaning: Option<Meaning>,
+    /// How the server offers it (`--meaning-reader`).
+    pub meaning_mode: meaning::Mode,
 }
 
 /// One request's settings, resolved once.
@@ -67,6 +70,8 @@ struct Call<'a> {
     text_encoder: &'a str,
     /// How many of the most recent previous turns the version reads.
     context_read: usize,
+    /// Whether the meaning reader reads this request (`meaning::wanted`).
+    read_meaning: bool,
 }
 
 impl<'a> Call<'a> {
@@ -75,6 +80,7 @@ impl<'a> Call<'a> {
         opts: &'a AnalyzeOptions,
         manifest: &'a Manifest,
         defaults: (Duration, Duration),
+        read_meaning: bool,
     ) -> Call<'a> {
         let (deadline, situations_deadline) = match opts.deadline_ms {
             0 => defaults,
@@ -92,6 +98,7 @@ impl<'a> Call<'a> {
             model_version: &manifest.version,
             text_encoder: &manifest.training.encoder,
             context_read: context::turns_read(manifest, req.context.len()),
+            read_meaning,
         }
     }
 
@@ -259,11 +266,17 @@ impl Analyzer {
         let model = self.models.get(tenant).await?;
         let manifest = model.manifest();
         check_model_version(&opts.model_version, &manifest.version, tenant)?;
+        let read_meaning = meaning::wanted(
+            self.meaning_mode,
+            self.meaning.is_some(),
+            opts.meaning_reading(),
+        )?;
         let call = Call::new(
             &req,
             &opts,
             manifest,
             (self.default_deadline, self.situations_deadline),
+            read_meaning,
         );
 
         let mut gathered = self.encode_all(&call).await?;
@@ -283,16 +296,26 @@ impl Analyzer {
             &gathered.analysed_text,
         ));
         // Only the meaning reader asks; before the embedding goes into the inputs.
-        let unusual = match (&self.meaning, model.typicality(), &gathered.enc.text) {
-            (Some(_), Some(t), Some(embedding)) => t.unusual(embedding),
+        let unusual = match (call.read_meaning, model.typicality(), &gathered.enc.text) {
+            (true, Some(t), Some(embedding)) => t.unusual(embedding),
             _ => false,
         };
         let inputs = self.model_inputs(expansion, &mut gathered, &faces, &lexicon);
         let (mut prediction, features) = predict(&model, inputs, &mut gathered.enc).await?;
         let remaining = call.deadline.saturating_sub(started.elapsed());
-        let meaning_read = manifest.parent.is_none()
-            && self
-                .read_meaning(
+        let meaning_read = match manifest.parent {
+            Some(_) => {
+                if opts.meaning_reading() == MeaningReading::On {
+                    notes.push(format!(
+                        "the meaning reader does not read for model version {}: it is \
+                         fine-tuned on corrections, which the reader would overrule",
+                        manifest.version
+                    ));
+                }
+                false
+            }
+            None => {
+                self.read_meaning(
                     &call,
                     &mut gathered,
                     remaining,
@@ -300,7 +323,9 @@ impl Analyzer {
                     &mut prediction,
                     &mut notes,
                 )
-                .await;
+                .await
+            }
+        };
         let low_confidence = low_confidence_note(&prediction, self.min_confidence);
         notes.extend(low_confidence.clone());
         gathered.enc.timings.push(StageTiming {
@@ -461,7 +486,7 @@ impl Analyzer {
         prediction: &mut Prediction,
         notes: &mut Vec<String>,
     ) -> bool {
-        let Some(meaning) = self.meaning.as_ref() else {
+        let Some(meaning) = self.meaning.as_ref().filter(|_| call.read_meaning) else {
             return false;
         };
         let applies = call.wanted(TEXT)

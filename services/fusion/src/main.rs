@@ -100,10 +100,13 @@ struct Args {
     /// Shift English sentiment by the meaning reader (Gemma 3 270M, about 100 ms a
     /// text on 2 cores): better on negation, contrast, idiom and, in a conversation,
     /// what the turns before imply, at a fraction of the throughput (README, "The
-    /// meaning reader" and "Conversations"). Off by default until corrections
-    /// and the reader are reconciled (a corrected line must keep what it learned).
-    #[arg(long)]
-    meaning_reader: bool,
+    /// meaning reader" and "Conversations"). `on` reads every request that does not
+    /// turn it off (`options.meaning_reading`); `on-request` only those that ask for
+    /// it; bare `--meaning-reader` is `on`. Off by default until corrections and the
+    /// reader are reconciled (a corrected line must keep what it learned).
+    #[arg(long, value_enum, default_value_t = meaning::Mode::Off, num_args = 0..=1,
+          default_missing_value = "on")]
+    meaning_reader: meaning::Mode,
     #[command(flatten)]
     limits: validate::Limits,
     /// Require an API key (checked with the trainer's key store, so --trainer is
@@ -138,8 +141,8 @@ async fn main() -> anyhow::Result<()> {
     let (lexicon, model, meaning) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let lexicon = Lexicon::load(&assets)?;
         let meaning = match meaning_reader {
-            true => Meaning::load(&assets)?,
-            false => None,
+            meaning::Mode::Off => None,
+            meaning::Mode::On | meaning::Mode::OnRequest => Meaning::load(&assets)?,
         };
         let version_dir = if pinned {
             model_path
@@ -201,6 +204,7 @@ async fn main() -> anyhow::Result<()> {
         situations_deadline: Duration::from_millis(args.situations_deadline_ms),
         min_confidence: args.min_confidence,
         meaning,
+        meaning_mode: args.meaning_reader,
     };
     let server = EmpathyServiceServer::new(Empathy::new(analyzer, metrics.clone()))
         .max_decoding_message_size(args.serve.max_message_bytes);

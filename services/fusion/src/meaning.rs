@@ -9,10 +9,42 @@
 use std::{path::Path, sync::Arc, time::Duration, time::Instant};
 
 use empathy_model::{CONTEXT, Prediction};
-use empathy_proto::v1::Turn;
+use empathy_proto::v1::{MeaningReading, Turn};
 use empathy_proto::{EMOTION_LABELS, NEUTRAL_SENTIMENT, SENTIMENT_LABELS, v1::StageTiming};
 use empathy_reader::{EMOTION_WORDS, LABEL_WORDS, MeaningReader, mix};
 use tokio::sync::Semaphore;
+use tonic::Status;
+
+/// How this server offers the meaning reader (fusion's `--meaning-reader`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Not loaded: a request that asks for it is refused.
+    Off,
+    /// Loaded; reads every request that does not turn it off.
+    On,
+    /// Loaded; reads only the requests that ask for it (`MEANING_READING_ON`), so
+    /// bulk traffic keeps the model's speed.
+    OnRequest,
+}
+
+/// Whether the reader reads a request that chose `choice` (its
+/// `options.meaning_reading`), on a server offering it as `mode`, the reader `loaded`
+/// or not (`--meaning-reader` given but the model never fetched).
+pub fn wanted(mode: Mode, loaded: bool, choice: MeaningReading) -> Result<bool, Status> {
+    match choice {
+        MeaningReading::Off => Ok(false),
+        MeaningReading::ServerDefault => Ok(loaded && mode == Mode::On),
+        MeaningReading::On if loaded => Ok(true),
+        MeaningReading::On if mode == Mode::Off => Err(Status::failed_precondition(
+            "options.meaning_reading asks for the meaning reader, but this server runs \
+             without it (start fusion with --meaning-reader on or on-request)",
+        )),
+        MeaningReading::On => Err(Status::failed_precondition(
+            "options.meaning_reading asks for the meaning reader, but this server has not \
+             got its model (run `empathy assets fetch` where fusion runs, and restart it)",
+        )),
+    }
+}
 
 pub struct Meaning {
     reader: Arc<MeaningReader>,
@@ -164,6 +196,27 @@ fn settle(prediction: &mut Prediction, sentiment: [f32; 3], emotions: &[f32; 7],
 mod tests {
     use super::*;
     use crate::explain::tests::prediction;
+
+    #[test]
+    fn a_request_chooses_within_what_the_server_offers() {
+        use MeaningReading::{Off, On, ServerDefault};
+        let read = |mode, loaded, choice| wanted(mode, loaded, choice).ok();
+        assert_eq!(read(Mode::On, true, ServerDefault), Some(true));
+        assert_eq!(read(Mode::On, true, Off), Some(false));
+        assert_eq!(read(Mode::OnRequest, true, ServerDefault), Some(false));
+        assert_eq!(read(Mode::OnRequest, true, On), Some(true));
+        assert_eq!(read(Mode::Off, false, ServerDefault), Some(false));
+        assert_eq!(read(Mode::On, false, ServerDefault), Some(false));
+        let refused = |mode| wanted(mode, false, On).err();
+        let off = refused(Mode::Off);
+        assert_eq!(
+            off.as_ref().map(Status::code),
+            Some(tonic::Code::FailedPrecondition)
+        );
+        assert!(off.is_some_and(|e| e.message().contains("--meaning-reader on")));
+        let unfetched = refused(Mode::On);
+        assert!(unfetched.is_some_and(|e| e.message().contains("empathy assets fetch")));
+    }
 
     #[test]
     fn the_context_weight_is_the_attention_the_turns_before_had() {

@@ -21,7 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::replies;
 use crate::utterances::{self, Utterances};
-use crate::{analyze::Analyzer, trajectory::Curve, validate};
+use crate::{analyze::Analyzer, meaning, trajectory::Curve, validate};
 
 #[derive(Clone)]
 pub struct Empathy {
@@ -199,7 +199,7 @@ impl EmpathyService for Empathy {
             modalities,
             notes: notes(manifest, a.situations.configured(), a.min_confidence)
                 .into_iter()
-                .chain(meaning_note(manifest, a.meaning.is_some()))
+                .chain(meaning_note(manifest, a.meaning.is_some(), a.meaning_mode))
                 .collect(),
             metrics: metrics.into_iter().collect(),
             server_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -242,14 +242,20 @@ fn notes(manifest: &Manifest, has_service: bool, min_confidence: f32) -> Vec<Str
 }
 
 /// Where the meaning reader serves this version (not one fine-tuned on corrections,
-/// which it would overrule), what it does.
-fn meaning_note(manifest: &Manifest, loaded: bool) -> Option<String> {
+/// which it would overrule), what it does, and which requests it reads.
+fn meaning_note(manifest: &Manifest, loaded: bool, mode: meaning::Mode) -> Option<String> {
+    let which = match mode {
+        meaning::Mode::On => "every request that does not turn it off (options.meaning_reading)",
+        _ => "only the requests that ask for it (options.meaning_reading MEANING_READING_ON)",
+    };
     (loaded && manifest.parent.is_none()).then(|| {
-        "meaning: the meaning reader (Gemma 3 270M) reads English texts, or the turns \
-         before in a conversation; it moves the sentiment where it is sure (more on a \
-         text unlike the version's training texts, which a note then says), and the \
-         emotions and valence always (emotions source \"+reader\", whose scores share 1)"
-            .to_string()
+        format!(
+            "meaning: the meaning reader (Gemma 3 270M) reads English texts, or the turns \
+             before in a conversation; it moves the sentiment where it is sure (more on a \
+             text unlike the version's training texts, which a note then says), and the \
+             emotions and valence always (emotions source \"+reader\", whose scores share \
+             1); it reads {which}"
+        )
     })
 }
 

@@ -2,7 +2,7 @@
 //! INVALID_ARGUMENT naming the field and the limit.
 
 use empathy_common::status::quote;
-use empathy_proto::v1::AnalyzeRequest;
+use empathy_proto::v1::{AnalyzeRequest, MeaningReading};
 use tonic::Status;
 
 #[derive(Clone, Debug, clap::Args)]
@@ -127,6 +127,13 @@ pub fn check(
             return bad(format!(
                 "options.language {} is not a BCP-47 tag such as \"en\" or \"zh-CN\"",
                 quote(&o.language)
+            ));
+        }
+        if MeaningReading::try_from(o.meaning_reading).is_err() {
+            return bad(format!(
+                "options.meaning_reading {} is not one of 0 (MEANING_READING_SERVER_DEFAULT), \
+                 1 (MEANING_READING_ON), 2 (MEANING_READING_OFF)",
+                o.meaning_reading
             ));
         }
         for (i, m) in o.disable_modalities.iter().enumerate() {
@@ -312,6 +319,14 @@ mod tests {
             ..Default::default()
         }));
         assert!(m.contains("num_situations"), "{m}");
+        let m = message(&with(AnalyzeOptions {
+            meaning_reading: 7,
+            ..Default::default()
+        }));
+        assert!(
+            m.contains("options.meaning_reading 7 is not one of 0"),
+            "{m}"
+        );
         assert_eq!(
             message(&with(AnalyzeOptions {
                 language: "zh-CN".into(),
