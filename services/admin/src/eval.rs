@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use empathy_model::{FusionModel, top_index};
 use empathy_proto::{
     EMOTION_LABELS, SENTIMENT_LABELS,
-    v1::{AnalyzeRequest, Turn},
+    v1::{AnalyzeOptions, AnalyzeRequest, Turn},
 };
 use empathy_training::metrics::{Confusion, expected_calibration_error};
 use futures::{StreamExt, TryStreamExt};
@@ -42,6 +42,11 @@ pub struct EvalArgs {
     /// Send each line's text alone, leaving out its `context` turns.
     #[arg(long)]
     without_context: bool,
+    /// Whether the server's meaning reader reads each line: `on` asks for it (a server
+    /// started with `--meaning-reader on-request` reads only those that ask), `off`
+    /// leaves it out. Default: the server's choice.
+    #[arg(long, value_enum, conflicts_with = "model")]
+    meaning_reader: Option<empathy_cli::analyze::MeaningToggle>,
 }
 
 #[derive(serde::Deserialize)]
@@ -79,9 +84,10 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
             predict_in_process(&args.assets, dir, &texts)?
         }
         None => {
+            let reading = empathy_cli::analyze::MeaningToggle::reading(args.meaning_reader);
             let requests = examples
                 .iter()
-                .map(|(e, _)| request(e, with_context))
+                .map(|(e, _)| request(e, with_context, reading))
                 .collect();
             predict_on_server(&args.fusion, args.concurrency, requests).await?
         }
@@ -178,7 +184,7 @@ pub fn read_examples(path: &Path) -> anyhow::Result<Vec<(Example, usize)>> {
     Ok(examples)
 }
 
-fn request(example: &Example, with_context: bool) -> AnalyzeRequest {
+fn request(example: &Example, with_context: bool, meaning_reading: i32) -> AnalyzeRequest {
     let context = example.context.iter().filter(|_| with_context);
     AnalyzeRequest {
         text: example.text.clone(),
@@ -188,6 +194,10 @@ fn request(example: &Example, with_context: bool) -> AnalyzeRequest {
                 text: t.text.clone(),
             })
             .collect(),
+        options: Some(AnalyzeOptions {
+            meaning_reading,
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }

@@ -72,7 +72,7 @@ pub struct AnalyzeArgs {
     /// cores): `on` asks for it (refused by a server without it), `off` leaves it out,
     /// e.g. for an --input batch at the model's speed. Default: the server's choice.
     #[arg(long, value_enum)]
-    meaning_reader: Option<Toggle>,
+    meaning_reader: Option<MeaningToggle>,
     #[command(flatten)]
     fusion: crate::FusionEndpoint,
     /// Deadline for the whole call, in milliseconds.
@@ -80,23 +80,31 @@ pub struct AnalyzeArgs {
     timeout_ms: u64,
 }
 
+/// `--meaning-reader on|off`: a request's own choice of the server's meaning reader.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum Toggle {
+pub enum MeaningToggle {
     On,
     Off,
 }
 
+impl MeaningToggle {
+    /// As `options.meaning_reading`; no choice is the server's default.
+    pub fn reading(choice: Option<MeaningToggle>) -> i32 {
+        match choice {
+            None => MeaningReading::ServerDefault,
+            Some(MeaningToggle::On) => MeaningReading::On,
+            Some(MeaningToggle::Off) => MeaningReading::Off,
+        }
+        .into()
+    }
+}
+
 fn options(args: &AnalyzeArgs) -> AnalyzeOptions {
-    let meaning_reading = match args.meaning_reader {
-        None => MeaningReading::ServerDefault,
-        Some(Toggle::On) => MeaningReading::On,
-        Some(Toggle::Off) => MeaningReading::Off,
-    };
     AnalyzeOptions {
         num_situations: args.situations,
         seed: args.seed,
         record_affect: args.record_affect,
-        meaning_reading: meaning_reading.into(),
+        meaning_reading: MeaningToggle::reading(args.meaning_reader),
         ..Default::default()
     }
 }
