@@ -12,8 +12,7 @@ use empathy_proto::{
     modality::{IMAGE, SPEECH, TEXT},
     v1::{
         AnalyzeOptions, AnalyzeRequest, AnalyzeResponse, EncodeInput, EncodeOutput, EncodeRequest,
-        EncodeResponse, Face, MeaningReading, ModelRef, Situation, StageTiming, Turn,
-        encode_input::Payload,
+        EncodeResponse, Face, ModelRef, Situation, StageTiming, Turn, encode_input::Payload,
     },
 };
 use tonic::Status;
@@ -305,13 +304,10 @@ impl Analyzer {
         let remaining = call.deadline.saturating_sub(started.elapsed());
         let meaning_read = match manifest.parent {
             Some(_) => {
-                if opts.meaning_reading() == MeaningReading::On {
-                    notes.push(format!(
-                        "the meaning reader does not read for model version {}: it is \
-                         fine-tuned on corrections, which the reader would overrule",
-                        manifest.version
-                    ));
-                }
+                notes.extend(meaning::fine_tuned_note(
+                    opts.meaning_reading(),
+                    &manifest.version,
+                ));
                 false
             }
             None => {

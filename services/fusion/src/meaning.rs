@@ -118,6 +118,18 @@ impl Meaning {
     }
 }
 
+/// The note for a request that asked for the reader (`choice`) on a `version`
+/// fine-tuned on corrections, which the reader does not read for: it would overrule
+/// what the corrections taught. None for a request that did not ask.
+pub fn fine_tuned_note(choice: MeaningReading, version: &str) -> Option<String> {
+    (choice == MeaningReading::On).then(|| {
+        format!(
+            "the meaning reader does not read for model version {version}: it is \
+             fine-tuned on corrections, which the reader would overrule"
+        )
+    })
+}
+
 /// What the reader read, in SENTIMENT_LABELS and EMOTION_LABELS order
 /// (log-probabilities).
 pub struct Reading {
@@ -216,6 +228,21 @@ mod tests {
         assert!(off.is_some_and(|e| e.message().contains("--meaning-reader on")));
         let unfetched = refused(Mode::On);
         assert!(unfetched.is_some_and(|e| e.message().contains("empathy assets fetch")));
+    }
+
+    #[test]
+    fn a_fine_tuned_version_says_why_only_to_those_that_asked() {
+        let note = fine_tuned_note(MeaningReading::On, "v0003");
+        assert!(
+            note.as_deref()
+                .is_some_and(|n| n.contains("model version v0003: it is fine-tuned")),
+            "{note:?}"
+        );
+        assert_eq!(
+            fine_tuned_note(MeaningReading::ServerDefault, "v0003"),
+            None
+        );
+        assert_eq!(fine_tuned_note(MeaningReading::Off, "v0003"), None);
     }
 
     #[test]
