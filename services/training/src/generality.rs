@@ -14,7 +14,7 @@ use anyhow::{Context, ensure};
 
 use super::{TextEncoder, TrainConfig, class_weights, prior_bias, train_fresh};
 use crate::embed::embed_texts;
-use crate::encoder_tuning::{Keep, TuningConfig, tempdir_in, tune_on_corpus, tuned_root};
+use crate::encoder_tuning::{Keep, TuningConfig, tempdir_in, tune_on_corpus};
 use crate::fit::{Features, Shown, logits};
 use crate::metrics::Confusion;
 use empathy_corpus::topics::TopicTagger;
@@ -153,9 +153,10 @@ pub fn leave_one_domain_out(
         let tuned_features = match tuning.as_mut() {
             None => None,
             Some(t) => {
-                // A fold's encoder serves no version: it is read from the user cache,
-                // never published among the assets.
-                let scratch = tempdir_in(&tuned_root(assets_dir))?;
+                // A fold's encoder serves no version: it is read from the user cache
+                // (without one, from a scratch directory in the system's temp
+                // directory), never published among the assets.
+                let scratch = tempdir_in(&std::env::temp_dir().join("empathy-folds"))?;
                 let tuned = tune_on_corpus(
                     Keep::Unpublished { scratch: &scratch },
                     t.base_dir,
