@@ -71,6 +71,9 @@ struct Call<'a> {
     context_read: usize,
     /// Whether the meaning reader reads this request (`meaning::wanted`).
     read_meaning: bool,
+    /// Whether the version is fine-tuned on corrections (which the reader would
+    /// overrule).
+    fine_tuned: bool,
 }
 
 impl<'a> Call<'a> {
@@ -98,6 +101,7 @@ impl<'a> Call<'a> {
             text_encoder: &manifest.training.encoder,
             context_read: context::turns_read(manifest, req.context.len()),
             read_meaning,
+            fine_tuned: manifest.parent.is_some(),
         }
     }
 
@@ -302,26 +306,16 @@ impl Analyzer {
         let inputs = self.model_inputs(expansion, &mut gathered, &faces, &lexicon);
         let (mut prediction, features) = predict(&model, inputs, &mut gathered.enc).await?;
         let remaining = call.deadline.saturating_sub(started.elapsed());
-        let meaning_read = match manifest.parent {
-            Some(_) => {
-                notes.extend(meaning::fine_tuned_note(
-                    opts.meaning_reading(),
-                    &manifest.version,
-                ));
-                false
-            }
-            None => {
-                self.read_meaning(
-                    &call,
-                    &mut gathered,
-                    remaining,
-                    unusual,
-                    &mut prediction,
-                    &mut notes,
-                )
-                .await
-            }
-        };
+        let meaning_read = self
+            .read_meaning(
+                &call,
+                &mut gathered,
+                remaining,
+                unusual,
+                &mut prediction,
+                &mut notes,
+            )
+            .await;
         let low_confidence = low_confidence_note(&prediction, self.min_confidence);
         notes.extend(low_confidence.clone());
         gathered.enc.timings.push(StageTiming {
@@ -469,10 +463,11 @@ impl Analyzer {
     /// language plugin read. With no previous turns read, the reader reads the analysed
     /// text; with turns read, it reads those turns (what happened), and shifts the
     /// answer as far as the model let the turns weigh, so
-    /// "Perfect." follows the scene while an outright turn keeps its own feeling. The
-    /// caller leaves it out for a version fine-tuned on corrections: the reader would
-    /// overrule what it learned. Whether it read; a note where it could not, or where
-    /// the text was `unusual` for the model and the reading weighed more.
+    /// "Perfect." follows the scene while an outright turn keeps its own feeling. Not
+    /// for a request that leaves it out (`Call::read_meaning`), nor for a version
+    /// fine-tuned on corrections: the reader would overrule what it learned. Whether it
+    /// read; a note where it could not, or where the text was `unusual` for the model
+    /// and the reading weighed more.
     async fn read_meaning(
         &self,
         call: &Call<'_>,
@@ -485,6 +480,13 @@ impl Analyzer {
         let Some(meaning) = self.meaning.as_ref().filter(|_| call.read_meaning) else {
             return false;
         };
+        if call.fine_tuned {
+            notes.extend(meaning::fine_tuned_note(
+                call.opts.meaning_reading(),
+                call.model_version,
+            ));
+            return false;
+        }
         let applies = call.wanted(TEXT)
             && !gathered.analysed_text.is_empty()
             && gathered.enc.reading.is_none()
