@@ -68,7 +68,7 @@ pub struct AnalyzeArgs {
     /// only for a person who opted in.
     #[arg(long, requires = "subject")]
     record_affect: bool,
-    /// Whether the server's meaning reader reads this (about 100 ms a text on 2
+    /// Whether the server's meaning reader reads this (about 0.2 s a text on 2
     /// cores): `on` asks for it (refused by a server without it), `off` leaves it out,
     /// e.g. for an --input batch at the model's speed. Default: the server's choice.
     #[arg(long, value_enum)]

@@ -97,7 +97,7 @@ struct Args {
         value_parser = validate::probability
     )]
     min_confidence: f32,
-    /// Shift English sentiment by the meaning reader (Gemma 3 270M, about 100 ms a
+    /// Shift English sentiment by the meaning reader (Gemma 3 270M, about 0.2 s a
     /// text on 2 cores): better on negation, contrast, idiom and, in a conversation,
     /// what the turns before imply, at a fraction of the throughput (README, "The
     /// meaning reader" and "Conversations"). `on` reads every request that does not

@@ -246,7 +246,9 @@ fn notes(manifest: &Manifest, has_service: bool, min_confidence: f32) -> Vec<Str
 fn meaning_note(manifest: &Manifest, loaded: bool, mode: meaning::Mode) -> Option<String> {
     let which = match mode {
         meaning::Mode::On => "every request that does not turn it off (options.meaning_reading)",
-        _ => "only the requests that ask for it (options.meaning_reading MEANING_READING_ON)",
+        meaning::Mode::OnRequest | meaning::Mode::Off => {
+            "only the requests that ask for it (options.meaning_reading MEANING_READING_ON)"
+        }
     };
     (loaded && manifest.parent.is_none()).then(|| {
         format!(
