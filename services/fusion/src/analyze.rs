@@ -1,21 +1,23 @@
 //! One analysis: encode every modality present (concurrently, each within the
 //! deadline), compute lexicon features, run the serving model, explain the answer.
 
+mod call;
+
 use std::{sync::Arc, time::Duration, time::Instant};
 
-use empathy_common::status::quote;
 use empathy_model::{
-    Expansion, Expert, FusionModel, Lexicon, LexiconAnalysis, Manifest, ModelInputs, Prediction,
-    PreviousTurn,
+    Expansion, Expert, FusionModel, Lexicon, LexiconAnalysis, ModelInputs, Prediction, PreviousTurn,
 };
 use empathy_proto::{
     modality::{IMAGE, SPEECH, TEXT},
     v1::{
-        AnalyzeOptions, AnalyzeRequest, AnalyzeResponse, EncodeInput, EncodeOutput, EncodeRequest,
-        EncodeResponse, Face, ModelRef, Situation, StageTiming, Turn, encode_input::Payload,
+        AnalyzeRequest, AnalyzeResponse, EncodeInput, EncodeOutput, EncodeRequest, EncodeResponse,
+        Face, Situation, StageTiming, encode_input::Payload,
     },
 };
 use tonic::Status;
+
+use call::{Call, check_model_version};
 
 use crate::{
     context::{self, ReadContext},
@@ -55,91 +57,6 @@ pub struct Analyzer {
     pub meaning_mode: meaning::Mode,
 }
 
-/// One request's settings, resolved once.
-struct Call<'a> {
-    req: &'a AnalyzeRequest,
-    opts: &'a AnalyzeOptions,
-    deadline: Duration,
-    /// How long the situations get (generating them takes seconds).
-    situations_deadline: Duration,
-    /// The typed text, trimmed.
-    text: String,
-    /// The serving version and the text encoder ("id@version") it was trained with.
-    model_version: &'a str,
-    text_encoder: &'a str,
-    /// How many of the most recent previous turns the version reads.
-    context_read: usize,
-    /// Whether the meaning reader reads this request (`meaning::wanted`).
-    read_meaning: bool,
-    /// Whether the version is fine-tuned on corrections (which the reader would
-    /// overrule).
-    fine_tuned: bool,
-}
-
-impl<'a> Call<'a> {
-    fn new(
-        req: &'a AnalyzeRequest,
-        opts: &'a AnalyzeOptions,
-        manifest: &'a Manifest,
-        defaults: (Duration, Duration),
-        read_meaning: bool,
-    ) -> Call<'a> {
-        let (deadline, situations_deadline) = match opts.deadline_ms {
-            0 => defaults,
-            ms => (
-                Duration::from_millis(ms.into()),
-                Duration::from_millis(ms.into()),
-            ),
-        };
-        Call {
-            req,
-            opts,
-            deadline,
-            situations_deadline,
-            text: req.text.trim().to_string(),
-            model_version: &manifest.version,
-            text_encoder: &manifest.training.encoder,
-            context_read: context::turns_read(manifest, req.context.len()),
-            read_meaning,
-            fine_tuned: manifest.parent.is_some(),
-        }
-    }
-
-    fn check_text_encoder(&self, response: &EncodeResponse) -> Result<(), String> {
-        same_text_encoder(
-            response.model.as_ref(),
-            self.text_encoder,
-            self.model_version,
-        )
-    }
-
-    /// The most recent previous turns, those the version reads (oldest first).
-    fn turns_read(&self) -> &'a [Turn] {
-        &self.req.context[self.req.context.len() - self.context_read..]
-    }
-
-    /// Whether the client left `modality` enabled.
-    fn wanted(&self, modality: &str) -> bool {
-        !self.opts.disable_modalities.iter().any(|d| d == modality)
-    }
-
-    /// Whether situations are to be imagined for `utterance`.
-    fn situations_for(&self, utterance: &str) -> bool {
-        self.opts.num_situations > 0 && !utterance.is_empty()
-    }
-
-    fn ask<'b>(&'b self, utterance: &'b str, language: &'b str) -> Ask<'b> {
-        Ask {
-            utterance,
-            context: &self.req.context,
-            k: self.opts.num_situations,
-            seed: self.opts.seed,
-            language,
-            deadline: self.situations_deadline,
-        }
-    }
-}
-
 /// Everything gathered for one request before the model runs.
 struct Gathered {
     enc: Encoded,
@@ -172,50 +89,6 @@ impl Gathered {
         }
         notes
     }
-}
-
-/// Text embeddings from another encoder than the serving version was trained on (a
-/// tuned one, or the base) would be read as if they were its own: refused, so the text
-/// counts as missing with this reason (a text-only request is then UNAVAILABLE).
-fn same_text_encoder(
-    served: Option<&ModelRef>,
-    trained_on: &str,
-    version: &str,
-) -> Result<(), String> {
-    let Some(model) = served else {
-        return Ok(());
-    };
-    let served = format!("{}@{}", model.id, model.version);
-    // Versions from test encoders, or older than the record, have no "id@version".
-    if !trained_on.contains('@') || served == trained_on {
-        return Ok(());
-    }
-    Err(format!(
-        "the text encoder serves {served}, but model version {version} was trained on \
-         {trained_on}: start the encoder with that model (`empathy up` does) or serve \
-         another version"
-    ))
-}
-
-/// NOT_FOUND when the client pinned a version of another tenant's line (whose existence
-/// is not the caller's business); FAILED_PRECONDITION when it pinned a version other
-/// than the one serving the caller.
-fn check_model_version(wanted: &str, loaded: &str, tenant: &str) -> Result<(), Status> {
-    if let Ok((Some(owner), _)) = empathy_model::registry::parse_version_id(wanted)
-        && owner != tenant
-    {
-        return Err(Status::not_found(format!(
-            "model version {} is not a version of tenant {tenant}'s line",
-            quote(wanted)
-        )));
-    }
-    if !wanted.is_empty() && wanted != loaded {
-        return Err(Status::failed_precondition(format!(
-            "model version {} is not loaded; this server serves {loaded:?}",
-            quote(wanted)
-        )));
-    }
-    Ok(())
 }
 
 /// Runs the model on its own thread; returns its prediction and the features it saw
@@ -681,28 +554,4 @@ impl Analyzer {
 
 fn ms_since(t: Instant) -> f32 {
     t.elapsed().as_secs_f32() * 1000.0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn text_from_another_encoder_than_the_version_was_trained_on_is_refused() {
-        let model = |version: &str| ModelRef {
-            id: "sentence-transformers/all-MiniLM-L6-v2".into(),
-            version: version.into(),
-        };
-        let trained_on = "sentence-transformers/all-MiniLM-L6-v2@53aa51172d14";
-        assert!(same_text_encoder(Some(&model("53aa51172d14")), trained_on, "v0001").is_ok());
-        let refused = same_text_encoder(Some(&model("771eac7d4ff2")), trained_on, "v0002");
-        let message = refused.err().unwrap_or_default();
-        assert!(
-            message.contains("@771eac7d4ff2") && message.contains("v0002"),
-            "{message}"
-        );
-        // Nothing to compare: an encoder that names no model, a version without a record.
-        assert!(same_text_encoder(None, trained_on, "v0001").is_ok());
-        assert!(same_text_encoder(Some(&model("x")), "test/bag-of-words", "v0001").is_ok());
-    }
 }
