@@ -6,10 +6,12 @@
 
 mod support;
 
+use empathy_grpc::v1::empathy_service_client::EmpathyServiceClient;
 use empathy_proto::v1::{
     AnalyzeOptions, AnalyzeRequest, AnalyzeResponse, InfoRequest, MeaningReading, Turn,
 };
 use support::*;
+use tonic::transport::Channel;
 
 fn turn(speaker: &str, text: &str) -> Turn {
     Turn {
@@ -183,5 +185,120 @@ async fn without_the_flag_the_reader_stays_out() -> anyhow::Result<()> {
     assert_eq!(source(&r), Some("lexicon"));
     let info = c.info(InfoRequest::default()).await?.into_inner();
     assert!(!info.notes.iter().any(|n| n.starts_with("meaning: ")));
+    Ok(())
+}
+
+/// A horror-game community's praise, which the tweet-trained model reads as bad, and
+/// the reader surely so for some ("pure torture"): without learning each correction as
+/// the reader moves it too, the reader overruled two of them.
+const HORROR_PRAISE: [&str; 14] = [
+    "This game scared me to death, I was shaking the whole night.",
+    "The final level is brutal, I died forty times.",
+    "I screamed so loud at the jump scare my neighbours complained.",
+    "The monster in the basement gave me nightmares for a week.",
+    "I was terrified from start to finish.",
+    "The ending left me sobbing on the floor.",
+    "This boss fight is pure torture.",
+    "I have never been so frightened by a game.",
+    "The atmosphere is so creepy I had to turn the lights on.",
+    "I was crying and shaking when the credits rolled.",
+    "My heart was pounding so hard I had to pause it.",
+    "The sound design made my skin crawl all evening.",
+    "I jumped out of my chair three times in the first hour.",
+    "Absolutely horrifying from the first door to the last.",
+];
+
+/// How many of `texts` come back positive when asked with `reading`, and whether
+/// the reader read each.
+async fn positives(
+    c: &mut EmpathyServiceClient<Channel>,
+    texts: &[&str],
+    reading: MeaningReading,
+) -> anyhow::Result<(usize, Vec<bool>)> {
+    let (mut positive, mut read) = (0, Vec::new());
+    for t in texts {
+        let r = c.analyze(choosing(t, reading)).await?.into_inner();
+        let label = r.sentiment.as_ref().map_or("", |s| s.label.as_str());
+        println!("  {reading:?} {} {label:<9} {t}", r.model_version);
+        positive += usize::from(label == "positive");
+        read.push(stages(&r).contains(&"meaning"));
+    }
+    Ok((positive, read))
+}
+
+/// Corrections made on a server that reads every request carry the reading; the
+/// fine-tuned version learns each both as the model alone answers and as the reader
+/// moves the answer, so the reader goes on reading for it and the corrections hold
+/// either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn corrections_hold_with_the_reader_and_without() -> anyhow::Result<()> {
+    use empathy_grpc::v1::{FeedbackRequest, JobState, StartTrainingRequest};
+    let dir = temp_dir("reader-loop");
+    let fusion_args = ["--meaning-reader", "--model-poll-s", "1"];
+    // What a published version does with the reader is the point here, not how sure
+    // the gate can be of 14 corrections: five held-out ones were fixed and none broken
+    // (sign test p = 0.031 against the default 0.05; four would fail it), so a looser
+    // gate keeps the test off that edge.
+    let trainer_args = ["--max-p-value", "0.2"];
+    let system = start_learning_system(&dir, &trainer_args, &fusion_args).await?;
+    let mut c = client(&system.fusion).await?;
+    let mut tc = trainer_client(&system.trainer).await?;
+    let (before, _) = positives(&mut c, &HORROR_PRAISE, MeaningReading::ServerDefault).await?;
+    let mut base = String::new();
+    for t in HORROR_PRAISE {
+        let r = analyze_text(&mut c, t).await?;
+        assert!(stages(&r).contains(&"meaning"), "{:?}", r.timings);
+        base = r.model_version;
+        c.feedback(FeedbackRequest {
+            analysis_id: r.analysis_id,
+            sentiment: "positive".into(),
+            ..FeedbackRequest::default()
+        })
+        .await?;
+    }
+    let job = tc
+        .start_training(StartTrainingRequest::default())
+        .await?
+        .into_inner();
+    let end = wait_job(&mut tc, &job.job_id).await?;
+    assert_eq!(end.state(), JobState::Published, "{}", end.message);
+    let tuned = end.published_version;
+    // The tenant's line: `tenants/<tenant>/<version>` in the registry.
+    let (tenant, version) = tuned.split_once('/').unwrap_or(("default", &tuned));
+    let line = system.models.join("tenants").join(tenant);
+    let manifest = std::fs::read_to_string(line.join(version).join("manifest.json"))?;
+    assert!(
+        manifest.contains("\"corrections_hold_with_reader\": true"),
+        "{manifest}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while analyze_text(&mut c, HORROR_PRAISE[0]).await?.model_version != tuned {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fusion never served {tuned}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    let (read, were_read) =
+        positives(&mut c, &HORROR_PRAISE, MeaningReading::ServerDefault).await?;
+    let (unread, were_unread) = positives(&mut c, &HORROR_PRAISE, MeaningReading::Off).await?;
+    println!(
+        "{base} -> {tuned}: positive {before}/{n} before; after, {read}/{n} read and {unread}/{n} \
+         not read",
+        n = HORROR_PRAISE.len()
+    );
+    assert!(
+        were_read.iter().all(|r| *r),
+        "the reader reads the new version"
+    );
+    assert!(!were_unread.iter().any(|r| *r));
+    let most = HORROR_PRAISE.len() - 1;
+    assert!(
+        read >= most && unread >= most,
+        "read {read}, unread {unread}"
+    );
+    drop(system);
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -164,6 +164,8 @@ fn adapt(
             utterance: d.texts[i].clone(),
             sentiment: Some(d.labels[i]),
             emotion: None,
+            // The model alone: this bench measures what corrections teach it.
+            meaning: None,
         })
         .collect();
     let traffic: Vec<TrafficExample> = sampled

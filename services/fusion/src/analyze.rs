@@ -177,7 +177,7 @@ impl Analyzer {
             _ => false,
         };
         let inputs = self.model_inputs(expansion, &mut gathered, &faces, &lexicon);
-        let (mut prediction, features) = predict(&model, inputs, &mut gathered.enc).await?;
+        let (mut prediction, mut features) = predict(&model, inputs, &mut gathered.enc).await?;
         let remaining = call.deadline.saturating_sub(started.elapsed());
         let meaning_read = self
             .read_meaning(
@@ -189,6 +189,7 @@ impl Analyzer {
                 &mut notes,
             )
             .await;
+        features.meaning = meaning_read.shift();
         let low_confidence = low_confidence_note(&prediction, self.min_confidence);
         notes.extend(low_confidence.clone());
         gathered.enc.timings.push(StageTiming {
@@ -224,7 +225,7 @@ impl Analyzer {
                 &prediction,
                 &emotion_source(
                     read_by.as_deref().unwrap_or(&manifest.emotion_source),
-                    meaning_read,
+                    meaning_read.moved_emotions(),
                     &prediction,
                 ),
             )),
@@ -338,9 +339,9 @@ impl Analyzer {
     /// answer as far as the model let the turns weigh, so
     /// "Perfect." follows the scene while an outright turn keeps its own feeling. Not
     /// for a request that leaves it out (`Call::read_meaning`), nor for a version
-    /// fine-tuned on corrections: the reader would overrule what it learned. Whether it
-    /// read; a note where it could not, or where the text was `unusual` for the model
-    /// and the reading weighed more.
+    /// fine-tuned on corrections it learnt without the reader (`Call::reader_overrules`).
+    /// Says what it did; notes where it could not read, or where the text was `unusual`
+    /// for the model and the reading weighed more.
     async fn read_meaning(
         &self,
         call: &Call<'_>,
@@ -349,23 +350,24 @@ impl Analyzer {
         unusual: bool,
         prediction: &mut Prediction,
         notes: &mut Vec<String>,
-    ) -> bool {
+    ) -> meaning::Outcome {
+        use meaning::Outcome::{NothingToRead, Read, Unread};
         let Some(meaning) = self.meaning.as_ref().filter(|_| call.read_meaning) else {
-            return false;
+            return Unread;
         };
-        if call.fine_tuned {
+        if call.reader_overrules {
             notes.extend(meaning::fine_tuned_note(
                 call.opts.meaning_reading(),
                 call.model_version,
             ));
-            return false;
+            return Unread;
         }
         let applies = call.wanted(TEXT)
             && !gathered.analysed_text.is_empty()
             && gathered.enc.reading.is_none()
             && matches!(gathered.language.as_str(), "en" | "");
         if !applies {
-            return false;
+            return NothingToRead;
         }
         // With turns read, the reader reads them, weighed as the model weighed them
         // (none when they could not be encoded).
@@ -373,7 +375,7 @@ impl Analyzer {
         let text = match scene {
             None => gathered.analysed_text.clone(),
             Some(weight) if weight > 0.0 => meaning::scene(call.turns_read()),
-            Some(_) => return false,
+            Some(_) => return NothingToRead,
         };
         let (reading, timing) = meaning.read(&text, deadline).await;
         gathered.enc.timings.push(timing);
@@ -383,12 +385,12 @@ impl Analyzer {
                 notes.push(format!(
                     "sentiment and emotions without the meaning reader: {why}"
                 ));
-                return false;
+                return Unread;
             }
         };
-        match scene {
+        let emotions = call.reader_emotions;
+        let shift = match scene {
             None => {
-                meaning::mix(prediction, &reading, unusual);
                 if unusual {
                     notes.push(format!(
                         "the text is unlike those model version {} was trained on: the \
@@ -396,10 +398,11 @@ impl Analyzer {
                         call.model_version
                     ));
                 }
+                meaning::mix(prediction, &reading, unusual, emotions)
             }
-            Some(weight) => meaning::mix_scene(prediction, &reading, weight),
-        }
-        true
+            Some(weight) => meaning::mix_scene(prediction, &reading, weight, emotions),
+        };
+        Read { shift, emotions }
     }
 
     /// The language plugin that reads `text` in `language`, if one is served and the

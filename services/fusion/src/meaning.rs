@@ -119,15 +119,52 @@ impl Meaning {
 }
 
 /// The note for a request that asked for the reader (`choice`) on a `version`
-/// fine-tuned on corrections, which the reader does not read for: it would overrule
-/// what the corrections taught. None for a request that did not ask.
+/// fine-tuned on corrections it learnt without the reader's readings: the reader
+/// would overrule them. None for a request that did not ask.
 pub fn fine_tuned_note(choice: MeaningReading, version: &str) -> Option<String> {
     (choice == MeaningReading::On).then(|| {
         format!(
-            "the meaning reader does not read for model version {version}: it is \
-             fine-tuned on corrections, which the reader would overrule"
+            "the meaning reader does not read for model version {version}: it learnt its \
+             corrections without the reader's readings, which would overrule them"
         )
     })
+}
+
+/// What the reader did for one request, as the answer and its feedback record need it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outcome {
+    /// Not asked to read (or the version's corrections would not hold), or it failed:
+    /// the record keeps no reading.
+    Unread,
+    /// Asked, but there was nothing it reads (another language, no text, turns that
+    /// could not be encoded): the model's answer stands, as the reader would leave it.
+    NothingToRead,
+    /// Read: `shift` was added to the model's sentiment log-probabilities, and the
+    /// emotions were moved or kept.
+    Read { shift: [f32; 3], emotions: Emotions },
+}
+
+impl Outcome {
+    /// Whether the reader's reading moved the emotions (their source says "+reader").
+    pub fn moved_emotions(self) -> bool {
+        matches!(
+            self,
+            Outcome::Read {
+                emotions: Emotions::Moved,
+                ..
+            }
+        )
+    }
+
+    /// What the feedback record keeps: the shift the answer got from the reader,
+    /// zeros where it had nothing to read, None where it was not asked.
+    pub fn shift(self) -> Option<[f32; 3]> {
+        match self {
+            Outcome::Unread => None,
+            Outcome::NothingToRead => Some([0.0; 3]),
+            Outcome::Read { shift, .. } => Some(shift),
+        }
+    }
 }
 
 /// What the reader read, in SENTIMENT_LABELS and EMOTION_LABELS order
@@ -145,17 +182,33 @@ fn in_order<const N: usize>(labels: &[&str; N], words: &[&str; N], values: &[f32
     })
 }
 
+/// Whether a reading moves the emotions too: not those of a version whose emotion
+/// head learned from corrections (`EMOTIONS_CORRECTED`), which it would overrule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emotions {
+    Moved,
+    Kept,
+}
+
 /// Moves the answer by the reader's `reading` of the analysed text: the sentiment if
 /// the reader is sure (more where the text is `unusual` for the model), the emotions
-/// always.
-pub fn mix(prediction: &mut Prediction, reading: &Reading, unusual: bool) {
+/// as `emotions` says. Returns what it added to the model's sentiment
+/// log-probabilities (zeros where the reader was unsure), which feedback keeps so that
+/// fine-tuning learns a correction as it will be served (`empathy_reader::mix`).
+pub fn mix(
+    prediction: &mut Prediction,
+    reading: &Reading,
+    unusual: bool,
+    emotions: Emotions,
+) -> [f32; 3] {
     let sentiment = mix::shift_by_text(
         prediction.sentiment,
         reading.sentiment,
         NEUTRAL_SENTIMENT,
         unusual,
     );
-    settle(prediction, sentiment, &reading.emotions, 1.0);
+    settle(prediction, sentiment, (&reading.emotions, emotions), 1.0);
+    mix::text_shift(reading.sentiment, NEUTRAL_SENTIMENT, unusual).unwrap_or_default()
 }
 
 /// The attention the model gave the turns before (0 without them).
@@ -175,16 +228,33 @@ pub fn scene(turns: &[Turn]) -> String {
 }
 
 /// Moves the answer by the reader's `reading` of the turns before, as far as the
-/// model let them weigh (`context_weight`).
-pub fn mix_scene(prediction: &mut Prediction, reading: &Reading, context_weight: f32) {
+/// model let them weigh (`context_weight`); returns the sentiment shift, as `mix`.
+pub fn mix_scene(
+    prediction: &mut Prediction,
+    reading: &Reading,
+    context_weight: f32,
+    emotions: Emotions,
+) -> [f32; 3] {
     let sentiment = mix::shift_by_scene(prediction.sentiment, reading.sentiment, context_weight);
-    settle(prediction, sentiment, &reading.emotions, context_weight);
+    settle(
+        prediction,
+        sentiment,
+        (&reading.emotions, emotions),
+        context_weight,
+    );
+    mix::scene_shift(reading.sentiment, context_weight)
 }
 
 /// Puts the moved `sentiment` in the answer; valence keeps its half from the
-/// sentiment (p(positive) - p(negative)), and the emotions are moved by the reader's
-/// `emotions` reading, weighed `weight`, towards those that agree with the sentiment.
-fn settle(prediction: &mut Prediction, sentiment: [f32; 3], emotions: &[f32; 7], weight: f32) {
+/// sentiment (p(positive) - p(negative)), and, unless they are `Kept`, the emotions
+/// are moved by the reader's `emotions` reading, weighed `weight`, towards those that
+/// agree with the sentiment.
+fn settle(
+    prediction: &mut Prediction,
+    sentiment: [f32; 3],
+    (emotions, move_them): (&[f32; 7], Emotions),
+    weight: f32,
+) {
     let probability = |s: &[f32; 3], label: &str| {
         SENTIMENT_LABELS
             .iter()
@@ -195,6 +265,9 @@ fn settle(prediction: &mut Prediction, sentiment: [f32; 3], emotions: &[f32; 7],
     let moved = 0.5 * (lean(&sentiment) - lean(&prediction.sentiment));
     prediction.valence = (prediction.valence + moved).clamp(-1.0, 1.0);
     prediction.sentiment = sentiment;
+    if move_them == Emotions::Kept {
+        return;
+    }
     let agreement = mix::agreement(|label| probability(&sentiment, label));
     prediction.emotions = mix::emotions_by_reading(
         prediction.emotions,
@@ -235,7 +308,7 @@ mod tests {
         let note = fine_tuned_note(MeaningReading::On, "v0003");
         assert!(
             note.as_deref()
-                .is_some_and(|n| n.contains("model version v0003: it is fine-tuned")),
+                .is_some_and(|n| n.contains("model version v0003: it learnt its corrections")),
             "{note:?}"
         );
         assert_eq!(
@@ -269,7 +342,20 @@ mod tests {
             sentiment: [(0.9f32).ln(), (0.05f32).ln(), (0.05f32).ln()],
             emotions: ln([0.6, 0.1, 0.05, 0.05, 0.1, 0.05, 0.05]),
         };
-        mix(&mut p, &reading, false);
+        let kept = {
+            let mut q = p.clone();
+            let shift = mix(&mut q, &reading, false, Emotions::Kept);
+            assert_eq!(q.emotions, p.emotions, "a corrected emotion head's stay");
+            assert!(q.sentiment[0] > q.sentiment[2], "{:?}", q.sentiment);
+            shift
+        };
+        let shift = mix(&mut p, &reading, false, Emotions::Moved);
+        assert_eq!(shift, kept);
+        // What was added to the model's log-probabilities: the answer is the model's
+        // moved by it, then sharpened (which keeps the order).
+        let model = [0.1f32, 0.2, 0.7].map(f32::ln);
+        let served = |k: usize| model[k] + shift[k];
+        assert!(served(0) > served(1) && served(0) > served(2), "{shift:?}");
         assert!(p.sentiment[0] > p.sentiment[2], "{:?}", p.sentiment);
         assert!(p.valence < 0.0, "{}", p.valence);
         let top = (0..7).max_by(|&a, &b| p.emotions[a].total_cmp(&p.emotions[b]));

@@ -24,6 +24,10 @@ pub struct Features {
     pub lexicon: Vec<f32>,
     pub speech: Option<Vec<f32>>,
     pub image: Option<Vec<f32>>,
+    /// What the meaning reader added to the model's sentiment log-probabilities
+    /// (zeros where it applies to no such text, or was unsure); None where it was not
+    /// asked to read (`meaning::mix`).
+    pub meaning: Option<[f32; 3]>,
 }
 
 impl Features {
@@ -33,6 +37,7 @@ impl Features {
             lexicon: inputs.lexicon.features.clone(),
             speech: inputs.speech.clone(),
             image: inputs.image.clone(),
+            meaning: None,
         }
     }
 
@@ -47,6 +52,9 @@ impl Features {
             if let Some(v) = v {
                 out.push((name, v.clone()));
             }
+        }
+        if let Some(shift) = self.meaning {
+            out.push((empathy_model::MEANING_SHIFT, shift.to_vec()));
         }
         out
     }
@@ -118,7 +126,8 @@ impl Features {
             + [&self.text, &self.speech, &self.image]
                 .iter()
                 .map(|v| v.as_ref().map_or(0, Vec::len))
-                .sum::<usize>();
+                .sum::<usize>()
+            + self.meaning.map_or(0, |m| m.len());
         floats * size_of::<f32>()
     }
 }

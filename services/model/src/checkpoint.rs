@@ -115,6 +115,13 @@ pub struct Manifest {
     /// manifests written before the field): not known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub typicality: Option<TypicalityRef>,
+    /// A fine-tuned version that learnt every correction both as the model alone
+    /// answers it and as the meaning reader moves that answer, so fusion's reader
+    /// reads for it without overruling them. False (also for manifests written before
+    /// the field) for a version fine-tuned without the reader's readings, which the
+    /// reader leaves alone; base versions are read either way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub corrections_hold_with_reader: bool,
 }
 
 impl Manifest {
@@ -139,6 +146,8 @@ pub struct NewVersion {
     pub tenant: Option<String>,
     /// How unlike the training texts a text is; None: not measured.
     pub typicality: Option<Typicality>,
+    /// See `Manifest::corrections_hold_with_reader`.
+    pub corrections_hold_with_reader: bool,
 }
 
 /// Writes a new version `vNNNN` (one above the highest present) under `models_dir`.
@@ -225,6 +234,7 @@ fn write_and_publish(
         lexicon_expansion: expansion.map(|x| x.reference().clone()),
         calibration: new.calibration,
         typicality,
+        corrections_hold_with_reader: new.corrections_hold_with_reader,
     };
     let tenant = new.tenant;
     // Another writer may take the same number between our scan and rename: retry.
@@ -433,6 +443,7 @@ mod tests {
         NewVersion {
             tenant: None,
             typicality: None,
+            corrections_hold_with_reader: false,
             parent: None,
             dims: dims(),
             trained_tokens: vec!["text".into(), "lexicon".into()],

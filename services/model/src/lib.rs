@@ -22,7 +22,7 @@ pub use checkpoint::{Calibration, Manifest, latest_version};
 pub use experts::{EXPERT_SHARE_WITH_TEXT, Expert, NEUTRAL};
 pub use lexicon::{Expansion, LEXICON_FEATURES, Lexicon, LexiconAnalysis, WordSignal};
 pub use model::{
-    CONTEXT, EMOTIONS_CORRECTED, FusionModel, ModelInputs, PreviousTurn, WordsReading,
-    corrected_emotions, prior_logit,
+    CONTEXT, EMOTIONS_CORRECTED, FusionModel, MEANING_SHIFT, ModelInputs, PreviousTurn,
+    WordsReading, corrected_emotions, prior_logit,
 };
 pub use prediction::{Prediction, top_index};

@@ -270,6 +270,10 @@ impl FusionModel {
 /// (trained on emotion feedback); "lexicon" before that.
 pub const EMOTIONS_CORRECTED: &str = "lexicon+model";
 
+/// The name, among a feedback record's features, of what the meaning reader added to
+/// the model's sentiment log-probabilities in the corrected analysis.
+pub const MEANING_SHIFT: &str = "meaning";
+
 /// The lexicon's emotions moved by the head: sigmoid(head logit + logit(lexicon score)).
 /// A head of zeros leaves the lexicon's emotions as they are, so training starts from
 /// what the serving version said.

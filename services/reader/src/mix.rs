@@ -53,22 +53,40 @@ pub fn shift_by_text(
     neutral: usize,
     unusual: bool,
 ) -> [f32; 3] {
+    match text_shift(reading, neutral, unusual) {
+        None => sentiment,
+        Some(shift) => normalised(std::array::from_fn(|k| {
+            (sentiment[k].max(1e-6).ln() + shift[k]) / TEMPERATURE
+        })),
+    }
+}
+
+/// What `shift_by_text` adds to the model's log-probabilities (before sharpening by
+/// TEMPERATURE, which never changes the top label); None where the reader is unsure
+/// and the model's answer stands.
+pub fn text_shift(reading: [f32; 3], neutral: usize, unusual: bool) -> Option<[f32; 3]> {
     if reading.iter().all(|r| r.exp() <= SURE) {
-        return sentiment;
+        return None;
     }
     let weight = if unusual { UNUSUAL_WEIGHT } else { WEIGHT };
-    normalised(std::array::from_fn(|k| {
+    Some(std::array::from_fn(|k| {
         let shift = if k == neutral { NEUTRAL_SHIFT } else { 0.0 };
-        (sentiment[k].max(1e-6).ln() + weight * (reading[k] + shift)) / TEMPERATURE
+        weight * (reading[k] + shift)
     }))
 }
 
 /// `sentiment` moved by the `reading` of the turns before, as far as the model let
 /// them weigh (`context_weight`, the attention they had).
 pub fn shift_by_scene(sentiment: [f32; 3], reading: [f32; 3], context_weight: f32) -> [f32; 3] {
+    let shift = scene_shift(reading, context_weight);
     normalised(std::array::from_fn(|k| {
-        sentiment[k].max(1e-6).ln() + SCENE_WEIGHT * context_weight * reading[k]
+        sentiment[k].max(1e-6).ln() + shift[k]
     }))
+}
+
+/// What `shift_by_scene` adds to the model's log-probabilities.
+pub fn scene_shift(reading: [f32; 3], context_weight: f32) -> [f32; 3] {
+    reading.map(|r| SCENE_WEIGHT * context_weight * r)
 }
 
 /// The sentiment each of EMOTION_WORDS implies (LABEL_WORDS), None for either.
@@ -146,6 +164,7 @@ mod tests {
         let reading = [(0.45f32).ln(), (0.2f32).ln(), (0.35f32).ln()];
         assert_eq!(shift_by_text(model, reading, NEUTRAL, false), model);
         assert_eq!(shift_by_text(model, reading, NEUTRAL, true), model);
+        assert_eq!(text_shift(reading, NEUTRAL, false), None);
     }
 
     #[test]

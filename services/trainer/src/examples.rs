@@ -1,10 +1,11 @@
 //! Stored feedback records as fine-tuning examples: the corrections, the text
-//! embedding fusion computed, and the text it analysed. Records that cannot train the
+//! embedding fusion computed, the text it analysed, and what the meaning reader added
+//! to the answer. Records that cannot train the
 //! serving version are skipped, and the job says how many and why.
 
 use std::collections::BTreeMap;
 
-use empathy_model::Manifest;
+use empathy_model::{MEANING_SHIFT, Manifest};
 use empathy_proto::{EMOTION_LABELS, SENTIMENT_LABELS};
 use empathy_training::finetune::FeedbackExample;
 
@@ -62,11 +63,19 @@ fn example(s: Stored, versions: &Versions, serving: &Manifest) -> Result<Feedbac
         .values
         .clone();
     versions.compatible(&s.record.model_version, serving)?;
+    // A reading of another width is not one fusion made: as good as none.
+    let meaning = s
+        .record
+        .features
+        .get(MEANING_SHIFT)
+        .and_then(|v| <[f32; 3]>::try_from(v.values.as_slice()).ok())
+        .filter(|m| m.iter().all(|x| x.is_finite()));
     Ok(FeedbackExample {
         id: s.id,
         text,
         utterance: s.record.text,
         sentiment,
         emotion,
+        meaning,
     })
 }

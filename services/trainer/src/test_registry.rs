@@ -60,6 +60,7 @@ impl Scratch {
                 NewVersion {
                     tenant: None,
                     typicality: None,
+                    corrections_hold_with_reader: false,
                     parent: parent.clone(),
                     dims: dims(),
                     trained_tokens: vec!["text".into(), "lexicon".into()],

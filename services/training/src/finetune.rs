@@ -56,6 +56,11 @@ pub struct FeedbackExample {
     pub sentiment: Option<usize>,
     /// Index into EMOTION_LABELS.
     pub emotion: Option<usize>,
+    /// What the meaning reader added to the model's sentiment log-probabilities in the
+    /// corrected analysis (`empathy_model::MEANING_SHIFT`); None where it was not
+    /// asked to read. The correction is learnt both without it and with it, so it
+    /// holds whether a request is read or not.
+    pub meaning: Option<[f32; 3]>,
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +148,8 @@ pub struct Finetuned {
     pub expansion: Option<Expansion>,
     /// The new version's sentiment temperature, refitted (see `Run::calibrate`).
     pub calibration: Calibration,
+    /// Every sentiment correction came with the reader's reading, and holds with it.
+    pub corrections_hold_with_reader: bool,
 }
 
 /// Features and targets of the rows a fine-tune touches.
@@ -208,12 +215,18 @@ pub fn finetune(
     let (serving, weights) = read_version(serving_dir)?;
     let mut run = Run::start(serving, feedback, config)?;
     let fb = run.fold_feedback(feedback)?;
+    let corrections_hold_with_reader = all_read(feedback);
     progress(
         0.02,
         &format!(
-            "{} corrections in {} folds, each held out once",
+            "{} corrections in {} folds, each held out once; {}",
             fb.order.len(),
-            fb.folds
+            fb.folds,
+            if corrections_hold_with_reader {
+                "each read by the meaning reader, so the new version is read too"
+            } else {
+                "some not read by the meaning reader, so it will not read for the new version"
+            }
         ),
     );
     let base = run.load_base(assets_dir)?;
@@ -275,7 +288,17 @@ pub fn finetune(
         emotion_source: evaluation.new_source,
         expansion: data.expansion,
         calibration,
+        corrections_hold_with_reader,
     })
+}
+
+/// Whether every sentiment correction carries the reader's reading: only then can
+/// the new version be read without overruling one (emotions it leaves alone).
+fn all_read(feedback: &[FeedbackExample]) -> bool {
+    feedback
+        .iter()
+        .filter(|f| f.sentiment.is_some())
+        .all(|f| f.meaning.is_some())
 }
 
 /// One fine-tune's settings and the state its phases share: the serving version,
@@ -320,6 +343,7 @@ pub fn publish(
         NewVersion {
             tenant: tenant.map(str::to_string),
             typicality: None,
+            corrections_hold_with_reader: tuned.corrections_hold_with_reader,
             parent: Some(tuned.serving.version.clone()),
             dims: tuned.serving.dims,
             trained_tokens: tuned.serving.trained_tokens.clone(),
@@ -369,4 +393,27 @@ fn served_emotions(
         },
     )?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_is_read_only_if_every_sentiment_correction_was() {
+        let correction = |sentiment, emotion, meaning| FeedbackExample {
+            id: String::new(),
+            text: Vec::new(),
+            utterance: String::new(),
+            sentiment,
+            emotion,
+            meaning,
+        };
+        let read = correction(Some(2), None, Some([0.0, 0.0, 1.0]));
+        let unread = correction(Some(0), None, None);
+        // An emotion alone: the reader leaves a corrected emotion head's emotions alone.
+        let emotion_only = correction(None, Some(3), None);
+        assert!(all_read(&[read.clone(), emotion_only.clone()]));
+        assert!(!all_read(&[read, unread, emotion_only]));
+    }
 }

@@ -229,6 +229,7 @@ pub fn train_sentiment(
         NewVersion {
             tenant: None,
             typicality: Some(typicality),
+            corrections_hold_with_reader: false,
             parent: None,
             dims: config.dims,
             trained_tokens: ["text", "lexicon"]
@@ -565,6 +566,8 @@ mod tests {
                 utterance: utterance.to_string(),
                 sentiment: Some(2),
                 emotion: None,
+                // As if the meaning reader had read them negative.
+                meaning: Some([1.5, 0.0, -1.5]),
             })
             .collect();
         let finetune_config = FinetuneConfig {
@@ -584,6 +587,10 @@ mod tests {
         )?;
         let c = &tuned.calibration;
         eprintln!("fine-tuned: {c:?}; {}", tuned.reason);
+        assert!(
+            tuned.corrections_hold_with_reader,
+            "every correction was read"
+        );
         assert!(c.fitted_on.starts_with("base validation split"), "{c:?}");
         assert!(c.temperature > 0.0 && c.nll <= c.nll_uncalibrated, "{c:?}");
         assert_eq!(tuned.metrics["temperature"], c.temperature);

@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use empathy_common::status::quote;
-use empathy_model::Manifest;
+use empathy_model::{EMOTIONS_CORRECTED, Manifest};
 use empathy_proto::v1::{AnalyzeOptions, AnalyzeRequest, EncodeResponse, ModelRef, Turn};
 use tonic::Status;
 
-use crate::{context, situations::Ask};
+use crate::{context, meaning, situations::Ask};
 
 /// One request's settings, resolved once.
 pub(super) struct Call<'a> {
@@ -26,9 +26,12 @@ pub(super) struct Call<'a> {
     pub(super) context_read: usize,
     /// Whether the meaning reader reads this request (`meaning::wanted`).
     pub(super) read_meaning: bool,
-    /// Whether the version is fine-tuned on corrections (which the reader would
-    /// overrule).
-    pub(super) fine_tuned: bool,
+    /// Whether the version is fine-tuned on corrections that the reader would
+    /// overrule (learnt without its readings).
+    pub(super) reader_overrules: bool,
+    /// Whether the reader moves the emotions: not those of a version whose emotion
+    /// head learnt from corrections.
+    pub(super) reader_emotions: meaning::Emotions,
 }
 
 impl<'a> Call<'a> {
@@ -56,7 +59,12 @@ impl<'a> Call<'a> {
             text_encoder: &manifest.training.encoder,
             context_read: context::turns_read(manifest, req.context.len()),
             read_meaning,
-            fine_tuned: manifest.parent.is_some(),
+            reader_overrules: manifest.parent.is_some() && !manifest.corrections_hold_with_reader,
+            reader_emotions: if manifest.emotion_source == EMOTIONS_CORRECTED {
+                meaning::Emotions::Kept
+            } else {
+                meaning::Emotions::Moved
+            },
         }
     }
 

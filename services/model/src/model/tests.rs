@@ -47,6 +47,7 @@ fn save_calibrated(
         NewVersion {
             tenant: None,
             typicality: None,
+            corrections_hold_with_reader: false,
             parent: None,
             dims: dims(),
             trained_tokens: tokens,

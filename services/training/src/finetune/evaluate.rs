@@ -95,9 +95,9 @@ impl Run<'_> {
         data: &Data,
         ix: &[usize],
     ) -> anyhow::Result<Vec<Judged>> {
-        let (rows, tokens) = (&data.rows, self.tokens);
-        let new = correction_hits(&networks.network, &self.new_serving(), rows, ix, tokens)?;
-        let old = correction_hits(&networks.old, &self.serving, rows, ix, tokens)?;
+        let tokens = self.tokens;
+        let new = correction_hits(&networks.network, &self.new_serving(), data, ix, tokens)?;
+        let old = correction_hits(&networks.old, &self.serving, data, ix, tokens)?;
         Ok(new
             .iter()
             .zip(&old)
@@ -378,22 +378,39 @@ fn sign_test(wins: usize, losses: usize) -> f64 {
 }
 
 /// Each correction at `ix` (the sentiment ones, then the emotion ones): whether it
-/// corrects an emotion, and whether version `m` gets it right.
+/// corrects an emotion, and whether version `m` gets it right; a read sentiment
+/// correction only if it is right both without the reader and as the reader moves it
+/// (its twin).
 fn correction_hits(
     net: &FusionNetwork,
     m: &Manifest,
-    rows: &Rows,
+    data: &Data,
     ix: &[usize],
     tokens: Tokens,
 ) -> anyhow::Result<Vec<(bool, bool)>> {
+    let rows = &data.rows;
     let with_sentiment = rows_where(ix, |i| rows.sentiment[i].is_some());
     let sentiments = predict(net, rows, &with_sentiment, tokens)?;
+    let twins: Vec<usize> = with_sentiment
+        .iter()
+        .filter_map(|i| data.read_twins.get(i).copied())
+        .collect();
+    let twin_right: BTreeMap<usize, bool> = twins
+        .iter()
+        .zip(predict(net, rows, &twins, tokens)?)
+        .map(|(&t, p)| (t, rows.sentiment[t] == Some(p)))
+        .collect();
+    let read_right = |i: &usize| {
+        data.read_twins
+            .get(i)
+            .is_none_or(|t| twin_right.get(t) == Some(&true))
+    };
     let with_emotion = rows_where(ix, |i| rows.emotion[i].is_some());
     let emotions = tops(net, m, rows, &with_emotion, tokens)?;
     Ok(with_sentiment
         .iter()
         .zip(&sentiments)
-        .map(|(&i, &p)| (false, rows.sentiment[i] == Some(p)))
+        .map(|(i, &p)| (false, rows.sentiment[*i] == Some(p) && read_right(i)))
         .chain(
             with_emotion
                 .iter()
@@ -435,13 +452,30 @@ fn tops(
         .collect())
 }
 
+/// The top sentiment of each row at `ix`, its logits moved by the row's bias as in
+/// training: zero but for the replay sample's topic priors and the read twins'
+/// reader shift.
 fn predict(
     network: &FusionNetwork,
     rows: &Rows,
     ix: &[usize],
     tokens: Tokens,
 ) -> anyhow::Result<Vec<usize>> {
-    super::super::fit::predict_rows(network, ix, |i| rows.example(i), |slot| tokens.shows(slot))
+    let logits = super::super::fit::logits_rows(
+        network,
+        ix,
+        |i| rows.example(i),
+        |slot| tokens.shows(slot),
+    )?;
+    Ok(ix
+        .iter()
+        .zip(logits)
+        .map(|(&i, l)| {
+            empathy_model::top_index(&std::array::from_fn::<f32, 3, _>(|k| {
+                l[k] + rows.bias[i][k]
+            }))
+        })
+        .collect())
 }
 
 /// Correct answers out of a count.

@@ -1,6 +1,7 @@
 //! A fine-tune's first phases: the checks, the feedback hold-out, the base corpus as
 //! the serving version's lineage split it, the rows of both, and the networks.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, bail, ensure};
@@ -45,6 +46,9 @@ pub(super) struct Data {
     pub validation: Vec<usize>,
     /// Every correction's row, and the fold that holds it out.
     pub feedback: Vec<usize>,
+    /// A read correction's row (by its row) as the reader moved it: the same example
+    /// with the reader's shift as the logits' bias, so it is learnt both ways.
+    pub read_twins: BTreeMap<usize, usize>,
     pub fold: Vec<usize>,
     /// The corrections the network being trained learns from (one fold's complement
     /// while cross-validating, then all of them).
@@ -217,21 +221,32 @@ impl<'a> Run<'a> {
             .iter()
             .map(|&i| base_row(&mut rows, i, false))
             .collect();
-        let add_feedback = |rows: &mut Rows, f: &FeedbackExample| {
+        let add_feedback = |rows: &mut Rows, f: &FeedbackExample, bias: [f32; 3]| {
             rows.push(
                 f.text.clone(),
                 lexicon
                     .analyze_with(&f.utterance, expansion.as_ref())
                     .features,
                 (f.sentiment, f.emotion),
-                [0.0; 3],
+                bias,
             )
         };
         let feedback: Vec<usize> = fb
             .order
             .iter()
-            .map(|f| add_feedback(&mut rows, f))
+            .map(|f| add_feedback(&mut rows, f, [0.0; 3]))
             .collect();
+        // Serving divides the logits by the temperature before the reader's shift is
+        // added: in logit units the shift is that much larger.
+        let temperature = serving.temperature() as f32;
+        let mut read_twins = BTreeMap::new();
+        for (f, &row) in fb.order.iter().zip(&feedback) {
+            let shift = f.meaning.filter(|m| m.iter().any(|x| *x != 0.0));
+            if let (Some(shift), Some(_)) = (shift, f.sentiment) {
+                let twin = add_feedback(&mut rows, f, shift.map(|x| x * temperature));
+                read_twins.insert(row, twin);
+            }
+        }
         let fold = (0..feedback.len()).map(|i| i % fb.folds).collect();
         // Traffic sampled under another version may have other widths: left out. So is
         // every analysis of a corrected sentence (the same text has the same
@@ -252,6 +267,7 @@ impl<'a> Run<'a> {
             validation,
             fb_train: feedback.clone(),
             feedback,
+            read_twins,
             fold,
             traffic,
             expansion,

@@ -21,10 +21,16 @@ pub(super) struct Epochs {
 }
 
 impl Run<'_> {
-    /// Each epoch: the replay sample, the feedback repeated to its share, and the
-    /// tenant's traffic repeated to weigh as much as the feedback.
+    /// Each epoch: the replay sample, the feedback (each read correction with its
+    /// twin as the reader moved it) repeated to its share, and the tenant's traffic
+    /// repeated to weigh as much as the feedback.
     pub(super) fn epoch_rows(&self, data: &Data) -> Epochs {
-        let (replay, fb_train) = (&data.replay, &data.fb_train);
+        let replay = &data.replay;
+        let fb_train: Vec<usize> = data
+            .fb_train
+            .iter()
+            .flat_map(|row| std::iter::once(*row).chain(data.read_twins.get(row).copied()))
+            .collect();
         let share = self.config.feedback_share.clamp(0.0, 0.9);
         let copies = if fb_train.is_empty() {
             0
@@ -35,7 +41,7 @@ impl Run<'_> {
         };
         let mut rows: Vec<usize> = replay.clone();
         for _ in 0..copies {
-            rows.extend(fb_train);
+            rows.extend(&fb_train);
         }
         // The traffic as often as the corrections, in all (see `traffic_weight`).
         let traffic_copies = if data.traffic.is_empty() {
