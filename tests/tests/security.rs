@@ -183,6 +183,12 @@ async fn up_secure_gives_each_door_the_right_status() -> anyhow::Result<()> {
 
     // analyze: Analyze yes, Feedback no.
     let answer = fusion.analyze(analyze(Some(&analyst))).await?.into_inner();
+    // `empathy up` runs the meaning reader unless told otherwise.
+    assert!(
+        answer.timings.iter().any(|t| t.stage == "meaning"),
+        "{:?}",
+        answer.timings
+    );
     let feedback = |key: &str| {
         let request = FeedbackRequest {
             analysis_id: answer.analysis_id.clone(),

@@ -50,6 +50,12 @@ pub struct UpArgs {
     /// --fusion-arg=--traffic-sample=0.5; repeat for several.
     #[arg(long = "fusion-arg", allow_hyphen_values = true)]
     fusion_args: Vec<String>,
+    /// Which requests fusion's meaning reader (Gemma 3 270M, about 0.2 s a text on 2
+    /// cores) reads: `on`, every request that does not turn it off; `on-request`, only
+    /// those that ask; `off`, none (README, "The meaning reader"). A
+    /// --fusion-arg=--meaning-reader=... takes its place.
+    #[arg(long, default_value = "on", value_parser = ["off", "on", "on-request"])]
+    meaning_reader: String,
     /// Fusion marks an answer low_confidence when its top sentiment score is below
     /// this, from 0 to 1 [default: fusion's own, 0.5, or EMPATHY_MIN_CONFIDENCE].
     #[arg(long)]
@@ -132,6 +138,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     ]);
     if let Some(m) = &args.min_confidence {
         fusion_args.extend(["--min-confidence".into(), m.clone()]);
+    }
+    if !args
+        .fusion_args
+        .iter()
+        .any(|a| a.starts_with("--meaning-reader"))
+    {
+        fusion_args.push(format!("--meaning-reader={}", args.meaning_reader));
     }
     fusion_args.extend(args.fusion_args.iter().cloned());
     if args.http_listen != "off" {

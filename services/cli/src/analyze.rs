@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use empathy_grpc::v1::{AnalyzeOptions, AnalyzeRequest, MeaningReading};
+use empathy_grpc::v1::{AnalyzeOptions, AnalyzeRequest, InfoRequest, MeaningReading};
 
 #[derive(clap::Args)]
 pub struct AnalyzeArgs {
@@ -99,6 +99,26 @@ impl MeaningToggle {
     }
 }
 
+/// A batch left to the server's choice, on a server whose reader reads every
+/// request, goes at the reader's pace (about 90 times slower): says so, and how to
+/// leave it out.
+async fn reader_hint(client: &mut crate::Client) {
+    let Ok(info) = client.info(InfoRequest::default()).await else {
+        return;
+    };
+    let reads_all = info
+        .into_inner()
+        .notes
+        .iter()
+        .any(|n| n.starts_with("meaning: ") && n.contains("every request"));
+    if reads_all {
+        eprintln!(
+            "this server's meaning reader reads every request (about 0.2 s a text, one at a \
+             time): add --meaning-reader off to analyse at the model's speed"
+        );
+    }
+}
+
 fn options(args: &AnalyzeArgs) -> AnalyzeOptions {
     AnalyzeOptions {
         num_situations: args.situations,
@@ -125,7 +145,11 @@ pub async fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
             timeout: std::time::Duration::from_millis(args.timeout_ms),
             time_field: args.time_field.clone(),
         };
-        return crate::batch::run(args.fusion.connect().await?, batch).await;
+        let mut client = args.fusion.connect().await?;
+        if args.meaning_reader.is_none() {
+            reader_hint(&mut client).await;
+        }
+        return crate::batch::run(client, batch).await;
     }
     let read = |p: &Option<PathBuf>| -> anyhow::Result<Vec<u8>> {
         match p {

@@ -102,8 +102,9 @@ struct Args {
     /// what the turns before imply, at a fraction of the throughput (README, "The
     /// meaning reader" and "Conversations"). `on` reads every request that does not
     /// turn it off (`options.meaning_reading`); `on-request` only those that ask for
-    /// it; bare `--meaning-reader` is `on`. Off by default until corrections and the
-    /// reader are reconciled (a corrected line must keep what it learned).
+    /// it; bare `--meaning-reader` is `on`. Off by default, for what it costs. A
+    /// version fine-tuned on corrections is read only where every correction was
+    /// (README, "The meaning reader").
     #[arg(long, value_enum, default_value_t = meaning::Mode::Off, num_args = 0..=1,
           default_missing_value = "on")]
     meaning_reader: meaning::Mode,

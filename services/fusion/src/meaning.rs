@@ -8,7 +8,7 @@
 
 use std::{path::Path, sync::Arc, time::Duration, time::Instant};
 
-use empathy_model::{CONTEXT, Prediction};
+use empathy_model::{CONTEXT, EMOTIONS_CORRECTED, Manifest, Prediction};
 use empathy_proto::v1::{MeaningReading, Turn};
 use empathy_proto::{EMOTION_LABELS, NEUTRAL_SENTIMENT, SENTIMENT_LABELS, v1::StageTiming};
 use empathy_reader::{EMOTION_WORDS, LABEL_WORDS, MeaningReader, mix};
@@ -188,6 +188,23 @@ fn in_order<const N: usize>(labels: &[&str; N], words: &[&str; N], values: &[f32
 pub enum Emotions {
     Moved,
     Kept,
+}
+
+impl Emotions {
+    pub fn of(manifest: &Manifest) -> Emotions {
+        if manifest.emotion_source == EMOTIONS_CORRECTED {
+            Emotions::Kept
+        } else {
+            Emotions::Moved
+        }
+    }
+}
+
+/// Whether the reader may read for `manifest`'s version: a base version, or one
+/// fine-tuned on corrections that hold with the reader's readings (without them the
+/// reader would overrule what the corrections taught).
+pub fn reads_for(manifest: &Manifest) -> bool {
+    manifest.parent.is_none() || manifest.corrections_hold_with_reader
 }
 
 /// Moves the answer by the reader's `reading` of the analysed text: the sentiment if

@@ -241,8 +241,8 @@ fn notes(manifest: &Manifest, has_service: bool, min_confidence: f32) -> Vec<Str
     ]
 }
 
-/// Where the meaning reader serves this version (not one fine-tuned on corrections,
-/// which it would overrule), what it does, and which requests it reads.
+/// Where the meaning reader serves this version (`meaning::reads_for`), what it does,
+/// and which requests it reads.
 fn meaning_note(manifest: &Manifest, loaded: bool, mode: meaning::Mode) -> Option<String> {
     let which = match mode {
         meaning::Mode::On => "every request that does not turn it off (options.meaning_reading)",
@@ -250,13 +250,22 @@ fn meaning_note(manifest: &Manifest, loaded: bool, mode: meaning::Mode) -> Optio
             "only the requests that ask for it (options.meaning_reading MEANING_READING_ON)"
         }
     };
-    (loaded && manifest.parent.is_none()).then(|| {
+    let emotions = match meaning::Emotions::of(manifest) {
+        meaning::Emotions::Moved => {
+            "the emotions and valence always (emotions source \"+reader\", whose scores \
+             share 1)"
+        }
+        meaning::Emotions::Kept => {
+            "the valence always, and leaves the emotions to the version's head, which \
+             learnt from corrections"
+        }
+    };
+    (loaded && meaning::reads_for(manifest)).then(|| {
         format!(
             "meaning: the meaning reader (Gemma 3 270M) reads English texts, or the turns \
              before in a conversation; it moves the sentiment where it is sure (more on a \
-             text unlike the version's training texts, which a note then says), and the \
-             emotions and valence always (emotions source \"+reader\", whose scores share \
-             1); it reads {which}"
+             text unlike the version's training texts, which a note then says), and \
+             {emotions}; it reads {which}"
         )
     })
 }

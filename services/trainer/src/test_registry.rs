@@ -112,6 +112,7 @@ impl Scratch {
                 nll_uncalibrated: 1.0,
                 nll: 1.0,
             },
+            corrections_hold_with_reader: false,
         })
     }
 }

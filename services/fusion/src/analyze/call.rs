@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use empathy_common::status::quote;
-use empathy_model::{EMOTIONS_CORRECTED, Manifest};
+use empathy_model::Manifest;
 use empathy_proto::v1::{AnalyzeOptions, AnalyzeRequest, EncodeResponse, ModelRef, Turn};
 use tonic::Status;
 
@@ -59,12 +59,8 @@ impl<'a> Call<'a> {
             text_encoder: &manifest.training.encoder,
             context_read: context::turns_read(manifest, req.context.len()),
             read_meaning,
-            reader_overrules: manifest.parent.is_some() && !manifest.corrections_hold_with_reader,
-            reader_emotions: if manifest.emotion_source == EMOTIONS_CORRECTED {
-                meaning::Emotions::Kept
-            } else {
-                meaning::Emotions::Moved
-            },
+            reader_overrules: !meaning::reads_for(manifest),
+            reader_emotions: meaning::Emotions::of(manifest),
         }
     }
 
