@@ -391,26 +391,23 @@ fn correction_hits(
     let rows = &data.rows;
     let with_sentiment = rows_where(ix, |i| rows.sentiment[i].is_some());
     let sentiments = predict(net, rows, &with_sentiment, tokens)?;
-    let twins: Vec<usize> = with_sentiment
+    // As the reader moves it: the twin, or the row itself where it has none.
+    let as_read: Vec<usize> = with_sentiment
         .iter()
-        .filter_map(|i| data.read_twins.get(i).copied())
+        .map(|i| data.read_twins.get(i).copied().unwrap_or(*i))
         .collect();
-    let twin_right: BTreeMap<usize, bool> = twins
-        .iter()
-        .zip(predict(net, rows, &twins, tokens)?)
-        .map(|(&t, p)| (t, rows.sentiment[t] == Some(p)))
-        .collect();
-    let read_right = |i: &usize| {
-        data.read_twins
-            .get(i)
-            .is_none_or(|t| twin_right.get(t) == Some(&true))
-    };
+    let read = predict(net, rows, &as_read, tokens)?;
     let with_emotion = rows_where(ix, |i| rows.emotion[i].is_some());
     let emotions = tops(net, m, rows, &with_emotion, tokens)?;
     Ok(with_sentiment
         .iter()
-        .zip(&sentiments)
-        .map(|(i, &p)| (false, rows.sentiment[*i] == Some(p) && read_right(i)))
+        .zip(sentiments.iter().zip(&read))
+        .map(|(&i, (&p, &q))| {
+            (
+                false,
+                rows.sentiment[i] == Some(p) && rows.sentiment[i] == Some(q),
+            )
+        })
         .chain(
             with_emotion
                 .iter()
