@@ -178,12 +178,11 @@ impl Analyzer {
         };
         let inputs = self.model_inputs(expansion, &mut gathered, &faces, &lexicon);
         let (mut prediction, mut features) = predict(&model, inputs, &mut gathered.enc).await?;
-        let remaining = call.deadline.saturating_sub(started.elapsed());
         let meaning_read = self
             .read_meaning(
                 &call,
                 &mut gathered,
-                remaining,
+                started,
                 unusual,
                 &mut prediction,
                 &mut notes,
@@ -341,12 +340,13 @@ impl Analyzer {
     /// for a request that leaves it out (`Call::read_meaning`), nor for a version
     /// fine-tuned on corrections it learnt without the reader (`Call::reader_overrules`).
     /// Says what it did; notes where it could not read, or where the text was `unusual`
-    /// for the model and the reading weighed more.
+    /// for the model and the reading weighed more. It reads within what is left of the
+    /// deadline of the request `started` then.
     async fn read_meaning(
         &self,
         call: &Call<'_>,
         gathered: &mut Gathered,
-        deadline: Duration,
+        started: Instant,
         unusual: bool,
         prediction: &mut Prediction,
         notes: &mut Vec<String>,
@@ -377,6 +377,7 @@ impl Analyzer {
             Some(weight) if weight > 0.0 => meaning::scene(call.turns_read()),
             Some(_) => return NothingToRead,
         };
+        let deadline = call.deadline.saturating_sub(started.elapsed());
         let (reading, timing) = meaning.read(&text, deadline).await;
         gathered.enc.timings.push(timing);
         let reading = match reading {
