@@ -218,14 +218,12 @@ pub fn mix(
     unusual: bool,
     emotions: Emotions,
 ) -> [f32; 3] {
-    let sentiment = mix::shift_by_text(
-        prediction.sentiment,
-        reading.sentiment,
-        NEUTRAL_SENTIMENT,
-        unusual,
-    );
+    let shift = mix::text_shift(reading.sentiment, NEUTRAL_SENTIMENT, unusual);
+    let sentiment = shift.map_or(prediction.sentiment, |s| {
+        mix::with_text_shift(prediction.sentiment, s)
+    });
     settle(prediction, sentiment, (&reading.emotions, emotions), 1.0);
-    mix::text_shift(reading.sentiment, NEUTRAL_SENTIMENT, unusual).unwrap_or_default()
+    shift.unwrap_or_default()
 }
 
 /// The attention the model gave the turns before (0 without them).
@@ -362,7 +360,10 @@ mod tests {
         let kept = {
             let mut q = p.clone();
             let shift = mix(&mut q, &reading, false, Emotions::Kept);
-            assert_eq!(q.emotions, p.emotions, "a corrected emotion head's stay");
+            assert_eq!(
+                q.emotions, p.emotions,
+                "a corrected emotion head's emotions stay"
+            );
             assert!(q.sentiment[0] > q.sentiment[2], "{:?}", q.sentiment);
             shift
         };

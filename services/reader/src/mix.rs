@@ -55,10 +55,15 @@ pub fn shift_by_text(
 ) -> [f32; 3] {
     match text_shift(reading, neutral, unusual) {
         None => sentiment,
-        Some(shift) => normalised(std::array::from_fn(|k| {
-            (sentiment[k].max(1e-6).ln() + shift[k]) / TEMPERATURE
-        })),
+        Some(shift) => with_text_shift(sentiment, shift),
     }
+}
+
+/// `sentiment` moved by a reading's `text_shift`, then sharpened by TEMPERATURE.
+pub fn with_text_shift(sentiment: [f32; 3], shift: [f32; 3]) -> [f32; 3] {
+    normalised(std::array::from_fn(|k| {
+        (sentiment[k].max(1e-6).ln() + shift[k]) / TEMPERATURE
+    }))
 }
 
 /// What `shift_by_text` adds to the model's log-probabilities (before sharpening by
