@@ -1,5 +1,6 @@
 //! `EmpathyService.Feedback`: check the correction, find the analysis's features
-//! (recent analyses, or the resent original inputs, analysed again), and hand a
+//! (recent analyses, or the resent original inputs, analysed again; with what the
+//! meaning reader added, read now where it did not read then), and hand a
 //! `FeedbackRecord` to the trainer, which stores it durably before it answers. The
 //! record says whose it is: the caller's tenant and key (from the authenticating
 //! layer) and the subject (the feedback's, else the analysis's), so that it can be
@@ -10,7 +11,8 @@ use empathy_proto::v1::{FeedbackRecord, FeedbackRequest, FeedbackResponse, Float
 use tonic::Status;
 
 use crate::analyze::Analyzer;
-use crate::recent::Recent;
+use crate::language;
+use crate::recent::{Features, Recent};
 use crate::trainer_link::TrainerLink;
 
 pub async fn submit(
@@ -64,8 +66,12 @@ pub async fn submit(
             )
         }));
     };
+    let meaning = match recent.features.meaning {
+        Some(shift) => Some(shift),
+        None => reading_for(analyzer, &recent.text).await,
+    };
     let ack = trainer
-        .submit_feedback(record(req, &recent, identity))
+        .submit_feedback(record(req, &recent, meaning, identity))
         .await?;
     // Stored: no longer worth suggesting for labelling.
     recent.mark_corrected();
@@ -75,8 +81,27 @@ pub async fn submit(
     })
 }
 
-/// The record the trainer stores for `req` on the analysis `recent`, sent by `identity`.
-fn record(mut req: FeedbackRequest, recent: &Recent, identity: Identity) -> FeedbackRecord {
+/// What the meaning reader would add to the text of a corrected analysis it did not
+/// read (the request turned it off, or asked nothing of an `on-request` server, or the
+/// version did not read): so the correction is learnt as a read request will be
+/// served, and the tenant's line can go on being read. Zeros for text it does not read
+/// (not English); None where this server has no reader or it could not read in time.
+async fn reading_for(analyzer: &Analyzer, text: &str) -> Option<[f32; 3]> {
+    let meaning = analyzer.meaning.as_ref()?;
+    if text.trim().is_empty() || !matches!(language::resolve("", None, text).as_str(), "en" | "") {
+        return Some([0.0; 3]);
+    }
+    meaning.text_shift(text, analyzer.default_deadline).await
+}
+
+/// The record the trainer stores for `req` on the analysis `recent` (with the reader's
+/// shift `meaning`), sent by `identity`.
+fn record(
+    mut req: FeedbackRequest,
+    recent: &Recent,
+    meaning: Option<[f32; 3]>,
+    identity: Identity,
+) -> FeedbackRecord {
     // The features stand for the inputs: the record does not carry the raw media.
     req.original = None;
     if req.subject_id.is_empty() {
@@ -84,12 +109,14 @@ fn record(mut req: FeedbackRequest, recent: &Recent, identity: Identity) -> Feed
     }
     FeedbackRecord {
         model_version: recent.model_version.clone(),
-        features: recent
-            .features
-            .named()
-            .into_iter()
-            .map(|(name, values)| (name.to_string(), FloatVector { values }))
-            .collect(),
+        features: Features {
+            meaning,
+            ..recent.features.clone()
+        }
+        .named()
+        .into_iter()
+        .map(|(name, values)| (name.to_string(), FloatVector { values }))
+        .collect(),
         text: recent.text.clone(),
         received_unix_ms: 0,
         tenant: identity.tenant,
@@ -143,10 +170,20 @@ mod tests {
             ..FeedbackRequest::default()
         };
         // No subject on the feedback: the analysis's.
-        let r = record(req.clone(), &analysis, caller.clone());
+        let r = record(
+            req.clone(),
+            &analysis,
+            Some([0.5, 0.0, -0.5]),
+            caller.clone(),
+        );
         assert_eq!(
             (r.tenant.as_str(), r.key_id.as_str(), r.subject_id.as_str()),
             ("clinic-a", "k_123", "patient-7")
+        );
+        let meaning = r.features.get(empathy_model::MEANING_SHIFT);
+        assert_eq!(
+            meaning.map(|v| v.values.clone()),
+            Some(vec![0.5, 0.0, -0.5])
         );
         let fb = r.feedback.unwrap_or_default();
         assert_eq!(fb.subject_id, "patient-7");
@@ -160,6 +197,8 @@ mod tests {
             subject_id: "patient-8".into(),
             ..req
         };
-        assert_eq!(record(named, &analysis, caller).subject_id, "patient-8");
+        let r = record(named, &analysis, None, caller);
+        assert_eq!(r.subject_id, "patient-8");
+        assert!(!r.features.contains_key(empathy_model::MEANING_SHIFT));
     }
 }

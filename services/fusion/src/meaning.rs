@@ -88,6 +88,14 @@ impl Meaning {
         (reading, timing)
     }
 
+    /// The shift a read request for `text` alone would get on a fine-tuned version
+    /// (whose texts are never `unusual`: it keeps no typicality), for a correction of
+    /// an analysis the reader did not read; None if it could not read in time.
+    pub async fn text_shift(&self, text: &str, deadline: Duration) -> Option<[f32; 3]> {
+        let reading = self.read_within(text, deadline).await.ok()?;
+        Some(mix::text_shift(reading.sentiment, NEUTRAL_SENTIMENT, false).unwrap_or_default())
+    }
+
     async fn read_within(&self, text: &str, deadline: Duration) -> Result<Reading, String> {
         let reading = tokio::time::timeout(deadline, async {
             let turn = Arc::clone(&self.turn);
