@@ -46,10 +46,10 @@ pub(super) struct Data {
     pub validation: Vec<usize>,
     /// Every correction's row, and the fold that holds it out.
     pub feedback: Vec<usize>,
+    pub fold: Vec<usize>,
     /// A read correction's row (by its row) as the reader moved it: the same example
     /// with the reader's shift as the logits' bias, so it is learnt both ways.
     pub read_twins: BTreeMap<usize, usize>,
-    pub fold: Vec<usize>,
     /// The corrections the network being trained learns from (one fold's complement
     /// while cross-validating, then all of them).
     pub fb_train: Vec<usize>,
@@ -237,7 +237,8 @@ impl<'a> Run<'a> {
             .map(|f| add_feedback(&mut rows, f, [0.0; 3]))
             .collect();
         // Serving divides the logits by the temperature before the reader's shift is
-        // added: in logit units the shift is that much larger.
+        // added: in logit units the shift is that much larger. The serving version's
+        // temperature stands in for the new one's, refitted only after training.
         let temperature = serving.temperature() as f32;
         let mut read_twins = BTreeMap::new();
         for (f, &row) in fb.order.iter().zip(&feedback) {
