@@ -270,6 +270,17 @@ async fn corrections_hold_with_the_reader_and_without() -> anyhow::Result<()> {
         .into_inner();
     let end = wait_job(&mut tc, &job.job_id).await?;
     assert_eq!(end.state(), JobState::Published, "{}", end.message);
+    // The job says how far the reader agrees with this tenant's corrections.
+    let metric = |k: &str| end.metrics.get(k).copied();
+    let (sure, agreed) = (
+        metric("reader_sure_corrections"),
+        metric("reader_agreement_with_corrections"),
+    );
+    println!("the reader was sure of {sure:?} corrections and agreed with {agreed:?} of them");
+    assert!(sure.is_some_and(|n| n >= 1.0), "{:?}", end.metrics);
+    // This community's praise reads as pain to the reader: it leant the other way on
+    // most (none of 13 agreed when written).
+    assert!(agreed.is_some_and(|a| (0.0..=0.5).contains(&a)));
     let tuned = end.published_version;
     // The tenant's line: `tenants/<tenant>/<version>` in the registry.
     let (tenant, version) = tuned.split_once('/').unwrap_or(("default", &tuned));

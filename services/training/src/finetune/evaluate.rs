@@ -210,6 +210,19 @@ impl Run<'_> {
         metrics.insert("feedback_train_size".into(), data.fb_train.len() as f64);
         metrics.insert("feedback_holdout_size".into(), e.held_out.len() as f64);
         metrics.insert("replay_size".into(), data.replay.len() as f64);
+        // How far the meaning reader agrees with this tenant: of the corrections it was
+        // sure of, the share where it leant to the corrected label (its shift's top).
+        let leant = |twin: &usize| empathy_model::top_index(&data.rows.bias[*twin]);
+        let sure = data.read_twins.len();
+        metrics.insert("reader_sure_corrections".into(), sure as f64);
+        if sure > 0 {
+            let agreed = data
+                .read_twins
+                .iter()
+                .filter(|(row, twin)| data.rows.sentiment[**row] == Some(leant(twin)));
+            let share = agreed.count() as f64 / sure as f64;
+            metrics.insert("reader_agreement_with_corrections".into(), share);
+        }
         metrics.insert("test_size".into(), data.test.len() as f64);
         for key in ["vader_test_macro_f1", "vader_test_accuracy"] {
             if let Some(v) = self.serving.metrics.get(key) {
