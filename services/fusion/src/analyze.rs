@@ -365,7 +365,7 @@ impl Analyzer {
         let applies = call.wanted(TEXT)
             && !gathered.analysed_text.is_empty()
             && gathered.enc.reading.is_none()
-            && matches!(gathered.language.as_str(), "en" | "");
+            && meaning::reads_language(&gathered.language);
         if !applies {
             return NothingToRead;
         }

@@ -11,9 +11,9 @@ use empathy_proto::v1::{FeedbackRecord, FeedbackRequest, FeedbackResponse, Float
 use tonic::Status;
 
 use crate::analyze::Analyzer;
-use crate::language;
 use crate::recent::{Features, Recent};
 use crate::trainer_link::TrainerLink;
+use crate::{language, meaning};
 
 pub async fn submit(
     analyzer: &Analyzer,
@@ -88,7 +88,7 @@ pub async fn submit(
 /// (not English); None where this server has no reader or it could not read in time.
 async fn reading_for(analyzer: &Analyzer, text: &str) -> Option<[f32; 3]> {
     let meaning = analyzer.meaning.as_ref()?;
-    if text.trim().is_empty() || !matches!(language::resolve("", None, text).as_str(), "en" | "") {
+    if text.trim().is_empty() || !meaning::reads_language(&language::resolve("", None, text)) {
         return Some([0.0; 3]);
     }
     meaning.text_shift(text, analyzer.default_deadline).await

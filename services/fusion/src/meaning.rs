@@ -90,24 +90,47 @@ impl Meaning {
 
     /// The shift a read request for `text` alone would get on a fine-tuned version
     /// (whose texts are never `unusual`: it keeps no typicality), for a correction of
-    /// an analysis the reader did not read; None if it could not read in time.
+    /// an analysis the reader did not read; None if it could not read in time. Only
+    /// the sentiment question is asked.
     pub async fn text_shift(&self, text: &str, deadline: Duration) -> Option<[f32; 3]> {
-        let reading = self.read_within(text, deadline).await.ok()?;
-        Some(mix::text_shift(reading.sentiment, NEUTRAL_SENTIMENT, false).unwrap_or_default())
+        let sentiment = self
+            .within(text, deadline, |reader, text| reader.read(text))
+            .await
+            .ok()?;
+        let sentiment = in_order(&SENTIMENT_LABELS, &LABEL_WORDS, &sentiment);
+        Some(mix::text_shift(sentiment, NEUTRAL_SENTIMENT, false).unwrap_or_default())
     }
 
+    /// Both questions: how the speaker feels, and which emotion.
     async fn read_within(&self, text: &str, deadline: Duration) -> Result<Reading, String> {
-        let reading = tokio::time::timeout(deadline, async {
+        let (sentiment, emotions) = self
+            .within(text, deadline, |reader, text| {
+                Ok((reader.read(text)?, reader.read_emotions(text)?))
+            })
+            .await?;
+        Ok(Reading {
+            sentiment: in_order(&SENTIMENT_LABELS, &LABEL_WORDS, &sentiment),
+            emotions: in_order(&EMOTION_LABELS, &EMOTION_WORDS, &emotions),
+        })
+    }
+
+    /// Runs `ask` on the reader for `text` in its turn, on a blocking thread, within
+    /// `deadline`; the error says why in words.
+    async fn within<T: Send + 'static>(
+        &self,
+        text: &str,
+        deadline: Duration,
+        ask: impl FnOnce(&MeaningReader, &str) -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T, String> {
+        let answer = tokio::time::timeout(deadline, async {
             let turn = Arc::clone(&self.turn);
             let turn = turn.acquire_owned().await.map_err(|e| e.to_string())?;
             let reader = Arc::clone(&self.reader);
             let text = text.to_string();
             tokio::task::spawn_blocking(move || {
-                let reading = reader
-                    .read(&text)
-                    .and_then(|s| Ok((s, reader.read_emotions(&text)?)));
+                let answer = ask(&reader, &text);
                 drop(turn);
-                reading
+                answer
             })
             .await
             .map_err(|e| e.to_string())?
@@ -115,15 +138,17 @@ impl Meaning {
         })
         .await
         .map_err(|_| format!("the meaning reader did not answer within {deadline:?}"))?;
-        let (sentiment, emotions) = reading.map_err(|e| {
+        answer.map_err(|e| {
             tracing::warn!(error = %e, "the meaning reader failed");
             format!("the meaning reader failed: {e}")
-        })?;
-        Ok(Reading {
-            sentiment: in_order(&SENTIMENT_LABELS, &LABEL_WORDS, &sentiment),
-            emotions: in_order(&EMOTION_LABELS, &EMOTION_WORDS, &emotions),
         })
     }
+}
+
+/// Whether the reader reads text in `language` (as detected; "" when unsure): it is
+/// asked in English.
+pub fn reads_language(language: &str) -> bool {
+    matches!(language, "en" | "")
 }
 
 /// The note for a request that asked for the reader (`choice`) on a `version`
