@@ -7,6 +7,8 @@
 mod support;
 
 use empathy_grpc::v1::empathy_service_client::EmpathyServiceClient;
+use empathy_grpc::v1::trainer_service_client::TrainerServiceClient;
+use empathy_grpc::v1::{FeedbackRequest, JobState, StartTrainingRequest, TrainingJob};
 use empathy_proto::v1::{
     AnalyzeOptions, AnalyzeRequest, AnalyzeResponse, InfoRequest, MeaningReading, Turn,
 };
@@ -226,36 +228,19 @@ async fn positives(
     Ok((positive, read))
 }
 
-/// Corrections made on a server that reads every request carry the reading (read
-/// when the correction comes, for an analysis that turned it off); the fine-tuned
-/// version learns each both as the model alone answers and as the reader moves the
-/// answer, so the reader goes on reading for it and the corrections hold either way.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn corrections_hold_with_the_reader_and_without() -> anyhow::Result<()> {
-    use empathy_grpc::v1::{FeedbackRequest, JobState, StartTrainingRequest};
-    let dir = temp_dir("reader-loop");
-    let fusion_args = ["--meaning-reader", "--model-poll-s", "1"];
-    // What a published version does with the reader is the point here, not how sure
-    // the gate can be of 14 corrections: five held-out ones were fixed and none broken
-    // (sign test p = 0.031 against the default 0.05; four would fail it), so a looser
-    // gate keeps the test off that edge.
-    let trainer_args = ["--max-p-value", "0.2"];
-    let system = start_learning_system(&dir, &trainer_args, &fusion_args).await?;
-    let mut c = client(&system.fusion).await?;
-    let mut tc = trainer_client(&system.trainer).await?;
-    let (before, _) = positives(&mut c, &HORROR_PRAISE, MeaningReading::ServerDefault).await?;
+/// Corrects each of HORROR_PRAISE to positive, analysed with `reading(i)` (`read(i)`:
+/// whether the server reads it), and fine-tunes; the base version and the ended job,
+/// published.
+async fn correct_and_tune(
+    c: &mut EmpathyServiceClient<Channel>,
+    tc: &mut TrainerServiceClient<Channel>,
+    reading: impl Fn(usize) -> MeaningReading,
+    read: impl Fn(usize) -> bool,
+) -> anyhow::Result<(String, TrainingJob)> {
     let mut base = String::new();
-    // Half are corrected on analyses that left the reader out: fusion reads those
-    // when the correction comes, so the line can still be read.
     for (i, t) in HORROR_PRAISE.iter().enumerate() {
-        let reading = [MeaningReading::ServerDefault, MeaningReading::Off][i % 2];
-        let r = c.analyze(choosing(t, reading)).await?.into_inner();
-        assert_eq!(
-            stages(&r).contains(&"meaning"),
-            i % 2 == 0,
-            "{:?}",
-            r.timings
-        );
+        let r = c.analyze(choosing(t, reading(i))).await?.into_inner();
+        assert_eq!(stages(&r).contains(&"meaning"), read(i), "{:?}", r.timings);
         base = r.model_version;
         c.feedback(FeedbackRequest {
             analysis_id: r.analysis_id,
@@ -268,8 +253,44 @@ async fn corrections_hold_with_the_reader_and_without() -> anyhow::Result<()> {
         .start_training(StartTrainingRequest::default())
         .await?
         .into_inner();
-    let end = wait_job(&mut tc, &job.job_id).await?;
+    let end = wait_job(tc, &job.job_id).await?;
     assert_eq!(end.state(), JobState::Published, "{}", end.message);
+    Ok((base, end))
+}
+
+/// The manifest of `version` as the registry under `models` keeps it.
+fn manifest(models: &std::path::Path, version: &str) -> anyhow::Result<String> {
+    // The tenant's line: `tenants/<tenant>/<version>` in the registry.
+    let (tenant, version) = version.split_once('/').unwrap_or(("default", version));
+    let line = models.join("tenants").join(tenant);
+    Ok(std::fs::read_to_string(
+        line.join(version).join("manifest.json"),
+    )?)
+}
+
+const READ_FLAG: &str = "\"corrections_hold_with_reader\": true";
+
+/// Corrections made on a server that reads every request carry the reading (read
+/// when the correction comes, for an analysis that turned it off); the fine-tuned
+/// version learns each both as the model alone answers and as the reader moves the
+/// answer, so the reader goes on reading for it and the corrections hold either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn corrections_hold_with_the_reader_and_without() -> anyhow::Result<()> {
+    let dir = temp_dir("reader-loop");
+    let fusion_args = ["--meaning-reader", "--model-poll-s", "1"];
+    // What a published version does with the reader is the point here, not how sure
+    // the gate can be of 14 corrections: five held-out ones were fixed and none broken
+    // (sign test p = 0.031 against the default 0.05; four would fail it), so a looser
+    // gate keeps the test off that edge.
+    let trainer_args = ["--max-p-value", "0.2"];
+    let system = start_learning_system(&dir, &trainer_args, &fusion_args).await?;
+    let mut c = client(&system.fusion).await?;
+    let mut tc = trainer_client(&system.trainer).await?;
+    let (before, _) = positives(&mut c, &HORROR_PRAISE, MeaningReading::ServerDefault).await?;
+    // Half are corrected on analyses that left the reader out: fusion reads those
+    // when the correction comes, so the line can still be read.
+    let reading = |i: usize| [MeaningReading::ServerDefault, MeaningReading::Off][i % 2];
+    let (base, end) = correct_and_tune(&mut c, &mut tc, reading, |i| i % 2 == 0).await?;
     // The job says how far the reader agrees with this tenant's corrections.
     let metric = |k: &str| end.metrics.get(k).copied();
     let (sure, agreed) = (
@@ -282,14 +303,8 @@ async fn corrections_hold_with_the_reader_and_without() -> anyhow::Result<()> {
     // most (none of 13 agreed when written).
     assert!(agreed.is_some_and(|a| (0.0..=0.5).contains(&a)));
     let tuned = end.published_version;
-    // The tenant's line: `tenants/<tenant>/<version>` in the registry.
-    let (tenant, version) = tuned.split_once('/').unwrap_or(("default", &tuned));
-    let line = system.models.join("tenants").join(tenant);
-    let manifest = std::fs::read_to_string(line.join(version).join("manifest.json"))?;
-    assert!(
-        manifest.contains("\"corrections_hold_with_reader\": true"),
-        "{manifest}"
-    );
+    let manifest = manifest(&system.models, &tuned)?;
+    assert!(manifest.contains(READ_FLAG), "{manifest}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while analyze_text(&mut c, HORROR_PRAISE[0]).await?.model_version != tuned {
         assert!(
@@ -316,6 +331,41 @@ async fn corrections_hold_with_the_reader_and_without() -> anyhow::Result<()> {
     assert!(
         read >= most && unread >= most,
         "read {read}, unread {unread}"
+    );
+    drop(system);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Corrections stored by a fusion without the reader (or before fusion recorded its
+/// readings) carry none: the trainer reads them before it fine-tunes, so the tenant's
+/// line can be read once fusion reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_trainer_reads_corrections_stored_without_the_reader() -> anyhow::Result<()> {
+    let dir = temp_dir("reader-late");
+    // No `--meaning-reader`: this fusion neither reads nor records a reading.
+    let fusion_args = ["--model-poll-s", "1"];
+    // As above: the gate's confidence in 14 corrections is not the point.
+    let trainer_args = ["--max-p-value", "0.2"];
+    let system = start_learning_system(&dir, &trainer_args, &fusion_args).await?;
+    let mut c = client(&system.fusion).await?;
+    let mut tc = trainer_client(&system.trainer).await?;
+    let (_, end) = correct_and_tune(
+        &mut c,
+        &mut tc,
+        |_| MeaningReading::ServerDefault,
+        |_| false,
+    )
+    .await?;
+    let manifest = manifest(&system.models, &end.published_version)?;
+    assert!(manifest.contains(READ_FLAG), "{manifest}");
+    // What the reader made of them is in the job's metrics, as for corrections fusion read.
+    assert!(
+        end.metrics
+            .get("reader_sure_corrections")
+            .is_some_and(|n| *n >= 1.0),
+        "{:?}",
+        end.metrics
     );
     drop(system);
     let _ = std::fs::remove_dir_all(&dir);

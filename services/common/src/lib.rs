@@ -1,5 +1,6 @@
 //! What every empathy service shares: the server bootstrap (health, reflection,
-//! limits, an HTTP door, graceful shutdown), logs, Prometheus metrics and error-to-status mapping.
+//! limits, an HTTP door, graceful shutdown), logs, Prometheus metrics, error-to-status mapping, and
+//! which language a text is in.
 
 pub mod auth;
 pub mod budget;
@@ -8,6 +9,7 @@ pub mod deadline;
 pub mod feedback;
 pub mod identity;
 pub mod in_process;
+pub mod language;
 pub mod launch;
 pub mod metrics;
 pub mod server;

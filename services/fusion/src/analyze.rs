@@ -5,6 +5,7 @@ mod call;
 
 use std::{sync::Arc, time::Duration, time::Instant};
 
+use empathy_common::language;
 use empathy_model::{
     Expansion, Expert, FusionModel, Lexicon, LexiconAnalysis, ModelInputs, Prediction, PreviousTurn,
 };
@@ -27,7 +28,6 @@ use crate::{
         attributions, emotion_source, emotions, face_expert, low_confidence_note, sentiment,
         situation_experts, situation_results,
     },
-    language,
     meaning::{self, Meaning},
     model_lines::ModelLines,
     reading,
@@ -365,7 +365,7 @@ impl Analyzer {
         let applies = call.wanted(TEXT)
             && !gathered.analysed_text.is_empty()
             && gathered.enc.reading.is_none()
-            && meaning::reads_language(&gathered.language);
+            && empathy_reader::reads_language(&gathered.language);
         if !applies {
             return NothingToRead;
         }

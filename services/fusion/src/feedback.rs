@@ -6,14 +6,13 @@
 //! layer) and the subject (the feedback's, else the analysis's), so that it can be
 //! purged by tenant or key and forgotten by subject.
 
-use empathy_common::Identity;
+use empathy_common::{Identity, language};
 use empathy_proto::v1::{FeedbackRecord, FeedbackRequest, FeedbackResponse, FloatVector};
 use tonic::Status;
 
 use crate::analyze::Analyzer;
 use crate::recent::{Features, Recent};
 use crate::trainer_link::TrainerLink;
-use crate::{language, meaning};
 
 pub async fn submit(
     analyzer: &Analyzer,
@@ -88,7 +87,8 @@ pub async fn submit(
 /// (not English); None where this server has no reader or it could not read in time.
 async fn reading_for(analyzer: &Analyzer, text: &str) -> Option<[f32; 3]> {
     let meaning = analyzer.meaning.as_ref()?;
-    if text.trim().is_empty() || !meaning::reads_language(&language::resolve("", None, text)) {
+    if text.trim().is_empty() || !empathy_reader::reads_language(&language::resolve("", None, text))
+    {
         return Some([0.0; 3]);
     }
     meaning.text_shift(text, analyzer.default_deadline).await

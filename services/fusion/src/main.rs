@@ -10,7 +10,6 @@ mod encoders;
 mod explain;
 mod feedback;
 mod http;
-mod language;
 mod meaning;
 mod model_lines;
 mod model_watch;
@@ -163,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
 
     // lingua loads its language models on first use (0.1 s): before serving, not on
     // the first request.
-    language::warm_up();
+    empathy_common::language::warm_up();
     let pool = EncoderPool::new(&args.encoders, args.serve.max_message_bytes)?;
     pool.refresh().await;
     pool.spawn_refresh(Duration::from_secs(10));

@@ -93,12 +93,11 @@ impl Meaning {
     /// an analysis the reader did not read; None if it could not read in time. Only
     /// the sentiment question is asked.
     pub async fn text_shift(&self, text: &str, deadline: Duration) -> Option<[f32; 3]> {
-        let sentiment = self
-            .within(text, deadline, |reader, text| reader.read(text))
-            .await
-            .ok()?;
-        let sentiment = in_order(&SENTIMENT_LABELS, &LABEL_WORDS, &sentiment);
-        Some(mix::text_shift(sentiment, NEUTRAL_SENTIMENT, false).unwrap_or_default())
+        self.within(text, deadline, |reader, text| {
+            reader.text_shift(text, &SENTIMENT_LABELS)
+        })
+        .await
+        .ok()
     }
 
     /// Both questions: how the speaker feels, and which emotion.
@@ -143,12 +142,6 @@ impl Meaning {
             format!("the meaning reader failed: {e}")
         })
     }
-}
-
-/// Whether the reader reads text in `language` (as detected; "" when unsure): it is
-/// asked in English.
-pub fn reads_language(language: &str) -> bool {
-    matches!(language, "en" | "")
 }
 
 /// The note for a request that asked for the reader (`choice`) on a `version`

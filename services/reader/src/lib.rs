@@ -25,6 +25,12 @@ use spm::SpmTokenizer;
 /// Where `empathy assets fetch` puts the model, under the assets folder.
 pub const MODEL_FILE: &str = "reader/gemma-3-270m-q4_k_m.gguf";
 
+/// Whether the reader reads text in `language` (as detected; "" when unsure): it is
+/// asked in English.
+pub fn reads_language(language: &str) -> bool {
+    matches!(language, "en" | "")
+}
+
 pub struct MeaningReader {
     gemma: Gemma,
     tokenizer: SpmTokenizer,
@@ -78,6 +84,22 @@ impl MeaningReader {
     pub fn read(&self, text: &str) -> Result<[f32; 3]> {
         let logp = self.answer(&self.feeling, text)?;
         Ok(std::array::from_fn(|k| logp[k]))
+    }
+
+    /// What a read request for `text` alone adds to a model's sentiment
+    /// log-probabilities (`mix::text_shift` of a text that is not unusual), the model's
+    /// labels in `labels` order: zeros where the reader is unsure. This is the shift a
+    /// correction of `text` is learnt with.
+    pub fn text_shift(&self, text: &str, labels: &[&str; 3]) -> Result<[f32; 3]> {
+        let reading = self.read(text)?;
+        let at = |label: &str| LABEL_WORDS.iter().position(|w| *w == label);
+        let mut ordered = [0.0; 3];
+        for (o, label) in ordered.iter_mut().zip(labels) {
+            *o = reading[at(label).with_context(|| format!("{label} is not a sentiment"))?];
+        }
+        let neutral = labels.iter().position(|l| *l == "neutral");
+        let neutral = neutral.context("the labels have no neutral")?;
+        Ok(mix::text_shift(ordered, neutral, false).unwrap_or_default())
     }
 
     /// Which of EMOTION_WORDS the speaker of `text` feels: log-probabilities among the

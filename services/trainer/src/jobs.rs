@@ -33,6 +33,7 @@ use tokio::sync::{broadcast, watch};
 use tonic::Status;
 
 use crate::examples;
+use crate::unread;
 
 mod gate_inputs;
 mod lines;
@@ -387,15 +388,26 @@ impl Trainer {
     fn try_run(&self, job: &Job, lock: &TrainingLock) -> Result<Outcome, Outcome> {
         job.progress(0.0, "checking the registry");
         let (serving_dir, serving_id) = self.check_registry(&job.tenant)?;
-        let corrections = self.read_corrections(job, &serving_id)?;
+        let mut corrections = self.read_corrections(job, &serving_id)?;
+        let cancelled = || job.cancel.load(Ordering::SeqCst);
+        let read = unread::read(
+            &self.settings.assets,
+            &mut corrections.examples,
+            &cancelled,
+            &mut |done, of| job.progress(0.0, &format!("reading correction {done} of {of}")),
+        );
+        if cancelled() {
+            return Err(Outcome::cancelled());
+        }
         job.progress(
             0.01,
             &format!(
-                "fine-tuning {serving_id} for tenant {} on {} corrections ({} feedback records{})",
+                "fine-tuning {serving_id} for tenant {} on {} corrections ({} feedback records{}{})",
                 job.tenant,
                 corrections.examples.len(),
                 corrections.total,
-                corrections.skipped_suffix()
+                corrections.skipped_suffix(),
+                read.summary()
             ),
         );
         let tuned = self.tune(job, &serving_dir, &corrections.examples)?;

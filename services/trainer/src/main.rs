@@ -9,6 +9,7 @@ mod store;
 #[cfg(test)]
 mod test_registry;
 mod traffic;
+mod unread;
 mod versions;
 
 use std::path::PathBuf;

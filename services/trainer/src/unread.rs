@@ -1,0 +1,157 @@
+//! Sentiment corrections stored without the meaning reader's shift (made on a fusion
+//! without the reader, where it ran out of its deadline, or stored before fusion
+//! recorded it) are read here before a fine-tune, as fusion reads a correction when it
+//! arrives: the text alone, the sentiment question, zeros for text the reader does not
+//! read. Otherwise one such correction would keep its tenant's line unread for good
+//! (a version is read only if every sentiment correction it learnt was).
+
+use std::path::Path;
+
+use empathy_common::language;
+use empathy_proto::SENTIMENT_LABELS;
+use empathy_reader::MeaningReader;
+use empathy_training::finetune::FeedbackExample;
+
+/// Readings between progress reports (each about 0.1 s).
+const PROGRESS_EVERY: usize = 20;
+
+/// What reading the unread corrections did.
+#[derive(Debug, Default, PartialEq)]
+pub struct Read {
+    /// Corrections given a reading here.
+    pub read: usize,
+    /// Corrections left unread, and why (empty when none was).
+    pub left: usize,
+    pub why_left: String,
+}
+
+impl Read {
+    /// "; read 3 corrections stored without the meaning reader's reading", and the
+    /// ones left unread with why, or nothing.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        if self.read > 0 {
+            out += &format!(
+                "; read {} corrections stored without the meaning reader's reading",
+                self.read
+            );
+        }
+        if self.left > 0 {
+            out += &format!("; {} left unread: {}", self.left, self.why_left);
+        }
+        out
+    }
+}
+
+/// Gives each sentiment correction in `examples` that has no reading one, with the
+/// reader at `<assets>/reader/...` (loaded only when one needs it). `cancelled` is
+/// asked between readings; `progress` hears (done, of) now and then.
+pub fn read(
+    assets: &Path,
+    examples: &mut [FeedbackExample],
+    cancelled: &dyn Fn() -> bool,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Read {
+    let unread: Vec<&mut FeedbackExample> = examples
+        .iter_mut()
+        .filter(|e| e.sentiment.is_some() && e.meaning.is_none())
+        .collect();
+    let of = unread.len();
+    if of == 0 {
+        return Read::default();
+    }
+    let path = assets.join(empathy_reader::MODEL_FILE);
+    let left = |why: String| Read {
+        read: 0,
+        left: of,
+        why_left: why,
+    };
+    if !path.exists() {
+        return left(format!(
+            "no meaning reader at {} (`empathy assets fetch`)",
+            path.display()
+        ));
+    }
+    let reader = match MeaningReader::load(&path) {
+        Ok(r) => r,
+        Err(e) => return left(format!("the meaning reader does not load: {e:#}")),
+    };
+    let mut out = Read::default();
+    for (done, example) in unread.into_iter().enumerate() {
+        if cancelled() {
+            out.left += of - done;
+            out.why_left = "the job was cancelled".into();
+            break;
+        }
+        match shift(&reader, &example.utterance) {
+            Ok(s) => {
+                example.meaning = Some(s);
+                out.read += 1;
+            }
+            Err(e) => {
+                tracing::warn!(id = %example.id, "cannot read a correction: {e:#}");
+                out.left += 1;
+                out.why_left = format!("the meaning reader failed: {e:#}");
+            }
+        }
+        if (done + 1) % PROGRESS_EVERY == 0 || done + 1 == of {
+            progress(done + 1, of);
+        }
+    }
+    out
+}
+
+/// The shift fusion would have recorded for a read analysis of `text`.
+fn shift(reader: &MeaningReader, text: &str) -> anyhow::Result<[f32; 3]> {
+    let language = language::resolve("", None, text);
+    if text.trim().is_empty() || !empathy_reader::reads_language(&language) {
+        return Ok([0.0; 3]);
+    }
+    reader.text_shift(text, &SENTIMENT_LABELS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(sentiment: Option<usize>, meaning: Option<[f32; 3]>) -> FeedbackExample {
+        FeedbackExample {
+            id: "f".into(),
+            text: vec![0.0; 4],
+            utterance: "The strep test came back negative.".into(),
+            sentiment,
+            emotion: Some(0),
+            meaning,
+        }
+    }
+
+    #[test]
+    fn nothing_unread_loads_nothing() {
+        let mut examples = vec![example(Some(2), Some([0.1; 3])), example(None, None)];
+        let read = read(
+            Path::new("/nonexistent"),
+            &mut examples,
+            &|| false,
+            &mut |_, _| {},
+        );
+        assert_eq!(read, Read::default());
+        assert_eq!(read.summary(), "");
+    }
+
+    #[test]
+    fn without_the_reader_the_unread_stay_unread_and_the_job_says_why() {
+        let mut examples = vec![example(Some(2), None), example(Some(0), Some([0.0; 3]))];
+        let read = read(
+            Path::new("/nonexistent"),
+            &mut examples,
+            &|| false,
+            &mut |_, _| {},
+        );
+        assert_eq!((read.read, read.left), (0, 1));
+        assert!(examples[0].meaning.is_none());
+        assert!(
+            read.summary()
+                .contains("1 left unread: no meaning reader at")
+        );
+    }
+}
