@@ -5,17 +5,22 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use empathy_grpc::v1::{
-    AnalyzeRequest, ReplyTemplate, SetRepliesRequest, SuggestRepliesRequest,
+    AnalyzeOptions, AnalyzeRequest, ReplyTemplate, SetRepliesRequest, SuggestRepliesRequest,
     SuggestRepliesResponse, Turn,
 };
 use serde::Deserialize;
 
 use crate::Client;
+use crate::analyze::MeaningToggle;
 
 #[derive(clap::Args)]
 pub struct RepliesArgs {
     #[command(subcommand)]
     command: RepliesCommand,
+    /// Whether the server's meaning reader reads each turn (as for `empathy analyze`):
+    /// `on` asks for it, `off` leaves it out. Default: the server's choice.
+    #[arg(long, value_enum, global = true)]
+    meaning_reader: Option<MeaningToggle>,
     #[command(flatten)]
     fusion: crate::FusionEndpoint,
 }
@@ -62,6 +67,7 @@ enum RepliesCommand {
 
 pub async fn run(args: RepliesArgs) -> anyhow::Result<()> {
     let mut client = args.fusion.connect().await?;
+    let reading = MeaningToggle::reading(args.meaning_reader);
     match args.command {
         RepliesCommand::Set { bank } => {
             let templates = read_bank(&bank)?;
@@ -88,7 +94,8 @@ pub async fn run(args: RepliesArgs) -> anyhow::Result<()> {
                 .map(read_bank)
                 .transpose()?
                 .unwrap_or_default();
-            let answer = suggest(&mut client, text, context, templates, k).await?;
+            let turn = turn(text, context, reading);
+            let answer = suggest(&mut client, turn, templates, k).await?;
             crate::print(&answer, json, table)?;
         }
         RepliesCommand::Eval {
@@ -103,26 +110,39 @@ pub async fn run(args: RepliesArgs) -> anyhow::Result<()> {
                 .transpose()?
                 .unwrap_or_default();
             let cases = read_cases(&data)?;
-            let score = eval(&mut client, cases, &templates, without_context, details).await?;
+            let how = Ranked {
+                templates,
+                without_context,
+                reading,
+            };
+            let score = eval(&mut client, cases, &how, details).await?;
             println!("{score}");
         }
     }
     Ok(())
 }
 
+/// The request to analyse a turn, the meaning reader as `reading` chooses.
+fn turn(text: String, context: Vec<Turn>, reading: i32) -> AnalyzeRequest {
+    AnalyzeRequest {
+        text,
+        context,
+        options: Some(AnalyzeOptions {
+            meaning_reading: reading,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 async fn suggest(
     client: &mut Client,
-    text: String,
-    context: Vec<Turn>,
+    turn: AnalyzeRequest,
     templates: Vec<ReplyTemplate>,
     top_k: u32,
 ) -> anyhow::Result<SuggestRepliesResponse> {
     let request = SuggestRepliesRequest {
-        turn: Some(AnalyzeRequest {
-            text,
-            context,
-            ..Default::default()
-        }),
+        turn: Some(turn),
         top_k,
         templates,
     };
@@ -215,11 +235,20 @@ impl std::fmt::Display for Score {
     }
 }
 
+/// How `eval` asks for each case's ranking.
+struct Ranked {
+    /// The bank to rank (empty: the tenant's).
+    templates: Vec<ReplyTemplate>,
+    /// Leave each case's context out.
+    without_context: bool,
+    /// `options.meaning_reading` of each turn.
+    reading: i32,
+}
+
 async fn eval(
     client: &mut Client,
     cases: Vec<Case>,
-    templates: &[ReplyTemplate],
-    without_context: bool,
+    how: &Ranked,
     details: Option<PathBuf>,
 ) -> anyhow::Result<Score> {
     use std::io::Write;
@@ -229,13 +258,14 @@ async fn eval(
         .map(std::io::BufWriter::new);
     let mut score = Score::default();
     for case in cases {
-        let context = if without_context {
+        let context = if how.without_context {
             Vec::new()
         } else {
             case.context
         };
         let top_k = if details.is_some() { 50 } else { 3 };
-        let answer = suggest(client, case.text, context, templates.to_vec(), top_k)
+        let turn = turn(case.text, context, how.reading);
+        let answer = suggest(client, turn, how.templates.clone(), top_k)
             .await
             .with_context(|| format!("case {}", case.id))?;
         let ids: Vec<&str> = answer
