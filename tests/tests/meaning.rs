@@ -359,13 +359,29 @@ async fn the_trainer_reads_corrections_stored_without_the_reader() -> anyhow::Re
     .await?;
     let manifest = manifest(&system.models, &end.published_version)?;
     assert!(manifest.contains(READ_FLAG), "{manifest}");
+    let metric = |job: &TrainingJob, k: &str| job.metrics.get(k).copied();
+    assert_eq!(
+        metric(&end, "corrections_read_by_trainer"),
+        Some(HORROR_PRAISE.len() as f32)
+    );
     // What the reader made of them is in the job's metrics, as for corrections fusion read.
     assert!(
-        end.metrics
-            .get("reader_sure_corrections")
-            .is_some_and(|n| *n >= 1.0),
+        metric(&end, "reader_sure_corrections").is_some_and(|n| n >= 1.0),
         "{:?}",
         end.metrics
+    );
+    // The readings were kept with the records: the next job reads none again.
+    let again = tc
+        .start_training(StartTrainingRequest::default())
+        .await?
+        .into_inner();
+    let again = wait_job(&mut tc, &again.job_id).await?;
+    assert_eq!(
+        metric(&again, "corrections_read_by_trainer"),
+        Some(0.0),
+        "{}: {:?}",
+        again.message,
+        again.metrics
     );
     drop(system);
     let _ = std::fs::remove_dir_all(&dir);

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use empathy_model::registry;
+use empathy_model::{MEANING_SHIFT, registry};
 use empathy_proto::v1::{JobState, ModelVersion, TrainingJob, TrainingStatus};
 use empathy_training::finetune::{
     Cancelled, FeedbackExample, FinetuneConfig, Finetuned, finetune, publish,
@@ -396,6 +396,14 @@ impl Trainer {
             &cancelled,
             &mut |done, of| job.progress(0.0, &format!("reading correction {done} of {of}")),
         );
+        // Kept with the records (those of a cancelled job too), so the next job need
+        // not read them again.
+        if let Err(e) = self
+            .store
+            .add_feature(&job.tenant, MEANING_SHIFT, &read.readings)
+        {
+            tracing::warn!(job = %job.id, "cannot keep the readings with the feedback: {e:#}");
+        }
         if cancelled() {
             return Err(Outcome::cancelled());
         }
@@ -410,7 +418,11 @@ impl Trainer {
                 read.summary()
             ),
         );
-        let tuned = self.tune(job, &serving_dir, &corrections.examples)?;
+        let mut tuned = self.tune(job, &serving_dir, &corrections.examples)?;
+        tuned.metrics.insert(
+            "corrections_read_by_trainer".into(),
+            read.readings.len() as f64,
+        );
         self.publish_tuned(job, lock, tuned, corrections.through)
     }
 

@@ -5,6 +5,7 @@
 //! read. Otherwise one such correction would keep its tenant's line unread for good
 //! (a version is read only if every sentiment correction it learnt was).
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use empathy_common::language;
@@ -18,8 +19,8 @@ const PROGRESS_EVERY: usize = 20;
 /// What reading the unread corrections did.
 #[derive(Debug, Default, PartialEq)]
 pub struct Read {
-    /// Corrections given a reading here.
-    pub read: usize,
+    /// The readings given here, by record id (to keep with the records).
+    pub readings: HashMap<String, Vec<f32>>,
     /// Corrections left unread, and why (empty when none was).
     pub left: usize,
     pub why_left: String,
@@ -30,10 +31,10 @@ impl Read {
     /// ones left unread with why, or nothing.
     pub fn summary(&self) -> String {
         let mut out = String::new();
-        if self.read > 0 {
+        if !self.readings.is_empty() {
             out += &format!(
                 "; read {} corrections stored without the meaning reader's reading",
-                self.read
+                self.readings.len()
             );
         }
         if self.left > 0 {
@@ -62,7 +63,7 @@ pub fn read(
     }
     let path = assets.join(empathy_reader::MODEL_FILE);
     let left = |why: String| Read {
-        read: 0,
+        readings: HashMap::new(),
         left: of,
         why_left: why,
     };
@@ -86,7 +87,7 @@ pub fn read(
         match shift(&reader, &example.utterance) {
             Ok(s) => {
                 example.meaning = Some(s);
-                out.read += 1;
+                out.readings.insert(example.id.clone(), s.to_vec());
             }
             Err(e) => {
                 tracing::warn!(id = %example.id, "cannot read a correction: {e:#}");
@@ -147,7 +148,7 @@ mod tests {
             &|| false,
             &mut |_, _| {},
         );
-        assert_eq!((read.read, read.left), (0, 1));
+        assert_eq!((read.readings.len(), read.left), (0, 1));
         assert!(examples[0].meaning.is_none());
         assert!(
             read.summary()

@@ -40,6 +40,7 @@ mod tenants;
 
 use privacy::{FILTER, TRAINED_INTO};
 pub use privacy::{Forgotten, Pause, filter_is_empty};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,7 +48,7 @@ pub use tenants::Pending;
 use tenants::{AnalysisRow, PENDING};
 
 use anyhow::{Context, bail};
-use empathy_proto::v1::{FeedbackFilter, FeedbackRecord};
+use empathy_proto::v1::{FeedbackFilter, FeedbackRecord, FloatVector};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -203,6 +204,9 @@ trait Backend: Send + Sync {
     /// Every stored record of `tenant` with seq <= `through` that may be trained on,
     /// in seq order.
     fn read_all(&self, tenant: &str, through: i64) -> anyhow::Result<Vec<Stored>>;
+    /// Replaces the protobuf of the records with these ids, in one transaction (a
+    /// record deleted meanwhile stays deleted); how many were replaced.
+    fn replace_records(&self, rows: &[(String, Vec<u8>)]) -> anyhow::Result<u64>;
     fn last_seq(&self) -> anyhow::Result<i64>;
     fn count(&self) -> anyhow::Result<u64>;
     /// Records not yet trained on, per tenant (seq above its `trained_through` mark).
@@ -466,6 +470,35 @@ impl FeedbackStore {
     /// (not quarantined), in seq order (on a reader connection, beside the writer).
     pub fn read_all(&self, tenant: &str, through: i64) -> anyhow::Result<Vec<Stored>> {
         self.backend.read_all(tenant, through)
+    }
+
+    /// Adds the feature `name` to `tenant`'s stored records that `values` names (by
+    /// id), as if fusion had sent it with them: what the trainer worked out once (the
+    /// meaning reader's reading of an old correction) is not worked out again by every
+    /// job. Returns how many records took it.
+    pub fn add_feature(
+        &self,
+        tenant: &str,
+        name: &str,
+        values: &HashMap<String, Vec<f32>>,
+    ) -> anyhow::Result<u64> {
+        if values.is_empty() {
+            return Ok(0);
+        }
+        let through = self.backend.last_seq()?;
+        let rows: Vec<(String, Vec<u8>)> = self
+            .backend
+            .read_all(tenant, through)?
+            .into_iter()
+            .filter_map(|mut s| {
+                let v = values.get(&s.id)?;
+                s.record
+                    .features
+                    .insert(name.to_string(), FloatVector { values: v.clone() });
+                Some((s.id, s.record.encode_to_vec()))
+            })
+            .collect();
+        self.backend.replace_records(&rows)
     }
 
     pub fn last_seq(&self) -> anyhow::Result<i64> {

@@ -288,6 +288,22 @@ impl Backend for Postgres {
             .collect()
     }
 
+    fn replace_records(&self, rows: &[(String, Vec<u8>)]) -> anyhow::Result<u64> {
+        let rows = rows.to_vec();
+        self.session.call(move |c| {
+            let mut tx = c.transaction()?;
+            let mut n = 0;
+            for (id, record) in &rows {
+                n += tx.execute(
+                    "UPDATE feedback SET record = $1 WHERE id = $2",
+                    &[record, id],
+                )?;
+            }
+            tx.commit()?;
+            Ok(n)
+        })
+    }
+
     fn last_seq(&self) -> anyhow::Result<i64> {
         self.session.call(|c| {
             get(

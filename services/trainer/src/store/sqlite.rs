@@ -180,6 +180,20 @@ impl Backend for Sqlite {
         Ok(out)
     }
 
+    fn replace_records(&self, rows: &[(String, Vec<u8>)]) -> anyhow::Result<u64> {
+        let mut conn = self.open()?;
+        let tx = conn.transaction()?;
+        let mut n = 0;
+        for (id, record) in rows {
+            n += tx.execute(
+                "UPDATE feedback SET record = ?1 WHERE id = ?2",
+                params![record, id],
+            )? as u64;
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
     fn last_seq(&self) -> anyhow::Result<i64> {
         let conn = self.open()?;
         Ok(

@@ -58,6 +58,7 @@ async fn exercise(database: &Database) -> anyhow::Result<FeedbackStore> {
         Some("a\0b".into())
     );
     assert_eq!(store.pending().borrow().get("default"), Some(&40));
+    adds_features(&store)?;
     let through = all[29].seq;
     store.record_job(
         &JobRow {
@@ -99,6 +100,25 @@ async fn exercise(database: &Database) -> anyhow::Result<FeedbackStore> {
         [("k", "REJECTED"), ("j", "PUBLISHED")]
     );
     Ok(store)
+}
+
+/// A feature added later lands in the named records only, beside what they held; asked
+/// for another tenant, it changes nothing.
+fn adds_features(store: &FeedbackStore) -> anyhow::Result<()> {
+    let values: HashMap<String, Vec<f32>> = [("id5", 0.5), ("id9", -1.0), ("gone", 2.0)]
+        .into_iter()
+        .map(|(id, x)| (id.to_string(), vec![x, 0.0, 1.0]))
+        .collect();
+    assert_eq!(store.add_feature("acme", "meaning", &values)?, 0);
+    assert_eq!(store.add_feature("default", "meaning", &values)?, 2);
+    let all = store.read_all("default", i64::MAX)?;
+    for s in &all {
+        let got = s.record.features.get("meaning").map(|v| v.values.clone());
+        assert_eq!(got.as_ref(), values.get(&s.id), "{}", s.id);
+        assert_eq!(s.record.text, format!("text {}", &s.id[2..]));
+    }
+    assert_eq!(store.count()?, 40);
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
