@@ -305,6 +305,8 @@ async fn corrections_hold_with_the_reader_and_without() -> anyhow::Result<()> {
     let tuned = end.published_version;
     let manifest = manifest(&system.models, &tuned)?;
     assert!(manifest.contains(READ_FLAG), "{manifest}");
+    // The shift is served at the scale the corrections were learnt with.
+    assert!(manifest.contains("\"reader_shift_scale\""), "{manifest}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while analyze_text(&mut c, HORROR_PRAISE[0]).await?.model_version != tuned {
         assert!(

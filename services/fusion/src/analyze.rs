@@ -389,7 +389,7 @@ impl Analyzer {
                 return Unread;
             }
         };
-        let emotions = call.reader_emotions;
+        let (emotions, scale) = (call.reader_emotions, call.reader_shift_scale);
         let shift = match scene {
             None => {
                 if unusual {
@@ -399,9 +399,9 @@ impl Analyzer {
                         call.model_version
                     ));
                 }
-                meaning::mix(prediction, &reading, unusual, emotions)
+                meaning::mix(prediction, &reading, unusual, (emotions, scale))
             }
-            Some(weight) => meaning::mix_scene(prediction, &reading, weight, emotions),
+            Some(weight) => meaning::mix_scene(prediction, &reading, weight, (emotions, scale)),
         };
         Read { shift, emotions }
     }

@@ -234,19 +234,20 @@ pub fn reads_for(manifest: &Manifest) -> bool {
 }
 
 /// Moves the answer by the reader's `reading` of the analysed text: the sentiment if
-/// the reader is sure (more where the text is `unusual` for the model), the emotions
-/// as `emotions` says. Returns what it added to the model's sentiment
-/// log-probabilities (zeros where the reader was unsure), which feedback keeps so that
+/// the reader is sure (more where the text is `unusual` for the model), by its shift
+/// times `scale` (the version's `reader_shift_scale`), and the emotions as `emotions`
+/// says. Returns the reader's shift of the model's sentiment log-probabilities
+/// (unscaled; zeros where the reader was unsure), which feedback keeps so that
 /// fine-tuning learns a correction as it will be served (`empathy_reader::mix`).
 pub fn mix(
     prediction: &mut Prediction,
     reading: &Reading,
     unusual: bool,
-    emotions: Emotions,
+    (emotions, scale): (Emotions, f32),
 ) -> [f32; 3] {
     let shift = mix::text_shift(reading.sentiment, NEUTRAL_SENTIMENT, unusual);
     let sentiment = shift.map_or(prediction.sentiment, |s| {
-        mix::with_text_shift(prediction.sentiment, s)
+        mix::with_text_shift(prediction.sentiment, s.map(|x| x * scale))
     });
     settle(prediction, sentiment, (&reading.emotions, emotions), 1.0);
     shift.unwrap_or_default()
@@ -269,21 +270,23 @@ pub fn scene(turns: &[Turn]) -> String {
 }
 
 /// Moves the answer by the reader's `reading` of the turns before, as far as the
-/// model let them weigh (`context_weight`); returns the sentiment shift, as `mix`.
+/// model let them weigh (`context_weight`), scaled as in `mix`; returns the sentiment
+/// shift, as `mix`.
 pub fn mix_scene(
     prediction: &mut Prediction,
     reading: &Reading,
     context_weight: f32,
-    emotions: Emotions,
+    (emotions, scale): (Emotions, f32),
 ) -> [f32; 3] {
-    let sentiment = mix::shift_by_scene(prediction.sentiment, reading.sentiment, context_weight);
+    let shift = mix::scene_shift(reading.sentiment, context_weight);
+    let sentiment = mix::with_scene_shift(prediction.sentiment, shift.map(|x| x * scale));
     settle(
         prediction,
         sentiment,
         (&reading.emotions, emotions),
         context_weight,
     );
-    mix::scene_shift(reading.sentiment, context_weight)
+    shift
 }
 
 /// Puts the moved `sentiment` in the answer; valence keeps its half from the
@@ -385,7 +388,7 @@ mod tests {
         };
         let kept = {
             let mut q = p.clone();
-            let shift = mix(&mut q, &reading, false, Emotions::Kept);
+            let shift = mix(&mut q, &reading, false, (Emotions::Kept, 1.0));
             assert_eq!(
                 q.emotions, p.emotions,
                 "a corrected emotion head's emotions stay"
@@ -393,7 +396,7 @@ mod tests {
             assert!(q.sentiment[0] > q.sentiment[2], "{:?}", q.sentiment);
             shift
         };
-        let shift = mix(&mut p, &reading, false, Emotions::Moved);
+        let shift = mix(&mut p, &reading, false, (Emotions::Moved, 1.0));
         assert_eq!(shift, kept);
         // What was added to the model's log-probabilities: the answer is the model's
         // moved by it, then sharpened (which keeps the order).
@@ -410,6 +413,39 @@ mod tests {
             p.emotions
         );
         assert!((p.emotions.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn a_versions_scale_multiplies_the_shift_served_not_the_one_recorded() {
+        // The reader leans negative; the model leans positive.
+        let reading = Reading {
+            sentiment: [(0.7f32).ln(), (0.1f32).ln(), (0.2f32).ln()],
+            emotions: [(1.0f32 / 7.0).ln(); 7],
+        };
+        let model = [0.2, 0.2, 0.6];
+        for scene in [false, true] {
+            let answer = |scale: f32| {
+                let mut p = prediction(model);
+                let shift = if scene {
+                    mix_scene(&mut p, &reading, 0.5, (Emotions::Kept, scale))
+                } else {
+                    mix(&mut p, &reading, false, (Emotions::Kept, scale))
+                };
+                (p.sentiment, shift)
+            };
+            let (_, shift) = answer(1.0);
+            let (served, recorded) = answer(0.5);
+            assert_eq!(recorded, shift, "the record keeps the reading, unscaled");
+            let half = shift.map(|x| x * 0.5);
+            let expected = if scene {
+                mix::with_scene_shift(model, half)
+            } else {
+                mix::with_text_shift(model, half)
+            };
+            for (a, b) in served.iter().zip(expected) {
+                assert!((a - b).abs() < 1e-6, "{scene}: {served:?} {expected:?}");
+            }
+        }
     }
 
     #[test]

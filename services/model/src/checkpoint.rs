@@ -122,12 +122,23 @@ pub struct Manifest {
     /// reader leaves alone; base versions are read either way.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub corrections_hold_with_reader: bool,
+    /// What fusion multiplies the meaning reader's sentiment shift by for this version:
+    /// the temperature its corrections were learnt with the shift at, over its own
+    /// (refitted after training), so a read request is served exactly as they were
+    /// learnt. None (base versions, and manifests written before the field): 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reader_shift_scale: Option<f64>,
 }
 
 impl Manifest {
     /// What serving divides the sentiment logits by: the calibration's, else 1.
     pub fn temperature(&self) -> f64 {
         self.calibration.as_ref().map_or(1.0, |c| c.temperature)
+    }
+
+    /// See `reader_shift_scale`.
+    pub fn shift_scale(&self) -> f64 {
+        self.reader_shift_scale.unwrap_or(1.0)
     }
 }
 
@@ -148,6 +159,8 @@ pub struct NewVersion {
     pub typicality: Option<Typicality>,
     /// See `Manifest::corrections_hold_with_reader`.
     pub corrections_hold_with_reader: bool,
+    /// See `Manifest::reader_shift_scale`.
+    pub reader_shift_scale: Option<f64>,
 }
 
 /// Writes a new version `vNNNN` (one above the highest present) under `models_dir`.
@@ -235,6 +248,7 @@ fn write_and_publish(
         calibration: new.calibration,
         typicality,
         corrections_hold_with_reader: new.corrections_hold_with_reader,
+        reader_shift_scale: new.reader_shift_scale,
     };
     let tenant = new.tenant;
     // Another writer may take the same number between our scan and rename: retry.
@@ -444,6 +458,7 @@ mod tests {
             tenant: None,
             typicality: None,
             corrections_hold_with_reader: false,
+            reader_shift_scale: None,
             parent: None,
             dims: dims(),
             trained_tokens: vec!["text".into(), "lexicon".into()],

@@ -80,16 +80,16 @@ pub fn text_shift(reading: [f32; 3], neutral: usize, unusual: bool) -> Option<[f
     }))
 }
 
-/// `sentiment` moved by the `reading` of the turns before, as far as the model let
-/// them weigh (`context_weight`, the attention they had).
-pub fn shift_by_scene(sentiment: [f32; 3], reading: [f32; 3], context_weight: f32) -> [f32; 3] {
-    let shift = scene_shift(reading, context_weight);
+/// `sentiment` moved by a reading's `scene_shift`.
+pub fn with_scene_shift(sentiment: [f32; 3], shift: [f32; 3]) -> [f32; 3] {
     normalised(std::array::from_fn(|k| {
         sentiment[k].max(1e-6).ln() + shift[k]
     }))
 }
 
-/// What `shift_by_scene` adds to the model's log-probabilities.
+/// What the `reading` of the turns before adds to the model's sentiment
+/// log-probabilities, as far as the model let them weigh (`context_weight`, the
+/// attention they had).
 pub fn scene_shift(reading: [f32; 3], context_weight: f32) -> [f32; 3] {
     reading.map(|r| SCENE_WEIGHT * context_weight * r)
 }
@@ -215,10 +215,10 @@ mod tests {
         let bad_news = [(0.8f32).ln(), (0.1f32).ln(), (0.1f32).ln()];
         let model = [0.2, 0.2, 0.6];
         // "Perfect." after bad news: the model let the turns weigh 0.6.
-        let reaction = shift_by_scene(model, bad_news, 0.6);
+        let reaction = with_scene_shift(model, scene_shift(bad_news, 0.6));
         assert!(reaction[0] > reaction[2], "{reaction:?}");
         // "Thanks, that's brilliant!" after the same: the turns weigh 0.05.
-        let outright = shift_by_scene(model, bad_news, 0.05);
+        let outright = with_scene_shift(model, scene_shift(bad_news, 0.05));
         assert!(outright[2] > outright[0], "{outright:?}");
         assert!((outright.iter().sum::<f32>() - 1.0).abs() < 1e-5);
     }

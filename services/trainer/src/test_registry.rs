@@ -61,6 +61,7 @@ impl Scratch {
                     tenant: None,
                     typicality: None,
                     corrections_hold_with_reader: false,
+                    reader_shift_scale: None,
                     parent: parent.clone(),
                     dims: dims(),
                     trained_tokens: vec!["text".into(), "lexicon".into()],

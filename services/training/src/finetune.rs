@@ -152,6 +152,17 @@ pub struct Finetuned {
     pub corrections_hold_with_reader: bool,
 }
 
+impl Finetuned {
+    /// What serving must multiply the reader's shift by to move the new version's
+    /// logits as its read twins learnt: they carried the shift times the serving
+    /// version's temperature (`prepare.rs`), and the new version divides its logits by
+    /// its own refitted one. None for a version the reader does not read.
+    pub fn reader_shift_scale(&self) -> Option<f64> {
+        self.corrections_hold_with_reader
+            .then(|| self.serving.temperature() / self.calibration.temperature)
+    }
+}
+
 /// Features and targets of the rows a fine-tune touches.
 #[derive(Default)]
 struct Rows {
@@ -344,6 +355,7 @@ pub fn publish(
             tenant: tenant.map(str::to_string),
             typicality: None,
             corrections_hold_with_reader: tuned.corrections_hold_with_reader,
+            reader_shift_scale: tuned.reader_shift_scale(),
             parent: Some(tuned.serving.version.clone()),
             dims: tuned.serving.dims,
             trained_tokens: tuned.serving.trained_tokens.clone(),

@@ -230,6 +230,7 @@ pub fn train_sentiment(
             tenant: None,
             typicality: Some(typicality),
             corrections_hold_with_reader: false,
+            reader_shift_scale: None,
             parent: None,
             dims: config.dims,
             trained_tokens: ["text", "lexicon"]
@@ -590,6 +591,12 @@ mod tests {
         assert!(
             tuned.corrections_hold_with_reader,
             "every correction was read"
+        );
+        // The twins learnt the shift at the parent's temperature; the new version
+        // serves it scaled to its own.
+        assert_eq!(
+            tuned.reader_shift_scale(),
+            Some(report.metrics["temperature"] / c.temperature)
         );
         assert!(c.fitted_on.starts_with("base validation split"), "{c:?}");
         assert!(c.temperature > 0.0 && c.nll <= c.nll_uncalibrated, "{c:?}");

@@ -32,6 +32,9 @@ pub(super) struct Call<'a> {
     /// Whether the reader moves the emotions: not those of a version whose emotion
     /// head learnt from corrections.
     pub(super) reader_emotions: meaning::Emotions,
+    /// What the reader's sentiment shift is multiplied by for this version
+    /// (`Manifest::reader_shift_scale`).
+    pub(super) reader_shift_scale: f32,
 }
 
 impl<'a> Call<'a> {
@@ -61,6 +64,7 @@ impl<'a> Call<'a> {
             read_meaning,
             reader_overrules: !meaning::reads_for(manifest),
             reader_emotions: meaning::Emotions::of(manifest),
+            reader_shift_scale: manifest.shift_scale() as f32,
         }
     }
 

@@ -237,8 +237,10 @@ impl<'a> Run<'a> {
             .map(|f| add_feedback(&mut rows, f, [0.0; 3]))
             .collect();
         // Serving divides the logits by the temperature before the reader's shift is
-        // added: in logit units the shift is that much larger. The serving version's
-        // temperature stands in for the new one's, refitted only after training.
+        // added: in logit units the shift is that much larger. The new version's is
+        // refitted only after training, so the twins learn at the serving version's,
+        // and the new version's manifest scales the served shift to match
+        // (`Finetuned::reader_shift_scale`).
         let temperature = serving.temperature() as f32;
         let mut read_twins = BTreeMap::new();
         for (f, &row) in fb.order.iter().zip(&feedback) {
