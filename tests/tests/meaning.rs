@@ -345,10 +345,11 @@ async fn corrections_hold_with_the_reader_and_without() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_trainer_reads_corrections_stored_without_the_reader() -> anyhow::Result<()> {
     let dir = temp_dir("reader-late");
-    // No `--meaning-reader`: this fusion neither reads nor records a reading.
+    // No `--meaning-reader`: this fusion neither reads nor records a reading. The
+    // trainer is told the deployment reads (as `empathy up` tells it when its fusion
+    // does). As above, the gate's confidence in 14 corrections is not the point.
     let fusion_args = ["--model-poll-s", "1"];
-    // As above: the gate's confidence in 14 corrections is not the point.
-    let trainer_args = ["--max-p-value", "0.2"];
+    let trainer_args = ["--meaning-reader", "--max-p-value", "0.2"];
     let system = start_learning_system(&dir, &trainer_args, &fusion_args).await?;
     let mut c = client(&system.fusion).await?;
     let mut tc = trainer_client(&system.trainer).await?;

@@ -139,11 +139,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Some(m) = &args.min_confidence {
         fusion_args.extend(["--min-confidence".into(), m.clone()]);
     }
-    if !args
-        .fusion_args
-        .iter()
-        .any(|a| a.starts_with("--meaning-reader"))
-    {
+    if reader_flag(&args).is_none() {
         fusion_args.push(format!("--meaning-reader={}", args.meaning_reader));
     }
     fusion_args.extend(args.fusion_args.iter().cloned());
@@ -261,9 +257,29 @@ fn database(args: &UpArgs) -> String {
     })
 }
 
+/// A `--fusion-arg=--meaning-reader...` given, which takes `--meaning-reader`'s place.
+fn reader_flag(args: &UpArgs) -> Option<&str> {
+    args.fusion_args
+        .iter()
+        .map(String::as_str)
+        .find(|a| a.starts_with("--meaning-reader"))
+}
+
+/// Whether fusion's meaning reader reads any request: then the trainer reads the
+/// corrections stored without a reading, so the tenants' lines stay readable.
+fn fusion_reads(args: &UpArgs) -> bool {
+    match reader_flag(args) {
+        Some(flag) => !flag.ends_with("=off"),
+        None => args.meaning_reader != "off",
+    }
+}
+
 fn trainer_args(args: &UpArgs, assets: &str) -> Vec<String> {
     let mut trainer_args = service_args(&args.trainer_listen, &args.trainer_metrics_listen, assets);
     trainer_args.extend(["--database".into(), database(args)]);
+    if fusion_reads(args) {
+        trainer_args.push("--meaning-reader".into());
+    }
     trainer_args.extend(args.trainer_args.iter().cloned());
     trainer_args
 }
@@ -363,5 +379,29 @@ mod tests {
         assert!(local.contains(&"--reflection".to_string()));
         let public = service_args("0.0.0.0:50051", "127.0.0.1:9451", "assets");
         assert!(!public.contains(&"--reflection".to_string()));
+    }
+
+    #[test]
+    fn the_trainer_reads_stored_corrections_when_fusion_reads() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            up: UpArgs,
+        }
+        let reads = |flags: &[&str]| {
+            let cli = <Cli as clap::Parser>::parse_from(
+                std::iter::once("up").chain(flags.iter().copied()),
+            );
+            fusion_reads(&cli.up)
+        };
+        assert!(reads(&[]));
+        assert!(reads(&["--meaning-reader", "on-request"]));
+        assert!(!reads(&["--meaning-reader", "off"]));
+        assert!(!reads(&["--fusion-arg=--meaning-reader=off"]));
+        assert!(reads(&[
+            "--meaning-reader",
+            "off",
+            "--fusion-arg=--meaning-reader"
+        ]));
     }
 }

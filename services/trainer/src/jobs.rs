@@ -52,6 +52,8 @@ pub struct Settings {
     pub finetune: FinetuneConfig,
     /// Tenants with another check tolerance than `finetune`'s.
     pub tenant_check_tolerance: HashMap<String, f64>,
+    /// Read corrections stored without the meaning reader's reading (`unread`).
+    pub read_corrections: bool,
 }
 
 pub struct Job {
@@ -390,12 +392,16 @@ impl Trainer {
         let (serving_dir, serving_id) = self.check_registry(&job.tenant)?;
         let mut corrections = self.read_corrections(job, &serving_id)?;
         let cancelled = || job.cancel.load(Ordering::SeqCst);
-        let read = unread::read(
-            &self.settings.assets,
-            &mut corrections.examples,
-            &cancelled,
-            &mut |done, of| job.progress(0.0, &format!("reading correction {done} of {of}")),
-        );
+        let read = if self.settings.read_corrections {
+            unread::read(
+                &self.settings.assets,
+                &mut corrections.examples,
+                &cancelled,
+                &mut |done, of| job.progress(0.0, &format!("reading correction {done} of {of}")),
+            )
+        } else {
+            unread::Read::default()
+        };
         // Kept with the records (those of a cancelled job too), so the next job need
         // not read them again.
         if let Err(e) = self

@@ -109,6 +109,12 @@ struct Args {
     /// dropped before storing (the features computed from them stand for them).
     #[arg(long)]
     keep_original_media: bool,
+    /// Read the sentiment corrections stored without the meaning reader's reading
+    /// before fine-tuning (the reader from <assets>), so that a fusion that reads can
+    /// go on reading for the tenant's new versions. For a deployment whose fusion runs
+    /// the reader; `empathy up` sets it when its fusion reads.
+    #[arg(long)]
+    meaning_reader: bool,
     /// Where `empathy train` cached the corpus embeddings (default: the user cache).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
@@ -187,6 +193,7 @@ async fn main() -> anyhow::Result<()> {
             ..FinetuneConfig::default()
         },
         tenant_check_tolerance: args.tenant_check_tolerance.iter().cloned().collect(),
+        read_corrections: args.meaning_reader,
     };
     if let Some(path) = &args.admin_key_file {
         keys::ensure_admin_key(&store, path)?;
