@@ -154,12 +154,12 @@ pub struct Finetuned {
 
 impl Finetuned {
     /// What serving must multiply the reader's shift by to move the new version's
-    /// logits as its read twins learnt: they carried the shift times the serving
-    /// version's temperature (`prepare.rs`), and the new version divides its logits by
-    /// its own refitted one. None for a version the reader does not read.
+    /// logits as its read twins learnt: they carried the shift times
+    /// `prepare::twin_scale`, and the new version divides its logits by its own
+    /// refitted temperature. None for a version the reader does not read.
     pub fn reader_shift_scale(&self) -> Option<f64> {
         self.corrections_hold_with_reader
-            .then(|| self.serving.temperature() / self.calibration.temperature)
+            .then(|| prepare::twin_scale(&self.serving) / self.calibration.temperature)
     }
 }
 

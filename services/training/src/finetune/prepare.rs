@@ -236,17 +236,18 @@ impl<'a> Run<'a> {
             .iter()
             .map(|f| add_feedback(&mut rows, f, [0.0; 3]))
             .collect();
-        // Serving divides the logits by the temperature before the reader's shift is
-        // added: in logit units the shift is that much larger. The new version's is
-        // refitted only after training, so the twins learn at the serving version's,
-        // and the new version's manifest scales the served shift to match
+        // Serving divides the logits by the temperature before the reader's shift
+        // (times the version's shift scale) is added: in logit units the shift is
+        // that much larger. The twins carry the serving version's served shift, so
+        // the gate judges it as served; the new version's temperature is refitted
+        // only after training, and its manifest scales the served shift to match
         // (`Finetuned::reader_shift_scale`).
-        let temperature = serving.temperature() as f32;
+        let scale = twin_scale(serving) as f32;
         let mut read_twins = BTreeMap::new();
         for (f, &row) in fb.order.iter().zip(&feedback) {
             let shift = f.meaning.filter(|m| m.iter().any(|x| *x != 0.0));
             if let (Some(shift), Some(_)) = (shift, f.sentiment) {
-                let twin = add_feedback(&mut rows, f, shift.map(|x| x * temperature));
+                let twin = add_feedback(&mut rows, f, shift.map(|x| x * scale));
                 read_twins.insert(row, twin);
             }
         }
@@ -349,6 +350,13 @@ impl<'a> Run<'a> {
             .collect();
         Ok(())
     }
+}
+
+/// What a read correction's twin multiplies the reader's shift by: the serving
+/// version's temperature times its own shift scale, so the twin's logits are where
+/// the serving version's read answer puts them.
+pub(super) fn twin_scale(serving: &Manifest) -> f64 {
+    serving.temperature() * serving.shift_scale()
 }
 
 /// An embedding as exact bits, to find the same text again.
