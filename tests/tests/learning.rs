@@ -21,7 +21,8 @@ use empathy_grpc::v1::{
 };
 use support::{
     analyze_text, assets, client, feedback_record, registry_copy, start_learning_system,
-    start_trainer_on, stream_feedback_then_kill, temp_dir, trainer_client, wait_job,
+    start_trainer_on, stream_feedback_then_kill, temp_dir, train_and_wait, trainer_client,
+    wait_job,
 };
 use tonic::Code;
 use tonic::transport::Channel;
@@ -502,11 +503,7 @@ async fn corrections_become_a_new_version_served_without_a_failed_request() -> a
     }
     let ro_trainer = start_read_only_trainer(&ro_dir, &ro_models).await?;
     let mut ro = trainer_client(&ro_trainer).await?;
-    let job = ro
-        .start_training(StartTrainingRequest::default())
-        .await?
-        .into_inner();
-    let end = wait_job(&mut ro, &job.job_id).await?;
+    let end = train_and_wait(&mut ro).await?;
     println!("read-only registry: {:?} {}", end.state(), end.message);
     assert_eq!(end.state(), JobState::Failed);
     assert!(end.message.contains("not writable"), "{}", end.message);
@@ -600,11 +597,7 @@ async fn a_full_disk_fails_the_job_and_serving_goes_on() -> anyhow::Result<()> {
             .submit_feedback(feedback_record(&format!("full-{i}"), "positive", i))
             .await?;
     }
-    let job = client
-        .start_training(StartTrainingRequest::default())
-        .await?
-        .into_inner();
-    let end = wait_job(&mut client, &job.job_id).await?;
+    let end = train_and_wait(&mut client).await?;
     println!("full disk: {:?} {}", end.state(), end.message);
     assert_eq!(end.state(), JobState::Failed, "{}", end.message);
     assert!(

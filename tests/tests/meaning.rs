@@ -8,7 +8,7 @@ mod support;
 
 use empathy_grpc::v1::empathy_service_client::EmpathyServiceClient;
 use empathy_grpc::v1::trainer_service_client::TrainerServiceClient;
-use empathy_grpc::v1::{FeedbackRequest, JobState, StartTrainingRequest, TrainingJob};
+use empathy_grpc::v1::{FeedbackRequest, JobState, TrainingJob};
 use empathy_proto::v1::{
     AnalyzeOptions, AnalyzeRequest, AnalyzeResponse, InfoRequest, MeaningReading, Turn,
 };
@@ -249,11 +249,7 @@ async fn correct_and_tune(
         })
         .await?;
     }
-    let job = tc
-        .start_training(StartTrainingRequest::default())
-        .await?
-        .into_inner();
-    let end = wait_job(tc, &job.job_id).await?;
+    let end = train_and_wait(tc).await?;
     assert_eq!(end.state(), JobState::Published, "{}", end.message);
     Ok((base, end))
 }
@@ -374,11 +370,7 @@ async fn the_trainer_reads_corrections_stored_without_the_reader() -> anyhow::Re
         end.metrics
     );
     // The readings were kept with the records: the next job reads none again.
-    let again = tc
-        .start_training(StartTrainingRequest::default())
-        .await?
-        .into_inner();
-    let again = wait_job(&mut tc, &again.job_id).await?;
+    let again = train_and_wait(&mut tc).await?;
     assert_eq!(
         metric(&again, "corrections_read_by_trainer"),
         Some(0.0),

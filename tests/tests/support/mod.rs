@@ -244,6 +244,17 @@ pub async fn trainer_client(s: &Service) -> anyhow::Result<TrainerServiceClient<
     Ok(TrainerServiceClient::connect(s.url()).await?)
 }
 
+/// Starts a training job for the caller's tenant and returns its last state.
+pub async fn train_and_wait(
+    trainer: &mut TrainerServiceClient<Channel>,
+) -> anyhow::Result<empathy_grpc::v1::TrainingJob> {
+    let job = trainer
+        .start_training(empathy_grpc::v1::StartTrainingRequest::default())
+        .await?
+        .into_inner();
+    wait_job(trainer, &job.job_id).await
+}
+
 /// The last state of a training job, following WatchJob until it ends.
 pub async fn wait_job(
     trainer: &mut TrainerServiceClient<Channel>,
