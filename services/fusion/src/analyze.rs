@@ -399,6 +399,14 @@ impl Analyzer {
                         call.model_version
                     ));
                 }
+                if !matches!(gathered.language.as_str(), "en" | "") {
+                    notes.push(format!(
+                        "language {}: the meaning reader read the text (asked in English; it \
+                         reads {})",
+                        gathered.language,
+                        empathy_reader::READ_LANGUAGES.join(", ")
+                    ));
+                }
                 meaning::mix(prediction, &reading, unusual, (emotions, scale))
             }
             Some(weight) => meaning::mix_scene(prediction, &reading, weight, (emotions, scale)),

@@ -262,10 +262,11 @@ fn meaning_note(manifest: &Manifest, loaded: bool, mode: meaning::Mode) -> Optio
     };
     (loaded && meaning::reads_for(manifest)).then(|| {
         format!(
-            "meaning: the meaning reader (Gemma 3 270M) reads English texts, or the turns \
+            "meaning: the meaning reader (Gemma 3 270M) reads texts in {}, or the turns \
              before in a conversation; it moves the sentiment where it is sure (more on a \
              text unlike the version's training texts, which a note then says), and \
-             {emotions}; it reads {which}"
+             {emotions}; it reads {which}",
+            empathy_reader::READ_LANGUAGES.join(", ")
         )
     })
 }
