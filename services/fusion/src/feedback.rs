@@ -83,8 +83,8 @@ pub async fn submit(
 /// What the meaning reader would add to the text of a corrected analysis it did not
 /// read (the request turned it off, or asked nothing of an `on-request` server, or the
 /// version did not read): so the correction is learnt as a read request will be
-/// served, and the tenant's line can go on being read. Zeros for text it does not read
-/// (a language it does not read); None where this server has no reader or it could not read in time.
+/// served, and the tenant's line can go on being read. Zeros for text in a language it
+/// does not read; None where this server has no reader or it could not read in time.
 async fn reading_for(analyzer: &Analyzer, text: &str) -> Option<[f32; 3]> {
     let meaning = analyzer.meaning.as_ref()?;
     if text.trim().is_empty() || !empathy_reader::reads_language(&language::resolve("", None, text))
