@@ -29,7 +29,9 @@ pub const MODEL_FILE: &str = "reader/gemma-3-270m-q4_k_m.gguf";
 /// held-out sentences it was measured to read through the same English prompt
 /// (README, "Other languages"). Gemma 3 was trained on many more; a language joins
 /// this list when it is measured.
-pub const READ_LANGUAGES: [&str; 6] = ["en", "de", "es", "fr", "it", "pt"];
+pub const READ_LANGUAGES: [&str; 14] = [
+    "en", "ar", "de", "es", "fr", "it", "ja", "ko", "nl", "pl", "pt", "ru", "sv", "tr",
+];
 
 /// Whether the reader reads text in `language` (as detected; "" when unsure).
 pub fn reads_language(language: &str) -> bool {
