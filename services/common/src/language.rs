@@ -65,6 +65,14 @@ mod tests {
             detect("El servicio fue muy lento y la comida llegó fría.").as_deref(),
             Some("es")
         );
+        // Languages the meaning reader reads, once taken for German or Spanish.
+        for (text, language) in [
+            ("Tåget var försenat igen och ingen sa något.", "sv"),
+            ("Paczka przyszła uszkodzona i nikt nie odpowiada.", "pl"),
+            ("Kargo yine gecikti ve kimse bilgi vermedi.", "tr"),
+        ] {
+            assert_eq!(detect(text).as_deref(), Some(language), "{text}");
+        }
         assert_eq!(detect("42 :)").as_deref(), None, "no words to tell by");
     }
 
