@@ -1,8 +1,9 @@
 //! The meaning reader end to end: fusion started with `--meaning-reader` (Gemma 3 270M
 //! from the fetched assets) reads single texts (English and the other languages it was
 //! measured on) and, in a conversation, the turns before, and the sentiment, emotions
-//! and valence follow; its stage shows in the timings. A request may turn it off; with `--meaning-reader on-request` it reads
-//! only the requests that ask; without the flag it stays out, and asking is refused.
+//! and valence follow; its stage shows in the timings. A request may turn it off; with
+//! `--meaning-reader on-request` it reads only the requests that ask; without the flag
+//! it stays out, and asking is refused.
 
 mod support;
 

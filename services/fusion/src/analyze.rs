@@ -401,10 +401,8 @@ impl Analyzer {
                 }
                 if !matches!(gathered.language.as_str(), "en" | "") {
                     notes.push(format!(
-                        "language {}: the meaning reader read the text (asked in English; it \
-                         reads {})",
-                        gathered.language,
-                        empathy_reader::READ_LANGUAGES.join(", ")
+                        "language {}: the meaning reader read the text (asked in English)",
+                        gathered.language
                     ));
                 }
                 meaning::mix(prediction, &reading, unusual, (emotions, scale))
