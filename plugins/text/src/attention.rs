@@ -11,8 +11,9 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, bail};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use crate::fast_math::exp;
 use crate::multiply::{View, multiply};
-use crate::{fast_math::exp, widest};
+use empathy_simd::widest;
 
 pub struct Attention<'a> {
     /// Tokens per sentence, padding included.

@@ -11,9 +11,11 @@ use rayon::prelude::*;
 
 use crate::attention::Attention;
 use crate::config::{Config, Family};
-use crate::dense::{Dense, Precision};
+use crate::dense::Dense;
+use crate::fast_math::erf;
 use crate::relative::RelativeBias;
-use crate::{fast_math::erf, widest};
+use empathy_simd::Precision;
+use empathy_simd::widest;
 
 pub struct Bert {
     words: Embedding,

@@ -9,43 +9,11 @@
 //! was most of the time for a single short sentence. Where the CPU has AMX and the
 //! precision allows, the weights are bf16 tiles instead (see `amx`).
 
-use std::str::FromStr;
-
 use candle_core::{Device, Module, Result, Storage, Tensor, bail};
 use candle_nn::Linear;
 
-use crate::amx;
 use crate::multiply::{View, multiply};
-
-/// What the dense layers (nine tenths of the encoder's work) compute in on the CPU.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Precision {
-    /// bf16 inputs with f32 sums where the CPU multiplies bf16 natively (AMX), which keeps
-    /// every embedding within cosine 0.999 of f32; f32 elsewhere.
-    #[default]
-    Auto,
-    /// f32 throughout, on every CPU.
-    F32,
-}
-
-impl FromStr for Precision {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "f32" => Ok(Self::F32),
-            other => Err(format!("precision {other:?}: expected auto or f32")),
-        }
-    }
-}
-
-impl Precision {
-    /// Whether the dense layers will run in bf16 on this machine.
-    pub fn uses_bf16(self) -> bool {
-        self == Self::Auto && amx::available()
-    }
-}
+use empathy_simd::{Precision, amx};
 
 pub enum Dense {
     /// W^T, (in, out) contiguous, and the bias (out).

@@ -13,7 +13,7 @@ use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::bert::Bert;
 use crate::config::{Config, Family};
-use crate::dense::Precision;
+use empathy_simd::Precision;
 
 /// Most sentences in one forward pass.
 const MAX_CHUNK_SENTENCES: usize = 64;

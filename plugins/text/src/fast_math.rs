@@ -1,40 +1,6 @@
 //! Elementwise maths as plain arithmetic the compiler vectorises (libm's scalar erf and
-//! exp were 11% and 8% of the encoder's time), and `widest!`, which compiles a loop for
-//! AVX-512 or AVX2+FMA and picks the build at run time (never at build time: the same
-//! binary runs on every x86-64 CPU).
-
-/// `widest! { fn name(args) => body }` defines `name`, which calls `body(args)` compiled
-/// for AVX-512, else AVX2+FMA, else the baseline, whichever the CPU has. `body` should
-/// be `#[inline(always)]` so that it is compiled into each build. Exported: the
-/// situation service's decoding step uses it too.
-#[macro_export]
-macro_rules! widest {
-    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) => $body:path) => {
-        $(#[$doc])*
-        $vis fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512bw,fma")]
-                fn avx512($($arg: $ty),*) {
-                    $body($($arg),*)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                fn avx2($($arg: $ty),*) {
-                    $body($($arg),*)
-                }
-                if is_x86_feature_detected!("avx512bw") {
-                    // SAFETY: the CPU has AVX-512F/BW (and so FMA), checked just above.
-                    return unsafe { avx512($($arg),*) };
-                }
-                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU has AVX2 and FMA, checked just above.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            $body($($arg),*)
-        }
-    };
-}
+//! exp were 11% and 8% of the encoder's time); `empathy_simd::widest!` compiles the loops
+//! that use them for the widest SIMD the CPU has.
 
 /// erf as a rational function on [-4, 4] (outside, erf is +-1 in f32); the
 /// coefficients are Eigen's and XLA's f32 erf. Pure arithmetic, so it vectorises.

@@ -4,8 +4,6 @@
 //! Use [`SentenceEncoder`] directly as a library, or load this crate's cdylib into the
 //! encoder service as a plugin ([`TextPlugin`]).
 
-/// bf16 matrix products on Intel AMX tiles; the situation service uses them too.
-pub mod amx;
 mod attention;
 mod bert;
 mod config;
@@ -17,7 +15,7 @@ mod plugin;
 mod relative;
 
 pub use config::Family;
-pub use dense::Precision;
+pub use empathy_simd::Precision;
 pub use encoder::{SentenceEncoder, parse_device};
 pub use plugin::{MODEL_ID, MODEL_SUBDIR, MPNET_MODEL_ID, MPNET_SUBDIR, TextPlugin};
 

@@ -9,8 +9,8 @@ use empathy_proto::v1::{
 };
 
 use crate::config::Family;
-use crate::dense::Precision;
 use crate::encoder::{SentenceEncoder, parse_device};
+use empathy_simd::Precision;
 
 pub const MODEL_ID: &str = "sentence-transformers/all-MiniLM-L6-v2";
 /// Where the model lives under `PluginConfig.assets_dir`.

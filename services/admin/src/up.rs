@@ -262,7 +262,7 @@ fn reader_flag(args: &UpArgs) -> Option<&str> {
     args.fusion_args
         .iter()
         .map(String::as_str)
-        .find(|a| a.starts_with("--meaning-reader"))
+        .find(|a| *a == "--meaning-reader" || a.starts_with("--meaning-reader="))
 }
 
 /// Whether fusion's meaning reader reads any request: then the trainer reads the
@@ -402,6 +402,12 @@ mod tests {
             "--meaning-reader",
             "off",
             "--fusion-arg=--meaning-reader"
+        ]));
+        // The reader's precision is another flag: it leaves `--meaning-reader` as it was.
+        assert!(!reads(&[
+            "--meaning-reader",
+            "off",
+            "--fusion-arg=--meaning-reader-precision=f32"
         ]));
     }
 }

@@ -107,6 +107,12 @@ struct Args {
     #[arg(long, value_enum, default_value_t = meaning::Mode::Off, num_args = 0..=1,
           default_missing_value = "on")]
     meaning_reader: meaning::Mode,
+    /// What the meaning reader multiplies in: `auto` is bf16 where the CPU has AMX
+    /// (about three times faster there; readings within a few hundredths of a nat of
+    /// f32's) and f32 elsewhere; `f32` gives the same readings on every CPU, for a fleet
+    /// that mixes CPUs and wants identical answers.
+    #[arg(long, default_value = "auto")]
+    meaning_reader_precision: empathy_reader::Precision,
     #[command(flatten)]
     limits: validate::Limits,
     /// Require an API key (checked with the trainer's key store, so --trainer is
@@ -137,12 +143,14 @@ async fn main() -> anyhow::Result<()> {
     let assets = args.assets.clone();
     let pinned = model_path.join("manifest.json").exists();
     let registry = (!pinned).then(|| model_path.clone());
-    let meaning_reader = args.meaning_reader;
+    let (meaning_reader, reader_precision) = (args.meaning_reader, args.meaning_reader_precision);
     let (lexicon, model, meaning) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let lexicon = Lexicon::load(&assets)?;
         let meaning = match meaning_reader {
             meaning::Mode::Off => None,
-            meaning::Mode::On | meaning::Mode::OnRequest => Meaning::load(&assets)?,
+            meaning::Mode::On | meaning::Mode::OnRequest => {
+                Meaning::load(&assets, reader_precision)?
+            }
         };
         let version_dir = if pinned {
             model_path

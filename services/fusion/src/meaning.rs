@@ -11,7 +11,7 @@ use std::{path::Path, sync::Arc, time::Duration, time::Instant};
 use empathy_model::{CONTEXT, EMOTIONS_CORRECTED, Manifest, Prediction};
 use empathy_proto::v1::{MeaningReading, Turn};
 use empathy_proto::{EMOTION_LABELS, NEUTRAL_SENTIMENT, SENTIMENT_LABELS, v1::StageTiming};
-use empathy_reader::{EMOTION_WORDS, LABEL_WORDS, MeaningReader, mix};
+use empathy_reader::{EMOTION_WORDS, LABEL_WORDS, MeaningReader, Precision, mix};
 use tokio::sync::Semaphore;
 use tonic::Status;
 
@@ -56,7 +56,7 @@ pub struct Meaning {
 
 impl Meaning {
     /// The reader at `<assets>/reader/...`, or None (logged) when it was not fetched.
-    pub fn load(assets: &Path) -> anyhow::Result<Option<Meaning>> {
+    pub fn load(assets: &Path, precision: Precision) -> anyhow::Result<Option<Meaning>> {
         let path = assets.join(empathy_reader::MODEL_FILE);
         if !path.exists() {
             tracing::warn!(
@@ -65,7 +65,11 @@ impl Meaning {
             );
             return Ok(None);
         }
-        let reader = MeaningReader::load(&path)?;
+        let reader = MeaningReader::load_in(&path, precision)?;
+        tracing::info!(
+            bf16 = precision.uses_bf16(),
+            "meaning reader loaded (bf16: on AMX tiles, else f32)"
+        );
         Ok(Some(Meaning {
             reader: Arc::new(reader),
             turn: Arc::new(Semaphore::new(1)),

@@ -3,7 +3,8 @@
 //!
 //!   cargo run --release -p empathy-reader --example read -- eval/meaning-test.jsonl
 //!
-//! With READINGS=FILE, each text's reading is also written there as a JSON line
+//! PRECISION=f32 reads in f32 on every CPU (the default, auto, reads in bf16 where the
+//! CPU has AMX). With READINGS=FILE, each text's reading is also written there as a JSON line
 //! (`{"text", "label", "reading": {word: log-probability}}`), for choosing how much
 //! the reader weighs.
 
@@ -15,7 +16,9 @@ use empathy_reader::{LABEL_WORDS, MODEL_FILE, MeaningReader};
 fn main() -> Result<()> {
     let assets =
         std::env::var_os("EMPATHY_ASSETS").map_or_else(|| PathBuf::from("assets"), PathBuf::from);
-    let reader = MeaningReader::load(&assets.join(MODEL_FILE))?;
+    let precision = std::env::var("PRECISION").unwrap_or_else(|_| "auto".into());
+    let precision = precision.parse().map_err(anyhow::Error::msg)?;
+    let reader = MeaningReader::load_in(&assets.join(MODEL_FILE), precision)?;
     let mut readings = match std::env::var_os("READINGS") {
         Some(path) => Some(std::fs::File::create(path)?),
         None => None,

@@ -12,7 +12,7 @@ use candle_core::{
     Device, Tensor,
     quantized::{GgmlDType, QTensor},
 };
-use empathy_plugin_text::amx;
+use empathy_simd::amx;
 use half::f16;
 
 use crate::team::Team;
@@ -167,9 +167,7 @@ impl QuantMatrix {
         );
         let x: Vec<f32> = x.flatten_all()?.to_vec1()?;
         if let (true, Some(tiles)) = (many_rows, &self.tiles) {
-            let mut out = vec![0f32; n.next_multiple_of(amx::ROWS) * self.rows];
-            amx::multiply_add(&mut out, &x, n, tiles, rayon::current_num_threads());
-            out.truncate(n * self.rows);
+            let out = amx::multiply(&x, n, tiles);
             return Ok(Tensor::from_vec(out, (n, self.rows), &Device::Cpu)?);
         }
         let out = self.dots(&x, n)?;

@@ -89,7 +89,7 @@ fn batching_is_bit_exact_for(format: WeightFormat) {
 /// continuation's likelihood stay what the exact Q4 kernel gives, to bf16's rounding.
 #[test]
 fn amx_passes_stay_close_to_q4() {
-    if !empathy_plugin_text::amx::available() {
+    if !empathy_simd::amx::available() {
         eprintln!("skipped: no AMX on this CPU");
         return;
     }

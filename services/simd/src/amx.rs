@@ -100,6 +100,15 @@ impl Packed {
     }
 }
 
+/// `x W` for `x` of (rows, k), row-major: (rows, n), on every compute thread. Only call
+/// where [`available`] holds.
+pub fn multiply(x: &[f32], rows: usize, w: &Packed) -> Vec<f32> {
+    let mut y = vec![0f32; rows.next_multiple_of(ROWS) * w.n];
+    multiply_add(&mut y, x, rows, w, rayon::current_num_threads());
+    y.truncate(rows * w.n);
+    y
+}
+
 /// `y += x W`: `x` is (rows, k), `y` is (rows rounded up to 32, n), both row-major; the
 /// rows past `rows` are scratch. Only call where [`available`] holds.
 pub fn multiply_add(y: &mut [f32], x: &[f32], rows: usize, w: &Packed, threads: usize) {
