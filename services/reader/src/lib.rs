@@ -60,7 +60,7 @@ struct Asked {
 }
 
 impl MeaningReader {
-    /// The reader in the default precision: bf16 where the CPU has AMX (about three
+    /// The reader in the default precision: bf16 where the CPU has AMX (two to three
     /// times faster there, readings within a few hundredths of a nat), f32 elsewhere.
     pub fn load(path: &Path) -> Result<MeaningReader> {
         Self::load_in(path, Precision::default())
