@@ -4,9 +4,9 @@
 //!   cargo run --release -p empathy-reader --example read -- eval/meaning-test.jsonl
 //!
 //! PRECISION=f32 reads in f32 on every CPU (the default, auto, reads in bf16 where the
-//! CPU has AMX). With READINGS=FILE, each text's reading is also written there as a JSON line
-//! (`{"text", "label", "reading": {word: log-probability}}`), for choosing how much
-//! the reader weighs.
+//! CPU has AMX). With READINGS=FILE, each text's reading is also written there as a
+//! JSON line (`{"text", "label", "reading": {word: log-probability}}`), for choosing
+//! how much the reader weighs.
 
 use std::{io::Write, path::PathBuf, time::Instant};
 

@@ -240,7 +240,11 @@ impl Matrix {
             Matrix::Tiles(tiles) => tiles,
         };
         let (inner, out) = tiles.shape();
-        ensure!(x.dims().last() == Some(&inner), "{:?} into {inner} inputs", x.dims());
+        ensure!(
+            x.dims().last() == Some(&inner),
+            "{:?} into {inner} inputs",
+            x.dims()
+        );
         let rows = x.elem_count() / inner;
         let y = amx::multiply(&x.flatten_all()?.to_vec1::<f32>()?, rows, tiles);
         let mut shape = x.dims().to_vec();

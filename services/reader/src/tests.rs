@@ -120,18 +120,16 @@ fn bf16_readings_stay_close_to_f32() {
     }
     // On the 123 sentences of the meaning and implicit test sets the largest change was
     // 0.03 nats, and no top answer changed.
-    for key in ["readings", "emotions"] {
-        for case in fixture()[key].as_array().unwrap() {
-            let text = case["text"].as_str().unwrap();
-            let (f32s, bf16s) = if key == "readings" {
-                (
-                    reference().read(text).unwrap().to_vec(),
-                    served().read(text).unwrap().to_vec(),
-                )
-            } else {
-                let read = |r: &MeaningReader| r.read_emotions(text).unwrap().to_vec();
-                (read(reference()), read(served()))
-            };
+    let fixture = fixture();
+    let cases = ["readings", "emotions"].map(|key| fixture[key].as_array().unwrap());
+    for case in cases.into_iter().flatten() {
+        let text = case["text"].as_str().unwrap();
+        let feeling = |r: &MeaningReader| r.read(text).unwrap().to_vec();
+        let emotions = |r: &MeaningReader| r.read_emotions(text).unwrap().to_vec();
+        for (f32s, bf16s) in [
+            (feeling(reference()), feeling(served())),
+            (emotions(reference()), emotions(served())),
+        ] {
             for (a, b) in f32s.iter().zip(&bf16s) {
                 assert!(
                     (a - b).abs() < 0.1,
