@@ -6,7 +6,8 @@
 //! candle-transformers has a quantized Gemma 3, but it masks a cached prefix out of a
 //! multi-token continuation and always computes all 262,144 logits; this is the same
 //! network (checked against transformers in the tests) without those two costs. Its
-//! weights are dequantized to f32 at load (the file stays 4-bit on disk).
+//! weights are dequantized at load (the file stays 4-bit on disk): to bf16 AMX tiles
+//! where the CPU has them, else to f32 (`Matrix`).
 
 use anyhow::{Context, Result, ensure};
 use candle_core::{
