@@ -1,5 +1,7 @@
 //! The reader alone on labelled sentences (JSON lines with "text" and "label" or
-//! "sentiment"): its accuracy, and milliseconds per text (median).
+//! "sentiment", and optionally "emotion"): its accuracy, and milliseconds per text
+//! (median, the feeling question); where the lines name an emotion, how often the
+//! emotion question's top answer is it.
 //!
 //!   cargo run --release -p empathy-reader --example read -- eval/meaning-test.jsonl
 //!
@@ -11,7 +13,7 @@
 use std::{io::Write, path::PathBuf, time::Instant};
 
 use anyhow::{Context, Result};
-use empathy_reader::{LABEL_WORDS, MODEL_FILE, MeaningReader};
+use empathy_reader::{EMOTION_WORDS, LABEL_WORDS, MODEL_FILE, MeaningReader};
 
 fn main() -> Result<()> {
     let assets =
@@ -26,6 +28,7 @@ fn main() -> Result<()> {
     for path in std::env::args().skip(1) {
         let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
         let (mut right, mut total, mut millis) = (0, 0, Vec::new());
+        let (mut emotions_right, mut emotions_total) = (0, 0);
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let row: serde_json::Value = serde_json::from_str(line)?;
             let label = row["label"]
@@ -49,6 +52,12 @@ fn main() -> Result<()> {
                 .unwrap_or(0);
             right += usize::from(LABEL_WORDS[best] == label);
             total += 1;
+            if let Some(emotion) = row["emotion"].as_str() {
+                let read = reader.read_emotions(row["text"].as_str().unwrap_or_default())?;
+                let best = (0..read.len()).max_by(|&a, &b| read[a].total_cmp(&read[b]));
+                emotions_right += usize::from(best.map(|b| EMOTION_WORDS[b]) == Some(emotion));
+                emotions_total += 1;
+            }
         }
         millis.sort_by(f64::total_cmp);
         println!(
@@ -56,6 +65,9 @@ fn main() -> Result<()> {
             right as f64 / total.max(1) as f64,
             millis.get(millis.len() / 2).copied().unwrap_or(0.0)
         );
+        if emotions_total > 0 {
+            println!("  top emotion {emotions_right}/{emotions_total}");
+        }
     }
     Ok(())
 }

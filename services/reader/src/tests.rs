@@ -142,36 +142,25 @@ fn bf16_readings_stay_close_to_f32() {
 
 #[test]
 fn emotions_are_mostly_read_from_what_happened() {
-    // No emotion word in any of them; the reader names about seven in ten such
-    // sentences right (README, "The meaning reader").
-    let cases = [
-        (
-            "The plumber took our deposit and stopped answering.",
-            "anger",
-        ),
-        (
-            "There's a long grey hair baked into my bread roll.",
-            "disgust",
-        ),
-        (
-            "Someone has been trying the handle of my front door.",
-            "fear",
-        ),
-        ("We got the keys to our first flat this morning!", "joy"),
-        ("Our puppy died in the night.", "sadness"),
-        ("The form needs a signature on page two.", "neutral"),
-    ];
+    // eval/implicit-dev.jsonl: 28 sentences whose feeling is implied, not named ("The
+    // plumber took our deposit and stopped answering"). The reader names the written
+    // emotion on 20 (2026-12-06, f32 and bf16 alike); the lexicon alone on 6, chance
+    // on 4. Six hand-picked sentences checked this before, two of them exact ties
+    // between two emotions, which rounding decided.
     let reader = served();
-    let mut right = Vec::new();
-    for (text, emotion) in cases {
-        let r = reader.read_emotions(text).unwrap();
+    let (mut right, mut total) = (0, 0);
+    for line in include_str!("../../../eval/implicit-dev.jsonl").lines() {
+        let case: Value = serde_json::from_str(line).unwrap();
+        let r = reader
+            .read_emotions(case["text"].as_str().unwrap())
+            .unwrap();
         assert!((r.iter().map(|l| l.exp()).sum::<f32>() - 1.0).abs() < 1e-4);
         let best = (0..7).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap();
-        if super::EMOTION_WORDS[best] == emotion {
-            right.push(text);
-        }
+        right += usize::from(case["emotion"].as_str() == Some(super::EMOTION_WORDS[best]));
+        total += 1;
     }
-    assert!(right.len() >= 4, "only these were read right: {right:?}");
+    assert_eq!(total, 28);
+    assert!(2 * right >= total, "only {right} of {total} read right");
 }
 
 #[test]
