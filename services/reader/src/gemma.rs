@@ -11,7 +11,7 @@
 
 use anyhow::{Context, Result, ensure};
 use candle_core::{
-    DType, Device, Module, Tensor,
+    Device, Module, Tensor,
     quantized::{QMatMul, QTensor, gguf_file::Content},
 };
 use candle_transformers::{quantized_nn::RmsNorm, utils::repeat_kv};
@@ -43,8 +43,9 @@ struct Layer {
 
 pub struct Gemma {
     layers: Vec<Layer>,
-    /// The token embeddings (f16: the table is 262,144 rows), also the output matrix.
-    embeddings: Tensor,
+    /// The token embeddings, also the output matrix, kept quantized as the GGUF has
+    /// them: the table is 262,144 rows, and a text looks up only its own.
+    embeddings: QTensor,
     norm: RmsNorm,
     dim: usize,
     heads: usize,
@@ -92,9 +93,7 @@ impl Gemma {
 
         let mut tensor = |name: &str| content.tensor(reader, name, &device);
         let norm = |t| RmsNorm::from_qtensor(t, eps);
-        let embeddings = tensor("token_embd.weight")?
-            .dequantize(&device)?
-            .to_dtype(DType::F16)?;
+        let embeddings = tensor("token_embd.weight")?;
         let final_norm = norm(tensor("output_norm.weight")?)?;
         let mut layers = Vec::with_capacity(blocks);
         for i in 0..blocks {
@@ -136,11 +135,9 @@ impl Gemma {
 
     /// The output rows (the tied embeddings) of `ids`, (ids, dim) in f32.
     pub fn output_rows(&self, ids: &[u32]) -> Result<Tensor> {
-        let ids = Tensor::new(ids, &Device::Cpu)?;
         Ok(self
             .embeddings
-            .index_select(&ids, 0)?
-            .to_dtype(DType::F32)?)
+            .embedding(&Tensor::new(ids, &Device::Cpu)?)?)
     }
 
     /// Runs `ids` after `prefix` (none: from the start): the keys and values of both,
