@@ -56,9 +56,17 @@ async fn the_reader_reads_texts_and_what_the_turns_before_imply() -> anyhow::Res
     let fusion = start_fusion(&[encoder.url()], &["--meaning-reader"]).await?;
     let mut c = client(&fusion).await?;
     let info = c.info(InfoRequest::default()).await?.into_inner();
+    // The note says what the reader multiplies in: replicas on different CPUs differ.
+    let arithmetic = if empathy_simd::Precision::default().uses_bf16() {
+        "(Gemma 3 270M, in bf16 on this CPU's AMX tiles)"
+    } else {
+        "(Gemma 3 270M, in f32)"
+    };
     assert!(
-        info.notes.iter().any(|n| n.starts_with("meaning: ")),
-        "{:?}",
+        info.notes
+            .iter()
+            .any(|n| n.starts_with("meaning: ") && n.contains(arithmetic)),
+        "{arithmetic}: {:?}",
         info.notes
     );
 

@@ -52,6 +52,9 @@ pub struct Meaning {
     /// holds its turn until it ends, even when its caller gave up waiting, so readings
     /// past their deadline never pile up on the CPU.
     turn: Arc<Semaphore>,
+    /// Whether it multiplies in bf16 on AMX tiles (else f32): Info says which, since
+    /// replicas on different CPUs can read a text a few hundredths of a nat apart.
+    bf16: bool,
 }
 
 impl Meaning {
@@ -66,14 +69,22 @@ impl Meaning {
             return Ok(None);
         }
         let reader = MeaningReader::load_in(&path, precision)?;
-        tracing::info!(
-            bf16 = precision.uses_bf16(),
-            "meaning reader loaded (bf16: on AMX tiles, else f32)"
-        );
+        let bf16 = precision.uses_bf16();
+        tracing::info!(bf16, "meaning reader loaded (bf16: on AMX tiles, else f32)");
         Ok(Some(Meaning {
             reader: Arc::new(reader),
             turn: Arc::new(Semaphore::new(1)),
+            bf16,
         }))
+    }
+
+    /// What the reader multiplies in, in words.
+    pub fn arithmetic(&self) -> &'static str {
+        if self.bf16 {
+            "bf16 on this CPU's AMX tiles"
+        } else {
+            "f32"
+        }
     }
 
     /// The reader's reading of `text`, or a note saying why there is none (the

@@ -199,7 +199,7 @@ impl EmpathyService for Empathy {
             modalities,
             notes: notes(manifest, a.situations.configured(), a.min_confidence)
                 .into_iter()
-                .chain(meaning_note(manifest, a.meaning.is_some(), a.meaning_mode))
+                .chain(meaning_note(manifest, a.meaning.as_ref(), a.meaning_mode))
                 .collect(),
             metrics: metrics.into_iter().collect(),
             server_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -243,7 +243,11 @@ fn notes(manifest: &Manifest, has_service: bool, min_confidence: f32) -> Vec<Str
 
 /// Where the meaning reader serves this version (`meaning::reads_for`), what it does,
 /// and which requests it reads.
-fn meaning_note(manifest: &Manifest, loaded: bool, mode: meaning::Mode) -> Option<String> {
+fn meaning_note(
+    manifest: &Manifest,
+    reader: Option<&meaning::Meaning>,
+    mode: meaning::Mode,
+) -> Option<String> {
     let which = match mode {
         meaning::Mode::On => "every request that does not turn it off (options.meaning_reading)",
         meaning::Mode::OnRequest | meaning::Mode::Off => {
@@ -260,15 +264,15 @@ fn meaning_note(manifest: &Manifest, loaded: bool, mode: meaning::Mode) -> Optio
              learnt from corrections"
         }
     };
-    (loaded && meaning::reads_for(manifest)).then(|| {
-        format!(
-            "meaning: the meaning reader (Gemma 3 270M) reads texts in {}, or the turns \
-             before in a conversation; it moves the sentiment where it is sure (more on a \
-             text unlike the version's training texts, which a note then says), and \
-             {emotions}; it reads {which}",
-            empathy_reader::READ_LANGUAGES.join(", ")
-        )
-    })
+    let reader = reader.filter(|_| meaning::reads_for(manifest))?;
+    Some(format!(
+        "meaning: the meaning reader (Gemma 3 270M, in {}) reads texts in {}, or the \
+         turns before in a conversation; it moves the sentiment where it is sure (more on \
+         a text unlike the version's training texts, which a note then says), and \
+         {emotions}; it reads {which}",
+        reader.arithmetic(),
+        empathy_reader::READ_LANGUAGES.join(", ")
+    ))
 }
 
 fn context_note(manifest: &Manifest) -> String {
