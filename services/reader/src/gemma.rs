@@ -7,7 +7,7 @@
 //! multi-token continuation and always computes all 262,144 logits; this is the same
 //! network (checked against transformers in the tests) without those two costs. Its
 //! weights are dequantized at load (the file stays 4-bit on disk): to bf16 AMX tiles
-//! where the CPU has them, else to f32 (`Matrix`).
+//! where the CPU has them, else to f32 panels packed for AVX2 (`Matrix`).
 
 use anyhow::{Context, Result, ensure};
 use candle_core::{
@@ -15,7 +15,7 @@ use candle_core::{
     quantized::{QMatMul, QTensor, gguf_file::Content},
 };
 use candle_transformers::{quantized_nn::RmsNorm, utils::repeat_kv};
-use empathy_simd::{Precision, amx};
+use empathy_simd::{Precision, amx, panels};
 
 /// Every text is read within the sliding window of the local layers, so no layer
 /// needs a window mask.
@@ -209,48 +209,70 @@ impl Gemma {
     }
 }
 
-/// A weight matrix, dequantized at load: to f32, or where the precision allows and the
-/// CPU has AMX, to bf16 tiles (`empathy_simd::amx`, as the text encoder's), half
-/// the bytes to read for every text and many times the multiplies a cycle.
+/// A weight matrix, dequantized at load: where the precision allows and the CPU has
+/// AMX, to bf16 tiles (`empathy_simd::amx`, as the text encoder's), half the bytes to
+/// read for every text and many times the multiplies a cycle; else to f32, packed for
+/// AVX2 where the CPU has it (`empathy_simd::panels`).
 enum Matrix {
-    /// f32: the 8-bit rounding of activations that the quantized products do moved the
-    /// readings by up to 0.35 nats from transformers'.
+    /// f32 through candle (gemm), on CPUs without AVX2. Not the quantized products:
+    /// their 8-bit rounding of activations moved the readings by up to 0.35 nats from
+    /// transformers'.
     F32(QMatMul),
     /// W^T in bf16 tiles; inputs are rounded to bf16, sums stay f32.
     Tiles(amx::Packed),
+    /// W^T in f32 panels packed once, for AVX2: gemm packs W again for every text.
+    Panels(panels::Panels),
 }
 
 impl Matrix {
     fn new(weights: QTensor, precision: Precision) -> Result<Matrix> {
         let w = weights.dequantize(&Device::Cpu)?;
         let (out, inner) = w.dims2()?;
-        if precision.uses_bf16() && amx::Packed::fits(inner, out) {
-            let w_t = w.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-            return Ok(Matrix::Tiles(amx::Packed::new(&w_t, inner, out)));
+        let tiles = precision.uses_bf16() && amx::Packed::fits(inner, out);
+        if !tiles && !panels::available() {
+            return Ok(Matrix::F32(QMatMul::Tensor(w)));
         }
-        Ok(Matrix::F32(QMatMul::Tensor(w)))
+        let w_t = w.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(if tiles {
+            Matrix::Tiles(amx::Packed::new(&w_t, inner, out))
+        } else {
+            Matrix::Panels(panels::Panels::new(&w_t, inner, out))
+        })
     }
 
     /// `x W^T` over `x`'s last dimension.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let tiles = match self {
-            Matrix::F32(w) => return Ok(w.forward(x)?),
-            Matrix::Tiles(tiles) => tiles,
-        };
-        let (inner, out) = tiles.shape();
-        ensure!(
-            x.dims().last() == Some(&inner),
-            "{:?} into {inner} inputs",
-            x.dims()
-        );
-        let rows = x.elem_count() / inner;
-        let y = amx::multiply(&x.flatten_all()?.to_vec1::<f32>()?, rows, tiles);
-        let mut shape = x.dims().to_vec();
-        if let Some(last) = shape.last_mut() {
-            *last = out;
+        match self {
+            Matrix::F32(w) => Ok(w.forward(x)?),
+            Matrix::Tiles(tiles) => {
+                packed_product(x, tiles.shape(), |x, rows| amx::multiply(x, rows, tiles))
+            }
+            Matrix::Panels(panels) => packed_product(x, panels.shape(), |x, rows| {
+                panels::multiply(x, rows, panels)
+            }),
         }
-        Ok(Tensor::from_vec(y, shape, &Device::Cpu)?)
     }
+}
+
+/// `x W^T` by `multiply` (x's rows, row-major, and how many) with a W^T packed at load
+/// of `(inner, out)`.
+fn packed_product(
+    x: &Tensor,
+    (inner, out): (usize, usize),
+    multiply: impl Fn(&[f32], usize) -> Vec<f32>,
+) -> Result<Tensor> {
+    ensure!(
+        x.dims().last() == Some(&inner),
+        "{:?} into {inner} inputs",
+        x.dims()
+    );
+    let rows = x.elem_count() / inner;
+    let y = multiply(&x.flatten_all()?.to_vec1::<f32>()?, rows);
+    let mut shape = x.dims().to_vec();
+    if let Some(last) = shape.last_mut() {
+        *last = out;
+    }
+    Ok(Tensor::from_vec(y, shape, &Device::Cpu)?)
 }
 
 /// cos and sin of each position times each rotary frequency.

@@ -1,11 +1,13 @@
 //! The CPU's wide instructions, chosen at run time (never at build time: the same binary
-//! runs on every x86-64 CPU): `widest!` compiles a loop for AVX-512 or AVX2+FMA, and
-//! `amx` multiplies matrices in bf16 on Intel AMX tiles. The text encoder, the meaning
-//! reader and the situation generator share them.
+//! runs on every x86-64 CPU): `widest!` compiles a loop for AVX-512 or AVX2+FMA,
+//! `amx` multiplies matrices in bf16 on Intel AMX tiles, and `panels` in f32 with AVX2
+//! against a weight packed at load. The text encoder, the meaning reader and the
+//! situation generator share them.
 
 use std::str::FromStr;
 
 pub mod amx;
+pub mod panels;
 
 /// `widest! { fn name(args) => body }` defines `name`, which calls `body(args)` compiled
 /// for AVX-512, else AVX2+FMA, else the baseline, whichever the CPU has. `body` should
