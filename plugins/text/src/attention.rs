@@ -11,8 +11,8 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, bail};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use crate::fast_math::exp;
 use crate::multiply::{View, multiply};
+use empathy_simd::fast_math::exp;
 use empathy_simd::widest;
 
 pub struct Attention<'a> {

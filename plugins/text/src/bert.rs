@@ -3,7 +3,7 @@
 //! layers with a relative-position bias in attention) but faster on CPU: query, key and value
 //! in one matmul, the attention scale folded into the query weights, a fused softmax,
 //! attention fused on the CPU (see `attention`), and GELU in place with a vectorisable erf
-//! (see `fast_math`).
+//! (see `empathy_simd::fast_math`).
 
 use candle_core::{CpuStorage, Layout, Module, Result, Tensor, bail};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder, embedding, layer_norm, linear};
@@ -12,9 +12,9 @@ use rayon::prelude::*;
 use crate::attention::Attention;
 use crate::config::{Config, Family};
 use crate::dense::Dense;
-use crate::fast_math::erf;
 use crate::relative::RelativeBias;
 use empathy_simd::Precision;
+use empathy_simd::fast_math::erf;
 use empathy_simd::widest;
 
 pub struct Bert {

@@ -9,7 +9,6 @@ mod bert;
 mod config;
 mod dense;
 mod encoder;
-pub mod fast_math;
 mod multiply;
 mod plugin;
 mod relative;

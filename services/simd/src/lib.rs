@@ -7,6 +7,7 @@
 use std::str::FromStr;
 
 pub mod amx;
+pub mod fast_math;
 pub mod panels;
 
 /// `widest! { fn name(args) => body }` defines `name`, which calls `body(args)` compiled

@@ -10,7 +10,7 @@
 
 use anyhow::{Result, ensure};
 use candle_core::Tensor;
-use empathy_plugin_text::fast_math::exp;
+use empathy_simd::fast_math::exp;
 use empathy_simd::widest;
 
 use super::{Model, SeqCache, Weight, linear};

@@ -1,6 +1,6 @@
 //! Elementwise maths as plain arithmetic the compiler vectorises (libm's scalar erf and
-//! exp were 11% and 8% of the encoder's time); `empathy_simd::widest!` compiles the loops
-//! that use them for the widest SIMD the CPU has.
+//! exp were 11% and 8% of the text encoder's time); `widest!` compiles the loops that
+//! use them for the widest SIMD the CPU has.
 
 /// erf as a rational function on [-4, 4] (outside, erf is +-1 in f32); the
 /// coefficients are Eigen's and XLA's f32 erf. Pure arithmetic, so it vectorises.
