@@ -68,7 +68,7 @@ pub fn multiply(x: &[f32], rows: usize, w: &Panels) -> Vec<f32> {
     }
     // A few panels a task: enough tasks for every thread, each long enough to pay for
     // its own scheduling.
-    let per_task = panels.div_ceil(4 * rayon::current_num_threads()).max(1);
+    let per_task = panels.div_ceil(4 * rayon::current_num_threads());
     let blocks: Vec<Vec<f32>> = w
         .data
         .par_chunks(per_task * k * WIDTH)
