@@ -1,7 +1,8 @@
 //! f32 matrix products against a weight packed once at load, for the few rows of one
 //! text (tens of tokens) on CPUs without AMX. gemm packs its right-hand side again on
-//! every call; at so few rows that packing costs about as much as the products (on an
-//! AMD EPYC with AVX2, a quarter of the meaning reader's time). Here W^T is laid out at
+//! every call; at so few rows that costs about as much as the products (on an AMD EPYC
+//! with AVX2, gemm outside its multiply kernel was a quarter of the meaning reader's
+//! samples, the kernel a third). Here W^T is laid out at
 //! load as the kernel reads it: panels of 16 output columns, the inputs in order, so a
 //! product only streams it. The sums are f32, in input order, as a plain dot product's.
 
