@@ -35,8 +35,9 @@ fn main() -> Result<()> {
                 .as_str()
                 .or(row["sentiment"].as_str())
                 .unwrap_or_default();
+            let text = row["text"].as_str().unwrap_or_default();
             let start = Instant::now();
-            let read = reader.read(row["text"].as_str().unwrap_or_default())?;
+            let read = reader.read(text)?;
             millis.push(start.elapsed().as_secs_f64() * 1000.0);
             if let Some(out) = readings.as_mut() {
                 let words = LABEL_WORDS.iter().zip(read);
@@ -53,7 +54,7 @@ fn main() -> Result<()> {
             right += usize::from(LABEL_WORDS[best] == label);
             total += 1;
             if let Some(emotion) = row["emotion"].as_str() {
-                let read = reader.read_emotions(row["text"].as_str().unwrap_or_default())?;
+                let read = reader.read_emotions(text)?;
                 let best = (0..read.len()).max_by(|&a, &b| read[a].total_cmp(&read[b]));
                 emotions_right += usize::from(best.map(|b| EMOTION_WORDS[b]) == Some(emotion));
                 emotions_total += 1;
