@@ -57,15 +57,14 @@ async fn the_reader_reads_texts_and_what_the_turns_before_imply() -> anyhow::Res
     let mut c = client(&fusion).await?;
     let info = c.info(InfoRequest::default()).await?.into_inner();
     // The note says what the reader multiplies in: replicas on different CPUs differ.
-    let arithmetic = if empathy_simd::Precision::default().uses_bf16() {
-        "(Gemma 3 270M, in bf16 on this CPU's AMX tiles)"
-    } else {
-        "(Gemma 3 270M, in f32)"
+    let arithmetic = match empathy_simd::Precision::default().bf16_unit() {
+        Some(unit) => format!("(Gemma 3 270M, in bf16 on this CPU's {unit})"),
+        None => "(Gemma 3 270M, in f32)".into(),
     };
     assert!(
         info.notes
             .iter()
-            .any(|n| n.starts_with("meaning: ") && n.contains(arithmetic)),
+            .any(|n| n.starts_with("meaning: ") && n.contains(&arithmetic)),
         "{arithmetic}: {:?}",
         info.notes
     );

@@ -110,7 +110,7 @@ impl Bert {
         self.positions.dim(0).unwrap_or(0)
     }
 
-    /// Whether the dense layers run in bf16 on AMX tiles.
+    /// Whether the dense layers run in bf16 (AMX tiles or AVX-512 BF16).
     pub fn bf16(&self) -> bool {
         self.layers.iter().any(|l| l.up.is_bf16())
     }

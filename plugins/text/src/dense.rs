@@ -6,8 +6,8 @@
 //! On the CPU the weights are kept transposed, (in, out) row-major. gemm computes a
 //! row-major output as its transpose, `W x^T`, and wants W column by column: stored as
 //! checkpoints have it, (out, in), gemm re-packed the whole matrix on every call, which
-//! was most of the time for a single short sentence. Where the CPU has AMX and the
-//! precision allows, the weights are bf16 tiles instead (see `amx`).
+//! was most of the time for a single short sentence. Where the CPU has AMX or AVX-512
+//! BF16 and the precision allows, the weights are bf16 tiles instead (see `amx`).
 
 use candle_core::{Device, Module, Result, Storage, Tensor, bail};
 use candle_nn::Linear;
@@ -21,7 +21,8 @@ pub enum Dense {
         weight_t: Tensor,
         bias: Tensor,
     },
-    /// W^T in bf16 AMX tiles, and the bias (out).
+    /// W^T in bf16 AMX tiles (multiplied on the tiles or by AVX-512 BF16), and the
+    /// bias (out).
     Amx {
         weight: amx::Packed,
         bias: Tensor,

@@ -114,7 +114,7 @@ impl SentenceEncoder {
         self.max_tokens
     }
 
-    /// Whether the dense layers run in bf16 (AMX tiles) rather than f32.
+    /// Whether the dense layers run in bf16 (AMX tiles or AVX-512 BF16) rather than f32.
     pub fn bf16(&self) -> bool {
         self.model.bf16()
     }

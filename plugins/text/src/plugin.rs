@@ -64,12 +64,11 @@ impl Plugin for TextPlugin {
         let encoder = SentenceEncoder::load(&model_dir, &device, precision)
             .map_err(|e| PluginError::unavailable(format!("{e:#}")))?;
         tracing::info!(
-            dense = if encoder.bf16() {
-                "bf16 on AMX tiles"
-            } else {
-                "f32"
+            dense = match precision.bf16_unit() {
+                Some(unit) if encoder.bf16() => unit,
+                _ => "f32",
             },
-            "text encoder loaded"
+            "text encoder loaded (dense: what multiplies in bf16, else f32)"
         );
         Ok(Self { encoder, limits })
     }

@@ -52,9 +52,10 @@ pub struct Meaning {
     /// holds its turn until it ends, even when its caller gave up waiting, so readings
     /// past their deadline never pile up on the CPU.
     turn: Arc<Semaphore>,
-    /// Whether it multiplies in bf16 on AMX tiles (else f32): Info says which, since
-    /// replicas on different CPUs can read a text a few hundredths of a nat apart.
-    bf16: bool,
+    /// What multiplies in bf16 (AMX tiles, AVX-512 BF16), else None (f32): Info says
+    /// which, since replicas on different CPUs can read a text a few hundredths of a
+    /// nat apart.
+    bf16: Option<&'static str>,
 }
 
 impl Meaning {
@@ -69,8 +70,11 @@ impl Meaning {
             return Ok(None);
         }
         let reader = MeaningReader::load_in(&path, precision)?;
-        let bf16 = precision.uses_bf16();
-        tracing::info!(bf16, "meaning reader loaded (bf16: on AMX tiles, else f32)");
+        let bf16 = precision.bf16_unit();
+        tracing::info!(
+            arithmetic = bf16.unwrap_or("f32"),
+            "meaning reader loaded (bf16 on AMX tiles or AVX-512 BF16, else f32)"
+        );
         Ok(Some(Meaning {
             reader: Arc::new(reader),
             turn: Arc::new(Semaphore::new(1)),
@@ -79,11 +83,10 @@ impl Meaning {
     }
 
     /// What the reader multiplies in, in words.
-    pub fn arithmetic(&self) -> &'static str {
-        if self.bf16 {
-            "bf16 on this CPU's AMX tiles"
-        } else {
-            "f32"
+    pub fn arithmetic(&self) -> String {
+        match self.bf16 {
+            Some(unit) => format!("bf16 on this CPU's {unit}"),
+            None => "f32".into(),
         }
     }
 
@@ -115,12 +118,10 @@ impl Meaning {
         .ok()
     }
 
-    /// Both questions: how the speaker feels, and which emotion.
+    /// Both questions, in one pass: how the speaker feels, and which emotion.
     async fn read_within(&self, text: &str, deadline: Duration) -> Result<Reading, String> {
         let (sentiment, emotions) = self
-            .within(text, deadline, |reader, text| {
-                Ok((reader.read(text)?, reader.read_emotions(text)?))
-            })
+            .within(text, deadline, |reader, text| reader.read_both(text))
             .await?;
         Ok(Reading {
             sentiment: in_order(&SENTIMENT_LABELS, &LABEL_WORDS, &sentiment),

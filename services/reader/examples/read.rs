@@ -1,14 +1,15 @@
 //! The reader alone on labelled sentences (JSON lines with "text" and "label" or
 //! "sentiment", and optionally "emotion"): its accuracy, and milliseconds per text
-//! (median, the feeling question); where the lines name an emotion, how often the
-//! emotion question's top answer is it.
+//! (median; both questions, feeling and emotion, in one pass, as fusion asks them);
+//! where the lines name an emotion, how often the emotion question's top answer is it.
 //!
 //!   cargo run --release -p empathy-reader --example read -- eval/meaning-test.jsonl
 //!
 //! PRECISION=f32 reads in f32 on every CPU (the default, auto, reads in bf16 where the
-//! CPU has AMX). With READINGS=FILE, each text's reading is also written there as a
-//! JSON line (`{"text", "label", "reading": {word: log-probability}}`), for choosing
-//! how much the reader weighs.
+//! CPU has AMX or AVX-512 BF16). SEPARATE=1 asks the two questions in two passes, as
+//! fusion did before it asked them in one. With READINGS=FILE, each text's reading is
+//! also written there as a JSON line (`{"text", "label", "reading": {word:
+//! log-probability}}`), for choosing how much the reader weighs.
 
 use std::{io::Write, path::PathBuf, time::Instant};
 
@@ -25,6 +26,7 @@ fn main() -> Result<()> {
         Some(path) => Some(std::fs::File::create(path)?),
         None => None,
     };
+    let separate = std::env::var_os("SEPARATE").is_some();
     for path in std::env::args().skip(1) {
         let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
         let (mut right, mut total, mut millis) = (0, 0, Vec::new());
@@ -37,7 +39,11 @@ fn main() -> Result<()> {
                 .unwrap_or_default();
             let text = row["text"].as_str().unwrap_or_default();
             let start = Instant::now();
-            let read = reader.read(text)?;
+            let (read, emotions) = if separate {
+                (reader.read(text)?, reader.read_emotions(text)?)
+            } else {
+                reader.read_both(text)?
+            };
             millis.push(start.elapsed().as_secs_f64() * 1000.0);
             if let Some(out) = readings.as_mut() {
                 let words = LABEL_WORDS.iter().zip(read);
@@ -54,8 +60,7 @@ fn main() -> Result<()> {
             right += usize::from(LABEL_WORDS[best] == label);
             total += 1;
             if let Some(emotion) = row["emotion"].as_str() {
-                let read = reader.read_emotions(text)?;
-                let best = (0..read.len()).max_by(|&a, &b| read[a].total_cmp(&read[b]));
+                let best = (0..emotions.len()).max_by(|&a, &b| emotions[a].total_cmp(&emotions[b]));
                 emotions_right += usize::from(best.map(|b| EMOTION_WORDS[b]) == Some(emotion));
                 emotions_total += 1;
             }

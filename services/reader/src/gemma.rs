@@ -6,8 +6,9 @@
 //! candle-transformers has a quantized Gemma 3, but it masks a cached prefix out of a
 //! multi-token continuation and always computes all 262,144 logits; this is the same
 //! network (checked against transformers in the tests) without those two costs. Its
-//! weights are dequantized at load (the file stays 4-bit on disk): to bf16 AMX tiles
-//! where the CPU has them, else to f32 panels packed for AVX2 (`Matrix`).
+//! weights are dequantized at load (the file stays 4-bit on disk): to bf16 tiles where
+//! the CPU multiplies bf16 (AMX, AVX-512 BF16), else to f32 panels packed for AVX2
+//! (`Matrix`).
 
 use anyhow::{Context, Result, ensure};
 use candle_core::{
@@ -143,56 +144,113 @@ impl Gemma {
     /// Runs `ids` after `prefix` (none: from the start): the keys and values of both,
     /// and the final-normed hidden state of the last token, (dim,).
     pub fn forward(&self, prefix: Option<&Prefix>, ids: &[u32]) -> Result<(Prefix, Tensor)> {
-        let past = prefix.map_or(0, |p| p.len);
-        let len = ids.len();
-        ensure!(len > 0, "nothing to read");
-        ensure!(
-            past + len <= MAX_POSITIONS,
-            "{} tokens are more than the reader's {MAX_POSITIONS}",
-            past + len
-        );
-        let mut h = (self.output_rows(ids)? * (self.dim as f64).sqrt())?.unsqueeze(0)?;
-        let mask = causal_mask(past, len)?;
-        let mut kv = Vec::with_capacity(self.layers.len());
+        let mut run = self.forward_many(&[(prefix, ids)])?;
+        run.pop().context("one run in, one out")
+    }
+
+    /// `forward` for several token runs at once, each after its own prefix. Their rows
+    /// go through each weight matrix together, so the weights are read from memory once
+    /// for all of them (on a CPU, much of a short text's cost); only attention is per
+    /// run, and each run's answer is what it would be alone.
+    pub fn forward_many(
+        &self,
+        runs: &[(Option<&Prefix>, &[u32])],
+    ) -> Result<Vec<(Prefix, Tensor)>> {
+        let mut spans = Vec::with_capacity(runs.len());
+        let mut ids = Vec::new();
+        for (prefix, run) in runs {
+            let past = prefix.map_or(0, |p| p.len);
+            ensure!(!run.is_empty(), "nothing to read");
+            ensure!(
+                past + run.len() <= MAX_POSITIONS,
+                "{} tokens are more than the reader's {MAX_POSITIONS}",
+                past + run.len()
+            );
+            spans.push(Span {
+                past,
+                start: ids.len(),
+                len: run.len(),
+            });
+            ids.extend_from_slice(run);
+        }
+        let mut h = (self.output_rows(&ids)? * (self.dim as f64).sqrt())?.unsqueeze(0)?;
+        let masks = spans
+            .iter()
+            .map(|s| causal_mask(s.past, s.len))
+            .collect::<Result<Vec<_>>>()?;
+        let mut kv = vec![Vec::with_capacity(self.layers.len()); runs.len()];
         for (i, layer) in self.layers.iter().enumerate() {
-            let cached = prefix.map(|p| &p.kv[i]);
-            let (attended, layer_kv) = self.attention(layer, &h, cached, past, &mask)?;
+            let cached: Vec<_> = runs.iter().map(|(p, _)| p.map(|p| &p.kv[i])).collect();
+            let (attended, layer_kv) = self.attention(layer, &h, &spans, &cached, &masks)?;
             h = (h + layer.post_attn_norm.forward(&attended)?)?;
             let x = layer.ffn_norm.forward(&h)?;
             let gated = gelu_times(&layer.gate.forward(&x)?, &layer.up.forward(&x)?)?;
             h = (h + layer.post_ffn_norm.forward(&layer.down.forward(&gated)?)?)?;
-            kv.push(layer_kv);
+            for (run_kv, layer_kv) in kv.iter_mut().zip(layer_kv) {
+                run_kv.push(layer_kv);
+            }
         }
-        let last = self.norm.forward(&h.get(0)?.get(len - 1)?)?;
-        let prefix = Prefix {
-            kv,
-            len: past + len,
-        };
-        Ok((prefix, last))
+        let h = h.get(0)?;
+        spans
+            .iter()
+            .zip(kv)
+            .map(|(span, kv)| {
+                let last = self.norm.forward(&h.get(span.start + span.len - 1)?)?;
+                let len = span.past + span.len;
+                Ok((Prefix { kv, len }, last))
+            })
+            .collect()
     }
 
+    /// The runs' attention: the projections of all their rows at once, then each
+    /// run's own (`attend`), then the output projection of all again.
     fn attention(
         &self,
         layer: &Layer,
         h: &Tensor,
+        spans: &[Span],
+        cached: &[Option<&(Tensor, Tensor)>],
+        masks: &[Tensor],
+    ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
+        let x = layer.attn_norm.forward(h)?;
+        let qkv = (
+            &layer.q.forward(&x)?,
+            &layer.k.forward(&x)?,
+            &layer.v.forward(&x)?,
+        );
+        let mut out = Vec::with_capacity(spans.len());
+        let mut kv = Vec::with_capacity(spans.len());
+        for ((span, cached), mask) in spans.iter().zip(cached).zip(masks) {
+            let (attended, run_kv) = self.attend(layer, span, qkv, *cached, mask)?;
+            out.push(attended);
+            kv.push(run_kv);
+        }
+        Ok((layer.o.forward(&Tensor::cat(&out, 1)?)?, kv))
+    }
+
+    /// One run's attention: its rows of the projections, rotated at its positions,
+    /// over its prefix's keys and values and its own; (1, len, heads x head_dim).
+    fn attend(
+        &self,
+        layer: &Layer,
+        span: &Span,
+        (q, k, v): (&Tensor, &Tensor, &Tensor),
         cached: Option<&(Tensor, Tensor)>,
-        past: usize,
         mask: &Tensor,
     ) -> Result<(Tensor, (Tensor, Tensor))> {
-        let len = h.dim(1)?;
-        let x = layer.attn_norm.forward(h)?;
-        let heads = |w: &Matrix, n: usize| -> Result<Tensor> {
-            Ok(w.forward(&x)?
+        let len = span.len;
+        let heads = |t: &Tensor, n: usize| -> Result<Tensor> {
+            Ok(t.narrow(1, span.start, len)?
                 .reshape((1, len, n, self.head_dim))?
                 .transpose(1, 2)?
                 .contiguous()?)
         };
-        let cos = layer.cos.narrow(0, past, len)?;
-        let sin = layer.sin.narrow(0, past, len)?;
+        let cos = layer.cos.narrow(0, span.past, len)?;
+        let sin = layer.sin.narrow(0, span.past, len)?;
         let rope = |t: Tensor| candle_nn::rotary_emb::rope(&t, &cos, &sin);
-        let q = rope(layer.q_norm.forward(&heads(&layer.q, self.heads)?)?)?;
-        let k = rope(layer.k_norm.forward(&heads(&layer.k, self.kv_heads)?)?)?;
-        let v = heads(&layer.v, self.kv_heads)?;
+        let q = rope(layer.q_norm.forward(&heads(q, self.heads)?)?)?;
+        let k = rope(layer.k_norm.forward(&heads(k, self.kv_heads)?)?)?;
+        let v = heads(v, self.kv_heads)?;
         let (k, v) = match cached {
             Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
             None => (k, v),
@@ -205,20 +263,29 @@ impl Gemma {
             .matmul(&vr.contiguous()?)?
             .transpose(1, 2)?
             .reshape((1, len, self.heads * self.head_dim))?;
-        Ok((layer.o.forward(&out)?, (k, v)))
+        Ok((out, (k, v)))
     }
 }
 
+/// Where a run sits: after `past` positions of its prefix, at rows `start..start + len`
+/// of the stacked runs.
+struct Span {
+    past: usize,
+    start: usize,
+    len: usize,
+}
+
 /// A weight matrix, dequantized at load: where the precision allows and the CPU has
-/// AMX, to bf16 tiles (`empathy_simd::amx`, as the text encoder's), half the bytes to
-/// read for every text and many times the multiplies a cycle; else to f32, packed for
-/// AVX2 where the CPU has it (`empathy_simd::panels`).
+/// AMX or AVX-512 BF16, to bf16 tiles (`empathy_simd::amx`, as the text encoder's),
+/// half the bytes to read for every text and more multiplies a cycle; else to f32,
+/// packed for AVX2 where the CPU has it (`empathy_simd::panels`).
 enum Matrix {
     /// f32 through candle (gemm), on CPUs without AVX2. Not the quantized products:
     /// their 8-bit rounding of activations moved the readings by up to 0.35 nats from
     /// transformers'.
     F32(QMatMul),
-    /// W^T in bf16 tiles; inputs are rounded to bf16, sums stay f32.
+    /// W^T in bf16 tiles (multiplied on AMX, else by AVX-512 BF16); inputs are
+    /// rounded to bf16, sums stay f32.
     Tiles(amx::Packed),
     /// W^T in f32 panels packed once, for AVX2: gemm packs W again for every text.
     Panels(panels::Panels),

@@ -85,7 +85,7 @@ impl MeaningReader {
         };
         let mut mean = vec![0.0; EMOTION_WORDS.len()];
         for text in prompt::CONTENT_FREE {
-            let logp = reader.answer(&reader.emotion, text)?;
+            let [logp] = reader.answers([&reader.emotion], text)?;
             for (m, l) in mean.iter_mut().zip(logp) {
                 *m += l.exp() / prompt::CONTENT_FREE.len() as f32;
             }
@@ -97,8 +97,16 @@ impl MeaningReader {
     /// How likely the model finds each of LABEL_WORDS after `text` (log-probabilities
     /// among the three). A text too long for the window is read from its beginning.
     pub fn read(&self, text: &str) -> Result<[f32; 3]> {
-        let logp = self.answer(&self.feeling, text)?;
+        let [logp] = self.answers([&self.feeling], text)?;
         Ok(std::array::from_fn(|k| logp[k]))
+    }
+
+    /// `read` and `read_emotions` of `text` in one pass: the two questions' rows go
+    /// through the model together, which costs much less than two passes (the
+    /// weights are read from memory once).
+    pub fn read_both(&self, text: &str) -> Result<([f32; 3], [f32; 7])> {
+        let [feeling, emotion] = self.answers([&self.feeling, &self.emotion], text)?;
+        Ok((std::array::from_fn(|k| feeling[k]), self.fair(&emotion)?))
     }
 
     /// What a read request for `text` alone adds to a model's sentiment
@@ -121,7 +129,12 @@ impl MeaningReader {
     /// seven, the model's lean towards each taken off (its answers for texts without
     /// content), so that no emotion wins for being the model's favourite word.
     pub fn read_emotions(&self, text: &str) -> Result<[f32; 7]> {
-        let logp = self.answer(&self.emotion, text)?;
+        let [logp] = self.answers([&self.emotion], text)?;
+        self.fair(&logp)
+    }
+
+    /// The emotion answers `logp` with the model's lean taken off, renormalised.
+    fn fair(&self, logp: &[f32]) -> Result<[f32; 7]> {
         let fair: Vec<f32> = logp
             .iter()
             .zip(&self.emotion_bias)
@@ -132,15 +145,32 @@ impl MeaningReader {
         Ok(std::array::from_fn(|k| fair[k]))
     }
 
-    /// The log-probabilities of `asked`'s answer words, among themselves, after `text`.
-    fn answer(&self, asked: &Asked, text: &str) -> Result<Vec<f32>> {
-        let mut ids = self.tokenizer.encode(&prompt::text_line(text));
-        let room = MAX_POSITIONS - asked.shots.len - asked.ask.len();
-        ids.truncate(room);
-        ids.extend(&asked.ask);
-        let (_, last) = self.gemma.forward(Some(&asked.shots), &ids)?;
-        let logits = asked.answers.matmul(&last.unsqueeze(1)?)?.squeeze(1)?;
-        Ok(candle_nn::ops::log_softmax(&logits, D::Minus1)?.to_vec1::<f32>()?)
+    /// The log-probabilities of each question's answer words, among themselves, after
+    /// `text`; the questions are run together (`Gemma::forward_many`).
+    fn answers<const N: usize>(&self, questions: [&Asked; N], text: &str) -> Result<[Vec<f32>; N]> {
+        let line = self.tokenizer.encode(&prompt::text_line(text));
+        let ids = questions.map(|asked| {
+            let room = MAX_POSITIONS - asked.shots.len - asked.ask.len();
+            let mut ids = line[..line.len().min(room)].to_vec();
+            ids.extend(&asked.ask);
+            ids
+        });
+        let runs: Vec<_> = questions
+            .iter()
+            .zip(&ids)
+            .map(|(asked, ids)| (Some(&asked.shots), ids.as_slice()))
+            .collect();
+        let answers = questions
+            .iter()
+            .zip(self.gemma.forward_many(&runs)?)
+            .map(|(asked, (_, last))| {
+                let logits = asked.answers.matmul(&last.unsqueeze(1)?)?.squeeze(1)?;
+                Ok(candle_nn::ops::log_softmax(&logits, D::Minus1)?.to_vec1::<f32>()?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        answers
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("an answer for each question"))
     }
 }
 

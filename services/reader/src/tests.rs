@@ -89,7 +89,7 @@ fn matches_transformers(key: &str, question: &prompt::Question, asked: &super::A
             .iter()
             .map(|v| v.as_f64().unwrap() as f32)
             .collect();
-        let ours = reader.answer(asked, text).unwrap();
+        let [ours] = reader.answers([asked], text).unwrap();
         for a in 0..ours.len() {
             for b in a + 1..ours.len() {
                 let (m_ours, m_theirs) = (ours[a] - ours[b], theirs[a] - theirs[b]);
@@ -183,4 +183,32 @@ fn a_text_longer_than_the_window_is_read_from_its_beginning() {
     let long = "The service was friendly and quick. ".repeat(200);
     let r = served().read(&long).unwrap();
     assert!(r.iter().all(|p| p.is_finite() && *p <= 0.0), "{r:?}");
+}
+
+#[test]
+fn both_questions_in_one_pass_answer_as_each_alone() {
+    // The two questions' rows share each product; attention stays per question. A
+    // long text is cut at a different length for each (their shots differ).
+    let reader = served();
+    let long = "The service was friendly and quick. ".repeat(200);
+    let fixture = fixture();
+    let texts = fixture["readings"].as_array().unwrap().iter();
+    let texts = texts.map(|case| case["text"].as_str().unwrap());
+    for text in texts.chain([long.as_str()]) {
+        let (feeling, emotions) = reader.read_both(text).unwrap();
+        let alone = (
+            reader.read(text).unwrap(),
+            reader.read_emotions(text).unwrap(),
+        );
+        let pairs = feeling
+            .iter()
+            .zip(&alone.0)
+            .chain(emotions.iter().zip(&alone.1));
+        for (together, apart) in pairs {
+            assert!(
+                (together - apart).abs() < 1e-4,
+                "{text:?}: together {feeling:?} {emotions:?}, alone {alone:?}"
+            );
+        }
+    }
 }

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use crate::widest;
+use crate::{avx512_bf16, widest};
 
 /// Whether this CPU has AMX-BF16 and Linux let this process use the tile registers.
 pub fn available() -> bool {
@@ -47,12 +47,18 @@ fn detect() -> bool {
     false
 }
 
+/// Whether [`multiply`] runs on this CPU: on AMX tiles, else with AVX-512 BF16
+/// (`avx512_bf16`), the same bf16 products on the vector units.
+pub fn can_multiply() -> bool {
+    available() || avx512_bf16::available()
+}
+
 /// Rows of x (and of the output) one task multiplies: two tiles of 16.
 pub const ROWS: usize = 32;
 /// The inner dimension one tile covers (16 pairs of bf16).
-const DEPTH: usize = 32;
+pub(crate) const DEPTH: usize = 32;
 /// Output columns one tile covers.
-const COLS: usize = 16;
+pub(crate) const COLS: usize = 16;
 /// One B tile: DEPTH x COLS bf16.
 const TILE: usize = DEPTH * COLS;
 
@@ -95,13 +101,15 @@ impl Packed {
         (self.k, self.n)
     }
 
-    fn tile(&self, col_block: usize, depth_block: usize) -> *const u16 {
+    /// The B tile of 16 output columns and 32 inputs; a column block's tiles follow
+    /// one another in input order.
+    pub(crate) fn tile(&self, col_block: usize, depth_block: usize) -> *const u16 {
         self.tiles[(col_block * (self.k / DEPTH) + depth_block) * TILE..].as_ptr()
     }
 }
 
 /// `x W` for `x` of (rows, k), row-major: (rows, n), on every compute thread. Only call
-/// where [`available`] holds.
+/// where [`can_multiply`] holds.
 pub fn multiply(x: &[f32], rows: usize, w: &Packed) -> Vec<f32> {
     let mut y = vec![0f32; rows.next_multiple_of(ROWS) * w.n];
     multiply_add(&mut y, x, rows, w, rayon::current_num_threads());
@@ -110,8 +118,16 @@ pub fn multiply(x: &[f32], rows: usize, w: &Packed) -> Vec<f32> {
 }
 
 /// `y += x W`: `x` is (rows, k), `y` is (rows rounded up to 32, n), both row-major; the
-/// rows past `rows` are scratch. Only call where [`available`] holds.
+/// rows past `rows` are scratch. Only call where [`can_multiply`] holds (it panics
+/// elsewhere).
 pub fn multiply_add(y: &mut [f32], x: &[f32], rows: usize, w: &Packed, threads: usize) {
+    assert!(can_multiply(), "bf16 products need AMX or AVX-512 BF16");
+    multiply_add_on(available(), y, x, rows, w, threads);
+}
+
+/// `multiply_add` on the tiles (`tiles`) or on AVX-512 BF16, whichever the caller
+/// checked this CPU has.
+fn multiply_add_on(tiles: bool, y: &mut [f32], x: &[f32], rows: usize, w: &Packed, threads: usize) {
     let (k, n) = w.shape();
     let row_blocks = rows.div_ceil(ROWS);
     assert!(x.len() == rows * k && y.len() == row_blocks * ROWS * n);
@@ -129,18 +145,24 @@ pub fn multiply_add(y: &mut [f32], x: &[f32], rows: usize, w: &Packed, threads: 
         let mut a = vec![0u16; ROWS * k];
         to_bf16(&x[first * k..last * k], &mut a[..(last - first) * k]);
         let pairs = group * pairs / groups..(group + 1) * pairs / groups;
-        // SAFETY: `available()` was checked by the caller (the tile instructions exist and
-        // the process may use them); a (32, k) bf16, the packed tiles and y's 32 rows from
-        // `first` hold every element the loads and stores reach; tasks write disjoint
-        // (row block, column) ranges of y.
+        // SAFETY: checked above: the tile instructions exist and the process may use
+        // them, else AVX-512 BF16 does; a (32, k) bf16, the packed tiles and y's 32 rows
+        // from `first` hold every element the loads and stores reach; tasks write
+        // disjoint (row block, column) ranges of y.
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            block_product(out.at(first * n), n, &a, k, w, pairs)
+            if tiles {
+                block_product(out.at(first * n), n, &a, k, w, pairs)
+            } else {
+                // Only the block's real rows: the vector kernel pays for each.
+                let a = (a.as_slice(), last - first);
+                avx512_bf16::block_product(out.at(first * n), n, a, k, w, pairs)
+            }
         };
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (out, pairs);
-            unreachable!("AMX is x86-64 only, so available() is false here");
+            let _ = (out, pairs, tiles);
+            unreachable!("AMX and AVX-512 are x86-64 only, so can_multiply() is false here");
         }
     });
 }
@@ -289,25 +311,35 @@ mod tests {
     /// left is the order of summation.
     #[test]
     fn matches_the_f32_product() {
-        if !available() {
-            eprintln!("skipped: no AMX on this CPU");
+        let kernels = [(true, available()), (false, avx512_bf16::available())];
+        let kernels: Vec<bool> = kernels.iter().filter(|k| k.1).map(|k| k.0).collect();
+        if kernels.is_empty() {
+            eprintln!("skipped: neither AMX nor AVX-512 BF16 on this CPU");
             return;
         }
-        let (rows, k, n) = (45, 64, 96);
-        let value = |i: usize| ((i * 7919) % 201) as f32 / 100.0 - 1.0;
-        let x: Vec<f32> = (0..rows * k).map(|i| value(i + 3)).collect();
-        let w: Vec<f32> = (0..k * n).map(|i| value(i * 13 + 1)).collect();
-        let round = |v: f32| f32::from_bits(u32::from(bf16(v)) << 16);
-        let mut y = vec![0.5f32; rows.div_ceil(ROWS) * ROWS * n];
-        multiply_add(&mut y, &x, rows, &Packed::new(&w, k, n), 2);
-        for r in 0..rows {
-            for c in 0..n {
-                let want: f32 = 0.5
-                    + (0..k)
-                        .map(|i| round(x[r * k + i]) * round(w[i * n + c]))
-                        .sum::<f32>();
-                let got = y[r * n + c];
-                assert!((got - want).abs() < 1e-3, "({r}, {c}): {got} vs {want}");
+        // Two row blocks, the second in passes of 6, 6 and 1 on the vector units;
+        // inputs past one of their pieces (256).
+        for (rows, k, n) in [(45, 64, 96), (7, 320, 64)] {
+            let value = |i: usize| ((i * 7919) % 201) as f32 / 100.0 - 1.0;
+            let x: Vec<f32> = (0..rows * k).map(|i| value(i + 3)).collect();
+            let w: Vec<f32> = (0..k * n).map(|i| value(i * 13 + 1)).collect();
+            let round = |v: f32| f32::from_bits(u32::from(bf16(v)) << 16);
+            for &tiles in &kernels {
+                let mut y = vec![0.5f32; rows.div_ceil(ROWS) * ROWS * n];
+                multiply_add_on(tiles, &mut y, &x, rows, &Packed::new(&w, k, n), 2);
+                for r in 0..rows {
+                    for c in 0..n {
+                        let want: f32 = 0.5
+                            + (0..k)
+                                .map(|i| round(x[r * k + i]) * round(w[i * n + c]))
+                                .sum::<f32>();
+                        let got = y[r * n + c];
+                        assert!(
+                            (got - want).abs() < 1e-3,
+                            "tiles {tiles}, {rows}x{k}x{n} ({r}, {c}): {got} vs {want}"
+                        );
+                    }
+                }
             }
         }
     }

@@ -1,12 +1,14 @@
 //! The CPU's wide instructions, chosen at run time (never at build time: the same binary
 //! runs on every x86-64 CPU): `widest!` compiles a loop for AVX-512 or AVX2+FMA,
-//! `amx` multiplies matrices in bf16 on Intel AMX tiles, and `panels` in f32 with AVX2
+//! `amx` multiplies matrices in bf16 on Intel AMX tiles (`avx512_bf16` on the vector
+//! units where a CPU has AVX-512 BF16 but no tiles), and `panels` in f32 with AVX2
 //! against a weight packed at load. The text encoder, the meaning reader and the
 //! situation generator share them.
 
 use std::str::FromStr;
 
 pub mod amx;
+pub mod avx512_bf16;
 pub mod fast_math;
 pub mod panels;
 
@@ -46,8 +48,9 @@ macro_rules! widest {
 /// reader's).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Precision {
-    /// bf16 inputs with f32 sums where the CPU multiplies bf16 natively (AMX), which keeps
-    /// every embedding within cosine 0.999 of f32; f32 elsewhere.
+    /// bf16 inputs with f32 sums where the CPU multiplies bf16 natively (AMX tiles, else
+    /// AVX-512 BF16), which keeps every embedding within cosine 0.999 of f32; f32
+    /// elsewhere.
     #[default]
     Auto,
     /// f32 throughout, on every CPU.
@@ -69,6 +72,20 @@ impl FromStr for Precision {
 impl Precision {
     /// Whether the dense layers will run in bf16 on this machine.
     pub fn uses_bf16(self) -> bool {
-        self == Self::Auto && amx::available()
+        self.bf16_unit().is_some()
+    }
+
+    /// What multiplies in bf16 on this machine, in words ("AMX tiles", "AVX-512
+    /// BF16"); None where the dense layers run in f32.
+    pub fn bf16_unit(self) -> Option<&'static str> {
+        if self != Self::Auto {
+            None
+        } else if amx::available() {
+            Some("AMX tiles")
+        } else if avx512_bf16::available() {
+            Some("AVX-512 BF16")
+        } else {
+            None
+        }
     }
 }
