@@ -156,6 +156,7 @@ impl Gemma {
         &self,
         runs: &[(Option<&Prefix>, &[u32])],
     ) -> Result<Vec<(Prefix, Tensor)>> {
+        ensure!(!runs.is_empty(), "nothing to read");
         let mut spans = Vec::with_capacity(runs.len());
         let mut ids = Vec::new();
         for (prefix, run) in runs {
