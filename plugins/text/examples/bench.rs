@@ -45,7 +45,8 @@ fn main() -> Result<()> {
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets"),
         PathBuf::from,
     );
-    // EMPATHY_TEXT_PRECISION=f32 measures the f32 path where the default would use AMX.
+    // EMPATHY_TEXT_PRECISION=f32 measures the f32 path where the default would use bf16
+    // (AMX tiles, AVX-512 BF16).
     let precision: Precision = std::env::var("EMPATHY_TEXT_PRECISION")
         .unwrap_or_else(|_| "auto".into())
         .parse()
@@ -66,7 +67,10 @@ fn main() -> Result<()> {
 
     let report = serde_json::json!({
         "threads": candle_core::utils::get_num_threads(),
-        "dense": if encoder.bf16() { "bf16 (AMX)" } else { "f32" },
+        "dense": match precision.bf16_unit() {
+            Some(unit) if encoder.bf16() => format!("bf16 ({unit})"),
+            _ => "f32".into(),
+        },
         "short_per_s": short.len() as f64 / short_s,
         "long_per_s": long.len() as f64 / long_s,
         "batch1_ms": one_s * 1e3,

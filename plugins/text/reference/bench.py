@@ -6,8 +6,8 @@ threads. Build the example first:
 
 Alternates them for --rounds rounds and reports medians: sentences/s at batch 64 (short ~12
 tokens, long ~120 tokens) and latency of a batch of one. Four runners: candle as served
-(bf16 dense layers where the CPU has AMX), candle in f32, PyTorch in f32 (what
-sentence-transformers does by default) and PyTorch under bf16 autocast (oneDNN's AMX
+(bf16 dense layers where the CPU has AMX or AVX-512 BF16), candle in f32, PyTorch in
+f32 (what sentence-transformers does by default) and PyTorch under bf16 autocast (oneDNN's AMX
 kernels where the CPU has them); speed-ups are against PyTorch f32.
 """
 

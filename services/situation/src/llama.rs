@@ -30,8 +30,8 @@ pub enum WeightFormat {
     /// weight instead of 32, about 4x faster on 2 cores.
     Q4,
     /// As `Q4` for decoding steps, plus a bf16 copy of the weights (~270 MB more) in
-    /// Intel AMX tiles for passes over many tokens (prompts, scored texts), where the CPU
-    /// has AMX; exactly `Q4` elsewhere.
+    /// AMX tiles' layout for passes over many tokens (prompts, scored texts), where the
+    /// CPU multiplies them (Intel AMX, else AVX-512 BF16); exactly `Q4` elsewhere.
     Q4Amx,
 }
 

@@ -127,13 +127,13 @@ impl QuantMatrix {
         Ok(Some(matrix))
     }
 
-    /// Also keeps the weights as bf16 AMX tiles (2 bytes a weight more), where the CPU has
-    /// AMX and the shape fits, for [`forward`](Self::forward)'s `many_rows` passes. A pass
+    /// Also keeps the weights as bf16 AMX tiles (2 bytes a weight more), where the CPU
+    /// multiplies them (AMX, else AVX-512 BF16) and the shape fits, for [`forward`](Self::forward)'s `many_rows` passes. A pass
     /// over a prompt multiplies each weight by dozens of rows: the tiles do that far
     /// faster than this kernel, which is built for decoding (few rows, every weight read
     /// once, so bytes matter most).
     pub fn with_tiles(mut self) -> Self {
-        if !amx::available() || !amx::Packed::fits(self.cols, self.rows) {
+        if !amx::can_multiply() || !amx::Packed::fits(self.cols, self.rows) {
             return self;
         }
         let blocks = self.cols / BLOCK;
@@ -503,12 +503,12 @@ mod tests {
         }
     }
 
-    /// Passes over many rows through the AMX tiles stay within bf16's rounding of the
+    /// Passes over many rows through the bf16 tiles stay within bf16's rounding of the
     /// f32 product; decoding steps keep the exact kernel.
     #[test]
     fn tiles_match_the_dequantized_matmul_to_bf16() {
-        if !amx::available() {
-            eprintln!("skipped: no AMX on this CPU");
+        if !amx::can_multiply() {
+            eprintln!("skipped: neither AMX nor AVX-512 BF16 on this CPU");
             return;
         }
         for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0] {

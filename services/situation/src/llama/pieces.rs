@@ -85,12 +85,13 @@ fn batching_is_bit_exact_for(format: WeightFormat) {
     }
 }
 
-/// With AMX tiles for prompts and scored texts, the next token after a prompt and a
-/// continuation's likelihood stay what the exact Q4 kernel gives, to bf16's rounding.
+/// With bf16 tiles for prompts and scored texts (AMX, or AVX-512 BF16), the next token
+/// after a prompt and a continuation's likelihood stay what the exact Q4 kernel gives,
+/// to bf16's rounding.
 #[test]
 fn amx_passes_stay_close_to_q4() {
-    if !empathy_simd::amx::available() {
-        eprintln!("skipped: no AMX on this CPU");
+    if !empathy_simd::amx::can_multiply() {
+        eprintln!("skipped: neither AMX nor AVX-512 BF16 on this CPU");
         return;
     }
     let (exact, tok) = tests::model(WeightFormat::Q4);
