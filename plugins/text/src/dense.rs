@@ -13,7 +13,7 @@ use candle_core::{Device, Module, Result, Storage, Tensor, bail};
 use candle_nn::Linear;
 
 use crate::multiply::{View, multiply};
-use empathy_simd::{Precision, amx};
+use empathy_simd::{Precision, amx, tiles};
 
 pub enum Dense {
     /// W^T, (in, out) contiguous, and the bias (out).
@@ -24,7 +24,7 @@ pub enum Dense {
     /// W^T in bf16 AMX tiles (multiplied on the tiles or by AVX-512 BF16), and the
     /// bias (out).
     Amx {
-        weight: amx::Packed,
+        weight: tiles::Packed,
         bias: Tensor,
     },
     Candle(Linear),
@@ -41,8 +41,8 @@ impl Dense {
         let weight_t = linear.weight().t()?.contiguous()?;
         let bias = bias.contiguous()?;
         let (inner, out) = weight_t.dims2()?;
-        if precision.uses_bf16() && amx::Packed::fits(inner, out) {
-            let weight = amx::Packed::new(&weight_t.flatten_all()?.to_vec1()?, inner, out);
+        if precision.uses_bf16() && tiles::Packed::fits(inner, out) {
+            let weight = tiles::Packed::new(&weight_t.flatten_all()?.to_vec1()?, inner, out);
             return Ok(Self::Amx { weight, bias });
         }
         Ok(Self::Cpu { weight_t, bias })

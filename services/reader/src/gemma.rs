@@ -16,7 +16,7 @@ use candle_core::{
     quantized::{QMatMul, QTensor, gguf_file::Content},
 };
 use candle_transformers::{quantized_nn::RmsNorm, utils::repeat_kv};
-use empathy_simd::{Precision, amx, fast_math::exp, panels, widest};
+use empathy_simd::{Precision, amx, fast_math::exp, panels, tiles, widest};
 
 /// Every text is read within the sliding window of the local layers, so no layer
 /// needs a window mask.
@@ -287,7 +287,7 @@ enum Matrix {
     F32(QMatMul),
     /// W^T in bf16 tiles (multiplied on AMX, else by AVX-512 BF16); inputs are
     /// rounded to bf16, sums stay f32.
-    Tiles(amx::Packed),
+    Tiles(tiles::Packed),
     /// W^T in f32 panels packed once, for AVX2: gemm packs W again for every text.
     Panels(panels::Panels),
 }
@@ -296,13 +296,13 @@ impl Matrix {
     fn new(weights: QTensor, precision: Precision) -> Result<Matrix> {
         let w = weights.dequantize(&Device::Cpu)?;
         let (out, inner) = w.dims2()?;
-        let tiles = precision.uses_bf16() && amx::Packed::fits(inner, out);
+        let tiles = precision.uses_bf16() && tiles::Packed::fits(inner, out);
         if !tiles && !panels::available() {
             return Ok(Matrix::F32(QMatMul::Tensor(w)));
         }
         let w_t = w.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         Ok(if tiles {
-            Matrix::Tiles(amx::Packed::new(&w_t, inner, out))
+            Matrix::Tiles(tiles::Packed::new(&w_t, inner, out))
         } else {
             Matrix::Panels(panels::Panels::new(&w_t, inner, out))
         })

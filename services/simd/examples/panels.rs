@@ -11,8 +11,9 @@ use std::time::Instant;
 
 use candle_core::{Device, Module, Tensor, quantized::QMatMul};
 use empathy_simd::{
-    amx::{self, Packed},
+    amx,
     panels::{self, Panels},
+    tiles::Packed,
 };
 
 /// Gemma 3 270M's products (inputs, outputs, how many a layer has): q; k and v; o;

@@ -5,6 +5,9 @@
 //! it. Inputs are rounded to bf16 (8 bits of mantissa), sums stay f32; the embeddings stay
 //! within cosine 0.999 of the f32 reference (tests/reference.rs checks it).
 //!
+//! The weights come packed as the tiles read them (`tiles::Packed`); where a CPU has no
+//! AMX but AVX-512 BF16, `multiply` runs the same products there (`avx512_bf16`).
+//!
 //! Rust's AMX intrinsics are unstable, so the tile instructions are inline assembly. No
 //! other code in the process touches the tile registers, which is why state may live in
 //! them between `asm!` blocks.
@@ -13,7 +16,10 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use crate::{avx512_bf16, widest};
+use crate::{
+    avx512_bf16,
+    tiles::{COLS, DEPTH, Packed, to_bf16},
+};
 
 /// Whether this CPU has AMX-BF16 and Linux let this process use the tile registers.
 pub fn available() -> bool {
@@ -55,65 +61,14 @@ pub fn can_multiply() -> bool {
 
 /// Rows of x (and of the output) one task multiplies: two tiles of 16.
 pub const ROWS: usize = 32;
-/// The inner dimension one tile covers (16 pairs of bf16).
-pub(crate) const DEPTH: usize = 32;
-/// Output columns one tile covers.
-pub(crate) const COLS: usize = 16;
-/// One B tile: DEPTH x COLS bf16.
-const TILE: usize = DEPTH * COLS;
-
-/// W^T (k, n) in bf16, laid out as the B tiles `tdpbf16ps` reads: for each block of 16
-/// output columns, for each block of 32 inputs, 16 rows (input pairs) of 16 columns x 2.
-pub struct Packed {
-    k: usize,
-    n: usize,
-    tiles: Vec<u16>,
-}
-
-impl Packed {
-    /// Whether a (k, n) weight fits whole tiles; other shapes stay on the f32 path.
-    pub fn fits(k: usize, n: usize) -> bool {
-        k > 0 && n > 0 && k.is_multiple_of(DEPTH) && n.is_multiple_of(2 * COLS)
-    }
-
-    /// Packs `weight_t`, (k, n) row-major; the shape must [`fit`](Self::fits).
-    pub fn new(weight_t: &[f32], k: usize, n: usize) -> Self {
-        debug_assert!(Self::fits(k, n) && weight_t.len() == k * n);
-        let mut tiles = vec![0u16; k * n];
-        for col_block in 0..n / COLS {
-            for depth_block in 0..k / DEPTH {
-                let tile = &mut tiles[(col_block * (k / DEPTH) + depth_block) * TILE..][..TILE];
-                for pair in 0..DEPTH / 2 {
-                    for col in 0..COLS {
-                        for half in 0..2 {
-                            let row = depth_block * DEPTH + 2 * pair + half;
-                            tile[pair * 2 * COLS + 2 * col + half] =
-                                bf16(weight_t[row * n + col_block * COLS + col]);
-                        }
-                    }
-                }
-            }
-        }
-        Self { k, n, tiles }
-    }
-
-    pub fn shape(&self) -> (usize, usize) {
-        (self.k, self.n)
-    }
-
-    /// The B tile of 16 output columns and 32 inputs; a column block's tiles follow
-    /// one another in input order.
-    pub(crate) fn tile(&self, col_block: usize, depth_block: usize) -> *const u16 {
-        self.tiles[(col_block * (self.k / DEPTH) + depth_block) * TILE..].as_ptr()
-    }
-}
 
 /// `x W` for `x` of (rows, k), row-major: (rows, n), on every compute thread. Only call
 /// where [`can_multiply`] holds.
 pub fn multiply(x: &[f32], rows: usize, w: &Packed) -> Vec<f32> {
-    let mut y = vec![0f32; rows.next_multiple_of(ROWS) * w.n];
+    let n = w.shape().1;
+    let mut y = vec![0f32; rows.next_multiple_of(ROWS) * n];
     multiply_add(&mut y, x, rows, w, rayon::current_num_threads());
-    y.truncate(rows * w.n);
+    y.truncate(rows * n);
     y
 }
 
@@ -178,23 +133,6 @@ unsafe impl Sync for SharedOut {}
 impl SharedOut {
     fn at(self, offset: usize) -> *mut f32 {
         self.0.wrapping_add(offset)
-    }
-}
-
-/// Round to nearest even, as PyTorch and oneDNN convert.
-fn bf16(x: f32) -> u16 {
-    let bits = x.to_bits();
-    (bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16) as u16
-}
-
-widest! {
-    fn to_bf16(src: &[f32], dst: &mut [u16]) => convert
-}
-
-#[inline(always)]
-fn convert(src: &[f32], dst: &mut [u16]) {
-    for (d, s) in dst.iter_mut().zip(src) {
-        *d = bf16(*s);
     }
 }
 
@@ -306,6 +244,7 @@ unsafe fn block_product(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tiles::bf16;
 
     /// Against the f32 product of the same bf16-rounded inputs, so the only difference
     /// left is the order of summation.
@@ -342,13 +281,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn rounds_to_nearest_even() {
-        assert_eq!(bf16(1.0), 0x3f80);
-        assert_eq!(bf16(f32::from_bits(0x3f80_8000)), 0x3f80);
-        assert_eq!(bf16(f32::from_bits(0x3f81_8000)), 0x3f82);
-        assert_eq!(bf16(f32::from_bits(0x3f80_8001)), 0x3f81);
     }
 }

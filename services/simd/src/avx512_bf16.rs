@@ -1,11 +1,11 @@
 //! The bf16 products of `amx` on CPUs with AVX-512 BF16 but no AMX (AMD Zen 4 and
 //! Zen 5, Intel Cooper Lake). One `vdpbf16ps` adds 16 sums of two bf16 products each
 //! to f32 accumulators, twice the multiplies of an f32 FMA of the same width, and the
-//! weights are half the bytes to stream. It reads `amx::Packed` as the tiles do: an
+//! weights are half the bytes to stream. It reads `tiles::Packed` as the tiles do: an
 //! AMX B tile's row (an input pair x 16 columns) is exactly one register's operand.
 //! The inputs are rounded to bf16 and the sums stay f32, as on the tiles.
 
-use crate::amx::{COLS, DEPTH, Packed};
+use crate::tiles::{COLS, DEPTH, Packed};
 
 /// Whether this CPU has AVX-512 with the BF16 dot product.
 pub fn available() -> bool {

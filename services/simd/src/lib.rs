@@ -1,7 +1,8 @@
 //! The CPU's wide instructions, chosen at run time (never at build time: the same binary
 //! runs on every x86-64 CPU): `widest!` compiles a loop for AVX-512 or AVX2+FMA,
-//! `amx` multiplies matrices in bf16 on Intel AMX tiles (`avx512_bf16` on the vector
-//! units where a CPU has AVX-512 BF16 but no tiles), and `panels` in f32 with AVX2
+//! `amx` multiplies matrices in bf16 on Intel AMX tiles against weights packed once
+//! (`tiles`; `avx512_bf16` on the vector units where a CPU has AVX-512 BF16 but no
+//! tiles), and `panels` in f32 with AVX2
 //! against a weight packed at load. The text encoder, the meaning reader and the
 //! situation generator share them.
 
@@ -11,6 +12,7 @@ pub mod amx;
 pub mod avx512_bf16;
 pub mod fast_math;
 pub mod panels;
+pub mod tiles;
 
 /// `widest! { fn name(args) => body }` defines `name`, which calls `body(args)` compiled
 /// for AVX-512, else AVX2+FMA, else the baseline, whichever the CPU has. `body` should

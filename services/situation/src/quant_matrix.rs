@@ -12,7 +12,7 @@ use candle_core::{
     Device, Tensor,
     quantized::{GgmlDType, QTensor},
 };
-use empathy_simd::amx;
+use empathy_simd::{amx, tiles};
 use half::f16;
 
 use crate::team::Team;
@@ -89,7 +89,7 @@ pub struct QuantMatrix {
     /// Per block, `kind.quant_bytes()` bytes.
     qs: Vec<u8>,
     /// The same weights in bf16 AMX tiles, for passes over many rows (see `with_tiles`).
-    tiles: Option<amx::Packed>,
+    tiles: Option<tiles::Packed>,
 }
 
 impl QuantMatrix {
@@ -133,7 +133,7 @@ impl QuantMatrix {
     /// faster than this kernel, which is built for decoding (few rows, every weight read
     /// once, so bytes matter most).
     pub fn with_tiles(mut self) -> Self {
-        if !amx::can_multiply() || !amx::Packed::fits(self.cols, self.rows) {
+        if !amx::can_multiply() || !tiles::Packed::fits(self.cols, self.rows) {
             return self;
         }
         let blocks = self.cols / BLOCK;
@@ -151,7 +151,7 @@ impl QuantMatrix {
                 }
             }
         }
-        self.tiles = Some(amx::Packed::new(&weight_t, self.cols, self.rows));
+        self.tiles = Some(tiles::Packed::new(&weight_t, self.cols, self.rows));
         self
     }
 
