@@ -60,11 +60,7 @@ fn main() -> candle_core::Result<()> {
             let start = Instant::now();
             let y_panels = panels::multiply(&x, ROWS, &packed);
             with_panels.push(start.elapsed().as_secs_f64() * 1e6);
-            let worst = y_candle
-                .iter()
-                .zip(&y_panels)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            let worst = largest_gap(&y_candle, &y_panels);
             assert!(worst < 1e-3, "the products differ by {worst}");
             if let Some(tiles) = &tiles {
                 let start = Instant::now();
@@ -72,11 +68,7 @@ fn main() -> candle_core::Result<()> {
                 with_bf16.push(start.elapsed().as_secs_f64() * 1e6);
                 // Inputs and weights rounded to 8 bits of mantissa: sums of up to
                 // 2,048 products of values below 0.5 move by a few hundredths.
-                let worst = y_candle
-                    .iter()
-                    .zip(&y_bf16)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0f32, f32::max);
+                let worst = largest_gap(&y_candle, &y_bf16);
                 assert!(worst < 0.1, "bf16 differs from f32 by {worst}");
             }
         }
@@ -106,6 +98,13 @@ fn main() -> candle_core::Result<()> {
         );
     }
     Ok(())
+}
+
+fn largest_gap(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max)
 }
 
 fn median(v: &mut [f64]) -> f64 {
