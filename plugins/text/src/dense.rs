@@ -21,9 +21,9 @@ pub enum Dense {
         weight_t: Tensor,
         bias: Tensor,
     },
-    /// W^T in bf16 AMX tiles (multiplied on the tiles or by AVX-512 BF16), and the
-    /// bias (out).
-    Amx {
+    /// W^T in bf16, packed as AMX tiles (multiplied on the tiles or by AVX-512 BF16),
+    /// and the bias (out).
+    Bf16 {
         weight: tiles::Packed,
         bias: Tensor,
     },
@@ -43,20 +43,20 @@ impl Dense {
         let (inner, out) = weight_t.dims2()?;
         if precision.uses_bf16() && tiles::Packed::fits(inner, out) {
             let weight = tiles::Packed::new(&weight_t.flatten_all()?.to_vec1()?, inner, out);
-            return Ok(Self::Amx { weight, bias });
+            return Ok(Self::Bf16 { weight, bias });
         }
         Ok(Self::Cpu { weight_t, bias })
     }
 
     pub fn is_bf16(&self) -> bool {
-        matches!(self, Self::Amx { .. })
+        matches!(self, Self::Bf16 { .. })
     }
 
     /// `x` is (rows, in); `residual`, if any, (rows, out).
     pub fn forward(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
         let (bias, (w_inner, out)) = match self {
             Self::Cpu { weight_t, bias } => (bias, weight_t.dims2()?),
-            Self::Amx { weight, bias } => (bias, weight.shape()),
+            Self::Bf16 { weight, bias } => (bias, weight.shape()),
             Self::Candle(linear) => {
                 let y = linear.forward(x)?;
                 return match residual {
@@ -86,7 +86,7 @@ impl Dense {
         }
         // The tiles write whole blocks of rows; the rows past `rows` are scratch.
         let padded = match self {
-            Self::Amx { .. } => rows.next_multiple_of(amx::ROWS),
+            Self::Bf16 { .. } => rows.next_multiple_of(amx::ROWS),
             _ => rows,
         };
         let mut y = Vec::with_capacity(padded * out);
@@ -101,7 +101,7 @@ impl Dense {
         y.resize(padded * out, 0.0);
         let threads = candle_core::utils::get_num_threads();
         match self {
-            Self::Amx { weight, .. } => {
+            Self::Bf16 { weight, .. } => {
                 amx::multiply_add(&mut y, x, rows, weight, threads);
                 y.truncate(rows * out);
             }

@@ -102,8 +102,8 @@ impl MeaningReader {
     }
 
     /// `read` and `read_emotions` of `text` in one pass: the two questions' rows go
-    /// through the model together, which costs much less than two passes (the
-    /// weights are read from memory once).
+    /// through the model together, which costs less than two passes (the weights are
+    /// read from memory once; README, "What it costs").
     pub fn read_both(&self, text: &str) -> Result<([f32; 3], [f32; 7])> {
         let [feeling, emotion] = self.answers([&self.feeling, &self.emotion], text)?;
         Ok((std::array::from_fn(|k| feeling[k]), self.fair(&emotion)?))

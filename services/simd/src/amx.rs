@@ -77,12 +77,24 @@ pub fn multiply(x: &[f32], rows: usize, w: &Packed) -> Vec<f32> {
 /// elsewhere).
 pub fn multiply_add(y: &mut [f32], x: &[f32], rows: usize, w: &Packed, threads: usize) {
     assert!(can_multiply(), "bf16 products need AMX or AVX-512 BF16");
-    multiply_add_on(available(), y, x, rows, w, threads);
+    // SAFETY: the CPU has AMX where `available()`, else AVX-512 BF16 (asserted above).
+    unsafe { multiply_add_on(available(), y, x, rows, w, threads) };
 }
 
-/// `multiply_add` on the tiles (`tiles`) or on AVX-512 BF16, whichever the caller
-/// checked this CPU has.
-fn multiply_add_on(tiles: bool, y: &mut [f32], x: &[f32], rows: usize, w: &Packed, threads: usize) {
+/// `multiply_add` on the tiles (`tiles`) or on AVX-512 BF16.
+///
+/// # Safety
+///
+/// The CPU has the kernel `tiles` names: AMX ([`available`]) if true, else AVX-512 BF16
+/// (`avx512_bf16::available`).
+unsafe fn multiply_add_on(
+    tiles: bool,
+    y: &mut [f32],
+    x: &[f32],
+    rows: usize,
+    w: &Packed,
+    threads: usize,
+) {
     let (k, n) = w.shape();
     let row_blocks = rows.div_ceil(ROWS);
     assert!(x.len() == rows * k && y.len() == row_blocks * ROWS * n);
@@ -100,8 +112,8 @@ fn multiply_add_on(tiles: bool, y: &mut [f32], x: &[f32], rows: usize, w: &Packe
         let mut a = vec![0u16; ROWS * k];
         to_bf16(&x[first * k..last * k], &mut a[..(last - first) * k]);
         let pairs = group * pairs / groups..(group + 1) * pairs / groups;
-        // SAFETY: checked above: the tile instructions exist and the process may use
-        // them, else AVX-512 BF16 does; a (32, k) bf16, the packed tiles and y's 32 rows
+        // SAFETY: the caller promised the kernel `tiles` names (the tile instructions
+        // exist and the process may use them, else AVX-512 BF16 does); a (32, k) bf16, the packed tiles and y's 32 rows
         // from `first` hold every element the loads and stores reach; tasks write
         // disjoint (row block, column) ranges of y.
         #[cfg(target_arch = "x86_64")]
@@ -265,7 +277,8 @@ mod tests {
             let round = |v: f32| f32::from_bits(u32::from(bf16(v)) << 16);
             for &tiles in &kernels {
                 let mut y = vec![0.5f32; rows.div_ceil(ROWS) * ROWS * n];
-                multiply_add_on(tiles, &mut y, &x, rows, &Packed::new(&w, k, n), 2);
+                // SAFETY: only the kernels this CPU has (filtered above).
+                unsafe { multiply_add_on(tiles, &mut y, &x, rows, &Packed::new(&w, k, n), 2) };
                 for r in 0..rows {
                     for c in 0..n {
                         let want: f32 = 0.5

@@ -43,7 +43,11 @@ pub unsafe fn block_product(
     w: &Packed,
     pairs: std::ops::Range<usize>,
 ) {
-    assert!(a.len() >= rows * k && k.is_multiple_of(DEPTH));
+    assert!(a.len() >= rows * k && w.shape().0 == k && k.is_multiple_of(DEPTH));
+    assert!(
+        pairs.end <= w.shape().1 / (2 * COLS),
+        "column pairs past the weight"
+    );
     let blocks = k / DEPTH;
     for pair in pairs {
         let tiles = [w.tile(2 * pair, 0), w.tile(2 * pair + 1, 0)];
