@@ -88,7 +88,8 @@ pub struct QuantMatrix {
     m: Vec<f32>,
     /// Per block, `kind.quant_bytes()` bytes.
     qs: Vec<u8>,
-    /// The same weights in bf16 AMX tiles, for passes over many rows (see `with_tiles`).
+    /// The same weights in bf16 as AMX tiles, for passes over many rows (see
+    /// `with_tiles`).
     tiles: Option<tiles::Packed>,
 }
 
@@ -128,10 +129,11 @@ impl QuantMatrix {
     }
 
     /// Also keeps the weights as bf16 AMX tiles (2 bytes a weight more), where the CPU
-    /// multiplies them (AMX, else AVX-512 BF16) and the shape fits, for [`forward`](Self::forward)'s `many_rows` passes. A pass
-    /// over a prompt multiplies each weight by dozens of rows: the tiles do that far
-    /// faster than this kernel, which is built for decoding (few rows, every weight read
-    /// once, so bytes matter most).
+    /// multiplies them (AMX, else AVX-512 BF16) and the shape fits, for
+    /// [`forward`](Self::forward)'s `many_rows` passes. A pass over a prompt multiplies
+    /// each weight by dozens of rows: the tiles do that far faster than this kernel,
+    /// which is built for decoding (few rows, every weight read once, so bytes matter
+    /// most).
     pub fn with_tiles(mut self) -> Self {
         if !amx::can_multiply() || !tiles::Packed::fits(self.cols, self.rows) {
             return self;
