@@ -113,9 +113,9 @@ unsafe fn multiply_add_on(
         to_bf16(&x[first * k..last * k], &mut a[..(last - first) * k]);
         let pairs = group * pairs / groups..(group + 1) * pairs / groups;
         // SAFETY: the caller promised the kernel `tiles` names (the tile instructions
-        // exist and the process may use them, else AVX-512 BF16 does); a (32, k) bf16, the packed tiles and y's 32 rows
-        // from `first` hold every element the loads and stores reach; tasks write
-        // disjoint (row block, column) ranges of y.
+        // exist and the process may use them, else AVX-512 BF16 does); a (32, k) bf16,
+        // the packed tiles and y's 32 rows from `first` hold every element the loads
+        // and stores reach; tasks write disjoint (row block, column) ranges of y.
         #[cfg(target_arch = "x86_64")]
         unsafe {
             if tiles {

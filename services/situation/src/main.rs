@@ -36,9 +36,10 @@ struct Args {
     device: String,
     /// How the generator's weights are held: "q4-amx" (as "q4", plus a bf16 copy,
     /// ~270 MB more, that runs prompts and scored texts on Intel AMX tiles, or with
-    /// AVX-512 BF16, where the CPU has them; exactly "q4" elsewhere), "q4" (the GGUF's blocks as stored, ~100 MB, our
-    /// AVX2 kernel: decoding reads a quarter of the bytes), "f32" (dequantized at load,
-    /// ~540 MB, gemm) or "gguf" (as stored through candle's kernels, slow on CPU).
+    /// AVX-512 BF16, where the CPU has them; exactly "q4" elsewhere), "q4" (the GGUF's
+    /// blocks as stored, ~100 MB, our AVX2 kernel: decoding reads a quarter of the
+    /// bytes), "f32" (dequantized at load, ~540 MB, gemm) or "gguf" (as stored through
+    /// candle's kernels, slow on CPU).
     #[arg(long, value_enum, default_value = "q4-amx", global = true)]
     weights: WeightFormat,
     #[command(flatten)]
