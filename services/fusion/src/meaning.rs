@@ -12,8 +12,9 @@ use empathy_model::{CONTEXT, EMOTIONS_CORRECTED, Manifest, Prediction};
 use empathy_proto::v1::{MeaningReading, Turn};
 use empathy_proto::{EMOTION_LABELS, NEUTRAL_SENTIMENT, SENTIMENT_LABELS, v1::StageTiming};
 use empathy_reader::{EMOTION_WORDS, LABEL_WORDS, MeaningReader, Precision, mix};
-use tokio::sync::Semaphore;
 use tonic::Status;
+
+use crate::reader_turns::ReaderTurns;
 
 /// How this server offers the meaning reader (fusion's `--meaning-reader`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -48,10 +49,7 @@ pub fn wanted(mode: Mode, loaded: bool, choice: MeaningReading) -> Result<bool, 
 
 pub struct Meaning {
     reader: Arc<MeaningReader>,
-    /// Readings run one at a time: each already uses every compute thread. A reading
-    /// holds its turn until it ends, even when its caller gave up waiting, so readings
-    /// past their deadline never pile up on the CPU.
-    turn: Arc<Semaphore>,
+    turns: ReaderTurns,
     /// What multiplies in bf16 (AMX tiles, AVX-512 BF16), else None (f32): Info says
     /// which, since replicas on different CPUs can read a text a few hundredths of a
     /// nat apart.
@@ -59,8 +57,13 @@ pub struct Meaning {
 }
 
 impl Meaning {
-    /// The reader at `<assets>/reader/...`, or None (logged) when it was not fetched.
-    pub fn load(assets: &Path, precision: Precision) -> anyhow::Result<Option<Meaning>> {
+    /// The reader at `<assets>/reader/...`, reading at most `at_once` texts at a
+    /// time, or None (logged) when it was not fetched.
+    pub fn load(
+        assets: &Path,
+        precision: Precision,
+        at_once: usize,
+    ) -> anyhow::Result<Option<Meaning>> {
         let path = assets.join(empathy_reader::MODEL_FILE);
         if !path.exists() {
             tracing::warn!(
@@ -73,11 +76,12 @@ impl Meaning {
         let bf16 = precision.bf16_unit();
         tracing::info!(
             arithmetic = bf16.unwrap_or("f32"),
+            at_once,
             "meaning reader loaded (bf16 on AMX tiles or AVX-512 BF16, else f32)"
         );
         Ok(Some(Meaning {
             reader: Arc::new(reader),
-            turn: Arc::new(Semaphore::new(1)),
+            turns: ReaderTurns::new(at_once),
             bf16,
         }))
     }
@@ -137,25 +141,14 @@ impl Meaning {
         deadline: Duration,
         ask: impl FnOnce(&MeaningReader, &str) -> anyhow::Result<T> + Send + 'static,
     ) -> Result<T, String> {
-        let answer = tokio::time::timeout(deadline, async {
-            let turn = Arc::clone(&self.turn);
-            let turn = turn.acquire_owned().await.map_err(|e| e.to_string())?;
-            let reader = Arc::clone(&self.reader);
-            let text = text.to_string();
-            tokio::task::spawn_blocking(move || {
-                let answer = ask(&reader, &text);
-                drop(turn);
-                answer
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("{e:#}"))
-        })
-        .await
-        .map_err(|_| format!("the meaning reader did not answer within {deadline:?}"))?;
+        let (reader, text) = (Arc::clone(&self.reader), text.to_string());
+        let answer = self
+            .turns
+            .run(deadline, move || ask(&reader, &text))
+            .await?;
         answer.map_err(|e| {
             tracing::warn!(error = %e, "the meaning reader failed");
-            format!("the meaning reader failed: {e}")
+            format!("the meaning reader failed: {e:#}")
         })
     }
 }
