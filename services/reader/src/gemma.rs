@@ -15,7 +15,7 @@ use candle_core::{
     Device, Module, Tensor,
     quantized::{QMatMul, QTensor, gguf_file::Content},
 };
-use candle_transformers::{quantized_nn::RmsNorm, utils::repeat_kv};
+use candle_transformers::quantized_nn::RmsNorm;
 use empathy_simd::{Precision, amx, fast_math::exp, panels, tiles, widest};
 
 /// Every text is read within the sliding window of the local layers, so no layer
@@ -256,12 +256,18 @@ impl Gemma {
             Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
             None => (k, v),
         };
+        // The query heads that share a key head are consecutive: as rows of one
+        // matrix (groups x len rows a key head) they meet its keys in one product,
+        // with no copy of the keys and values for each query head.
         let groups = self.heads / self.kv_heads;
-        let (kr, vr) = (repeat_kv(k.clone(), groups)?, repeat_kv(v.clone(), groups)?);
-        let scores = (q.matmul(&kr.t()?)? / (self.head_dim as f64).sqrt())?;
+        let q = q.reshape((1, self.kv_heads, groups * len, self.head_dim))?;
+        let scores = (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?;
+        let scores = scores.reshape((1, self.heads, len, k.dim(2)?))?;
         let weights = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(mask)?)?;
         let out = weights
-            .matmul(&vr.contiguous()?)?
+            .reshape((1, self.kv_heads, groups * len, k.dim(2)?))?
+            .matmul(&v)?
+            .reshape((1, self.heads, len, self.head_dim))?
             .transpose(1, 2)?
             .reshape((1, len, self.heads * self.head_dim))?;
         Ok((out, (k, v)))

@@ -148,9 +148,19 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(seconds))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // The meaning reader's attention and the trainer's network run through candle, which
+    // otherwise reads /proc/cpuinfo for every matrix product (about a tenth of a
+    // reading). SAFETY: no other thread exists yet (the runtime is built below).
+    unsafe { empathy_common::configure_compute(0) };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let _telemetry =
         empathy_common::telemetry::init("trainer", args.serve.otlp_endpoint.as_deref())?;
     let models = args
