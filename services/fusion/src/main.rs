@@ -139,7 +139,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    // The meaning reader's attention and the serving model's network run through candle, which
+    // The meaning reader's attention and the serving model run through candle, which
     // otherwise reads /proc/cpuinfo for every matrix product (about a tenth of a
     // reading). SAFETY: no other thread exists yet (the runtime is built below).
     unsafe { empathy_common::configure_compute(0) };

@@ -6,6 +6,7 @@
 //!   cargo run --release -p empathy-reader --example concurrent -- eval/meaning-test.jsonl
 //!
 //! AT_ONCE=N reads N at a time (default 2); PRECISION=f32 as in the `read` example.
+//! RAYON_NUM_THREADS=<cores> times it as fusion serves (`scripts/reader-bench` sets it).
 
 use std::{path::PathBuf, time::Instant};
 

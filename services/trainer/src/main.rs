@@ -150,9 +150,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    // The meaning reader's attention and the trainer's network run through candle, which
-    // otherwise reads /proc/cpuinfo for every matrix product (about a tenth of a
-    // reading). SAFETY: no other thread exists yet (the runtime is built below).
+    // Training and the meaning reader's attention run through candle, which otherwise
+    // reads /proc/cpuinfo for every matrix product (about a tenth of a reading).
+    // SAFETY: no other thread exists yet (the runtime is built below).
     unsafe { empathy_common::configure_compute(0) };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
