@@ -26,6 +26,24 @@ pub unsafe fn configure_compute(threads: u32) {
     keep_freed_memory();
 }
 
+/// `configure_compute(threads)`, then `main` on a multi-threaded tokio runtime: the
+/// order a service that runs models needs.
+///
+/// # Safety
+///
+/// As `configure_compute`: call it first thing in `main`, before any other thread exists.
+pub unsafe fn run_with_compute(
+    threads: u32,
+    main: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    // SAFETY: the caller guarantees that no other thread exists yet.
+    unsafe { configure_compute(threads) };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(main)
+}
+
 /// Each layer of a model allocates outputs of megabytes (MiniLM's feed-forward: 47 MB
 /// for 64 long sentences). glibc serves blocks over 32 MB with a fresh mmap and gives
 /// freed heap back to the kernel, so every pass paid page faults and zeroing again: 10%

@@ -77,12 +77,8 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    // SAFETY: no other thread exists yet (the runtime is built below).
-    unsafe { empathy_common::configure_compute(args.threads) };
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(run(args))
+    // SAFETY: first thing in main; no other thread exists yet.
+    unsafe { empathy_common::run_with_compute(args.threads, run(args)) }
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

@@ -140,13 +140,9 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // The meaning reader's attention and the serving model run through candle, which
-    // otherwise reads /proc/cpuinfo for every matrix product (about a tenth of a
-    // reading). SAFETY: no other thread exists yet (the runtime is built below).
-    unsafe { empathy_common::configure_compute(0) };
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(run(args))
+    // without it reads /proc/cpuinfo for every matrix product (about a tenth of a
+    // reading). SAFETY: first thing in main; no other thread exists yet.
+    unsafe { empathy_common::run_with_compute(0, run(args)) }
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
