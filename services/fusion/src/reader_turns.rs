@@ -1,8 +1,8 @@
 //! How many meaning-reader readings run at once. About half of a reading is work on
 //! one thread (attention, norms, the step from one layer to the next) between the
 //! matrix products that use every core, so a second reading beside it keeps the
-//! cores busy: on 2 cores the reader alone reads 1.25x to 1.39x the texts a second
-//! two at a time (README, "What it costs").
+//! cores busy (README, "What it costs": about 1.1x the texts a second through the
+//! service on 2 cores).
 
 use std::{sync::Arc, time::Duration};
 
