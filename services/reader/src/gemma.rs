@@ -259,13 +259,13 @@ impl Gemma {
         // The query heads that share a key head are consecutive: as rows of one
         // matrix (groups x len rows a key head) they meet its keys in one product,
         // with no copy of the keys and values for each query head.
-        let groups = self.heads / self.kv_heads;
+        let (groups, seen) = (self.heads / self.kv_heads, span.past + len);
         let q = q.reshape((1, self.kv_heads, groups * len, self.head_dim))?;
         let scores = (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?;
-        let scores = scores.reshape((1, self.heads, len, k.dim(2)?))?;
+        let scores = scores.reshape((1, self.heads, len, seen))?;
         let weights = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(mask)?)?;
         let out = weights
-            .reshape((1, self.kv_heads, groups * len, k.dim(2)?))?
+            .reshape((1, self.kv_heads, groups * len, seen))?
             .matmul(&v)?
             .reshape((1, self.heads, len, self.head_dim))?
             .transpose(1, 2)?
