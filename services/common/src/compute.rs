@@ -14,16 +14,24 @@
 /// in `main`, before the tokio runtime is built.
 pub unsafe fn configure_compute(threads: u32) {
     let threads = match threads {
-        0 => std::env::var("RAYON_NUM_THREADS")
-            .ok()
-            .and_then(|n| n.parse::<usize>().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        0 => compute_threads(),
         n => n as usize,
     };
     // SAFETY: the caller guarantees that no other thread exists yet.
     unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
     keep_freed_memory();
+}
+
+/// The compute threads the models run on: `RAYON_NUM_THREADS` (which
+/// `configure_compute` always sets) where it is set, else every core. What runs beside
+/// the models, such as fusion's readings at once, is sized from this, not from the
+/// cores: a deployment that gives a service 4 threads on a 64-core host means 4.
+pub fn compute_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// `configure_compute(threads)`, then `main` on a multi-threaded tokio runtime: the

@@ -18,7 +18,7 @@ pub mod telemetry;
 pub mod tls;
 pub mod trace_context;
 
-pub use compute::{configure_compute, keep_freed_memory, run_with_compute};
+pub use compute::{compute_threads, configure_compute, keep_freed_memory, run_with_compute};
 pub use identity::Identity;
 pub use metrics::Metrics;
 pub use prometheus;

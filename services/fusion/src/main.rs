@@ -114,7 +114,8 @@ struct Args {
     /// that mixes CPUs and wants identical answers.
     #[arg(long, default_value = "auto")]
     meaning_reader_precision: empathy_reader::Precision,
-    /// Readings the meaning reader runs at once (0: one per core). Half of a reading
+    /// Readings the meaning reader runs at once (0: one per compute thread, that is
+    /// `RAYON_NUM_THREADS`, which is every core unless the deployment sets it). Half of a reading
     /// is work on one thread, so a second one beside it uses the core that work
     /// leaves idle: on 2 cores, 1.1x to 1.2x the texts a second through the service
     /// (README, "What it costs"). A request alone is read as fast either way.
@@ -158,7 +159,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let registry = (!pinned).then(|| model_path.clone());
     let (meaning_reader, reader_precision) = (args.meaning_reader, args.meaning_reader_precision);
     let reader_concurrency = match args.meaning_reader_concurrency {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        0 => empathy_common::compute_threads(),
         n => n,
     };
     let (lexicon, model, meaning) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
