@@ -265,6 +265,14 @@ fn reader_flag(args: &UpArgs) -> Option<&str> {
         .find(|a| *a == "--meaning-reader" || a.starts_with("--meaning-reader="))
 }
 
+/// A `--fusion-arg=--meaning-reader-precision=...` given (the same flag for the trainer).
+fn reader_precision_flag(args: &UpArgs) -> Option<&str> {
+    args.fusion_args
+        .iter()
+        .map(String::as_str)
+        .find(|a| a.starts_with("--meaning-reader-precision="))
+}
+
 /// Whether fusion's meaning reader reads any request: then the trainer reads the
 /// corrections stored without a reading, so the tenants' lines stay readable.
 fn fusion_reads(args: &UpArgs) -> bool {
@@ -279,6 +287,10 @@ fn trainer_args(args: &UpArgs, assets: &str) -> Vec<String> {
     trainer_args.extend(["--database".into(), database(args)]);
     if fusion_reads(args) {
         trainer_args.push("--meaning-reader".into());
+        // The trainer reads corrections as fusion reads requests.
+        if let Some(precision) = reader_precision_flag(args) {
+            trainer_args.push(precision.into());
+        }
     }
     trainer_args.extend(args.trainer_args.iter().cloned());
     trainer_args
@@ -388,12 +400,10 @@ mod tests {
             #[command(flatten)]
             up: UpArgs,
         }
-        let reads = |flags: &[&str]| {
-            let cli = <Cli as clap::Parser>::parse_from(
-                std::iter::once("up").chain(flags.iter().copied()),
-            );
-            fusion_reads(&cli.up)
+        let up = |flags: &[&str]| {
+            <Cli as clap::Parser>::parse_from(std::iter::once("up").chain(flags.iter().copied())).up
         };
+        let reads = |flags: &[&str]| fusion_reads(&up(flags));
         assert!(reads(&[]));
         assert!(reads(&["--meaning-reader", "on-request"]));
         assert!(!reads(&["--meaning-reader", "off"]));
@@ -409,5 +419,20 @@ mod tests {
             "off",
             "--fusion-arg=--meaning-reader-precision=f32"
         ]));
+        // It reads the corrections as fusion reads requests.
+        let trainer = |flags: &[&str]| trainer_args(&up(flags), "assets");
+        let f32_flag = "--meaning-reader-precision=f32".to_string();
+        assert!(trainer(&["--fusion-arg=--meaning-reader-precision=f32"]).contains(&f32_flag));
+        assert!(
+            !trainer(&[])
+                .iter()
+                .any(|a| a.starts_with("--meaning-reader-precision"))
+        );
+        let off = trainer(&[
+            "--meaning-reader",
+            "off",
+            "--fusion-arg=--meaning-reader-precision=f32",
+        ]);
+        assert!(!off.iter().any(|a| a.starts_with("--meaning-reader")));
     }
 }

@@ -52,8 +52,9 @@ pub struct Settings {
     pub finetune: FinetuneConfig,
     /// Tenants with another check tolerance than `finetune`'s.
     pub tenant_check_tolerance: HashMap<String, f64>,
-    /// Read corrections stored without the meaning reader's reading (`unread`).
-    pub read_corrections: bool,
+    /// Read corrections stored without the meaning reader's reading (`unread`), in
+    /// this precision (fusion's, so the shift learnt is the one it serves); None: not.
+    pub read_corrections: Option<empathy_reader::Precision>,
 }
 
 pub struct Job {
@@ -392,9 +393,10 @@ impl Trainer {
         let (serving_dir, serving_id) = self.check_registry(&job.tenant)?;
         let mut corrections = self.read_corrections(job, &serving_id)?;
         let cancelled = || job.cancel.load(Ordering::SeqCst);
-        let read = if self.settings.read_corrections {
+        let read = if let Some(precision) = self.settings.read_corrections {
             unread::read(
                 &self.settings.assets,
+                precision,
                 &mut corrections.examples,
                 &cancelled,
                 &mut |done, of| job.progress(0.0, &format!("reading correction {done} of {of}")),

@@ -115,6 +115,11 @@ struct Args {
     /// the reader; `empathy up` sets it when its fusion reads.
     #[arg(long)]
     meaning_reader: bool,
+    /// What the meaning reader multiplies in when it reads corrections: fusion's
+    /// `--meaning-reader-precision`, so the shift learnt is the one served (`empathy up`
+    /// passes fusion's on).
+    #[arg(long, default_value = "auto")]
+    meaning_reader_precision: empathy_reader::Precision,
     /// Where `empathy train` cached the corpus embeddings (default: the user cache).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
@@ -199,7 +204,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             ..FinetuneConfig::default()
         },
         tenant_check_tolerance: args.tenant_check_tolerance.iter().cloned().collect(),
-        read_corrections: args.meaning_reader,
+        read_corrections: args.meaning_reader.then_some(args.meaning_reader_precision),
     };
     if let Some(path) = &args.admin_key_file {
         keys::ensure_admin_key(&store, path)?;

@@ -89,7 +89,7 @@ impl Scratch {
                 models: self.models(),
                 finetune: FinetuneConfig::default(),
                 tenant_check_tolerance: Default::default(),
-                read_corrections: false,
+                read_corrections: None,
             },
         ))
     }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use empathy_common::language;
 use empathy_proto::SENTIMENT_LABELS;
-use empathy_reader::MeaningReader;
+use empathy_reader::{MeaningReader, Precision};
 use empathy_training::finetune::FeedbackExample;
 
 /// Readings between progress reports (each about 0.1 s).
@@ -45,10 +45,11 @@ impl Read {
 }
 
 /// Gives each sentiment correction in `examples` that has no reading one, with the
-/// reader at `<assets>/reader/...` (loaded only when one needs it). `cancelled` is
+/// reader at `<assets>/reader/...` in `precision` (loaded only when one needs it). `cancelled` is
 /// asked between readings; `progress` hears (done, of) now and then.
 pub fn read(
     assets: &Path,
+    precision: Precision,
     examples: &mut [FeedbackExample],
     cancelled: &dyn Fn() -> bool,
     progress: &mut dyn FnMut(usize, usize),
@@ -73,7 +74,7 @@ pub fn read(
             path.display()
         ));
     }
-    let reader = match MeaningReader::load(&path) {
+    let reader = match MeaningReader::load_in(&path, precision) {
         Ok(r) => r,
         Err(e) => return left(format!("the meaning reader does not load: {e:#}")),
     };
@@ -131,6 +132,7 @@ mod tests {
         let mut examples = vec![example(Some(2), Some([0.1; 3])), example(None, None)];
         let read = read(
             Path::new("/nonexistent"),
+            Precision::F32,
             &mut examples,
             &|| false,
             &mut |_, _| {},
@@ -144,6 +146,7 @@ mod tests {
         let mut examples = vec![example(Some(2), None), example(Some(0), Some([0.0; 3]))];
         let read = read(
             Path::new("/nonexistent"),
+            Precision::F32,
             &mut examples,
             &|| false,
             &mut |_, _| {},
