@@ -5,11 +5,13 @@
 //!   cargo run -p empathy-corpus --example split -- test 42 > test.jsonl
 //!
 //! Arguments: the part (train, validation, test), the seed (`empathy train --seed`,
-//! 42 by default) and the held-out fraction (0.1, `empathy train`'s).
+//! 42 by default) and the held-out fraction (0.1, `empathy train`'s). Each line also
+//! names the tweet's topic (`empathy_corpus::topics`), for measuring one topic alone.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use empathy_corpus::topics::TopicTagger;
 use empathy_corpus::{corpus_path, load_corpus, stratified_split};
 use empathy_proto::SENTIMENT_LABELS;
 
@@ -34,10 +36,12 @@ fn main() -> anyhow::Result<()> {
         "test" => split.test,
         other => bail!("no part {other:?}: train, validation or test"),
     };
+    let topics = TopicTagger::names();
     for i in rows {
         let line = serde_json::json!({
             "text": corpus.texts[i],
             "label": SENTIMENT_LABELS[corpus.labels[i]],
+            "topic": topics[corpus.topics[i]],
         });
         println!("{line}");
     }
