@@ -30,7 +30,9 @@ pub struct TrainArgs {
     /// Downloaded models and data (`empathy assets fetch`).
     #[arg(long, env = "EMPATHY_ASSETS", default_value = "assets")]
     pub assets: PathBuf,
-    /// Where model versions are written [default: <assets>/models].
+    /// Where model versions are written [default: <assets>/models]. The Chinese
+    /// plugin's model is not a version: it is written where the plugin reads it,
+    /// <assets>/text-zh/sentiment, either way (so a trial with another --seed replaces it).
     #[arg(long)]
     pub models_dir: Option<PathBuf>,
     /// Seeds the split, the initial weights and the batch order.
