@@ -115,10 +115,10 @@ struct Args {
     #[arg(long, default_value = "auto")]
     meaning_reader_precision: empathy_reader::Precision,
     /// Readings the meaning reader runs at once (0: one per compute thread, that is
-    /// `RAYON_NUM_THREADS`, which is every core unless the deployment sets it). Half of a reading
-    /// is work on one thread, so a second one beside it uses the core that work
-    /// leaves idle: on 2 cores, 1.1x to 1.2x the texts a second through the service
-    /// (README, "What it costs"). A request alone is read as fast either way.
+    /// `RAYON_NUM_THREADS`, every core unless the deployment sets it). Half of a
+    /// reading is work on one thread, so a second one beside it uses the core that
+    /// work leaves idle: on 2 cores, 1.1x to 1.2x the texts a second through the
+    /// service (README, "What it costs"). A request alone is read as fast either way.
     #[arg(long, default_value_t = 0)]
     meaning_reader_concurrency: usize,
     #[command(flatten)]
