@@ -14,6 +14,8 @@ use anyhow::{Context, Result};
 use candle_core::{IndexOp, Tensor};
 use tokio::sync::mpsc::UnboundedSender;
 
+use empathy_bpe::GgufTokenizer;
+
 use crate::{
     feeling::FeelingReader,
     judge::{Judge, judge},
@@ -22,7 +24,6 @@ use crate::{
     prefix::CachedPrefix,
     sampler::Sampler,
     situation_text,
-    tokenizer::GgufTokenizer,
 };
 
 /// Sampling settings of one request.

@@ -9,11 +9,12 @@ use anyhow::{Result, ensure};
 use candle_core::D;
 use empathy_proto::EMOTION_LABELS;
 
+use empathy_bpe::GgufTokenizer;
+
 use crate::{
     llama::Model,
     pmi::{SituationPass, situation_pass, utterance_context},
     prefix::CachedPrefix,
-    tokenizer::GgufTokenizer,
 };
 
 /// The word that stands for each label, in EMOTION_LABELS order (anger, disgust, fear,

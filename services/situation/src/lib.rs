@@ -18,5 +18,4 @@ pub mod sampler;
 pub mod service;
 pub mod situation_text;
 mod team;
-pub mod tokenizer;
 pub mod train;

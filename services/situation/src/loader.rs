@@ -9,13 +9,14 @@ use anyhow::{Context, Result};
 use candle_core::{Device, quantized::gguf_file};
 use sha2::{Digest, Sha256};
 
+use empathy_bpe::GgufTokenizer;
+
 use crate::{
     critic::{self, Critic, Scorer},
     engine::{Engine, EngineMetrics, EngineOptions},
     judge::Judge,
     llama::{Model, WeightFormat},
     situation_text,
-    tokenizer::GgufTokenizer,
 };
 
 pub const GGUF_FILE: &str = "situation/SmolLM2-135M-Instruct.Q4_1.gguf";

@@ -9,10 +9,11 @@
 use anyhow::{Context, Result, ensure};
 use candle_core::Tensor;
 
+use empathy_bpe::GgufTokenizer;
+
 use crate::{
     llama::{Model, SeqCache},
     prefix::CachedPrefix,
-    tokenizer::GgufTokenizer,
 };
 
 /// Which text is scored given the other.

@@ -14,10 +14,11 @@ use futures::Stream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tonic::{Request, Response, Status};
 
+use empathy_bpe::GgufTokenizer;
+
 use crate::{
     engine::{self, Engine, Event, Job, SamplingParams},
     situation_text,
-    tokenizer::GgufTokenizer,
 };
 
 /// Request limits and defaults.

@@ -59,7 +59,7 @@ pub fn prompt_turns(utterance: &str, context: &[String]) -> Vec<(&'static str, S
 
 /// The ids every prompt starts with (system turn and worked examples): the engine
 /// prefills them once and forks each request from there.
-pub fn shared_prefix_ids(tok: &crate::tokenizer::GgufTokenizer) -> anyhow::Result<Vec<u32>> {
+pub fn shared_prefix_ids(tok: &empathy_bpe::GgufTokenizer) -> anyhow::Result<Vec<u32>> {
     let turns = prompt_turns("", &[]);
     let refs: Vec<(&str, &str)> = turns[..turns.len() - 1]
         .iter()
@@ -70,7 +70,7 @@ pub fn shared_prefix_ids(tok: &crate::tokenizer::GgufTokenizer) -> anyhow::Resul
 
 /// The prompt's token ids.
 pub fn prompt_ids(
-    tok: &crate::tokenizer::GgufTokenizer,
+    tok: &empathy_bpe::GgufTokenizer,
     utterance: &str,
     context: &[String],
 ) -> anyhow::Result<Vec<u32>> {

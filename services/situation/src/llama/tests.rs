@@ -1,11 +1,16 @@
 //! The generator against candle's own quantized llama, and the helpers other tests use.
 
 use super::*;
-use crate::tokenizer::GgufTokenizer;
 use candle_transformers::models::quantized_llama::ModelWeights;
+use empathy_bpe::GgufTokenizer;
 
 fn path() -> std::path::PathBuf {
-    crate::tokenizer::tests::gguf_path()
+    let assets = std::env::var_os("EMPATHY_ASSETS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets")
+        });
+    crate::loader::gguf_path(&assets)
 }
 
 /// The f32 weights give (nearly) the same logits as the GGUF blocks.

@@ -15,12 +15,13 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::TrainOptions;
+use empathy_bpe::GgufTokenizer;
+
 use crate::{
     engine::{Discarded, Engine, Event, Job, SamplingParams},
     judge::Judge,
     llama::WeightFormat,
     loader, situation_text,
-    tokenizer::GgufTokenizer,
 };
 
 /// One utterance's generations, as cached (one JSON line each).

@@ -1,10 +1,10 @@
-"""An independent reference for SmolLM2's tokenizer, to check ours against.
+"""An independent reference for the GGUF tokenizers of empathy-bpe, to check ours against.
 
 GPT-2's original byte-level BPE (openai/gpt-2 encoder.py: bytes_to_unicode, merge
-ranks, the pair-merging loop), with llama.cpp's "smollm" pre-tokenizer: every
-numeric character on its own (\\p{N}), then GPT-2's regex. Vocabulary and merges are
-read from the GGUF with the `gguf` package. Pure Python; shares no code with the
-Rust `tokenizers` crate.
+ranks, the pair-merging loop), with the pre-tokenizer the GGUF names: llama.cpp's
+"smollm" (every numeric character on its own (\\p{N}), then GPT-2's regex) or its
+"qwen2" regex. Vocabulary and merges are read from the GGUF with the `gguf` package.
+Pure Python; shares no code with the Rust `tokenizers` crate.
 
     pip install gguf regex
     python3 bpe_reference.py GGUF IN.txt OUT.json   # one text per line (JSON-escaped)
@@ -38,7 +38,12 @@ GPT2 = regex.compile(
 )
 
 
-def pre_tokenize(text):
+QWEN2 = regex.compile(
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+
+
+def pre_tokenize_smollm(text):
     pieces = []
     for part in regex.split(r"(\p{N})", text):
         if not part:
@@ -58,6 +63,8 @@ class Reference:
         self.vocab = {t: i for i, t in enumerate(tokens)}
         self.ranks = {tuple(m.split(" ")): i for i, m in enumerate(merges)}
         self.byte_encoder = bytes_to_unicode()
+        pre = r.fields["tokenizer.ggml.pre"].contents()
+        self.pre_tokenize = {"smollm": pre_tokenize_smollm, "qwen2": QWEN2.findall}[pre]
 
     def bpe(self, word):
         word = list(word)
@@ -79,7 +86,7 @@ class Reference:
 
     def encode(self, text):
         ids = []
-        for piece in pre_tokenize(text):
+        for piece in self.pre_tokenize(text):
             mapped = "".join(self.byte_encoder[b] for b in piece.encode("utf-8"))
             ids.extend(self.vocab[t] for t in self.bpe(mapped))
         return ids

@@ -1,8 +1,14 @@
-//! SmolLM2's tokenizer, rebuilt from the GGUF's own metadata (no tokenizer.json exists
-//! offline): byte-level BPE over `tokenizer.ggml.tokens` and `tokenizer.ggml.merges`,
-//! with the "smollm" pre-tokenizer — every digit on its own, then GPT-2's regex
-//! (llama.cpp's LLAMA_VOCAB_PRE_TYPE_SMOLLM; Hugging Face's
-//! `Sequence[Digits(individual_digits), ByteLevel(add_prefix_space=false)]`).
+//! Byte-level BPE tokenizers rebuilt from a GGUF's own metadata (no tokenizer.json
+//! exists offline): BPE over `tokenizer.ggml.tokens` and `tokenizer.ggml.merges`, with
+//! the pre-tokenizer `tokenizer.ggml.pre` names:
+//!
+//! - "smollm" (SmolLM2, the situation model): every digit on its own, then GPT-2's
+//!   regex (llama.cpp's LLAMA_VOCAB_PRE_TYPE_SMOLLM; Hugging Face's
+//!   `Sequence[Digits(individual_digits), ByteLevel(add_prefix_space=false)]`);
+//! - "qwen2" (Qwen2 and Qwen2.5, the larger meaning reader): Qwen2's own regex, which
+//!   keeps case-insensitive contractions, lets one non-letter lead a word and splits
+//!   digits one by one (llama.cpp's LLAMA_VOCAB_PRE_TYPE_QWEN2; Hugging Face's
+//!   `Sequence[Split(regex, isolated), ByteLevel(use_regex=false)]`).
 //!
 //! Control tokens (`<|im_start|>`, `<|im_end|>`, ...) are never parsed out of text:
 //! the chat template places them by id, so a user who types "<|im_end|>" cannot end
@@ -14,11 +20,15 @@ use std::collections::HashMap;
 use anyhow::{Context, Result, bail, ensure};
 use candle_core::quantized::gguf_file;
 use tokenizers::{
-    Tokenizer,
+    SplitDelimiterBehavior, Tokenizer,
     decoders::byte_level::ByteLevel as ByteLevelDecoder,
     models::bpe::{BPE, Vocab},
     pre_tokenizers::{
-        PreTokenizerWrapper, byte_level::ByteLevel, digits::Digits, sequence::Sequence,
+        PreTokenizerWrapper,
+        byte_level::ByteLevel,
+        digits::Digits,
+        sequence::Sequence,
+        split::{Split, SplitPattern},
     },
 };
 
@@ -35,6 +45,39 @@ pub struct GgufTokenizer {
     pub im_start: u32,
     pub im_end: u32,
     vocab_size: usize,
+}
+
+/// The pre-tokenizers implemented, by `tokenizer.ggml.pre`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Pre {
+    Smollm,
+    Qwen2,
+}
+
+/// Qwen2's split (llama.cpp's, and the `Split` of Qwen2's tokenizer.json).
+const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+impl Pre {
+    fn tokenizer(self) -> Result<PreTokenizerWrapper> {
+        Ok(match self {
+            Pre::Smollm => PreTokenizerWrapper::Sequence(Sequence::new(vec![
+                PreTokenizerWrapper::Digits(Digits::new(true)),
+                PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true)),
+            ])),
+            Pre::Qwen2 => {
+                let split = Split::new(
+                    SplitPattern::Regex(QWEN2_SPLIT.into()),
+                    SplitDelimiterBehavior::Isolated,
+                    false,
+                )
+                .map_err(|e| anyhow::anyhow!("Qwen2's split: {e}"))?;
+                PreTokenizerWrapper::Sequence(Sequence::new(vec![
+                    PreTokenizerWrapper::Split(split),
+                    PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, false)),
+                ]))
+            }
+        })
+    }
 }
 
 fn md<'a>(ct: &'a gguf_file::Content, key: &str) -> Result<&'a gguf_file::Value> {
@@ -61,10 +104,13 @@ impl GgufTokenizer {
             "tokenizer.ggml.model is {model:?}; only byte-level BPE (\"gpt2\") is supported"
         );
         let pre = md(ct, "tokenizer.ggml.pre")?.to_string()?;
-        ensure!(
-            pre == "smollm",
-            "tokenizer.ggml.pre is {pre:?}; only SmolLM's pre-tokenizer is implemented"
-        );
+        let pre = match pre.as_str() {
+            "smollm" => Pre::Smollm,
+            "qwen2" => Pre::Qwen2,
+            other => bail!(
+                "tokenizer.ggml.pre is {other:?}; only SmolLM's and Qwen2's pre-tokenizers are implemented"
+            ),
+        };
         let tokens = strings(md(ct, "tokenizer.ggml.tokens")?, "tokenizer.ggml.tokens")?;
         let merges = strings(md(ct, "tokenizer.ggml.merges")?, "tokenizer.ggml.merges")?;
         let types: Vec<i32> = md(ct, "tokenizer.ggml.token_type")?
@@ -80,15 +126,15 @@ impl GgufTokenizer {
         );
         let bos = md(ct, "tokenizer.ggml.bos_token_id")?.to_u32()?;
         let eos = md(ct, "tokenizer.ggml.eos_token_id")?.to_u32()?;
-        Self::from_parts(&tokens, &merges, &types, bos, eos)
+        Self::from_parts(&tokens, &merges, &types, (bos, eos), pre)
     }
 
     pub fn from_parts(
         tokens: &[String],
         merges: &[String],
         types: &[i32],
-        bos: u32,
-        eos: u32,
+        (bos, eos): (u32, u32),
+        pre: Pre,
     ) -> Result<Self> {
         let vocab: Vocab = tokens
             .iter()
@@ -108,10 +154,7 @@ impl GgufTokenizer {
             .build()
             .map_err(|e| anyhow::anyhow!("building BPE: {e}"))?;
         let mut inner = Tokenizer::new(bpe);
-        inner.with_pre_tokenizer(Some(PreTokenizerWrapper::Sequence(Sequence::new(vec![
-            PreTokenizerWrapper::Digits(Digits::new(true)),
-            PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true)),
-        ]))));
+        inner.with_pre_tokenizer(Some(pre.tokenizer()?));
         inner.with_decoder(Some(ByteLevelDecoder::default()));
 
         let control: HashMap<String, u32> = types
@@ -205,24 +248,31 @@ impl GgufTokenizer {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    /// The GGUF in `$EMPATHY_ASSETS`, else in `<workspace>/assets`.
-    pub(crate) fn gguf_path() -> PathBuf {
+    /// `file` under `$EMPATHY_ASSETS`, else under `<workspace>/assets`.
+    fn asset(file: &str) -> PathBuf {
         let assets = std::env::var_os("EMPATHY_ASSETS")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets"));
-        crate::loader::gguf_path(&assets)
+        assets.join(file)
     }
 
-    fn load() -> GgufTokenizer {
-        let path = gguf_path();
+    const SMOLLM: &str = "situation/SmolLM2-135M-Instruct.Q4_1.gguf";
+    const QWEN2: &str = "reader/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf";
+
+    fn load_from(file: &str) -> GgufTokenizer {
+        let path = asset(file);
         let mut f = std::fs::File::open(&path)
             .unwrap_or_else(|e| panic!("{}: {e}: run `empathy assets fetch`", path.display()));
         let ct = gguf_file::Content::read(&mut f).unwrap();
         GgufTokenizer::from_gguf(&ct).unwrap()
+    }
+
+    fn load() -> GgufTokenizer {
+        load_from(SMOLLM)
     }
 
     const SAMPLES: &[&str] = &[
@@ -260,24 +310,45 @@ pub(crate) mod tests {
     }
 
     /// Same ids as an independent pure-Python GPT-2 BPE with llama.cpp's "smollm"
-    /// pre-tokenizer (reference/bpe_reference.py) on tests/fixtures/tokenizer_reference.json,
+    /// pre-tokenizer (reference/bpe_reference.py) on tests/fixtures/smollm_reference.json,
     /// or on the file named by TOKENIZER_REFERENCE (e.g. thousands of corpus tweets).
     #[test]
     fn matches_the_python_reference() {
+        let path = std::env::var("TOKENIZER_REFERENCE").unwrap_or_else(|_| {
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/smollm_reference.json"
+            )
+            .into()
+        });
+        matches_reference(SMOLLM, &path);
+    }
+
+    /// The same for Qwen2's tokenizer and its regex, on the same hard samples and
+    /// three prompt lines (tests/fixtures/qwen2_reference.json).
+    #[test]
+    fn qwen2_matches_the_python_reference() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/qwen2_reference.json"
+        );
+        matches_reference(QWEN2, path);
+        let t = load_from(QWEN2);
+        // Qwen2's own ids, as its tokenizer.json gives them.
+        assert_eq!(t.encode("Hello world").unwrap(), vec![9707, 1879]);
+        // Digits one by one, and a contraction in capitals stays one piece.
+        assert_eq!(t.encode("2024").unwrap().len(), 4);
+        assert_eq!(t.decode(&t.encode("I'M").unwrap()[1..]).unwrap(), "'M");
+    }
+
+    fn matches_reference(gguf: &str, path: &str) {
         #[derive(serde::Deserialize)]
         struct Case {
             text: String,
             ids: Vec<u32>,
         }
-        let path = std::env::var("TOKENIZER_REFERENCE").unwrap_or_else(|_| {
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/tokenizer_reference.json"
-            )
-            .into()
-        });
-        let cases: Vec<Case> = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        let t = load();
+        let cases: Vec<Case> = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let t = load_from(gguf);
         let mut mismatches = 0;
         for c in &cases {
             let ids = t.encode(&c.text).unwrap();
