@@ -265,12 +265,12 @@ fn reader_flag(args: &UpArgs) -> Option<&str> {
         .find(|a| *a == "--meaning-reader" || a.starts_with("--meaning-reader="))
 }
 
-/// A `--fusion-arg=--meaning-reader-precision=...` given (the same flag for the trainer).
-fn reader_precision_flag(args: &UpArgs) -> Option<&str> {
-    args.fusion_args
-        .iter()
-        .map(String::as_str)
-        .find(|a| a.starts_with("--meaning-reader-precision="))
+/// The `--fusion-arg=--meaning-reader-precision=...` and `--meaning-reader-model=...`
+/// given: the same flags for the trainer, which reads corrections as fusion reads.
+fn reader_setting_flags(args: &UpArgs) -> impl Iterator<Item = &str> {
+    args.fusion_args.iter().map(String::as_str).filter(|a| {
+        a.starts_with("--meaning-reader-precision=") || a.starts_with("--meaning-reader-model=")
+    })
 }
 
 /// Whether fusion's meaning reader reads any request: then the trainer reads the
@@ -288,9 +288,7 @@ fn trainer_args(args: &UpArgs, assets: &str) -> Vec<String> {
     if fusion_reads(args) {
         trainer_args.push("--meaning-reader".into());
         // The trainer reads corrections as fusion reads requests.
-        if let Some(precision) = reader_precision_flag(args) {
-            trainer_args.push(precision.into());
-        }
+        trainer_args.extend(reader_setting_flags(args).map(String::from));
     }
     trainer_args.extend(args.trainer_args.iter().cloned());
     trainer_args
@@ -428,10 +426,17 @@ mod tests {
                 .iter()
                 .any(|a| a.starts_with("--meaning-reader-precision"))
         );
+        let qwen = "--meaning-reader-model=qwen2.5-coder-1.5b";
+        let both = trainer(&[
+            "--fusion-arg=--meaning-reader-precision=f32",
+            &format!("--fusion-arg={qwen}"),
+        ]);
+        assert!(both.contains(&f32_flag) && both.contains(&qwen.to_string()));
         let off = trainer(&[
             "--meaning-reader",
             "off",
             "--fusion-arg=--meaning-reader-precision=f32",
+            &format!("--fusion-arg={qwen}"),
         ]);
         assert!(!off.iter().any(|a| a.starts_with("--meaning-reader")));
     }

@@ -1,6 +1,6 @@
 //! The meaning reader's part of an answer. The serving model reads a sentence
 //! embedding, which says what a text is about more than which way it leans ("The food
-//! wasn't bad" sits next to "The food was bad"); the reader (Gemma 3 270M, asked how
+//! wasn't bad" sits next to "The food was bad"); the reader (Gemma 3 270M or a larger model, asked how
 //! the speaker feels) reads negation, contrast and idiom, and in a conversation what
 //! the turns before imply; asked which emotion, it reads what happened where the
 //! emotion lexicon finds no word. How its readings move the answer (sentiment,
@@ -11,7 +11,7 @@ use std::{path::Path, sync::Arc, time::Duration, time::Instant};
 use empathy_model::{CONTEXT, EMOTIONS_CORRECTED, Manifest, Prediction};
 use empathy_proto::v1::{MeaningReading, Turn};
 use empathy_proto::{EMOTION_LABELS, NEUTRAL_SENTIMENT, SENTIMENT_LABELS, v1::StageTiming};
-use empathy_reader::{EMOTION_WORDS, LABEL_WORDS, MeaningReader, Precision, mix};
+use empathy_reader::{EMOTION_WORDS, LABEL_WORDS, MeaningReader, Precision, ReaderModel, mix};
 use tonic::Status;
 
 use crate::reader_turns::ReaderTurns;
@@ -49,6 +49,8 @@ pub fn wanted(mode: Mode, loaded: bool, choice: MeaningReading) -> Result<bool, 
 
 pub struct Meaning {
     reader: Arc<MeaningReader>,
+    /// Which model reads, for Info.
+    model: ReaderModel,
     turns: ReaderTurns,
     /// What multiplies in bf16 (AMX tiles, AVX-512 BF16), else None (f32): Info says
     /// which, since replicas on different CPUs can read a text a few hundredths of a
@@ -57,14 +59,15 @@ pub struct Meaning {
 }
 
 impl Meaning {
-    /// The reader at `<assets>/reader/...`, reading at most `at_once` texts at a
-    /// time, or None (logged) when it was not fetched.
+    /// The reader `model` at `<assets>/reader/...`, reading at most `at_once` texts
+    /// at a time, or None (logged) when it was not fetched.
     pub fn load(
         assets: &Path,
+        model: ReaderModel,
         precision: Precision,
         at_once: usize,
     ) -> anyhow::Result<Option<Meaning>> {
-        let path = assets.join(empathy_reader::MODEL_FILE);
+        let path = assets.join(model.file());
         if !path.exists() {
             tracing::warn!(
                 path = %path.display(),
@@ -75,15 +78,22 @@ impl Meaning {
         let reader = MeaningReader::load_in(&path, precision)?;
         let bf16 = precision.bf16_unit();
         tracing::info!(
+            %model,
             arithmetic = bf16.unwrap_or("f32"),
             at_once,
             "meaning reader loaded (bf16 on AMX tiles or AVX-512 BF16, else f32)"
         );
         Ok(Some(Meaning {
             reader: Arc::new(reader),
+            model,
             turns: ReaderTurns::new(at_once),
             bf16,
         }))
+    }
+
+    /// Which model reads.
+    pub fn model(&self) -> ReaderModel {
+        self.model
     }
 
     /// What the reader multiplies in, in words.

@@ -266,10 +266,11 @@ fn meaning_note(
     };
     let reader = reader.filter(|_| meaning::reads_for(manifest))?;
     Some(format!(
-        "meaning: the meaning reader (Gemma 3 270M, in {}) reads texts in {}, or the \
+        "meaning: the meaning reader ({}, in {}) reads texts in {}, or the \
          turns before in a conversation; it moves the sentiment where it is sure (more on \
          a text unlike the version's training texts, which a note then says), and \
          {emotions}; it reads {which}",
+        reader.model(),
         reader.arithmetic(),
         empathy_reader::READ_LANGUAGES.join(", ")
     ))

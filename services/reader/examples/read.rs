@@ -7,21 +7,25 @@
 //!
 //! PRECISION=f32 reads in f32 on every CPU (the default, auto, reads in bf16 where the
 //! CPU has AMX or AVX-512 BF16). SEPARATE=1 asks the two questions in two passes, as
-//! fusion did before it asked them in one. With READINGS=FILE, each text's reading is
+//! fusion did before it asked them in one. READER=qwen2.5-coder-1.5b reads with the
+//! larger model (default gemma-3-270m). With READINGS=FILE, each text's reading is
 //! also written there as a JSON line (`{"text", "label", "reading": {word:
 //! log-probability}}`), for choosing how much the reader weighs.
 
 use std::{io::Write, path::PathBuf, time::Instant};
 
 use anyhow::{Context, Result};
-use empathy_reader::{EMOTION_WORDS, LABEL_WORDS, MODEL_FILE, MeaningReader};
+use empathy_reader::{EMOTION_WORDS, LABEL_WORDS, MeaningReader, ReaderModel};
 
 fn main() -> Result<()> {
     let assets =
         std::env::var_os("EMPATHY_ASSETS").map_or_else(|| PathBuf::from("assets"), PathBuf::from);
     let precision = std::env::var("PRECISION").unwrap_or_else(|_| "auto".into());
     let precision = precision.parse().map_err(anyhow::Error::msg)?;
-    let reader = MeaningReader::load_in(&assets.join(MODEL_FILE), precision)?;
+    let model: ReaderModel = std::env::var("READER")
+        .map_or(Ok(ReaderModel::default()), |m| m.parse())
+        .map_err(anyhow::Error::msg)?;
+    let reader = MeaningReader::load_in(&assets.join(model.file()), precision)?;
     let mut readings = match std::env::var_os("READINGS") {
         Some(path) => Some(std::fs::File::create(path)?),
         None => None,

@@ -52,9 +52,10 @@ pub struct Settings {
     pub finetune: FinetuneConfig,
     /// Tenants with another check tolerance than `finetune`'s.
     pub tenant_check_tolerance: HashMap<String, f64>,
-    /// Read corrections stored without the meaning reader's reading (`unread`), in
-    /// this precision (fusion's, so the shift learnt is the one it serves); None: not.
-    pub read_corrections: Option<empathy_reader::Precision>,
+    /// Read corrections stored without the meaning reader's reading (`unread`), with
+    /// this model in this precision (fusion's, so the shift learnt is the one it
+    /// serves); None: not.
+    pub read_corrections: Option<(empathy_reader::ReaderModel, empathy_reader::Precision)>,
 }
 
 pub struct Job {
@@ -393,9 +394,9 @@ impl Trainer {
         let (serving_dir, serving_id) = self.check_registry(&job.tenant)?;
         let mut corrections = self.read_corrections(job, &serving_id)?;
         let cancelled = || job.cancel.load(Ordering::SeqCst);
-        let read = if let Some(precision) = self.settings.read_corrections {
+        let read = if let Some((model, precision)) = self.settings.read_corrections {
             unread::read(
-                &self.settings.assets,
+                &self.settings.assets.join(model.file()),
                 precision,
                 &mut corrections.examples,
                 &cancelled,

@@ -120,6 +120,10 @@ struct Args {
     /// passes fusion's on).
     #[arg(long, default_value = "auto")]
     meaning_reader_precision: empathy_reader::Precision,
+    /// Which model reads the corrections: fusion's `--meaning-reader-model` (`empathy
+    /// up` passes fusion's on).
+    #[arg(long, default_value_t = empathy_reader::ReaderModel::default())]
+    meaning_reader_model: empathy_reader::ReaderModel,
     /// Where `empathy train` cached the corpus embeddings (default: the user cache).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
@@ -204,7 +208,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             ..FinetuneConfig::default()
         },
         tenant_check_tolerance: args.tenant_check_tolerance.iter().cloned().collect(),
-        read_corrections: args.meaning_reader.then_some(args.meaning_reader_precision),
+        read_corrections: args
+            .meaning_reader
+            .then_some((args.meaning_reader_model, args.meaning_reader_precision)),
     };
     if let Some(path) = &args.admin_key_file {
         keys::ensure_admin_key(&store, path)?;

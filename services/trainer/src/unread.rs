@@ -45,10 +45,10 @@ impl Read {
 }
 
 /// Gives each sentiment correction in `examples` that has no reading one, with the
-/// reader at `<assets>/reader/...` in `precision` (loaded only when one needs it). `cancelled` is
+/// reader at `path` in `precision` (loaded only when one needs it). `cancelled` is
 /// asked between readings; `progress` hears (done, of) now and then.
 pub fn read(
-    assets: &Path,
+    path: &Path,
     precision: Precision,
     examples: &mut [FeedbackExample],
     cancelled: &dyn Fn() -> bool,
@@ -62,7 +62,6 @@ pub fn read(
     if of == 0 {
         return Read::default();
     }
-    let path = assets.join(empathy_reader::MODEL_FILE);
     let left = |why: String| Read {
         readings: HashMap::new(),
         left: of,
@@ -74,7 +73,7 @@ pub fn read(
             path.display()
         ));
     }
-    let reader = match MeaningReader::load_in(&path, precision) {
+    let reader = match MeaningReader::load_in(path, precision) {
         Ok(r) => r,
         Err(e) => return left(format!("the meaning reader does not load: {e:#}")),
     };

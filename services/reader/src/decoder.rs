@@ -1,14 +1,17 @@
-//! Gemma 3's forward pass (quantized GGUF on candle) for reading, not writing: a prompt
-//! prefix is run once and its keys and values kept, each text then runs only its own
-//! tokens after it, and only the last position's hidden state comes out, for the
-//! caller to score against the few tokens it cares about.
+//! The reader's forward pass (quantized GGUF on candle) for reading, not writing: a
+//! prompt prefix is run once and its keys and values kept, each text then runs only its
+//! own tokens after it, and only the last position's hidden state comes out, for the
+//! caller to score against the few tokens it cares about. Two architectures, which
+//! differ only in details (`Arch`): Gemma 3 (270M, the default reader) and Qwen2 (the
+//! larger reader, Qwen2.5-Coder-1.5B-Instruct).
 //!
 //! candle-transformers has a quantized Gemma 3, but it masks a cached prefix out of a
-//! multi-token continuation and always computes all 262,144 logits; this is the same
-//! network (checked against transformers in the tests) without those two costs. Its
-//! weights are dequantized at load (the file stays 4-bit on disk): to bf16 tiles where
-//! the CPU multiplies bf16 (AMX, AVX-512 BF16), else to f32 panels packed for AVX2
-//! (`Matrix`).
+//! multi-token continuation and always computes all 262,144 logits; its quantized
+//! Qwen2 keeps one cache in the model, so a prefix cannot be shared between texts. This
+//! is the same networks (Gemma checked against transformers, Qwen2 against candle's, in
+//! the tests) without those costs. The weights are dequantized at load (the file stays
+//! 4-bit on disk): to bf16 tiles where the CPU multiplies bf16 (AMX, AVX-512 BF16), else
+//! to f32 panels packed for AVX2 (`Matrix`).
 
 use anyhow::{Context, Result, ensure};
 use candle_core::{
@@ -22,17 +25,54 @@ use empathy_simd::{Precision, amx, fast_math::exp, panels, tiles, widest};
 /// needs a window mask.
 pub const MAX_POSITIONS: usize = 512;
 
+/// What tells the two architectures apart.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Arch {
+    /// Gemma 3: queries and keys normed, every sublayer's output normed too, GELU,
+    /// embeddings scaled by sqrt(dim) and tied to the output, local and global layers
+    /// rotating with different bases.
+    Gemma3,
+    /// Qwen2: biases on the query, key and value projections, SiLU, an output matrix of
+    /// its own, one rotary base.
+    Qwen2,
+}
+
+impl Arch {
+    /// The architecture a GGUF's `general.architecture` names.
+    pub fn of(content: &Content) -> Result<Arch> {
+        let name = content
+            .metadata
+            .get("general.architecture")
+            .context("the GGUF names no architecture")?
+            .to_string()?;
+        match name.as_str() {
+            "gemma3" => Ok(Arch::Gemma3),
+            "qwen2" => Ok(Arch::Qwen2),
+            other => anyhow::bail!("the reader runs Gemma 3 or Qwen2, not {other}"),
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Arch::Gemma3 => "gemma3",
+            Arch::Qwen2 => "qwen2",
+        }
+    }
+}
+
 struct Layer {
     q: Matrix,
     k: Matrix,
     v: Matrix,
     o: Matrix,
-    q_norm: RmsNorm,
-    k_norm: RmsNorm,
+    /// Qwen2's query, key and value biases.
+    qkv_bias: Option<(Tensor, Tensor, Tensor)>,
+    /// Gemma's query and key norms.
+    qk_norm: Option<(RmsNorm, RmsNorm)>,
     attn_norm: RmsNorm,
-    post_attn_norm: RmsNorm,
     ffn_norm: RmsNorm,
-    post_ffn_norm: RmsNorm,
+    /// Gemma's norms of the attention's and the feed-forward's outputs.
+    post_norms: Option<(RmsNorm, RmsNorm)>,
     gate: Matrix,
     up: Matrix,
     down: Matrix,
@@ -42,11 +82,14 @@ struct Layer {
     sin: Tensor,
 }
 
-pub struct Gemma {
+pub struct Decoder {
+    arch: Arch,
     layers: Vec<Layer>,
-    /// The token embeddings, also the output matrix, kept quantized as the GGUF has
-    /// them: the table is 262,144 rows, and a text looks up only its own.
+    /// The token embeddings, kept quantized as the GGUF has them: the tables are
+    /// 150,000 rows and more, and a text looks up only its own.
     embeddings: QTensor,
+    /// The output matrix where it is not the embeddings (Qwen2), likewise.
+    output: Option<QTensor>,
     norm: RmsNorm,
     dim: usize,
     heads: usize,
@@ -61,71 +104,110 @@ pub struct Prefix {
     pub len: usize,
 }
 
-impl Gemma {
+impl Decoder {
     pub fn from_gguf<R: std::io::Read + std::io::Seek>(
         content: &Content,
         reader: &mut R,
         precision: Precision,
-    ) -> Result<Gemma> {
+    ) -> Result<Decoder> {
         let device = Device::Cpu;
+        let arch = Arch::of(content)?;
         let meta = |key: &str| {
+            let key = format!("{}.{key}", arch.key());
             content
                 .metadata
-                .get(&format!("gemma3.{key}"))
-                .with_context(|| format!("the GGUF has no gemma3.{key}: is it a Gemma 3?"))
+                .get(&key)
+                .with_context(|| format!("the GGUF has no {key}"))
         };
         let heads = meta("attention.head_count")?.to_u32()? as usize;
         let kv_heads = meta("attention.head_count_kv")?.to_u32()? as usize;
         let blocks = meta("block_count")?.to_u32()? as usize;
         let dim = meta("embedding_length")?.to_u32()? as usize;
-        let head_dim = meta("attention.key_length")?.to_u32()? as usize;
+        let head_dim = match arch {
+            Arch::Gemma3 => meta("attention.key_length")?.to_u32()? as usize,
+            Arch::Qwen2 => dim / heads,
+        };
         let eps = f64::from(meta("attention.layer_norm_rms_epsilon")?.to_f32()?);
         let global_base = meta("rope.freq_base").and_then(|v| Ok(v.to_f32()?));
         let global_base = global_base.unwrap_or(1_000_000.0);
-        // Five local layers, then a global one (Gemma 3's pattern).
-        let pattern = meta("attention.sliding_window_type")
-            .and_then(|v| Ok(v.to_u32()? as usize))
-            .unwrap_or(6);
-        let window = meta("attention.sliding_window")?.to_u32()? as usize;
-        ensure!(
-            window >= MAX_POSITIONS,
-            "a sliding window of {window} tokens is too short"
-        );
+        // Gemma 3: five local layers, then a global one.
+        let pattern = match arch {
+            Arch::Gemma3 => {
+                let window = meta("attention.sliding_window")?.to_u32()? as usize;
+                ensure!(
+                    window >= MAX_POSITIONS,
+                    "a sliding window of {window} tokens is too short"
+                );
+                meta("attention.sliding_window_type")
+                    .and_then(|v| Ok(v.to_u32()? as usize))
+                    .unwrap_or(6)
+            }
+            Arch::Qwen2 => 1,
+        };
 
         let mut tensor = |name: &str| content.tensor(reader, name, &device);
         let norm = |t| RmsNorm::from_qtensor(t, eps);
         let embeddings = tensor("token_embd.weight")?;
+        let output = match arch {
+            Arch::Gemma3 => None,
+            Arch::Qwen2 => Some(tensor("output.weight")?),
+        };
         let final_norm = norm(tensor("output_norm.weight")?)?;
         let mut layers = Vec::with_capacity(blocks);
         for i in 0..blocks {
-            let mut t = |name: &str| tensor(&format!("blk.{i}.{name}.weight"));
+            let mut t = |name: &str| tensor(&format!("blk.{i}.{name}"));
             let base = if (i + 1) % pattern == 0 {
                 global_base
             } else {
                 10_000.0
             };
             let (cos, sin) = rotary(head_dim, base, &device)?;
+            let mut matrix = |name: &str| Matrix::new(t(&format!("{name}.weight"))?, precision);
+            let (q, k, v, o) = (
+                matrix("attn_q")?,
+                matrix("attn_k")?,
+                matrix("attn_v")?,
+                matrix("attn_output")?,
+            );
+            let (gate, up, down) = (matrix("ffn_gate")?, matrix("ffn_up")?, matrix("ffn_down")?);
+            let mut norm = |name: &str| norm(t(&format!("{name}.weight"))?);
+            let (attn_norm, ffn_norm) = (norm("attn_norm")?, norm("ffn_norm")?);
+            let (qk_norm, post_norms) = match arch {
+                Arch::Gemma3 => (
+                    Some((norm("attn_q_norm")?, norm("attn_k_norm")?)),
+                    Some((norm("post_attention_norm")?, norm("post_ffw_norm")?)),
+                ),
+                Arch::Qwen2 => (None, None),
+            };
+            let qkv_bias = match arch {
+                Arch::Gemma3 => None,
+                Arch::Qwen2 => {
+                    let mut bias = |name: &str| t(&format!("{name}.bias"))?.dequantize(&device);
+                    Some((bias("attn_q")?, bias("attn_k")?, bias("attn_v")?))
+                }
+            };
             layers.push(Layer {
-                q: Matrix::new(t("attn_q")?, precision)?,
-                k: Matrix::new(t("attn_k")?, precision)?,
-                v: Matrix::new(t("attn_v")?, precision)?,
-                o: Matrix::new(t("attn_output")?, precision)?,
-                q_norm: norm(t("attn_q_norm")?)?,
-                k_norm: norm(t("attn_k_norm")?)?,
-                attn_norm: norm(t("attn_norm")?)?,
-                post_attn_norm: norm(t("post_attention_norm")?)?,
-                ffn_norm: norm(t("ffn_norm")?)?,
-                post_ffn_norm: norm(t("post_ffw_norm")?)?,
-                gate: Matrix::new(t("ffn_gate")?, precision)?,
-                up: Matrix::new(t("ffn_up")?, precision)?,
-                down: Matrix::new(t("ffn_down")?, precision)?,
+                q,
+                k,
+                v,
+                o,
+                qkv_bias,
+                qk_norm,
+                attn_norm,
+                ffn_norm,
+                post_norms,
+                gate,
+                up,
+                down,
                 cos,
                 sin,
             });
         }
-        Ok(Gemma {
+        Ok(Decoder {
+            arch,
             layers,
             embeddings,
+            output,
             norm: final_norm,
             dim,
             heads,
@@ -134,11 +216,10 @@ impl Gemma {
         })
     }
 
-    /// The output rows (the tied embeddings) of `ids`, (ids, dim) in f32.
+    /// The output rows of `ids` (Gemma's are its embeddings), (ids, dim) in f32.
     pub fn output_rows(&self, ids: &[u32]) -> Result<Tensor> {
-        Ok(self
-            .embeddings
-            .embedding(&Tensor::new(ids, &Device::Cpu)?)?)
+        let output = self.output.as_ref().unwrap_or(&self.embeddings);
+        Ok(output.embedding(&Tensor::new(ids, &Device::Cpu)?)?)
     }
 
     /// Runs `ids` after `prefix` (none: from the start): the keys and values of both,
@@ -174,7 +255,12 @@ impl Gemma {
             });
             ids.extend_from_slice(run);
         }
-        let mut h = (self.output_rows(&ids)? * (self.dim as f64).sqrt())?.unsqueeze(0)?;
+        let ids = Tensor::new(ids.as_slice(), &Device::Cpu)?;
+        let mut h = self.embeddings.embedding(&ids)?;
+        if self.arch == Arch::Gemma3 {
+            h = (h * (self.dim as f64).sqrt())?;
+        }
+        let mut h = h.unsqueeze(0)?;
         let masks = spans
             .iter()
             .map(|s| causal_mask(s.past, s.len))
@@ -183,10 +269,20 @@ impl Gemma {
         for (i, layer) in self.layers.iter().enumerate() {
             let cached: Vec<_> = runs.iter().map(|(p, _)| p.map(|p| &p.kv[i])).collect();
             let (attended, layer_kv) = self.attention(layer, &h, &spans, &cached, &masks)?;
-            h = (h + layer.post_attn_norm.forward(&attended)?)?;
+            let post = |norm: Option<&RmsNorm>, x: Tensor| match norm {
+                Some(norm) => norm.forward(&x),
+                None => Ok(x),
+            };
+            let post_norms = layer.post_norms.as_ref();
+            h = (h + post(post_norms.map(|n| &n.0), attended)?)?;
             let x = layer.ffn_norm.forward(&h)?;
-            let gated = gelu_times(&layer.gate.forward(&x)?, &layer.up.forward(&x)?)?;
-            h = (h + layer.post_ffn_norm.forward(&layer.down.forward(&gated)?)?)?;
+            let (gate, up) = (layer.gate.forward(&x)?, layer.up.forward(&x)?);
+            let gated = match self.arch {
+                Arch::Gemma3 => gelu_times(&gate, &up)?,
+                Arch::Qwen2 => (gate.silu()? * up)?,
+            };
+            let out = layer.down.forward(&gated)?;
+            h = (h + post(post_norms.map(|n| &n.1), out)?)?;
             for (run_kv, layer_kv) in kv.iter_mut().zip(layer_kv) {
                 run_kv.push(layer_kv);
             }
@@ -214,11 +310,19 @@ impl Gemma {
         masks: &[Tensor],
     ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
         let x = layer.attn_norm.forward(h)?;
-        let qkv = (
-            &layer.q.forward(&x)?,
-            &layer.k.forward(&x)?,
-            &layer.v.forward(&x)?,
+        let (mut q, mut k, mut v) = (
+            layer.q.forward(&x)?,
+            layer.k.forward(&x)?,
+            layer.v.forward(&x)?,
         );
+        if let Some((qb, kb, vb)) = &layer.qkv_bias {
+            (q, k, v) = (
+                q.broadcast_add(qb)?,
+                k.broadcast_add(kb)?,
+                v.broadcast_add(vb)?,
+            );
+        }
+        let qkv = (&q, &k, &v);
         let mut out = Vec::with_capacity(spans.len());
         let mut kv = Vec::with_capacity(spans.len());
         for ((span, cached), mask) in spans.iter().zip(cached).zip(masks) {
@@ -249,8 +353,11 @@ impl Gemma {
         let cos = layer.cos.narrow(0, span.past, len)?;
         let sin = layer.sin.narrow(0, span.past, len)?;
         let rope = |t: Tensor| candle_nn::rotary_emb::rope(&t, &cos, &sin);
-        let q = rope(layer.q_norm.forward(&heads(q, self.heads)?)?)?;
-        let k = rope(layer.k_norm.forward(&heads(k, self.kv_heads)?)?)?;
+        let (mut q, mut k) = (heads(q, self.heads)?, heads(k, self.kv_heads)?);
+        if let Some((q_norm, k_norm)) = &layer.qk_norm {
+            (q, k) = (q_norm.forward(&q)?, k_norm.forward(&k)?);
+        }
+        let (q, k) = (rope(q)?, rope(k)?);
         let v = heads(v, self.kv_heads)?;
         let (k, v) = match cached {
             Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
