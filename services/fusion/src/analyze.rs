@@ -407,7 +407,10 @@ impl Analyzer {
                 }
                 meaning::mix(prediction, &reading, unusual, (emotions, scale))
             }
-            Some(weight) => meaning::mix_scene(prediction, &reading, weight, (emotions, scale)),
+            Some(weight) => {
+                let read = (&reading, meaning.model());
+                meaning::mix_scene(prediction, read, weight, (emotions, scale))
+            }
         };
         Read { shift, emotions }
     }

@@ -115,8 +115,10 @@ struct Args {
     #[arg(long, default_value = "auto")]
     meaning_reader_precision: empathy_reader::Precision,
     /// Which language model reads: `gemma-3-270m` (the default) or
-    /// `qwen2.5-coder-1.5b`, which reads implied feelings and tweets better for about
-    /// five times the time a text and 3 to 6 GB of memory (README, "A larger reader").
+    /// `qwen2.5-coder-1.5b`, which reads single messages outside social media much
+    /// better, for about eight times the time a text and 3.1 GB of memory (5.7 GB in
+    /// f32); on tweets and in conversations it does worse than the default, since the
+    /// rule that mixes it in was chosen for Gemma (README, "A larger reader").
     #[arg(long, default_value_t = empathy_reader::ReaderModel::default())]
     meaning_reader_model: empathy_reader::ReaderModel,
     /// Readings the meaning reader runs at once (0: one per compute thread, that is

@@ -293,11 +293,11 @@ pub fn scene(turns: &[Turn]) -> String {
 /// shift, as `mix`.
 pub fn mix_scene(
     prediction: &mut Prediction,
-    reading: &Reading,
+    (reading, model): (&Reading, ReaderModel),
     context_weight: f32,
     (emotions, scale): (Emotions, f32),
 ) -> [f32; 3] {
-    let shift = mix::scene_shift(reading.sentiment, context_weight);
+    let shift = mix::scene_shift(reading.sentiment, context_weight, mix::scene_weight(model));
     let sentiment = mix::with_scene_shift(prediction.sentiment, shift.map(|x| x * scale));
     settle(
         prediction,
@@ -446,7 +446,12 @@ mod tests {
             let answer = |scale: f32| {
                 let mut p = prediction(model);
                 let shift = if scene {
-                    mix_scene(&mut p, &reading, 0.5, (Emotions::Kept, scale))
+                    mix_scene(
+                        &mut p,
+                        (&reading, ReaderModel::default()),
+                        0.5,
+                        (Emotions::Kept, scale),
+                    )
                 } else {
                     mix(&mut p, &reading, false, (Emotions::Kept, scale))
                 };

@@ -7,8 +7,8 @@
 //! way which emotion the speaker feels, it reads what happened ("The plumber took the
 //! deposit and vanished") where an emotion lexicon finds no word. The shots are
 //! run once at load; a text costs only its own tokens. A larger model,
-//! Qwen2.5-Coder-1.5B-Instruct, reads the same prompt more surely and five times slower
-//! (`ReaderModel`).
+//! Qwen2.5-Coder-1.5B-Instruct, reads the same prompt better and about eight times
+//! slower (`ReaderModel`).
 
 mod decoder;
 pub mod mix;

@@ -14,7 +14,7 @@
 //!
 //! A conversation: the reader reads the turns before (what happened, which the model
 //! reads poorly: "The earliest engineer visit is on the 22nd" holds no feeling word),
-//! and score = ln p_model + SCENE_WEIGHT x the weight the model gave those turns x
+//! and score = ln p_model + `scene_weight` x the weight the model gave those turns x
 //! ln p_reader: a reaction ("Perfect.") leans on the turns and takes their feeling; a
 //! turn that says its feeling outright barely does.
 //!
@@ -32,9 +32,17 @@ const UNUSUAL_WEIGHT: f32 = 6.0;
 const NEUTRAL_SHIFT: f32 = 0.5;
 /// Two sources agreeing make a sharper score than either is sure of.
 const TEMPERATURE: f32 = 1.3;
-/// Chosen on the hand-written dev dialogues, keeping the outright turns' accuracy
-/// (README, "Conversations").
-const SCENE_WEIGHT: f32 = 4.0;
+/// For each reader, of 0.5, 1, 2, 4 (and 3, 6 for Gemma), the weight with the best
+/// accuracy on the hand-written dev dialogues among those that kept the outright
+/// turns at 0.9 or more (README, "Conversations" and "A larger reader"): the larger
+/// reader is surer, and at Gemma's weight it overruled turns that say their feeling
+/// outright.
+pub fn scene_weight(model: crate::ReaderModel) -> f32 {
+    match model {
+        crate::ReaderModel::Gemma3_270m => 4.0,
+        crate::ReaderModel::Qwen25Coder_1_5b => 0.5,
+    }
+}
 
 /// How far the lexicon's emotions count beside the reader's.
 const LEXICON_POWER: f32 = 0.5;
@@ -89,9 +97,9 @@ pub fn with_scene_shift(sentiment: [f32; 3], shift: [f32; 3]) -> [f32; 3] {
 
 /// What the `reading` of the turns before adds to the model's sentiment
 /// log-probabilities, as far as the model let them weigh (`context_weight`, the
-/// attention they had).
-pub fn scene_shift(reading: [f32; 3], context_weight: f32) -> [f32; 3] {
-    reading.map(|r| SCENE_WEIGHT * context_weight * r)
+/// attention they had), at the reader's `scene_weight`.
+pub fn scene_shift(reading: [f32; 3], context_weight: f32, scene_weight: f32) -> [f32; 3] {
+    reading.map(|r| scene_weight * context_weight * r)
 }
 
 /// The sentiment each of EMOTION_WORDS implies (LABEL_WORDS), None for either.
@@ -215,10 +223,10 @@ mod tests {
         let bad_news = [(0.8f32).ln(), (0.1f32).ln(), (0.1f32).ln()];
         let model = [0.2, 0.2, 0.6];
         // "Perfect." after bad news: the model let the turns weigh 0.6.
-        let reaction = with_scene_shift(model, scene_shift(bad_news, 0.6));
+        let reaction = with_scene_shift(model, scene_shift(bad_news, 0.6, 4.0));
         assert!(reaction[0] > reaction[2], "{reaction:?}");
         // "Thanks, that's brilliant!" after the same: the turns weigh 0.05.
-        let outright = with_scene_shift(model, scene_shift(bad_news, 0.05));
+        let outright = with_scene_shift(model, scene_shift(bad_news, 0.05, 4.0));
         assert!(outright[2] > outright[0], "{outright:?}");
         assert!((outright.iter().sum::<f32>() - 1.0).abs() < 1e-5);
     }

@@ -3,8 +3,8 @@
 use std::{fmt, str::FromStr};
 
 /// Which language model reads. Gemma 3 270M is the default; Qwen2.5-Coder-1.5B-Instruct
-/// reads implied feelings and tweets better (README, "A larger reader") for about five
-/// times the time and memory.
+/// reads implied feelings and tweets better alone (README, "A larger reader") for about
+/// eight times the time and six times the memory.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[allow(non_camel_case_types)]
 pub enum ReaderModel {
