@@ -1,9 +1,9 @@
 //! The meaning reader's part of an answer. The serving model reads a sentence
 //! embedding, which says what a text is about more than which way it leans ("The food
-//! wasn't bad" sits next to "The food was bad"); the reader (Gemma 3 270M or a larger model, asked how
-//! the speaker feels) reads negation, contrast and idiom, and in a conversation what
-//! the turns before imply; asked which emotion, it reads what happened where the
-//! emotion lexicon finds no word. How its readings move the answer (sentiment,
+//! wasn't bad" sits next to "The food was bad"); the reader (Gemma 3 270M, or the
+//! larger Qwen2.5-Coder-1.5B, asked how the speaker feels) reads negation, contrast and
+//! idiom, and in a conversation what the turns before imply; asked which emotion, it
+//! reads what happened where the emotion lexicon finds no word. How its readings move the answer (sentiment,
 //! valence, emotions) is `empathy_reader::mix`.
 
 use std::{path::Path, sync::Arc, time::Duration, time::Instant};
@@ -49,7 +49,7 @@ pub fn wanted(mode: Mode, loaded: bool, choice: MeaningReading) -> Result<bool, 
 
 pub struct Meaning {
     reader: Arc<MeaningReader>,
-    /// Which model reads, for Info.
+    /// Which model reads: Info names it, and a scene weighs as it was chosen for it.
     model: ReaderModel,
     turns: ReaderTurns,
     /// What multiplies in bf16 (AMX tiles, AVX-512 BF16), else None (f32): Info says

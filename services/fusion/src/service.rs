@@ -270,7 +270,7 @@ fn meaning_note(
          turns before in a conversation; it moves the sentiment where it is sure (more on \
          a text unlike the version's training texts, which a note then says), and \
          {emotions}; it reads {which}",
-        reader.model(),
+        reader.model().title(),
         reader.arithmetic(),
         empathy_reader::READ_LANGUAGES.join(", ")
     ))

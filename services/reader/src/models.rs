@@ -24,6 +24,14 @@ impl ReaderModel {
         }
     }
 
+    /// Its name in words, as Info's meaning note gives it.
+    pub const fn title(self) -> &'static str {
+        match self {
+            ReaderModel::Gemma3_270m => "Gemma 3 270M",
+            ReaderModel::Qwen25Coder_1_5b => "Qwen2.5-Coder-1.5B-Instruct",
+        }
+    }
+
     /// Its GGUF, under the assets folder.
     pub const fn file(self) -> &'static str {
         match self {
