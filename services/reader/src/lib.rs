@@ -27,9 +27,6 @@ pub use models::ReaderModel;
 pub use prompt::{EMOTION_WORDS, LABEL_WORDS};
 use spm::SpmTokenizer;
 
-/// Where `empathy assets fetch` puts the default model, under the assets folder.
-pub const MODEL_FILE: &str = ReaderModel::Gemma3_270m.file();
-
 /// The languages the reader reads: English, which it is asked in, and those whose
 /// held-out sentences it was measured to read through the same English prompt
 /// (README, "Other languages"). Gemma 3 was trained on many more; a language joins

@@ -15,7 +15,7 @@ fn model_path() -> PathBuf {
     let assets = std::env::var_os("EMPATHY_ASSETS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets"));
-    assets.join(super::MODEL_FILE)
+    assets.join(super::ReaderModel::Gemma3_270m.file())
 }
 
 fn load(precision: Precision) -> MeaningReader {
