@@ -9,20 +9,14 @@
 //! example.
 //! RAYON_NUM_THREADS=<cores> times it as fusion serves (`scripts/reader-bench` sets it).
 
-use std::{path::PathBuf, time::Instant};
+mod setup;
+
+use std::time::Instant;
 
 use anyhow::{Context, Result};
-use empathy_reader::{MeaningReader, ReaderModel};
 
 fn main() -> Result<()> {
-    let assets =
-        std::env::var_os("EMPATHY_ASSETS").map_or_else(|| PathBuf::from("assets"), PathBuf::from);
-    let precision = std::env::var("PRECISION").unwrap_or_else(|_| "auto".into());
-    let precision: empathy_reader::Precision = precision.parse().map_err(anyhow::Error::msg)?;
-    let model: ReaderModel = std::env::var("READER")
-        .map_or(Ok(ReaderModel::default()), |m| m.parse())
-        .map_err(anyhow::Error::msg)?;
-    let reader = MeaningReader::load_in(&assets.join(model.file()), precision)?;
+    let (reader, precision) = setup::reader()?;
     let at_once: usize = match std::env::var("AT_ONCE") {
         Ok(n) => n.parse().context("AT_ONCE must be a number")?,
         Err(_) => 2,

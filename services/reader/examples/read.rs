@@ -12,20 +12,15 @@
 //! also written there as a JSON line (`{"text", "label", "reading": {word:
 //! log-probability}}`), for choosing how much the reader weighs.
 
-use std::{io::Write, path::PathBuf, time::Instant};
+mod setup;
+
+use std::{io::Write, time::Instant};
 
 use anyhow::{Context, Result};
-use empathy_reader::{EMOTION_WORDS, LABEL_WORDS, MeaningReader, ReaderModel};
+use empathy_reader::{EMOTION_WORDS, LABEL_WORDS};
 
 fn main() -> Result<()> {
-    let assets =
-        std::env::var_os("EMPATHY_ASSETS").map_or_else(|| PathBuf::from("assets"), PathBuf::from);
-    let precision = std::env::var("PRECISION").unwrap_or_else(|_| "auto".into());
-    let precision = precision.parse().map_err(anyhow::Error::msg)?;
-    let model: ReaderModel = std::env::var("READER")
-        .map_or(Ok(ReaderModel::default()), |m| m.parse())
-        .map_err(anyhow::Error::msg)?;
-    let reader = MeaningReader::load_in(&assets.join(model.file()), precision)?;
+    let (reader, _) = setup::reader()?;
     let mut readings = match std::env::var_os("READINGS") {
         Some(path) => Some(std::fs::File::create(path)?),
         None => None,

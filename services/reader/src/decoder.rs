@@ -21,8 +21,8 @@ use candle_core::{
 use candle_transformers::quantized_nn::RmsNorm;
 use empathy_simd::{Precision, amx, fast_math::exp, panels, tiles, widest};
 
-/// Every text is read within the sliding window of the local layers, so no layer
-/// needs a window mask.
+/// Every text is read within the sliding window of Gemma's local layers, so no layer
+/// needs a window mask (Qwen2 has no window).
 pub const MAX_POSITIONS: usize = 512;
 
 /// What tells the two architectures apart.
