@@ -119,8 +119,8 @@ pub fn run(args: &GeneralityArgs) -> anyhow::Result<()> {
             },
         )?;
         print_folds(args, &id, seed, &folds);
-        if !readings.is_empty() {
-            print_read(&folds);
+        if !readings.by_text.is_empty() {
+            print_read(&readings, &folds);
         }
         runs.push(folds);
     }
@@ -172,9 +172,13 @@ fn print_folds(args: &GeneralityArgs, id: &str, seed: u64, folds: &[DomainFold])
 }
 
 /// The folds on the rows read: the model alone and with the meaning reader.
-fn print_read(folds: &[DomainFold]) {
+fn print_read(readings: &Readings, folds: &[DomainFold]) {
     println!();
-    println!("on the rows with a reading: model alone -> with the meaning reader (macro-F1)");
+    println!(
+        "on the rows with a reading: model alone -> with the meaning reader {}, by its rule \
+         (macro-F1)",
+        readings.reader.title()
+    );
     println!(
         "{:12} {:>8} {:>18}   {:>8} {:>18}",
         "left out", "read in", "in-domain", "read out", "out-of-domain"

@@ -390,6 +390,7 @@ impl Analyzer {
             }
         };
         let (emotions, scale) = (call.reader_emotions, call.reader_shift_scale);
+        let read = (&reading, meaning.model());
         let shift = match scene {
             None => {
                 if unusual {
@@ -405,12 +406,9 @@ impl Analyzer {
                         gathered.language
                     ));
                 }
-                meaning::mix(prediction, &reading, unusual, (emotions, scale))
+                meaning::mix(prediction, read, unusual, (emotions, scale))
             }
-            Some(weight) => {
-                let read = (&reading, meaning.model());
-                meaning::mix_scene(prediction, read, weight, (emotions, scale))
-            }
+            Some(weight) => meaning::mix_scene(prediction, read, weight, (emotions, scale)),
         };
         Read { shift, emotions }
     }

@@ -125,8 +125,9 @@ impl Meaning {
     /// an analysis the reader did not read; None if it could not read in time. Only
     /// the sentiment question is asked.
     pub async fn text_shift(&self, text: &str, deadline: Duration) -> Option<[f32; 3]> {
-        self.within(text, deadline, |reader, text| {
-            reader.text_shift(text, &SENTIMENT_LABELS)
+        let rule = mix::Rule::of(self.model);
+        self.within(text, deadline, move |reader, text| {
+            reader.text_shift(text, &SENTIMENT_LABELS, &rule)
         })
         .await
         .ok()
@@ -252,19 +253,21 @@ pub fn reads_for(manifest: &Manifest) -> bool {
     manifest.parent.is_none() || manifest.corrections_hold_with_reader
 }
 
-/// Moves the answer by the reader's `reading` of the analysed text: the sentiment if
-/// the reader is sure (more where the text is `unusual` for the model), by its shift
+/// Moves the answer by the `reading` of the analysed text, by the rule of the reader
+/// `model`: the sentiment if the reader is sure (more where the text is `unusual` for
+/// the model), by its shift
 /// times `scale` (the version's `reader_shift_scale`), and the emotions as `emotions`
 /// says. Returns the reader's shift of the model's sentiment log-probabilities
 /// (unscaled; zeros where the reader was unsure), which feedback keeps so that
 /// fine-tuning learns a correction as it will be served (`empathy_reader::mix`).
 pub fn mix(
     prediction: &mut Prediction,
-    reading: &Reading,
+    (reading, model): (&Reading, ReaderModel),
     unusual: bool,
     (emotions, scale): (Emotions, f32),
 ) -> [f32; 3] {
-    let shift = mix::text_shift(reading.sentiment, NEUTRAL_SENTIMENT, unusual);
+    let rule = mix::Rule::of(model);
+    let shift = mix::text_shift(reading.sentiment, NEUTRAL_SENTIMENT, unusual, &rule);
     let sentiment = shift.map_or(prediction.sentiment, |s| {
         mix::with_text_shift(prediction.sentiment, s.map(|x| x * scale))
     });
@@ -297,7 +300,7 @@ pub fn mix_scene(
     context_weight: f32,
     (emotions, scale): (Emotions, f32),
 ) -> [f32; 3] {
-    let shift = mix::scene_shift(reading.sentiment, context_weight, mix::scene_weight(model));
+    let shift = mix::scene_shift(reading.sentiment, context_weight, &mix::Rule::of(model));
     let sentiment = mix::with_scene_shift(prediction.sentiment, shift.map(|x| x * scale));
     settle(
         prediction,
@@ -407,7 +410,12 @@ mod tests {
         };
         let kept = {
             let mut q = p.clone();
-            let shift = mix(&mut q, &reading, false, (Emotions::Kept, 1.0));
+            let shift = mix(
+                &mut q,
+                (&reading, ReaderModel::default()),
+                false,
+                (Emotions::Kept, 1.0),
+            );
             assert_eq!(
                 q.emotions, p.emotions,
                 "a corrected emotion head's emotions stay"
@@ -415,7 +423,12 @@ mod tests {
             assert!(q.sentiment[0] > q.sentiment[2], "{:?}", q.sentiment);
             shift
         };
-        let shift = mix(&mut p, &reading, false, (Emotions::Moved, 1.0));
+        let shift = mix(
+            &mut p,
+            (&reading, ReaderModel::default()),
+            false,
+            (Emotions::Moved, 1.0),
+        );
         assert_eq!(shift, kept);
         // What was added to the model's log-probabilities: the answer is the model's
         // moved by it, then sharpened (which keeps the order).
@@ -453,7 +466,12 @@ mod tests {
                         (Emotions::Kept, scale),
                     )
                 } else {
-                    mix(&mut p, &reading, false, (Emotions::Kept, scale))
+                    mix(
+                        &mut p,
+                        (&reading, ReaderModel::default()),
+                        false,
+                        (Emotions::Kept, scale),
+                    )
                 };
                 (p.sentiment, shift)
             };

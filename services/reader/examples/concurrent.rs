@@ -16,7 +16,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 fn main() -> Result<()> {
-    let (reader, precision) = setup::reader()?;
+    let (reader, _, precision) = setup::reader()?;
     let at_once: usize = match std::env::var("AT_ONCE") {
         Ok(n) => n.parse().context("AT_ONCE must be a number")?,
         Err(_) => 2,

@@ -9,8 +9,9 @@
 //! CPU has AMX or AVX-512 BF16). SEPARATE=1 asks the two questions in two passes, as
 //! fusion did before it asked them in one. READER=qwen2.5-coder-1.5b reads with the
 //! larger model (default gemma-3-270m). With READINGS=FILE, each text's reading is
-//! also written there as a JSON line (`{"text", "label", "reading": {word:
-//! log-probability}}`), for choosing how much the reader weighs.
+//! also written there as a JSON line (`{"reader", "text", "label", "reading": {word:
+//! log-probability}}`), for choosing how much the reader weighs and for `empathy
+//! generality --readings`.
 
 mod setup;
 
@@ -20,7 +21,7 @@ use anyhow::{Context, Result};
 use empathy_reader::{EMOTION_WORDS, LABEL_WORDS};
 
 fn main() -> Result<()> {
-    let (reader, _) = setup::reader()?;
+    let (reader, model, _) = setup::reader()?;
     let mut readings = match std::env::var_os("READINGS") {
         Some(path) => Some(std::fs::File::create(path)?),
         None => None,
@@ -47,6 +48,7 @@ fn main() -> Result<()> {
             if let Some(out) = readings.as_mut() {
                 let words = LABEL_WORDS.iter().zip(read);
                 let line = serde_json::json!({
+                    "reader": model.name(),
                     "text": row["text"],
                     "label": label,
                     "reading": words.map(|(w, r)| (w.to_string(), serde_json::Value::from(r))).collect::<serde_json::Map<_, _>>(),

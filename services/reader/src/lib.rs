@@ -143,10 +143,9 @@ impl MeaningReader {
     }
 
     /// What a read request for `text` alone adds to a model's sentiment
-    /// log-probabilities (`mix::text_shift` of a text that is not unusual), the model's
-    /// labels in `labels` order: zeros where the reader is unsure. This is the shift a
-    /// correction of `text` is learnt with.
-    pub fn text_shift(&self, text: &str, labels: &[&str; 3]) -> Result<[f32; 3]> {
+    /// log-probabilities (`mix::text_shift` by `rule` of a text that is not unusual),
+    /// the model's labels in `labels` order: zeros where the reader is unsure. This is the shift a correction of `text` is learnt with.
+    pub fn text_shift(&self, text: &str, labels: &[&str; 3], rule: &mix::Rule) -> Result<[f32; 3]> {
         let reading = self.read(text)?;
         let at = |label: &str| LABEL_WORDS.iter().position(|w| *w == label);
         let mut ordered = [0.0; 3];
@@ -155,7 +154,7 @@ impl MeaningReader {
         }
         let neutral = labels.iter().position(|l| *l == "neutral");
         let neutral = neutral.context("the labels have no neutral")?;
-        Ok(mix::text_shift(ordered, neutral, false).unwrap_or_default())
+        Ok(mix::text_shift(ordered, neutral, false, rule).unwrap_or_default())
     }
 
     /// Which of EMOTION_WORDS the speaker of `text` feels: log-probabilities among the

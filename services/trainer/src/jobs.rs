@@ -394,10 +394,10 @@ impl Trainer {
         let (serving_dir, serving_id) = self.check_registry(&job.tenant)?;
         let mut corrections = self.read_corrections(job, &serving_id)?;
         let cancelled = || job.cancel.load(Ordering::SeqCst);
-        let read = if let Some((model, precision)) = self.settings.read_corrections {
+        let read = if let Some(reader) = self.settings.read_corrections {
             unread::read(
-                &self.settings.assets.join(model.file()),
-                precision,
+                &self.settings.assets,
+                reader,
                 &mut corrections.examples,
                 &cancelled,
                 &mut |done, of| job.progress(0.0, &format!("reading correction {done} of {of}")),

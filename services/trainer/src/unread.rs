@@ -10,7 +10,7 @@ use std::path::Path;
 
 use empathy_common::language;
 use empathy_proto::SENTIMENT_LABELS;
-use empathy_reader::{MeaningReader, Precision};
+use empathy_reader::{MeaningReader, Precision, ReaderModel, mix::Rule};
 use empathy_training::finetune::FeedbackExample;
 
 /// Readings between progress reports (each about 0.1 s).
@@ -45,11 +45,12 @@ impl Read {
 }
 
 /// Gives each sentiment correction in `examples` that has no reading one, with the
-/// reader at `path` in `precision` (loaded only when one needs it). `cancelled` is
-/// asked between readings; `progress` hears (done, of) now and then.
+/// reader `model` under `assets` in `precision` (loaded only when one needs it), by
+/// its rule. `cancelled` is asked between readings; `progress` hears (done, of) now
+/// and then.
 pub fn read(
-    path: &Path,
-    precision: Precision,
+    assets: &Path,
+    (model, precision): (ReaderModel, Precision),
     examples: &mut [FeedbackExample],
     cancelled: &dyn Fn() -> bool,
     progress: &mut dyn FnMut(usize, usize),
@@ -67,13 +68,14 @@ pub fn read(
         left: of,
         why_left: why,
     };
+    let path = assets.join(model.file());
     if !path.exists() {
         return left(format!(
             "no meaning reader at {} (`empathy assets fetch`)",
             path.display()
         ));
     }
-    let reader = match MeaningReader::load_in(path, precision) {
+    let reader = match MeaningReader::load_in(&path, precision) {
         Ok(r) => r,
         Err(e) => return left(format!("the meaning reader does not load: {e:#}")),
     };
@@ -84,7 +86,7 @@ pub fn read(
             out.why_left = "the job was cancelled".into();
             break;
         }
-        match shift(&reader, &example.utterance) {
+        match shift(&reader, &Rule::of(model), &example.utterance) {
             Ok(s) => {
                 example.meaning = Some(s);
                 out.readings.insert(example.id.clone(), s.to_vec());
@@ -103,12 +105,12 @@ pub fn read(
 }
 
 /// The shift fusion would have recorded for a read analysis of `text`.
-fn shift(reader: &MeaningReader, text: &str) -> anyhow::Result<[f32; 3]> {
+fn shift(reader: &MeaningReader, rule: &Rule, text: &str) -> anyhow::Result<[f32; 3]> {
     let language = language::resolve("", None, text);
     if text.trim().is_empty() || !empathy_reader::reads_language(&language) {
         return Ok([0.0; 3]);
     }
-    reader.text_shift(text, &SENTIMENT_LABELS)
+    reader.text_shift(text, &SENTIMENT_LABELS, rule)
 }
 
 #[cfg(test)]
@@ -131,7 +133,7 @@ mod tests {
         let mut examples = vec![example(Some(2), Some([0.1; 3])), example(None, None)];
         let read = read(
             Path::new("/nonexistent"),
-            Precision::F32,
+            (ReaderModel::default(), Precision::F32),
             &mut examples,
             &|| false,
             &mut |_, _| {},
@@ -145,7 +147,7 @@ mod tests {
         let mut examples = vec![example(Some(2), None), example(Some(0), Some([0.0; 3]))];
         let read = read(
             Path::new("/nonexistent"),
-            Precision::F32,
+            (ReaderModel::default(), Precision::F32),
             &mut examples,
             &|| false,
             &mut |_, _| {},

@@ -21,6 +21,7 @@ use empathy_corpus::topics::TopicTagger;
 use empathy_corpus::{Corpus, Split};
 use empathy_model::typicality::Typicality;
 use empathy_proto::{NEUTRAL_SENTIMENT, SENTIMENT_LABELS};
+use empathy_reader::{ReaderModel, mix::Rule};
 
 /// Accuracy and macro-F1 on a set of examples.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,18 +51,25 @@ pub struct ReadFold {
     pub out_of_domain: (Score, Score),
 }
 
-/// The meaning reader's readings by text: log-probabilities in SENTIMENT_LABELS order.
-pub type Readings = HashMap<String, [f32; 3]>;
+/// The meaning reader's readings by text (log-probabilities in SENTIMENT_LABELS
+/// order), and which reader read them: its rule is the one they are scored with.
+#[derive(Debug, Default)]
+pub struct Readings {
+    pub reader: ReaderModel,
+    pub by_text: HashMap<String, [f32; 3]>,
+}
 
-/// Readings from JSON lines `{"text", "reading": {label: log-probability}}`, as the
-/// reader's `read` example writes them with READINGS=FILE.
+/// Readings from JSON lines `{"reader", "text", "reading": {label: log-probability}}`,
+/// as the reader's `read` example writes them with READINGS=FILE; all by one reader.
 pub fn load_readings(paths: &[std::path::PathBuf]) -> anyhow::Result<Readings> {
     #[derive(serde::Deserialize)]
     struct Line {
+        reader: String,
         text: String,
         reading: HashMap<String, f32>,
     }
-    let mut readings = Readings::new();
+    let mut readings = Readings::default();
+    let mut first: Option<(ReaderModel, String)> = None;
     for path in paths {
         let file = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
@@ -70,17 +78,33 @@ pub fn load_readings(paths: &[std::path::PathBuf]) -> anyhow::Result<Readings> {
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
         {
-            let line: Line = serde_json::from_str(line)
-                .with_context(|| format!("{} line {}", path.display(), n + 1))?;
+            let at = || format!("{} line {}", path.display(), n + 1);
+            let line: Line = serde_json::from_str(line).with_context(at)?;
+            let reader: ReaderModel = line
+                .reader
+                .parse()
+                .map_err(anyhow::Error::msg)
+                .with_context(at)?;
+            match &first {
+                None => first = Some((reader, at())),
+                Some((model, first_at)) => ensure!(
+                    *model == reader,
+                    "{}: read by {reader}, but {first_at} by {model}; score one reader's \
+                     readings at a time",
+                    at()
+                ),
+            }
             let mut reading = [0f32; 3];
             for (k, label) in SENTIMENT_LABELS.iter().enumerate() {
-                reading[k] = *line.reading.get(*label).with_context(|| {
-                    format!("{} line {}: no reading for {label}", path.display(), n + 1)
-                })?;
+                reading[k] = *line
+                    .reading
+                    .get(*label)
+                    .with_context(|| format!("{}: no reading for {label}", at()))?;
             }
-            readings.insert(line.text, reading);
+            readings.by_text.insert(line.text, reading);
         }
     }
+    readings.reader = first.map(|(model, _)| model).unwrap_or_default();
     Ok(readings)
 }
 
@@ -221,7 +245,7 @@ impl Fold<'_> {
             config,
             progress,
         )?;
-        let typicality = if self.readings.is_empty() {
+        let typicality = if self.readings.by_text.is_empty() {
             None
         } else {
             Some(crate::typicality::fit(
@@ -265,13 +289,14 @@ impl Fold<'_> {
             .map(|l| crate::calibration::softmax(l, 1.0).map(|p| p as f32))
             .collect();
         let all = self.scored(indices, &model);
-        if self.readings.is_empty() {
+        if self.readings.by_text.is_empty() {
             return Ok((all, None));
         }
+        let rule = Rule::of(self.readings.reader);
         let mut rows = Vec::new();
         let (mut alone, mut shifted) = (Vec::new(), Vec::new());
         for (&i, p) in indices.iter().zip(&model) {
-            if let Some(r) = self.readings.get(&self.corpus.texts[i]) {
+            if let Some(r) = self.readings.by_text.get(&self.corpus.texts[i]) {
                 rows.push(i);
                 alone.push(*p);
                 let dim = self.features.dims.text;
@@ -280,7 +305,7 @@ impl Fold<'_> {
                     *p,
                     *r,
                     NEUTRAL_SENTIMENT,
-                    typicality.is_some_and(|t| t.unusual(text)),
+                    (typicality.is_some_and(|t| t.unusual(text)), &rule),
                 ));
             }
         }
@@ -364,6 +389,31 @@ mod tests {
     }
 
     #[test]
+    fn readings_say_which_reader_read_them_and_one_reader_at_a_time() -> anyhow::Result<()> {
+        let dir = TempDir::new("readings");
+        let line = |reader: &str, text: &str| {
+            format!(
+                r#"{{"reader":"{reader}","text":"{text}","reading":{{"negative":-0.1,"neutral":-3.0,"positive":-2.5}}}}"#
+            )
+        };
+        let qwen = dir.path().join("qwen.jsonl");
+        let gemma = dir.path().join("gemma.jsonl");
+        std::fs::write(&qwen, line("qwen2.5-coder-1.5b", "late again") + "\n")?;
+        std::fs::write(&gemma, line("gemma-3-270m", "lovely") + "\n")?;
+        let read = load_readings(std::slice::from_ref(&qwen))?;
+        assert_eq!(read.reader, ReaderModel::Qwen25Coder_1_5b);
+        let late = read.by_text.get("late again").context("not loaded")?;
+        // In SENTIMENT_LABELS order, whatever the order of the line's labels.
+        assert_eq!(late, &[-0.1, -3.0, -2.5]);
+        let err = load_readings(&[qwen, gemma]).unwrap_err().to_string();
+        assert!(
+            err.contains("gemma-3-270m") && err.contains("qwen2.5-coder-1.5b"),
+            "{err}"
+        );
+        Ok(())
+    }
+
+    #[test]
     fn every_topic_is_left_out_once_and_scored() -> anyhow::Result<()> {
         let dir = TempDir::new("generality");
         let config = one_epoch(&dir);
@@ -374,7 +424,7 @@ mod tests {
         };
         let corpus = empathy_corpus::load_corpus(&empathy_corpus::corpus_path(&assets_dir()))?;
         // A reader that reads every seventh tweet, sure of its true label.
-        let readings: Readings = (0..corpus.texts.len())
+        let by_text = (0..corpus.texts.len())
             .step_by(7)
             .map(|i| {
                 let sure = std::array::from_fn(|k| {
@@ -387,6 +437,10 @@ mod tests {
                 (corpus.texts[i].clone(), sure)
             })
             .collect();
+        let readings = Readings {
+            reader: ReaderModel::default(),
+            by_text,
+        };
         let folds = leave_one_domain_out(
             &assets_dir(),
             &config,
@@ -420,7 +474,7 @@ mod tests {
             .filter_map(|f| f.read)
             .map(|r| r.out_of_domain.0.examples)
             .sum();
-        assert_eq!(read, readings.len());
+        assert_eq!(read, readings.by_text.len());
         Ok(())
     }
 }

@@ -1,13 +1,13 @@
 //! The reader as the examples load it: from `EMPATHY_ASSETS` (default `assets`), the
 //! model READER names (default gemma-3-270m) in the precision PRECISION names (default
-//! auto), and that precision.
+//! auto), which model and that precision.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use empathy_reader::{MeaningReader, Precision, ReaderModel};
 
-pub fn reader() -> Result<(MeaningReader, Precision)> {
+pub fn reader() -> Result<(MeaningReader, ReaderModel, Precision)> {
     let assets =
         std::env::var_os("EMPATHY_ASSETS").map_or_else(|| PathBuf::from("assets"), PathBuf::from);
     let precision: Precision = std::env::var("PRECISION")
@@ -18,6 +18,7 @@ pub fn reader() -> Result<(MeaningReader, Precision)> {
         .map_err(anyhow::Error::msg)?;
     Ok((
         MeaningReader::load_in(&assets.join(model.file()), precision)?,
+        model,
         precision,
     ))
 }
