@@ -52,8 +52,9 @@ pub struct GeneralityArgs {
     #[arg(long)]
     verbose: bool,
     /// Meaning reader readings (JSON lines, as the reader's `read` example writes them
-    /// with READINGS=FILE): each fold is also scored with the reader, as fusion serves
-    /// it, on the rows read, beside the model alone on the same rows.
+    /// with READINGS=FILE; each names its reader, and all must be one reader's): each
+    /// fold is also scored with the reader, by its rule as fusion serves it, on the
+    /// rows read, beside the model alone on the same rows.
     #[arg(long)]
     readings: Vec<PathBuf>,
 }
