@@ -255,9 +255,8 @@ pub fn reads_for(manifest: &Manifest) -> bool {
 
 /// Moves the answer by the `reading` of the analysed text, by the rule of the reader
 /// `model`: the sentiment if the reader is sure (more where the text is `unusual` for
-/// the model), by its shift
-/// times `scale` (the version's `reader_shift_scale`), and the emotions as `emotions`
-/// says. Returns the reader's shift of the model's sentiment log-probabilities
+/// the model), by its shift times `scale` (the version's `reader_shift_scale`), and
+/// the emotions as `emotions` says. Returns the reader's shift of the model's sentiment log-probabilities
 /// (unscaled; zeros where the reader was unsure), which feedback keeps so that
 /// fine-tuning learns a correction as it will be served (`empathy_reader::mix`).
 pub fn mix(

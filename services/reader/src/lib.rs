@@ -144,7 +144,8 @@ impl MeaningReader {
 
     /// What a read request for `text` alone adds to a model's sentiment
     /// log-probabilities (`mix::text_shift` by `rule` of a text that is not unusual),
-    /// the model's labels in `labels` order: zeros where the reader is unsure. This is the shift a correction of `text` is learnt with.
+    /// the model's labels in `labels` order: zeros where the reader is unsure. This is
+    /// the shift a correction of `text` is learnt with.
     pub fn text_shift(&self, text: &str, labels: &[&str; 3], rule: &mix::Rule) -> Result<[f32; 3]> {
         let reading = self.read(text)?;
         let at = |label: &str| LABEL_WORDS.iter().position(|w| *w == label);

@@ -393,7 +393,7 @@ mod tests {
         let dir = TempDir::new("readings");
         let line = |reader: &str, text: &str| {
             format!(
-                r#"{{"reader":"{reader}","text":"{text}","reading":{{"negative":-0.1,"neutral":-3.0,"positive":-2.5}}}}"#
+                r#"{{"reader":"{reader}","text":"{text}","reading":{{"positive":-2.5,"negative":-0.1,"neutral":-3.0}}}}"#
             )
         };
         let qwen = dir.path().join("qwen.jsonl");
