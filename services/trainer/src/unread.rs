@@ -79,6 +79,7 @@ pub fn read(
         Ok(r) => r,
         Err(e) => return left(format!("the meaning reader does not load: {e:#}")),
     };
+    let rule = Rule::of(model);
     let mut out = Read::default();
     for (done, example) in unread.into_iter().enumerate() {
         if cancelled() {
@@ -86,7 +87,7 @@ pub fn read(
             out.why_left = "the job was cancelled".into();
             break;
         }
-        match shift(&reader, &Rule::of(model), &example.utterance) {
+        match shift(&reader, &rule, &example.utterance) {
             Ok(s) => {
                 example.meaning = Some(s);
                 out.readings.insert(example.id.clone(), s.to_vec());
