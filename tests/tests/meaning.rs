@@ -305,6 +305,8 @@ fn manifest(models: &std::path::Path, version: &str) -> anyhow::Result<String> {
 }
 
 const READ_FLAG: &str = "\"corrections_hold_with_reader\": true";
+/// And by which reader: only that one reads for the version.
+const READ_BY: &str = "\"corrections_read_by\": \"gemma-3-270m\"";
 
 /// Corrections made on a server that reads every request carry the reading (read
 /// when the correction comes, for an analysis that turned it off); the fine-tuned
@@ -341,6 +343,7 @@ async fn corrections_hold_with_the_reader_and_without() -> anyhow::Result<()> {
     let tuned = end.published_version;
     let manifest = manifest(&system.models, &tuned)?;
     assert!(manifest.contains(READ_FLAG), "{manifest}");
+    assert!(manifest.contains(READ_BY), "{manifest}");
     // The shift is served at the scale the corrections were learnt with.
     assert!(manifest.contains("\"reader_shift_scale\""), "{manifest}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -398,6 +401,7 @@ async fn the_trainer_reads_corrections_stored_without_the_reader() -> anyhow::Re
     .await?;
     let manifest = manifest(&system.models, &end.published_version)?;
     assert!(manifest.contains(READ_FLAG), "{manifest}");
+    assert!(manifest.contains(READ_BY), "{manifest}");
     let metric = |job: &TrainingJob, k: &str| job.metrics.get(k).copied();
     assert_eq!(
         metric(&end, "corrections_read_by_trainer"),

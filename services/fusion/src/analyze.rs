@@ -152,7 +152,7 @@ impl Analyzer {
             &opts,
             manifest,
             (self.default_deadline, self.situations_deadline),
-            read_meaning,
+            (read_meaning, self.meaning.as_ref().map(|m| m.model())),
         );
 
         let mut gathered = self.encode_all(&call).await?;
@@ -338,7 +338,7 @@ impl Analyzer {
     /// answer as far as the model let the turns weigh, so
     /// "Perfect." follows the scene while an outright turn keeps its own feeling. Not
     /// for a request that leaves it out (`Call::read_meaning`), nor for a version
-    /// fine-tuned on corrections it learnt without the reader (`Call::reader_overrules`).
+    /// fine-tuned on corrections it learnt without this reader (`Call::reader_overrules`).
     /// Says what it did; notes where it could not read, or where the text was `unusual`
     /// for the model and the reading weighed more. It reads within what is left of the
     /// deadline of the request `started` then.
@@ -355,10 +355,11 @@ impl Analyzer {
         let Some(meaning) = self.meaning.as_ref().filter(|_| call.read_meaning) else {
             return Unread;
         };
-        if call.reader_overrules {
+        if let Some(why) = &call.reader_overrules {
             notes.extend(meaning::fine_tuned_note(
                 call.opts.meaning_reading(),
                 call.model_version,
+                why,
             ));
             return Unread;
         }

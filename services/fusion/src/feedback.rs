@@ -8,6 +8,7 @@
 
 use empathy_common::{Identity, language};
 use empathy_proto::v1::{FeedbackRecord, FeedbackRequest, FeedbackResponse, FloatVector};
+use empathy_reader::ReaderModel;
 use tonic::Status;
 
 use crate::analyze::Analyzer;
@@ -65,10 +66,12 @@ pub async fn submit(
             )
         }));
     };
-    let meaning = match recent.features.meaning {
+    let shift = match recent.features.meaning {
         Some(shift) => Some(shift),
         None => reading_for(analyzer, &recent.text).await,
     };
+    // Only this server's reader read it (then, or now).
+    let meaning = shift.zip(analyzer.meaning.as_ref().map(|m| m.model()));
     let ack = trainer
         .submit_feedback(record(req, &recent, meaning, identity))
         .await?;
@@ -95,11 +98,11 @@ async fn reading_for(analyzer: &Analyzer, text: &str) -> Option<[f32; 3]> {
 }
 
 /// The record the trainer stores for `req` on the analysis `recent` (with the reader's
-/// shift `meaning`), sent by `identity`.
+/// shift `meaning` and which reader read it), sent by `identity`.
 fn record(
     mut req: FeedbackRequest,
     recent: &Recent,
-    meaning: Option<[f32; 3]>,
+    meaning: Option<([f32; 3], ReaderModel)>,
     identity: Identity,
 ) -> FeedbackRecord {
     // The features stand for the inputs: the record does not carry the raw media.
@@ -110,7 +113,7 @@ fn record(
     FeedbackRecord {
         model_version: recent.model_version.clone(),
         features: Features {
-            meaning,
+            meaning: meaning.map(|(shift, _)| shift),
             ..recent.features.clone()
         }
         .named()
@@ -122,6 +125,7 @@ fn record(
         tenant: identity.tenant,
         key_id: identity.key_id,
         subject_id: req.subject_id.clone(),
+        meaning_reader: meaning.map_or("", |(_, m)| m.name()).to_string(),
         feedback: Some(req),
     }
 }
@@ -173,7 +177,7 @@ mod tests {
         let r = record(
             req.clone(),
             &analysis,
-            Some([0.5, 0.0, -0.5]),
+            Some(([0.5, 0.0, -0.5], ReaderModel::Qwen25Coder_1_5b)),
             caller.clone(),
         );
         assert_eq!(
@@ -185,6 +189,7 @@ mod tests {
             meaning.map(|v| v.values.clone()),
             Some(vec![0.5, 0.0, -0.5])
         );
+        assert_eq!(r.meaning_reader, "qwen2.5-coder-1.5b");
         let fb = r.feedback.unwrap_or_default();
         assert_eq!(fb.subject_id, "patient-7");
         assert!(fb.original.is_none(), "raw media forwarded");
@@ -200,5 +205,6 @@ mod tests {
         let r = record(named, &analysis, None, caller);
         assert_eq!(r.subject_id, "patient-8");
         assert!(!r.features.contains_key(empathy_model::MEANING_SHIFT));
+        assert_eq!(r.meaning_reader, "");
     }
 }

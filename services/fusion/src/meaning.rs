@@ -164,16 +164,11 @@ impl Meaning {
     }
 }
 
-/// The note for a request that asked for the reader (`choice`) on a `version`
-/// fine-tuned on corrections it learnt without the reader's readings: the reader
-/// would overrule them. None for a request that did not ask.
-pub fn fine_tuned_note(choice: MeaningReading, version: &str) -> Option<String> {
-    (choice == MeaningReading::On).then(|| {
-        format!(
-            "the meaning reader does not read for model version {version}: it learnt its \
-             corrections without the reader's readings, which would overrule them"
-        )
-    })
+/// The note for a request that asked for the reader (`choice`) on a `version` it
+/// does not read for, and `why` (`not_read_for`). None for a request that did not ask.
+pub fn fine_tuned_note(choice: MeaningReading, version: &str, why: &str) -> Option<String> {
+    (choice == MeaningReading::On)
+        .then(|| format!("the meaning reader does not read for model version {version}: {why}"))
 }
 
 /// What the reader did for one request, as the answer and its feedback record need it.
@@ -246,11 +241,32 @@ impl Emotions {
     }
 }
 
-/// Whether the reader may read for `manifest`'s version: a base version, or one
-/// fine-tuned on corrections that hold with the reader's readings (without them the
-/// reader would overrule what the corrections taught).
-pub fn reads_for(manifest: &Manifest) -> bool {
-    manifest.parent.is_none() || manifest.corrections_hold_with_reader
+/// Why the reader `model` does not read for `manifest`'s version, or None where it
+/// does: a base version, or one fine-tuned on corrections that hold with this
+/// reader's readings. Without them the reader would overrule what the corrections
+/// taught; another reader's shifts are not this one's (each has its own rule).
+pub fn not_read_for(manifest: &Manifest, model: ReaderModel) -> Option<String> {
+    // A base version learnt no corrections: any reader reads for it.
+    manifest.parent.as_ref()?;
+    if !manifest.corrections_hold_with_reader {
+        return Some(
+            "it learnt its corrections without the reader's readings, which would overrule \
+             them"
+                .into(),
+        );
+    }
+    // Manifests written before they named the reader: the default one read them.
+    let by = manifest
+        .corrections_read_by
+        .as_deref()
+        .unwrap_or(ReaderModel::default().name());
+    (by != model.name()).then(|| {
+        format!(
+            "it learnt its corrections with the readings of {by}, not of this server's {}; \
+             a fine-tune under this reader reads them again",
+            model.name()
+        )
+    })
 }
 
 /// Moves the answer by the `reading` of the analysed text, by the rule of the reader
@@ -370,17 +386,63 @@ mod tests {
 
     #[test]
     fn a_fine_tuned_version_says_why_only_to_those_that_asked() {
-        let note = fine_tuned_note(MeaningReading::On, "v0003");
-        assert!(
-            note.as_deref()
-                .is_some_and(|n| n.contains("model version v0003: it learnt its corrections")),
-            "{note:?}"
-        );
+        let note = fine_tuned_note(MeaningReading::On, "v0003", "it learnt ...");
         assert_eq!(
-            fine_tuned_note(MeaningReading::ServerDefault, "v0003"),
-            None
+            note.as_deref(),
+            Some("the meaning reader does not read for model version v0003: it learnt ...")
         );
-        assert_eq!(fine_tuned_note(MeaningReading::Off, "v0003"), None);
+        for choice in [MeaningReading::ServerDefault, MeaningReading::Off] {
+            assert_eq!(fine_tuned_note(choice, "v0003", "it learnt ..."), None);
+        }
+    }
+
+    #[test]
+    fn a_fine_tuned_version_is_read_only_by_the_reader_its_corrections_were_read_by() {
+        let (gemma, qwen) = (ReaderModel::Gemma3_270m, ReaderModel::Qwen25Coder_1_5b);
+        let base = Manifest {
+            format_version: 1,
+            version: "v0002".into(),
+            parent: None,
+            created_unix_ms: 0,
+            labels: empathy_model::checkpoint::Labels::ours(),
+            dims: Default::default(),
+            trained_tokens: vec!["text".into()],
+            emotion_source: "lexicon".into(),
+            training: Default::default(),
+            metrics: Default::default(),
+            weights_sha256: String::new(),
+            lexicon_expansion: None,
+            calibration: None,
+            typicality: None,
+            corrections_hold_with_reader: false,
+            corrections_read_by: None,
+            reader_shift_scale: None,
+        };
+        assert_eq!(
+            not_read_for(&base, qwen),
+            None,
+            "a base version is read by any"
+        );
+        let tuned = |read: bool, by: Option<ReaderModel>| Manifest {
+            parent: Some("v0001".into()),
+            corrections_hold_with_reader: read,
+            corrections_read_by: by.map(|m| m.name().to_string()),
+            ..base.clone()
+        };
+        let unread = not_read_for(&tuned(false, None), gemma);
+        assert!(unread.is_some_and(|w| w.contains("without the reader's readings")));
+        assert_eq!(not_read_for(&tuned(true, Some(qwen)), qwen), None);
+        let other = not_read_for(&tuned(true, Some(qwen)), gemma);
+        assert!(
+            other
+                .as_deref()
+                .is_some_and(|w| w
+                    .contains("readings of qwen2.5-coder-1.5b, not of this server's gemma-3-270m")),
+            "{other:?}"
+        );
+        // Written before manifests named the reader: the default one's.
+        assert_eq!(not_read_for(&tuned(true, None), gemma), None);
+        assert!(not_read_for(&tuned(true, None), qwen).is_some());
     }
 
     #[test]

@@ -241,7 +241,7 @@ fn notes(manifest: &Manifest, has_service: bool, min_confidence: f32) -> Vec<Str
     ]
 }
 
-/// Where the meaning reader serves this version (`meaning::reads_for`), what it does,
+/// Where the meaning reader serves this version (`meaning::not_read_for`), what it does,
 /// and which requests it reads.
 fn meaning_note(
     manifest: &Manifest,
@@ -264,7 +264,7 @@ fn meaning_note(
              learnt from corrections"
         }
     };
-    let reader = reader.filter(|_| meaning::reads_for(manifest))?;
+    let reader = reader.filter(|r| meaning::not_read_for(manifest, r.model()).is_none())?;
     Some(format!(
         "meaning: the meaning reader ({}, in {}) reads texts in {}, or the \
          turns before in a conversation; it moves the sentiment where it is sure (more on \

@@ -122,6 +122,11 @@ pub struct Manifest {
     /// reader leaves alone; base versions are read either way.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub corrections_hold_with_reader: bool,
+    /// Which meaning reader read them (its flag name): only that reader reads for the
+    /// version, since another's shifts differ. None where they were not read, and in
+    /// manifests written before the field, whose corrections the default reader read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrections_read_by: Option<String>,
     /// What fusion multiplies the meaning reader's sentiment shift by for this version:
     /// the temperature its corrections were learnt with the shift at, over its own
     /// (refitted after training), so a read request is served exactly as they were
@@ -159,6 +164,8 @@ pub struct NewVersion {
     pub typicality: Option<Typicality>,
     /// See `Manifest::corrections_hold_with_reader`.
     pub corrections_hold_with_reader: bool,
+    /// See `Manifest::corrections_read_by`.
+    pub corrections_read_by: Option<String>,
     /// See `Manifest::reader_shift_scale`.
     pub reader_shift_scale: Option<f64>,
 }
@@ -248,6 +255,7 @@ fn write_and_publish(
         calibration: new.calibration,
         typicality,
         corrections_hold_with_reader: new.corrections_hold_with_reader,
+        corrections_read_by: new.corrections_read_by,
         reader_shift_scale: new.reader_shift_scale,
     };
     let tenant = new.tenant;
@@ -458,6 +466,7 @@ mod tests {
             tenant: None,
             typicality: None,
             corrections_hold_with_reader: false,
+            corrections_read_by: None,
             reader_shift_scale: None,
             parent: None,
             dims: dims(),

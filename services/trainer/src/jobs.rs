@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use empathy_model::{MEANING_SHIFT, registry};
+use empathy_model::registry;
 use empathy_proto::v1::{JobState, ModelVersion, TrainingJob, TrainingStatus};
 use empathy_training::finetune::{
     Cancelled, FeedbackExample, FinetuneConfig, Finetuned, finetune, publish,
@@ -52,10 +52,10 @@ pub struct Settings {
     pub finetune: FinetuneConfig,
     /// Tenants with another check tolerance than `finetune`'s.
     pub tenant_check_tolerance: HashMap<String, f64>,
-    /// Read corrections stored without the meaning reader's reading (`unread`), with
-    /// this model in this precision (fusion's, so the shift learnt is the one it
-    /// serves); None: not.
-    pub read_corrections: Option<(empathy_reader::ReaderModel, empathy_reader::Precision)>,
+    /// Read corrections stored without the reading of the deployment's reader
+    /// (`finetune.reader`) with it (`unread`), in this precision (fusion's, so the
+    /// shift learnt is the one it serves); None: not.
+    pub read_corrections: Option<empathy_reader::Precision>,
 }
 
 pub struct Job {
@@ -394,10 +394,11 @@ impl Trainer {
         let (serving_dir, serving_id) = self.check_registry(&job.tenant)?;
         let mut corrections = self.read_corrections(job, &serving_id)?;
         let cancelled = || job.cancel.load(Ordering::SeqCst);
-        let read = if let Some(reader) = self.settings.read_corrections {
+        let reader = self.settings.finetune.reader;
+        let read = if let Some(precision) = self.settings.read_corrections {
             unread::read(
                 &self.settings.assets,
-                reader,
+                (reader, precision),
                 &mut corrections.examples,
                 &cancelled,
                 &mut |done, of| job.progress(0.0, &format!("reading correction {done} of {of}")),
@@ -409,7 +410,7 @@ impl Trainer {
         // not read them again.
         if let Err(e) = self
             .store
-            .add_feature(&job.tenant, MEANING_SHIFT, &read.readings)
+            .add_readings(&job.tenant, reader.name(), &read.readings)
         {
             tracing::warn!(job = %job.id, "cannot keep the readings with the feedback: {e:#}");
         }
@@ -471,7 +472,8 @@ impl Trainer {
             .versions
             .get(serving_id)
             .map_err(|e| Outcome::failed(format!("the serving version does not read: {e:#}")))?;
-        let found = examples::examples(stored, &self.versions, &serving);
+        let reader = self.settings.finetune.reader;
+        let found = examples::examples(stored, &self.versions, (&serving, reader));
         let skipped = found.skipped_summary();
         if !skipped.is_empty() {
             tracing::warn!(job = %job.id, "feedback {skipped}");

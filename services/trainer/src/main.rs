@@ -121,7 +121,8 @@ struct Args {
     #[arg(long, default_value = "auto")]
     meaning_reader_precision: empathy_reader::Precision,
     /// Which model reads the corrections: fusion's `--meaning-reader-model` (`empathy
-    /// up` passes fusion's on).
+    /// up` passes fusion's on). A correction another reader read is read again, and a
+    /// new version names the reader its corrections were read by.
     #[arg(long, default_value_t = empathy_reader::ReaderModel::default())]
     meaning_reader_model: empathy_reader::ReaderModel,
     /// Where `empathy train` cached the corpus embeddings (default: the user cache).
@@ -205,12 +206,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             min_traffic_agreement: args.min_traffic_agreement,
             check_tolerance: args.check_tolerance,
             cache_dir: args.cache_dir.clone(),
+            reader: args.meaning_reader_model,
             ..FinetuneConfig::default()
         },
         tenant_check_tolerance: args.tenant_check_tolerance.iter().cloned().collect(),
-        read_corrections: args
-            .meaning_reader
-            .then_some((args.meaning_reader_model, args.meaning_reader_precision)),
+        read_corrections: args.meaning_reader.then_some(args.meaning_reader_precision),
     };
     if let Some(path) = &args.admin_key_file {
         keys::ensure_admin_key(&store, path)?;

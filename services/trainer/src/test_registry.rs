@@ -61,6 +61,7 @@ impl Scratch {
                     tenant: None,
                     typicality: None,
                     corrections_hold_with_reader: false,
+                    corrections_read_by: None,
                     reader_shift_scale: None,
                     parent: parent.clone(),
                     dims: dims(),
@@ -114,7 +115,7 @@ impl Scratch {
                 nll_uncalibrated: 1.0,
                 nll: 1.0,
             },
-            corrections_hold_with_reader: false,
+            read_by: None,
         })
     }
 }

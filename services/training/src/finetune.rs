@@ -33,6 +33,7 @@ use empathy_model::checkpoint::{
 use empathy_model::lexicon::{EMOTION_FEATURES, Expansion};
 use empathy_model::network::{FusionNetwork, LEXICON, TEXT};
 use empathy_model::{Calibration, EMOTIONS_CORRECTED, corrected_emotions};
+use empathy_reader::ReaderModel;
 
 /// One sampled analysis of the tenant's traffic, uncorrected: the features fusion
 /// computed with the serving version (the gate compares parent and candidate on them).
@@ -103,6 +104,10 @@ pub struct FinetuneConfig {
     pub min_emotion_agreement: f64,
     /// Where the corpus embeddings are cached; None = the default cache.
     pub cache_dir: Option<PathBuf>,
+    /// The meaning reader whose shifts the corrections carry (the deployment's): a
+    /// version whose every sentiment correction was read names it, since another
+    /// reader's shifts would not move it as it learnt.
+    pub reader: ReaderModel,
 }
 
 impl Default for FinetuneConfig {
@@ -125,6 +130,7 @@ impl Default for FinetuneConfig {
             check_tolerance: 0.03,
             min_emotion_agreement: 0.9,
             cache_dir: None,
+            reader: ReaderModel::default(),
         }
     }
 }
@@ -148,8 +154,9 @@ pub struct Finetuned {
     pub expansion: Option<Expansion>,
     /// The new version's sentiment temperature, refitted (see `Run::calibrate`).
     pub calibration: Calibration,
-    /// Every sentiment correction came with the reader's reading, and holds with it.
-    pub corrections_hold_with_reader: bool,
+    /// The reader whose reading every sentiment correction came with, and holds with;
+    /// None where some came without.
+    pub read_by: Option<ReaderModel>,
 }
 
 impl Finetuned {
@@ -158,7 +165,8 @@ impl Finetuned {
     /// `prepare::twin_scale`, and the new version divides its logits by its own
     /// refitted temperature. None for a version the reader does not read.
     pub fn reader_shift_scale(&self) -> Option<f64> {
-        self.corrections_hold_with_reader
+        self.read_by
+            .is_some()
             .then(|| prepare::twin_scale(&self.serving) / self.calibration.temperature)
     }
 }
@@ -227,6 +235,7 @@ pub fn finetune(
     let mut run = Run::start(serving, feedback, config)?;
     let fb = run.fold_feedback(feedback)?;
     let corrections_hold_with_reader = all_read(feedback);
+    let read_by = corrections_hold_with_reader.then_some(config.reader);
     progress(
         0.02,
         &format!(
@@ -299,7 +308,7 @@ pub fn finetune(
         emotion_source: evaluation.new_source,
         expansion: data.expansion,
         calibration,
-        corrections_hold_with_reader,
+        read_by,
     })
 }
 
@@ -354,7 +363,8 @@ pub fn publish(
         NewVersion {
             tenant: tenant.map(str::to_string),
             typicality: None,
-            corrections_hold_with_reader: tuned.corrections_hold_with_reader,
+            corrections_hold_with_reader: tuned.read_by.is_some(),
+            corrections_read_by: tuned.read_by.map(|m| m.name().to_string()),
             reader_shift_scale: tuned.reader_shift_scale(),
             parent: Some(tuned.serving.version.clone()),
             dims: tuned.serving.dims,

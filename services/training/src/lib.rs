@@ -230,6 +230,7 @@ pub fn train_sentiment(
             tenant: None,
             typicality: Some(typicality),
             corrections_hold_with_reader: false,
+            corrections_read_by: None,
             reader_shift_scale: None,
             parent: None,
             dims: config.dims,
@@ -575,6 +576,7 @@ mod tests {
             epochs: 1,
             replay: 500,
             cache_dir: config.cache_dir.clone(),
+            reader: empathy_reader::ReaderModel::Qwen25Coder_1_5b,
             ..FinetuneConfig::default()
         };
         let tuned = finetune(
@@ -588,10 +590,8 @@ mod tests {
         )?;
         let c = &tuned.calibration;
         eprintln!("fine-tuned: {c:?}; {}", tuned.reason);
-        assert!(
-            tuned.corrections_hold_with_reader,
-            "every correction was read"
-        );
+        // Every correction was read, by the deployment's reader.
+        assert_eq!(tuned.read_by, Some(finetune_config.reader));
         // The twins learnt the shift at the parent's temperature; the new version
         // serves it scaled to its own.
         assert_eq!(

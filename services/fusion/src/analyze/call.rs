@@ -6,6 +6,7 @@ use std::time::Duration;
 use empathy_common::status::quote;
 use empathy_model::Manifest;
 use empathy_proto::v1::{AnalyzeOptions, AnalyzeRequest, EncodeResponse, ModelRef, Turn};
+use empathy_reader::ReaderModel;
 use tonic::Status;
 
 use crate::{context, meaning, situations::Ask};
@@ -26,9 +27,9 @@ pub(super) struct Call<'a> {
     pub(super) context_read: usize,
     /// Whether the meaning reader reads this request (`meaning::wanted`).
     pub(super) read_meaning: bool,
-    /// Whether the version is fine-tuned on corrections that the reader would
-    /// overrule (learnt without its readings).
-    pub(super) reader_overrules: bool,
+    /// Why the reader does not read for the version, fine-tuned on corrections it
+    /// would overrule (`meaning::not_read_for`); None where it reads for it.
+    pub(super) reader_overrules: Option<String>,
     /// Whether the reader moves the emotions: not those of a version whose emotion
     /// head learnt from corrections.
     pub(super) reader_emotions: meaning::Emotions,
@@ -43,7 +44,7 @@ impl<'a> Call<'a> {
         opts: &'a AnalyzeOptions,
         manifest: &'a Manifest,
         defaults: (Duration, Duration),
-        read_meaning: bool,
+        (read_meaning, reader): (bool, Option<ReaderModel>),
     ) -> Call<'a> {
         let (deadline, situations_deadline) = match opts.deadline_ms {
             0 => defaults,
@@ -62,7 +63,7 @@ impl<'a> Call<'a> {
             text_encoder: &manifest.training.encoder,
             context_read: context::turns_read(manifest, req.context.len()),
             read_meaning,
-            reader_overrules: !meaning::reads_for(manifest),
+            reader_overrules: reader.and_then(|m| meaning::not_read_for(manifest, m)),
             reader_emotions: meaning::Emotions::of(manifest),
             reader_shift_scale: manifest.shift_scale() as f32,
         }

@@ -48,6 +48,7 @@ fn save_calibrated(
             tenant: None,
             typicality: None,
             corrections_hold_with_reader: false,
+            corrections_read_by: None,
             reader_shift_scale: None,
             parent: None,
             dims: dims(),

@@ -472,14 +472,14 @@ impl FeedbackStore {
         self.backend.read_all(tenant, through)
     }
 
-    /// Adds the feature `name` to `tenant`'s stored records that `values` names (by
-    /// id), as if fusion had sent it with them: what the trainer worked out once (the
-    /// meaning reader's reading of an old correction) is not worked out again by every
+    /// Gives `tenant`'s stored records that `values` names (by id) the meaning
+    /// `reader`'s shift, as if fusion had sent it with them: what the trainer worked
+    /// out once (the reading of an old correction) is not worked out again by every
     /// job. Returns how many records took it.
-    pub fn add_feature(
+    pub fn add_readings(
         &self,
         tenant: &str,
-        name: &str,
+        reader: &str,
         values: &HashMap<String, Vec<f32>>,
     ) -> anyhow::Result<u64> {
         if values.is_empty() {
@@ -492,9 +492,11 @@ impl FeedbackStore {
             .into_iter()
             .filter_map(|mut s| {
                 let v = values.get(&s.id)?;
-                s.record
-                    .features
-                    .insert(name.to_string(), FloatVector { values: v.clone() });
+                s.record.features.insert(
+                    empathy_model::MEANING_SHIFT.to_string(),
+                    FloatVector { values: v.clone() },
+                );
+                s.record.meaning_reader = reader.to_string();
                 Some((s.id, s.record.encode_to_vec()))
             })
             .collect();

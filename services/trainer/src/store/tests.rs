@@ -58,7 +58,7 @@ async fn exercise(database: &Database) -> anyhow::Result<FeedbackStore> {
         Some("a\0b".into())
     );
     assert_eq!(store.pending().borrow().get("default"), Some(&40));
-    adds_features(&store)?;
+    adds_readings(&store)?;
     let through = all[29].seq;
     store.record_job(
         &JobRow {
@@ -102,19 +102,22 @@ async fn exercise(database: &Database) -> anyhow::Result<FeedbackStore> {
     Ok(store)
 }
 
-/// A feature added later lands in the named records only, beside what they held; asked
-/// for another tenant, it changes nothing.
-fn adds_features(store: &FeedbackStore) -> anyhow::Result<()> {
+/// A reading added later lands in the named records only, with its reader, beside what
+/// they held; asked for another tenant, it changes nothing.
+fn adds_readings(store: &FeedbackStore) -> anyhow::Result<()> {
     let values: HashMap<String, Vec<f32>> = [("id5", 0.5), ("id9", -1.0), ("gone", 2.0)]
         .into_iter()
         .map(|(id, x)| (id.to_string(), vec![x, 0.0, 1.0]))
         .collect();
-    assert_eq!(store.add_feature("acme", "meaning", &values)?, 0);
-    assert_eq!(store.add_feature("default", "meaning", &values)?, 2);
+    let reader = "qwen2.5-coder-1.5b";
+    assert_eq!(store.add_readings("acme", reader, &values)?, 0);
+    assert_eq!(store.add_readings("default", reader, &values)?, 2);
     let all = store.read_all("default", i64::MAX)?;
     for s in &all {
         let got = s.record.features.get("meaning").map(|v| v.values.clone());
         assert_eq!(got.as_ref(), values.get(&s.id), "{}", s.id);
+        let by = if got.is_some() { reader } else { "" };
+        assert_eq!(s.record.meaning_reader, by, "{}", s.id);
         assert_eq!(s.record.text, format!("text {}", &s.id[2..]));
     }
     assert_eq!(store.count()?, 40);
