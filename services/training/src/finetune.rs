@@ -243,9 +243,13 @@ pub fn finetune(
             fb.order.len(),
             fb.folds,
             if corrections_hold_with_reader {
-                "each read by the meaning reader, so the new version is read too"
+                format!(
+                    "each read by the meaning reader {}, so it reads for the new version too",
+                    config.reader.name()
+                )
             } else {
                 "some not read by the meaning reader, so it will not read for the new version"
+                    .to_string()
             }
         ),
     );
