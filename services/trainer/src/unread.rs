@@ -1,8 +1,8 @@
-//! Sentiment corrections stored without the meaning reader's shift (made on a fusion
-//! without the reader, where it ran out of its deadline, or stored before fusion
-//! recorded it) are read here before a fine-tune, as fusion reads a correction when it
-//! arrives: the text alone, the sentiment question, zeros for text the reader does not
-//! read. Otherwise one such correction would keep its tenant's line unread for good
+//! Sentiment corrections stored without the deployment's meaning reader's shift (made
+//! on a fusion without the reader, where it ran out of its deadline, stored before
+//! fusion recorded it, or read by the other reader) are read here before a fine-tune,
+//! as fusion reads a correction when it arrives: the text alone, the sentiment
+//! question, zeros for text the reader does not read. Otherwise one such correction would keep its tenant's line unread for good
 //! (a version is read only if every sentiment correction it learnt was).
 
 use std::collections::HashMap;
@@ -27,13 +27,13 @@ pub struct Read {
 }
 
 impl Read {
-    /// "; read 3 corrections stored without the meaning reader's reading", and the
+    /// "; read 3 corrections stored without this meaning reader's reading", and the
     /// ones left unread with why, or nothing.
     pub fn summary(&self) -> String {
         let mut out = String::new();
         if !self.readings.is_empty() {
             out += &format!(
-                "; read {} corrections stored without the meaning reader's reading",
+                "; read {} corrections stored without this meaning reader's reading",
                 self.readings.len()
             );
         }
