@@ -255,11 +255,7 @@ pub fn not_read_for(manifest: &Manifest, model: ReaderModel) -> Option<String> {
                 .into(),
         );
     }
-    // Manifests written before they named the reader: the default one read them.
-    let by = manifest
-        .corrections_read_by
-        .as_deref()
-        .unwrap_or(ReaderModel::default().name());
+    let by = ReaderModel::recorded(manifest.corrections_read_by.as_deref().unwrap_or(""));
     (by != model.name()).then(|| {
         format!(
             "it learnt its corrections with the readings of {by}, not of this server's {}; \

@@ -32,6 +32,18 @@ impl ReaderModel {
         }
     }
 
+    /// The reader named `name` where a reading was recorded (a feedback record's
+    /// `meaning_reader`, a manifest's `corrections_read_by`): the default reader where
+    /// it is empty, since records and manifests written before they named their reader
+    /// were read by it.
+    pub fn recorded(name: &str) -> &str {
+        if name.is_empty() {
+            ReaderModel::default().name()
+        } else {
+            name
+        }
+    }
+
     /// Its GGUF, under the assets folder.
     pub const fn file(self) -> &'static str {
         match self {

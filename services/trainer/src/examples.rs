@@ -87,17 +87,12 @@ fn example(
 
 /// `record`'s meaning shift if `reader` made it; None otherwise, so that the
 /// correction is read again by the deployment's reader (each reader shifts by its own
-/// rule). Records stored before they named their reader were read by the default one.
-/// A reading of another width is not one fusion made: as good as none.
+/// rule). A reading of another width is not one fusion made: as good as none.
 fn reading(record: &FeedbackRecord, reader: ReaderModel) -> Option<[f32; 3]> {
-    let by = match record.meaning_reader.as_str() {
-        "" => ReaderModel::default().name(),
-        name => name,
-    };
     record
         .features
         .get(MEANING_SHIFT)
-        .filter(|_| by == reader.name())
+        .filter(|_| ReaderModel::recorded(&record.meaning_reader) == reader.name())
         .and_then(|v| <[f32; 3]>::try_from(v.values.as_slice()).ok())
         .filter(|m| m.iter().all(|x| x.is_finite()))
 }

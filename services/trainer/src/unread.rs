@@ -2,8 +2,9 @@
 //! on a fusion without the reader, where it ran out of its deadline, stored before
 //! fusion recorded it, or read by the other reader) are read here before a fine-tune,
 //! as fusion reads a correction when it arrives: the text alone, the sentiment
-//! question, zeros for text the reader does not read. Otherwise one such correction would keep its tenant's line unread for good
-//! (a version is read only if every sentiment correction it learnt was).
+//! question, zeros for text the reader does not read. Otherwise one such correction
+//! would keep its tenant's line unread for good (a version is read only if every
+//! sentiment correction it learnt was).
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -63,7 +63,10 @@ impl<'a> Call<'a> {
             text_encoder: &manifest.training.encoder,
             context_read: context::turns_read(manifest, req.context.len()),
             read_meaning,
-            reader_overrules: reader.and_then(|m| meaning::not_read_for(manifest, m)),
+            // Asked only of a request the reader reads (the note is built per request).
+            reader_overrules: reader
+                .filter(|_| read_meaning)
+                .and_then(|m| meaning::not_read_for(manifest, m)),
             reader_emotions: meaning::Emotions::of(manifest),
             reader_shift_scale: manifest.shift_scale() as f32,
         }
